@@ -1,0 +1,22 @@
+//! # o365-essentials-core
+//!
+//! The engine that links an on-premises Active Directory (Windows AD or Samba AD) to a
+//! Microsoft 365 tenant: the model ([`model`]), the ports each backend implements
+//! ([`ports`]), input checks ([`validate`]), the stable error codes ([`Error`],
+//! [`ErrorCode`]), the in-memory directory ([`memory`]) and the state store ([`store`]).
+//!
+//! Data flows one way: ports feed a snapshot or changes to a pure planner, whose `Plan`
+//! is reviewed and then applied exactly, with per-item results.
+
+pub mod error;
+pub mod memory;
+pub mod model;
+pub mod ports;
+pub mod store;
+pub mod validate;
+
+pub use error::{Error, ErrorCode, ErrorFamily, Result, ServiceDetail};
+pub use secrecy::{ExposeSecret, SecretString};
+
+/// The version of o365-essentials (the crate version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

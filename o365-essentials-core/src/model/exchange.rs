@@ -1,0 +1,182 @@
+//! Exchange Online: distribution groups and ActiveSync mobile devices.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// An Exchange distribution group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributionGroup {
+    /// The group's identity (Exchange `Guid` or `Identity`).
+    pub id: String,
+    /// `Name` (at most 64 characters).
+    pub name: String,
+    /// `Alias`.
+    pub alias: String,
+    /// `DisplayName`.
+    pub display_name: String,
+    /// `PrimarySmtpAddress`.
+    pub primary_smtp_address: String,
+    /// Whether people outside the organisation may send to it
+    /// (`RequireSenderAuthenticationEnabled` = false).
+    pub allow_external_senders: bool,
+    /// Members' primary SMTP addresses.
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// What is needed to create a distribution group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NewDistributionGroup {
+    /// `Name` (at most 64 characters).
+    pub name: String,
+    /// `Alias`.
+    pub alias: String,
+    /// `DisplayName`; `name` when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// `PrimarySmtpAddress` on a verified domain.
+    pub primary_smtp_address: String,
+    /// Allow senders outside the organisation.
+    #[serde(default)]
+    pub allow_external_senders: bool,
+    /// Initial members (UPNs or SMTP addresses).
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// A limit that can also be "unlimited".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit<T> {
+    /// No limit.
+    Unlimited,
+    /// This value.
+    Value(T),
+}
+
+/// The default mobile device mailbox policy (the parts the dashboard shows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePolicy {
+    /// `PasswordEnabled`.
+    pub password_enabled: bool,
+    /// `MinPasswordLength`, 1–16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_password_length: Option<u8>,
+    /// `MaxPasswordFailedAttempts`, 4–16 or unlimited.
+    pub max_password_failed_attempts: Limit<u8>,
+    /// `MaxInactivityTimeLock` in minutes, 1–60 or unlimited.
+    pub max_inactivity_lock_minutes: Limit<u8>,
+    /// `AlphanumericPasswordRequired`.
+    pub alphanumeric_password_required: bool,
+}
+
+/// What an access rule does to matching devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLevel {
+    /// Allow.
+    Allow,
+    /// Block.
+    Block,
+    /// Quarantine until an administrator decides.
+    Quarantine,
+}
+
+/// Which device property an access rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeviceCharacteristic {
+    /// `DeviceModel`.
+    DeviceModel,
+    /// `DeviceType`.
+    DeviceType,
+    /// `DeviceOS`.
+    #[serde(rename = "DeviceOS")]
+    DeviceOs,
+}
+
+/// An ActiveSync device access rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRule {
+    /// The rule's identity.
+    pub id: String,
+    /// What it does.
+    pub access_level: AccessLevel,
+    /// What it matches.
+    pub characteristic: DeviceCharacteristic,
+    /// The exact value matched.
+    pub query_string: String,
+}
+
+/// A device's current access state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceAccessState {
+    /// Allowed to sync.
+    Allowed,
+    /// Blocked.
+    Blocked,
+    /// Quarantined.
+    Quarantined,
+    /// Not yet decided.
+    DeviceDiscovery,
+}
+
+/// Where a remote wipe stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeStatus {
+    /// No wipe requested.
+    None,
+    /// Requested, the device has not acknowledged.
+    Pending,
+    /// The device acknowledged the wipe.
+    Succeeded,
+    /// The request was cancelled before the device acknowledged.
+    Cancelled,
+}
+
+/// What a wipe erases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeKind {
+    /// Factory reset of the whole device.
+    Full,
+    /// Only the mailbox data of this account (`-AccountOnly`).
+    AccountOnly,
+}
+
+/// A user's mobile device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MobileDevice {
+    /// The device's identity.
+    pub id: String,
+    /// The owner's UPN.
+    pub user_principal_name: String,
+    /// `DeviceModel`.
+    pub model: String,
+    /// `DeviceType`.
+    pub device_type: String,
+    /// `DeviceOS`.
+    pub os: String,
+    /// `FriendlyName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friendly_name: Option<String>,
+    /// Access state.
+    pub access_state: DeviceAccessState,
+    /// Wipe status.
+    pub wipe_status: WipeStatus,
+    /// When the device last synced.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_sync: Option<OffsetDateTime>,
+}
+
+/// What is needed to add an access rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAccessRule {
+    /// What it does.
+    pub access_level: AccessLevel,
+    /// What it matches.
+    pub characteristic: DeviceCharacteristic,
+    /// The exact value matched (e.g. `iPhone15,2`).
+    pub query_string: String,
+}

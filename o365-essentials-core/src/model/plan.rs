@@ -1,0 +1,294 @@
+//! Plans, their items, requirement reports and run results.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::identity::{AccountUpdate, Anchor, LinkOrigin, ObjectGuid, OnlineAccountId};
+use super::tenant::LicenceAssignment;
+use crate::error::ErrorCode;
+
+/// What the local user looked like when the plan was made; `apply` refuses an item whose
+/// user changed since (a newer `uSNChanged`) or whose UPN got taken meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalVersion {
+    /// The local user's GUID.
+    pub guid: ObjectGuid,
+    /// `sAMAccountName`, for people reading the plan.
+    pub sam_account_name: String,
+    /// `uSNChanged` when planned.
+    pub usn_changed: u64,
+}
+
+/// One thing a plan will do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum PlanAction {
+    /// Create an online account for a local user and link it.
+    CreateAccount {
+        /// The local user.
+        local: LocalVersion,
+        /// UPN to create.
+        user_principal_name: String,
+        /// `displayName`.
+        display_name: String,
+        /// `mailNickname`.
+        mail_nickname: String,
+        /// The anchor to write.
+        anchor: Anchor,
+        /// `usageLocation`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage_location: Option<String>,
+        /// Licences to assign after creating.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        licences: Vec<LicenceAssignment>,
+    },
+    /// Link an existing online account to a local user.
+    Link {
+        /// The local user.
+        local: LocalVersion,
+        /// The online account.
+        online_id: OnlineAccountId,
+        /// Its UPN when planned.
+        user_principal_name: String,
+        /// The anchor to write (if not yet set).
+        anchor: Anchor,
+        /// Hard match, soft match or manual.
+        origin: LinkOrigin,
+    },
+    /// Update properties of a linked online account.
+    Update {
+        /// The local user.
+        local: LocalVersion,
+        /// The online account.
+        online_id: OnlineAccountId,
+        /// What changes.
+        update: AccountUpdate,
+    },
+    /// Block sign-in and revoke sessions.
+    Disable {
+        /// The local user.
+        local: LocalVersion,
+        /// The online account.
+        online_id: OnlineAccountId,
+    },
+    /// Allow sign-in again.
+    Enable {
+        /// The local user.
+        local: LocalVersion,
+        /// The online account.
+        online_id: OnlineAccountId,
+    },
+    /// Delete the online account (soft: restorable for 30 days).
+    Delete {
+        /// The deleted local user's GUID.
+        local_guid: ObjectGuid,
+        /// The online account.
+        online_id: OnlineAccountId,
+    },
+    /// Set the online password (delivered from the password queue, never in the plan).
+    SetPassword {
+        /// The local user.
+        local_guid: ObjectGuid,
+        /// The online account.
+        online_id: OnlineAccountId,
+    },
+    /// Assign and/or remove licences.
+    Licences {
+        /// The local user.
+        local_guid: ObjectGuid,
+        /// The online account.
+        online_id: OnlineAccountId,
+        /// Licences to add.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        add: Vec<LicenceAssignment>,
+        /// SKU ids to remove.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remove: Vec<Uuid>,
+    },
+}
+
+impl PlanAction {
+    /// Whether the action takes something away (counted by the safety threshold).
+    pub fn is_destructive(&self) -> bool {
+        match self {
+            PlanAction::Disable { .. } | PlanAction::Delete { .. } => true,
+            PlanAction::Licences { remove, .. } => !remove.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The local user the action is about.
+    pub fn local_guid(&self) -> ObjectGuid {
+        match self {
+            PlanAction::CreateAccount { local, .. }
+            | PlanAction::Link { local, .. }
+            | PlanAction::Update { local, .. }
+            | PlanAction::Disable { local, .. }
+            | PlanAction::Enable { local, .. } => local.guid,
+            PlanAction::Delete { local_guid, .. }
+            | PlanAction::SetPassword { local_guid, .. }
+            | PlanAction::Licences { local_guid, .. } => *local_guid,
+        }
+    }
+}
+
+/// An item of a plan: an action and the reason for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanItem {
+    /// Position in the plan, from 1.
+    pub seq: u32,
+    /// What to do.
+    #[serde(flatten)]
+    pub action: PlanAction,
+    /// Why, in words for the administrator.
+    pub reason: String,
+}
+
+/// A reviewable, serialisable set of changes; `apply` executes exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Plan id (journal entries refer to it).
+    pub id: Uuid,
+    /// When it was computed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The tenant it was computed for.
+    pub tenant_id: String,
+    /// The items, in execution order.
+    pub items: Vec<PlanItem>,
+    /// Users considered but left alone, with why (excluded, already linked...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedUser>,
+}
+
+/// A local user a plan leaves alone, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedUser {
+    /// The local user.
+    pub guid: ObjectGuid,
+    /// `sAMAccountName`.
+    pub sam_account_name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Outcome of one check of the requirements report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// Fine.
+    Pass,
+    /// Works, but worth attention.
+    Warn,
+    /// Blocks integration.
+    Fail,
+}
+
+/// One check of the requirements report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequirementCheck {
+    /// Stable id (`single_domain_controller`, `tenant_reachable`, ...).
+    pub id: String,
+    /// Short title.
+    pub title: String,
+    /// Pass, warn or fail.
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+    /// What to do about it (empty when it passed).
+    #[serde(default)]
+    pub remedy: String,
+}
+
+/// The requirements report shown before integrating.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RequirementsReport {
+    /// Every check made.
+    pub checks: Vec<RequirementCheck>,
+}
+
+impl RequirementsReport {
+    /// Whether no check failed.
+    pub fn can_integrate(&self) -> bool {
+        self.checks.iter().all(|c| c.status != CheckStatus::Fail)
+    }
+}
+
+/// How one item of a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done.
+    Succeeded,
+    /// Failed; see the error code and message.
+    Failed,
+    /// Not attempted (precondition failed, excluded).
+    Skipped,
+    /// Held back by the safety threshold.
+    Held,
+}
+
+/// The result of one item of a run — one row of the results file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemResult {
+    /// The local user (`sAMAccountName`).
+    pub local_user: String,
+    /// The local user's GUID.
+    pub local_guid: ObjectGuid,
+    /// The UPN asked for, if the item concerned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_upn: Option<String>,
+    /// The action (`create_account`, `disable`...).
+    pub action: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error code when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    /// What the service said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_message: Option<String>,
+    /// What to do next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_action: Option<String>,
+    /// The online account concerned, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_id: Option<OnlineAccountId>,
+}
+
+/// What a run did: per item results and totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResults {
+    /// Run id.
+    pub run_id: Uuid,
+    /// `bulk_create`, `sync`, `import`...
+    pub kind: String,
+    /// Start time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// End time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
+    /// One result per item.
+    pub items: Vec<ItemResult>,
+}
+
+impl RunResults {
+    /// How many items ended with this outcome.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.items.iter().filter(|i| i.outcome == outcome).count()
+    }
+}
+
+/// A progress report: done of total, and the item being worked on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Items finished.
+    pub done: u64,
+    /// Items in the run.
+    pub total: u64,
+    /// What is being worked on (a user name), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+}

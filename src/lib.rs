@@ -1,0 +1,7 @@
+//! # o365-essentials
+//!
+//! Links a small business's on-premises Active Directory (Windows AD or Samba AD) to its
+//! Microsoft 365 tenant. This umbrella crate re-exports [`o365_essentials_core`]; the
+//! examples, integration tests and benchmarks of the project live beside it.
+
+pub use o365_essentials_core::*;
