@@ -74,7 +74,9 @@ impl ErrorFamily {
 
     /// The family a code number falls in, if any.
     pub fn of_number(n: u32) -> Option<ErrorFamily> {
-        ErrorFamily::ALL.into_iter().find(|f| f.range().contains(&n))
+        ErrorFamily::ALL
+            .into_iter()
+            .find(|f| f.range().contains(&n))
     }
 }
 
@@ -458,7 +460,10 @@ mod tests {
             .iter()
             .map(|c| (c.number(), c.name()))
             .collect();
-        assert_eq!(actual, PUBLISHED, "error codes are append-only: never renumber");
+        assert_eq!(
+            actual, PUBLISHED,
+            "error codes are append-only: never renumber"
+        );
     }
 
     #[test]
@@ -492,7 +497,9 @@ mod tests {
         )
         .with_service(ServiceDetail {
             code: "Request_BadRequest".into(),
-            message: "Another object with the same value for property userPrincipalName already exists.".into(),
+            message:
+                "Another object with the same value for property userPrincipalName already exists."
+                    .into(),
             request_id: Some("abc-123".into()),
             status: Some(400),
         })

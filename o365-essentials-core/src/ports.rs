@@ -156,7 +156,11 @@ pub trait Tenant: Send + Sync {
     /// [`PasswordPolicy`](crate::ErrorCode::PasswordPolicy);
     /// [`InvalidUpn`](crate::ErrorCode::InvalidUpn);
     /// [`DomainNotVerified`](crate::ErrorCode::DomainNotVerified).
-    async fn create_account(&self, account: &NewOnlineAccount, password: &SecretString) -> Result<OnlineAccount>;
+    async fn create_account(
+        &self,
+        account: &NewOnlineAccount,
+        password: &SecretString,
+    ) -> Result<OnlineAccount>;
 
     /// Updates properties.
     ///
@@ -203,7 +207,12 @@ pub trait Tenant: Send + Sync {
     /// [`NotFound`](crate::ErrorCode::NotFound); [`LicenceUnavailable`](crate::ErrorCode::LicenceUnavailable)
     /// when no seat is free; [`InvalidUsageLocation`](crate::ErrorCode::InvalidUsageLocation)
     /// when the account has none.
-    async fn assign_licences(&self, id: &OnlineAccountId, add: &[LicenceAssignment], remove: &[Uuid]) -> Result<()>;
+    async fn assign_licences(
+        &self,
+        id: &OnlineAccountId,
+        add: &[LicenceAssignment],
+        remove: &[Uuid],
+    ) -> Result<()>;
 
     /// The organization, with its verified domains.
     ///
@@ -300,7 +309,10 @@ pub trait Exchange: Send + Sync {
     /// [`AlreadyExists`](crate::ErrorCode::AlreadyExists);
     /// [`DomainNotVerified`](crate::ErrorCode::DomainNotVerified);
     /// [`NotFound`](crate::ErrorCode::NotFound) naming members that do not exist.
-    async fn create_distribution_group(&self, group: &NewDistributionGroup) -> Result<DistributionGroup>;
+    async fn create_distribution_group(
+        &self,
+        group: &NewDistributionGroup,
+    ) -> Result<DistributionGroup>;
 
     /// Adds members (UPNs or addresses).
     ///
@@ -368,7 +380,12 @@ pub trait Exchange: Send + Sync {
     /// # Errors
     /// [`InvalidInput`](crate::ErrorCode::InvalidInput) when `confirm` does not name the
     /// device; [`NotFound`](crate::ErrorCode::NotFound).
-    async fn wipe_device(&self, device_id: &str, kind: WipeKind, confirm: &str) -> Result<WipeStatus>;
+    async fn wipe_device(
+        &self,
+        device_id: &str,
+        kind: WipeKind,
+        confirm: &str,
+    ) -> Result<WipeStatus>;
 
     /// Cancels a pending wipe.
     ///

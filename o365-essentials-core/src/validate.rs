@@ -33,7 +33,12 @@ fn upn_local_char_ok(c: char) -> bool {
 /// # Errors
 /// [`ErrorCode::InvalidUpn`] naming the broken rule.
 pub fn upn(value: &str) -> Result<()> {
-    let bad = |rule: String| Err(Error::new(ErrorCode::InvalidUpn, format!("user name `{value}`: {rule}")));
+    let bad = |rule: String| {
+        Err(Error::new(
+            ErrorCode::InvalidUpn,
+            format!("user name `{value}`: {rule}"),
+        ))
+    };
     if value.is_empty() {
         return bad("it is empty; give a name like jane.doe@contoso.com".into());
     }
@@ -50,7 +55,9 @@ pub fn upn(value: &str) -> Result<()> {
         return bad("it contains more than one @".into());
     }
     if local.chars().count() > UPN_LOCAL_MAX_LEN {
-        return bad(format!("the part before @ is longer than {UPN_LOCAL_MAX_LEN} characters"));
+        return bad(format!(
+            "the part before @ is longer than {UPN_LOCAL_MAX_LEN} characters"
+        ));
     }
     if let Some(c) = local.chars().find(|c| !upn_local_char_ok(*c)) {
         return bad(format!(
@@ -63,7 +70,12 @@ pub fn upn(value: &str) -> Result<()> {
     if local.contains("..") {
         return bad("the part before @ may not contain two periods in a row".into());
     }
-    domain_name(domain).map_err(|e| Error::new(ErrorCode::InvalidUpn, format!("user name `{value}`: {}", e.message())))
+    domain_name(domain).map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidUpn,
+            format!("user name `{value}`: {}", e.message()),
+        )
+    })
 }
 
 /// Checks a mail nickname (Exchange alias).
@@ -81,14 +93,33 @@ pub fn mail_nickname(value: &str) -> Result<()> {
         return bad("it is empty".into());
     }
     if value.chars().count() > MAIL_NICKNAME_MAX_LEN {
-        return bad(format!("it is longer than {MAIL_NICKNAME_MAX_LEN} characters"));
+        return bad(format!(
+            "it is longer than {MAIL_NICKNAME_MAX_LEN} characters"
+        ));
     }
     let allowed = |c: char| {
         c.is_ascii_alphanumeric()
             || matches!(
                 c,
-                '!' | '#' | '$' | '%' | '&' | '\'' | '*' | '+' | '-' | '/' | '=' | '?' | '^' | '_'
-                    | '`' | '{' | '|' | '}' | '~' | '.'
+                '!' | '#'
+                    | '$'
+                    | '%'
+                    | '&'
+                    | '\''
+                    | '*'
+                    | '+'
+                    | '-'
+                    | '/'
+                    | '='
+                    | '?'
+                    | '^'
+                    | '_'
+                    | '`'
+                    | '{'
+                    | '|'
+                    | '}'
+                    | '~'
+                    | '.'
             )
     };
     if let Some(c) = value.chars().find(|c| !allowed(*c)) {
@@ -143,7 +174,10 @@ pub fn domain_name(value: &str) -> Result<()> {
         if label.len() > 63 {
             return bad(format!("the label `{label}` is longer than 63 characters"));
         }
-        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
             return bad(format!(
                 "the character `{}` is not allowed (letters, digits and hyphens only; \
                  internationalised names must be given in punycode, xn--...)",
@@ -151,7 +185,9 @@ pub fn domain_name(value: &str) -> Result<()> {
             ));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return bad(format!("the label `{label}` may not start or end with a hyphen"));
+            return bad(format!(
+                "the label `{label}` may not start or end with a hyphen"
+            ));
         }
     }
     if labels
@@ -173,7 +209,9 @@ pub fn usage_location(value: &str) -> Result<()> {
     } else {
         Err(Error::new(
             ErrorCode::InvalidUsageLocation,
-            format!("usage location `{value}` is not a two-letter upper-case country code (ISO 3166-1 alpha-2, e.g. US, GB, DE)"),
+            format!(
+                "usage location `{value}` is not a two-letter upper-case country code (ISO 3166-1 alpha-2, e.g. US, GB, DE)"
+            ),
         ))
     }
 }
@@ -275,7 +313,10 @@ impl fmt::Display for PasswordRule {
                 src(source)
             ),
             PasswordRule::DisallowedCharacter { description } => {
-                write!(f, "Microsoft 365 does not accept {description} in passwords")
+                write!(
+                    f,
+                    "Microsoft 365 does not accept {description} in passwords"
+                )
             }
             PasswordRule::ContainsAccountName => f.write_str(
                 "the domain's policy forbids the account name or parts of the person's name",
@@ -296,9 +337,38 @@ pub struct PasswordContext<'a> {
 fn m365_symbol(c: char) -> bool {
     matches!(
         c,
-        '@' | '#' | '$' | '%' | '^' | '&' | '*' | '-' | '_' | '!' | '+' | '=' | '[' | ']' | '{'
-            | '}' | '|' | '\\' | ':' | '\'' | ',' | '.' | '?' | '/' | '`' | '~' | '"' | '('
-            | ')' | ';' | '<' | '>' | ' '
+        '@' | '#'
+            | '$'
+            | '%'
+            | '^'
+            | '&'
+            | '*'
+            | '-'
+            | '_'
+            | '!'
+            | '+'
+            | '='
+            | '['
+            | ']'
+            | '{'
+            | '}'
+            | '|'
+            | '\\'
+            | ':'
+            | '\''
+            | ','
+            | '.'
+            | '?'
+            | '/'
+            | '`'
+            | '~'
+            | '"'
+            | '('
+            | ')'
+            | ';'
+            | '<'
+            | '>'
+            | ' '
     )
 }
 
@@ -361,7 +431,7 @@ pub fn password_rules_broken(
             source: RuleSource::Microsoft365,
         });
     }
-    if password.chars().any(|c| !c.is_ascii()) {
+    if !password.is_ascii() {
         broken.push(PasswordRule::DisallowedCharacter {
             description: "non-ASCII (Unicode) characters".into(),
         });
@@ -386,7 +456,7 @@ fn contains_account_name(password: &str, who: PasswordContext<'_>) -> bool {
     }
     if let Some(name) = who.display_name {
         return name
-            .split(|c: char| matches!(c, ',' | '.' | '-' | '_' | ' ' | '#' | '\t'))
+            .split([',', '.', '-', '_', ' ', '#', '\t'])
             .filter(|t| t.chars().count() >= 3)
             .any(|t| pw.contains(&t.to_lowercase()));
     }
@@ -473,7 +543,12 @@ mod tests {
 
     #[test]
     fn domain_name_rules() {
-        for ok in ["contoso.com", "contoso.co.uk", "xn--bcher-kva.example", "a-b.io"] {
+        for ok in [
+            "contoso.com",
+            "contoso.co.uk",
+            "xn--bcher-kva.example",
+            "a-b.io",
+        ] {
             assert!(domain_name(ok).is_ok(), "{ok}");
         }
         for (v, rule) in [
@@ -491,16 +566,29 @@ mod tests {
             assert_eq!(e.code(), ErrorCode::InvalidDomainName);
             assert!(e.message().contains(rule), "{v}: {}", e.message());
         }
-        assert!(domain_name(&format!("{}.com", "a".repeat(64))).expect_err("label").message().contains("63"));
+        assert!(
+            domain_name(&format!("{}.com", "a".repeat(64)))
+                .expect_err("label")
+                .message()
+                .contains("63")
+        );
         let long = vec!["abcdefghi"; 26].join(".");
-        assert!(domain_name(&long).expect_err("long").message().contains("253"));
+        assert!(
+            domain_name(&long)
+                .expect_err("long")
+                .message()
+                .contains("253")
+        );
     }
 
     #[test]
     fn usage_location_and_display_name() {
         assert!(usage_location("GB").is_ok());
         for v in ["gb", "GBR", "", "G1"] {
-            assert_eq!(usage_location(v).expect_err(v).code(), ErrorCode::InvalidUsageLocation);
+            assert_eq!(
+                usage_location(v).expect_err(v).code(),
+                ErrorCode::InvalidUsageLocation
+            );
         }
         assert!(display_name("Jane").is_ok());
         assert!(display_name("  ").is_err());
@@ -520,16 +608,46 @@ mod tests {
         };
         assert!(password_rules_broken("Winter-2026!x", Some(&policy), who).is_empty());
         let broken = password_rules_broken("abc", Some(&policy), who);
-        assert!(broken.contains(&PasswordRule::TooShort { min: 10, source: RuleSource::Directory }));
-        assert!(broken.contains(&PasswordRule::TooShort { min: 8, source: RuleSource::Microsoft365 }));
-        assert!(broken.iter().any(|r| matches!(r, PasswordRule::TooFewCharacterClasses { source: RuleSource::Microsoft365, found: 1, .. })));
-        assert!(password_rules_broken("Jdoe-2026-xyz", Some(&policy), who).contains(&PasswordRule::ContainsAccountName));
-        assert!(password_rules_broken("xDoe!2026abc", Some(&policy), who).contains(&PasswordRule::ContainsAccountName));
+        assert!(broken.contains(&PasswordRule::TooShort {
+            min: 10,
+            source: RuleSource::Directory
+        }));
+        assert!(broken.contains(&PasswordRule::TooShort {
+            min: 8,
+            source: RuleSource::Microsoft365
+        }));
+        assert!(broken.iter().any(|r| matches!(
+            r,
+            PasswordRule::TooFewCharacterClasses {
+                source: RuleSource::Microsoft365,
+                found: 1,
+                ..
+            }
+        )));
+        assert!(
+            password_rules_broken("Jdoe-2026-xyz", Some(&policy), who)
+                .contains(&PasswordRule::ContainsAccountName)
+        );
+        assert!(
+            password_rules_broken("xDoe!2026abc", Some(&policy), who)
+                .contains(&PasswordRule::ContainsAccountName)
+        );
         // Without a local policy only Microsoft 365's rules apply.
         assert!(password_rules_broken("Jdoe-2026", None, who).is_empty());
-        assert!(password_rules_broken("Äpfel-2026x", None, who).iter().any(|r| matches!(r, PasswordRule::DisallowedCharacter { .. })));
-        assert!(password_rules_broken("Tab\tTab123", None, who).iter().any(|r| matches!(r, PasswordRule::DisallowedCharacter { .. })));
-        assert_eq!(password_rules_broken(&format!("Aa1{}", "x".repeat(254)), None, who), vec![PasswordRule::TooLong { max: 256 }]);
+        assert!(
+            password_rules_broken("Äpfel-2026x", None, who)
+                .iter()
+                .any(|r| matches!(r, PasswordRule::DisallowedCharacter { .. }))
+        );
+        assert!(
+            password_rules_broken("Tab\tTab123", None, who)
+                .iter()
+                .any(|r| matches!(r, PasswordRule::DisallowedCharacter { .. }))
+        );
+        assert_eq!(
+            password_rules_broken(&format!("Aa1{}", "x".repeat(254)), None, who),
+            vec![PasswordRule::TooLong { max: 256 }]
+        );
     }
 
     #[test]

@@ -112,7 +112,11 @@ impl MemoryDirectory {
         {
             let mut s = dir.lock()?;
             for (sam, bits, critical) in [
-                ("Administrator", uac::NORMAL_ACCOUNT | uac::DONT_EXPIRE_PASSWORD, true),
+                (
+                    "Administrator",
+                    uac::NORMAL_ACCOUNT | uac::DONT_EXPIRE_PASSWORD,
+                    true,
+                ),
                 ("Guest", uac::NORMAL_ACCOUNT | uac::ACCOUNTDISABLE, true),
                 ("krbtgt", uac::NORMAL_ACCOUNT | uac::ACCOUNTDISABLE, true),
                 ("DC1$", uac::SERVER_TRUST_ACCOUNT, true),
@@ -250,12 +254,21 @@ impl MemoryDirectory {
     /// # Errors
     /// [`ErrorCode::NotFound`]; [`ErrorCode::AlreadyExists`] when the edit makes the
     /// sAMAccountName or UPN clash with another user's.
-    pub fn edit_user(&self, guid: ObjectGuid, edit: impl FnOnce(&mut LocalUser)) -> Result<LocalUser> {
+    pub fn edit_user(
+        &self,
+        guid: ObjectGuid,
+        edit: impl FnOnce(&mut LocalUser),
+    ) -> Result<LocalUser> {
         let mut s = self.lock()?;
         let mut u = s.users.get(&guid).cloned().ok_or_else(|| not_found(guid))?;
         edit(&mut u);
         u.guid = guid;
-        check_unique(&s, &u.sam_account_name, u.user_principal_name.as_deref(), Some(guid))?;
+        check_unique(
+            &s,
+            &u.sam_account_name,
+            u.user_principal_name.as_deref(),
+            Some(guid),
+        )?;
         s.usn += 1;
         u.usn_changed = s.usn;
         u.when_changed = Some(OffsetDateTime::now_utc());
@@ -403,7 +416,9 @@ fn check_sam(sam: &str) -> Result<()> {
         )));
     }
     if sam.ends_with('.') {
-        return Err(Error::invalid_input("a sAMAccountName may not end with a period"));
+        return Err(Error::invalid_input(
+            "a sAMAccountName may not end with a period",
+        ));
     }
     Ok(())
 }
@@ -441,7 +456,9 @@ fn check_directory_password(
         {
             return Err(Error::new(
                 ErrorCode::PasswordPolicy,
-                format!("the domain refused the password: it is one of the last {n} passwords of this user"),
+                format!(
+                    "the domain refused the password: it is one of the last {n} passwords of this user"
+                ),
             ));
         }
     }
@@ -465,7 +482,11 @@ impl Directory for MemoryDirectory {
     }
 
     async fn user(&self, guid: ObjectGuid) -> Result<LocalUser> {
-        self.lock()?.users.get(&guid).cloned().ok_or_else(|| not_found(guid))
+        self.lock()?
+            .users
+            .get(&guid)
+            .cloned()
+            .ok_or_else(|| not_found(guid))
     }
 
     async fn find_user(&self, name: &str) -> Result<Option<LocalUser>> {

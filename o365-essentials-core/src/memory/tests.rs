@@ -23,7 +23,10 @@ async fn users_leave_out_builtin_and_system_accounts() {
     let users: Vec<LocalUser> = dir.users().try_collect().await.expect("list");
     assert_eq!(users.len(), 12);
     for sam in ["Administrator", "Guest", "krbtgt", "DC1$"] {
-        assert!(users.iter().all(|u| u.sam_account_name != sam), "{sam} offered");
+        assert!(
+            users.iter().all(|u| u.sam_account_name != sam),
+            "{sam} offered"
+        );
         // Still readable directly, just never offered.
         assert!(dir.find_user(sam).await.expect("find").is_some());
     }
@@ -38,7 +41,10 @@ async fn create_enforces_uniqueness_and_the_domain_policy() {
         .await
         .expect("create");
     assert!(u.enabled());
-    assert!(dir.check_password(u.guid, &pw("Winter-2026!")).expect("check"));
+    assert!(
+        dir.check_password(u.guid, &pw("Winter-2026!"))
+            .expect("check")
+    );
     assert_eq!(u.dn, "CN=Test jdoe,CN=Users,DC=contoso,DC=test");
 
     let dup = dir
@@ -63,7 +69,10 @@ async fn create_enforces_uniqueness_and_the_domain_policy() {
     assert_eq!(weak.code(), ErrorCode::PasswordPolicy);
     assert!(weak.message().contains("at least 7"));
     assert!(!weak.to_string().contains("abc\""));
-    assert!(dir.find_user("weak").await.expect("find").is_none(), "nothing left behind");
+    assert!(
+        dir.find_user("weak").await.expect("find").is_none(),
+        "nothing left behind"
+    );
 
     for bad in ["a*b", "", "x".repeat(21).as_str(), "a\0b"] {
         let e = dir
@@ -79,9 +88,18 @@ async fn non_ascii_names_work() {
     let dir = MemoryDirectory::new("contoso.test").expect("dir");
     let mut n = new_user("jürgen");
     n.display_name = "Jürgen Groß 中文".into();
-    let u = dir.create_user(&n, &pw("Winter-2026!")).await.expect("create");
-    assert_eq!(dir.user(u.guid).await.expect("get").display_name.as_deref(), Some("Jürgen Groß 中文"));
-    assert!(dir.find_user("JÜRGEN").await.expect("find").is_some(), "case-insensitive like AD");
+    let u = dir
+        .create_user(&n, &pw("Winter-2026!"))
+        .await
+        .expect("create");
+    assert_eq!(
+        dir.user(u.guid).await.expect("get").display_name.as_deref(),
+        Some("Jürgen Groß 中文")
+    );
+    assert!(
+        dir.find_user("JÜRGEN").await.expect("find").is_some(),
+        "case-insensitive like AD"
+    );
     assert!(dir.find_user("jürgen").await.expect("find").is_some());
 }
 
@@ -89,12 +107,33 @@ async fn non_ascii_names_work() {
 async fn missing_users_are_not_found_everywhere() {
     let dir = MemoryDirectory::new("contoso.test").expect("dir");
     let g = ObjectGuid::random();
-    assert_eq!(dir.user(g).await.expect_err("user").code(), ErrorCode::NotFound);
-    assert_eq!(dir.set_enabled(g, false).await.expect_err("en").code(), ErrorCode::NotFound);
-    assert_eq!(dir.delete_user(g).await.expect_err("del").code(), ErrorCode::NotFound);
-    assert_eq!(dir.set_password(g, &pw("Winter-2026!")).await.expect_err("pw").code(), ErrorCode::NotFound);
-    assert_eq!(dir.set_consistency_guid(g, g).await.expect_err("cg").code(), ErrorCode::NotFound);
-    assert_eq!(dir.group_members(g).await.expect_err("grp").code(), ErrorCode::NotFound);
+    assert_eq!(
+        dir.user(g).await.expect_err("user").code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        dir.set_enabled(g, false).await.expect_err("en").code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        dir.delete_user(g).await.expect_err("del").code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        dir.set_password(g, &pw("Winter-2026!"))
+            .await
+            .expect_err("pw")
+            .code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        dir.set_consistency_guid(g, g).await.expect_err("cg").code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        dir.group_members(g).await.expect_err("grp").code(),
+        ErrorCode::NotFound
+    );
 }
 
 #[tokio::test]
@@ -109,10 +148,20 @@ async fn changes_since_a_cursor_report_edits_disables_and_tombstones_in_order() 
     assert!(nothing.changes.is_empty());
     assert_eq!(nothing.cursor, first.cursor);
 
-    let ava = dir.find_user("ava.adams").await.expect("find").expect("ava");
-    let ben = dir.find_user("ben.brooks").await.expect("find").expect("ben");
+    let ava = dir
+        .find_user("ava.adams")
+        .await
+        .expect("find")
+        .expect("ava");
+    let ben = dir
+        .find_user("ben.brooks")
+        .await
+        .expect("find")
+        .expect("ben");
     dir.set_enabled(ava.guid, false).await.expect("disable");
-    dir.set_enabled(ava.guid, false).await.expect("disable twice is a no-op");
+    dir.set_enabled(ava.guid, false)
+        .await
+        .expect("disable twice is a no-op");
     dir.delete_user(ben.guid).await.expect("delete");
     let created = dir
         .create_user(&new_user("newbie"), &pw("Winter-2026!"))
@@ -129,8 +178,13 @@ async fn changes_since_a_cursor_report_edits_disables_and_tombstones_in_order() 
         }
         other => panic!("expected ava disabled, got {other:?}"),
     }
-    assert_eq!(delta.changes[1], DirectoryChange::Deleted { guid: ben.guid });
-    assert!(matches!(&delta.changes[2], DirectoryChange::Upserted { user } if user.guid == created.guid));
+    assert_eq!(
+        delta.changes[1],
+        DirectoryChange::Deleted { guid: ben.guid }
+    );
+    assert!(
+        matches!(&delta.changes[2], DirectoryChange::Upserted { user } if user.guid == created.guid)
+    );
 
     // Group membership follows the deletion.
     let sales = dir
@@ -150,46 +204,95 @@ async fn changes_since_a_cursor_report_edits_disables_and_tombstones_in_order() 
 async fn stale_or_foreign_cursors_lead_to_a_full_resync() {
     let dir = MemoryDirectory::demo_company().expect("demo");
     let c = dir.changes_since(None).await.expect("initial").cursor;
-    let ava = dir.find_user("ava.adams").await.expect("find").expect("ava");
+    let ava = dir
+        .find_user("ava.adams")
+        .await
+        .expect("find")
+        .expect("ava");
     dir.delete_user(ava.guid).await.expect("delete");
     dir.expire_tombstones().expect("expire");
     let r = dir.changes_since(Some(&c)).await.expect("resync");
-    assert!(r.full_resync, "tombstones gone: the old cursor cannot be honoured");
+    assert!(
+        r.full_resync,
+        "tombstones gone: the old cursor cannot be honoured"
+    );
     assert_eq!(r.changes.len(), 11);
 
     let other = MemoryDirectory::demo_company().expect("other");
     let foreign = other.changes_since(None).await.expect("other").cursor;
-    assert!(dir.changes_since(Some(&foreign)).await.expect("foreign").full_resync);
+    assert!(
+        dir.changes_since(Some(&foreign))
+            .await
+            .expect("foreign")
+            .full_resync
+    );
     let garbage = DirectoryCursor("not a cursor".into());
-    assert!(dir.changes_since(Some(&garbage)).await.expect("garbage").full_resync);
+    assert!(
+        dir.changes_since(Some(&garbage))
+            .await
+            .expect("garbage")
+            .full_resync
+    );
 }
 
 #[tokio::test]
 async fn set_password_applies_policy_and_history() {
     let dir = MemoryDirectory::new("contoso.test").expect("dir");
-    let u = dir.create_user(&new_user("jdoe"), &pw("Winter-2026!")).await.expect("create");
-    dir.set_password(u.guid, &pw("Spring-2027!")).await.expect("change");
-    assert!(dir.check_password(u.guid, &pw("Spring-2027!")).expect("check"));
-    let reused = dir.set_password(u.guid, &pw("Winter-2026!")).await.expect_err("history");
+    let u = dir
+        .create_user(&new_user("jdoe"), &pw("Winter-2026!"))
+        .await
+        .expect("create");
+    dir.set_password(u.guid, &pw("Spring-2027!"))
+        .await
+        .expect("change");
+    assert!(
+        dir.check_password(u.guid, &pw("Spring-2027!"))
+            .expect("check")
+    );
+    let reused = dir
+        .set_password(u.guid, &pw("Winter-2026!"))
+        .await
+        .expect_err("history");
     assert_eq!(reused.code(), ErrorCode::PasswordPolicy);
     assert!(reused.message().contains("last 24 passwords"));
-    let named = dir.set_password(u.guid, &pw("xx-JDOE-2027")).await.expect_err("name");
+    let named = dir
+        .set_password(u.guid, &pw("xx-JDOE-2027"))
+        .await
+        .expect_err("name");
     assert!(named.message().contains("account name"));
-    dir.set_password_policy(PasswordPolicy { min_length: 4, complexity: false, history_length: 0 }).expect("policy");
-    dir.set_password(u.guid, &pw("Winter-2026!")).await.expect("history off");
+    dir.set_password_policy(PasswordPolicy {
+        min_length: 4,
+        complexity: false,
+        history_length: 0,
+    })
+    .expect("policy");
+    dir.set_password(u.guid, &pw("Winter-2026!"))
+        .await
+        .expect("history off");
 }
 
 #[tokio::test]
 async fn consistency_guid_changes_the_anchor_and_is_reported() {
     let dir = MemoryDirectory::demo_company().expect("demo");
     let c = dir.changes_since(None).await.expect("initial").cursor;
-    let ava = dir.find_user("ava.adams").await.expect("find").expect("ava");
+    let ava = dir
+        .find_user("ava.adams")
+        .await
+        .expect("find")
+        .expect("ava");
     let cg = ObjectGuid::random();
     dir.set_consistency_guid(ava.guid, cg).await.expect("set");
     let now = dir.user(ava.guid).await.expect("get");
     assert_eq!(now.anchor(), cg.anchor());
     assert!(now.usn_changed > ava.usn_changed);
-    assert_eq!(dir.changes_since(Some(&c)).await.expect("delta").changes.len(), 1);
+    assert_eq!(
+        dir.changes_since(Some(&c))
+            .await
+            .expect("delta")
+            .changes
+            .len(),
+        1
+    );
 }
 
 #[test]

@@ -166,7 +166,11 @@ impl LocalUser {
 
     /// A name for people: display name, else given + surname, else sAMAccountName.
     pub fn friendly_name(&self) -> String {
-        if let Some(d) = self.display_name.as_deref().filter(|d| !d.trim().is_empty()) {
+        if let Some(d) = self
+            .display_name
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+        {
             return d.to_string();
         }
         let parts: Vec<&str> = [self.given_name.as_deref(), self.surname.as_deref()]
@@ -195,9 +199,6 @@ impl LocalUser {
     /// accounts, critical system objects) are excluded whatever the filter says.
     pub fn exclusion_reason(&self) -> Option<&'static str> {
         let sam = self.sam_account_name.to_ascii_lowercase();
-        if self.critical_system_object {
-            return Some("the account is a critical system object");
-        }
         if sam.ends_with('$')
             || self.user_account_control
                 & (uac::WORKSTATION_TRUST_ACCOUNT
@@ -212,6 +213,7 @@ impl LocalUser {
                 Some("the account is a built-in account")
             }
             _ if sam.starts_with("krbtgt_") => Some("the account is a built-in account"),
+            _ if self.critical_system_object => Some("the account is a critical system object"),
             _ => None,
         }
     }

@@ -161,7 +161,10 @@ impl std::fmt::Debug for QueuedPassword {
         f.debug_struct("QueuedPassword")
             .field("local_guid", &self.local_guid)
             .field("seq", &self.seq)
-            .field("ciphertext", &format_args!("<{} bytes>", self.ciphertext.len()))
+            .field(
+                "ciphertext",
+                &format_args!("<{} bytes>", self.ciphertext.len()),
+            )
             .field("attempts", &self.attempts)
             .field("last_error_code", &self.last_error_code)
             .finish()
@@ -195,8 +198,12 @@ fn ts(t: OffsetDateTime) -> String {
 }
 
 fn parse_ts(s: &str) -> Result<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|_| Error::new(ErrorCode::StoreCorrupt, format!("the state store holds a bad timestamp `{s}`")))
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+        Error::new(
+            ErrorCode::StoreCorrupt,
+            format!("the state store holds a bad timestamp `{s}`"),
+        )
+    })
 }
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
@@ -234,7 +241,11 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
 }
 
 fn json_err(e: serde_json::Error) -> Error {
-    Error::new(ErrorCode::StoreCorrupt, format!("the state store holds malformed JSON: {e}")).with_source(e)
+    Error::new(
+        ErrorCode::StoreCorrupt,
+        format!("the state store holds malformed JSON: {e}"),
+    )
+    .with_source(e)
 }
 
 /// Applies `migrations[from..]` in one transaction and sets `user_version`.
@@ -440,10 +451,13 @@ impl Store {
     pub fn setting<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
         let v: Option<String> = self
             .conn()?
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| sql_err(&self.path, e))?;
-        v.map(|s| serde_json::from_str(&s).map_err(json_err)).transpose()
+        v.map(|s| serde_json::from_str(&s).map_err(json_err))
+            .transpose()
     }
 
     /// Removes a setting; absent is fine.
@@ -514,7 +528,8 @@ impl Store {
     /// # Errors
     /// [`ErrorCode::StoreIo`]; [`ErrorCode::StoreCorrupt`].
     pub fn link_by_online(&self, id: &OnlineAccountId) -> Result<Option<Link>> {
-        self.query_links("WHERE online_id = ?1", &id.0).map(|mut v| v.pop())
+        self.query_links("WHERE online_id = ?1", &id.0)
+            .map(|mut v| v.pop())
     }
 
     /// Every link.
@@ -548,7 +563,8 @@ impl Store {
             .map_err(|e| sql_err(&self.path, e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (g, id, anchor, upn, state, origin, at) = row.map_err(|e| sql_err(&self.path, e))?;
+            let (g, id, anchor, upn, state, origin, at) =
+                row.map_err(|e| sql_err(&self.path, e))?;
             out.push(Link {
                 local_guid: g.parse().map_err(|_| corrupt("a link's local GUID"))?,
                 online_id: OnlineAccountId(id),
@@ -568,7 +584,10 @@ impl Store {
     /// [`ErrorCode::StoreIo`].
     pub fn remove_link(&self, guid: ObjectGuid) -> Result<()> {
         self.write()?
-            .execute("DELETE FROM links WHERE local_guid = ?1", [guid.to_string()])
+            .execute(
+                "DELETE FROM links WHERE local_guid = ?1",
+                [guid.to_string()],
+            )
             .map_err(|e| sql_err(&self.path, e))?;
         Ok(())
     }
@@ -579,7 +598,13 @@ impl Store {
     ///
     /// # Errors
     /// [`ErrorCode::StoreIo`].
-    pub fn journal_begin(&self, run_id: Uuid, kind: &str, subject: &str, intent: &serde_json::Value) -> Result<i64> {
+    pub fn journal_begin(
+        &self,
+        run_id: Uuid,
+        kind: &str,
+        subject: &str,
+        intent: &serde_json::Value,
+    ) -> Result<i64> {
         let c = self.write()?;
         let t = ts(now());
         c.execute(
@@ -596,9 +621,16 @@ impl Store {
     /// # Errors
     /// [`ErrorCode::NotFound`] for an unknown id; [`ErrorCode::InvalidInput`] for
     /// [`JournalState::Pending`]; [`ErrorCode::StoreIo`].
-    pub fn journal_finish(&self, id: i64, state: JournalState, outcome: &serde_json::Value) -> Result<()> {
+    pub fn journal_finish(
+        &self,
+        id: i64,
+        state: JournalState,
+        outcome: &serde_json::Value,
+    ) -> Result<()> {
         if state == JournalState::Pending {
-            return Err(Error::invalid_input("a journal entry is finished as done or failed"));
+            return Err(Error::invalid_input(
+                "a journal entry is finished as done or failed",
+            ));
         }
         let n = self
             .write()?
@@ -637,17 +669,20 @@ impl Store {
             ))
             .map_err(|e| sql_err(&self.path, e))?;
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(Some(arg).filter(|a| !a.is_empty())), |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                ))
-            })
+            .query_map(
+                rusqlite::params_from_iter(Some(arg).filter(|a| !a.is_empty())),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                    ))
+                },
+            )
             .map_err(|e| sql_err(&self.path, e))?;
         let mut out = Vec::new();
         for row in rows {
@@ -675,7 +710,12 @@ impl Store {
     ///
     /// # Errors
     /// [`ErrorCode::StoreIo`].
-    pub fn enqueue_password(&self, local_guid: ObjectGuid, nonce: &[u8], ciphertext: &[u8]) -> Result<i64> {
+    pub fn enqueue_password(
+        &self,
+        local_guid: ObjectGuid,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<i64> {
         let mut c = self.write()?;
         let tx = c.transaction().map_err(|e| sql_err(&self.path, e))?;
         let seq: i64 = tx
@@ -747,7 +787,12 @@ impl Store {
     ///
     /// # Errors
     /// [`ErrorCode::StoreIo`].
-    pub fn password_attempt_failed(&self, local_guid: ObjectGuid, seq: i64, error: &Error) -> Result<()> {
+    pub fn password_attempt_failed(
+        &self,
+        local_guid: ObjectGuid,
+        seq: i64,
+        error: &Error,
+    ) -> Result<()> {
         self.write()?
             .execute(
                 "UPDATE password_queue SET attempts = attempts + 1, last_error_code = ?3, last_error = ?4
@@ -797,7 +842,9 @@ impl Store {
     /// [`ErrorCode::StoreIo`].
     pub fn cursor(&self, name: &str) -> Result<Option<String>> {
         self.conn()?
-            .query_row("SELECT value FROM cursors WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT value FROM cursors WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| sql_err(&self.path, e))
     }
@@ -820,12 +867,19 @@ impl Store {
     /// # Errors
     /// [`ErrorCode::StoreIo`].
     pub fn save_run(&self, run: &RunResults) -> Result<()> {
-        let json = serde_json::to_string(run).map_err(|e| Error::internal(format!("run results do not serialise: {e}")))?;
+        let json = serde_json::to_string(run)
+            .map_err(|e| Error::internal(format!("run results do not serialise: {e}")))?;
         self.write()?
             .execute(
                 "INSERT OR REPLACE INTO run_results(run_id, kind, started_at, finished_at, results)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run.run_id.to_string(), run.kind, ts(run.started_at), ts(run.finished_at), json],
+                params![
+                    run.run_id.to_string(),
+                    run.kind,
+                    ts(run.started_at),
+                    ts(run.finished_at),
+                    json
+                ],
             )
             .map_err(|e| sql_err(&self.path, e))?;
         Ok(())
@@ -838,7 +892,9 @@ impl Store {
     pub fn recent_runs(&self, limit: u32) -> Result<Vec<RunResults>> {
         let c = self.conn()?;
         let mut stmt = c
-            .prepare("SELECT results FROM run_results ORDER BY finished_at DESC, rowid DESC LIMIT ?1")
+            .prepare(
+                "SELECT results FROM run_results ORDER BY finished_at DESC, rowid DESC LIMIT ?1",
+            )
             .map_err(|e| sql_err(&self.path, e))?;
         let rows = stmt
             .query_map([limit], |r| r.get::<_, String>(0))
@@ -853,7 +909,10 @@ impl Store {
 }
 
 fn corrupt(what: &str) -> Error {
-    Error::new(ErrorCode::StoreCorrupt, format!("the state store holds a malformed value in {what}"))
+    Error::new(
+        ErrorCode::StoreCorrupt,
+        format!("the state store holds a malformed value in {what}"),
+    )
 }
 
 fn enum_str<T: Serialize>(v: &T) -> Result<String> {

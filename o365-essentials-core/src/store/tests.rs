@@ -41,15 +41,28 @@ fn everything_survives_reopening() {
     let run = Uuid::new_v4();
     let (entry, seq) = {
         let s = Store::open(&path).expect("open");
-        s.set_setting("organization", &serde_json::json!({"name": "Contoso"})).expect("setting");
+        s.set_setting("organization", &serde_json::json!({"name": "Contoso"}))
+            .expect("setting");
         s.put_link(&link(g, "u1")).expect("link");
-        let e = s.journal_begin(run, "create_account", &g.to_string(), &serde_json::json!({"upn": "u1@contoso.com"})).expect("journal");
-        let seq = s.enqueue_password(g, b"nonce-123456", b"ciphertext").expect("enqueue");
+        let e = s
+            .journal_begin(
+                run,
+                "create_account",
+                &g.to_string(),
+                &serde_json::json!({"upn": "u1@contoso.com"}),
+            )
+            .expect("journal");
+        let seq = s
+            .enqueue_password(g, b"nonce-123456", b"ciphertext")
+            .expect("enqueue");
         s.set_cursor("dirsync", "cookie-1").expect("cursor");
         (e, seq)
     };
     let s = Store::open(&path).expect("reopen");
-    assert_eq!(s.setting::<serde_json::Value>("organization").expect("get"), Some(serde_json::json!({"name": "Contoso"})));
+    assert_eq!(
+        s.setting::<serde_json::Value>("organization").expect("get"),
+        Some(serde_json::json!({"name": "Contoso"}))
+    );
     assert_eq!(s.link_by_local(g).expect("link"), Some(link(g, "u1")));
     let pending = s.journal_pending().expect("pending");
     assert_eq!(pending.len(), 1);
@@ -57,8 +70,14 @@ fn everything_survives_reopening() {
     assert_eq!(pending[0].state, JournalState::Pending);
     let q = s.queued_passwords().expect("queue");
     assert_eq!(q.len(), 1);
-    assert_eq!((q[0].seq, q[0].ciphertext.as_slice()), (seq, &b"ciphertext"[..]));
-    assert_eq!(s.cursor("dirsync").expect("cursor").as_deref(), Some("cookie-1"));
+    assert_eq!(
+        (q[0].seq, q[0].ciphertext.as_slice()),
+        (seq, &b"ciphertext"[..])
+    );
+    assert_eq!(
+        s.cursor("dirsync").expect("cursor").as_deref(),
+        Some("cookie-1")
+    );
 }
 
 #[test]
@@ -74,7 +93,12 @@ fn links_are_unique_per_online_account() {
     let mut moved = link(a, "u1");
     moved.state = LinkState::Unassigned;
     s.put_link(&moved).expect("update in place");
-    assert_eq!(s.link_by_online(&OnlineAccountId("u1".into())).expect("get").map(|l| l.state), Some(LinkState::Unassigned));
+    assert_eq!(
+        s.link_by_online(&OnlineAccountId("u1".into()))
+            .expect("get")
+            .map(|l| l.state),
+        Some(LinkState::Unassigned)
+    );
     assert_eq!(s.links().expect("all").len(), 1);
     s.remove_link(a).expect("remove");
     assert!(s.links().expect("all").is_empty());
@@ -85,15 +109,37 @@ fn journal_records_intent_then_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(dir.path().join("s.db")).expect("open");
     let run = Uuid::new_v4();
-    let a = s.journal_begin(run, "create_account", "x", &serde_json::json!({"n": 1})).expect("a");
-    let b = s.journal_begin(run, "create_account", "y", &serde_json::json!({"n": 2})).expect("b");
-    s.journal_finish(a, JournalState::Done, &serde_json::json!({"id": "o1"})).expect("finish");
-    assert_eq!(s.journal_pending().expect("pending").iter().map(|e| e.id).collect::<Vec<_>>(), vec![b]);
+    let a = s
+        .journal_begin(run, "create_account", "x", &serde_json::json!({"n": 1}))
+        .expect("a");
+    let b = s
+        .journal_begin(run, "create_account", "y", &serde_json::json!({"n": 2}))
+        .expect("b");
+    s.journal_finish(a, JournalState::Done, &serde_json::json!({"id": "o1"}))
+        .expect("finish");
+    assert_eq!(
+        s.journal_pending()
+            .expect("pending")
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        vec![b]
+    );
     let all = s.journal_of_run(run).expect("run");
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].outcome, Some(serde_json::json!({"id": "o1"})));
-    assert_eq!(s.journal_finish(9999, JournalState::Failed, &serde_json::Value::Null).expect_err("missing").code(), ErrorCode::NotFound);
-    assert_eq!(s.journal_finish(b, JournalState::Pending, &serde_json::Value::Null).expect_err("pending").code(), ErrorCode::InvalidInput);
+    assert_eq!(
+        s.journal_finish(9999, JournalState::Failed, &serde_json::Value::Null)
+            .expect_err("missing")
+            .code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        s.journal_finish(b, JournalState::Pending, &serde_json::Value::Null)
+            .expect_err("pending")
+            .code(),
+        ErrorCode::InvalidInput
+    );
 }
 
 #[test]
@@ -102,7 +148,8 @@ fn a_newer_password_supersedes_and_survives_delivery_of_the_older() {
     let s = Store::open(dir.path().join("s.db")).expect("open");
     let g = ObjectGuid::random();
     let first = s.enqueue_password(g, b"n1", b"c1").expect("first");
-    s.password_attempt_failed(g, first, &Error::new(ErrorCode::ServiceUnavailable, "down")).expect("fail");
+    s.password_attempt_failed(g, first, &Error::new(ErrorCode::ServiceUnavailable, "down"))
+        .expect("fail");
     assert_eq!(s.queued_passwords().expect("q")[0].attempts, 1);
     let second = s.enqueue_password(g, b"n2", b"c2").expect("second");
     assert!(second > first);
@@ -144,7 +191,10 @@ fn run_results_come_back_newest_first() {
         .expect("save");
     }
     let runs = s.recent_runs(2).expect("runs");
-    assert_eq!(runs.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), vec!["run2", "run1"]);
+    assert_eq!(
+        runs.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
+        vec!["run2", "run1"]
+    );
 }
 
 #[test]
@@ -159,7 +209,10 @@ fn a_second_opener_is_refused_until_the_first_closes() {
     // A read-only viewer may look while the engine runs.
     let viewer = Store::open_read_only(&path).expect("viewer");
     assert_eq!(viewer.setting::<i32>("k").expect("read"), Some(1));
-    assert_eq!(viewer.set_setting("k", &2).expect_err("read-only").code(), ErrorCode::NotSupported);
+    assert_eq!(
+        viewer.set_setting("k", &2).expect_err("read-only").code(),
+        ErrorCode::NotSupported
+    );
     drop(first);
     let again = Store::open(&path).expect("after close");
     assert_eq!(again.setting::<i32>("k").expect("read"), Some(1));
@@ -186,14 +239,21 @@ fn a_newer_schema_is_refused_and_left_alone() {
     drop(Store::open(&path).expect("create"));
     {
         let c = Connection::open(&path).expect("raw");
-        c.pragma_update(None, "user_version", SCHEMA_VERSION as i64 + 1).expect("bump");
+        c.pragma_update(None, "user_version", SCHEMA_VERSION as i64 + 1)
+            .expect("bump");
     }
     let before = std::fs::read(&path).expect("read");
     let e = Store::open(&path).expect_err("too new");
     assert_eq!(e.code(), ErrorCode::StoreVersionTooNew);
-    assert!(e.message().contains(&format!("schema version {}", SCHEMA_VERSION + 1)));
+    assert!(
+        e.message()
+            .contains(&format!("schema version {}", SCHEMA_VERSION + 1))
+    );
     assert_eq!(std::fs::read(&path).expect("read"), before);
-    assert_eq!(Store::open_read_only(&path).expect_err("ro too").code(), ErrorCode::StoreVersionTooNew);
+    assert_eq!(
+        Store::open_read_only(&path).expect_err("ro too").code(),
+        ErrorCode::StoreVersionTooNew
+    );
 }
 
 #[test]
@@ -209,9 +269,15 @@ fn a_file_that_is_not_a_store_is_reported_and_never_overwritten() {
 
     // A healthy SQLite database of another program.
     let other = dir.path().join("other.db");
-    Connection::open(&other).expect("other").execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").expect("fill");
+    Connection::open(&other)
+        .expect("other")
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .expect("fill");
     let before = std::fs::read(&other).expect("read");
-    assert_eq!(Store::open(&other).expect_err("foreign").code(), ErrorCode::StoreCorrupt);
+    assert_eq!(
+        Store::open(&other).expect_err("foreign").code(),
+        ErrorCode::StoreCorrupt
+    );
     assert_eq!(std::fs::read(&other).expect("read"), before);
 }
 
@@ -236,7 +302,11 @@ fn a_damaged_store_is_reported_and_never_overwritten() {
     std::fs::write(&path, &bytes).expect("smash");
     let e = Store::open(&path).expect_err("damaged");
     assert_eq!(e.code(), ErrorCode::StoreCorrupt, "{e}");
-    assert_eq!(std::fs::read(&path).expect("read"), bytes, "file left as it was");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        bytes,
+        "file left as it was"
+    );
 }
 
 #[test]
@@ -255,23 +325,35 @@ fn migrations_run_forward_in_one_transaction() {
     {
         let s = Store::open_with(&path, v1).expect("still v1");
         assert_eq!(s.schema_version().expect("v"), 1);
-        assert_eq!(s.setting::<String>("kept").expect("kept").as_deref(), Some("yes"));
+        assert_eq!(
+            s.setting::<String>("kept").expect("kept").as_deref(),
+            Some("yes")
+        );
     }
     // A good migration to v2 keeps the data and bumps the version.
     let good: Vec<&str> = vec![MIGRATIONS[0], "ALTER TABLE links ADD COLUMN note TEXT;"];
     let s = Store::open_with(&path, &good).expect("v2");
     assert_eq!(s.schema_version().expect("v"), 2);
-    assert_eq!(s.setting::<String>("kept").expect("kept").as_deref(), Some("yes"));
+    assert_eq!(
+        s.setting::<String>("kept").expect("kept").as_deref(),
+        Some("yes")
+    );
     drop(s);
     // This build (v1) now refuses the v2 file.
-    assert_eq!(Store::open(&path).expect_err("v2 vs v1").code(), ErrorCode::StoreVersionTooNew);
+    assert_eq!(
+        Store::open(&path).expect_err("v2 vs v1").code(),
+        ErrorCode::StoreVersionTooNew
+    );
 }
 
 #[test]
 fn read_only_open_needs_an_existing_current_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("s.db");
-    assert_eq!(Store::open_read_only(&path).expect_err("missing").code(), ErrorCode::NotFound);
+    assert_eq!(
+        Store::open_read_only(&path).expect_err("missing").code(),
+        ErrorCode::NotFound
+    );
     assert!(!path.exists(), "read-only open creates nothing");
 }
 

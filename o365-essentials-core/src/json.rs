@@ -1,0 +1,25 @@
+//! JSON in and out with typed errors — the shape every binding uses for rich data.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Serialises a value to JSON.
+///
+/// # Errors
+/// [`ErrorCode::Internal`](crate::ErrorCode::Internal) if the value cannot be represented
+/// (a bug: every model type serialises).
+pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::internal(format!("cannot serialise to JSON: {e}")))
+}
+
+/// Parses a value from JSON.
+///
+/// # Errors
+/// [`ErrorCode::InvalidInput`](crate::ErrorCode::InvalidInput) naming the line, column and
+/// what was wrong.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::invalid_input(format!("invalid JSON: {e}")))
+}

@@ -1,0 +1,102 @@
+"""Type stubs of the native extension (checked against the runtime by the tests)."""
+
+from typing import Any, Optional
+
+__version__: str
+
+class O365Error(Exception):
+    code: int
+    code_name: str
+    action: str
+    service_code: Optional[str]
+    request_id: Optional[str]
+    retry_after: Optional[float]
+
+class O365InputError(O365Error): ...
+class O365AuthError(O365Error): ...
+class O365ObjectError(O365Error): ...
+class O365ServiceError(O365Error): ...
+class O365PolicyError(O365Error): ...
+class O365StoreError(O365Error): ...
+class O365EngineError(O365Error): ...
+class O365DnsError(O365Error): ...
+
+class InvalidInputError(O365InputError):
+    CODE: int
+class InvalidConfigError(O365InputError):
+    CODE: int
+class NotSupportedError(O365InputError):
+    CODE: int
+class CancelledError(O365InputError):
+    CODE: int
+class PreconditionFailedError(O365InputError):
+    CODE: int
+class InternalError(O365InputError):
+    CODE: int
+class InvalidUpnError(O365InputError):
+    CODE: int
+class InvalidMailNicknameError(O365InputError):
+    CODE: int
+class InvalidDomainNameError(O365InputError):
+    CODE: int
+class InvalidUsageLocationError(O365InputError):
+    CODE: int
+class AuthError(O365AuthError):
+    CODE: int
+class PermissionDeniedError(O365AuthError):
+    CODE: int
+class CertificateRequiredError(O365AuthError):
+    CODE: int
+class NotFoundError(O365ObjectError):
+    CODE: int
+class AlreadyExistsError(O365ObjectError):
+    CODE: int
+class ConflictError(O365ObjectError):
+    CODE: int
+class ThrottledError(O365ServiceError):
+    CODE: int
+class ServiceUnavailableError(O365ServiceError):
+    CODE: int
+class TransportError(O365ServiceError):
+    CODE: int
+class RequestTimeoutError(O365ServiceError):
+    CODE: int
+class UnexpectedResponseError(O365ServiceError):
+    CODE: int
+class TlsError(O365ServiceError):
+    CODE: int
+class PasswordPolicyError(O365PolicyError):
+    CODE: int
+class LicenceUnavailableError(O365PolicyError):
+    CODE: int
+class DomainNotVerifiedError(O365PolicyError):
+    CODE: int
+class PolicyViolationError(O365PolicyError):
+    CODE: int
+class StoreCorruptError(O365StoreError):
+    CODE: int
+class StoreVersionTooNewError(O365StoreError):
+    CODE: int
+class StoreLockedError(O365StoreError):
+    CODE: int
+class StoreIoError(O365StoreError):
+    CODE: int
+class SafetyThresholdError(O365EngineError):
+    CODE: int
+class IntegrationDisabledError(O365EngineError):
+    CODE: int
+class NotIntegratedError(O365EngineError):
+    CODE: int
+class PlanStaleError(O365EngineError):
+    CODE: int
+class ProtectedAccountError(O365EngineError):
+    CODE: int
+class DnsRecordMismatchError(O365DnsError):
+    CODE: int
+class DnsUpdateRefusedError(O365DnsError):
+    CODE: int
+
+def validate_upn(upn: str) -> None: ...
+def validate_domain_name(name: str) -> None: ...
+def password_rules_broken(password: str, policy: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]: ...
+def error_codes() -> list[tuple[int, str, str, str]]: ...

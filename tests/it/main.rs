@@ -1,0 +1,6 @@
+//! Integration tests of o365-essentials: one binary, modules per area (each extra test
+//! binary costs link time on two cores).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod directory_conformance;
