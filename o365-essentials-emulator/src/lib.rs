@@ -1,7 +1,493 @@
 //! # o365-essentials-emulator
 //!
-//! An offline Microsoft 365 for tests, examples and benchmarks. The emulator issue fills
-//! this crate; for now it only names itself.
+//! An offline Microsoft 365 for tests, examples, benchmarks and integrators' dashboards:
+//! the identity platform's token endpoint, Graph v1.0's directory (users, delta,
+//! licences, organization, roles, domains, `$batch`), with the real wire formats,
+//! validation rules, throttling and error bodies, plus injected faults and a latency
+//! model. Run it in-process ([`Emulator::start`]) or as the `o365-essentials-emulator`
+//! binary.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), o365_essentials_emulator::EmulatorError> {
+//! use o365_essentials_emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::start(EmulatorConfig::default()).await?;
+//! println!("Graph at {}", emu.info().graph_url);
+//! # Ok(()) }
+//! ```
 
-/// The emulator's version.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+
+mod admin;
+mod auth;
+mod batch;
+pub mod config;
+mod ctx;
+mod dns;
+mod domains;
+mod edge;
+mod odata;
+mod org;
+mod state;
+mod throttle;
+mod users;
+
+pub use config::EmulatorConfig;
+
+use auth::Resource;
+use state::Emu;
+
+/// Why the emulator could not start.
+#[derive(Debug)]
+pub struct EmulatorError(String);
+
+impl std::fmt::Display for EmulatorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EmulatorError {}
+
+/// Where a running emulator answers, and the credentials of its first app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmulatorInfo {
+    /// Identity platform base (`{login_url}/{tenant}/oauth2/v2.0/token`).
+    pub login_url: String,
+    /// Graph base, with the version (`.../v1.0`).
+    pub graph_url: String,
+    /// Exchange admin API base.
+    pub exchange_url: String,
+    /// SharePoint base.
+    pub sharepoint_url: String,
+    /// The admin endpoint (`/_emulator`).
+    pub admin_url: String,
+    /// Tenant id.
+    pub tenant_id: String,
+    /// The first app's client id.
+    pub client_id: String,
+    /// The first app's client secret.
+    pub client_secret: Option<String>,
+    /// The CA certificate to trust, when serving HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The socket address it listens on.
+    pub listen: SocketAddr,
+}
+
+/// A running emulator; dropping it stops it.
+pub struct Emulator {
+    info: EmulatorInfo,
+    emu: Arc<Emu>,
+    task: tokio::task::AbortHandle,
+    _ca_dir: Option<tempdir::TempDir>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("listen", &self.info.listen)
+            .finish()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+mod tempdir {
+    /// A directory removed on drop (for the generated CA file).
+    #[derive(Debug)]
+    pub(crate) struct TempDir(pub std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Strips `microsoft.graph.` from action segments and `()` from function calls, so
+/// `/users/microsoft.graph.delta()` and `/users/delta` reach the same handler.
+pub(crate) fn normalize_uri(uri: &str) -> String {
+    let (path, query) = match uri.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (uri, None),
+    };
+    let path: Vec<String> = path
+        .split('/')
+        .map(|seg| {
+            let s = seg.strip_prefix("microsoft.graph.").unwrap_or(seg);
+            s.strip_suffix("()").unwrap_or(s).to_string()
+        })
+        .collect();
+    let path = path.join("/");
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    }
+}
+
+fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
+    let auth_state = (emu.clone(), Resource::Graph);
+    Router::new()
+        .route("/v1.0/users", get(users::list).post(users::create))
+        .route("/v1.0/users/delta", get(users::delta))
+        .route(
+            "/v1.0/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route(
+            "/v1.0/users/{id}/revokeSignInSessions",
+            post(users::revoke_sessions),
+        )
+        .route(
+            "/v1.0/users/{id}/assignLicense",
+            post(users::assign_license),
+        )
+        .route(
+            "/v1.0/directory/deletedItems/user",
+            get(users::list_deleted),
+        )
+        .route(
+            "/v1.0/directory/deletedItems/{id}",
+            get(users::get_deleted).delete(users::purge),
+        )
+        .route(
+            "/v1.0/directory/deletedItems/{id}/restore",
+            post(users::restore),
+        )
+        .route("/v1.0/subscribedSkus", get(org::subscribed_skus))
+        .route("/v1.0/organization", get(org::organization))
+        .route("/v1.0/directoryRoles", get(org::directory_roles))
+        .route("/v1.0/directoryRoles/{id}/members", get(org::role_members))
+        .route("/v1.0/domains", get(domains::list).post(domains::add))
+        .route(
+            "/v1.0/domains/{id}",
+            get(domains::get)
+                .patch(domains::update)
+                .delete(domains::delete),
+        )
+        .route(
+            "/v1.0/domains/{id}/verificationDnsRecords",
+            get(domains::verification_records),
+        )
+        .route(
+            "/v1.0/domains/{id}/serviceConfigurationRecords",
+            get(domains::service_records),
+        )
+        .route("/v1.0/domains/{id}/verify", post(domains::verify))
+        .route(
+            "/v1.0/domains/{id}/forceDelete",
+            post(domains::force_delete),
+        )
+        .route("/v1.0/$batch", post(batch::batch))
+        .route("/v1.0", axum::routing::any(graph_fallback))
+        .route("/v1.0/{*rest}", axum::routing::any(graph_fallback))
+        .layer(axum::middleware::from_fn_with_state(
+            emu.clone(),
+            throttle::throttle_layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            auth_state,
+            auth::require_token,
+        ))
+}
+
+async fn graph_fallback(uri: axum::http::Uri) -> ctx::GraphError {
+    let seg = uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    if seg.is_empty() {
+        return ctx::GraphError::bad_request("BadRequest", "Invalid version.");
+    }
+    ctx::GraphError::bad_request(
+        "BadRequest",
+        format!("Resource not found for the segment '{seg}'."),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> ctx::GraphError {
+    ctx::GraphError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("No such endpoint: {}", uri.path()),
+    )
+}
+
+fn build_router(emu: &Arc<Emu>) -> Router {
+    let admin = Router::new()
+        .route("/_emulator/state", get(admin::state))
+        .route("/_emulator/stats", get(admin::stats))
+        .route("/_emulator/seed", post(admin::seed))
+        .route(
+            "/_emulator/faults",
+            axum::routing::put(admin::set_faults).delete(admin::clear_faults),
+        )
+        .route(
+            "/_emulator/throttling",
+            axum::routing::put(admin::set_throttling),
+        )
+        .route("/_emulator/latency", axum::routing::put(admin::set_latency))
+        .route("/_emulator/dns", axum::routing::put(admin::set_dns))
+        .route(
+            "/_emulator/users/{id}/check-password",
+            post(admin::check_password),
+        )
+        .route("/_emulator/delta/expire", post(admin::expire_delta));
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(auth::token_endpoint))
+        .merge(admin)
+        .merge(graph_router(emu))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            emu.clone(),
+            edge::edge,
+        ))
+        .with_state(emu.clone())
+}
+
+fn tls_acceptor(ca_path: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, EmulatorError> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let err =
+        |e: &dyn std::fmt::Display| EmulatorError(format!("cannot make the TLS certificate: {e}"));
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(&e))?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "o365-essentials emulator CA");
+    let ca_key = KeyPair::generate().map_err(|e| err(&e))?;
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| err(&e))?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(|e| err(&e))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "o365-essentials emulator");
+    let key = KeyPair::generate().map_err(|e| err(&e))?;
+    let cert = params.signed_by(&key, &ca).map_err(|e| err(&e))?;
+    std::fs::write(ca_path, ca.pem()).map_err(|e| {
+        EmulatorError(format!(
+            "cannot write the CA file {}: {e}",
+            ca_path.display()
+        ))
+    })?;
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key_der)
+        .map_err(|e| err(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve_connection<I>(io: I, router: Router)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let router = router.clone();
+        async move {
+            let (mut parts, body) = req.into_parts();
+            let fixed = normalize_uri(&parts.uri.to_string());
+            if let Ok(u) = fixed.parse() {
+                parts.uri = u;
+            }
+            let req = hyper::Request::from_parts(parts, Body::new(body));
+            let resp = match router.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            if resp.extensions().get::<ctx::DropConnection>().is_some() {
+                return Err(ConnectionDropped);
+            }
+            Ok::<_, ConnectionDropped>(resp)
+        }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let _ = builder.serve_connection(TokioIo::new(io), service).await;
+}
+
+/// An injected fault that closes the connection instead of answering.
+#[derive(Debug)]
+struct ConnectionDropped;
+
+impl std::fmt::Display for ConnectionDropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by an injected fault")
+    }
+}
+
+impl std::error::Error for ConnectionDropped {}
+
+impl Emulator {
+    /// Starts on `127.0.0.1` on an ephemeral port.
+    ///
+    /// # Errors
+    /// When the port cannot be bound or the configuration is invalid.
+    pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        Emulator::start_on(
+            "127.0.0.1:0"
+                .parse()
+                .map_err(|_| EmulatorError("bad address".into()))?,
+            config,
+        )
+        .await
+    }
+
+    /// Starts on a given loopback address (`127.0.0.1:PORT`, `[::1]:PORT`).
+    ///
+    /// # Errors
+    /// When the address is not a loopback address, cannot be bound, or the configuration
+    /// is invalid.
+    pub async fn start_on(
+        addr: SocketAddr,
+        config: EmulatorConfig,
+    ) -> Result<Emulator, EmulatorError> {
+        if !addr.ip().is_loopback() {
+            return Err(EmulatorError(format!(
+                "the emulator listens on loopback addresses only (127.0.0.0/8 or ::1), not {addr}"
+            )));
+        }
+        if config.apps.is_empty() {
+            return Err(EmulatorError(
+                "the configuration needs at least one app registration".into(),
+            ));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| EmulatorError(format!("cannot listen on {addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| EmulatorError(e.to_string()))?;
+        let (acceptor, ca_file, ca_dir) = if config.tls.enabled {
+            let (path, dir) = match &config.tls.ca_file {
+                Some(p) => (p.clone(), None),
+                None => {
+                    let dir = std::env::temp_dir().join(format!(
+                        "o365-emulator-{}-{}",
+                        std::process::id(),
+                        local.port()
+                    ));
+                    std::fs::create_dir_all(&dir).map_err(|e| {
+                        EmulatorError(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                    (dir.join("ca.pem"), Some(tempdir::TempDir(dir)))
+                }
+            };
+            (Some(tls_acceptor(&path)?), Some(path), dir)
+        } else {
+            (None, None, None)
+        };
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{local}");
+        let emu = Arc::new(Emu::new(config, base.clone()).map_err(EmulatorError)?);
+        let router = build_router(&emu);
+        let _ = emu.router.set(router.clone());
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                let acceptor = acceptor.clone();
+                conns.spawn(async move {
+                    match acceptor {
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(stream).await {
+                                serve_connection(tls, router).await;
+                            }
+                        }
+                        None => serve_connection(stream, router).await,
+                    }
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        let app = &emu.cfg.apps[0];
+        let info = EmulatorInfo {
+            login_url: base.clone(),
+            graph_url: format!("{base}/v1.0"),
+            exchange_url: format!("{base}/adminapi/beta"),
+            sharepoint_url: format!("{base}/sharepoint"),
+            admin_url: format!("{base}/_emulator"),
+            tenant_id: emu.cfg.tenant.id.clone(),
+            client_id: app.client_id.clone(),
+            client_secret: app.client_secret.clone(),
+            ca_file,
+            listen: local,
+        };
+        Ok(Emulator {
+            info,
+            emu,
+            task: task.abort_handle(),
+            _ca_dir: ca_dir,
+        })
+    }
+
+    /// Where it answers and the first app's credentials.
+    pub fn info(&self) -> &EmulatorInfo {
+        &self.info
+    }
+
+    /// The token endpoint URL.
+    pub fn token_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.info.login_url, self.info.tenant_id
+        )
+    }
+
+    /// Requests served so far (outer requests, not `$batch` items).
+    pub fn request_count(&self) -> u64 {
+        self.emu
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops it (also done on drop).
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_uri;
+
+    #[test]
+    fn sdk_paths_are_normalised() {
+        assert_eq!(
+            normalize_uri("/v1.0/users/delta()?$select=id"),
+            "/v1.0/users/delta?$select=id"
+        );
+        assert_eq!(
+            normalize_uri("/v1.0/users/x/microsoft.graph.revokeSignInSessions"),
+            "/v1.0/users/x/revokeSignInSessions"
+        );
+        assert_eq!(
+            normalize_uri("/v1.0/directory/deletedItems/microsoft.graph.user"),
+            "/v1.0/directory/deletedItems/user"
+        );
+        assert_eq!(normalize_uri("/v1.0/users"), "/v1.0/users");
+    }
+}

@@ -1,0 +1,357 @@
+//! The emulator's configuration: one serde shape for the library and the binary's
+//! `--config FILE`. Every field has a default, so `{}` is a valid configuration.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Tenant size, which sets the resource-unit budget (S < 50 users, M 50–500, L > 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantSize {
+    /// Fewer than 50 users: 3,500 RU per 10 s.
+    #[default]
+    Small,
+    /// 50–500 users: 5,000 RU per 10 s.
+    Medium,
+    /// More than 500 users: 8,000 RU per 10 s.
+    Large,
+}
+
+/// The emulated tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantConfig {
+    /// Tenant id (a GUID).
+    pub id: String,
+    /// Organization display name.
+    pub display_name: String,
+    /// The initial `*.onmicrosoft.com` domain (verified from the start).
+    pub initial_domain: String,
+    /// `countryLetterCode`.
+    pub country: String,
+    /// Size class, for throttling budgets.
+    pub size: TenantSize,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        TenantConfig {
+            id: "8f3c2d4e-6a1b-4c5d-9e7f-0a1b2c3d4e5f".into(),
+            display_name: "Contoso Ltd".into(),
+            initial_domain: "contoso.onmicrosoft.com".into(),
+            country: "GB".into(),
+            size: TenantSize::Small,
+        }
+    }
+}
+
+/// An app registration allowed to get tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppConfig {
+    /// Application (client) id.
+    pub client_id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Client secret; `None` accepts no secret.
+    pub client_secret: Option<String>,
+    /// PEM certificates whose keys may sign client assertions.
+    pub certificates: Vec<String>,
+    /// Application permissions granted (`User.ReadWrite.All`, `Domain.ReadWrite.All`, ...).
+    pub permissions: Vec<String>,
+    /// Directory roles the app's service principal holds (`User Administrator`, ...).
+    pub directory_roles: Vec<String>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            client_id: "0e8b5a3c-1d2f-4b6a-8c9d-7e5f4a3b2c1d".into(),
+            display_name: "o365-essentials".into(),
+            client_secret: Some("emulator-secret-do-not-use-in-production".into()),
+            certificates: Vec::new(),
+            permissions: vec![
+                "User.ReadWrite.All".into(),
+                "Directory.ReadWrite.All".into(),
+                "Domain.ReadWrite.All".into(),
+                "Organization.Read.All".into(),
+                "LicenseAssignment.ReadWrite.All".into(),
+                "RoleManagement.Read.Directory".into(),
+                "User-PasswordProfile.ReadWrite.All".into(),
+                "Exchange.ManageAsApp".into(),
+                "Sites.FullControl.All".into(),
+            ],
+            directory_roles: vec![
+                "User Administrator".into(),
+                "Privileged Authentication Administrator".into(),
+                "Exchange Administrator".into(),
+            ],
+        }
+    }
+}
+
+/// Throttling as documented for identity and access (numbers may be dated).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThrottleConfig {
+    /// Whether requests are throttled at all.
+    pub enabled: bool,
+    /// Shrinks every window by this factor (10 → a 10 s window lasts 1 s), keeping the
+    /// budgets, so benchmarks finish quickly with the same ratios.
+    pub time_scale: f64,
+    /// Writes per app and tenant per window (3,000).
+    pub app_tenant_writes: u32,
+    /// That window in seconds (150).
+    pub app_tenant_write_window_secs: f64,
+    /// Writes per tenant, all apps, per window (18,000).
+    pub tenant_writes: u32,
+    /// That window in seconds (300).
+    pub tenant_write_window_secs: f64,
+    /// Resource units per app and tenant per 10 s; `None` takes the tenant size's.
+    pub resource_units: Option<u32>,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            enabled: true,
+            time_scale: 1.0,
+            app_tenant_writes: 3000,
+            app_tenant_write_window_secs: 150.0,
+            tenant_writes: 18000,
+            tenant_write_window_secs: 300.0,
+            resource_units: None,
+        }
+    }
+}
+
+/// Fixed plus uniformly jittered delay in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct Delay {
+    /// Always.
+    pub fixed_ms: u64,
+    /// Up to this much more, uniformly.
+    pub jitter_ms: u64,
+}
+
+/// Round-trip time per request type.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct LatencyConfig {
+    /// GETs.
+    pub read: Delay,
+    /// POST, PATCH, PUT, DELETE.
+    pub write: Delay,
+    /// The token endpoint.
+    pub token: Delay,
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer with this status and a Graph error body (429 carries Retry-After).
+    Status {
+        /// 429, 500, 503, 504...
+        status: u16,
+    },
+    /// Close the connection without an answer, before doing anything.
+    Reset,
+    /// Do the work, then close the connection without an answer (the create happened
+    /// but the client never hears).
+    LostResponse,
+    /// Wait this long, then answer normally.
+    Delay {
+        /// Milliseconds.
+        ms: u64,
+    },
+}
+
+/// A fault rule: requests matching `path` (and `method`) get `kind` with `probability`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultRule {
+    /// A path pattern: `*` matches any run of characters (`/v1.0/users*`).
+    pub path: String,
+    /// Only this method, if set.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Fraction of matching requests affected, 0–1.
+    #[serde(default = "one")]
+    pub probability: f64,
+    /// What happens.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// Stop after this many faults, if set.
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Where domain verification looks for the `MS=ms...` record.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DnsConfig {
+    /// A DNS server to ask (e.g. the tests' BIND9 on 127.0.0.1:15353).
+    pub server: Option<SocketAddr>,
+    /// Verify every domain without asking DNS (for demos).
+    pub verify_without_dns: bool,
+}
+
+/// A user to seed.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SeedUser {
+    /// Id; generated when empty.
+    pub id: Option<String>,
+    /// `userPrincipalName`.
+    pub user_principal_name: String,
+    /// `displayName`.
+    pub display_name: String,
+    /// `mailNickname`; from the UPN when empty.
+    pub mail_nickname: Option<String>,
+    /// `givenName`.
+    pub given_name: Option<String>,
+    /// `surname`.
+    pub surname: Option<String>,
+    /// `mail`.
+    pub mail: Option<String>,
+    /// `accountEnabled` (default true).
+    pub account_enabled: Option<bool>,
+    /// `usageLocation`.
+    pub usage_location: Option<String>,
+    /// `onPremisesImmutableId`.
+    pub on_premises_immutable_id: Option<String>,
+    /// `proxyAddresses`.
+    pub proxy_addresses: Vec<String>,
+    /// Password (stored hashed).
+    pub password: Option<String>,
+    /// Directory roles held (`Global Administrator`...).
+    pub roles: Vec<String>,
+    /// SKU part numbers assigned.
+    pub licences: Vec<String>,
+}
+
+/// A subscribed SKU to seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedSku {
+    /// `skuId`.
+    pub sku_id: String,
+    /// `skuPartNumber`.
+    pub sku_part_number: String,
+    /// `prepaidUnits.enabled`.
+    pub enabled: u32,
+}
+
+/// A domain to seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedDomain {
+    /// Name.
+    pub name: String,
+    /// Already verified.
+    #[serde(default)]
+    pub verified: bool,
+}
+
+/// Initial tenant content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Seed {
+    /// Users.
+    pub users: Vec<SeedUser>,
+    /// Subscribed SKUs.
+    pub skus: Vec<SeedSku>,
+    /// Extra domains.
+    pub domains: Vec<SeedDomain>,
+}
+
+impl Default for Seed {
+    fn default() -> Self {
+        Seed {
+            users: vec![SeedUser {
+                user_principal_name: "admin@contoso.onmicrosoft.com".into(),
+                display_name: "Tenant Administrator".into(),
+                password: Some("Admin-Passw0rd!".into()),
+                roles: vec!["Global Administrator".into()],
+                usage_location: Some("GB".into()),
+                ..SeedUser::default()
+            }],
+            skus: vec![
+                SeedSku {
+                    sku_id: "f245ecc8-75af-4f8e-b61f-27d8114de5f3".into(),
+                    sku_part_number: "O365_BUSINESS_PREMIUM".into(),
+                    enabled: 25,
+                },
+                SeedSku {
+                    sku_id: "3b555118-da6a-4418-894f-7df1e2096870".into(),
+                    sku_part_number: "O365_BUSINESS_ESSENTIALS".into(),
+                    enabled: 10,
+                },
+            ],
+            domains: Vec::new(),
+        }
+    }
+}
+
+/// Serve over HTTPS with a generated certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// Whether to serve HTTPS.
+    pub enabled: bool,
+    /// Where to write the CA certificate (PEM); a temporary file when unset.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmulatorConfig {
+    /// The tenant.
+    pub tenant: TenantConfig,
+    /// App registrations; the first is the one the binary prints.
+    pub apps: Vec<AppConfig>,
+    /// Access token lifetime in seconds (3599 like the real service).
+    pub token_lifetime_secs: u64,
+    /// Throttling.
+    pub throttling: ThrottleConfig,
+    /// Latency model (off by default).
+    pub latency: LatencyConfig,
+    /// Fault rules (none by default).
+    pub faults: Vec<FaultRule>,
+    /// Seed of the random choices (faults, jitter, batch response order).
+    pub random_seed: u64,
+    /// Domain verification.
+    pub dns: DnsConfig,
+    /// HTTPS.
+    pub tls: TlsConfig,
+    /// Initial content.
+    pub seed: Seed,
+    /// Largest request body accepted (Graph: 4 MiB).
+    pub max_body_bytes: usize,
+    /// Delta tokens older than this many changes are expired (`resyncRequired`).
+    pub delta_retention_changes: u64,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            tenant: TenantConfig::default(),
+            apps: vec![AppConfig::default()],
+            token_lifetime_secs: 3599,
+            throttling: ThrottleConfig::default(),
+            latency: LatencyConfig::default(),
+            faults: Vec::new(),
+            random_seed: 0x0365,
+            dns: DnsConfig::default(),
+            tls: TlsConfig::default(),
+            seed: Seed::default(),
+            max_body_bytes: 4 * 1024 * 1024,
+            delta_retention_changes: 100_000,
+        }
+    }
+}

@@ -1,0 +1,633 @@
+//! The emulator's shared state: configuration, the tenant's directory, and counters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use ring::{digest, hmac};
+use serde_json::{Map, Value, json};
+
+use crate::auth::{RegisteredCert, Resource, parse_certificate};
+use crate::config::{AppConfig, EmulatorConfig, FaultRule, LatencyConfig, SeedUser};
+use crate::ctx::now_rfc3339;
+use crate::throttle::Throttle;
+
+/// An online account as the emulator keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    pub id: String,
+    pub user_principal_name: String,
+    pub display_name: String,
+    pub mail_nickname: String,
+    pub account_enabled: bool,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub mail: Option<String>,
+    pub usage_location: Option<String>,
+    pub immutable_id: Option<String>,
+    pub proxy_addresses: Vec<String>,
+    /// (skuId, disabledPlans)
+    pub assigned_licenses: Vec<(String, Vec<String>)>,
+    /// SHA-256 of the password; never returned.
+    pub password_hash: Option<Vec<u8>>,
+    pub force_change_password: bool,
+    pub created: String,
+    pub last_password_change: Option<String>,
+    pub sessions_valid_from: String,
+    pub deleted: Option<String>,
+    /// Other simple string properties (jobTitle, department, ...).
+    pub extra: Map<String, Value>,
+}
+
+/// Every property a `user` returns, with its CSDL name.
+pub(crate) const USER_PROPERTIES: &[&str] = &[
+    "id",
+    "accountEnabled",
+    "assignedLicenses",
+    "businessPhones",
+    "city",
+    "companyName",
+    "country",
+    "createdDateTime",
+    "deletedDateTime",
+    "department",
+    "displayName",
+    "employeeId",
+    "givenName",
+    "jobTitle",
+    "lastPasswordChangeDateTime",
+    "mail",
+    "mailNickname",
+    "mobilePhone",
+    "officeLocation",
+    "onPremisesImmutableId",
+    "onPremisesSyncEnabled",
+    "otherMails",
+    "passwordPolicies",
+    "passwordProfile",
+    "postalCode",
+    "preferredLanguage",
+    "proxyAddresses",
+    "signInSessionsValidFromDateTime",
+    "state",
+    "streetAddress",
+    "surname",
+    "usageLocation",
+    "userPrincipalName",
+    "userType",
+];
+
+/// The properties returned when no `$select` is given (Graph v1.0's default set).
+pub(crate) const USER_DEFAULT_SELECT: &[&str] = &[
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
+];
+
+/// Simple string properties kept in [`User::extra`].
+pub(crate) const USER_EXTRA_STRINGS: &[&str] = &[
+    "city",
+    "companyName",
+    "country",
+    "department",
+    "employeeId",
+    "jobTitle",
+    "mobilePhone",
+    "officeLocation",
+    "passwordPolicies",
+    "postalCode",
+    "preferredLanguage",
+    "state",
+    "streetAddress",
+];
+
+pub(crate) fn hash_password(pw: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, pw.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+impl User {
+    pub(crate) fn to_json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let opt = |v: &Option<String>| v.as_ref().map_or(Value::Null, |s| json!(s));
+        m.insert("id".into(), json!(self.id));
+        m.insert("accountEnabled".into(), json!(self.account_enabled));
+        m.insert(
+            "assignedLicenses".into(),
+            Value::Array(
+                self.assigned_licenses
+                    .iter()
+                    .map(|(sku, disabled)| json!({"disabledPlans": disabled, "skuId": sku}))
+                    .collect(),
+            ),
+        );
+        m.insert(
+            "businessPhones".into(),
+            self.extra
+                .get("businessPhones")
+                .cloned()
+                .unwrap_or_else(|| json!([])),
+        );
+        for k in USER_EXTRA_STRINGS {
+            m.insert(
+                (*k).into(),
+                self.extra.get(*k).cloned().unwrap_or(Value::Null),
+            );
+        }
+        m.insert("createdDateTime".into(), json!(self.created));
+        m.insert("deletedDateTime".into(), opt(&self.deleted));
+        m.insert("displayName".into(), json!(self.display_name));
+        m.insert("givenName".into(), opt(&self.given_name));
+        m.insert(
+            "lastPasswordChangeDateTime".into(),
+            opt(&self.last_password_change),
+        );
+        m.insert("mail".into(), opt(&self.mail));
+        m.insert("mailNickname".into(), json!(self.mail_nickname));
+        m.insert("onPremisesImmutableId".into(), opt(&self.immutable_id));
+        m.insert(
+            "onPremisesSyncEnabled".into(),
+            if self.immutable_id.is_some() {
+                json!(false)
+            } else {
+                Value::Null
+            },
+        );
+        m.insert(
+            "otherMails".into(),
+            self.extra
+                .get("otherMails")
+                .cloned()
+                .unwrap_or_else(|| json!([])),
+        );
+        m.insert("passwordProfile".into(), Value::Null);
+        m.insert("proxyAddresses".into(), json!(self.proxy_addresses));
+        m.insert(
+            "signInSessionsValidFromDateTime".into(),
+            json!(self.sessions_valid_from),
+        );
+        m.insert("surname".into(), opt(&self.surname));
+        m.insert("usageLocation".into(), opt(&self.usage_location));
+        m.insert("userPrincipalName".into(), json!(self.user_principal_name));
+        m.insert("userType".into(), json!("Member"));
+        m
+    }
+
+    pub(crate) fn select(&self, select: Option<&[String]>) -> Map<String, Value> {
+        let all = self.to_json();
+        let mut out = Map::new();
+        match select {
+            Some(props) => {
+                // Graph always returns the id.
+                if !props.iter().any(|p| p == "id") {
+                    out.insert("id".into(), json!(self.id));
+                }
+                for p in props {
+                    if let Some((k, v)) = all
+                        .get_key_value(p.as_str())
+                        .or_else(|| all.iter().find(|(k, _)| k.eq_ignore_ascii_case(p)))
+                    {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            None => {
+                for p in USER_DEFAULT_SELECT {
+                    if let Some(v) = all.get(*p) {
+                        out.insert((*p).into(), v.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A subscribed SKU.
+#[derive(Debug, Clone)]
+pub(crate) struct Sku {
+    pub sku_id: String,
+    pub part_number: String,
+    pub enabled: u32,
+}
+
+/// A domain of the tenant.
+#[derive(Debug, Clone)]
+pub(crate) struct Domain {
+    pub name: String,
+    pub verified: bool,
+    pub is_default: bool,
+    pub is_initial: bool,
+    pub services: Vec<String>,
+    /// `ms12345678`.
+    pub verification_code: String,
+}
+
+/// A directory role with its user members.
+#[derive(Debug, Clone)]
+pub(crate) struct Role {
+    pub id: String,
+    pub template_id: String,
+    pub display_name: String,
+    pub members: Vec<String>,
+}
+
+/// The tenant's directory.
+#[derive(Debug, Default)]
+pub(crate) struct Directory {
+    pub users: BTreeMap<String, User>,
+    pub deleted: BTreeMap<String, User>,
+    pub skus: Vec<Sku>,
+    pub domains: BTreeMap<String, Domain>,
+    pub roles: Vec<Role>,
+    /// (seq, user id) of every change, for delta.
+    pub changes: Vec<(u64, String)>,
+    pub seq: u64,
+    /// Delta tokens below this are expired.
+    pub delta_floor: u64,
+    /// Ids deleted for good (delta reports them as `deleted`).
+    pub purged: Vec<String>,
+}
+
+impl Directory {
+    pub(crate) fn touch(&mut self, id: &str, retention: u64) {
+        self.seq += 1;
+        self.changes.push((self.seq, id.to_string()));
+        if self.changes.len() as u64 > retention {
+            let cut = self.changes.len() - retention as usize;
+            self.delta_floor = self.changes[cut - 1].0;
+            self.changes.drain(..cut);
+        }
+    }
+
+    pub(crate) fn find_user(&self, id_or_upn: &str) -> Option<&User> {
+        self.users.get(id_or_upn).or_else(|| {
+            self.users
+                .values()
+                .find(|u| u.user_principal_name.eq_ignore_ascii_case(id_or_upn))
+        })
+    }
+
+    pub(crate) fn find_user_id(&self, id_or_upn: &str) -> Option<String> {
+        self.find_user(id_or_upn).map(|u| u.id.clone())
+    }
+
+    pub(crate) fn consumed(&self, sku_id: &str) -> u32 {
+        self.users
+            .values()
+            .filter(|u| {
+                u.assigned_licenses
+                    .iter()
+                    .any(|(s, _)| s.eq_ignore_ascii_case(sku_id))
+            })
+            .count() as u32
+    }
+
+    pub(crate) fn verified_domain(&self, name: &str) -> bool {
+        self.domains
+            .get(&name.to_ascii_lowercase())
+            .is_some_and(|d| d.verified)
+    }
+
+    pub(crate) fn is_admin(&self, user_id: &str) -> bool {
+        self.roles
+            .iter()
+            .any(|r| r.members.iter().any(|m| m == user_id))
+    }
+}
+
+/// Request counters for assertions and benchmarks.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    counters: Mutex<HashMap<String, u64>>,
+    pub requests: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn count(&self, what: &str) {
+        if let Ok(mut c) = self.counters.lock() {
+            *c.entry(what.to_string()).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Value {
+        let c = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut m: BTreeMap<String, u64> = c.into_iter().collect();
+        m.insert("requests".into(), self.requests.load(Ordering::Relaxed));
+        json!(m)
+    }
+}
+
+/// Settings an admin call can change while running.
+#[derive(Debug, Clone)]
+pub(crate) struct Runtime {
+    pub throttling_enabled: bool,
+    pub time_scale: f64,
+    pub latency: LatencyConfig,
+    pub faults: Vec<(FaultRule, u64)>,
+    pub verify_without_dns: bool,
+    pub dns_server: Option<std::net::SocketAddr>,
+}
+
+/// Everything the handlers share.
+pub(crate) struct Emu {
+    pub cfg: EmulatorConfig,
+    pub base_url: String,
+    pub token_key: hmac::Key,
+    pub dir: Mutex<Directory>,
+    pub runtime: Mutex<Runtime>,
+    pub rng: Mutex<ChaCha8Rng>,
+    pub throttle: Mutex<Throttle>,
+    pub stats: Stats,
+    certs: HashMap<String, Vec<RegisteredCert>>,
+    /// Distinguishes this instance's delta and skip tokens from another's.
+    epoch: String,
+    /// The router, for `$batch` to dispatch sub-requests through.
+    pub router: std::sync::OnceLock<axum::Router>,
+}
+
+impl Emu {
+    pub(crate) fn new(cfg: EmulatorConfig, base_url: String) -> Result<Emu, String> {
+        let mut key = [0u8; 32];
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.random_seed);
+        rand::rng().fill(&mut key);
+        let mut certs = HashMap::new();
+        for app in &cfg.apps {
+            let mut list = Vec::new();
+            for pem in &app.certificates {
+                list.push(
+                    parse_certificate(pem).map_err(|e| format!("app {}: {e}", app.client_id))?,
+                );
+            }
+            certs.insert(app.client_id.to_ascii_lowercase(), list);
+        }
+        let runtime = Runtime {
+            throttling_enabled: cfg.throttling.enabled,
+            time_scale: cfg.throttling.time_scale.max(1e-6),
+            latency: cfg.latency,
+            faults: cfg.faults.iter().cloned().map(|f| (f, 0)).collect(),
+            verify_without_dns: cfg.dns.verify_without_dns,
+            dns_server: cfg.dns.server,
+        };
+        let throttle = Throttle::new(&cfg);
+        let emu = Emu {
+            dir: Mutex::new(Directory::default()),
+            runtime: Mutex::new(runtime),
+            throttle: Mutex::new(throttle),
+            stats: Stats::default(),
+            token_key: hmac::Key::new(hmac::HMAC_SHA256, &key),
+            epoch: uuid::Uuid::new_v4().simple().to_string(),
+            router: std::sync::OnceLock::new(),
+            base_url,
+            certs,
+            cfg,
+            rng: Mutex::new({
+                let _ = rng.random::<u64>();
+                rng
+            }),
+        };
+        emu.seed()?;
+        Ok(emu)
+    }
+
+    fn seed(&self) -> Result<(), String> {
+        let mut d = self.dir();
+        let initial = self.cfg.tenant.initial_domain.to_ascii_lowercase();
+        d.domains.insert(
+            initial.clone(),
+            Domain {
+                name: initial.clone(),
+                verified: true,
+                is_default: true,
+                is_initial: true,
+                services: vec!["Email".into(), "OfficeCommunicationsOnline".into()],
+                verification_code: String::new(),
+            },
+        );
+        for sd in &self.cfg.seed.domains {
+            let code = self.verification_code();
+            d.domains.insert(
+                sd.name.to_ascii_lowercase(),
+                Domain {
+                    name: sd.name.to_ascii_lowercase(),
+                    verified: sd.verified,
+                    is_default: false,
+                    is_initial: false,
+                    services: if sd.verified {
+                        vec!["Email".into()]
+                    } else {
+                        vec![]
+                    },
+                    verification_code: code,
+                },
+            );
+        }
+        for s in &self.cfg.seed.skus {
+            d.skus.push(Sku {
+                sku_id: s.sku_id.to_ascii_lowercase(),
+                part_number: s.sku_part_number.clone(),
+                enabled: s.enabled,
+            });
+        }
+        for (name, template) in crate::auth::ROLE_TEMPLATES {
+            d.roles.push(Role {
+                id: self.stable_id(&format!("role:{template}")),
+                template_id: (*template).into(),
+                display_name: (*name).into(),
+                members: Vec::new(),
+            });
+        }
+        let retention = self.cfg.delta_retention_changes;
+        for su in self.cfg.seed.users.clone() {
+            let u = self.seed_user(&su, &d)?;
+            let id = u.id.clone();
+            for role in &su.roles {
+                let r = d
+                    .roles
+                    .iter_mut()
+                    .find(|r| r.display_name.eq_ignore_ascii_case(role))
+                    .ok_or_else(|| format!("unknown directory role `{role}`"))?;
+                r.members.push(id.clone());
+            }
+            d.users.insert(id.clone(), u);
+            d.touch(&id, retention);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn seed_user(&self, su: &SeedUser, d: &Directory) -> Result<User, String> {
+        let upn = su.user_principal_name.clone();
+        if d.find_user(&upn).is_some() {
+            return Err(format!("seed user {upn} exists twice"));
+        }
+        let nick = su
+            .mail_nickname
+            .clone()
+            .unwrap_or_else(|| upn.split('@').next().unwrap_or(&upn).to_string());
+        let mut licences = Vec::new();
+        for part in &su.licences {
+            let sku = d
+                .skus
+                .iter()
+                .find(|s| s.part_number.eq_ignore_ascii_case(part))
+                .ok_or_else(|| format!("seed user {upn}: unknown SKU {part}"))?;
+            licences.push((sku.sku_id.clone(), Vec::new()));
+        }
+        let now = now_rfc3339();
+        Ok(User {
+            id: su
+                .id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            user_principal_name: upn.clone(),
+            display_name: su.display_name.clone(),
+            mail_nickname: nick,
+            account_enabled: su.account_enabled.unwrap_or(true),
+            given_name: su.given_name.clone(),
+            surname: su.surname.clone(),
+            mail: su.mail.clone().or_else(|| Some(upn.clone())),
+            usage_location: su.usage_location.clone(),
+            immutable_id: su.on_premises_immutable_id.clone(),
+            proxy_addresses: if su.proxy_addresses.is_empty() {
+                vec![format!("SMTP:{upn}")]
+            } else {
+                su.proxy_addresses.clone()
+            },
+            assigned_licenses: licences,
+            password_hash: su.password.as_deref().map(hash_password),
+            force_change_password: false,
+            created: now.clone(),
+            last_password_change: Some(now.clone()),
+            sessions_valid_from: now,
+            deleted: None,
+            extra: Map::new(),
+        })
+    }
+
+    pub(crate) fn epoch(&self) -> String {
+        self.epoch.clone()
+    }
+
+    pub(crate) fn dir(&self) -> MutexGuard<'_, Directory> {
+        self.dir.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn runtime(&self) -> MutexGuard<'_, Runtime> {
+        self.runtime.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn random_f64(&self) -> f64 {
+        self.rng
+            .lock()
+            .map(|mut r| r.random::<f64>())
+            .unwrap_or(0.5)
+    }
+
+    pub(crate) fn random_u64(&self, below: u64) -> u64 {
+        if below == 0 {
+            return 0;
+        }
+        self.rng
+            .lock()
+            .map(|mut r| r.random_range(0..below))
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn verification_code(&self) -> String {
+        format!("ms{:08}", self.random_u64(100_000_000))
+    }
+
+    /// A deterministic GUID-shaped id from a name (stable across runs of one config).
+    pub(crate) fn stable_id(&self, name: &str) -> String {
+        let d = digest::digest(
+            &digest::SHA256,
+            format!("{}:{name}", self.cfg.tenant.id).as_bytes(),
+        );
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d.as_ref()[..16]);
+        uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+    }
+
+    pub(crate) fn app(&self, client_id: &str) -> Option<&AppConfig> {
+        self.cfg
+            .apps
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+    }
+
+    pub(crate) fn certificates(&self, client_id: &str) -> Vec<RegisteredCert> {
+        self.certs
+            .get(&client_id.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn service_principal_id(&self, client_id: &str) -> String {
+        self.stable_id(&format!("sp:{}", client_id.to_ascii_lowercase()))
+    }
+
+    pub(crate) fn tenant_domain_names(&self) -> Vec<String> {
+        self.dir().domains.keys().cloned().collect()
+    }
+
+    /// The SharePoint host label: `contoso` of `contoso.onmicrosoft.com`.
+    pub(crate) fn sharepoint_tenant(&self) -> String {
+        self.cfg
+            .tenant
+            .initial_domain
+            .split('.')
+            .next()
+            .unwrap_or("contoso")
+            .to_ascii_lowercase()
+    }
+
+    pub(crate) fn audience(&self, r: Resource) -> String {
+        match r {
+            Resource::Graph => "https://graph.microsoft.com".into(),
+            Resource::Exchange => "https://outlook.office365.com".into(),
+            Resource::SharePoint => format!("https://{}.sharepoint.com", self.sharepoint_tenant()),
+        }
+    }
+
+    pub(crate) fn resource_for_scope(&self, scope: &str) -> Option<(Resource, String)> {
+        let s = scope.trim();
+        let resource = s.strip_suffix("/.default")?;
+        let resource = resource.trim_end_matches('/');
+        for r in [Resource::Graph, Resource::Exchange, Resource::SharePoint] {
+            if resource.eq_ignore_ascii_case(&self.audience(r)) {
+                return Some((r, self.audience(r)));
+            }
+        }
+        if resource == "00000003-0000-0000-c000-000000000000" {
+            return Some((Resource::Graph, self.audience(Resource::Graph)));
+        }
+        None
+    }
+
+    /// What a client assertion's `aud` may be.
+    pub(crate) fn token_audiences(&self, tenant_in_path: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        for t in [tenant_in_path, self.cfg.tenant.id.as_str()] {
+            v.push(format!("{}/{t}/oauth2/v2.0/token", self.base_url));
+            v.push(format!(
+                "https://login.microsoftonline.com/{t}/oauth2/v2.0/token"
+            ));
+        }
+        v
+    }
+
+    pub(crate) fn graph_root(&self) -> String {
+        format!("{}/v1.0", self.base_url)
+    }
+}
