@@ -430,12 +430,26 @@ fn decode_token(s: &str) -> Option<Value> {
         .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
+/// Characters escaped in query values of the links we hand out (`$` stays in keys).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b',')
+    .remove(b'/');
+
 fn link(emu: &Emu, path: &str, params: &[(&str, &str)]) -> String {
-    let mut ser = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in params {
-        ser.append_pair(k, v);
-    }
-    format!("{}{path}?{}", emu.graph_root(), ser.finish())
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                percent_encoding::utf8_percent_encode(v, QUERY_VALUE)
+            )
+        })
+        .collect();
+    format!("{}{path}?{}", emu.graph_root(), query.join("&"))
 }
 
 /// `GET /users`.

@@ -1,0 +1,1301 @@
+//! The emulator as its users meet it: over HTTP, with the real wire formats.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod common;
+mod csdl;
+
+use common::*;
+use o365_essentials_emulator::config::{AppConfig, FaultKind, FaultRule};
+use o365_essentials_emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------- identity platform
+
+#[tokio::test]
+async fn client_secret_gets_a_token_and_wrong_credentials_get_aadsts_errors() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let info = emu.info().clone();
+    let http = reqwest::Client::new();
+    let ok = token_response(
+        &http,
+        &emu,
+        &info.client_id,
+        Some(info.client_secret.as_deref().unwrap()),
+        GRAPH_SCOPE,
+    )
+    .await;
+    assert_eq!(ok.0, 200);
+    assert_eq!(ok.1["token_type"], "Bearer");
+    assert_eq!(ok.1["expires_in"], 3599);
+    assert_eq!(ok.1["access_token"].as_str().unwrap().split('.').count(), 3);
+
+    let (status, body) =
+        token_response(&http, &emu, &info.client_id, Some("wrong"), GRAPH_SCOPE).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_codes"], json!([7000215]));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS7000215:")
+    );
+    for k in ["timestamp", "trace_id", "correlation_id"] {
+        assert!(body[k].is_string(), "{k}");
+    }
+    assert!(
+        !body.to_string().contains("wrong"),
+        "the bad secret is not echoed"
+    );
+
+    let (status, body) = token_response(
+        &http,
+        &emu,
+        "11111111-2222-3333-4444-555555555555",
+        Some("x"),
+        GRAPH_SCOPE,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "unauthorized_client")
+    );
+    let (status, body) = token_response(
+        &http,
+        &emu,
+        &info.client_id,
+        info.client_secret.as_deref(),
+        "https://graph.microsoft.com/User.Read",
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "invalid_scope")
+    );
+    let r = http
+        .post(format!("{}/not-a-tenant/oauth2/v2.0/token", info.login_url))
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", "x"),
+            ("scope", GRAPH_SCOPE),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("AADSTS90002"));
+}
+
+#[tokio::test]
+async fn missing_expired_and_wrong_audience_tokens_get_401_graph_errors() {
+    let cfg = EmulatorConfig {
+        token_lifetime_secs: 1,
+        ..EmulatorConfig::default()
+    };
+    let emu = Emulator::start(cfg).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let r = g.http.get(g.url("/users")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+    assert_eq!(body["error"]["message"], "Access token is empty.");
+    assert!(body["error"]["innerError"]["request-id"].is_string());
+
+    let exo = token_for(&g.http, &emu, "https://outlook.office365.com/.default").await;
+    let r = g
+        .http
+        .get(g.url("/users"))
+        .bearer_auth(exo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("Invalid audience"));
+
+    let (status, _) = g.get("/users").await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = g.get("/users").await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+}
+
+#[tokio::test]
+async fn certificate_assertions_are_checked_for_signature_audience_issuer_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_der) = make_rsa_certificate(dir.path(), "app");
+    let (_, other_key) = make_rsa_certificate(dir.path(), "other");
+    let mut cfg = EmulatorConfig::default();
+    cfg.apps.push(AppConfig {
+        client_id: "c3c3c3c3-0000-4000-8000-000000000001".into(),
+        client_secret: None,
+        certificates: vec![cert_pem.clone()],
+        ..AppConfig::default()
+    });
+    let emu = Emulator::start(cfg).await.unwrap();
+    let http = reqwest::Client::new();
+    let cid = "c3c3c3c3-0000-4000-8000-000000000001";
+    let aud = emu.token_url();
+    let now = now_secs();
+    let thumb = sha256_thumbprint(&cert_pem);
+    for alg in ["PS256", "RS256"] {
+        let a = sign_assertion(
+            &key_der,
+            alg,
+            &thumb,
+            &json!({"aud": aud, "iss": cid, "sub": cid, "jti": "1", "nbf": now, "iat": now, "exp": now + 300}),
+        );
+        let (status, body) = assertion_response(&http, &emu, cid, &a).await;
+        assert_eq!(status, 200, "{alg}: {body}");
+        // A certificate-based token says so (appidacr 2), which SharePoint REST requires.
+        let claims = decode_jwt_claims(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["appidacr"], "2");
+    }
+    let cases = [
+        (
+            json!({"aud": "https://elsewhere/token", "iss": cid, "sub": cid, "nbf": now, "exp": now + 300}),
+            &key_der,
+            "700212",
+        ),
+        (
+            json!({"aud": aud, "iss": "someone-else", "sub": cid, "nbf": now, "exp": now + 300}),
+            &key_der,
+            "700021",
+        ),
+        (
+            json!({"aud": aud, "iss": cid, "sub": cid, "nbf": now - 4000, "exp": now - 3600}),
+            &key_der,
+            "700024",
+        ),
+        (
+            json!({"aud": aud, "iss": cid, "sub": cid, "nbf": now, "exp": now + 300}),
+            &other_key,
+            "700027",
+        ),
+    ];
+    for (claims, key, code) in cases {
+        let a = sign_assertion(key, "PS256", &thumb, &claims);
+        let (status, body) = assertion_response(&http, &emu, cid, &a).await;
+        assert_eq!(status, 401, "{code}: {body}");
+        assert_eq!(body["error"], "invalid_client");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("AADSTS{code}")),
+            "{body}"
+        );
+    }
+    // A secret does not work for an app without one.
+    let (status, _) = token_response(&http, &emu, cid, Some("guess"), GRAPH_SCOPE).await;
+    assert_eq!(status, 401);
+}
+
+// ---------------------------------------------------------------- users
+
+#[tokio::test]
+async fn creating_users_applies_graphs_validation_and_conflict_rules() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let (status, body) = g.post("/users", &new_user("jane", "Winter-2026!")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["@odata.context"],
+        format!("{}/$metadata#users/$entity", emu.info().graph_url)
+    );
+    assert_eq!(body["userPrincipalName"], "jane@contoso.onmicrosoft.com");
+    assert!(body.get("passwordProfile").is_none());
+
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"displayName": "X", "mailNickname": "x", "userPrincipalName": "x@contoso.onmicrosoft.com", "passwordProfile": {"password": "Winter-2026!"}}),
+            "accountEnabled",
+        ),
+        (
+            json!({"accountEnabled": true, "mailNickname": "x", "userPrincipalName": "x@contoso.onmicrosoft.com", "passwordProfile": {"password": "Winter-2026!"}}),
+            "displayName",
+        ),
+        (
+            json!({"accountEnabled": true, "displayName": "X", "userPrincipalName": "x@contoso.onmicrosoft.com", "passwordProfile": {"password": "Winter-2026!"}}),
+            "mailNickname",
+        ),
+        (
+            json!({"accountEnabled": true, "displayName": "X", "mailNickname": "x", "userPrincipalName": "x@contoso.onmicrosoft.com"}),
+            "A password must be specified",
+        ),
+        (
+            json!({"accountEnabled": true, "displayName": "X", "mailNickname": "x", "userPrincipalName": "x y@contoso.onmicrosoft.com", "passwordProfile": {"password": "Winter-2026!"}}),
+            "Property userPrincipalName is invalid.",
+        ),
+        (
+            json!({"accountEnabled": true, "displayName": "X", "mailNickname": "x", "userPrincipalName": "x@unverified.example", "passwordProfile": {"password": "Winter-2026!"}}),
+            "verified domain names",
+        ),
+        (
+            json!({"accountEnabled": true, "displayName": "X", "mailNickname": "x", "userPrincipalName": "x@contoso.onmicrosoft.com", "passwordProfile": {"password": "weak"}}),
+            "password complexity",
+        ),
+        (
+            json!({"accountEnabled": "yes", "displayName": "X", "mailNickname": "x", "userPrincipalName": "x@contoso.onmicrosoft.com", "passwordProfile": {"password": "Winter-2026!"}}),
+            "accountEnabled",
+        ),
+        (
+            json!({"accountEnabled": true, "displayName": "X", "mailNickname": "x", "userPrincipalName": "x@contoso.onmicrosoft.com", "passwordProfile": {"password": "Winter-2026!"}, "favouriteColour": "blue"}),
+            "favouriteColour",
+        ),
+        (
+            json!({"accountEnabled": true, "displayName": "X", "mailNickname": "x", "userPrincipalName": "x@contoso.onmicrosoft.com", "passwordProfile": {"password": "Winter-2026!"}, "onPremisesImmutableId": "a_b"}),
+            "onPremisesImmutableId is invalid",
+        ),
+        (
+            json!({"accountEnabled": true, "displayName": "X", "mailNickname": "x", "userPrincipalName": "x@contoso.onmicrosoft.com", "passwordProfile": {"password": "Winter-2026!"}, "usageLocation": "gbr"}),
+            "usageLocation",
+        ),
+    ];
+    for (body, expect) in cases {
+        let (status, resp) = g.post("/users", &body).await;
+        assert_eq!(status, 400, "{expect}: {resp}");
+        assert!(
+            resp["error"]["message"].as_str().unwrap().contains(expect),
+            "{expect}: {resp}"
+        );
+        assert!(resp["error"]["innerError"]["request-id"].is_string());
+    }
+    let mut anchored = new_user("anchored", "Winter-2026!");
+    anchored["onPremisesImmutableId"] = json!("BAMCAQYFCAcJCgsMDQ4PEA==");
+    assert_eq!(g.post("/users", &anchored).await.0, 201);
+    for (prop, body) in [
+        ("userPrincipalName", {
+            let mut b = new_user("jane", "Winter-2026!");
+            b["mailNickname"] = json!("other");
+            b
+        }),
+        ("mailNickname", {
+            let mut b = new_user("jane2", "Winter-2026!");
+            b["mailNickname"] = json!("jane");
+            b
+        }),
+        ("onPremisesImmutableId", {
+            let mut b = new_user("jane3", "Winter-2026!");
+            b["onPremisesImmutableId"] = json!("BAMCAQYFCAcJCgsMDQ4PEA==");
+            b
+        }),
+    ] {
+        let (status, resp) = g.post("/users", &body).await;
+        assert_eq!(status, 400, "{prop}");
+        assert_eq!(resp["error"]["code"], "Request_BadRequest");
+        assert_eq!(
+            resp["error"]["message"],
+            format!("Another object with the same value for property {prop} already exists.")
+        );
+        assert_eq!(
+            resp["error"]["details"][0],
+            json!({"code": "ObjectConflict", "target": prop})
+        );
+    }
+}
+
+#[tokio::test]
+async fn users_list_pages_with_top_select_and_filter() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    for i in 0..7 {
+        let mut u = new_user(&format!("page{i}"), "Winter-2026!");
+        u["onPremisesImmutableId"] = json!(format!("anchor{i}"));
+        assert_eq!(g.post("/users", &u).await.0, 201);
+    }
+    let mut seen = Vec::new();
+    let mut next = Some(g.url("/users?$top=2&$select=id,userPrincipalName"));
+    let mut pages = 0;
+    while let Some(url) = next {
+        let (status, body) = g.get_abs(&url).await;
+        assert_eq!(status, 200, "{body}");
+        let value = body["value"].as_array().unwrap();
+        assert!(value.len() <= 2);
+        for u in value {
+            assert_eq!(
+                u.as_object().unwrap().len(),
+                2,
+                "only the selected properties: {u}"
+            );
+            seen.push(u["userPrincipalName"].as_str().unwrap().to_string());
+        }
+        next = body["@odata.nextLink"].as_str().map(str::to_string);
+        pages += 1;
+    }
+    assert_eq!(seen.len(), 8, "7 created + the seeded admin");
+    assert_eq!(pages, 4);
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 8, "no user twice");
+
+    let (_, body) = g
+        .get("/users?$filter=onPremisesImmutableId eq 'anchor3'&$select=userPrincipalName")
+        .await;
+    assert_eq!(body["value"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        body["value"][0]["userPrincipalName"],
+        "page3@contoso.onmicrosoft.com"
+    );
+    let (_, body) = g
+        .get("/users?$filter=startswith(userPrincipalName,'PAGE')")
+        .await;
+    assert_eq!(body["value"].as_array().unwrap().len(), 7);
+
+    for (q, code) in [
+        ("/users?$top=0", "Request_BadRequest"),
+        ("/users?$top=1000", "Request_BadRequest"),
+        ("/users?$select=nope", "Request_BadRequest"),
+        ("/users?$filter=userPrincipalName eq", "BadRequest"),
+        (
+            "/users?$filter=createdDateTime eq 'x'",
+            "Request_UnsupportedQuery",
+        ),
+        ("/users?$orderby=displayName", "BadRequest"),
+    ] {
+        let (status, body) = g.get(q).await;
+        assert_eq!(status, 400, "{q}");
+        assert_eq!(body["error"]["code"], code, "{q}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn get_update_delete_restore_purge_and_revoke() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let (_, created) = g.post("/users", &new_user("life", "Winter-2026!")).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, by_upn) = g
+        .get("/users/life@contoso.onmicrosoft.com?$select=id,accountEnabled")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(by_upn["id"], id.as_str());
+    assert_eq!(by_upn["accountEnabled"], true);
+
+    let (status, _) = g
+        .patch(
+            &format!("/users/{id}"),
+            &json!({"accountEnabled": false, "usageLocation": "GB", "displayName": "Life Changed"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, u) = g
+        .get(&format!(
+            "/users/{id}?$select=accountEnabled,usageLocation,displayName"
+        ))
+        .await;
+    assert_eq!(
+        (u["accountEnabled"].clone(), u["usageLocation"].clone()),
+        (json!(false), json!("GB"))
+    );
+
+    let (status, _) = g.patch(&format!("/users/{id}"), &json!({"passwordProfile": {"password": "Spring-2027!", "forceChangePasswordNextSignIn": false}})).await;
+    assert_eq!(status, 204);
+    assert!(check_password(&emu, &id, "Spring-2027!").await);
+    let (status, body) = g
+        .patch(
+            &format!("/users/{id}"),
+            &json!({"passwordProfile": {"password": "short"}}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("complexity")
+    );
+
+    let (status, body) = g
+        .post(&format!("/users/{id}/revokeSignInSessions"), &json!({}))
+        .await;
+    assert_eq!((status, body["value"].clone()), (200, json!(true)));
+
+    assert_eq!(g.delete(&format!("/users/{id}")).await, 204);
+    assert_eq!(g.get(&format!("/users/{id}")).await.0, 404);
+    let (_, deleted) = g.get("/directory/deletedItems/microsoft.graph.user").await;
+    assert!(
+        deleted["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == id.as_str())
+    );
+    let (status, restored) = g
+        .post(&format!("/directory/deletedItems/{id}/restore"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(g.get(&format!("/users/{id}")).await.0, 200);
+    assert_eq!(g.delete(&format!("/users/{id}")).await, 204);
+    assert_eq!(
+        g.delete(&format!("/directory/deletedItems/{id}")).await,
+        204
+    );
+    assert_eq!(
+        g.post(&format!("/directory/deletedItems/{id}/restore"), &json!({}))
+            .await
+            .0,
+        404
+    );
+    let (status, body) = g.get("/users/00000000-0000-0000-0000-000000000000").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "Request_ResourceNotFound");
+}
+
+#[tokio::test]
+async fn password_reset_needs_the_right_directory_role() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.apps[0].directory_roles = vec![];
+    cfg.apps.push(AppConfig {
+        client_id: "d4d4d4d4-0000-4000-8000-000000000002".into(),
+        directory_roles: vec!["User Administrator".into()],
+        ..AppConfig::default()
+    });
+    let emu = Emulator::start(cfg).await.unwrap();
+    let no_role = Graph::connect(&emu).await;
+    let (_, u) = no_role
+        .post("/users", &new_user("pw", "Winter-2026!"))
+        .await;
+    let id = u["id"].as_str().unwrap();
+    let (status, body) = no_role
+        .patch(
+            &format!("/users/{id}"),
+            &json!({"passwordProfile": {"password": "Spring-2027!"}}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+    assert_eq!(
+        body["error"]["message"],
+        "Insufficient privileges to complete the operation."
+    );
+
+    let user_admin = Graph::connect_as(&emu, "d4d4d4d4-0000-4000-8000-000000000002").await;
+    assert_eq!(
+        user_admin
+            .patch(
+                &format!("/users/{id}"),
+                &json!({"passwordProfile": {"password": "Spring-2027!"}})
+            )
+            .await
+            .0,
+        204
+    );
+    // An administrator's password needs Privileged Authentication Administrator.
+    let admin = user_admin
+        .get("/users/admin@contoso.onmicrosoft.com")
+        .await
+        .1;
+    let (status, _) = user_admin
+        .patch(
+            &format!("/users/{}", admin["id"].as_str().unwrap()),
+            &json!({"passwordProfile": {"password": "Spring-2027!"}}),
+        )
+        .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn delta_reports_changes_deletions_restores_and_expires() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    for i in 0..4 {
+        g.post("/users", &new_user(&format!("d{i}"), "Winter-2026!"))
+            .await;
+    }
+    // Initial round, two per page.
+    let mut url = g.url("/users/delta?$select=id,userPrincipalName,accountEnabled");
+    let mut initial = Vec::new();
+    let delta_link = loop {
+        let (status, body) = g.get_with(&url, &[("Prefer", "odata.maxpagesize=2")]).await;
+        assert_eq!(status, 200, "{body}");
+        initial.extend(body["value"].as_array().unwrap().iter().cloned());
+        if let Some(n) = body["@odata.nextLink"].as_str() {
+            url = n.to_string();
+        } else {
+            break body["@odata.deltaLink"].as_str().unwrap().to_string();
+        }
+    };
+    assert_eq!(initial.len(), 5);
+    assert!(delta_link.contains("$deltatoken="));
+
+    let (_, none) = g.get_abs(&delta_link).await;
+    assert!(none["value"].as_array().unwrap().is_empty());
+
+    let id = |n: &str| {
+        initial
+            .iter()
+            .find(|u| u["userPrincipalName"] == format!("{n}@contoso.onmicrosoft.com"))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (d0, d1, d2) = (id("d0"), id("d1"), id("d2"));
+    g.patch(&format!("/users/{d0}"), &json!({"accountEnabled": false}))
+        .await;
+    g.delete(&format!("/users/{d1}")).await;
+    g.delete(&format!("/users/{d2}")).await;
+    g.delete(&format!("/directory/deletedItems/{d2}")).await;
+    let (_, changes) = g.get_abs(&delta_link).await;
+    let v = changes["value"].as_array().unwrap();
+    assert_eq!(v.len(), 3, "{changes}");
+    assert!(
+        v.iter()
+            .any(|u| u["id"] == d0.as_str() && u["accountEnabled"] == false)
+    );
+    assert!(
+        v.iter()
+            .any(|u| u["id"] == d1.as_str() && u["@removed"]["reason"] == "changed")
+    );
+    assert!(
+        v.iter()
+            .any(|u| u["id"] == d2.as_str() && u["@removed"]["reason"] == "deleted")
+    );
+    let next_link = changes["@odata.deltaLink"].as_str().unwrap().to_string();
+
+    g.post(&format!("/directory/deletedItems/{d1}/restore"), &json!({}))
+        .await;
+    let (_, restored) = g.get_abs(&next_link).await;
+    assert_eq!(restored["value"][0]["id"], d1.as_str());
+    assert!(restored["value"][0].get("@removed").is_none());
+
+    let (_, latest) = g.get("/users/delta?$deltatoken=latest").await;
+    assert!(latest["value"].as_array().unwrap().is_empty());
+    assert!(latest["@odata.deltaLink"].is_string());
+
+    admin_post(&emu, "/delta/expire", &json!({})).await;
+    let (status, body) = g.get_abs(&next_link).await;
+    assert_eq!(status, 410);
+    assert_eq!(body["error"]["code"], "resyncRequired");
+    let (status, body) = g.get("/users/delta?$deltatoken=garbage").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "syncStateNotFound");
+}
+
+// ---------------------------------------------------------------- licences, organization, roles
+
+#[tokio::test]
+async fn licences_enforce_usage_location_and_seats() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.seed.skus[1].enabled = 1;
+    let emu = Emulator::start(cfg).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let (status, skus) = g.get("/subscribedSkus").await;
+    assert_eq!(status, 200);
+    let sku = skus["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["skuPartNumber"] == "O365_BUSINESS_ESSENTIALS")
+        .unwrap()
+        .clone();
+    assert_eq!(sku["prepaidUnits"]["enabled"], 1);
+    assert_eq!(sku["consumedUnits"], 0);
+    let sku_id = sku["skuId"].as_str().unwrap().to_string();
+
+    let (_, a) = g.post("/users", &new_user("lic1", "Winter-2026!")).await;
+    let (_, b) = g.post("/users", &new_user("lic2", "Winter-2026!")).await;
+    let (a, b) = (
+        a["id"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    );
+    let assign =
+        json!({"addLicenses": [{"skuId": sku_id, "disabledPlans": []}], "removeLicenses": []});
+    let (status, body) = g.post(&format!("/users/{a}/assignLicense"), &assign).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "License assignment cannot be done for user with invalid usage location."
+    );
+    for id in [&a, &b] {
+        g.patch(&format!("/users/{id}"), &json!({"usageLocation": "GB"}))
+            .await;
+    }
+    let (status, body) = g.post(&format!("/users/{a}/assignLicense"), &assign).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["mail"], "lic1@contoso.onmicrosoft.com",
+        "a mailbox appears with the licence"
+    );
+    let (status, body) = g.post(&format!("/users/{b}/assignLicense"), &assign).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not have any available licenses")
+    );
+    let (_, skus) = g.get("/subscribedSkus").await;
+    assert!(
+        skus["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["skuId"] == sku_id.as_str() && s["consumedUnits"] == 1)
+    );
+    let remove = json!({"addLicenses": [], "removeLicenses": [sku_id]});
+    assert_eq!(
+        g.post(&format!("/users/{a}/assignLicense"), &remove)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        g.post(&format!("/users/{b}/assignLicense"), &assign)
+            .await
+            .0,
+        200,
+        "the freed seat is reused"
+    );
+}
+
+#[tokio::test]
+async fn organization_and_admin_role_holders() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let (status, org) = g.get("/organization").await;
+    assert_eq!(status, 200);
+    let o = &org["value"][0];
+    assert_eq!(o["id"], emu.info().tenant_id.as_str());
+    assert_eq!(o["verifiedDomains"][0]["name"], "contoso.onmicrosoft.com");
+    assert_eq!(o["verifiedDomains"][0]["isInitial"], true);
+    let (_, roles) = g.get("/directoryRoles").await;
+    let ga = roles["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["displayName"] == "Global Administrator")
+        .unwrap();
+    assert_eq!(ga["roleTemplateId"], "62e90394-69f5-4237-9190-012177145e10");
+    let (_, members) = g
+        .get(&format!(
+            "/directoryRoles/{}/members",
+            ga["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        members["value"][0]["userPrincipalName"],
+        "admin@contoso.onmicrosoft.com"
+    );
+    assert_eq!(members["value"][0]["@odata.type"], "#microsoft.graph.user");
+}
+
+// ---------------------------------------------------------------- domains
+
+#[tokio::test]
+async fn domains_add_records_verify_services_and_remove() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let (status, d) = g.post("/domains", &json!({"id": "Fabrikam.com"})).await;
+    assert_eq!(status, 201, "{d}");
+    assert_eq!(
+        (d["id"].clone(), d["isVerified"].clone()),
+        (json!("fabrikam.com"), json!(false))
+    );
+    assert_eq!(
+        g.post("/domains", &json!({"id": "fabrikam.com"})).await.0,
+        400,
+        "duplicate"
+    );
+    assert_eq!(
+        g.post("/domains", &json!({"id": "not a domain"})).await.0,
+        400
+    );
+
+    let (_, recs) = g.get("/domains/fabrikam.com/verificationDnsRecords").await;
+    let txt = recs["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["recordType"] == "Txt")
+        .unwrap();
+    assert_eq!(txt["@odata.type"], "#microsoft.graph.domainDnsTxtRecord");
+    assert!(txt["text"].as_str().unwrap().starts_with("MS=ms"));
+    let mx = recs["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["recordType"] == "Mx")
+        .unwrap();
+    assert_eq!(mx["preference"], 32767);
+
+    let (status, body) = g.post("/domains/fabrikam.com/verify", &json!({})).await;
+    assert_eq!(status, 400, "no DNS record anywhere: {body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("MS=ms"));
+    assert_eq!(
+        g.patch(
+            "/domains/fabrikam.com",
+            &json!({"supportedServices": ["Email"]})
+        )
+        .await
+        .0,
+        400,
+        "unverified"
+    );
+
+    admin_put(&emu, "/dns", &json!({"verify_without_dns": true})).await;
+    let (status, d) = g.post("/domains/fabrikam.com/verify", &json!({})).await;
+    assert_eq!((status, d["isVerified"].clone()), (200, json!(true)));
+    let (_, svc) = g
+        .get("/domains/fabrikam.com/serviceConfigurationRecords")
+        .await;
+    let v = svc["value"].as_array().unwrap();
+    assert!(v.iter().any(|r| r["recordType"] == "Mx"
+        && r["mailExchange"] == "fabrikam-com.mail.protection.outlook.com"));
+    assert!(
+        v.iter()
+            .any(|r| r["recordType"] == "Srv" && r["service"] == "_sip" && r["port"] == 443)
+    );
+    assert_eq!(
+        g.patch(
+            "/domains/fabrikam.com",
+            &json!({"supportedServices": ["Email", "Intune"]})
+        )
+        .await
+        .0,
+        204
+    );
+    let (_, svc) = g
+        .get("/domains/fabrikam.com/serviceConfigurationRecords")
+        .await;
+    assert!(
+        svc["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["label"] == "enterpriseenrollment.fabrikam.com")
+    );
+    assert!(
+        !svc["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["recordType"] == "Srv")
+    );
+    assert_eq!(
+        g.patch(
+            "/domains/fabrikam.com",
+            &json!({"supportedServices": ["Fax"]})
+        )
+        .await
+        .0,
+        400
+    );
+
+    let (status, sub) = g.post("/domains", &json!({"id": "eu.fabrikam.com"})).await;
+    assert_eq!(
+        (status, sub["isVerified"].clone()),
+        (201, json!(true)),
+        "subdomains of verified roots verify at once"
+    );
+
+    let mut u = new_user("on-fabrikam", "Winter-2026!");
+    u["userPrincipalName"] = json!("someone@fabrikam.com");
+    assert_eq!(g.post("/users", &u).await.0, 201);
+    assert_eq!(
+        g.delete("/domains/fabrikam.com").await,
+        400,
+        "a user still uses it"
+    );
+    assert_eq!(
+        g.post(
+            "/domains/fabrikam.com/forceDelete",
+            &json!({"disableUserAccounts": false})
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(g.get("/domains/fabrikam.com").await.0, 404);
+    assert_eq!(
+        g.get("/users/someone@contoso.onmicrosoft.com").await.0,
+        200,
+        "moved to the initial domain"
+    );
+    assert_eq!(
+        g.delete("/domains/contoso.onmicrosoft.com").await,
+        400,
+        "the initial domain stays"
+    );
+}
+
+// ---------------------------------------------------------------- $batch
+
+#[tokio::test]
+async fn batch_runs_items_with_dependencies_and_mixed_outcomes() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let ct = json!({"Content-Type": "application/json"});
+    let batch = json!({"requests": [
+        {"id": "1", "method": "POST", "url": "/users", "headers": ct, "body": new_user("b1", "Winter-2026!")},
+        {"id": "2", "method": "POST", "url": "/users", "headers": ct, "body": new_user("b2", "weak"), },
+        {"id": "3", "method": "GET", "url": "/users/b1@contoso.onmicrosoft.com?$select=id", "dependsOn": ["1"]},
+        {"id": "4", "method": "GET", "url": "/users/b2@contoso.onmicrosoft.com", "dependsOn": ["2"]},
+        {"id": "5", "method": "GET", "url": format!("{}/users", emu.info().graph_url)},
+        {"id": "6", "method": "GET", "url": "/organization", "depends_on": ["2"]}
+    ]});
+    let (status, body) = g.post("/$batch", &batch).await;
+    assert_eq!(status, 200, "{body}");
+    let resp = body["responses"].as_array().unwrap();
+    let by = |id: &str| resp.iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(by("1")["status"], 201);
+    assert_eq!(by("2")["status"], 400);
+    assert!(
+        by("2")["body"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("complexity")
+    );
+    assert_eq!(by("3")["status"], 200);
+    assert_eq!(by("4")["status"], 424, "its dependency failed");
+    assert_eq!(by("5")["status"], 400, "absolute URLs are not resolved");
+    assert_eq!(
+        by("5")["body"]["error"]["message"],
+        "Resource not found for the segment 'http:'."
+    );
+    assert_eq!(
+        by("6")["status"],
+        200,
+        "depends_on is not a Graph member and is ignored"
+    );
+
+    let many: Vec<Value> = (0..21)
+        .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/organization"}))
+        .collect();
+    assert_eq!(g.post("/$batch", &json!({"requests": many})).await.0, 400);
+    let dup = json!({"requests": [{"id": "1", "method": "GET", "url": "/organization"}, {"id": "1", "method": "GET", "url": "/organization"}]});
+    assert_eq!(g.post("/$batch", &dup).await.0, 400);
+
+    // Responses come out of order (seeded) for independent items.
+    let order_runs: Vec<Vec<String>> = futures_runs(&g).await;
+    assert!(
+        order_runs.iter().any(|o| o.windows(2).any(|w| w[0] > w[1])),
+        "never out of order: {order_runs:?}"
+    );
+}
+
+async fn futures_runs(g: &Graph) -> Vec<Vec<String>> {
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let reqs: Vec<Value> = (0..10)
+            .map(|i| json!({"id": format!("{i:02}"), "method": "GET", "url": "/organization"}))
+            .collect();
+        let (_, body) = g.post("/$batch", &json!({"requests": reqs})).await;
+        runs.push(
+            body["responses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect(),
+        );
+    }
+    runs
+}
+
+// ---------------------------------------------------------------- throttling and faults
+
+#[tokio::test]
+async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.throttling.resource_units = Some(10);
+    let emu = Emulator::start(cfg).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let mut throttled = None;
+    for _ in 0..10 {
+        let r = g
+            .http
+            .get(g.url("/users"))
+            .bearer_auth(&g.token)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            throttled = Some(r);
+            break;
+        }
+        assert_eq!(r.headers()["x-ms-resource-unit"], "2");
+    }
+    let r = throttled.expect("10 RU allow five GET /users");
+    let after: f64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after > 0.0 && after <= 10.0, "{after}");
+    assert!(
+        r.headers()["x-ms-throttle-scope"]
+            .to_str()
+            .unwrap()
+            .starts_with("Tenant_Application/ReadWrite/")
+    );
+    assert_eq!(
+        r.headers()["x-ms-throttle-information"],
+        "ResourceUnitLimitExceeded"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TooManyRequests");
+    assert_eq!(body["error"]["message"], "Please retry again later.");
+    assert_eq!(body["error"]["innerError"]["status"], "429");
+
+    // Inside a batch each item is throttled on its own.
+    let reqs: Vec<Value> = (0..5)
+        .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
+        .collect();
+    let (status, body) = g.post("/$batch", &json!({"requests": reqs})).await;
+    assert_eq!(status, 200);
+    let item = body["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == 429)
+        .expect("a throttled item")
+        .clone();
+    assert!(item["headers"]["Retry-After"].is_string());
+
+    // A time scale of 1000 refills the 10 s window in 10 ms.
+    admin_put(&emu, "/throttling", &json!({"time_scale": 1000.0})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    assert_eq!(g.get("/users").await.0, 200);
+}
+
+#[tokio::test]
+async fn injected_faults_status_reset_and_lost_responses() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let rules = vec![FaultRule {
+        path: "/v1.0/organization".into(),
+        method: None,
+        probability: 1.0,
+        kind: FaultKind::Status { status: 503 },
+        limit: Some(1),
+    }];
+    admin_put(&emu, "/faults", &json!({"rules": rules})).await;
+    let (status, body) = g.get("/organization").await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (503, json!("ServiceUnavailable"))
+    );
+    assert_eq!(g.get("/organization").await.0, 200, "limit 1");
+
+    let rules = vec![FaultRule {
+        path: "/v1.0/organization".into(),
+        method: None,
+        probability: 1.0,
+        kind: FaultKind::Reset,
+        limit: Some(1),
+    }];
+    admin_put(&emu, "/faults", &json!({"rules": rules})).await;
+    let r = g
+        .http
+        .get(g.url("/organization"))
+        .bearer_auth(&g.token)
+        .send()
+        .await;
+    assert!(r.is_err(), "connection closed without an answer");
+
+    let rules = vec![FaultRule {
+        path: "/v1.0/users".into(),
+        method: Some("POST".into()),
+        probability: 1.0,
+        kind: FaultKind::LostResponse,
+        limit: Some(1),
+    }];
+    admin_put(&emu, "/faults", &json!({"rules": rules})).await;
+    let r = g
+        .http
+        .post(g.url("/users"))
+        .bearer_auth(&g.token)
+        .json(&new_user("lost", "Winter-2026!"))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client never hears");
+    let (status, _) = g.get("/users/lost@contoso.onmicrosoft.com").await;
+    assert_eq!(status, 200, "but the create happened");
+    let stats = admin_get(&emu, "/stats").await;
+    assert_eq!(stats["fault_lost_response"], 1);
+}
+
+#[tokio::test]
+async fn faults_are_reproducible_with_the_same_seed() {
+    async fn pattern(seed: u64) -> Vec<u16> {
+        let cfg = EmulatorConfig {
+            random_seed: seed,
+            faults: vec![FaultRule {
+                path: "/v1.0/organization".into(),
+                method: None,
+                probability: 0.3,
+                kind: FaultKind::Status { status: 500 },
+                limit: None,
+            }],
+            ..EmulatorConfig::default()
+        };
+        let emu = Emulator::start(cfg).await.unwrap();
+        let g = Graph::connect(&emu).await;
+        let mut out = Vec::new();
+        for _ in 0..30 {
+            out.push(g.get("/organization").await.0);
+        }
+        out
+    }
+    let a = pattern(7).await;
+    assert_eq!(a, pattern(7).await);
+    assert!(a.contains(&500) && a.contains(&200));
+    assert_ne!(a, pattern(8).await);
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[tokio::test]
+async fn malformed_requests_get_graphs_status_codes_and_bodies() {
+    let cfg = EmulatorConfig {
+        max_body_bytes: 1024,
+        ..EmulatorConfig::default()
+    };
+    let emu = Emulator::start(cfg).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let send = |ct: Option<&str>, body: Vec<u8>| {
+        let mut r = g
+            .http
+            .post(g.url("/users"))
+            .bearer_auth(&g.token)
+            .body(body);
+        if let Some(ct) = ct {
+            r = r.header("Content-Type", ct);
+        }
+        r.send()
+    };
+    let r = send(Some("application/json"), b"{not json".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Unable to read JSON request payload")
+    );
+    let r = send(None, b"{}".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("must contain the Content-Type header")
+    );
+    let r = send(Some("text/plain"), b"{}".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 415);
+    let r = send(Some("application/json"), vec![b' '; 4096])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["code"].is_string());
+    let r = send(Some("application/json"), b"[1,2,3]".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    for path in [
+        "/users/%00",
+        "/users/'quoted'",
+        "/domains/..%2F..",
+        "/nope/deeper",
+    ] {
+        let (status, body) = g.get(path).await;
+        assert!(status == 404 || status == 400, "{path}: {status}");
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+    }
+}
+
+// ---------------------------------------------------------------- HTTPS and the binary
+
+#[tokio::test]
+async fn https_with_the_generated_ca_works_and_without_it_fails() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.tls.enabled = true;
+    let emu = Emulator::start(cfg).await.unwrap();
+    let info = emu.info().clone();
+    assert!(info.graph_url.starts_with("https://"));
+    let ca = std::fs::read(info.ca_file.as_ref().unwrap()).unwrap();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let (status, _) = token_response(
+        &trusting,
+        &emu,
+        &info.client_id,
+        info.client_secret.as_deref(),
+        GRAPH_SCOPE,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let untrusting = reqwest::Client::new();
+    let err = untrusting
+        .post(emu.token_url())
+        .form(&[("a", "b")])
+        .send()
+        .await
+        .expect_err("untrusted CA");
+    assert!(
+        format!("{err:?}").to_lowercase().contains("certificate"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_binary_prints_one_json_line_and_serves_until_killed() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_o365-essentials-emulator"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    for k in [
+        "login_url",
+        "graph_url",
+        "tenant_id",
+        "client_id",
+        "client_secret",
+    ] {
+        assert!(info[k].is_string(), "{k} in {line}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                info["login_url"].as_str().unwrap(),
+                info["tenant_id"].as_str().unwrap()
+            ))
+            .form(&[
+                ("client_id", info["client_id"].as_str().unwrap()),
+                ("client_secret", info["client_secret"].as_str().unwrap()),
+                ("scope", GRAPH_SCOPE),
+                ("grant_type", "client_credentials"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_o365-essentials-emulator"))
+        .args(["--listen", "10.1.2.3:80"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_o365-essentials-emulator"))
+        .args(["--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------- fidelity
+
+#[tokio::test]
+async fn every_object_the_emulator_returns_matches_the_published_graph_schema() {
+    let schema = csdl::Schema::load();
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let mut u = new_user("schema", "Winter-2026!");
+    u["usageLocation"] = json!("GB");
+    u["jobTitle"] = json!("Tester");
+    let (_, created) = g.post("/users", &u).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    admin_put(&emu, "/dns", &json!({"verify_without_dns": true})).await;
+    g.post("/domains", &json!({"id": "schema.example"})).await;
+    g.post("/domains/schema.example/verify", &json!({})).await;
+    let all_user_props = "id,accountEnabled,assignedLicenses,businessPhones,city,companyName,country,createdDateTime,deletedDateTime,department,displayName,employeeId,givenName,jobTitle,lastPasswordChangeDateTime,mail,mailNickname,mobilePhone,officeLocation,onPremisesImmutableId,onPremisesSyncEnabled,otherMails,passwordPolicies,passwordProfile,postalCode,preferredLanguage,proxyAddresses,signInSessionsValidFromDateTime,state,streetAddress,surname,usageLocation,userPrincipalName,userType";
+    let checks: Vec<(String, &str)> = vec![
+        (
+            format!("/users?$select={all_user_props}"),
+            "microsoft.graph.user",
+        ),
+        ("/users".into(), "microsoft.graph.user"),
+        (
+            format!("/users/{id}?$select={all_user_props}"),
+            "microsoft.graph.user",
+        ),
+        ("/organization".into(), "microsoft.graph.organization"),
+        ("/subscribedSkus".into(), "microsoft.graph.subscribedSku"),
+        ("/directoryRoles".into(), "microsoft.graph.directoryRole"),
+        ("/domains".into(), "microsoft.graph.domain"),
+        (
+            "/domains/schema.example/verificationDnsRecords".into(),
+            "microsoft.graph.domainDnsRecord",
+        ),
+        (
+            "/domains/schema.example/serviceConfigurationRecords".into(),
+            "microsoft.graph.domainDnsRecord",
+        ),
+        (
+            format!("/users/delta?$select={all_user_props}"),
+            "microsoft.graph.user",
+        ),
+    ];
+    let mut checked = 0;
+    for (path, ty) in checks {
+        let (status, body) = g.get(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let objects: Vec<Value> = match body.get("value") {
+            Some(Value::Array(a)) => a.clone(),
+            _ => vec![body.clone()],
+        };
+        assert!(!objects.is_empty(), "{path} returned nothing to check");
+        for o in objects {
+            let errors = schema.check(ty, &o);
+            assert!(errors.is_empty(), "{path}: {errors:#?}\n{o}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12);
+    // The checker itself catches a wrong property and a wrong type.
+    assert!(
+        !schema
+            .check(
+                "microsoft.graph.user",
+                &json!({"id": "x", "favouriteColour": "blue"})
+            )
+            .is_empty()
+    );
+    assert!(
+        !schema
+            .check(
+                "microsoft.graph.user",
+                &json!({"id": "x", "accountEnabled": "yes"})
+            )
+            .is_empty()
+    );
+    assert!(
+        !schema
+            .check(
+                "microsoft.graph.subscribedSku",
+                &json!({"prepaidUnits": {"enabled": "ten"}})
+            )
+            .is_empty()
+    );
+}
