@@ -205,6 +205,52 @@ fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> R
     resp
 }
 
+/// `GET /{tenant}/v2.0/.well-known/openid-configuration`: what MSAL reads before asking
+/// for a token.
+pub(crate) async fn openid_configuration(
+    State(emu): State<Arc<Emu>>,
+    Path(tenant): Path<String>,
+) -> Response<Body> {
+    let b = &emu.base_url;
+    let t = &emu.cfg.tenant.id;
+    let known = tenant.eq_ignore_ascii_case(t)
+        || emu
+            .tenant_domain_names()
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&tenant));
+    if !known {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        );
+    }
+    crate::ctx::json_response(
+        StatusCode::OK,
+        &json!({
+            "token_endpoint": format!("{b}/{tenant}/oauth2/v2.0/token"),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": format!("{b}/{t}/discovery/v2.0/keys"),
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": format!("{b}/{tenant}/v2.0"),
+            "request_uri_parameter_supported": false,
+            "authorization_endpoint": format!("{b}/{tenant}/oauth2/v2.0/authorize"),
+            "device_authorization_endpoint": format!("{b}/{tenant}/oauth2/v2.0/devicecode"),
+            "http_logout_supported": true,
+            "frontchannel_logout_supported": true,
+            "end_session_endpoint": format!("{b}/{tenant}/oauth2/v2.0/logout"),
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "ver"],
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com"
+        }),
+    )
+}
+
 /// `POST /{tenant}/oauth2/v2.0/token`.
 pub(crate) async fn token_endpoint(
     State(emu): State<Arc<Emu>>,

@@ -251,6 +251,10 @@ fn build_router(emu: &Arc<Emu>) -> Router {
         .route("/_emulator/delta/expire", post(admin::expire_delta));
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token_endpoint))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(auth::openid_configuration),
+        )
         .merge(admin)
         .merge(graph_router(emu))
         .fallback(not_found)

@@ -601,7 +601,14 @@ impl Emu {
     }
 
     pub(crate) fn resource_for_scope(&self, scope: &str) -> Option<(Resource, String)> {
-        let s = scope.trim();
+        // MSAL may add openid, profile and offline_access; the .default scope decides.
+        let defaults: Vec<&str> = scope
+            .split_whitespace()
+            .filter(|s| s.ends_with("/.default"))
+            .collect();
+        let [s] = defaults.as_slice() else {
+            return None;
+        };
         let resource = s.strip_suffix("/.default")?;
         let resource = resource.trim_end_matches('/');
         for r in [Resource::Graph, Resource::Exchange, Resource::SharePoint] {
