@@ -129,6 +129,14 @@ fn parse_items(body: &Map<String, Value>) -> Result<Vec<Item>, GraphError> {
     Ok(items)
 }
 
+/// For the property tests: parse and order, discarding the result.
+#[cfg(test)]
+pub(crate) fn parse_for_test(body: &Map<String, Value>) -> bool {
+    parse_items(body)
+        .map(|items| execution_order(&items).is_some())
+        .unwrap_or(false)
+}
+
 /// Orders items so that each comes after its dependencies; `None` on a cycle.
 fn execution_order(items: &[Item]) -> Option<Vec<usize>> {
     let mut done: HashSet<&str> = HashSet::new();

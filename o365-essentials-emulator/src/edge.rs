@@ -198,7 +198,45 @@ pub(crate) async fn edge(
         }
         resp = fresh;
     }
+    if resp.status().as_u16() >= 400 && !is_json(&resp) {
+        resp = graph_shaped(resp, &ctx).await;
+    }
     with_ids(resp, &ctx)
+}
+
+fn is_json(resp: &Response<Body>) -> bool {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// Framework rejections (405, undecodable paths...) answered in Graph's error shape.
+async fn graph_shaped(resp: Response<Body>, ctx: &RequestCtx) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let status = resp.status();
+    let text = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "Request_BadRequest",
+            "Specified HTTP method is not allowed for the request target.".to_string(),
+        ),
+        StatusCode::NOT_FOUND => ("NotFound", "The resource was not found.".to_string()),
+        _ => (
+            "BadRequest",
+            String::from_utf8_lossy(&text)
+                .trim()
+                .chars()
+                .take(300)
+                .collect(),
+        ),
+    };
+    GraphError::new(status, code, message).into_response_with(Some(ctx))
 }
 
 fn with_ids(mut resp: Response<Body>, ctx: &RequestCtx) -> Response<Body> {

@@ -40,6 +40,9 @@ mod state;
 mod throttle;
 mod users;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use config::EmulatorConfig;
 
 use auth::Resource;

@@ -1299,3 +1299,103 @@ async fn every_object_the_emulator_returns_matches_the_published_graph_schema() 
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn random_requests_never_crash_it_or_get_a_5xx() {
+    use rand::{Rng, SeedableRng};
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+    let segments = [
+        "users",
+        "delta",
+        "domains",
+        "$batch",
+        "organization",
+        "subscribedSkus",
+        "directoryRoles",
+        "members",
+        "verify",
+        "x",
+        "%00",
+        "..",
+        "'a'",
+        "assignLicense",
+        "deletedItems",
+        "directory",
+        "restore",
+        "%E4%B8%AD",
+    ];
+    let queries = [
+        "",
+        "?$top=5",
+        "?$top=-1",
+        "?$select=",
+        "?$filter=(",
+        "?$filter=id eq 'x'",
+        "?$skiptoken=%%%",
+        "?$deltatoken=abc",
+        "?$foo=1",
+        "?$top=99999999999999999999",
+    ];
+    let bodies: [&[u8]; 8] = [b"", b"{}", b"[]", b"null", b"{\"requests\":[{}]}", b"{\"id\":42}", b"\xff\xfe\x00", b"{\"accountEnabled\":true,\"displayName\":\"\",\"mailNickname\":\"\",\"userPrincipalName\":\"@\",\"passwordProfile\":{}}"];
+    for _ in 0..400 {
+        let depth = rng.random_range(1..4);
+        let path: Vec<&str> = (0..depth)
+            .map(|_| segments[rng.random_range(0..segments.len())])
+            .collect();
+        let url = format!(
+            "{}/{}{}",
+            g.base,
+            path.join("/"),
+            queries[rng.random_range(0..queries.len())]
+        );
+        let method = ["GET", "POST", "PATCH", "DELETE", "PUT"][rng.random_range(0..5)];
+        let body = bodies[rng.random_range(0..bodies.len())].to_vec();
+        let r = g
+            .http
+            .request(method.parse().unwrap(), &url)
+            .bearer_auth(&g.token)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: connection failed: {e}"));
+        let status = r.status().as_u16();
+        assert!(status < 500, "{method} {url} -> {status}");
+        if status >= 400 {
+            let v: Value = r
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {url} -> {status} without a JSON body: {e}"));
+            assert!(v["error"]["code"].is_string(), "{method} {url}: {v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_latency_model_delays_reads_and_writes_separately() {
+    use o365_essentials_emulator::config::{Delay, LatencyConfig};
+    let cfg = EmulatorConfig {
+        latency: LatencyConfig {
+            read: Delay {
+                fixed_ms: 120,
+                jitter_ms: 0,
+            },
+            write: Delay {
+                fixed_ms: 0,
+                jitter_ms: 0,
+            },
+            token: Delay::default(),
+        },
+        ..EmulatorConfig::default()
+    };
+    let emu = Emulator::start(cfg).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let t = std::time::Instant::now();
+    assert_eq!(g.get("/organization").await.0, 200);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(120),
+        "a read waits its fixed latency"
+    );
+}
