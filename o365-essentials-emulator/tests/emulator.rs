@@ -1399,3 +1399,78 @@ async fn the_latency_model_delays_reads_and_writes_separately() {
         "a read waits its fixed latency"
     );
 }
+
+#[tokio::test]
+async fn domain_verification_reads_the_txt_record_from_a_real_dns_server() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    for name in ["dnsverify.example", "mxverify.example", "missing.example"] {
+        assert_eq!(g.post("/domains", &json!({"id": name})).await.0, 201);
+    }
+    let record = |name: &str, ty: &str| {
+        let g = &g;
+        let name = name.to_string();
+        let ty = ty.to_string();
+        async move {
+            let (_, recs) = g
+                .get(&format!("/domains/{name}/verificationDnsRecords"))
+                .await;
+            recs["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["recordType"] == ty.as_str())
+                .unwrap()
+                .clone()
+        }
+    };
+    let txt = record("dnsverify.example", "Txt").await["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mx = record("mxverify.example", "Mx").await["mailExchange"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Three zones in one server would need three zone clauses; one zone per domain keeps
+    // the harness simple.
+    let txt_dns = common::bind::Bind::start(
+        "dnsverify.example",
+        &[
+            format!("@ IN TXT \"{txt}\""),
+            "@ IN TXT \"v=spf1 -all\"".into(),
+        ],
+    );
+    admin_put(&emu, "/dns", &json!({"server": txt_dns.addr.to_string()})).await;
+    let (status, d) = g
+        .post("/domains/dnsverify.example/verify", &json!({}))
+        .await;
+    assert_eq!((status, d["isVerified"].clone()), (200, json!(true)), "{d}");
+
+    let mx_dns = common::bind::Bind::start("mxverify.example", &[format!("@ IN MX 32767 {mx}.")]);
+    admin_put(&emu, "/dns", &json!({"server": mx_dns.addr.to_string()})).await;
+    assert_eq!(
+        g.post("/domains/mxverify.example/verify", &json!({}))
+            .await
+            .0,
+        200,
+        "the MX form proves ownership too"
+    );
+
+    let empty =
+        common::bind::Bind::start("missing.example", &["@ IN TXT \"MS=ms00000000\"".into()]);
+    admin_put(&emu, "/dns", &json!({"server": empty.addr.to_string()})).await;
+    let (status, body) = g.post("/domains/missing.example/verify", &json!({})).await;
+    assert_eq!(status, 400, "a different MS= value does not verify");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Domain verification failed")
+    );
+
+    drop(empty);
+    let (status, _) = g.post("/domains/missing.example/verify", &json!({})).await;
+    assert_eq!(status, 400, "a DNS server that is down verifies nothing");
+}

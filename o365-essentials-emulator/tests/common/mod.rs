@@ -1,6 +1,8 @@
 //! Helpers shared by the emulator's tests: a small Graph client, tokens, certificates.
 #![allow(dead_code)]
 
+pub mod bind;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use o365_essentials_emulator::Emulator;
