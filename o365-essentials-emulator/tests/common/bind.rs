@@ -93,10 +93,11 @@ impl Bind {
                     "SOA",
                 ])
                 .output();
-            if let Ok(o) = out {
-                if o.status.success() && !o.stdout.is_empty() {
-                    return;
-                }
+            if let Ok(o) = out
+                && o.status.success()
+                && !o.stdout.is_empty()
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
