@@ -9,6 +9,7 @@
 //! is reviewed and then applied exactly, with per-item results.
 
 pub mod error;
+pub mod graph;
 pub mod json;
 pub mod memory;
 pub mod model;
