@@ -19,7 +19,13 @@ struct State {
     not_before: Instant,
     /// Successes since the rate last grew.
     streak: u32,
+    /// The rate is lowered at most once per window: a burst of 429s answering requests
+    /// that were all in flight together is one signal, not many.
+    cooldown_until: Instant,
 }
+
+/// How long one decrease of the rate holds before another may follow.
+const COOLDOWN: Duration = Duration::from_millis(250);
 
 /// Shared by every request of one client.
 pub(crate) struct Pacer {
@@ -29,7 +35,7 @@ pub(crate) struct Pacer {
 
 const MIN_RATE: f64 = 1.0;
 const MAX_RATE: f64 = 10_000.0;
-const INITIAL_RATE: f64 = 200.0;
+const INITIAL_RATE: f64 = 400.0;
 
 impl Pacer {
     pub(crate) fn new(max_in_flight: usize) -> Self {
@@ -41,6 +47,7 @@ impl Pacer {
                 last: now,
                 not_before: now,
                 streak: 0,
+                cooldown_until: now,
             }),
             in_flight: Semaphore::new(max_in_flight.max(1)),
         }
@@ -83,13 +90,17 @@ impl Pacer {
     /// A 429: everyone pauses for `retry_after`, and writes slow down.
     pub(crate) fn throttled(&self, retry_after: Duration, write: bool) {
         self.with(|s| {
-            let until = Instant::now() + retry_after;
+            let now = Instant::now();
+            let until = now + retry_after;
             if until > s.not_before {
                 s.not_before = until;
             }
             if write {
-                s.rate = (s.rate * 0.85).max(MIN_RATE);
                 s.tokens = 0.0;
+                if now >= s.cooldown_until {
+                    s.rate = (s.rate * 0.8).max(MIN_RATE);
+                    s.cooldown_until = now + COOLDOWN.max(retry_after);
+                }
             }
             s.streak = 0;
         });
@@ -102,11 +113,19 @@ impl Pacer {
         }
         self.with(|s| {
             match limit_percentage {
-                Some(p) if p >= 95.0 => s.rate = (s.rate * 0.98).max(MIN_RATE),
+                // Nearly spent: stop growing, and ease off a little (once per window).
+                Some(p) if p >= 95.0 => {
+                    s.streak = 0;
+                    let now = Instant::now();
+                    if now >= s.cooldown_until {
+                        s.rate = (s.rate * 0.95).max(MIN_RATE);
+                        s.cooldown_until = now + COOLDOWN;
+                    }
+                }
                 _ => {
                     s.streak += 1;
-                    // Grow by 5% after about a tenth of a second's worth of successes.
-                    if f64::from(s.streak) >= (s.rate / 10.0).max(1.0) {
+                    // Grow by 5% after about a sixth of a second of successes.
+                    if f64::from(s.streak) >= (s.rate / 6.0).max(1.0) {
                         s.rate = (s.rate * 1.05).min(MAX_RATE);
                         s.streak = 0;
                     }
@@ -144,8 +163,21 @@ mod tests {
             p.write_rate() > before * 0.85,
             "successes bring the rate back up"
         );
-        let high = p.write_rate();
-        p.succeeded(true, Some(99.0));
-        assert!(p.write_rate() < high, "a nearly spent budget slows writes");
+        let fresh = Pacer::new(4);
+        let high = fresh.write_rate();
+        fresh.succeeded(true, Some(99.0));
+        assert!(
+            fresh.write_rate() < high,
+            "a nearly spent budget slows writes"
+        );
+        let once = p.write_rate();
+        p.throttled(Duration::from_millis(1), true);
+        p.throttled(Duration::from_millis(1), true);
+        p.throttled(Duration::from_millis(1), true);
+        assert_eq!(
+            p.write_rate(),
+            once,
+            "a burst of 429s within one window lowers the rate once at most"
+        );
     }
 }
