@@ -11,6 +11,7 @@
 pub mod error;
 pub mod graph;
 pub mod json;
+pub mod ldap;
 pub mod memory;
 pub mod model;
 pub mod ports;

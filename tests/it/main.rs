@@ -5,3 +5,5 @@
 
 mod directory_conformance;
 mod graph;
+mod ldap;
+mod samba;
