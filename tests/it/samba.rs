@@ -28,12 +28,19 @@ fn need(tool: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("`{tool}` is not installed: Samba AD is needed for the LDAP tests (scripts/setup installs samba, samba-ad-dc, samba-ad-provision, ldap-utils)");
+    panic!(
+        "`{tool}` is not installed: Samba AD is needed for the LDAP tests (scripts/setup installs samba, samba-ad-dc, samba-ad-provision, ldap-utils)"
+    );
 }
 
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A free 127.0.0.N (ports 389/636 cannot be changed, so each DC needs its own address).
@@ -41,7 +48,9 @@ fn free_ip(seed: u32) -> String {
     for k in 0..200 {
         let n = 20 + (seed + k) % 200;
         let ip = format!("127.0.0.{n}");
-        if std::net::TcpListener::bind((ip.as_str(), 636)).is_ok() && std::net::TcpListener::bind((ip.as_str(), 389)).is_ok() {
+        if std::net::TcpListener::bind((ip.as_str(), 636)).is_ok()
+            && std::net::TcpListener::bind((ip.as_str(), 389)).is_ok()
+        {
             return ip;
         }
     }
@@ -53,7 +62,8 @@ impl Samba {
     pub(crate) fn start(name: &str) -> Samba {
         let tool = need("samba-tool");
         need("samba");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("samba-{name}-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("samba-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let ip = free_ip(std::process::id() % 200 + name.len() as u32 * 17);
@@ -61,7 +71,16 @@ impl Samba {
         let opt = |o: String| format!("--option={o}");
         run(
             Command::new(tool)
-                .args(["domain", "provision", "--realm=ESSENTIALS.TEST", "--domain=ESSENTIALS", "--server-role=dc", "--dns-backend=SAMBA_INTERNAL", "--backend-store=mdb", "--host-name=dc1"])
+                .args([
+                    "domain",
+                    "provision",
+                    "--realm=ESSENTIALS.TEST",
+                    "--domain=ESSENTIALS",
+                    "--server-role=dc",
+                    "--dns-backend=SAMBA_INTERNAL",
+                    "--backend-store=mdb",
+                    "--host-name=dc1",
+                ])
                 .arg(format!("--adminpass={ADMIN_PASSWORD}"))
                 .arg(format!("--targetdir={d}"))
                 .arg(opt(format!("interfaces={ip}/8")))
@@ -71,21 +90,79 @@ impl Samba {
                 .arg(opt(format!("winbindd socket directory={d}/winbindd")))
                 .arg(opt(format!("ntp signd socket directory={d}/ntp_signd")))
                 .arg(opt(format!("log file={d}/log/log.%m")))
-                .arg(opt("server services=-dns -dnsupdate -nbt -wrepl -ntp_signd -kcc -s3fs -winbindd".into())),
+                .arg(opt(
+                    "server services=-dns -dnsupdate -nbt -wrepl -ntp_signd -kcc -s3fs -winbindd"
+                        .into(),
+                )),
             "samba-tool domain provision",
         );
         // A CA and a server certificate with the DC's address in its subjectAltName.
         let tls = dir.join("tls");
         std::fs::create_dir_all(&tls).unwrap();
         let t = |f: &str| tls.join(f).display().to_string();
-        run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3", "-subj", "/CN=o365-essentials test CA", "-keyout", &t("ca.key"), "-out", &t("ca.pem")]), "openssl CA");
-        run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=dc1.essentials.test", "-keyout", &t("key.pem"), "-out", &t("req.csr")]), "openssl CSR");
-        std::fs::write(tls.join("ext.cnf"), format!("subjectAltName=IP:{ip},DNS:dc1.essentials.test\n")).unwrap();
         run(
-            Command::new("openssl").args(["x509", "-req", "-in", &t("req.csr"), "-CA", &t("ca.pem"), "-CAkey", &t("ca.key"), "-CAcreateserial", "-days", "3", "-extfile", &t("ext.cnf"), "-out", &t("cert.pem")]),
+            Command::new("openssl").args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "3",
+                "-subj",
+                "/CN=o365-essentials test CA",
+                "-keyout",
+                &t("ca.key"),
+                "-out",
+                &t("ca.pem"),
+            ]),
+            "openssl CA",
+        );
+        run(
+            Command::new("openssl").args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=dc1.essentials.test",
+                "-keyout",
+                &t("key.pem"),
+                "-out",
+                &t("req.csr"),
+            ]),
+            "openssl CSR",
+        );
+        std::fs::write(
+            tls.join("ext.cnf"),
+            format!("subjectAltName=IP:{ip},DNS:dc1.essentials.test\n"),
+        )
+        .unwrap();
+        run(
+            Command::new("openssl").args([
+                "x509",
+                "-req",
+                "-in",
+                &t("req.csr"),
+                "-CA",
+                &t("ca.pem"),
+                "-CAkey",
+                &t("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "3",
+                "-extfile",
+                &t("ext.cnf"),
+                "-out",
+                &t("cert.pem"),
+            ]),
             "openssl sign",
         );
-        std::fs::set_permissions(tls.join("key.pem"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            tls.join("key.pem"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let conf = dir.join("etc/smb.conf");
         let text = std::fs::read_to_string(&conf).unwrap();
         let extra = format!(
@@ -94,9 +171,19 @@ impl Samba {
             t("cert.pem"),
             t("ca.pem")
         );
-        let text: String = text.lines().filter(|l| !l.trim_start().starts_with("dns forwarder")).map(|l| format!("{l}\n")).collect::<String>().replacen("[global]\n", &extra, 1);
+        let text: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("dns forwarder"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replacen("[global]\n", &extra, 1);
         std::fs::write(&conf, text).unwrap();
-        let samba = Samba { ip, ca_file: tls.join("ca.pem"), dir, process: Mutex::new(None) };
+        let samba = Samba {
+            ip,
+            ca_file: tls.join("ca.pem"),
+            dir,
+            process: Mutex::new(None),
+        };
         samba.launch();
         samba
     }
@@ -121,7 +208,20 @@ impl Samba {
         loop {
             let ok = Command::new(need("ldapsearch"))
                 .env("LDAPTLS_CACERT", &self.ca_file)
-                .args(["-H", &format!("ldaps://{}", self.ip), "-x", "-D", &format!("Administrator@{REALM}"), "-w", ADMIN_PASSWORD, "-b", "", "-s", "base", "dnsHostName"])
+                .args([
+                    "-H",
+                    &format!("ldaps://{}", self.ip),
+                    "-x",
+                    "-D",
+                    &format!("Administrator@{REALM}"),
+                    "-w",
+                    ADMIN_PASSWORD,
+                    "-b",
+                    "",
+                    "-s",
+                    "base",
+                    "dnsHostName",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -130,12 +230,20 @@ impl Samba {
             if ok {
                 return;
             }
-            if let Some((c, _)) = self.process.lock().unwrap().as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("samba exited ({status}) — see {}", self.dir.join("samba.out").display());
-                }
+            if let Some((c, _)) = self.process.lock().unwrap().as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!(
+                    "samba exited ({status}) — see {}",
+                    self.dir.join("samba.out").display()
+                );
             }
-            assert!(Instant::now() < deadline, "Samba did not answer LDAPS on {} within 60 s — see {}", self.ip, self.dir.join("samba.out").display());
+            assert!(
+                Instant::now() < deadline,
+                "Samba did not answer LDAPS on {} within 60 s — see {}",
+                self.ip,
+                self.dir.join("samba.out").display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -157,7 +265,11 @@ impl Samba {
     }
 
     pub(crate) fn config(&self) -> o365_essentials::ldap::LdapConfig {
-        let mut c = o365_essentials::ldap::LdapConfig::new(format!("ldaps://{}", self.ip), format!("Administrator@{REALM}"), ADMIN_PASSWORD);
+        let mut c = o365_essentials::ldap::LdapConfig::new(
+            format!("ldaps://{}", self.ip),
+            format!("Administrator@{REALM}"),
+            ADMIN_PASSWORD,
+        );
         c.ca_file = Some(self.ca_file.clone());
         c.host_name = Some("dc1.essentials.test".into());
         c
@@ -167,15 +279,33 @@ impl Samba {
     pub(crate) fn ldif(&self, tool: &str, ldif: &str) {
         let mut child = Command::new(need(tool))
             .env("LDAPTLS_CACERT", &self.ca_file)
-            .args(["-H", &format!("ldaps://{}", self.ip), "-x", "-D", &format!("Administrator@{REALM}"), "-w", ADMIN_PASSWORD, "-c"])
+            .args([
+                "-H",
+                &format!("ldaps://{}", self.ip),
+                "-x",
+                "-D",
+                &format!("Administrator@{REALM}"),
+                "-w",
+                ADMIN_PASSWORD,
+                "-c",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{tool} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

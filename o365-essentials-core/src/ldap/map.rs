@@ -34,12 +34,20 @@ pub(crate) struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
-    pub(crate) fn new(dn: &'a str, attrs: &'a HashMap<String, Vec<String>>, bin: &'a HashMap<String, Vec<Vec<u8>>>) -> Self {
+    pub(crate) fn new(
+        dn: &'a str,
+        attrs: &'a HashMap<String, Vec<String>>,
+        bin: &'a HashMap<String, Vec<Vec<u8>>>,
+    ) -> Self {
         Entry { dn, attrs, bin }
     }
 
     pub(crate) fn texts(&self, name: &str) -> Vec<String> {
-        self.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).unwrap_or_default()
+        self.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn text(&self, name: &str) -> Option<String> {
@@ -60,45 +68,73 @@ impl<'a> Entry<'a> {
 pub(crate) fn generalized_time(s: &str) -> Option<OffsetDateTime> {
     let d = s.get(0..14)?;
     let n = |r: std::ops::Range<usize>| d.get(r).and_then(|x| x.parse::<u32>().ok());
-    let date = Date::from_calendar_date(n(0..4)? as i32, Month::try_from(n(4..6)? as u8).ok()?, n(6..8)? as u8).ok()?;
+    let date = Date::from_calendar_date(
+        n(0..4)? as i32,
+        Month::try_from(n(4..6)? as u8).ok()?,
+        n(6..8)? as u8,
+    )
+    .ok()?;
     let t = Time::from_hms(n(8..10)? as u8, n(10..12)? as u8, n(12..14)? as u8).ok()?;
     Some(PrimitiveDateTime::new(date, t).assume_utc())
 }
 
 fn corrupt(dn: &str, what: &str) -> Error {
-    Error::new(ErrorCode::UnexpectedResponse, format!("the directory entry {dn} has {what}"))
+    Error::new(
+        ErrorCode::UnexpectedResponse,
+        format!("the directory entry {dn} has {what}"),
+    )
 }
 
 /// A user entry → [`LocalUser`].
 pub(crate) fn user(e: &Entry<'_>) -> Result<LocalUser, Error> {
-    let guid = ObjectGuid::from_ad_bytes(&e.bytes("objectGUID").ok_or_else(|| corrupt(e.dn, "no objectGUID"))?)?;
+    let guid = ObjectGuid::from_ad_bytes(
+        &e.bytes("objectGUID")
+            .ok_or_else(|| corrupt(e.dn, "no objectGUID"))?,
+    )?;
     let consistency_guid = match e.bytes("mS-DS-ConsistencyGuid") {
-        Some(b) => Some(ObjectGuid::from_ad_bytes(&b).map_err(|_| corrupt(e.dn, "an mS-DS-ConsistencyGuid that is not 16 bytes"))?),
+        Some(b) => Some(
+            ObjectGuid::from_ad_bytes(&b)
+                .map_err(|_| corrupt(e.dn, "an mS-DS-ConsistencyGuid that is not 16 bytes"))?,
+        ),
         None => None,
     };
     Ok(LocalUser {
         guid,
         consistency_guid,
         dn: e.dn.to_string(),
-        sam_account_name: e.text("sAMAccountName").ok_or_else(|| corrupt(e.dn, "no sAMAccountName"))?,
+        sam_account_name: e
+            .text("sAMAccountName")
+            .ok_or_else(|| corrupt(e.dn, "no sAMAccountName"))?,
         user_principal_name: e.text("userPrincipalName"),
         given_name: e.text("givenName"),
         surname: e.text("sn"),
         display_name: e.text("displayName"),
         mail: e.text("mail"),
         proxy_addresses: e.texts("proxyAddresses"),
-        user_account_control: e.text("userAccountControl").and_then(|v| v.parse::<i64>().ok()).map(|v| v as u32).unwrap_or(0),
+        user_account_control: e
+            .text("userAccountControl")
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|v| v as u32)
+            .unwrap_or(0),
         member_of: e.texts("memberOf"),
         when_changed: e.text("whenChanged").as_deref().and_then(generalized_time),
-        usn_changed: e.text("uSNChanged").and_then(|v| v.parse().ok()).unwrap_or(0),
-        critical_system_object: e.text("isCriticalSystemObject").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")),
+        usn_changed: e
+            .text("uSNChanged")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        critical_system_object: e
+            .text("isCriticalSystemObject")
+            .is_some_and(|v| v.eq_ignore_ascii_case("TRUE")),
     })
 }
 
 /// A group entry → [`LocalGroup`].
 pub(crate) fn group(e: &Entry<'_>) -> Result<LocalGroup, Error> {
     Ok(LocalGroup {
-        guid: ObjectGuid::from_ad_bytes(&e.bytes("objectGUID").ok_or_else(|| corrupt(e.dn, "no objectGUID"))?)?,
+        guid: ObjectGuid::from_ad_bytes(
+            &e.bytes("objectGUID")
+                .ok_or_else(|| corrupt(e.dn, "no objectGUID"))?,
+        )?,
         dn: e.dn.to_string(),
         sam_account_name: e.text("sAMAccountName").unwrap_or_default(),
         display_name: e.text("displayName").or_else(|| e.text("cn")),
@@ -118,7 +154,10 @@ pub(crate) fn guid_filter(g: ObjectGuid) -> String {
 
 /// `unicodePwd`: UTF-16LE of the password in double quotes.
 pub(crate) fn unicode_pwd(password: &str) -> Vec<u8> {
-    format!("\"{password}\"").encode_utf16().flat_map(u16::to_le_bytes).collect()
+    format!("\"{password}\"")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect()
 }
 
 // ---- BER for the DirSync control ----
@@ -127,7 +166,12 @@ fn ber_len(n: usize, out: &mut Vec<u8>) {
     if n < 0x80 {
         out.push(n as u8);
     } else {
-        let bytes: Vec<u8> = n.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
@@ -136,7 +180,10 @@ fn ber_len(n: usize, out: &mut Vec<u8>) {
 fn ber_int(v: i64, out: &mut Vec<u8>) {
     let bytes = v.to_be_bytes();
     let mut start = 0;
-    while start < 7 && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0) || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0)) {
+    while start < 7
+        && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0)
+            || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0))
+    {
         start += 1;
     }
     out.push(0x02);
@@ -220,23 +267,69 @@ pub(crate) fn result_error(rc: u32, text: &str, what: &str) -> Error {
             } else {
                 "wrong user name or password"
             };
-            (ErrorCode::Auth, format!("{what}: the directory refused the service account's sign-in ({why})"))
+            (
+                ErrorCode::Auth,
+                format!("{what}: the directory refused the service account's sign-in ({why})"),
+            )
         }
-        50 => (ErrorCode::PermissionDenied, format!("{what}: the service account lacks the rights for this")),
+        50 => (
+            ErrorCode::PermissionDenied,
+            format!("{what}: the service account lacks the rights for this"),
+        ),
         32 => (ErrorCode::NotFound, format!("{what}: no such object")),
-        68 => (ErrorCode::AlreadyExists, format!("{what}: an object with this name already exists")),
-        19 if lower.contains("0000052d") => (ErrorCode::PasswordPolicy, format!("{what}: the domain's password policy refused the password (length, complexity or history)")),
-        19 => (ErrorCode::Conflict, format!("{what}: the directory refused the change (constraint violation)")),
-        8 | 13 => (ErrorCode::NotSupported, format!("{what}: the directory requires an encrypted (TLS) connection for this")),
-        53 if lower.contains("0000001f") || lower.contains("password") => (ErrorCode::NotSupported, format!("{what}: the directory will not change passwords over this connection")),
-        53 => (ErrorCode::PolicyViolation, format!("{what}: the directory is unwilling to perform this")),
-        51 | 52 => (ErrorCode::ServiceUnavailable, format!("{what}: the directory is busy or unavailable")),
-        3 => (ErrorCode::Timeout, format!("{what}: the directory's time limit was exceeded")),
-        12 => (ErrorCode::NotSupported, format!("{what}: the directory does not support a control this needs")),
-        21 | 34 | 64 | 65 | 16 | 17 => (ErrorCode::InvalidInput, format!("{what}: the directory rejected a value ({text})")),
-        _ => (ErrorCode::UnexpectedResponse, format!("{what}: the directory answered with result code {rc}")),
+        68 => (
+            ErrorCode::AlreadyExists,
+            format!("{what}: an object with this name already exists"),
+        ),
+        19 if lower.contains("0000052d") => (
+            ErrorCode::PasswordPolicy,
+            format!(
+                "{what}: the domain's password policy refused the password (length, complexity or history)"
+            ),
+        ),
+        19 => (
+            ErrorCode::Conflict,
+            format!("{what}: the directory refused the change (constraint violation)"),
+        ),
+        8 | 13 => (
+            ErrorCode::NotSupported,
+            format!("{what}: the directory requires an encrypted (TLS) connection for this"),
+        ),
+        53 if lower.contains("0000001f") || lower.contains("password") => (
+            ErrorCode::NotSupported,
+            format!("{what}: the directory will not change passwords over this connection"),
+        ),
+        53 => (
+            ErrorCode::PolicyViolation,
+            format!("{what}: the directory is unwilling to perform this"),
+        ),
+        51 | 52 => (
+            ErrorCode::ServiceUnavailable,
+            format!("{what}: the directory is busy or unavailable"),
+        ),
+        3 => (
+            ErrorCode::Timeout,
+            format!("{what}: the directory's time limit was exceeded"),
+        ),
+        12 => (
+            ErrorCode::NotSupported,
+            format!("{what}: the directory does not support a control this needs"),
+        ),
+        21 | 34 | 64 | 65 | 16 | 17 => (
+            ErrorCode::InvalidInput,
+            format!("{what}: the directory rejected a value ({text})"),
+        ),
+        _ => (
+            ErrorCode::UnexpectedResponse,
+            format!("{what}: the directory answered with result code {rc}"),
+        ),
     };
-    Error::new(code, msg).with_service(ServiceDetail { code: format!("LDAP {rc}"), message: text.trim_end_matches('\0').to_string(), request_id: None, status: None })
+    Error::new(code, msg).with_service(ServiceDetail {
+        code: format!("LDAP {rc}"),
+        message: text.trim_end_matches('\0').to_string(),
+        request_id: None,
+        status: None,
+    })
 }
 
 #[cfg(test)]
@@ -249,10 +342,19 @@ mod tests {
         let mut attrs = HashMap::new();
         attrs.insert("sAMAccountName".to_string(), vec!["jdoe".to_string()]);
         attrs.insert("userAccountControl".to_string(), vec!["514".to_string()]);
-        attrs.insert("whenChanged".to_string(), vec!["20261126060745.0Z".to_string()]);
+        attrs.insert(
+            "whenChanged".to_string(),
+            vec!["20261126060745.0Z".to_string()],
+        );
         attrs.insert("uSNChanged".to_string(), vec!["4711".to_string()]);
-        attrs.insert("isCriticalSystemObject".to_string(), vec!["TRUE".to_string()]);
-        attrs.insert("proxyAddresses".to_string(), vec!["SMTP:a@b.c".into(), "smtp:x@b.c".into()]);
+        attrs.insert(
+            "isCriticalSystemObject".to_string(),
+            vec!["TRUE".to_string()],
+        );
+        attrs.insert(
+            "proxyAddresses".to_string(),
+            vec!["SMTP:a@b.c".into(), "smtp:x@b.c".into()],
+        );
         let mut bin = HashMap::new();
         bin.insert("objectGUID".to_string(), vec![guid.to_vec()]);
         let e = Entry::new("CN=J,DC=x", &attrs, &bin);
@@ -262,27 +364,49 @@ mod tests {
         assert!(u.critical_system_object);
         assert_eq!(u.usn_changed, 4711);
         assert_eq!(u.proxy_addresses.len(), 2);
-        assert_eq!(u.when_changed.map(|t| t.unix_timestamp()), Some(1_795_673_265));
+        assert_eq!(
+            u.when_changed.map(|t| t.unix_timestamp()),
+            Some(1_795_673_265)
+        );
         // A GUID whose bytes happen to be UTF-8 is filed as text by ldap3.
         let ascii = b"ABCDEFGHIJKLMNOP";
-        attrs.insert("objectGUID".to_string(), vec![String::from_utf8(ascii.to_vec()).expect("ascii")]);
-        let e = Entry::new("CN=J,DC=x", &attrs, &HashMap::new());
+        attrs.insert(
+            "objectGUID".to_string(),
+            vec![String::from_utf8(ascii.to_vec()).expect("ascii")],
+        );
+        let none = HashMap::new();
+        let e = Entry::new("CN=J,DC=x", &attrs, &none);
         assert_eq!(user(&e).expect("text guid").guid.to_ad_bytes(), *ascii);
         attrs.remove("objectGUID");
-        assert_eq!(user(&Entry::new("CN=J", &attrs, &HashMap::new())).unwrap_err().code(), ErrorCode::UnexpectedResponse);
+        let e = Entry::new("CN=J", &attrs, &none);
+        assert_eq!(
+            user(&e).expect_err("no guid").code(),
+            ErrorCode::UnexpectedResponse
+        );
     }
 
     #[test]
     fn dirsync_ber_round_trips_and_rejects_garbage() {
         let req = dirsync_request(0, 0, b"");
-        assert_eq!(req, vec![0x30, 0x08, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x04, 0x00]);
+        assert_eq!(
+            req,
+            vec![0x30, 0x08, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x04, 0x00]
+        );
         let big = dirsync_request(0x8000_0000, 1_048_576, &[7u8; 300]);
         assert_eq!(big[0], 0x30);
         assert_eq!(big[1], 0x82, "long-form length");
         // A response: SEQUENCE { INTEGER 1, INTEGER 0, OCTET STRING cookie }
-        let resp = [0x30, 0x0a, 0x02, 0x01, 0x01, 0x02, 0x01, 0x00, 0x04, 0x02, 0xAB, 0xCD];
+        let resp = [
+            0x30, 0x0a, 0x02, 0x01, 0x01, 0x02, 0x01, 0x00, 0x04, 0x02, 0xAB, 0xCD,
+        ];
         assert_eq!(dirsync_response(&resp), Some((true, vec![0xAB, 0xCD])));
-        for bad in [&[][..], &[0x30], &[0x30, 0x05, 0x02], &[0x04, 0x00], &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]] {
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x05, 0x02],
+            &[0x04, 0x00],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+        ] {
             assert_eq!(dirsync_response(bad), None);
         }
         let mut out = Vec::new();
@@ -296,20 +420,43 @@ mod tests {
     #[test]
     fn result_codes_map_to_actionable_errors() {
         assert_eq!(result_error(49, "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data 52e, v4563", "binding").code(), ErrorCode::Auth);
-        assert!(result_error(49, "data 533", "binding").message().contains("disabled"));
-        assert_eq!(result_error(50, "", "x").code(), ErrorCode::PermissionDenied);
+        assert!(
+            result_error(49, "data 533", "binding")
+                .message()
+                .contains("disabled")
+        );
+        assert_eq!(
+            result_error(50, "", "x").code(),
+            ErrorCode::PermissionDenied
+        );
         assert_eq!(result_error(32, "", "x").code(), ErrorCode::NotFound);
         assert_eq!(result_error(68, "", "x").code(), ErrorCode::AlreadyExists);
-        assert_eq!(result_error(19, "0000052D: Constraint violation", "x").code(), ErrorCode::PasswordPolicy);
+        assert_eq!(
+            result_error(19, "0000052D: Constraint violation", "x").code(),
+            ErrorCode::PasswordPolicy
+        );
         assert_eq!(result_error(8, "", "x").code(), ErrorCode::NotSupported);
-        assert_eq!(result_error(99, "", "x").code(), ErrorCode::UnexpectedResponse);
-        assert_eq!(result_error(49, "bad", "x").service().map(|s| s.code.as_str()), Some("LDAP 49"));
+        assert_eq!(
+            result_error(99, "", "x").code(),
+            ErrorCode::UnexpectedResponse
+        );
+        assert_eq!(
+            result_error(49, "bad", "x")
+                .service()
+                .map(|s| s.code.as_str()),
+            Some("LDAP 49")
+        );
     }
 
     #[test]
     fn guid_filters_and_passwords() {
-        let g = ObjectGuid::from_ad_bytes(&[0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xff]).expect("guid");
-        assert_eq!(guid_filter(g), "(objectGUID=\\00\\01\\02\\03\\04\\05\\06\\07\\08\\09\\0a\\0b\\0c\\0d\\0e\\ff)");
+        let g =
+            ObjectGuid::from_ad_bytes(&[0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xff])
+                .expect("guid");
+        assert_eq!(
+            guid_filter(g),
+            "(objectGUID=\\00\\01\\02\\03\\04\\05\\06\\07\\08\\09\\0a\\0b\\0c\\0d\\0e\\ff)"
+        );
         assert_eq!(unicode_pwd("ab"), vec![b'"', 0, b'a', 0, b'b', 0, b'"', 0]);
     }
 }

@@ -30,12 +30,17 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::controls::RawControl;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry, SearchStream};
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry, SearchStream,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::model::{DirectoryChange, DirectoryChanges, DirectoryCursor, LocalGroup, LocalUser, NewLocalUser, ObjectGuid, PasswordPolicy, Topology, uac};
+use crate::model::{
+    DirectoryChange, DirectoryChanges, DirectoryCursor, LocalGroup, LocalUser, NewLocalUser,
+    ObjectGuid, PasswordPolicy, Topology, uac,
+};
 use crate::ports::Directory;
 
 const DOMAIN_SCOPE: &str = "1.2.840.113556.1.4.1339";
@@ -116,7 +121,11 @@ impl std::fmt::Debug for LdapConfig {
 
 impl LdapConfig {
     /// LDAPS with certificate verification and the defaults.
-    pub fn new(url: impl Into<String>, bind: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn new(
+        url: impl Into<String>,
+        bind: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         LdapConfig {
             url: url.into(),
             starttls: false,
@@ -157,7 +166,9 @@ pub struct LdapDirectory {
 
 impl std::fmt::Debug for LdapDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LdapDirectory").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("LdapDirectory")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,11 +180,25 @@ fn bad_config(m: impl Into<String>) -> Error {
 fn ldap_err(e: LdapError, what: &str) -> Error {
     match e {
         LdapError::LdapResult { result } => map::result_error(result.rc, &result.text, what),
-        LdapError::Timeout { .. } => Error::new(ErrorCode::Timeout, format!("{what}: the directory did not answer in time")),
+        LdapError::Timeout { .. } => Error::new(
+            ErrorCode::Timeout,
+            format!("{what}: the directory did not answer in time"),
+        ),
         other => {
             let text = other.to_string().to_lowercase();
-            let code = if text.contains("certificate") || text.contains("tls") || text.contains("handshake") { ErrorCode::Tls } else { ErrorCode::Transport };
-            let why = if code == ErrorCode::Tls { "the TLS connection failed (is the DC's certificate trusted? set ca_file)" } else { "the connection to the directory failed" };
+            let code = if text.contains("certificate")
+                || text.contains("tls")
+                || text.contains("handshake")
+            {
+                ErrorCode::Tls
+            } else {
+                ErrorCode::Transport
+            };
+            let why = if code == ErrorCode::Tls {
+                "the TLS connection failed (is the DC's certificate trusted? set ca_file)"
+            } else {
+                "the connection to the directory failed"
+            };
             Error::new(code, format!("{what}: {why}")).with_source(other)
         }
     }
@@ -181,15 +206,27 @@ fn ldap_err(e: LdapError, what: &str) -> Error {
 
 /// Whether a failure is the connection's (worth one reconnect).
 fn is_connection_error(e: &LdapError) -> bool {
-    !matches!(e, LdapError::LdapResult { .. } | LdapError::AdapterInit(_) | LdapError::FilterParsing)
+    !matches!(
+        e,
+        LdapError::LdapResult { .. } | LdapError::AdapterInit(_) | LdapError::FilterParsing
+    )
 }
 
 fn sam_ok(sam: &str) -> Result<()> {
     if sam.trim().is_empty() || sam.chars().count() > 20 {
-        return Err(Error::invalid_input(format!("the sAMAccountName `{sam}` must be 1–20 characters")));
+        return Err(Error::invalid_input(format!(
+            "the sAMAccountName `{sam}` must be 1–20 characters"
+        )));
     }
-    if let Some(c) = sam.chars().find(|c| "\"/\\[]:;|=,+*?<>@".contains(*c) || c.is_control()) {
-        return Err(Error::invalid_input(format!("the sAMAccountName `{}` contains `{}`, which AD does not allow", sam.escape_default(), c.escape_default())));
+    if let Some(c) = sam
+        .chars()
+        .find(|c| "\"/\\[]:;|=,+*?<>@".contains(*c) || c.is_control())
+    {
+        return Err(Error::invalid_input(format!(
+            "the sAMAccountName `{}` contains `{}`, which AD does not allow",
+            sam.escape_default(),
+            c.escape_default()
+        )));
     }
     Ok(())
 }
@@ -205,28 +242,44 @@ impl LdapDirectory {
     pub fn new(cfg: LdapConfig) -> Result<LdapDirectory> {
         let lower = cfg.url.to_ascii_lowercase();
         if !(lower.starts_with("ldaps://") || lower.starts_with("ldap://")) {
-            return Err(bad_config(format!("url `{}` must start with ldaps:// or ldap://", cfg.url)));
+            return Err(bad_config(format!(
+                "url `{}` must start with ldaps:// or ldap://",
+                cfg.url
+            )));
         }
         if !cfg.encrypted() && !cfg.allow_plain {
-            return Err(bad_config("an ldap:// URL sends the service account's password in clear: use ldaps://, set starttls, or set allow_plain"));
+            return Err(bad_config(
+                "an ldap:// URL sends the service account's password in clear: use ldaps://, set starttls, or set allow_plain",
+            ));
         }
         if cfg.bind.trim().is_empty() {
             return Err(bad_config("bind (the service account) is empty"));
         }
         if !(1..=10_000).contains(&cfg.page_size) {
-            return Err(bad_config(format!("page_size {} is outside 1–10000", cfg.page_size)));
+            return Err(bad_config(format!(
+                "page_size {} is outside 1–10000",
+                cfg.page_size
+            )));
         }
         if cfg.timeout_secs.is_nan() || cfg.timeout_secs <= 0.0 {
             return Err(bad_config("timeout_secs must be positive"));
         }
         let tls = LdapDirectory::tls_config(&cfg)?;
-        Ok(LdapDirectory { cfg, tls, conn: tokio::sync::Mutex::new(None), root: tokio::sync::OnceCell::new() })
+        Ok(LdapDirectory {
+            cfg,
+            tls,
+            conn: tokio::sync::Mutex::new(None),
+            root: tokio::sync::OnceCell::new(),
+        })
     }
 
     fn tls_config(cfg: &LdapConfig) -> Result<Option<Arc<rustls::ClientConfig>>> {
         let pem = match (&cfg.ca_pem, &cfg.ca_file) {
             (Some(p), _) => Some(p.as_bytes().to_vec()),
-            (None, Some(f)) => Some(std::fs::read(f).map_err(|e| bad_config(format!("cannot read ca_file {}: {e}", f.display())))?),
+            (None, Some(f)) => Some(
+                std::fs::read(f)
+                    .map_err(|e| bad_config(format!("cannot read ca_file {}: {e}", f.display())))?,
+            ),
             (None, None) => None,
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -240,12 +293,16 @@ impl LdapDirectory {
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pemfile::certs(&mut pem.as_slice()) {
             let c = c.map_err(|e| bad_config(format!("the CA PEM is malformed: {e}")))?;
-            roots.add(c).map_err(|e| bad_config(format!("a CA certificate is not usable: {e}")))?;
+            roots
+                .add(c)
+                .map_err(|e| bad_config(format!("a CA certificate is not usable: {e}")))?;
         }
         if roots.is_empty() {
             return Err(bad_config("the CA PEM holds no certificate"));
         }
-        Ok(Some(Arc::new(builder.with_root_certificates(roots).with_no_client_auth())))
+        Ok(Some(Arc::new(
+            builder.with_root_certificates(roots).with_no_client_auth(),
+        )))
     }
 
     async fn connect(&self) -> Result<Ldap> {
@@ -258,14 +315,21 @@ impl LdapDirectory {
         if !self.cfg.verify_certificates {
             settings = settings.set_no_tls_verify(true);
         }
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.cfg.url).await.map_err(|e| ldap_err(e, &format!("connecting to {}", self.cfg.url)))?;
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.cfg.url)
+            .await
+            .map_err(|e| ldap_err(e, &format!("connecting to {}", self.cfg.url)))?;
         ldap3::drive!(conn);
         ldap.with_timeout(Duration::from_secs_f64(self.cfg.timeout_secs));
         let res = ldap
             .simple_bind(&self.cfg.bind, self.cfg.password.expose_secret())
             .await
             .map_err(|e| ldap_err(e, "signing in to the directory"))?;
-        res.success().map_err(|e| ldap_err(e, &format!("signing in to the directory as {}", self.cfg.bind)))?;
+        res.success().map_err(|e| {
+            ldap_err(
+                e,
+                &format!("signing in to the directory as {}", self.cfg.bind),
+            )
+        })?;
         Ok(ldap)
     }
 
@@ -303,15 +367,40 @@ impl LdapDirectory {
     async fn root(&self) -> Result<&RootDse> {
         self.root
             .get_or_try_init(|| async {
-                let attrs = vec!["defaultNamingContext", "configurationNamingContext", "dnsHostName", "domainFunctionality"];
+                let attrs = vec![
+                    "defaultNamingContext",
+                    "configurationNamingContext",
+                    "dnsHostName",
+                    "domainFunctionality",
+                ];
                 let entries = self
                     .run("reading the rootDSE", |mut l| {
                         let attrs = attrs.clone();
-                        async move { l.search("", Scope::Base, "(objectClass=*)", attrs).await?.success().map(|(e, _)| e) }
+                        async move {
+                            l.search("", Scope::Base, "(objectClass=*)", attrs)
+                                .await?
+                                .success()
+                                .map(|(e, _)| e)
+                        }
                     })
                     .await?;
-                let e = entries.into_iter().next().map(SearchEntry::construct).ok_or_else(|| Error::new(ErrorCode::UnexpectedResponse, "the directory has no rootDSE"))?;
-                let get = |k: &str| e.attrs.get(k).and_then(|v| v.first()).cloned().unwrap_or_default();
+                let e = entries
+                    .into_iter()
+                    .next()
+                    .map(SearchEntry::construct)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorCode::UnexpectedResponse,
+                            "the directory has no rootDSE",
+                        )
+                    })?;
+                let get = |k: &str| {
+                    e.attrs
+                        .get(k)
+                        .and_then(|v| v.first())
+                        .cloned()
+                        .unwrap_or_default()
+                };
                 Ok(RootDse {
                     default_nc: get("defaultNamingContext"),
                     config_nc: get("configurationNamingContext"),
@@ -331,8 +420,21 @@ impl LdapDirectory {
     }
 
     fn user_filter(&self, extra: &str) -> String {
-        let admin = self.cfg.user_filter.as_deref().map(|f| if f.starts_with('(') { f.to_string() } else { format!("({f})") }).unwrap_or_default();
-        format!("(&(objectCategory=person)(objectClass=user)(!(isCriticalSystemObject=TRUE)){admin}{extra})")
+        let admin = self
+            .cfg
+            .user_filter
+            .as_deref()
+            .map(|f| {
+                if f.starts_with('(') {
+                    f.to_string()
+                } else {
+                    format!("({f})")
+                }
+            })
+            .unwrap_or_default();
+        format!(
+            "(&(objectCategory=person)(objectClass=user)(!(isCriticalSystemObject=TRUE)){admin}{extra})"
+        )
     }
 
     async fn start_stream(&self, base: &str, filter: &str, attrs: Vec<String>) -> Result<Stream> {
@@ -340,17 +442,33 @@ impl LdapDirectory {
         self.run(&format!("searching {base}"), |mut l| {
             let attrs = attrs.clone();
             async move {
-                let adapters: Vec<Box<dyn Adapter<'static, String, Vec<String>>>> = vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(page))];
-                l.with_controls(RawControl { ctype: DOMAIN_SCOPE.into(), crit: false, val: None });
-                l.streaming_search_with(adapters, base, Scope::Subtree, filter, attrs).await
+                let adapters: Vec<Box<dyn Adapter<'static, String, Vec<String>>>> = vec![
+                    Box::new(EntriesOnly::new()),
+                    Box::new(PagedResults::new(page)),
+                ];
+                l.with_controls(RawControl {
+                    ctype: DOMAIN_SCOPE.into(),
+                    crit: false,
+                    val: None,
+                });
+                l.streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
+                    .await
             }
         })
         .await
     }
 
     /// Every entry of a paged subtree search, mapped; collected (for bounded results).
-    async fn search_all<T>(&self, base: &str, filter: &str, attrs: &[&str], f: impl Fn(&map::Entry<'_>) -> Result<T>) -> Result<Vec<T>> {
-        let mut s = self.start_stream(base, filter, attrs.iter().map(|a| a.to_string()).collect()).await?;
+    async fn search_all<T>(
+        &self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+        f: impl Fn(&map::Entry<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut s = self
+            .start_stream(base, filter, attrs.iter().map(|a| a.to_string()).collect())
+            .await?;
         let mut out = Vec::new();
         loop {
             match s.next().await {
@@ -362,23 +480,41 @@ impl LdapDirectory {
                 Err(e) => return Err(ldap_err(e, &format!("searching {base}"))),
             }
         }
-        s.finish().await.success().map_err(|e| ldap_err(e, &format!("searching {base}")))?;
+        s.finish()
+            .await
+            .success()
+            .map_err(|e| ldap_err(e, &format!("searching {base}")))?;
         Ok(out)
     }
 
-    async fn find_one(&self, filter: &str, attrs: &[&str], what: &str) -> Result<Option<SearchEntry>> {
+    async fn find_one(
+        &self,
+        filter: &str,
+        attrs: &[&str],
+        what: &str,
+    ) -> Result<Option<SearchEntry>> {
         let base = self.root().await?.default_nc.clone();
         let attrs: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
         let entries = self
             .run(what, |mut l| {
                 let (attrs, base) = (attrs.clone(), base.clone());
                 async move {
-                    l.with_controls(RawControl { ctype: DOMAIN_SCOPE.into(), crit: false, val: None });
-                    l.search(&base, Scope::Subtree, filter, attrs).await?.success().map(|(e, _)| e)
+                    l.with_controls(RawControl {
+                        ctype: DOMAIN_SCOPE.into(),
+                        crit: false,
+                        val: None,
+                    });
+                    l.search(&base, Scope::Subtree, filter, attrs)
+                        .await?
+                        .success()
+                        .map(|(e, _)| e)
                 }
             })
             .await?;
-        Ok(entries.into_iter().map(SearchEntry::construct).find(|e| !e.dn.is_empty()))
+        Ok(entries
+            .into_iter()
+            .map(SearchEntry::construct)
+            .find(|e| !e.dn.is_empty()))
     }
 
     async fn dn_of(&self, guid: ObjectGuid) -> Result<String> {
@@ -401,28 +537,52 @@ impl LdapDirectory {
         if self.cfg.encrypted() {
             Ok(())
         } else {
-            Err(Error::new(ErrorCode::NotSupported, "passwords are never sent over an unencrypted LDAP connection: use ldaps:// or starttls"))
+            Err(Error::new(
+                ErrorCode::NotSupported,
+                "passwords are never sent over an unencrypted LDAP connection: use ldaps:// or starttls",
+            ))
         }
     }
 
     async fn full_listing(&self) -> Result<Vec<DirectoryChange>> {
         let mut all: Vec<LocalUser> = futures::TryStreamExt::try_collect(self.users()).await?;
         all.sort_by_key(|u| u.usn_changed);
-        Ok(all.into_iter().map(|u| DirectoryChange::Upserted { user: Box::new(u) }).collect())
+        Ok(all
+            .into_iter()
+            .map(|u| DirectoryChange::Upserted { user: Box::new(u) })
+            .collect())
     }
 
     async fn highest_usn(&self) -> Result<u64> {
         let entries = self
             .run("reading highestCommittedUSN", |mut l| async move {
-                l.search("", Scope::Base, "(objectClass=*)", vec!["highestCommittedUSN"]).await?.success().map(|(e, _)| e)
+                l.search(
+                    "",
+                    Scope::Base,
+                    "(objectClass=*)",
+                    vec!["highestCommittedUSN"],
+                )
+                .await?
+                .success()
+                .map(|(e, _)| e)
             })
             .await?;
         entries
             .into_iter()
             .next()
             .map(SearchEntry::construct)
-            .and_then(|e| e.attrs.get("highestCommittedUSN").and_then(|v| v.first()).and_then(|v| v.parse().ok()))
-            .ok_or_else(|| Error::new(ErrorCode::UnexpectedResponse, "the rootDSE has no highestCommittedUSN"))
+            .and_then(|e| {
+                e.attrs
+                    .get("highestCommittedUSN")
+                    .and_then(|v| v.first())
+                    .and_then(|v| v.parse().ok())
+            })
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::UnexpectedResponse,
+                    "the rootDSE has no highestCommittedUSN",
+                )
+            })
     }
 
     /// One DirSync round from `cookie`: the changes and the new cookie. `Err` with
@@ -440,12 +600,27 @@ impl LdapDirectory {
                 let attrs = attrs.clone();
                 let ldap = self.handle(false).await?;
                 let mut l = ldap;
-                l.with_controls(RawControl { ctype: DIRSYNC.into(), crit: true, val: Some(req) });
-                match l.search(&base, Scope::Subtree, "(objectClass=user)", attrs).await {
+                l.with_controls(RawControl {
+                    ctype: DIRSYNC.into(),
+                    crit: true,
+                    val: Some(req),
+                });
+                match l
+                    .search(&base, Scope::Subtree, "(objectClass=user)", attrs)
+                    .await
+                {
                     Ok(r) => match r.success() {
                         Ok(v) => v,
-                        Err(LdapError::LdapResult { result }) if !cookie.is_empty() && matches!(result.rc, 2 | 12 | 53 | 80) => {
-                            return Err(Error::new(ErrorCode::PreconditionFailed, format!("the directory refused the change cookie ({})", result.text)));
+                        Err(LdapError::LdapResult { result })
+                            if !cookie.is_empty() && matches!(result.rc, 2 | 12 | 53 | 80) =>
+                        {
+                            return Err(Error::new(
+                                ErrorCode::PreconditionFailed,
+                                format!(
+                                    "the directory refused the change cookie ({})",
+                                    result.text
+                                ),
+                            ));
                         }
                         Err(e) => return Err(ldap_err(e, "reading directory changes (DirSync)")),
                     },
@@ -455,24 +630,39 @@ impl LdapDirectory {
             for entry in entries {
                 let e = SearchEntry::construct(entry);
                 let view = map::Entry::new(&e.dn, &e.attrs, &e.bin_attrs);
-                let Some(raw) = view.bytes("objectGUID") else { continue };
+                let Some(raw) = view.bytes("objectGUID") else {
+                    continue;
+                };
                 let guid = ObjectGuid::from_ad_bytes(&raw)?;
-                let deleted = view.text("isDeleted").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")) || e.dn.contains("\\0ADEL:");
+                let deleted = view
+                    .text("isDeleted")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("TRUE"))
+                    || e.dn.contains("\\0ADEL:");
                 if deleted {
                     changes.push(DirectoryChange::Deleted { guid });
                 } else {
                     // DirSync returns only the changed attributes: read the whole user.
                     match self.user(guid).await {
-                        Ok(u) if u.is_syncable() => changes.push(DirectoryChange::Upserted { user: Box::new(u) }),
+                        Ok(u) if u.is_syncable() => {
+                            changes.push(DirectoryChange::Upserted { user: Box::new(u) })
+                        }
                         Ok(_) => {}
                         Err(e) if e.code() == ErrorCode::NotFound => {}
                         Err(e) => return Err(e),
                     }
                 }
             }
-            let ctrl = res.ctrls.iter().find(|c| c.1.ctype == DIRSYNC).and_then(|c| c.1.val.as_deref()).and_then(map::dirsync_response);
+            let ctrl = res
+                .ctrls
+                .iter()
+                .find(|c| c.1.ctype == DIRSYNC)
+                .and_then(|c| c.1.val.as_deref())
+                .and_then(map::dirsync_response);
             let Some((more, next)) = ctrl else {
-                return Err(Error::new(ErrorCode::UnexpectedResponse, "the DirSync answer had no cookie"));
+                return Err(Error::new(
+                    ErrorCode::UnexpectedResponse,
+                    "the DirSync answer had no cookie",
+                ));
             };
             cookie = next;
             if !more {
@@ -486,18 +676,39 @@ impl LdapDirectory {
         let mut out = Vec::new();
         for base in self.bases().await? {
             let filter = self.user_filter(&format!("(uSNChanged>={})", from + 1));
-            let mut users: Vec<LocalUser> = self.search_all(&base, &filter, map::USER_ATTRS, map::user).await?;
+            let mut users: Vec<LocalUser> = self
+                .search_all(&base, &filter, map::USER_ATTRS, map::user)
+                .await?;
             users.retain(|u| u.is_syncable() && u.usn_changed <= top);
-            out.extend(users.into_iter().map(|u| DirectoryChange::Upserted { user: Box::new(u) }));
+            out.extend(
+                users
+                    .into_iter()
+                    .map(|u| DirectoryChange::Upserted { user: Box::new(u) }),
+            );
         }
         let nc = self.root().await?.default_nc.clone();
-        let filter = format!("(&(isDeleted=TRUE)(objectClass=user)(uSNChanged>={}))", from + 1);
+        let filter = format!(
+            "(&(isDeleted=TRUE)(objectClass=user)(uSNChanged>={}))",
+            from + 1
+        );
         let deleted = self
             .run("reading deleted users", |mut l| {
                 let (nc, filter) = (nc.clone(), filter.clone());
                 async move {
-                    l.with_controls(RawControl { ctype: SHOW_DELETED.into(), crit: true, val: None });
-                    l.search(&format!("CN=Deleted Objects,{nc}"), Scope::Subtree, &filter, vec!["objectGUID", "uSNChanged"]).await?.success().map(|(e, _)| e)
+                    l.with_controls(RawControl {
+                        ctype: SHOW_DELETED.into(),
+                        crit: true,
+                        val: None,
+                    });
+                    l.search(
+                        &format!("CN=Deleted Objects,{nc}"),
+                        Scope::Subtree,
+                        &filter,
+                        vec!["objectGUID", "uSNChanged"],
+                    )
+                    .await?
+                    .success()
+                    .map(|(e, _)| e)
                 }
             })
             .await
@@ -505,7 +716,9 @@ impl LdapDirectory {
         for entry in deleted {
             let e = SearchEntry::construct(entry);
             if let Some(raw) = map::Entry::new(&e.dn, &e.attrs, &e.bin_attrs).bytes("objectGUID") {
-                out.push(DirectoryChange::Deleted { guid: ObjectGuid::from_ad_bytes(&raw)? });
+                out.push(DirectoryChange::Deleted {
+                    guid: ObjectGuid::from_ad_bytes(&raw)?,
+                });
             }
         }
         Ok((out, top))
@@ -522,7 +735,11 @@ impl Directory for LdapDirectory {
         }
         let attrs: Vec<String> = map::USER_ATTRS.iter().map(|a| a.to_string()).collect();
         let filter = self.user_filter("");
-        let start = Walk { bases: None, current: None, done: false };
+        let start = Walk {
+            bases: None,
+            current: None,
+            done: false,
+        };
         futures::stream::unfold(start, move |mut w| {
             let attrs = attrs.clone();
             let filter = filter.clone();
@@ -541,7 +758,7 @@ impl Directory for LdapDirectory {
                         }
                     }
                     let Some(stream) = w.current.as_mut() else {
-                        let Some(base) = w.bases.as_mut().and_then(VecDeque::pop_front) else { return None };
+                        let base = w.bases.as_mut().and_then(VecDeque::pop_front)?;
                         match self.start_stream(&base, &filter, attrs.clone()).await {
                             Ok(s) => w.current = Some(s),
                             Err(e) => {
@@ -598,7 +815,10 @@ impl Directory for LdapDirectory {
         }
         let v = ldap3::ldap_escape(name);
         let f = format!("(&(objectClass=user)(|(sAMAccountName={v})(userPrincipalName={v})))");
-        match self.find_one(&f, map::USER_ATTRS, &format!("looking up {name}")).await? {
+        match self
+            .find_one(&f, map::USER_ATTRS, &format!("looking up {name}"))
+            .await?
+        {
             Some(e) => map::user(&map::Entry::new(&e.dn, &e.attrs, &e.bin_attrs)).map(Some),
             None => Ok(None),
         }
@@ -608,7 +828,15 @@ impl Directory for LdapDirectory {
         futures::stream::once(async move {
             let mut all = Vec::new();
             for base in self.bases().await? {
-                all.extend(self.search_all(&base, "(objectClass=group)", &["objectGUID", "sAMAccountName", "displayName", "cn", "mail"], map::group).await?);
+                all.extend(
+                    self.search_all(
+                        &base,
+                        "(objectClass=group)",
+                        &["objectGUID", "sAMAccountName", "displayName", "cn", "mail"],
+                        map::group,
+                    )
+                    .await?,
+                );
             }
             Ok::<_, Error>(all)
         })
@@ -626,24 +854,40 @@ impl Directory for LdapDirectory {
             .find_one(&f, &["objectGUID"], &format!("looking up group {group}"))
             .await?
             .ok_or_else(|| Error::not_found(format!("no local group has objectGUID {group}")))?;
-        let filter = format!("(&(objectClass=user)(memberOf={}))", ldap3::ldap_escape(g.dn.as_str()));
+        let filter = format!(
+            "(&(objectClass=user)(memberOf={}))",
+            ldap3::ldap_escape(g.dn.as_str())
+        );
         let base = self.root().await?.default_nc.clone();
         self.search_all(&base, &filter, &["objectGUID"], |e| {
-            ObjectGuid::from_ad_bytes(&e.bytes("objectGUID").ok_or_else(|| Error::new(ErrorCode::UnexpectedResponse, "a member without objectGUID"))?)
+            ObjectGuid::from_ad_bytes(&e.bytes("objectGUID").ok_or_else(|| {
+                Error::new(ErrorCode::UnexpectedResponse, "a member without objectGUID")
+            })?)
         })
         .await
     }
 
     async fn changes_since(&self, cursor: Option<&DirectoryCursor>) -> Result<DirectoryChanges> {
-        let resync = |changes: Vec<DirectoryChange>, cursor: DirectoryCursor| DirectoryChanges { changes, cursor, full_resync: true };
+        let resync = |changes: Vec<DirectoryChange>, cursor: DirectoryCursor| DirectoryChanges {
+            changes,
+            cursor,
+            full_resync: true,
+        };
         match cursor.map(|c| c.0.as_str()) {
             Some(c) if c.starts_with("dirsync:") => {
                 let cookie = BASE64.decode(&c["dirsync:".len()..]).unwrap_or_default();
                 match self.dirsync(&cookie).await {
-                    Ok((changes, next)) => Ok(DirectoryChanges { changes, cursor: DirectoryCursor(format!("dirsync:{}", BASE64.encode(next))), full_resync: false }),
+                    Ok((changes, next)) => Ok(DirectoryChanges {
+                        changes,
+                        cursor: DirectoryCursor(format!("dirsync:{}", BASE64.encode(next))),
+                        full_resync: false,
+                    }),
                     Err(e) if e.code() == ErrorCode::PreconditionFailed => {
                         let (_, next) = self.dirsync(&[]).await?;
-                        Ok(resync(self.full_listing().await?, DirectoryCursor(format!("dirsync:{}", BASE64.encode(next)))))
+                        Ok(resync(
+                            self.full_listing().await?,
+                            DirectoryCursor(format!("dirsync:{}", BASE64.encode(next))),
+                        ))
                     }
                     Err(e) => Err(e),
                 }
@@ -654,18 +898,38 @@ impl Directory for LdapDirectory {
                 match from.filter(|f| *f <= top) {
                     Some(f) => {
                         let (changes, top) = self.usn_changes(f).await?;
-                        Ok(DirectoryChanges { changes, cursor: DirectoryCursor(format!("usn:{top}")), full_resync: false })
+                        Ok(DirectoryChanges {
+                            changes,
+                            cursor: DirectoryCursor(format!("usn:{top}")),
+                            full_resync: false,
+                        })
                     }
-                    None => Ok(resync(self.full_listing().await?, DirectoryCursor(format!("usn:{top}")))),
+                    None => Ok(resync(
+                        self.full_listing().await?,
+                        DirectoryCursor(format!("usn:{top}")),
+                    )),
                 }
             }
             _ => {
                 // Start: DirSync when the account may use it, else the uSN fallback.
                 match self.dirsync(&[]).await {
-                    Ok((_, next)) => Ok(resync(self.full_listing().await?, DirectoryCursor(format!("dirsync:{}", BASE64.encode(next))))),
-                    Err(e) if matches!(e.code(), ErrorCode::PermissionDenied | ErrorCode::NotSupported | ErrorCode::PolicyViolation) => {
+                    Ok((_, next)) => Ok(resync(
+                        self.full_listing().await?,
+                        DirectoryCursor(format!("dirsync:{}", BASE64.encode(next))),
+                    )),
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            ErrorCode::PermissionDenied
+                                | ErrorCode::NotSupported
+                                | ErrorCode::PolicyViolation
+                        ) =>
+                    {
                         let top = self.highest_usn().await?;
-                        Ok(resync(self.full_listing().await?, DirectoryCursor(format!("usn:{top}"))))
+                        Ok(resync(
+                            self.full_listing().await?,
+                            DirectoryCursor(format!("usn:{top}")),
+                        ))
                     }
                     Err(e) => Err(e),
                 }
@@ -673,20 +937,37 @@ impl Directory for LdapDirectory {
         }
     }
 
-    async fn create_user(&self, user: &NewLocalUser, password: &secrecy::SecretString) -> Result<LocalUser> {
+    async fn create_user(
+        &self,
+        user: &NewLocalUser,
+        password: &secrecy::SecretString,
+    ) -> Result<LocalUser> {
         self.require_tls_for_passwords()?;
         sam_ok(&user.sam_account_name)?;
         crate::validate::display_name(&user.display_name)?;
         let upn = user.user_principal_name.trim();
         match upn.split_once('@') {
             Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@') => {}
-            _ => return Err(Error::invalid_input(format!("the userPrincipalName `{upn}` is not of the form name@domain"))),
+            _ => {
+                return Err(Error::invalid_input(format!(
+                    "the userPrincipalName `{upn}` is not of the form name@domain"
+                )));
+            }
         }
         if self.find_user(&user.sam_account_name).await?.is_some() {
-            return Err(Error::new(ErrorCode::AlreadyExists, format!("the sAMAccountName `{}` is already used", user.sam_account_name)));
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "the sAMAccountName `{}` is already used",
+                    user.sam_account_name
+                ),
+            ));
         }
         if self.find_user(upn).await?.is_some() {
-            return Err(Error::new(ErrorCode::AlreadyExists, format!("the userPrincipalName `{upn}` is already used")));
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!("the userPrincipalName `{upn}` is already used"),
+            ));
         }
         let ou = match (&user.ou, &self.cfg.users_ou) {
             (Some(o), _) | (None, Some(o)) => o.clone(),
@@ -695,35 +976,72 @@ impl Directory for LdapDirectory {
         let dn = format!("CN={},{ou}", ldap3::dn_escape(user.display_name.as_str()));
         let set = |v: &str| HashSet::from([v.as_bytes().to_vec()]);
         let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
-            (b"objectClass".to_vec(), ["top", "person", "organizationalPerson", "user"].iter().map(|c| c.as_bytes().to_vec()).collect()),
+            (
+                b"objectClass".to_vec(),
+                ["top", "person", "organizationalPerson", "user"]
+                    .iter()
+                    .map(|c| c.as_bytes().to_vec())
+                    .collect(),
+            ),
             (b"sAMAccountName".to_vec(), set(&user.sam_account_name)),
             (b"userPrincipalName".to_vec(), set(upn)),
             (b"displayName".to_vec(), set(&user.display_name)),
-            (b"userAccountControl".to_vec(), set(&uac::NORMAL_ACCOUNT.to_string())),
-            (b"unicodePwd".to_vec(), HashSet::from([map::unicode_pwd(password.expose_secret())])),
+            (
+                b"userAccountControl".to_vec(),
+                set(&uac::NORMAL_ACCOUNT.to_string()),
+            ),
+            (
+                b"unicodePwd".to_vec(),
+                HashSet::from([map::unicode_pwd(password.expose_secret())]),
+            ),
         ];
-        for (k, v) in [("givenName", &user.given_name), ("sn", &user.surname), ("mail", &user.mail)] {
+        for (k, v) in [
+            ("givenName", &user.given_name),
+            ("sn", &user.surname),
+            ("mail", &user.mail),
+        ] {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
                 attrs.push((k.as_bytes().to_vec(), set(v)));
             }
         }
-        self.run(&format!("creating the user {}", user.sam_account_name), |mut l| {
-            let attrs = attrs.clone();
-            let dn = dn.clone();
-            async move { l.add(&dn, attrs).await?.success().map(|_| ()) }
-        })
+        self.run(
+            &format!("creating the user {}", user.sam_account_name),
+            |mut l| {
+                let attrs = attrs.clone();
+                let dn = dn.clone();
+                async move { l.add(&dn, attrs).await?.success().map(|_| ()) }
+            },
+        )
         .await?;
-        self.find_user(&user.sam_account_name).await?.ok_or_else(|| Error::internal(format!("the user {} was created but cannot be read back", user.sam_account_name)))
+        self.find_user(&user.sam_account_name)
+            .await?
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "the user {} was created but cannot be read back",
+                    user.sam_account_name
+                ))
+            })
     }
 
     async fn set_enabled(&self, guid: ObjectGuid, enabled: bool) -> Result<()> {
         let u = self.user(guid).await?;
-        let bits = if enabled { u.user_account_control & !uac::ACCOUNTDISABLE } else { u.user_account_control | uac::ACCOUNTDISABLE };
+        let bits = if enabled {
+            u.user_account_control & !uac::ACCOUNTDISABLE
+        } else {
+            u.user_account_control | uac::ACCOUNTDISABLE
+        };
         if bits == u.user_account_control {
             return Ok(());
         }
-        self.modify(&u.dn, vec![Mod::Replace(b"userAccountControl".to_vec(), HashSet::from([bits.to_string().into_bytes()]))], &format!("changing userAccountControl of {}", u.sam_account_name))
-            .await
+        self.modify(
+            &u.dn,
+            vec![Mod::Replace(
+                b"userAccountControl".to_vec(),
+                HashSet::from([bits.to_string().into_bytes()]),
+            )],
+            &format!("changing userAccountControl of {}", u.sam_account_name),
+        )
+        .await
     }
 
     async fn delete_user(&self, guid: ObjectGuid) -> Result<()> {
@@ -738,14 +1056,28 @@ impl Directory for LdapDirectory {
     async fn set_password(&self, guid: ObjectGuid, password: &secrecy::SecretString) -> Result<()> {
         self.require_tls_for_passwords()?;
         let dn = self.dn_of(guid).await?;
-        self.modify(&dn, vec![Mod::Replace(b"unicodePwd".to_vec(), HashSet::from([map::unicode_pwd(password.expose_secret())]))], &format!("setting the password of {dn}"))
-            .await
+        self.modify(
+            &dn,
+            vec![Mod::Replace(
+                b"unicodePwd".to_vec(),
+                HashSet::from([map::unicode_pwd(password.expose_secret())]),
+            )],
+            &format!("setting the password of {dn}"),
+        )
+        .await
     }
 
     async fn set_consistency_guid(&self, guid: ObjectGuid, value: ObjectGuid) -> Result<()> {
         let dn = self.dn_of(guid).await?;
-        self.modify(&dn, vec![Mod::Replace(b"mS-DS-ConsistencyGuid".to_vec(), HashSet::from([value.to_ad_bytes().to_vec()]))], &format!("setting mS-DS-ConsistencyGuid of {dn}"))
-            .await
+        self.modify(
+            &dn,
+            vec![Mod::Replace(
+                b"mS-DS-ConsistencyGuid".to_vec(),
+                HashSet::from([value.to_ad_bytes().to_vec()]),
+            )],
+            &format!("setting mS-DS-ConsistencyGuid of {dn}"),
+        )
+        .await
     }
 
     async fn password_policy(&self) -> Result<PasswordPolicy> {
@@ -753,28 +1085,67 @@ impl Directory for LdapDirectory {
         let entries = self
             .run("reading the password policy", |mut l| {
                 let nc = nc.clone();
-                async move { l.search(&nc, Scope::Base, "(objectClass=*)", vec!["minPwdLength", "pwdProperties", "pwdHistoryLength"]).await?.success().map(|(e, _)| e) }
+                async move {
+                    l.search(
+                        &nc,
+                        Scope::Base,
+                        "(objectClass=*)",
+                        vec!["minPwdLength", "pwdProperties", "pwdHistoryLength"],
+                    )
+                    .await?
+                    .success()
+                    .map(|(e, _)| e)
+                }
             })
             .await?;
-        let e = entries.into_iter().next().map(SearchEntry::construct).ok_or_else(|| Error::new(ErrorCode::UnexpectedResponse, "the domain object is missing"))?;
-        let n = |k: &str| e.attrs.get(k).and_then(|v| v.first()).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-        Ok(PasswordPolicy { min_length: n("minPwdLength"), complexity: n("pwdProperties") & 1 == 1, history_length: n("pwdHistoryLength") })
+        let e = entries
+            .into_iter()
+            .next()
+            .map(SearchEntry::construct)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::UnexpectedResponse,
+                    "the domain object is missing",
+                )
+            })?;
+        let n = |k: &str| {
+            e.attrs
+                .get(k)
+                .and_then(|v| v.first())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        Ok(PasswordPolicy {
+            min_length: n("minPwdLength"),
+            complexity: n("pwdProperties") & 1 == 1,
+            history_length: n("pwdHistoryLength"),
+        })
     }
 
     async fn topology(&self) -> Result<Topology> {
         let root = self.root().await?;
         let config = root.config_nc.clone();
         let servers = self
-            .search_all(&config, "(objectClass=nTDSDSA)", &["objectGUID"], |e| Ok(e.dn.to_string()))
+            .search_all(&config, "(objectClass=nTDSDSA)", &["objectGUID"], |e| {
+                Ok(e.dn.to_string())
+            })
             .await?;
         let mut dcs = Vec::new();
         for s in &servers {
             // CN=NTDS Settings,CN=DC1,CN=Servers,... → the server object holds dNSHostName.
-            let parent = s.split_once(',').map(|(_, p)| p.to_string()).unwrap_or_default();
+            let parent = s
+                .split_once(',')
+                .map(|(_, p)| p.to_string())
+                .unwrap_or_default();
             let name = self
                 .run("reading a domain controller", |mut l| {
                     let parent = parent.clone();
-                    async move { l.search(&parent, Scope::Base, "(objectClass=*)", vec!["dNSHostName"]).await?.success().map(|(e, _)| e) }
+                    async move {
+                        l.search(&parent, Scope::Base, "(objectClass=*)", vec!["dNSHostName"])
+                            .await?
+                            .success()
+                            .map(|(e, _)| e)
+                    }
                 })
                 .await?
                 .into_iter()
@@ -785,7 +1156,15 @@ impl Directory for LdapDirectory {
             dcs.push(name);
         }
         let netbios = self
-            .search_all(&format!("CN=Partitions,{config}"), &format!("(&(nETBIOSName=*)(nCName={}))", ldap3::ldap_escape(root.default_nc.as_str())), &["nETBIOSName"], |e| Ok(e.text("nETBIOSName")))
+            .search_all(
+                &format!("CN=Partitions,{config}"),
+                &format!(
+                    "(&(nETBIOSName=*)(nCName={}))",
+                    ldap3::ldap_escape(root.default_nc.as_str())
+                ),
+                &["nETBIOSName"],
+                |e| Ok(e.text("nETBIOSName")),
+            )
             .await?
             .into_iter()
             .flatten()
@@ -794,18 +1173,34 @@ impl Directory for LdapDirectory {
             .cfg
             .host_name
             .clone()
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
             .unwrap_or_default()
             .to_ascii_lowercase();
         let dc = root.dns_host_name.to_ascii_lowercase();
         let short = |s: &str| s.split('.').next().unwrap_or("").to_string();
-        let this_host_is_dc = !host.is_empty() && (host == dc || (!host.contains('.') && short(&dc) == host));
+        let this_host_is_dc =
+            !host.is_empty() && (host == dc || (!host.contains('.') && short(&dc) == host));
         let domain_dns_name = root
             .default_nc
             .split(',')
-            .filter_map(|p| p.trim().strip_prefix("DC=").or_else(|| p.trim().strip_prefix("dc=")))
+            .filter_map(|p| {
+                p.trim()
+                    .strip_prefix("DC=")
+                    .or_else(|| p.trim().strip_prefix("dc="))
+            })
             .collect::<Vec<_>>()
             .join(".");
-        Ok(Topology { domain_controllers: dcs, connected_dc: root.dns_host_name.clone(), this_host_is_dc, domain_functional_level: root.domain_functionality, domain_dns_name, netbios_name: netbios })
+        Ok(Topology {
+            domain_controllers: dcs,
+            connected_dc: root.dns_host_name.clone(),
+            this_host_is_dc,
+            domain_functional_level: root.domain_functionality,
+            domain_dns_name,
+            netbios_name: netbios,
+        })
     }
 }
