@@ -1,99 +1,267 @@
-//! The quickstart: the project's main job, run with `cargo run --example quickstart`.
+//! The quickstart — the project's main job: `cargo run --example quickstart`.
 //!
-//! With no configuration it uses a demo directory (the memory backend seeded with a
-//! small company) and a state store in a temporary folder. It reads the directory the
-//! way the integration wizard does — which users can get an online account, which are
-//! left out and why, the anchor each will carry, the password rules that apply — and
-//! records the links-to-be in the state store.
+//! With no configuration it starts the Microsoft 365 emulator in-process and a demo
+//! directory (the memory backend seeded with a small company), then does what the
+//! integration wizard does: requirements check → integrate → preview → bulk-create the
+//! online accounts with a progress bar → the outcome and where the results file is.
+//!
+//! With `--config FILE` it runs against real servers: the file holds
+//! `{"ldap": {...LdapConfig...}, "graph": {...GraphConfig...}, "domain": "contoso.com",
+//! "usage_location": "GB", "store": "/var/lib/o365-essentials/state.db",
+//! "results_folder": "...", "apply": false}`; without `"apply": true` it only previews.
 #![allow(clippy::print_stdout)]
 
-use futures::TryStreamExt;
-use o365_essentials::memory::MemoryDirectory;
-use o365_essentials::model::LocalUser;
-use o365_essentials::ports::Directory;
-use o365_essentials::store::Store;
-use o365_essentials::{Result, validate};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-#[tokio::main(flavor = "current_thread")]
+use o365_essentials::engine::{BulkCreateRequest, Integration, write_results};
+use o365_essentials::graph::{GraphConfig, GraphTenant};
+use o365_essentials::ldap::{LdapConfig, LdapDirectory};
+use o365_essentials::memory::MemoryDirectory;
+use o365_essentials::model::{CheckStatus, LicenceAssignment, Outcome, PlanAction, Progress};
+use o365_essentials::ports::{Directory, Tenant};
+use o365_essentials::store::Store;
+use o365_essentials::{Error, ErrorCode, Result};
+use o365_essentials_emulator::{Emulator, EmulatorConfig};
+
+#[derive(serde::Deserialize)]
+struct RealConfig {
+    ldap: LdapConfig,
+    graph: GraphConfig,
+    domain: String,
+    #[serde(default)]
+    usage_location: Option<String>,
+    store: PathBuf,
+    #[serde(default)]
+    results_folder: Option<PathBuf>,
+    #[serde(default)]
+    apply: bool,
+}
+
+#[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("quickstart failed: {e}\n  what to do: {}", e.action());
+            eprintln!("\nquickstart failed: {e}\n  what to do: {}", e.action());
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-async fn run() -> Result<()> {
-    println!(
-        "o365-essentials {} — quickstart (demo directory)\n",
-        o365_essentials::VERSION
+fn bar(p: &Progress) {
+    let width = 30;
+    let filled = if p.total == 0 {
+        width
+    } else {
+        (p.done as usize * width) / p.total as usize
+    };
+    print!(
+        "\r  [{}{}] {:>3}/{:<3} {:<24}",
+        "#".repeat(filled),
+        " ".repeat(width - filled),
+        p.done,
+        p.total,
+        p.current.as_deref().unwrap_or("")
     );
-    let dir = MemoryDirectory::demo_company()?;
-    let topology = dir.topology().await?;
-    println!(
-        "Domain {} — {} domain controller(s); this host is the DC: {}",
-        topology.domain_dns_name,
-        topology.domain_controllers.len(),
-        topology.this_host_is_dc
-    );
-    let policy = dir.password_policy().await?;
-    println!(
-        "Password policy: at least {} characters, complexity {}, {} remembered; Microsoft 365 adds 8–256 characters, 3 of 4 classes\n",
-        policy.min_length,
-        if policy.complexity { "on" } else { "off" },
-        policy.history_length
-    );
+    let _ = std::io::stdout().flush();
+}
 
-    let mut users: Vec<LocalUser> = dir.users().try_collect().await?;
-    users.sort_by(|a, b| a.sam_account_name.cmp(&b.sam_account_name));
-    let domain = "contoso.com";
-    println!(
-        "{} local users can get an online account on {domain}:",
-        users.len()
-    );
-    println!(
-        "  {:<16} {:<28} {:<8} anchor (onPremisesImmutableId)",
-        "user", "suggested online ID", "state"
-    );
-    for u in &users {
-        let upn = format!("{}@{domain}", u.sam_account_name);
-        let ok = validate::upn(&upn)
-            .map(|()| upn.clone())
-            .unwrap_or_else(|e| format!("({})", e.message()));
-        println!(
-            "  {:<16} {:<28} {:<8} {}",
-            u.sam_account_name,
-            ok,
-            if u.enabled() { "enabled" } else { "disabled" },
-            u.anchor()
-        );
-    }
-    for sam in ["Administrator", "Guest", "krbtgt"] {
-        if let Some(u) = dir.find_user(sam).await? {
+async fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let config_file = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1));
+    let _emulator;
+    let (dir, tenant, store_path, domain, usage, results_folder, apply): (
+        Arc<dyn Directory>,
+        Arc<GraphTenant>,
+        PathBuf,
+        Option<String>,
+        Option<String>,
+        PathBuf,
+        bool,
+    ) = match config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::new(ErrorCode::InvalidConfig, format!("cannot read {path}: {e}"))
+            })?;
+            let c: RealConfig = o365_essentials::json::from_str(&text).map_err(|e| {
+                Error::new(ErrorCode::InvalidConfig, format!("{path}: {}", e.message()))
+            })?;
             println!(
-                "  left out: {sam} — {}",
-                u.exclusion_reason().unwrap_or("excluded")
+                "o365-essentials {} — quickstart against {} and tenant {}",
+                o365_essentials::VERSION,
+                c.ldap.url,
+                c.graph.tenant_id
             );
+            let folder = c
+                .results_folder
+                .clone()
+                .unwrap_or_else(|| c.store.parent().map(PathBuf::from).unwrap_or_default());
+            (
+                Arc::new(LdapDirectory::new(c.ldap)?),
+                Arc::new(GraphTenant::new(c.graph)?),
+                c.store,
+                Some(c.domain),
+                c.usage_location,
+                folder,
+                c.apply,
+            )
+        }
+        None => {
+            println!(
+                "o365-essentials {} — quickstart (demo directory, Microsoft 365 emulator)",
+                o365_essentials::VERSION
+            );
+            let emu = Emulator::start(EmulatorConfig::default())
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorCode::Internal,
+                        format!("the emulator did not start: {e}"),
+                    )
+                })?;
+            let info = emu.info().clone();
+            let mut g = GraphConfig::with_secret(
+                &info.tenant_id,
+                &info.client_id,
+                info.client_secret.clone().unwrap_or_default(),
+            );
+            g.login_url = info.login_url.clone();
+            g.graph_url = info.graph_url.clone();
+            _emulator = emu;
+            let folder = std::env::temp_dir()
+                .join(format!("o365-essentials-quickstart-{}", std::process::id()));
+            std::fs::create_dir_all(&folder).map_err(|e| {
+                Error::new(
+                    ErrorCode::StoreIo,
+                    format!("cannot create {}: {e}", folder.display()),
+                )
+            })?;
+            (
+                Arc::new(MemoryDirectory::demo_company()?),
+                Arc::new(GraphTenant::new(g)?),
+                folder.join("state.db"),
+                None,
+                Some("GB".into()),
+                folder,
+                true,
+            )
+        }
+    };
+    let store = Arc::new(Store::open(&store_path)?);
+    let integration = Integration::new(dir.clone(), tenant.clone(), store);
+
+    println!("\n1. Requirements check");
+    let report = integration.requirements(domain.as_deref()).await;
+    for c in &report.checks {
+        let mark = match c.status {
+            CheckStatus::Pass => "pass",
+            CheckStatus::Warn => "WARN",
+            CheckStatus::Fail => "FAIL",
+        };
+        println!("  [{mark}] {} — {}", c.title, c.detail);
+        if !c.remedy.is_empty() {
+            println!("         {}", c.remedy);
         }
     }
+    if !report.can_integrate() {
+        return Err(Error::new(
+            ErrorCode::PreconditionFailed,
+            "a requirement failed; fix it and run again",
+        ));
+    }
 
-    let folder =
-        std::env::temp_dir().join(format!("o365-essentials-quickstart-{}", std::process::id()));
-    std::fs::create_dir_all(&folder).map_err(|e| {
-        o365_essentials::Error::new(
-            o365_essentials::ErrorCode::StoreIo,
-            format!("cannot create {}: {e}", folder.display()),
-        )
-    })?;
-    let store = Store::open(folder.join("state.db"))?;
-    let changes = dir.changes_since(None).await?;
-    store.set_cursor("directory", &changes.cursor.0)?;
+    println!("\n2. Integrate");
+    let status = integration.integrate().await?;
     println!(
-        "\nState store {} (schema {}) holds the directory cursor; the next run reads only changes.",
-        store.path().display(),
-        store.schema_version()?
+        "  tenant {} ({}), initial domain {}",
+        status.organization, status.tenant_id, status.initial_domain
     );
+    let domain = domain.unwrap_or(status.initial_domain.clone());
+
+    println!("\n3. Preview");
+    let snapshot = integration.snapshot().await?;
+    let licences: Vec<LicenceAssignment> = tenant
+        .skus()
+        .await?
+        .into_iter()
+        .filter(|s| s.free_units() > 0)
+        .take(1)
+        .map(|s| LicenceAssignment {
+            sku_id: s.sku_id,
+            disabled_plans: vec![],
+        })
+        .collect();
+    let request = BulkCreateRequest {
+        domain,
+        usage_location: usage,
+        licences,
+        ..Default::default()
+    };
+    let plan = integration.plan_bulk_create(&snapshot, &request)?;
+    for item in &plan.items {
+        match &item.action {
+            PlanAction::CreateAccount {
+                local,
+                user_principal_name,
+                ..
+            } => println!(
+                "  create {:<24} → {user_principal_name}",
+                local.sam_account_name
+            ),
+            PlanAction::Link {
+                local,
+                user_principal_name,
+                ..
+            } => println!(
+                "  link   {:<24} → {user_principal_name} ({})",
+                local.sam_account_name, item.reason
+            ),
+            _ => {}
+        }
+    }
+    for s in &plan.skipped {
+        println!("  skip   {:<24} — {}", s.sam_account_name, s.reason);
+    }
+    if !apply {
+        println!(
+            "\nPreview only (set \"apply\": true in the configuration to create the accounts)."
+        );
+        return Ok(());
+    }
+
+    println!("\n4. Bulk create ({} online accounts)", plan.items.len());
+    let results = integration.apply(&plan, &|p| bar(&p)).await?;
+    println!();
+    let (json, csv) = write_results(&results, &results_folder)?;
+    println!(
+        "\nDone: {} succeeded, {} failed, {} skipped.",
+        results.count(Outcome::Succeeded),
+        results.count(Outcome::Failed),
+        results.count(Outcome::Skipped)
+    );
+    for i in results
+        .items
+        .iter()
+        .filter(|i| i.outcome != Outcome::Succeeded)
+    {
+        println!(
+            "  {} {:?}: {} — {}",
+            i.local_user,
+            i.outcome,
+            i.service_message.as_deref().unwrap_or(""),
+            i.recommended_action.as_deref().unwrap_or("")
+        );
+    }
+    println!(
+        "Results file: {}\n              {}",
+        json.display(),
+        csv.display()
+    );
+    println!("State store:  {}", store_path.display());
     Ok(())
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod directory_conformance;
+mod engine;
 mod graph;
 mod ldap;
 mod samba;

@@ -1,0 +1,459 @@
+//! The pure planner: from a snapshot of both sides to a reviewable [`Plan`]. No I/O.
+
+use std::collections::{HashMap, HashSet};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::model::{
+    AdminRoleHolder, LicenceAssignment, Link, LinkOrigin, LocalUser, LocalVersion, ObjectGuid,
+    OnlineAccount, Plan, PlanAction, PlanItem, SkippedUser,
+};
+use crate::validate;
+
+/// Both sides as they are now.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Local users (syncable or not; the planner checks).
+    pub users: Vec<LocalUser>,
+    /// Online accounts.
+    pub accounts: Vec<OnlineAccount>,
+    /// Online accounts holding administrator roles.
+    pub admins: Vec<AdminRoleHolder>,
+    /// Links already made.
+    pub links: Vec<Link>,
+}
+
+/// What the administrator asked for in a bulk create.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct BulkCreateRequest {
+    /// The domain of the new online IDs (a verified domain of the tenant).
+    pub domain: String,
+    /// Only these local users; every syncable user without an online account when `None`.
+    #[serde(default)]
+    pub users: Option<Vec<ObjectGuid>>,
+    /// `usageLocation` for the new accounts (needed for licences).
+    #[serde(default)]
+    pub usage_location: Option<String>,
+    /// Licences to assign.
+    #[serde(default)]
+    pub licences: Vec<LicenceAssignment>,
+    /// Link existing online accounts with the same user name or mail (never admins).
+    #[serde(default)]
+    pub allow_soft_match: bool,
+}
+
+/// The online ID suggested for a local user: the user name's allowed characters, lower
+/// case, at `domain`.
+pub fn suggest_upn(user: &LocalUser, domain: &str) -> String {
+    let source = user
+        .user_principal_name
+        .as_deref()
+        .and_then(|u| u.split('@').next())
+        .filter(|l| !l.is_empty())
+        .unwrap_or(&user.sam_account_name);
+    let mut local: String = source
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '\''))
+        .collect();
+    while local.contains("..") {
+        local = local.replace("..", ".");
+    }
+    let local = local.trim_matches('.').chars().take(64).collect::<String>();
+    let local = if local.is_empty() {
+        format!("user{}", &user.guid.to_string()[..8])
+    } else {
+        local
+    };
+    format!("{local}@{}", domain.to_ascii_lowercase())
+}
+
+fn version(u: &LocalUser) -> LocalVersion {
+    LocalVersion {
+        guid: u.guid,
+        sam_account_name: u.sam_account_name.clone(),
+        usn_changed: u.usn_changed,
+    }
+}
+
+/// Plans a bulk create: a hard match links on the anchor, an optional soft match links on
+/// user name or mail (never onto an administrator), everyone else gets a new online
+/// account. Users that cannot be handled are listed as skipped, with the reason.
+pub fn plan_bulk_create(
+    s: &Snapshot,
+    r: &BulkCreateRequest,
+    id: Uuid,
+    now: OffsetDateTime,
+    tenant_id: &str,
+) -> Plan {
+    let linked_local: HashSet<ObjectGuid> = s.links.iter().map(|l| l.local_guid).collect();
+    let linked_online: HashSet<&str> = s.links.iter().map(|l| l.online_id.0.as_str()).collect();
+    let admins: HashSet<&str> = s.admins.iter().map(|a| a.id.0.as_str()).collect();
+    let by_anchor: HashMap<&str, &OnlineAccount> = s
+        .accounts
+        .iter()
+        .filter_map(|a| a.immutable_id.as_ref().map(|i| (i.as_str(), a)))
+        .collect();
+    let by_upn: HashMap<String, &OnlineAccount> = s
+        .accounts
+        .iter()
+        .map(|a| (a.user_principal_name.to_ascii_lowercase(), a))
+        .collect();
+    let by_mail: HashMap<String, &OnlineAccount> = s
+        .accounts
+        .iter()
+        .filter_map(|a| a.mail.as_ref().map(|m| (m.to_ascii_lowercase(), a)))
+        .collect();
+    let chosen: Option<HashSet<ObjectGuid>> = r.users.as_ref().map(|v| v.iter().copied().collect());
+    let mut users: Vec<&LocalUser> = s
+        .users
+        .iter()
+        .filter(|u| chosen.as_ref().is_none_or(|c| c.contains(&u.guid)))
+        .collect();
+    users.sort_by(|a, b| {
+        a.sam_account_name
+            .to_lowercase()
+            .cmp(&b.sam_account_name.to_lowercase())
+            .then(a.guid.cmp(&b.guid))
+    });
+    let mut planned_upns: HashSet<String> = HashSet::new();
+    let mut taken_online: HashSet<&str> = HashSet::new();
+    let mut items = Vec::new();
+    let mut skipped = Vec::new();
+    let skip = |u: &LocalUser, reason: String, out: &mut Vec<SkippedUser>| {
+        out.push(SkippedUser {
+            guid: u.guid,
+            sam_account_name: u.sam_account_name.clone(),
+            reason,
+        })
+    };
+    for u in users {
+        if let Some(why) = u.exclusion_reason() {
+            skip(u, format!("never synced: {why}"), &mut skipped);
+            continue;
+        }
+        if linked_local.contains(&u.guid) {
+            skip(u, "already has an online account".into(), &mut skipped);
+            continue;
+        }
+        let anchor = u.anchor();
+        if let Some(acc) = by_anchor.get(anchor.as_str()) {
+            if linked_online.contains(acc.id.0.as_str()) || !taken_online.insert(acc.id.0.as_str())
+            {
+                skip(
+                    u,
+                    format!(
+                        "its anchor is on {}, which is linked to another local user",
+                        acc.user_principal_name
+                    ),
+                    &mut skipped,
+                );
+            } else {
+                items.push((
+                    PlanAction::Link {
+                        local: version(u),
+                        online_id: acc.id.clone(),
+                        user_principal_name: acc.user_principal_name.clone(),
+                        anchor,
+                        origin: LinkOrigin::HardMatch,
+                    },
+                    format!(
+                        "{} already carries this user's anchor (hard match)",
+                        acc.user_principal_name
+                    ),
+                ));
+            }
+            continue;
+        }
+        let upn = suggest_upn(u, &r.domain);
+        let candidate = by_upn
+            .get(&upn.to_ascii_lowercase())
+            .or_else(|| {
+                u.primary_smtp()
+                    .and_then(|m| by_mail.get(&m.to_ascii_lowercase()))
+            })
+            .copied();
+        if let Some(acc) = candidate {
+            if !r.allow_soft_match {
+                skip(
+                    u,
+                    format!(
+                        "the online ID {} is already used by an online account; link it by soft match or choose another ID",
+                        acc.user_principal_name
+                    ),
+                    &mut skipped,
+                );
+            } else if admins.contains(acc.id.0.as_str()) {
+                skip(
+                    u,
+                    format!(
+                        "{} holds an administrator role and is never matched automatically; link it by hand",
+                        acc.user_principal_name
+                    ),
+                    &mut skipped,
+                );
+            } else if acc.immutable_id.is_some()
+                || linked_online.contains(acc.id.0.as_str())
+                || !taken_online.insert(acc.id.0.as_str())
+            {
+                skip(
+                    u,
+                    format!(
+                        "{} is already linked to another local user",
+                        acc.user_principal_name
+                    ),
+                    &mut skipped,
+                );
+            } else {
+                items.push((
+                    PlanAction::Link {
+                        local: version(u),
+                        online_id: acc.id.clone(),
+                        user_principal_name: acc.user_principal_name.clone(),
+                        anchor,
+                        origin: LinkOrigin::SoftMatch,
+                    },
+                    format!(
+                        "{} has the same user name or mail (soft match)",
+                        acc.user_principal_name
+                    ),
+                ));
+            }
+            continue;
+        }
+        if let Err(e) = validate::upn(&upn) {
+            skip(
+                u,
+                format!(
+                    "no valid online ID can be made from this user name: {}",
+                    e.message()
+                ),
+                &mut skipped,
+            );
+            continue;
+        }
+        if !planned_upns.insert(upn.to_ascii_lowercase()) {
+            skip(
+                u,
+                format!("another local user in this plan also maps to {upn}"),
+                &mut skipped,
+            );
+            continue;
+        }
+        let nickname = upn.split('@').next().unwrap_or_default().to_string();
+        items.push((
+            PlanAction::CreateAccount {
+                local: version(u),
+                user_principal_name: upn,
+                display_name: u.friendly_name(),
+                mail_nickname: nickname,
+                anchor,
+                usage_location: r.usage_location.clone(),
+                licences: r.licences.clone(),
+            },
+            "no online account yet".to_string(),
+        ));
+    }
+    Plan {
+        id,
+        created_at: now,
+        tenant_id: tenant_id.to_string(),
+        items: items
+            .into_iter()
+            .enumerate()
+            .map(|(i, (action, reason))| PlanItem {
+                seq: i as u32 + 1,
+                action,
+                reason,
+            })
+            .collect(),
+        skipped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Anchor, LinkState, OnlineAccountId, uac};
+
+    fn user(sam: &str) -> LocalUser {
+        LocalUser {
+            guid: ObjectGuid::random(),
+            consistency_guid: None,
+            dn: format!("CN={sam},DC=x"),
+            sam_account_name: sam.into(),
+            user_principal_name: Some(format!("{sam}@corp.local")),
+            given_name: None,
+            surname: None,
+            display_name: Some(format!("{sam} person")),
+            mail: None,
+            proxy_addresses: vec![],
+            user_account_control: uac::NORMAL_ACCOUNT,
+            member_of: vec![],
+            when_changed: None,
+            usn_changed: 10,
+            critical_system_object: false,
+        }
+    }
+
+    fn account(upn: &str, anchor: Option<Anchor>) -> OnlineAccount {
+        OnlineAccount {
+            id: OnlineAccountId(format!("id-{upn}")),
+            user_principal_name: upn.into(),
+            display_name: upn.into(),
+            given_name: None,
+            surname: None,
+            mail: None,
+            mail_nickname: None,
+            proxy_addresses: vec![],
+            account_enabled: true,
+            usage_location: None,
+            immutable_id: anchor,
+            assigned_skus: vec![],
+        }
+    }
+
+    fn req(soft: bool) -> BulkCreateRequest {
+        BulkCreateRequest {
+            domain: "Contoso.com".into(),
+            allow_soft_match: soft,
+            usage_location: Some("GB".into()),
+            ..Default::default()
+        }
+    }
+
+    fn plan(s: &Snapshot, r: &BulkCreateRequest) -> Plan {
+        plan_bulk_create(
+            s,
+            r,
+            Uuid::nil(),
+            time::macros::datetime!(2026-11-26 10:00 UTC),
+            "t",
+        )
+    }
+
+    #[test]
+    fn creates_hard_matches_and_skips_with_reasons() {
+        let a = user("ava");
+        let b = user("ben");
+        let admin = user("Administrator");
+        let matched = account("ben.b@contoso.com", Some(b.anchor()));
+        let s = Snapshot {
+            users: vec![b.clone(), a.clone(), admin],
+            accounts: vec![matched.clone()],
+            ..Default::default()
+        };
+        let p = plan(&s, &req(false));
+        assert_eq!(p.items.len(), 2);
+        assert!(
+            matches!(&p.items[0].action, PlanAction::CreateAccount { user_principal_name, mail_nickname, .. } if user_principal_name == "ava@contoso.com" && mail_nickname == "ava")
+        );
+        assert!(
+            matches!(&p.items[1].action, PlanAction::Link { online_id, origin: LinkOrigin::HardMatch, .. } if *online_id == matched.id)
+        );
+        assert_eq!(p.skipped.len(), 1);
+        assert!(p.skipped[0].reason.contains("built-in"));
+        assert_eq!(
+            p.items.iter().map(|i| i.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+    }
+
+    #[test]
+    fn soft_match_only_when_asked_and_never_onto_admins() {
+        let a = user("ava");
+        let c = user("chloe");
+        let ava_online = account("ava@contoso.com", None);
+        let chloe_online = account("chloe@contoso.com", None);
+        let admins = vec![AdminRoleHolder {
+            id: chloe_online.id.clone(),
+            user_principal_name: chloe_online.user_principal_name.clone(),
+            roles: vec!["Global Administrator".into()],
+        }];
+        let s = Snapshot {
+            users: vec![a, c],
+            accounts: vec![ava_online.clone(), chloe_online],
+            admins,
+            links: vec![],
+        };
+        let off = plan(&s, &req(false));
+        assert!(off.items.is_empty());
+        assert!(
+            off.skipped
+                .iter()
+                .all(|x| x.reason.contains("already used"))
+        );
+        let on = plan(&s, &req(true));
+        assert_eq!(on.items.len(), 1);
+        assert!(
+            matches!(&on.items[0].action, PlanAction::Link { origin: LinkOrigin::SoftMatch, online_id, .. } if *online_id == ava_online.id)
+        );
+        assert!(
+            on.skipped
+                .iter()
+                .any(|x| x.reason.contains("administrator role"))
+        );
+    }
+
+    #[test]
+    fn already_linked_and_chosen_users() {
+        let a = user("ava");
+        let b = user("ben");
+        let link = Link {
+            local_guid: a.guid,
+            online_id: OnlineAccountId("x".into()),
+            anchor: a.anchor(),
+            user_principal_name: "ava@contoso.com".into(),
+            state: LinkState::Active,
+            origin: LinkOrigin::Created,
+            linked_at: time::macros::datetime!(2026-11-26 9:00 UTC),
+        };
+        let s = Snapshot {
+            users: vec![a.clone(), b.clone()],
+            links: vec![link],
+            ..Default::default()
+        };
+        let p = plan(&s, &req(false));
+        assert_eq!(p.items.len(), 1);
+        assert!(
+            p.skipped
+                .iter()
+                .any(|x| x.guid == a.guid && x.reason.contains("already has"))
+        );
+        let only_a = BulkCreateRequest {
+            users: Some(vec![a.guid]),
+            ..req(false)
+        };
+        assert!(plan(&s, &only_a).items.is_empty());
+    }
+
+    #[test]
+    fn suggested_ids_are_valid_and_unique() {
+        let mut u = user("Jürgen Groß");
+        u.user_principal_name = None;
+        assert_eq!(suggest_upn(&u, "Contoso.com"), "jrgengro@contoso.com");
+        u.sam_account_name = "...".into();
+        assert!(suggest_upn(&u, "contoso.com").starts_with("user"));
+        let x = user("same");
+        let mut y = user("SAME");
+        y.user_principal_name = None;
+        let s = Snapshot {
+            users: vec![x, y],
+            ..Default::default()
+        };
+        let p = plan(&s, &req(false));
+        assert_eq!(p.items.len(), 1);
+        assert!(p.skipped[0].reason.contains("also maps to"));
+    }
+
+    #[test]
+    fn planning_is_deterministic() {
+        let users: Vec<LocalUser> = (0..50).map(|i| user(&format!("u{i:02}"))).collect();
+        let s = Snapshot {
+            users,
+            ..Default::default()
+        };
+        assert_eq!(plan(&s, &req(false)), plan(&s, &req(false)));
+    }
+}

@@ -1,0 +1,178 @@
+//! The results file of a run, in JSON and CSV, and reading it back to retry failures.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::{ObjectGuid, Outcome, RunResults};
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::Skipped => "skipped",
+        Outcome::Held => "held",
+    }
+}
+
+/// The results as CSV: local user, requested UPN, outcome, error code, service message,
+/// recommended action.
+pub fn to_csv(r: &RunResults) -> String {
+    let mut out = String::from(
+        "local_user,local_guid,requested_upn,action,outcome,error_code,service_message,recommended_action\n",
+    );
+    for i in &r.items {
+        let fields = [
+            i.local_user.clone(),
+            i.local_guid.to_string(),
+            i.requested_upn.clone().unwrap_or_default(),
+            i.action.clone(),
+            outcome_name(i.outcome).to_string(),
+            i.error_code
+                .map(|c| c.name().to_string())
+                .unwrap_or_default(),
+            i.service_message.clone().unwrap_or_default(),
+            i.recommended_action.clone().unwrap_or_default(),
+        ];
+        out.push_str(
+            &fields
+                .iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+fn write_new(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::StoreIo,
+                format!("cannot write the results file {}: {e}", path.display()),
+            )
+        })?;
+    f.write_all(data).map_err(|e| {
+        Error::new(
+            ErrorCode::StoreIo,
+            format!("cannot write the results file {}: {e}", path.display()),
+        )
+    })
+}
+
+/// Writes `<kind>-<run id>.json` and `.csv` into `folder`; returns both paths.
+///
+/// # Errors
+/// [`ErrorCode::StoreIo`] naming the file.
+pub fn write_results(r: &RunResults, folder: &Path) -> Result<(PathBuf, PathBuf)> {
+    let stem = format!("{}-{}", r.kind, r.run_id.simple());
+    let json = folder.join(format!("{stem}.json"));
+    let csv = folder.join(format!("{stem}.csv"));
+    let text = serde_json::to_vec_pretty(r)
+        .map_err(|e| Error::internal(format!("results do not serialise: {e}")))?;
+    write_new(&json, &text)?;
+    write_new(&csv, to_csv(r).as_bytes())?;
+    Ok((json, csv))
+}
+
+/// The local users whose items failed in a results file (JSON), to retry only them.
+///
+/// # Errors
+/// [`ErrorCode::StoreIo`] when unreadable; [`ErrorCode::InvalidInput`] when it is not a
+/// results file.
+pub fn failed_users(json_file: &Path) -> Result<Vec<ObjectGuid>> {
+    let text = std::fs::read_to_string(json_file).map_err(|e| {
+        Error::new(
+            ErrorCode::StoreIo,
+            format!("cannot read the results file {}: {e}", json_file.display()),
+        )
+    })?;
+    let r: RunResults = serde_json::from_str(&text).map_err(|e| {
+        Error::invalid_input(format!(
+            "{} is not a results file: {e}",
+            json_file.display()
+        ))
+    })?;
+    let mut out: Vec<ObjectGuid> = r
+        .items
+        .iter()
+        .filter(|i| i.outcome == Outcome::Failed)
+        .map(|i| i.local_guid)
+        .collect();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ItemResult;
+
+    #[test]
+    fn csv_escapes_and_failures_read_back() {
+        let g = ObjectGuid::random();
+        let r = RunResults {
+            run_id: uuid::Uuid::nil(),
+            kind: "bulk_create".into(),
+            started_at: time::macros::datetime!(2026-11-26 10:00 UTC),
+            finished_at: time::macros::datetime!(2026-11-26 10:01 UTC),
+            items: vec![
+                ItemResult {
+                    local_user: "o'neil, \"jr\"".into(),
+                    local_guid: g,
+                    requested_upn: Some("oneil@contoso.com".into()),
+                    action: "create_account".into(),
+                    outcome: Outcome::Failed,
+                    error_code: Some(ErrorCode::AlreadyExists),
+                    service_message: Some("Another object with the same value for property userPrincipalName already exists.".into()),
+                    recommended_action: Some("Choose another ID.".into()),
+                    online_id: None,
+                },
+                ItemResult {
+                    local_user: "ava".into(),
+                    local_guid: ObjectGuid::random(),
+                    requested_upn: None,
+                    action: "link".into(),
+                    outcome: Outcome::Succeeded,
+                    error_code: None,
+                    service_message: None,
+                    recommended_action: None,
+                    online_id: None,
+                },
+            ],
+        };
+        let csv = to_csv(&r);
+        assert!(csv.contains("\"o'neil, \"\"jr\"\"\""));
+        assert!(csv.contains(",failed,already_exists,"));
+        let dir = tempfile::tempdir().expect("tmp");
+        let (json, csv_path) = write_results(&r, dir.path()).expect("write");
+        assert!(csv_path.exists());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&json).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(failed_users(&json).expect("read"), vec![g]);
+        std::fs::write(dir.path().join("x.json"), "{}").expect("w");
+        assert_eq!(
+            failed_users(&dir.path().join("x.json")).unwrap_err().code(),
+            ErrorCode::InvalidInput
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! The engine end to end: the memory directory or Samba, the Graph backend, the emulator,
+//! the SQLite store.
+
+use std::sync::{Arc, Mutex};
+
+use o365_essentials::ErrorCode;
+use o365_essentials::engine::{BulkCreateRequest, Integration, failed_users, write_results};
+use o365_essentials::graph::GraphTenant;
+use o365_essentials::memory::MemoryDirectory;
+use o365_essentials::model::{LicenceAssignment, Outcome, PlanAction, Progress};
+use o365_essentials::ports::{Directory, Tenant};
+use o365_essentials::store::Store;
+use o365_essentials_emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+
+use crate::graph::{admin, tenant_for};
+
+struct Fixture {
+    _emu: Emulator,
+    _tmp: tempfile::TempDir,
+    integration: Integration,
+    dir: Arc<dyn Directory>,
+    tenant: Arc<GraphTenant>,
+    emu_admin: String,
+}
+
+async fn fixture(dir: Arc<dyn Directory>, cfg: EmulatorConfig) -> Fixture {
+    let emu = Emulator::start(cfg).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(tmp.path().join("state.db")).unwrap());
+    let tenant = Arc::new(tenant_for(&emu));
+    let integration = Integration::new(dir.clone(), tenant.clone(), store);
+    let emu_admin = emu.info().admin_url.clone();
+    Fixture {
+        _emu: emu,
+        _tmp: tmp,
+        integration,
+        dir,
+        tenant,
+        emu_admin,
+    }
+}
+
+fn request(licence: Option<uuid::Uuid>) -> BulkCreateRequest {
+    BulkCreateRequest {
+        domain: "contoso.onmicrosoft.com".into(),
+        usage_location: Some("GB".into()),
+        licences: licence
+            .map(|sku_id| {
+                vec![LicenceAssignment {
+                    sku_id,
+                    disabled_plans: vec![],
+                }]
+            })
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn bulk_create_links_everyone_once_and_a_rerun_does_nothing() {
+    let f = fixture(
+        Arc::new(MemoryDirectory::demo_company().unwrap()),
+        EmulatorConfig::default(),
+    )
+    .await;
+    assert_eq!(
+        f.integration.status().unwrap_err().code(),
+        ErrorCode::NotIntegrated
+    );
+    let report = f.integration.requirements(Some("contoso.com")).await;
+    assert!(report.can_integrate(), "{report:?}");
+    let status = f.integration.integrate().await.unwrap();
+    assert_eq!(status.initial_domain, "contoso.onmicrosoft.com");
+
+    let sku = f.tenant.skus().await.unwrap()[0].sku_id;
+    let snapshot = f.integration.snapshot().await.unwrap();
+    let plan = f
+        .integration
+        .plan_bulk_create(&snapshot, &request(Some(sku)))
+        .unwrap();
+    assert_eq!(plan.items.len(), 12);
+    // A plan survives JSON for review and is applied as reviewed.
+    let plan: o365_essentials::model::Plan =
+        serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<Progress>::new()));
+    let s2 = seen.clone();
+    let results = f
+        .integration
+        .apply(&plan, &move |p| s2.lock().unwrap().push(p))
+        .await
+        .unwrap();
+    assert_eq!(results.count(Outcome::Succeeded), 12, "{results:?}");
+    let progress = seen.lock().unwrap();
+    assert_eq!(progress.first().map(|p| (p.done, p.total)), Some((0, 12)));
+    assert_eq!(progress.last().map(|p| (p.done, p.total)), Some((12, 12)));
+    assert!(
+        progress
+            .iter()
+            .any(|p| p.current.as_deref() == Some("ava.adams"))
+    );
+
+    let state = admin_state(&f).await;
+    assert_eq!(
+        state["users"].as_array().unwrap().len(),
+        13,
+        "12 created + the admin"
+    );
+    let liam = state["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userPrincipalName"] == "liam.lopez@contoso.onmicrosoft.com")
+        .unwrap();
+    assert_eq!(
+        liam["accountEnabled"], false,
+        "a disabled local user gets a disabled online account"
+    );
+    assert_eq!(f.integration.status().unwrap().links, 12);
+
+    let again = f
+        .integration
+        .plan_bulk_create(
+            &f.integration.snapshot().await.unwrap(),
+            &request(Some(sku)),
+        )
+        .unwrap();
+    assert!(again.items.is_empty(), "{:?}", again.items);
+    assert_eq!(
+        again
+            .skipped
+            .iter()
+            .filter(|s| s.reason.contains("already has"))
+            .count(),
+        12
+    );
+}
+
+async fn admin_state(f: &Fixture) -> Value {
+    reqwest::get(format!("{}/state", f.emu_admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be_retried() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let mut cfg = EmulatorConfig::default();
+    cfg.seed.skus[1].enabled = 3;
+    let f = fixture(mem.clone(), cfg).await;
+    f.integration.integrate().await.unwrap();
+    let essentials = f
+        .tenant
+        .skus()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.sku_part_number == "O365_BUSINESS_ESSENTIALS")
+        .unwrap()
+        .sku_id;
+    let plan = f
+        .integration
+        .plan_bulk_create(
+            &f.integration.snapshot().await.unwrap(),
+            &request(Some(essentials)),
+        )
+        .unwrap();
+    // Ava is renamed after the plan was reviewed.
+    let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
+    mem.edit_user(ava.guid, |u| u.display_name = Some("Ava Renamed".into()))
+        .unwrap();
+    let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+    let ava_item = results
+        .items
+        .iter()
+        .find(|i| i.local_guid == ava.guid)
+        .unwrap();
+    assert_eq!(
+        (ava_item.outcome, ava_item.error_code),
+        (Outcome::Skipped, Some(ErrorCode::PlanStale))
+    );
+    // Only 3 licence seats: the rest fail with a clear code, and the account is still linked.
+    let failed: Vec<_> = results
+        .items
+        .iter()
+        .filter(|i| i.outcome == Outcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 8, "{results:#?}");
+    assert!(
+        failed
+            .iter()
+            .all(|i| i.error_code == Some(ErrorCode::LicenceUnavailable))
+    );
+    assert!(
+        failed[0]
+            .recommended_action
+            .as_deref()
+            .unwrap()
+            .contains("seats")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (json_file, csv_file) = write_results(&results, dir.path()).unwrap();
+    let csv = std::fs::read_to_string(&csv_file).unwrap();
+    assert!(csv.lines().next().unwrap().starts_with("local_user,"));
+    assert!(csv.contains("licence_unavailable"));
+    let text = std::fs::read_to_string(&json_file).unwrap() + &csv;
+    assert!(
+        !text.contains("passwordProfile") && !text.to_lowercase().contains("password\":"),
+        "no secret in the results file"
+    );
+    let retry = failed_users(&json_file).unwrap();
+    assert_eq!(retry.len(), 8);
+
+    // More seats; the retry plans only the failures — which are linked now, so the
+    // planner reports them as having accounts (the licence is the part 2 sync's job).
+    let again = f
+        .integration
+        .plan_bulk_create(
+            &f.integration.snapshot().await.unwrap(),
+            &BulkCreateRequest {
+                users: Some(retry),
+                ..request(Some(essentials))
+            },
+        )
+        .unwrap();
+    assert!(
+        again
+            .items
+            .iter()
+            .all(|i| !matches!(i.action, PlanAction::CreateAccount { .. })),
+        "nothing is created twice"
+    );
+}
+
+#[tokio::test]
+async fn disabled_integration_works_offline_and_refuses_changes() {
+    let f = fixture(
+        Arc::new(MemoryDirectory::demo_company().unwrap()),
+        EmulatorConfig::default(),
+    )
+    .await;
+    f.integration.integrate().await.unwrap();
+    let plan = f
+        .integration
+        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
+        .unwrap();
+    let Fixture {
+        _emu, integration, ..
+    } = f;
+    drop(_emu); // the tenant is gone
+    integration.disable().unwrap();
+    assert!(!integration.status().unwrap().enabled);
+    assert_eq!(
+        integration.apply(&plan, &|_| {}).await.unwrap_err().code(),
+        ErrorCode::IntegrationDisabled
+    );
+    integration.enable().unwrap();
+    assert!(integration.status().unwrap().enabled);
+    let bad = BulkCreateRequest {
+        domain: "not-verified.example".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        integration
+            .plan_bulk_create(&o365_essentials::engine::Snapshot::default(), &bad)
+            .unwrap_err()
+            .code(),
+        ErrorCode::DomainNotVerified
+    );
+}
+
+#[tokio::test]
+async fn requirements_report_what_to_fix() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let mut t = mem.topology().await.unwrap();
+    t.domain_controllers.push("dc2.essentials.test".into());
+    t.this_host_is_dc = false;
+    mem.set_topology(t).unwrap();
+    let f = fixture(mem, EmulatorConfig::default()).await;
+    let r = f
+        .integration
+        .requirements(Some("marketing..contoso.com"))
+        .await;
+    let by = |id: &str| r.checks.iter().find(|c| c.id == id).unwrap().clone();
+    assert_eq!(
+        by("single_domain_controller").status,
+        o365_essentials::model::CheckStatus::Fail
+    );
+    assert!(!by("single_domain_controller").remedy.is_empty());
+    assert_eq!(
+        by("running_on_dc").status,
+        o365_essentials::model::CheckStatus::Warn
+    );
+    assert_eq!(
+        by("tenant_reachable").status,
+        o365_essentials::model::CheckStatus::Pass
+    );
+    assert_eq!(
+        by("custom_domain").status,
+        o365_essentials::model::CheckStatus::Fail
+    );
+    assert!(!r.can_integrate());
+}
+
+#[tokio::test]
+async fn bulk_create_from_samba() {
+    let d = Arc::new(
+        o365_essentials::ldap::LdapDirectory::new(crate::samba::shared().config()).unwrap(),
+    );
+    for i in 0..3 {
+        let u = o365_essentials::model::NewLocalUser {
+            sam_account_name: format!("eng{i}"),
+            user_principal_name: format!("eng{i}@essentials.test"),
+            display_name: format!("Engine Person {i}"),
+            ..Default::default()
+        };
+        d.create_user(
+            &u,
+            &o365_essentials::SecretString::from("Engine-Test-2026!"),
+        )
+        .await
+        .unwrap();
+    }
+    let f = fixture(d.clone(), EmulatorConfig::default()).await;
+    f.integration.integrate().await.unwrap();
+    let snapshot = f.integration.snapshot().await.unwrap();
+    let chosen: Vec<_> = snapshot
+        .users
+        .iter()
+        .filter(|u| u.sam_account_name.starts_with("eng"))
+        .map(|u| u.guid)
+        .collect();
+    assert_eq!(chosen.len(), 3);
+    let plan = f
+        .integration
+        .plan_bulk_create(
+            &snapshot,
+            &BulkCreateRequest {
+                users: Some(chosen.clone()),
+                ..request(None)
+            },
+        )
+        .unwrap();
+    assert_eq!(plan.items.len(), 3);
+    let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+    assert_eq!(results.count(Outcome::Succeeded), 3);
+    for g in chosen {
+        let local = f.dir.user(g).await.unwrap();
+        let online = f
+            .tenant
+            .find_by_anchor(&local.anchor())
+            .await
+            .unwrap()
+            .expect("created with the objectGUID anchor");
+        assert_eq!(
+            online.user_principal_name,
+            format!("{}@contoso.onmicrosoft.com", local.sam_account_name)
+        );
+    }
+    let _ = admin(&f._emu, "GET", "/stats", None).await;
+    let _ = json!({});
+}
