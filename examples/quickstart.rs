@@ -39,6 +39,17 @@ struct RealConfig {
     apply: bool,
 }
 
+/// What the run works with.
+struct Setup {
+    dir: Arc<dyn Directory>,
+    tenant: Arc<GraphTenant>,
+    store_path: PathBuf,
+    domain: Option<String>,
+    usage: Option<String>,
+    results_folder: PathBuf,
+    apply: bool,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
@@ -75,15 +86,7 @@ async fn run() -> Result<()> {
         .position(|a| a == "--config")
         .and_then(|i| args.get(i + 1));
     let _emulator;
-    let (dir, tenant, store_path, domain, usage, results_folder, apply): (
-        Arc<dyn Directory>,
-        Arc<GraphTenant>,
-        PathBuf,
-        Option<String>,
-        Option<String>,
-        PathBuf,
-        bool,
-    ) = match config_file {
+    let setup = match config_file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::new(ErrorCode::InvalidConfig, format!("cannot read {path}: {e}"))
@@ -101,15 +104,15 @@ async fn run() -> Result<()> {
                 .results_folder
                 .clone()
                 .unwrap_or_else(|| c.store.parent().map(PathBuf::from).unwrap_or_default());
-            (
-                Arc::new(LdapDirectory::new(c.ldap)?),
-                Arc::new(GraphTenant::new(c.graph)?),
-                c.store,
-                Some(c.domain),
-                c.usage_location,
-                folder,
-                c.apply,
-            )
+            Setup {
+                dir: Arc::new(LdapDirectory::new(c.ldap)?),
+                tenant: Arc::new(GraphTenant::new(c.graph)?),
+                store_path: c.store,
+                domain: Some(c.domain),
+                usage: c.usage_location,
+                results_folder: folder,
+                apply: c.apply,
+            }
         }
         None => {
             println!(
@@ -141,17 +144,26 @@ async fn run() -> Result<()> {
                     format!("cannot create {}: {e}", folder.display()),
                 )
             })?;
-            (
-                Arc::new(MemoryDirectory::demo_company()?),
-                Arc::new(GraphTenant::new(g)?),
-                folder.join("state.db"),
-                None,
-                Some("GB".into()),
-                folder,
-                true,
-            )
+            Setup {
+                dir: Arc::new(MemoryDirectory::demo_company()?),
+                tenant: Arc::new(GraphTenant::new(g)?),
+                store_path: folder.join("state.db"),
+                domain: None,
+                usage: Some("GB".into()),
+                results_folder: folder,
+                apply: true,
+            }
         }
     };
+    let Setup {
+        dir,
+        tenant,
+        store_path,
+        domain,
+        usage,
+        results_folder,
+        apply,
+    } = setup;
     let store = Arc::new(Store::open(&store_path)?);
     let integration = Integration::new(dir.clone(), tenant.clone(), store);
 

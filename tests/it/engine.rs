@@ -91,7 +91,7 @@ async fn bulk_create_links_everyone_once_and_a_rerun_does_nothing() {
         .await
         .unwrap();
     assert_eq!(results.count(Outcome::Succeeded), 12, "{results:?}");
-    let progress = seen.lock().unwrap();
+    let progress = seen.lock().unwrap().clone();
     assert_eq!(progress.first().map(|p| (p.done, p.total)), Some((0, 12)));
     assert_eq!(progress.last().map(|p| (p.done, p.total)), Some((12, 12)));
     assert!(
