@@ -364,3 +364,38 @@ async fn bulk_create_from_samba() {
     let _ = admin(&f._emu, "GET", "/stats", None).await;
     let _ = json!({});
 }
+
+#[tokio::test]
+async fn changing_credentials_checks_the_new_ones_first_and_keeps_the_old_on_failure() {
+    let f = fixture(
+        Arc::new(MemoryDirectory::demo_company().unwrap()),
+        EmulatorConfig::default(),
+    )
+    .await;
+    f.integration.integrate().await.unwrap();
+    let mut bad = crate::graph::config_for(&f._emu);
+    bad.credential = o365_essentials::graph::Credential::Secret {
+        secret: o365_essentials::SecretString::from("wrong-secret"),
+    };
+    let e = f
+        .integration
+        .change_credentials(Arc::new(GraphTenant::new(bad).unwrap()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Auth);
+    assert!(e.message().contains("old ones stay in use"));
+    assert!(!e.to_string().contains("wrong-secret"));
+    // The old credentials still work.
+    assert!(f.integration.snapshot().await.is_ok());
+    f.integration
+        .change_credentials(Arc::new(tenant_for(&f._emu)))
+        .await
+        .unwrap();
+    assert!(f.integration.snapshot().await.is_ok());
+    let pad = f.integration.launchpad().unwrap();
+    assert_eq!(
+        pad.team_site.as_deref(),
+        Some("https://contoso.sharepoint.com")
+    );
+    assert!(pad.admin_centre.starts_with("https://"));
+}

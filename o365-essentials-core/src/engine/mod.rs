@@ -64,7 +64,7 @@ pub struct IntegrationStatus {
 /// The facade the bindings expose.
 pub struct Integration {
     dir: Arc<dyn Directory>,
-    tenant: Arc<dyn Tenant>,
+    tenant: std::sync::RwLock<Arc<dyn Tenant>>,
     store: Arc<Store>,
 }
 
@@ -123,7 +123,68 @@ fn initial_password() -> SecretString {
 impl Integration {
     /// The facade over these ports and store.
     pub fn new(dir: Arc<dyn Directory>, tenant: Arc<dyn Tenant>, store: Arc<Store>) -> Self {
-        Integration { dir, tenant, store }
+        Integration {
+            dir,
+            tenant: std::sync::RwLock::new(tenant),
+            store,
+        }
+    }
+
+    fn tenant(&self) -> Arc<dyn Tenant> {
+        self.tenant
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Switches to new administrator credentials (a tenant backend built with them) after
+    /// checking them; when they fail, the old ones stay in use. Credentials are the
+    /// caller's to keep: the store never holds secrets.
+    ///
+    /// # Errors
+    /// The new credentials' errors ([`ErrorCode::Auth`], [`ErrorCode::PermissionDenied`]);
+    /// [`ErrorCode::InvalidConfig`] when they belong to another tenant;
+    /// [`ErrorCode::NotIntegrated`].
+    pub async fn change_credentials(&self, new: Arc<dyn Tenant>) -> Result<()> {
+        let status = self.status()?;
+        let org = new
+            .organization()
+            .await
+            .map_err(|e| e.context("the new credentials do not work; the old ones stay in use"))?;
+        new.admin_role_holders().await.map_err(|e| {
+            e.context("the new credentials lack a permission; the old ones stay in use")
+        })?;
+        if org.tenant_id != status.tenant_id {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "the new credentials are for tenant {}, not the integrated {}",
+                    org.tenant_id, status.tenant_id
+                ),
+            ));
+        }
+        *self.tenant.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(())
+    }
+
+    /// The tenant's service URLs for the dashboard's launchpad.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotIntegrated`].
+    pub fn launchpad(&self) -> Result<crate::model::Launchpad> {
+        let s = self.status()?;
+        let label = s
+            .initial_domain
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        Ok(crate::model::Launchpad {
+            portal: "https://www.office.com".into(),
+            mail: "https://outlook.office.com/mail/".into(),
+            admin_centre: "https://admin.microsoft.com".into(),
+            team_site: (!label.is_empty()).then(|| format!("https://{label}.sharepoint.com")),
+        })
     }
 
     /// The requirements check (DESIGN.md task 1): one DC, running on it, the tenant
@@ -156,7 +217,7 @@ impl Integration {
                 e.action(),
             )),
         }
-        match self.tenant.organization().await {
+        match self.tenant().organization().await {
             Ok(o) => checks.push(check(
                 "tenant_reachable",
                 "Microsoft 365 answers",
@@ -199,8 +260,9 @@ impl Integration {
     /// The tenant's errors ([`ErrorCode::Auth`], [`ErrorCode::PermissionDenied`] naming
     /// what is missing); store errors.
     pub async fn integrate(&self) -> Result<IntegrationStatus> {
-        let org = self.tenant.organization().await?;
-        self.tenant.admin_role_holders().await?;
+        let tenant = self.tenant();
+        let org = tenant.organization().await?;
+        tenant.admin_role_holders().await?;
         let status = IntegrationStatus {
             tenant_id: org.tenant_id,
             organization: org.display_name,
@@ -265,10 +327,11 @@ impl Integration {
     /// # Errors
     /// The directory's and the tenant's errors.
     pub async fn snapshot(&self) -> Result<Snapshot> {
+        let tenant = self.tenant();
         Ok(Snapshot {
             users: self.dir.users().try_collect().await?,
-            accounts: self.tenant.accounts().try_collect().await?,
-            admins: self.tenant.admin_role_holders().await?,
+            accounts: tenant.accounts().try_collect().await?,
+            admins: tenant.admin_role_holders().await?,
             links: self.store.links()?,
         })
     }
@@ -454,7 +517,11 @@ impl Integration {
                     account_enabled: enabled,
                     ..NewOnlineAccount::default()
                 };
-                let created = match self.tenant.create_account(&new, &initial_password()).await {
+                let created = match self
+                    .tenant()
+                    .create_account(&new, &initial_password())
+                    .await
+                {
                     Ok(a) => a,
                     Err(e) => {
                         self.store.journal_finish(
@@ -478,7 +545,7 @@ impl Integration {
                 r.online_id = Some(created.id.clone());
                 if !licences.is_empty()
                     && let Err(e) = self
-                        .tenant
+                        .tenant()
                         .assign_licences(&created.id, licences, &[])
                         .await
                 {
@@ -520,7 +587,7 @@ impl Integration {
                 )?;
                 if *origin != LinkOrigin::HardMatch
                     && let Err(e) = self
-                        .tenant
+                        .tenant()
                         .update_account(
                             online_id,
                             &AccountUpdate {
