@@ -88,6 +88,7 @@ fn main() {
                 fixed_ms: 80,
                 jitter_ms: 20,
             },
+            write_response: Delay::default(),
         };
         cfg.seed.skus = vec![SeedSku {
             sku_id: "f245ecc8-75af-4f8e-b61f-27d8114de5f3".into(),

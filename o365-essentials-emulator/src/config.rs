@@ -146,6 +146,9 @@ pub struct LatencyConfig {
     pub write: Delay,
     /// The token endpoint.
     pub token: Delay,
+    /// After a write is applied, before its answer leaves: the window in which a client
+    /// that dies has changed the tenant without hearing about it.
+    pub write_response: Delay,
 }
 
 /// What a fault does.

@@ -147,6 +147,7 @@ pub(crate) async fn edge(
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let mut lost = false;
+    let mut after_write = std::time::Duration::ZERO;
     if !internal {
         emu.stats.requests.fetch_add(1, Ordering::Relaxed);
         let admin = path.starts_with("/_emulator");
@@ -166,6 +167,9 @@ pub(crate) async fn edge(
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
+            if method != Method::GET && !path.ends_with("/oauth2/v2.0/token") {
+                after_write = delay_of(&emu, latency.write_response);
+            }
             match pick_fault(&emu, &method, &path) {
                 None => {}
                 Some(FaultKind::Status { status }) => {
@@ -184,6 +188,9 @@ pub(crate) async fn edge(
         }
     }
     let mut resp = next.run(req).await;
+    if !after_write.is_zero() {
+        tokio::time::sleep(after_write).await;
+    }
     if lost {
         emu.stats.count("fault_lost_response");
         return dropped();

@@ -1387,6 +1387,7 @@ async fn the_latency_model_delays_reads_and_writes_separately() {
                 jitter_ms: 0,
             },
             token: Delay::default(),
+            write_response: Delay::default(),
         },
         ..EmulatorConfig::default()
     };
