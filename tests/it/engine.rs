@@ -399,3 +399,301 @@ async fn changing_credentials_checks_the_new_ones_first_and_keeps_the_old_on_fai
     );
     assert!(pad.admin_centre.starts_with("https://"));
 }
+
+async fn seed(f: &Fixture, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}/seed", f.emu_admin))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_match_preview_shows_hard_soft_protected_and_conflicts_before_anything_is_written() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
+    let ben = mem.find_user("ben.brooks").await.unwrap().unwrap();
+    let chloe = mem.find_user("chloe.carter").await.unwrap().unwrap();
+    let daniel = mem.find_user("daniel.diaz").await.unwrap().unwrap();
+    mem.edit_user(daniel.guid, |u| {
+        u.proxy_addresses = vec!["SMTP:shared@contoso.com".into()]
+    })
+    .unwrap();
+    let emma = mem.find_user("emma.evans").await.unwrap().unwrap();
+    mem.edit_user(emma.guid, |u| {
+        u.proxy_addresses = vec!["smtp:SHARED@contoso.com".into()]
+    })
+    .unwrap();
+    let f = fixture(mem, EmulatorConfig::default()).await;
+    f.integration.integrate().await.unwrap();
+    seed(&f, json!({"users": [
+        {"user_principal_name": "ava.adams@contoso.onmicrosoft.com", "display_name": "Ava online", "on_premises_immutable_id": ava.anchor().as_str()},
+        {"user_principal_name": "ben.brooks@contoso.onmicrosoft.com", "display_name": "Ben online"},
+        {"user_principal_name": "chloe.carter@contoso.onmicrosoft.com", "display_name": "Chloe admin", "roles": ["Global Administrator"]}
+    ]})).await;
+    let before = admin_state(&f).await;
+    let preview = o365_essentials::engine::match_preview(
+        &f.integration.snapshot().await.unwrap(),
+        "contoso.onmicrosoft.com",
+    );
+    assert_eq!(
+        preview
+            .hard_matches
+            .iter()
+            .map(|p| p.local_guid)
+            .collect::<Vec<_>>(),
+        vec![ava.guid]
+    );
+    assert_eq!(
+        preview
+            .soft_candidates
+            .iter()
+            .map(|p| (p.local_guid, p.basis.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(ben.guid, "user name")]
+    );
+    assert_eq!(
+        preview
+            .protected
+            .iter()
+            .map(|p| p.local_guid)
+            .collect::<Vec<_>>(),
+        vec![chloe.guid]
+    );
+    assert_eq!(preview.conflicts.len(), 1);
+    assert_eq!(preview.conflicts[0].attribute, "proxyAddress");
+    assert_eq!(
+        preview.conflicts[0].objects,
+        vec!["daniel.diaz".to_string(), "emma.evans".to_string()]
+    );
+    assert_eq!(
+        admin_state(&f).await["changeSeq"],
+        before["changeSeq"],
+        "nothing written"
+    );
+
+    // With soft matching allowed the plan links Ben, and still never Chloe (admin).
+    let plan = f
+        .integration
+        .plan_bulk_create(
+            &f.integration.snapshot().await.unwrap(),
+            &BulkCreateRequest {
+                allow_soft_match: true,
+                ..request(None)
+            },
+        )
+        .unwrap();
+    assert!(
+        plan.items
+            .iter()
+            .any(|i| matches!(&i.action, PlanAction::Link { local, .. } if local.guid == ben.guid))
+    );
+    assert!(
+        plan.skipped
+            .iter()
+            .any(|s| s.guid == chloe.guid && s.reason.contains("administrator"))
+    );
+    let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+    assert_eq!(results.count(Outcome::Failed), 0, "{results:#?}");
+    let ben_online = f
+        .tenant
+        .account("ben.brooks@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    assert_eq!(
+        ben_online.immutable_id,
+        Some(ben.anchor()),
+        "a soft match writes the anchor"
+    );
+}
+
+#[tokio::test]
+async fn assign_unassign_and_one_step_create() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let f = fixture(mem.clone(), EmulatorConfig::default()).await;
+    f.integration.integrate().await.unwrap();
+    let ids = seed(&f, json!({"users": [
+        {"user_principal_name": "free@contoso.onmicrosoft.com", "display_name": "Free", "usage_location": "GB", "licences": ["O365_BUSINESS_PREMIUM"]},
+        {"user_principal_name": "boss@contoso.onmicrosoft.com", "display_name": "Boss", "roles": ["Global Administrator"]}
+    ]})).await;
+    let free = o365_essentials::model::OnlineAccountId(ids["userIds"][0].as_str().unwrap().into());
+    let boss = o365_essentials::model::OnlineAccountId(ids["userIds"][1].as_str().unwrap().into());
+    let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
+    let ben = mem.find_user("ben.brooks").await.unwrap().unwrap();
+    assert_eq!(
+        f.integration
+            .assign(ben.guid, &boss)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::ProtectedAccount
+    );
+    let link = f.integration.assign(ava.guid, &free).await.unwrap();
+    assert_eq!(link.origin, o365_essentials::model::LinkOrigin::Manual);
+    assert_eq!(
+        f.tenant.account(&free.0).await.unwrap().immutable_id,
+        Some(ava.anchor())
+    );
+    assert_eq!(
+        f.integration
+            .assign(ben.guid, &free)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Conflict
+    );
+
+    let unassigned = f.integration.unassign(ava.guid).await.unwrap();
+    assert_eq!(
+        unassigned.state,
+        o365_essentials::model::LinkState::Unassigned
+    );
+    let acc = f.tenant.account(&free.0).await.unwrap();
+    assert!(acc.assigned_skus.is_empty(), "licence released");
+    assert!(!acc.account_enabled, "sign-in blocked");
+    assert!(
+        f.integration.status().unwrap().links >= 1,
+        "the mapping is kept"
+    );
+
+    let new = o365_essentials::model::NewLocalUser {
+        sam_account_name: "newstart".into(),
+        user_principal_name: "newstart@essentials.test".into(),
+        display_name: "New Starter".into(),
+        ..Default::default()
+    };
+    let weak = f
+        .integration
+        .create_user_with_account(
+            &new,
+            &o365_essentials::SecretString::from("short"),
+            "contoso.onmicrosoft.com",
+            Some("GB"),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(weak.code(), ErrorCode::PasswordPolicy);
+    assert!(mem.find_user("newstart").await.unwrap().is_none());
+    let pw = o365_essentials::SecretString::from("Fresh-Start-2026!");
+    let (local, online) = f
+        .integration
+        .create_user_with_account(&new, &pw, "contoso.onmicrosoft.com", Some("GB"), &[])
+        .await
+        .unwrap();
+    assert!(mem.check_password(local.guid, &pw).unwrap());
+    let check: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/users/{}/check-password",
+            f.emu_admin, online.id
+        ))
+        .json(&json!({"password": "Fresh-Start-2026!"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(check["matches"], true, "the same password online");
+}
+
+#[tokio::test]
+async fn import_creates_local_users_with_passwords_returned_once() {
+    let mem = Arc::new(MemoryDirectory::new("essentials.test").unwrap());
+    let f = fixture(mem.clone(), EmulatorConfig::default()).await;
+    f.integration.integrate().await.unwrap();
+    seed(&f, json!({"users": [
+        {"user_principal_name": "cloud.one@contoso.onmicrosoft.com", "display_name": "Cloud One", "given_name": "Cloud", "surname": "One"},
+        {"user_principal_name": "cloud.two@contoso.onmicrosoft.com", "display_name": "Cloud Two"}
+    ]})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("initial-passwords.csv");
+    let req = o365_essentials::engine::ImportRequest {
+        password_file: Some(file.clone()),
+        ..Default::default()
+    };
+    let (imported, results) = f.integration.import(&req).await.unwrap();
+    assert_eq!(imported.len(), 2, "the admin is not imported: {results:#?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    for u in &imported {
+        assert!(
+            mem.check_password(u.local.guid, &u.initial_password)
+                .unwrap(),
+            "the returned password is the user's"
+        );
+        let pw = o365_essentials::ExposeSecret::expose_secret(&u.initial_password).to_string();
+        assert!(text.contains(&pw));
+        assert!(!format!("{u:?}").contains(&pw), "Debug hides it");
+        let online = f.tenant.account(&u.online_id.0).await.unwrap();
+        assert_eq!(
+            online.immutable_id,
+            Some(u.local.anchor()),
+            "linked by anchor"
+        );
+        let results_json = serde_json::to_string(&results).unwrap();
+        assert!(!results_json.contains(&pw), "never in the results");
+    }
+    assert_eq!(
+        mem.find_user("cloud.one")
+            .await
+            .unwrap()
+            .unwrap()
+            .given_name
+            .as_deref(),
+        Some("Cloud")
+    );
+    // The file is never overwritten; nothing is imported twice.
+    assert_eq!(
+        f.integration.import(&req).await.unwrap_err().code(),
+        ErrorCode::AlreadyExists
+    );
+    let (again, _) = f
+        .integration
+        .import(&o365_essentials::engine::ImportRequest::default())
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}
+
+#[tokio::test]
+async fn applying_a_plan_never_does_more_than_the_plan() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for round in 0..6 {
+        let f = fixture(
+            Arc::new(MemoryDirectory::demo_company().unwrap()),
+            EmulatorConfig::default(),
+        )
+        .await;
+        f.integration.integrate().await.unwrap();
+        let mut plan = f
+            .integration
+            .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
+            .unwrap();
+        // The administrator reviewed the plan and struck some items out.
+        plan.items.retain(|_| rng.random_bool(0.5));
+        let kept: std::collections::HashSet<_> =
+            plan.items.iter().map(|i| i.action.local_guid()).collect();
+        let before = admin_state(&f).await["users"].as_array().unwrap().len();
+        let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+        let after = admin_state(&f).await["users"].as_array().unwrap().len();
+        assert_eq!(
+            after - before,
+            plan.items.len(),
+            "round {round}: exactly the planned creates"
+        );
+        assert!(
+            results.items.iter().all(|i| kept.contains(&i.local_guid)),
+            "round {round}: nobody outside the plan was touched"
+        );
+        assert_eq!(f.integration.status().unwrap().links, plan.items.len());
+    }
+}

@@ -12,7 +12,9 @@
 //! # Ok(()) }
 //! ```
 
+mod links;
 mod plan;
+mod preview;
 mod results;
 
 use std::sync::Arc;
@@ -25,7 +27,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use links::{ImportRequest, ImportedUser};
 pub use plan::{BulkCreateRequest, Snapshot, plan_bulk_create, suggest_upn};
+pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
 pub use results::{failed_users, to_csv, write_results};
 
 use crate::error::{Error, ErrorCode, Result};

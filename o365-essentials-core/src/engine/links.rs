@@ -1,0 +1,494 @@
+//! Manual links (assign, unassign), the one-step create of a local user with its online
+//! account, and importing local users from existing online accounts.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use futures::TryStreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Integration, initial_password};
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::{
+    AccountUpdate, ItemResult, LicenceAssignment, Link, LinkOrigin, LinkState, LocalUser,
+    NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, Outcome,
+    RunResults,
+};
+use crate::store::JournalState;
+use crate::validate;
+
+/// Which online accounts to import, and where the local users go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImportRequest {
+    /// These accounts; every unlinked, non-administrator account when `None`.
+    #[serde(default)]
+    pub online_ids: Option<Vec<OnlineAccountId>>,
+    /// The OU for the new local users (the directory's default when unset).
+    #[serde(default)]
+    pub ou: Option<String>,
+    /// Also write `user name,online ID,initial password` lines to this new file (mode
+    /// 0600). The passwords are otherwise only in the returned list.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// A local user made from an online account, with its initial password — handed back
+/// once, never logged or stored.
+pub struct ImportedUser {
+    /// The new local user.
+    pub local: LocalUser,
+    /// The online account it is linked to.
+    pub online_id: OnlineAccountId,
+    /// The initial local password.
+    pub initial_password: SecretString,
+}
+
+impl std::fmt::Debug for ImportedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportedUser")
+            .field("sam_account_name", &self.local.sam_account_name)
+            .field("online_id", &self.online_id)
+            .field("initial_password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A sAMAccountName from an online ID: its name part, allowed characters, at most 20.
+fn sam_for(upn: &str, taken: &dyn Fn(&str) -> bool) -> String {
+    let base: String = upn
+        .split('@')
+        .next()
+        .unwrap_or(upn)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(20)
+        .collect::<String>()
+        .trim_end_matches('.')
+        .to_string();
+    let base = if base.is_empty() {
+        "user".to_string()
+    } else {
+        base
+    };
+    if !taken(&base) {
+        return base;
+    }
+    for n in 2..10_000 {
+        let suffix = n.to_string();
+        let cut: String = base.chars().take(20 - suffix.len()).collect();
+        let candidate = format!("{cut}{suffix}");
+        if !taken(&candidate) {
+            return candidate;
+        }
+    }
+    format!("user{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+impl Integration {
+    async fn admin_ids(&self) -> Result<Vec<String>> {
+        Ok(self
+            .tenant()
+            .admin_role_holders()
+            .await?
+            .into_iter()
+            .map(|a| a.id.0)
+            .collect())
+    }
+
+    /// Links an existing online account to an existing local user by hand: the account
+    /// gets the user's anchor.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`] for either side; [`ErrorCode::Conflict`] when one of them
+    /// is linked already or the account carries another user's anchor;
+    /// [`ErrorCode::ProtectedAccount`] for an administrator's account.
+    pub async fn assign(&self, local: ObjectGuid, online: &OnlineAccountId) -> Result<Link> {
+        self.require_enabled()?;
+        let user = self.dir.user(local).await?;
+        if let Some(why) = user.exclusion_reason() {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!("{} is never synced: {why}", user.sam_account_name),
+            ));
+        }
+        let account = self.tenant().account(&online.0).await?;
+        if self.store.link_by_local(local)?.is_some() {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{} already has an online account; unassign it first",
+                    user.sam_account_name
+                ),
+            ));
+        }
+        if self.store.link_by_online(online)?.is_some() {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{} is already linked to another local user",
+                    account.user_principal_name
+                ),
+            ));
+        }
+        if self.admin_ids().await?.contains(&online.0) {
+            return Err(Error::new(
+                ErrorCode::ProtectedAccount,
+                format!(
+                    "{} holds an administrator role; o365-essentials does not take over administrator accounts",
+                    account.user_principal_name
+                ),
+            ));
+        }
+        let anchor = user.anchor();
+        match &account.immutable_id {
+            Some(a) if *a != anchor => {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "{} carries the anchor of another local user ({a})",
+                        account.user_principal_name
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.tenant()
+                    .update_account(
+                        online,
+                        &AccountUpdate {
+                            immutable_id: Some(anchor.clone()),
+                            ..Default::default()
+                        },
+                    )
+                    .await?
+            }
+        }
+        let link = Link {
+            local_guid: local,
+            online_id: online.clone(),
+            anchor,
+            user_principal_name: account.user_principal_name,
+            state: LinkState::Active,
+            origin: LinkOrigin::Manual,
+            linked_at: OffsetDateTime::now_utc(),
+        };
+        self.store.put_link(&link)?;
+        Ok(link)
+    }
+
+    /// Unassigns: the licences are released and sign-in is blocked (sessions revoked); the
+    /// link is kept, marked unassigned.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`] when the user has no online account; the tenant's errors.
+    pub async fn unassign(&self, local: ObjectGuid) -> Result<Link> {
+        self.require_enabled()?;
+        let mut link = self
+            .store
+            .link_by_local(local)?
+            .ok_or_else(|| Error::not_found(format!("local user {local} has no online account")))?;
+        let tenant = self.tenant();
+        let account = tenant.account(&link.online_id.0).await?;
+        if !account.assigned_skus.is_empty() {
+            tenant
+                .assign_licences(&link.online_id, &[], &account.assigned_skus)
+                .await?;
+        }
+        tenant.set_enabled(&link.online_id, false).await?;
+        link.state = LinkState::Unassigned;
+        self.store.put_link(&link)?;
+        Ok(link)
+    }
+
+    /// Creates a local user and its online account in one step, with the same password
+    /// (checked against the domain's policy and Microsoft 365's first).
+    ///
+    /// # Errors
+    /// [`ErrorCode::PasswordPolicy`] listing every rule broken; the directory's and
+    /// tenant's errors. When the online account cannot be made, the local user is removed
+    /// again, so nothing is left half-done.
+    pub async fn create_user_with_account(
+        &self,
+        user: &NewLocalUser,
+        password: &SecretString,
+        domain: &str,
+        usage_location: Option<&str>,
+        licences: &[LicenceAssignment],
+    ) -> Result<(LocalUser, OnlineAccount)> {
+        self.require_enabled()?;
+        let policy = self.dir.password_policy().await?;
+        validate::password(
+            password.expose_secret(),
+            Some(&policy),
+            validate::PasswordContext {
+                sam_account_name: Some(&user.sam_account_name),
+                display_name: Some(&user.display_name),
+            },
+        )?;
+        let local = self.dir.create_user(user, password).await?;
+        let upn = super::suggest_upn(&local, domain);
+        let new = NewOnlineAccount {
+            user_principal_name: upn.clone(),
+            display_name: local.friendly_name(),
+            mail_nickname: upn.split('@').next().unwrap_or_default().to_string(),
+            given_name: local.given_name.clone(),
+            surname: local.surname.clone(),
+            usage_location: usage_location.map(str::to_string),
+            immutable_id: Some(local.anchor()),
+            account_enabled: true,
+        };
+        let online = match self.tenant().create_account(&new, password).await {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = self.dir.delete_user(local.guid).await;
+                return Err(e.context(format!("the online account for {} could not be created, so the local user was removed again", local.sam_account_name)));
+            }
+        };
+        if !licences.is_empty() {
+            self.tenant()
+                .assign_licences(&online.id, licences, &[])
+                .await?;
+        }
+        self.store.put_link(&Link {
+            local_guid: local.guid,
+            online_id: online.id.clone(),
+            anchor: local.anchor(),
+            user_principal_name: online.user_principal_name.clone(),
+            state: LinkState::Active,
+            origin: LinkOrigin::Created,
+            linked_at: OffsetDateTime::now_utc(),
+        })?;
+        Ok((local, online))
+    }
+
+    /// Creates local users for existing online accounts (chosen, or every unlinked
+    /// non-administrator account), each with an initial password meeting the domain's
+    /// policy, and links them. The passwords are returned once (and written to the
+    /// optional 0600 file); they are never logged or stored.
+    ///
+    /// # Errors
+    /// [`ErrorCode::AlreadyExists`] when the password file exists (it is never
+    /// overwritten); the directory's and tenant's errors for reading. Per-account
+    /// failures are in the results.
+    pub async fn import(&self, request: &ImportRequest) -> Result<(Vec<ImportedUser>, RunResults)> {
+        self.require_enabled()?;
+        let mut file = match &request.password_file {
+            Some(p) => Some(
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(p).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Error::new(ErrorCode::AlreadyExists, format!("the password file {} exists; choose a new name (it is never overwritten)", p.display()))
+                    } else {
+                        Error::new(ErrorCode::StoreIo, format!("cannot create the password file {}: {e}", p.display()))
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let tenant = self.tenant();
+        let admins = self.admin_ids().await?;
+        let linked: Vec<String> = self
+            .store
+            .links()?
+            .into_iter()
+            .map(|l| l.online_id.0)
+            .collect();
+        let accounts: Vec<OnlineAccount> = tenant.accounts().try_collect().await?;
+        let chosen: Vec<&OnlineAccount> = match &request.online_ids {
+            Some(ids) => {
+                let mut v = Vec::new();
+                for id in ids {
+                    v.push(
+                        accounts
+                            .iter()
+                            .find(|a| a.id == *id)
+                            .ok_or_else(|| Error::not_found(format!("no online account {id}")))?,
+                    );
+                }
+                v
+            }
+            None => accounts
+                .iter()
+                .filter(|a| !linked.contains(&a.id.0) && !admins.contains(&a.id.0))
+                .collect(),
+        };
+        let policy = self.dir.password_policy().await?;
+        let run = Uuid::new_v4();
+        let started_at = OffsetDateTime::now_utc();
+        let mut imported = Vec::new();
+        let mut items = Vec::new();
+        for a in chosen {
+            let mut item = ItemResult {
+                local_user: String::new(),
+                local_guid: ObjectGuid(Uuid::nil()),
+                requested_upn: Some(a.user_principal_name.clone()),
+                action: "import".into(),
+                outcome: Outcome::Succeeded,
+                error_code: None,
+                service_message: None,
+                recommended_action: None,
+                online_id: Some(a.id.clone()),
+            };
+            let fail = |mut item: ItemResult, e: &Error, outcome: Outcome| {
+                item.outcome = outcome;
+                item.error_code = Some(e.code());
+                item.service_message = Some(e.message().to_string());
+                item.recommended_action = Some(e.action().to_string());
+                item
+            };
+            if admins.contains(&a.id.0) || linked.contains(&a.id.0) || a.immutable_id.is_some() {
+                let e = Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "{} is linked already or holds an administrator role",
+                        a.user_principal_name
+                    ),
+                );
+                items.push(fail(item, &e, Outcome::Skipped));
+                continue;
+            }
+            let mut taken = Vec::new();
+            let sam = loop {
+                let s = sam_for(&a.user_principal_name, &|c| {
+                    taken.iter().any(|t: &String| t.eq_ignore_ascii_case(c))
+                });
+                match self.dir.find_user(&s).await? {
+                    Some(_) => taken.push(s),
+                    None => break s,
+                }
+            };
+            item.local_user = sam.clone();
+            let display = if a.display_name.trim().is_empty() {
+                sam.clone()
+            } else {
+                a.display_name.clone()
+            };
+            let password = loop {
+                let p = initial_password();
+                let who = validate::PasswordContext {
+                    sam_account_name: Some(&sam),
+                    display_name: Some(&display),
+                };
+                if validate::password_rules_broken(p.expose_secret(), Some(&policy), who).is_empty()
+                {
+                    break p;
+                }
+            };
+            let new = NewLocalUser {
+                sam_account_name: sam.clone(),
+                user_principal_name: a.user_principal_name.clone(),
+                given_name: a.given_name.clone(),
+                surname: a.surname.clone(),
+                display_name: display,
+                mail: a.mail.clone(),
+                ou: request.ou.clone(),
+            };
+            let entry = self.store.journal_begin(
+                run,
+                "import",
+                &a.id.0,
+                &json!({"sam": sam, "upn": a.user_principal_name}),
+            )?;
+            let local = match self.dir.create_user(&new, &password).await {
+                Ok(u) => u,
+                Err(e) => {
+                    self.store.journal_finish(
+                        entry,
+                        JournalState::Failed,
+                        &json!({"code": e.code().name()}),
+                    )?;
+                    items.push(fail(item, &e, Outcome::Failed));
+                    continue;
+                }
+            };
+            item.local_guid = local.guid;
+            if let Err(e) = tenant
+                .update_account(
+                    &a.id,
+                    &AccountUpdate {
+                        immutable_id: Some(local.anchor()),
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
+                let _ = self.dir.delete_user(local.guid).await;
+                self.store.journal_finish(
+                    entry,
+                    JournalState::Failed,
+                    &json!({"code": e.code().name()}),
+                )?;
+                items.push(fail(item, &e, Outcome::Failed));
+                continue;
+            }
+            self.store.put_link(&Link {
+                local_guid: local.guid,
+                online_id: a.id.clone(),
+                anchor: local.anchor(),
+                user_principal_name: a.user_principal_name.clone(),
+                state: LinkState::Active,
+                origin: LinkOrigin::Imported,
+                linked_at: OffsetDateTime::now_utc(),
+            })?;
+            self.store
+                .journal_finish(entry, JournalState::Done, &json!({"local": local.guid}))?;
+            if let Some(f) = file.as_mut() {
+                writeln!(
+                    f,
+                    "{},{},{}",
+                    local.sam_account_name,
+                    a.user_principal_name,
+                    password.expose_secret()
+                )
+                .map_err(|e| {
+                    Error::new(
+                        ErrorCode::StoreIo,
+                        format!("cannot write the password file: {e}"),
+                    )
+                })?;
+            }
+            items.push(item);
+            imported.push(ImportedUser {
+                local,
+                online_id: a.id.clone(),
+                initial_password: password,
+            });
+        }
+        let results = RunResults {
+            run_id: run,
+            kind: "import".into(),
+            started_at,
+            finished_at: OffsetDateTime::now_utc(),
+            items,
+        };
+        self.store.save_run(&results)?;
+        Ok((imported, results))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sam_for;
+
+    #[test]
+    fn sam_account_names_from_online_ids() {
+        assert_eq!(sam_for("jane.doe@contoso.com", &|_| false), "jane.doe");
+        assert_eq!(
+            sam_for("a-very-long-name-indeed-yes@x.com", &|_| false),
+            "a-very-long-name-ind"
+        );
+        assert_eq!(sam_for("jane@x.com", &|s| s == "jane"), "jane2");
+        assert_eq!(sam_for("###@x.com", &|_| false), "user");
+        let taken = ["abcdefghijklmnopqrst".to_string()];
+        assert_eq!(
+            sam_for("abcdefghijklmnopqrstuvwxyz@x.com", &|s| taken
+                .iter()
+                .any(|t| t == s)),
+            "abcdefghijklmnopqrs2"
+        );
+    }
+}
