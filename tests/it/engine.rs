@@ -258,7 +258,9 @@ async fn disabled_integration_works_offline_and_refuses_changes() {
         integration.apply(&plan, &|_| {}).await.unwrap_err().code(),
         ErrorCode::IntegrationDisabled
     );
-    integration.enable().unwrap();
+    // No links yet, so nothing to check online: re-enabling works even offline.
+    let report = integration.enable().await.unwrap();
+    assert!(report.missing.is_empty() && report.changed.is_empty());
     assert!(integration.status().unwrap().enabled);
     let bad = BulkCreateRequest {
         domain: "not-verified.example".into(),
@@ -696,4 +698,207 @@ async fn applying_a_plan_never_does_more_than_the_plan() {
         );
         assert_eq!(f.integration.status().unwrap().links, plan.items.len());
     }
+}
+
+#[tokio::test]
+async fn re_enabling_relinks_by_anchor_and_reports_drift() {
+    let f = fixture(
+        Arc::new(MemoryDirectory::demo_company().unwrap()),
+        EmulatorConfig::default(),
+    )
+    .await;
+    f.integration.integrate().await.unwrap();
+    let plan = f
+        .integration
+        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
+        .unwrap();
+    f.integration.apply(&plan, &|_| {}).await.unwrap();
+    f.integration.disable().unwrap();
+    // Behind our back, while disabled:
+    let renamed = f
+        .tenant
+        .account("ava.adams@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    f.tenant
+        .update_account(
+            &renamed.id,
+            &o365_essentials::model::AccountUpdate {
+                user_principal_name: Some("ava@contoso.onmicrosoft.com".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let gone = f
+        .tenant
+        .account("ben.brooks@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    f.tenant.delete_account(&gone.id).await.unwrap();
+    let recreated = f
+        .tenant
+        .account("chloe.carter@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    f.tenant.delete_account(&recreated.id).await.unwrap();
+    purge(&f._emu, &recreated.id.0).await; // gone for good, so its anchor is free again
+    let again = o365_essentials::model::NewOnlineAccount {
+        user_principal_name: "chloe.carter@contoso.onmicrosoft.com".into(),
+        display_name: "Chloe again".into(),
+        mail_nickname: "chloe.carter".into(),
+        immutable_id: recreated.immutable_id.clone(),
+        account_enabled: true,
+        ..Default::default()
+    };
+    let new_chloe = f
+        .tenant
+        .create_account(
+            &again,
+            &o365_essentials::SecretString::from("Recreated-2026!"),
+        )
+        .await
+        .unwrap();
+    let report = f.integration.enable().await.unwrap();
+    assert!(f.integration.status().unwrap().enabled);
+    assert_eq!(report.missing.len(), 1, "{report:?}");
+    assert_eq!(report.missing[0].online_id, gone.id);
+    assert_eq!(report.relinked.len(), 1);
+    assert!(report.relinked[0].what.contains(&new_chloe.id.0));
+    assert!(
+        report
+            .changed
+            .iter()
+            .any(|d| d.what.contains("ava@contoso.onmicrosoft.com")),
+        "{report:?}"
+    );
+    let ava_link = f
+        .integration
+        .snapshot()
+        .await
+        .unwrap()
+        .links
+        .into_iter()
+        .find(|l| l.online_id == renamed.id)
+        .unwrap();
+    assert_eq!(
+        ava_link.user_principal_name, "ava@contoso.onmicrosoft.com",
+        "the link follows; the online change is not overwritten"
+    );
+}
+
+/// Permanently deletes a soft-deleted account through Graph (not a port operation).
+async fn purge(emu: &Emulator, id: &str) {
+    let info = emu.info();
+    let token: Value = reqwest::Client::new()
+        .post(emu.token_url())
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_deref().unwrap()),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = reqwest::Client::new()
+        .delete(format!("{}/directory/deletedItems/{id}", info.graph_url))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+#[tokio::test]
+async fn bulk_create_with_injected_faults_ends_exact() {
+    use o365_essentials_emulator::config::{FaultKind, FaultRule};
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    for i in 0..40 {
+        let u = o365_essentials::model::NewLocalUser {
+            sam_account_name: format!("extra{i:02}"),
+            user_principal_name: format!("extra{i:02}@essentials.test"),
+            display_name: format!("Extra {i:02}"),
+            ..Default::default()
+        };
+        mem.create_user(&u, &o365_essentials::SecretString::from("Zebra-Passw0rd!"))
+            .await
+            .unwrap();
+    }
+    let rule = |kind: FaultKind, path: &str| FaultRule {
+        path: path.into(),
+        method: Some("POST".into()),
+        probability: 0.025,
+        kind,
+        limit: None,
+    };
+    let cfg = EmulatorConfig {
+        random_seed: 99,
+        faults: vec![
+            rule(FaultKind::Status { status: 503 }, "/v1.0/users"),
+            rule(FaultKind::Reset, "/v1.0/users"),
+            rule(FaultKind::LostResponse, "/v1.0/users"),
+            rule(FaultKind::Status { status: 500 }, "/v1.0/users"),
+            rule(FaultKind::LostResponse, "/v1.0/users/*/assignLicense"),
+            rule(
+                FaultKind::Status { status: 504 },
+                "/v1.0/users/*/assignLicense",
+            ),
+        ],
+        ..EmulatorConfig::default()
+    };
+    let f = fixture(mem, cfg).await;
+    f.integration.integrate().await.unwrap();
+    let sku = f.tenant.skus().await.unwrap()[0].sku_id;
+    let req = request(Some(sku));
+    let cfg_seats = f
+        .tenant
+        .skus()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.sku_id == sku)
+        .unwrap()
+        .enabled_units;
+    let plan = f
+        .integration
+        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &req)
+        .unwrap();
+    assert_eq!(plan.items.len(), 52);
+    let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+    let licensed_ok = results.count(Outcome::Succeeded);
+    let seat_failures = results
+        .items
+        .iter()
+        .filter(|i| i.error_code == Some(ErrorCode::LicenceUnavailable))
+        .count();
+    assert_eq!(
+        licensed_ok + seat_failures,
+        52,
+        "only running out of seats may fail: {results:#?}"
+    );
+    assert_eq!(licensed_ok as u32, cfg_seats.min(52));
+    let stats: Value = reqwest::get(format!("{}/stats", f.emu_admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let injected: u64 = ["fault_status", "fault_reset", "fault_lost_response"]
+        .iter()
+        .map(|k| stats[k].as_u64().unwrap_or(0))
+        .sum();
+    assert!(injected >= 5, "faults were injected: {stats}");
+    let state = admin_state(&f).await;
+    let users = state["users"].as_array().unwrap();
+    assert_eq!(users.len(), 53, "52 created once each + the admin");
+    let anchors: std::collections::HashSet<_> = users
+        .iter()
+        .filter_map(|u| u["onPremisesImmutableId"].as_str())
+        .collect();
+    assert_eq!(anchors.len(), 52);
+    assert_eq!(f.integration.status().unwrap().links, 52);
 }

@@ -65,6 +65,26 @@ pub struct IntegrationStatus {
     pub links: usize,
 }
 
+/// One difference found between a link and the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    /// The local user.
+    pub local_guid: crate::model::ObjectGuid,
+    /// What differs.
+    pub what: String,
+}
+
+/// What re-enabling found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// Links whose online account is gone (not found by id nor anchor).
+    pub missing: Vec<Link>,
+    /// Links moved to the account now carrying their anchor.
+    pub relinked: Vec<Drift>,
+    /// Changes made online while disabled (reported, not overwritten).
+    pub changed: Vec<Drift>,
+}
+
 /// The facade the bindings expose.
 pub struct Integration {
     dir: Arc<dyn Directory>,
@@ -305,14 +325,70 @@ impl Integration {
         self.store.set_setting(SETTINGS_KEY, &s)
     }
 
-    /// Resumes propagation.
+    /// Resumes propagation after [`Integration::disable`]: every link is checked against
+    /// the tenant by its anchor — an account recreated under a new id is re-linked, and
+    /// what changed online meanwhile is reported as drift, not overwritten.
     ///
     /// # Errors
-    /// [`ErrorCode::NotIntegrated`]; store errors.
-    pub fn enable(&self) -> Result<()> {
+    /// [`ErrorCode::NotIntegrated`]; the tenant's errors (the integration stays disabled
+    /// when the tenant cannot be reached); store errors.
+    pub async fn enable(&self) -> Result<DriftReport> {
         let mut s = self.status()?;
+        let tenant = self.tenant();
+        let mut report = DriftReport::default();
+        for mut link in self.store.links()? {
+            if link.state != LinkState::Active {
+                continue;
+            }
+            let found =
+                match tenant.account(&link.online_id.0).await {
+                    Ok(a) => Some(a),
+                    Err(e) if e.code() == ErrorCode::NotFound => {
+                        tenant.find_by_anchor(&link.anchor).await?
+                    }
+                    Err(e) => return Err(e.context(
+                        "re-enabling: the tenant could not be read; the integration stays disabled",
+                    )),
+                };
+            match found {
+                None => report.missing.push(link),
+                Some(a) => {
+                    if a.id != link.online_id {
+                        report.relinked.push(Drift {
+                            local_guid: link.local_guid,
+                            what: format!("relinked by anchor from {} to {}", link.online_id, a.id),
+                        });
+                        link.online_id = a.id.clone();
+                    }
+                    if !a
+                        .user_principal_name
+                        .eq_ignore_ascii_case(&link.user_principal_name)
+                    {
+                        report.changed.push(Drift {
+                            local_guid: link.local_guid,
+                            what: format!(
+                                "user name changed online from {} to {}",
+                                link.user_principal_name, a.user_principal_name
+                            ),
+                        });
+                        link.user_principal_name = a.user_principal_name.clone();
+                    }
+                    if a.immutable_id.as_ref() != Some(&link.anchor) {
+                        report.changed.push(Drift {
+                            local_guid: link.local_guid,
+                            what: format!(
+                                "{} no longer carries the anchor {}",
+                                a.user_principal_name, link.anchor
+                            ),
+                        });
+                    }
+                    self.store.put_link(&link)?;
+                }
+            }
+        }
         s.enabled = true;
-        self.store.set_setting(SETTINGS_KEY, &s)
+        self.store.set_setting(SETTINGS_KEY, &s)?;
+        Ok(report)
     }
 
     fn require_enabled(&self) -> Result<IntegrationStatus> {
