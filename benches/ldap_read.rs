@@ -22,22 +22,7 @@ use o365_essentials::ports::Directory;
 
 const USERS: usize = 10_000;
 const ROUNDS: usize = 3;
-const ATTRS: &[&str] = &[
-    "objectGUID",
-    "mS-DS-ConsistencyGuid",
-    "sAMAccountName",
-    "userPrincipalName",
-    "givenName",
-    "sn",
-    "displayName",
-    "mail",
-    "proxyAddresses",
-    "userAccountControl",
-    "memberOf",
-    "whenChanged",
-    "uSNChanged",
-    "isCriticalSystemObject",
-];
+const ATTRS: &[&str] = o365_essentials::ldap::USER_ATTRIBUTES;
 
 fn rss_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")

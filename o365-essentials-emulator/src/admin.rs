@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::{FaultRule, LatencyConfig, Seed};
 use crate::ctx::{GraphError, json_response, no_content, read_json};
-use crate::state::{Domain, Emu, Sku, hash_password};
+use crate::state::{Emu, hash_password};
 
 fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, GraphError> {
     serde_json::from_value(v)
@@ -72,56 +72,9 @@ pub(crate) async fn seed(
 ) -> Result<Response<Body>, GraphError> {
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
     let seed: Seed = from_value(Value::Object(body))?;
-    let mut d = emu.dir();
-    for s in &seed.skus {
-        d.skus.push(Sku {
-            sku_id: s.sku_id.to_ascii_lowercase(),
-            part_number: s.sku_part_number.clone(),
-            enabled: s.enabled,
-        });
-    }
-    for sd in &seed.domains {
-        let code = emu.verification_code();
-        d.domains.insert(
-            sd.name.to_ascii_lowercase(),
-            Domain {
-                name: sd.name.to_ascii_lowercase(),
-                verified: sd.verified,
-                is_default: false,
-                is_initial: false,
-                services: if sd.verified {
-                    vec!["Email".into()]
-                } else {
-                    vec![]
-                },
-                verification_code: code,
-            },
-        );
-    }
-    let mut ids = Vec::new();
-    for su in &seed.users {
-        let u = emu
-            .seed_user(su, &d)
-            .map_err(|e| GraphError::bad_request("BadRequest", e))?;
-        let id = u.id.clone();
-        for role in &su.roles {
-            let r = d
-                .roles
-                .iter_mut()
-                .find(|r| r.display_name.eq_ignore_ascii_case(role))
-                .ok_or_else(|| {
-                    GraphError::bad_request(
-                        "BadRequest",
-                        format!("unknown directory role `{role}`"),
-                    )
-                })?;
-            r.members.push(id.clone());
-        }
-        d.users.insert(id.clone(), u);
-        d.touch(&id, emu.cfg.delta_retention_changes);
-        ids.push(id);
-    }
-    drop(d);
+    let ids = emu
+        .apply_seed(&seed)
+        .map_err(|e| GraphError::bad_request("BadRequest", e))?;
     Ok(json_response(StatusCode::OK, &json!({"userIds": ids})))
 }
 

@@ -415,7 +415,23 @@ impl Emu {
                 verification_code: String::new(),
             },
         );
-        for sd in &self.cfg.seed.domains {
+        for (name, template) in crate::auth::ROLE_TEMPLATES {
+            d.roles.push(Role {
+                id: self.stable_id(&format!("role:{template}")),
+                template_id: (*template).into(),
+                display_name: (*name).into(),
+                members: Vec::new(),
+            });
+        }
+        drop(d);
+        self.apply_seed(&self.cfg.seed.clone())?;
+        Ok(())
+    }
+
+    /// Adds a seed's domains, SKUs and users (with their roles); returns the user ids.
+    pub(crate) fn apply_seed(&self, seed: &crate::config::Seed) -> Result<Vec<String>, String> {
+        let mut d = self.dir();
+        for sd in &seed.domains {
             let code = self.verification_code();
             d.domains.insert(
                 sd.name.to_ascii_lowercase(),
@@ -433,24 +449,17 @@ impl Emu {
                 },
             );
         }
-        for s in &self.cfg.seed.skus {
+        for s in &seed.skus {
             d.skus.push(Sku {
                 sku_id: s.sku_id.to_ascii_lowercase(),
                 part_number: s.sku_part_number.clone(),
                 enabled: s.enabled,
             });
         }
-        for (name, template) in crate::auth::ROLE_TEMPLATES {
-            d.roles.push(Role {
-                id: self.stable_id(&format!("role:{template}")),
-                template_id: (*template).into(),
-                display_name: (*name).into(),
-                members: Vec::new(),
-            });
-        }
         let retention = self.cfg.delta_retention_changes;
-        for su in self.cfg.seed.users.clone() {
-            let u = self.seed_user(&su, &d)?;
+        let mut ids = Vec::new();
+        for su in &seed.users {
+            let u = self.seed_user(su, &d)?;
             let id = u.id.clone();
             for role in &su.roles {
                 let r = d
@@ -462,8 +471,9 @@ impl Emu {
             }
             d.users.insert(id.clone(), u);
             d.touch(&id, retention);
+            ids.push(id);
         }
-        Ok(())
+        Ok(ids)
     }
 
     pub(crate) fn seed_user(&self, su: &SeedUser, d: &Directory) -> Result<User, String> {

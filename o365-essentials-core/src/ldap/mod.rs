@@ -18,6 +18,9 @@
 
 mod map;
 
+/// The attributes read for each user (as `ldapsearch` would be asked for them).
+pub const USER_ATTRIBUTES: &[&str] = map::USER_ATTRS;
+
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
