@@ -90,7 +90,9 @@ pub struct EmulatorInfo {
 pub struct Emulator {
     info: EmulatorInfo,
     emu: Arc<Emu>,
-    task: tokio::task::AbortHandle,
+    task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    router: Router,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     _ca_dir: Option<tempdir::TempDir>,
 }
 
@@ -104,8 +106,41 @@ impl std::fmt::Debug for Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
     }
+}
+
+/// Accepts connections until aborted; aborting drops the listener and every connection.
+fn spawn_accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> tokio::task::AbortHandle {
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let router = router.clone();
+            let acceptor = acceptor.clone();
+            conns.spawn(async move {
+                match acceptor {
+                    Some(a) => {
+                        if let Ok(tls) = a.accept(stream).await {
+                            serve_connection(tls, router).await;
+                        }
+                    }
+                    None => serve_connection(stream, router).await,
+                }
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    })
+    .abort_handle()
 }
 
 mod tempdir {
@@ -407,28 +442,7 @@ impl Emulator {
         let emu = Arc::new(Emu::new(config, base.clone()).map_err(EmulatorError)?);
         let router = build_router(&emu);
         let _ = emu.router.set(router.clone());
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let acceptor = acceptor.clone();
-                conns.spawn(async move {
-                    match acceptor {
-                        Some(a) => {
-                            if let Ok(tls) = a.accept(stream).await {
-                                serve_connection(tls, router).await;
-                            }
-                        }
-                        None => serve_connection(stream, router).await,
-                    }
-                });
-                while conns.try_join_next().is_some() {}
-            }
-        });
+        let task = spawn_accept_loop(listener, router.clone(), acceptor.clone());
         let app = &emu.cfg.apps[0];
         let info = EmulatorInfo {
             login_url: base.clone(),
@@ -445,7 +459,9 @@ impl Emulator {
         Ok(Emulator {
             info,
             emu,
-            task: task.abort_handle(),
+            task: std::sync::Mutex::new(Some(task)),
+            router,
+            acceptor,
             _ca_dir: ca_dir,
         })
     }
@@ -474,6 +490,41 @@ impl Emulator {
     /// Stops it (also done on drop).
     pub fn stop(self) {
         drop(self);
+    }
+
+    /// Takes it off the network — connections refused, open ones closed — keeping the
+    /// tenant's state, to test outages. [`Emulator::resume`] brings it back on the same
+    /// address.
+    pub fn pause(&self) {
+        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
+    }
+
+    /// Listens again on the same address after [`Emulator::pause`].
+    ///
+    /// # Errors
+    /// When the address cannot be bound again.
+    pub async fn resume(&self) -> Result<(), EmulatorError> {
+        let mut last = None;
+        // The aborted listener may take a moment to release the port.
+        for _ in 0..50 {
+            match tokio::net::TcpListener::bind(self.info.listen).await {
+                Ok(listener) => {
+                    let task =
+                        spawn_accept_loop(listener, self.router.clone(), self.acceptor.clone());
+                    *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(EmulatorError(format!(
+            "cannot listen on {} again: {}",
+            self.info.listen,
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
     }
 }
 

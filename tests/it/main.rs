@@ -8,4 +8,5 @@ mod directory_conformance;
 mod engine;
 mod graph;
 mod ldap;
+mod passwords;
 mod samba;

@@ -13,6 +13,7 @@
 //! ```
 
 mod links;
+mod passwords;
 mod plan;
 mod preview;
 mod results;
@@ -28,6 +29,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use links::{ImportRequest, ImportedUser};
+pub use passwords::{PasswordDelivery, PasswordKey, PasswordProblem};
 pub use plan::{BulkCreateRequest, Snapshot, plan_bulk_create, suggest_upn};
 pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
 pub use results::{failed_users, to_csv, write_results};
@@ -90,6 +92,7 @@ pub struct Integration {
     dir: Arc<dyn Directory>,
     tenant: std::sync::RwLock<Arc<dyn Tenant>>,
     store: Arc<Store>,
+    password_key: Option<PasswordKey>,
 }
 
 impl std::fmt::Debug for Integration {
@@ -151,6 +154,7 @@ impl Integration {
             dir,
             tenant: std::sync::RwLock::new(tenant),
             store,
+            password_key: None,
         }
     }
 

@@ -1,0 +1,273 @@
+//! Password sync: a local password change is queued at once, encrypted (AES-256-GCM with
+//! a key kept in its own 0600 file, outside the database), and delivered to the tenant by
+//! [`Integration::deliver_passwords`], which keeps retrying through outages. A newer
+//! change for the same user supersedes an undelivered older one; a password the tenant
+//! refuses becomes a per-user error the dashboard can show.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::Integration;
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::ObjectGuid;
+
+/// The key that encrypts queued passwords.
+pub struct PasswordKey(LessSafeKey);
+
+impl std::fmt::Debug for PasswordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordKey(<redacted>)")
+    }
+}
+
+impl PasswordKey {
+    /// Loads the key from `path`, creating it (32 random bytes, mode 0600) when absent.
+    /// Keep it outside the state store's folder backups, or the queue is only obscured.
+    ///
+    /// # Errors
+    /// [`ErrorCode::StoreIo`] when it cannot be read or created;
+    /// [`ErrorCode::InvalidConfig`] when the file is not a key.
+    pub fn load_or_create(path: &Path) -> Result<PasswordKey> {
+        let io = |e: std::io::Error| {
+            Error::new(
+                ErrorCode::StoreIo,
+                format!("the password key file {}: {e}", path.display()),
+            )
+        };
+        let bytes = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(mut f) => {
+                let mut k = [0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut k)
+                    .map_err(|_| Error::internal("no randomness for the password key"))?;
+                f.write_all(&k).map_err(io)?;
+                f.sync_all().map_err(io)?;
+                k.to_vec()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mut v = Vec::new();
+                std::fs::File::open(path)
+                    .map_err(io)?
+                    .read_to_end(&mut v)
+                    .map_err(io)?;
+                v
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| {
+            Error::new(
+                ErrorCode::InvalidConfig,
+                format!("{} is not a 32-byte password key", path.display()),
+            )
+        })?;
+        Ok(PasswordKey(LessSafeKey::new(key)))
+    }
+
+    fn seal(&self, user: ObjectGuid, password: &SecretString) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| Error::internal("no randomness for a nonce"))?;
+        let mut data = password.expose_secret().as_bytes().to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(user.to_ad_bytes()),
+                &mut data,
+            )
+            .map_err(|_| Error::internal("encrypting a queued password failed"))?;
+        Ok((nonce.to_vec(), data))
+    }
+
+    fn open(&self, user: ObjectGuid, nonce: &[u8], ciphertext: &[u8]) -> Result<SecretString> {
+        let bad = || {
+            Error::new(
+                ErrorCode::InvalidConfig,
+                "a queued password cannot be decrypted: the password key file does not match the state store",
+            )
+        };
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| bad())?;
+        let mut data = ciphertext.to_vec();
+        let plain = self
+            .0
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(user.to_ad_bytes()),
+                &mut data,
+            )
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| bad())?;
+        Ok(SecretString::from(text))
+    }
+}
+
+/// A password that could not be delivered, for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordProblem {
+    /// The local user.
+    pub local_guid: ObjectGuid,
+    /// Why.
+    pub error_code: ErrorCode,
+    /// The message (never the password).
+    pub message: String,
+    /// Attempts so far.
+    pub attempts: u32,
+}
+
+/// What one delivery round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordDelivery {
+    /// Passwords set online.
+    pub delivered: usize,
+    /// Still queued because the tenant could not be reached (retried next round).
+    pub pending: usize,
+    /// Refused for good (until the user changes the password again).
+    pub refused: Vec<PasswordProblem>,
+}
+
+fn permanent(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::PasswordPolicy
+            | ErrorCode::PermissionDenied
+            | ErrorCode::NotFound
+            | ErrorCode::InvalidConfig
+            | ErrorCode::InvalidInput
+    )
+}
+
+impl Integration {
+    /// Uses this key for the password queue (see [`PasswordKey::load_or_create`]).
+    pub fn with_password_key(mut self, key: PasswordKey) -> Self {
+        self.password_key = Some(key);
+        self
+    }
+
+    fn key(&self) -> Result<&PasswordKey> {
+        self.password_key.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidConfig,
+                "no password key is configured (Integration::with_password_key)",
+            )
+        })
+    }
+
+    /// A local password changed: queue it for the user's online account and return at
+    /// once. Returns `false` when the user has no online account (nothing to do).
+    ///
+    /// # Errors
+    /// [`ErrorCode::IntegrationDisabled`] (nothing propagates while disabled);
+    /// [`ErrorCode::InvalidConfig`] without a password key; store errors.
+    pub fn password_changed(&self, local: ObjectGuid, password: &SecretString) -> Result<bool> {
+        self.require_enabled()?;
+        let key = self.key()?;
+        if self.store.link_by_local(local)?.is_none() {
+            return Ok(false);
+        }
+        let (nonce, ciphertext) = key.seal(local, password)?;
+        self.store.enqueue_password(local, &nonce, &ciphertext)?;
+        Ok(true)
+    }
+
+    /// Delivers queued passwords. A transient failure (outage, throttling) leaves the rest
+    /// queued for the next round; a refusal is recorded for the dashboard and not retried
+    /// until a newer change arrives. Delivered entries are erased.
+    ///
+    /// # Errors
+    /// [`ErrorCode::IntegrationDisabled`]; [`ErrorCode::InvalidConfig`] without a key or
+    /// with the wrong key; store errors.
+    pub async fn deliver_passwords(&self) -> Result<PasswordDelivery> {
+        self.require_enabled()?;
+        let key = self.key()?;
+        let tenant = self.tenant();
+        let mut out = PasswordDelivery::default();
+        let queue = self.store.queued_passwords()?;
+        let mut outage = false;
+        for q in &queue {
+            if q.last_error_code.is_some_and(permanent) {
+                out.refused.push(PasswordProblem {
+                    local_guid: q.local_guid,
+                    error_code: q.last_error_code.unwrap_or(ErrorCode::Internal),
+                    message: q.last_error.clone().unwrap_or_default(),
+                    attempts: q.attempts,
+                });
+                continue;
+            }
+            if outage {
+                out.pending += 1;
+                continue;
+            }
+            let Some(link) = self.store.link_by_local(q.local_guid)? else {
+                let e = Error::not_found(format!(
+                    "local user {} no longer has an online account",
+                    q.local_guid
+                ));
+                self.store
+                    .password_attempt_failed(q.local_guid, q.seq, &e)?;
+                out.refused.push(PasswordProblem {
+                    local_guid: q.local_guid,
+                    error_code: e.code(),
+                    message: e.message().to_string(),
+                    attempts: q.attempts + 1,
+                });
+                continue;
+            };
+            let password = key.open(q.local_guid, &q.nonce, &q.ciphertext)?;
+            match tenant.set_password(&link.online_id, &password).await {
+                Ok(()) => {
+                    self.store.password_delivered(q.local_guid, q.seq)?;
+                    out.delivered += 1;
+                }
+                Err(e) if permanent(e.code()) => {
+                    self.store
+                        .password_attempt_failed(q.local_guid, q.seq, &e)?;
+                    out.refused.push(PasswordProblem {
+                        local_guid: q.local_guid,
+                        error_code: e.code(),
+                        message: e.to_string(),
+                        attempts: q.attempts + 1,
+                    });
+                }
+                Err(e) => {
+                    self.store
+                        .password_attempt_failed(q.local_guid, q.seq, &e)?;
+                    out.pending += 1;
+                    outage = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Passwords the tenant refused, for the dashboard.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn password_problems(&self) -> Result<Vec<PasswordProblem>> {
+        Ok(self
+            .store
+            .queued_passwords()?
+            .into_iter()
+            .filter_map(|q| {
+                let code = q.last_error_code?;
+                Some(PasswordProblem {
+                    local_guid: q.local_guid,
+                    error_code: code,
+                    message: q.last_error.unwrap_or_default(),
+                    attempts: q.attempts,
+                })
+            })
+            .collect())
+    }
+}
