@@ -10,3 +10,4 @@ mod graph;
 mod ldap;
 mod passwords;
 mod samba;
+mod sync;

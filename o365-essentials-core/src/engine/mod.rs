@@ -17,6 +17,7 @@ mod passwords;
 mod plan;
 mod preview;
 mod results;
+mod sync;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use passwords::{PasswordDelivery, PasswordKey, PasswordProblem};
 pub use plan::{BulkCreateRequest, Snapshot, plan_bulk_create, suggest_upn};
 pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
 pub use results::{failed_users, to_csv, write_results};
+pub use sync::{SyncLoop, SyncOptions, SyncReport, plan_sync};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
@@ -580,12 +582,8 @@ impl Integration {
                 if let Err(e) = self.precondition(local).await {
                     return Ok(fail(r, &e, Outcome::Skipped));
                 }
-                let enabled = self
-                    .dir
-                    .user(local.guid)
-                    .await
-                    .map(|u| u.enabled())
-                    .unwrap_or(true);
+                let current = self.dir.user(local.guid).await.ok();
+                let enabled = current.as_ref().is_none_or(|u| u.enabled());
                 let entry = self.store.journal_begin(
                     run,
                     "create_account",
@@ -599,7 +597,8 @@ impl Integration {
                     usage_location: usage_location.clone(),
                     immutable_id: Some(anchor.clone()),
                     account_enabled: enabled,
-                    ..NewOnlineAccount::default()
+                    given_name: current.as_ref().and_then(|u| u.given_name.clone()),
+                    surname: current.as_ref().and_then(|u| u.surname.clone()),
                 };
                 let created = match self
                     .tenant()

@@ -1,0 +1,325 @@
+//! The sync: lifecycle propagation, the safety threshold, drift, the loop — with the
+//! memory directory and with Samba.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use o365_essentials::ErrorCode;
+use o365_essentials::engine::{BulkCreateRequest, Integration, SyncOptions};
+use o365_essentials::memory::MemoryDirectory;
+use o365_essentials::model::{AccountUpdate, Outcome};
+use o365_essentials::ports::{Directory, Tenant};
+use o365_essentials::store::Store;
+use o365_essentials_emulator::{Emulator, EmulatorConfig};
+
+use crate::graph::tenant_for;
+
+struct Setup {
+    emu: Emulator,
+    _tmp: tempfile::TempDir,
+    integration: Arc<Integration>,
+    tenant: Arc<o365_essentials::graph::GraphTenant>,
+}
+
+async fn linked(
+    dir: Arc<dyn Directory>,
+    only: Option<Vec<o365_essentials::model::ObjectGuid>>,
+) -> Setup {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let tenant = Arc::new(tenant_for(&emu));
+    let integration = Arc::new(Integration::new(
+        dir,
+        tenant.clone(),
+        Arc::new(Store::open(tmp.path().join("s.db")).unwrap()),
+    ));
+    integration.integrate().await.unwrap();
+    let req = BulkCreateRequest {
+        domain: "contoso.onmicrosoft.com".into(),
+        users: only,
+        ..Default::default()
+    };
+    let plan = integration
+        .plan_bulk_create(&integration.snapshot().await.unwrap(), &req)
+        .unwrap();
+    let r = integration.apply(&plan, &|_| {}).await.unwrap();
+    assert_eq!(r.count(Outcome::Failed), 0);
+    // The first run reads the directory whole and finds nothing to change.
+    let first = integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(first.results.items.is_empty(), "{:?}", first.results.items);
+    Setup {
+        emu,
+        _tmp: tmp,
+        integration,
+        tenant,
+    }
+}
+
+#[tokio::test]
+async fn local_changes_propagate_and_our_own_changes_are_not_drift() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let s = linked(mem.clone(), None).await;
+    let find = |n: &'static str| {
+        let mem = mem.clone();
+        async move { mem.find_user(n).await.unwrap().unwrap() }
+    };
+    let (ava, ben, chloe, liam) = (
+        find("ava.adams").await,
+        find("ben.brooks").await,
+        find("chloe.carter").await,
+        find("liam.lopez").await,
+    );
+    mem.set_enabled(ava.guid, false).await.unwrap();
+    mem.set_enabled(liam.guid, true).await.unwrap();
+    mem.delete_user(ben.guid).await.unwrap();
+    mem.edit_user(chloe.guid, |u| {
+        u.display_name = Some("Chloe Carter-Smith".into());
+        u.user_principal_name = Some("chloe.smith@essentials.test".into());
+    })
+    .unwrap();
+    let report = s
+        .integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.results.count(Outcome::Succeeded),
+        4,
+        "{:#?}",
+        report.results.items
+    );
+    assert!(report.drift.is_empty());
+    assert!(
+        !s.tenant
+            .account("ava.adams@contoso.onmicrosoft.com")
+            .await
+            .unwrap()
+            .account_enabled
+    );
+    assert!(
+        s.tenant
+            .account("liam.lopez@contoso.onmicrosoft.com")
+            .await
+            .unwrap()
+            .account_enabled
+    );
+    assert_eq!(
+        s.tenant
+            .account("ben.brooks@contoso.onmicrosoft.com")
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotFound
+    );
+    let c = s
+        .tenant
+        .account("chloe.smith@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    assert_eq!(c.display_name, "Chloe Carter-Smith");
+    let stats: serde_json::Value = reqwest::get(format!("{}/stats", s.emu.info().admin_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["sessions_revoked"], 1, "a disable revokes sessions");
+
+    // Next run: nothing new locally, and our own writes are not reported as drift.
+    let quiet = s
+        .integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(quiet.results.items.is_empty());
+    assert!(quiet.drift.is_empty(), "{:?}", quiet.drift);
+
+    // A change made online by someone else is reported, not overwritten.
+    let emma = s
+        .tenant
+        .account("emma.evans@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    s.tenant
+        .update_account(
+            &emma.id,
+            &AccountUpdate {
+                display_name: Some("Emma (set in the portal)".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let drift = s
+        .integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(drift.drift.len(), 1, "{:?}", drift.drift);
+    assert!(drift.drift[0].what.contains("emma.evans"));
+    assert_eq!(
+        s.tenant.account(&emma.id.0).await.unwrap().display_name,
+        "Emma (set in the portal)"
+    );
+}
+
+#[tokio::test]
+async fn the_safety_threshold_holds_mass_disables_until_allowed() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let s = linked(mem.clone(), None).await;
+    let names = [
+        "ava.adams",
+        "ben.brooks",
+        "chloe.carter",
+        "daniel.diaz",
+        "emma.evans",
+        "finn.fischer",
+    ];
+    for n in names {
+        let u = mem.find_user(n).await.unwrap().unwrap();
+        mem.set_enabled(u.guid, false).await.unwrap();
+    }
+    for _ in 0..2 {
+        let r = s
+            .integration
+            .run_sync_once(&SyncOptions::default())
+            .await
+            .unwrap();
+        assert_eq!((r.held, r.threshold), (6, 5), "12 linked: max(5, 10%) = 5");
+        assert_eq!(r.results.count(Outcome::Held), 6);
+        assert!(
+            r.results
+                .items
+                .iter()
+                .all(|i| i.error_code == Some(ErrorCode::SafetyThreshold))
+        );
+        assert!(
+            s.tenant
+                .account("ava.adams@contoso.onmicrosoft.com")
+                .await
+                .unwrap()
+                .account_enabled,
+            "held, not applied"
+        );
+    }
+    let allowed = s
+        .integration
+        .run_sync_once(&SyncOptions {
+            allow_beyond_threshold: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(allowed.results.count(Outcome::Succeeded), 6);
+    for n in names {
+        assert!(
+            !s.tenant
+                .account(&format!("{n}@contoso.onmicrosoft.com"))
+                .await
+                .unwrap()
+                .account_enabled
+        );
+    }
+    assert!(
+        s.integration
+            .run_sync_once(&SyncOptions::default())
+            .await
+            .unwrap()
+            .results
+            .items
+            .is_empty(),
+        "released once, not again"
+    );
+}
+
+#[tokio::test]
+async fn the_sync_loop_propagates_and_stops_cleanly() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let s = linked(mem.clone(), None).await;
+    let running = s
+        .integration
+        .clone()
+        .spawn_sync_loop(Duration::from_millis(100), SyncOptions::default());
+    let grace = mem.find_user("grace.garcia").await.unwrap().unwrap();
+    mem.set_enabled(grace.guid, false).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s
+        .tenant
+        .account("grace.garcia@contoso.onmicrosoft.com")
+        .await
+        .unwrap()
+        .account_enabled
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loop did not propagate the disable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reports = running.stop().await.unwrap();
+    assert!(!reports.is_empty());
+    assert!(reports.iter().all(|r| r.is_ok()));
+    s.integration.disable().unwrap();
+    assert_eq!(
+        s.integration
+            .run_sync_once(&SyncOptions::default())
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::IntegrationDisabled,
+        "after disable nothing propagates"
+    );
+}
+
+#[tokio::test]
+async fn a_disable_in_samba_reaches_the_online_account_through_dirsync() {
+    let d = Arc::new(
+        o365_essentials::ldap::LdapDirectory::new(crate::samba::shared().config()).unwrap(),
+    );
+    let mut guids = Vec::new();
+    for i in 0..2 {
+        let u = o365_essentials::model::NewLocalUser {
+            sam_account_name: format!("sync{i}"),
+            user_principal_name: format!("sync{i}@essentials.test"),
+            display_name: format!("Sync Person {i}"),
+            ..Default::default()
+        };
+        guids.push(
+            d.create_user(&u, &o365_essentials::SecretString::from("Zebra-Sync-2026!"))
+                .await
+                .unwrap()
+                .guid,
+        );
+    }
+    let s = linked(d.clone(), Some(guids.clone())).await;
+    d.set_enabled(guids[0], false).await.unwrap();
+    let r = s
+        .integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        r.results.items.iter().any(|i| i.local_guid == guids[0]
+            && i.action == "disable"
+            && i.outcome == Outcome::Succeeded),
+        "{:#?}",
+        r.results.items
+    );
+    assert!(
+        !s.tenant
+            .account("sync0@contoso.onmicrosoft.com")
+            .await
+            .unwrap()
+            .account_enabled
+    );
+    assert!(
+        s.tenant
+            .account("sync1@contoso.onmicrosoft.com")
+            .await
+            .unwrap()
+            .account_enabled
+    );
+}
