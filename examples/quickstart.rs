@@ -15,7 +15,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use o365_essentials::engine::{BulkCreateRequest, Integration, write_results};
+use o365_essentials::engine::{
+    BulkCreateRequest, Integration, PasswordKey, SyncOptions, write_results,
+};
 use o365_essentials::graph::{GraphConfig, GraphTenant};
 use o365_essentials::ldap::{LdapConfig, LdapDirectory};
 use o365_essentials::memory::MemoryDirectory;
@@ -48,6 +50,8 @@ struct Setup {
     usage: Option<String>,
     results_folder: PathBuf,
     apply: bool,
+    /// In the demo: the memory directory, to make everyday changes in.
+    demo_directory: Option<Arc<MemoryDirectory>>,
 }
 
 #[tokio::main]
@@ -112,6 +116,7 @@ async fn run() -> Result<()> {
                 usage: c.usage_location,
                 results_folder: folder,
                 apply: c.apply,
+                demo_directory: None,
             }
         }
         None => {
@@ -144,14 +149,16 @@ async fn run() -> Result<()> {
                     format!("cannot create {}: {e}", folder.display()),
                 )
             })?;
+            let demo = Arc::new(MemoryDirectory::demo_company()?);
             Setup {
-                dir: Arc::new(MemoryDirectory::demo_company()?),
+                dir: demo.clone(),
                 tenant: Arc::new(GraphTenant::new(g)?),
                 store_path: folder.join("state.db"),
                 domain: None,
                 usage: Some("GB".into()),
                 results_folder: folder,
                 apply: true,
+                demo_directory: Some(demo),
             }
         }
     };
@@ -163,9 +170,12 @@ async fn run() -> Result<()> {
         usage,
         results_folder,
         apply,
+        demo_directory,
     } = setup;
     let store = Arc::new(Store::open(&store_path)?);
-    let integration = Integration::new(dir.clone(), tenant.clone(), store);
+    // The password queue's key lives in its own file, not in the state store.
+    let key = PasswordKey::load_or_create(&store_path.with_extension("key"))?;
+    let integration = Integration::new(dir.clone(), tenant.clone(), store).with_password_key(key);
 
     println!("\n1. Requirements check");
     let report = integration.requirements(domain.as_deref()).await;
@@ -275,5 +285,53 @@ async fn run() -> Result<()> {
         csv.display()
     );
     println!("State store:  {}", store_path.display());
+    if let Some(demo) = demo_directory {
+        lifecycle(&integration, &demo, &tenant).await?;
+    }
+    Ok(())
+}
+
+/// The everyday part: local changes in the demo directory, one sync, what propagated.
+async fn lifecycle(
+    integration: &Integration,
+    demo: &MemoryDirectory,
+    tenant: &GraphTenant,
+) -> Result<()> {
+    println!("\n5. Everyday changes in the directory");
+    integration.run_sync_once(&SyncOptions::default()).await?; // starts the change cursor
+    let user = |n: &'static str| async move {
+        demo.find_user(n).await?.ok_or_else(|| Error::not_found(n))
+    };
+    let ava = user("ava.adams").await?;
+    let ben = user("ben.brooks").await?;
+    let chloe = user("chloe.carter").await?;
+    let new_password = o365_essentials::SecretString::from("Spring-Meadow-2027!");
+    demo.set_password(ava.guid, &new_password).await?;
+    integration.password_changed(ava.guid, &new_password)?;
+    println!("  ava.adams changed her password");
+    demo.set_enabled(ben.guid, false).await?;
+    println!("  ben.brooks was disabled");
+    demo.delete_user(chloe.guid).await?;
+    println!("  chloe.carter was deleted");
+
+    println!("\n6. Sync");
+    let report = integration.run_sync_once(&SyncOptions::default()).await?;
+    for i in &report.results.items {
+        println!("  {:<14} {:<8} {:?}", i.local_user, i.action, i.outcome);
+    }
+    println!("  passwords delivered: {}", report.passwords.delivered);
+    let ben_online = tenant.account("ben.brooks@contoso.onmicrosoft.com").await?;
+    let chloe_online = match tenant.account("chloe.carter@contoso.onmicrosoft.com").await {
+        Err(e) if e.code() == ErrorCode::NotFound => "deleted (restorable for 30 days)",
+        _ => "still there",
+    };
+    println!(
+        "  online now: ben.brooks sign-in {}; chloe.carter {chloe_online}",
+        if ben_online.account_enabled {
+            "allowed"
+        } else {
+            "blocked"
+        }
+    );
     Ok(())
 }

@@ -323,3 +323,101 @@ async fn a_disable_in_samba_reaches_the_online_account_through_dirsync() {
             .account_enabled
     );
 }
+
+#[tokio::test]
+async fn a_sync_run_cut_off_midway_is_finished_by_the_next_one() {
+    use o365_essentials_emulator::config::{Delay, LatencyConfig};
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let s = linked(mem.clone(), None).await;
+    let names = ["ava.adams", "ben.brooks", "chloe.carter", "daniel.diaz"];
+    for n in names {
+        let u = mem.find_user(n).await.unwrap().unwrap();
+        mem.set_enabled(u.guid, false).await.unwrap();
+    }
+    let hugo = mem.find_user("hugo.hughes").await.unwrap().unwrap();
+    mem.delete_user(hugo.guid).await.unwrap();
+    // Slow writes, and the run is abandoned (as a killed process would) part-way.
+    let slow = LatencyConfig {
+        write: Delay {
+            fixed_ms: 150,
+            jitter_ms: 0,
+        },
+        ..Default::default()
+    };
+    reqwest::Client::new()
+        .put(format!("{}/latency", s.emu.info().admin_url))
+        .json(&slow)
+        .send()
+        .await
+        .unwrap();
+    let cut = tokio::time::timeout(
+        Duration::from_millis(400),
+        s.integration.run_sync_once(&SyncOptions::default()),
+    )
+    .await;
+    assert!(cut.is_err(), "the run was cut off");
+    let disabled_so_far = {
+        let mut n = 0;
+        for name in names {
+            if !s
+                .tenant
+                .account(&format!("{name}@contoso.onmicrosoft.com"))
+                .await
+                .unwrap()
+                .account_enabled
+            {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert!(
+        disabled_so_far < 4,
+        "part of the work was done ({disabled_so_far})"
+    );
+    reqwest::Client::new()
+        .put(format!("{}/latency", s.emu.info().admin_url))
+        .json(&LatencyConfig::default())
+        .send()
+        .await
+        .unwrap();
+    let next = s
+        .integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        next.results.count(Outcome::Failed),
+        0,
+        "{:#?}",
+        next.results.items
+    );
+    for name in names {
+        assert!(
+            !s.tenant
+                .account(&format!("{name}@contoso.onmicrosoft.com"))
+                .await
+                .unwrap()
+                .account_enabled,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        s.tenant
+            .account("hugo.hughes@contoso.onmicrosoft.com")
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotFound
+    );
+    assert!(
+        s.integration
+            .run_sync_once(&SyncOptions::default())
+            .await
+            .unwrap()
+            .results
+            .items
+            .is_empty(),
+        "nothing left over, nothing repeated"
+    );
+}

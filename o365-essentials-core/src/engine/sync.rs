@@ -303,10 +303,16 @@ impl Integration {
         let mut results = Vec::new();
         let mut now_touched = HashSet::new();
         for (action, reason) in &items {
+            // A deleted user is known by its online ID (the local object is gone).
             let sam = upserted
                 .iter()
                 .find(|u| u.guid == action.local_guid())
                 .map(|u| u.sam_account_name.clone())
+                .or_else(|| {
+                    links
+                        .get(&action.local_guid())
+                        .map(|l| l.user_principal_name.clone())
+                })
                 .unwrap_or_default();
             let mut r = ItemResult {
                 local_user: sam,
