@@ -161,6 +161,8 @@ struct RootDse {
 
 /// The LDAP directory. Share it as `Arc<LdapDirectory>`.
 pub struct LdapDirectory {
+    /// Operations sent (searches, modifications), for diagnostics and benchmarks.
+    ops: std::sync::atomic::AtomicU64,
     cfg: LdapConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
     conn: tokio::sync::Mutex<Option<Ldap>>,
@@ -269,6 +271,7 @@ impl LdapDirectory {
         }
         let tls = LdapDirectory::tls_config(&cfg)?;
         Ok(LdapDirectory {
+            ops: std::sync::atomic::AtomicU64::new(0),
             cfg,
             tls,
             conn: tokio::sync::Mutex::new(None),
@@ -336,7 +339,13 @@ impl LdapDirectory {
         Ok(ldap)
     }
 
+    /// LDAP operations sent so far (each search counts once, however many pages).
+    pub fn operation_count(&self) -> u64 {
+        self.ops.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn handle(&self, fresh: bool) -> Result<Ldap> {
+        self.ops.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut g = self.conn.lock().await;
         if fresh {
             *g = None;
