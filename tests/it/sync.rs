@@ -421,3 +421,81 @@ async fn a_sync_run_cut_off_midway_is_finished_by_the_next_one() {
         "nothing left over, nothing repeated"
     );
 }
+
+#[tokio::test]
+async fn changes_that_fail_transiently_come_back_in_the_next_run() {
+    use o365_essentials_emulator::config::{FaultKind, FaultRule};
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let s = linked(mem.clone(), None).await;
+    let mut tenant_cfg = crate::graph::config_for(&s.emu);
+    tenant_cfg.max_attempts = 1; // give up at once, so the fault reaches the run
+    let fragile = Arc::new(o365_essentials::graph::GraphTenant::new(tenant_cfg).unwrap());
+    s.integration.change_credentials(fragile).await.unwrap();
+    let names = ["isla.ito", "jack.jensen", "kira.kowalski"];
+    for n in names {
+        let u = mem.find_user(n).await.unwrap().unwrap();
+        mem.set_enabled(u.guid, false).await.unwrap();
+    }
+    let rules = vec![FaultRule {
+        path: "/v1.0/users/*".into(),
+        method: Some("PATCH".into()),
+        probability: 1.0,
+        kind: FaultKind::Status { status: 503 },
+        limit: Some(2),
+    }];
+    reqwest::Client::new()
+        .put(format!("{}/faults", s.emu.info().admin_url))
+        .json(&serde_json::json!({"rules": rules}))
+        .send()
+        .await
+        .unwrap();
+    let first = s
+        .integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.results.count(Outcome::Failed),
+        2,
+        "{:#?}",
+        first.results.items
+    );
+    assert!(
+        first
+            .results
+            .items
+            .iter()
+            .filter(|i| i.outcome == Outcome::Failed)
+            .all(|i| i.error_code == Some(ErrorCode::ServiceUnavailable))
+    );
+    let second = s
+        .integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        second.results.count(Outcome::Succeeded),
+        2,
+        "only the two that failed: {:#?}",
+        second.results.items
+    );
+    for n in names {
+        assert!(
+            !s.tenant
+                .account(&format!("{n}@contoso.onmicrosoft.com"))
+                .await
+                .unwrap()
+                .account_enabled,
+            "{n}"
+        );
+    }
+    assert!(
+        s.integration
+            .run_sync_once(&SyncOptions::default())
+            .await
+            .unwrap()
+            .results
+            .items
+            .is_empty()
+    );
+}

@@ -404,7 +404,13 @@ impl Integration {
             }
             results.push(r);
         }
-        if !hold {
+        // Keep the cursor when something must come back next run: held items, and items
+        // that failed transiently (the plan is recomputed from state, so what did succeed
+        // is not repeated).
+        let retry = results.iter().any(|r| {
+            r.outcome == Outcome::Failed && r.error_code.is_some_and(ErrorCode::is_transient)
+        });
+        if !hold && !retry {
             self.store.set_cursor(DIRECTORY_CURSOR, &changes.cursor.0)?;
         }
         self.store.set_setting(TOUCHED, &now_touched)?;
