@@ -8,6 +8,7 @@
 //! Data flows one way: ports feed a snapshot or changes to a pure planner, whose `Plan`
 //! is reviewed and then applied exactly, with per-item results.
 
+pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod graph;

@@ -5,6 +5,7 @@
 
 mod crash;
 mod directory_conformance;
+mod dns;
 mod engine;
 mod graph;
 mod ldap;
