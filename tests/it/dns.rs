@@ -96,3 +96,109 @@ fn the_zone_fragment_is_accepted_by_bind() {
     // The readable file carries the same fragment.
     assert!(records_file_text(&domain, &records()).contains("$ORIGIN contoso.co.uk."));
 }
+
+#[path = "../../o365-essentials-emulator/tests/common/bind.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod bind;
+
+#[tokio::test]
+async fn records_are_checked_against_a_real_dns_server() {
+    use o365_essentials::dns::{RecordStatus, check_records};
+    let zone = "contoso.co.uk";
+    let dns = bind::Bind::start(
+        zone,
+        &[
+            "@ IN TXT \"MS=ms12345678\"".into(),
+            "@ IN TXT \"v=spf1 mx include:_spf.old.example ~all\"".into(),
+            "@ IN MX 10 mx.old.example.".into(),
+            "autodiscover IN CNAME autodiscover.old.example.".into(),
+            "_sip._tls IN SRV 100 1 443 sipdir.online.lync.com.".into(),
+            "verify IN CNAME somewhere.example.".into(),
+        ],
+    );
+    let r = |name: &str, data: RecordData| DnsRecord {
+        name: name.into(),
+        ttl: 3600,
+        data,
+        purpose: RecordPurpose::Service,
+        supported_service: None,
+        optional: false,
+    };
+    let wanted = vec![
+        r(
+            zone,
+            RecordData::Txt {
+                text: "MS=ms12345678".into(),
+            },
+        ),
+        r(
+            zone,
+            RecordData::Txt {
+                text: "v=spf1 include:spf.protection.outlook.com -all".into(),
+            },
+        ),
+        r(
+            zone,
+            RecordData::Mx {
+                exchange: "contoso-co-uk.mail.protection.outlook.com".into(),
+                preference: 0,
+            },
+        ),
+        r(
+            "autodiscover.contoso.co.uk",
+            RecordData::Cname {
+                target: "autodiscover.outlook.com".into(),
+            },
+        ),
+        r(
+            "_sip._tls.contoso.co.uk",
+            RecordData::Srv {
+                service: "_sip".into(),
+                protocol: "_tls".into(),
+                priority: 100,
+                weight: 1,
+                port: 443,
+                target: "sipdir.online.lync.com".into(),
+            },
+        ),
+        r(
+            "lyncdiscover.contoso.co.uk",
+            RecordData::Cname {
+                target: "webdir.online.lync.com".into(),
+            },
+        ),
+        r(
+            "verify.contoso.co.uk",
+            RecordData::Txt {
+                text: "MS=ms999".into(),
+            },
+        ),
+    ];
+    let checks = check_records(dns.addr, &wanted).await.unwrap();
+    assert_eq!(checks[0].status, RecordStatus::Present);
+    assert!(
+        matches!(&checks[1].status, RecordStatus::Different { found } if found[0].starts_with("v=spf1 mx"))
+    );
+    assert!(
+        checks[1]
+            .advice
+            .contains("v=spf1 mx include:_spf.old.example include:spf.protection.outlook.com ~all"),
+        "{}",
+        checks[1].advice
+    );
+    assert!(checks[1].advice.contains("never add a second"));
+    assert!(
+        matches!(&checks[2].status, RecordStatus::Different { found } if found == &vec!["MX 10 mx.old.example".to_string()])
+    );
+    assert!(checks[2].advice.contains("preference"));
+    assert!(
+        matches!(&checks[3].status, RecordStatus::Different { found } if found == &vec!["autodiscover.old.example".to_string()])
+    );
+    assert_eq!(checks[4].status, RecordStatus::Present);
+    assert_eq!(checks[5].status, RecordStatus::Missing);
+    assert!(checks[6].advice.contains("CNAME"), "{}", checks[6].advice);
+    let addr = dns.addr;
+    drop(dns);
+    let e = check_records(addr, &wanted[..1]).await.unwrap_err();
+    assert_eq!(e.code(), o365_essentials::ErrorCode::Transport);
+}

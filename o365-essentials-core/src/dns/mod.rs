@@ -2,6 +2,10 @@
 //! aware, internationalised names as punycode), and the records a tenant asks for as a
 //! records file (`NewDNSRecords_<n>.txt`) and as a zone-file fragment (RFC 1035).
 
+mod check;
+
+pub use check::{RecordCheck, RecordStatus, check_records, merge_spf, system_resolvers};
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
