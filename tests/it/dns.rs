@@ -202,3 +202,49 @@ async fn records_are_checked_against_a_real_dns_server() {
     let e = check_records(addr, &wanted[..1]).await.unwrap_err();
     assert_eq!(e.code(), o365_essentials::ErrorCode::Transport);
 }
+
+#[tokio::test]
+async fn the_health_report_scores_mail_records_with_fixes() {
+    use o365_essentials::dns::health_report;
+    use o365_essentials::model::CheckStatus;
+    let good = bind::Bind::start(
+        "healthy.co.uk",
+        &[
+            "@ IN MX 0 healthy-co-uk.mail.protection.outlook.com.".into(),
+            "@ IN TXT \"v=spf1 include:spf.protection.outlook.com -all\"".into(),
+            "selector1._domainkey IN CNAME selector1-healthy-co-uk._domainkey.contoso.onmicrosoft.com.".into(),
+            "selector2._domainkey IN CNAME selector2-healthy-co-uk._domainkey.contoso.onmicrosoft.com.".into(),
+            "_dmarc IN TXT \"v=DMARC1; p=quarantine; rua=mailto:dmarc@healthy.co.uk\"".into(),
+            "autodiscover IN CNAME autodiscover.outlook.com.".into(),
+        ],
+    );
+    let r = health_report(good.addr, "healthy.co.uk").await.unwrap();
+    assert_eq!(r.score, 100, "{r:#?}");
+    assert!(
+        r.checks
+            .iter()
+            .all(|c| c.status == CheckStatus::Pass && c.fix.is_empty())
+    );
+
+    let poor = bind::Bind::start(
+        "poorly.co.uk",
+        &[
+            "@ IN MX 10 mx.old.example.".into(),
+            "@ IN MX 20 poorly-co-uk.mail.protection.outlook.com.".into(),
+            "@ IN TXT \"v=spf1 include:spf.protection.outlook.com -all\"".into(),
+            "@ IN TXT \"v=spf1 mx -all\"".into(),
+            "selector1._domainkey IN CNAME selector1-poorly._domainkey.contoso.onmicrosoft.com."
+                .into(),
+            "_dmarc IN TXT \"v=DMARC1; p=none\"".into(),
+        ],
+    );
+    let r = health_report(poor.addr, "poorly.co.uk").await.unwrap();
+    let by = |id: &str| r.checks.iter().find(|c| c.id == id).unwrap().clone();
+    assert_eq!(by("mx").status, CheckStatus::Warn);
+    assert_eq!(by("spf").status, CheckStatus::Fail);
+    assert!(by("spf").fix.contains("Merge"));
+    assert_eq!(by("dkim").status, CheckStatus::Warn);
+    assert_eq!(by("dmarc").status, CheckStatus::Warn);
+    assert_eq!(by("autodiscover").status, CheckStatus::Fail);
+    assert_eq!(r.score, 30);
+}

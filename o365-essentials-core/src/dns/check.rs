@@ -141,6 +141,42 @@ fn host(n: &Name) -> String {
     n.to_ascii().trim_end_matches('.').to_ascii_lowercase()
 }
 
+pub(crate) async fn query_txt(server: SocketAddr, name: &str) -> Result<Vec<String>> {
+    Ok(query(server, name, RecordType::TXT)
+        .await?
+        .iter()
+        .filter_map(txt_of)
+        .collect())
+}
+
+pub(crate) async fn query_mx(server: SocketAddr, name: &str) -> Result<Vec<(u16, String)>> {
+    Ok(query(server, name, RecordType::MX)
+        .await?
+        .iter()
+        .filter_map(|d| {
+            if let RData::MX(m) = d {
+                Some((m.preference(), host(m.exchange())))
+            } else {
+                None
+            }
+        })
+        .collect())
+}
+
+pub(crate) async fn query_cnames(server: SocketAddr, name: &str) -> Result<Vec<String>> {
+    Ok(query(server, name, RecordType::CNAME)
+        .await?
+        .iter()
+        .filter_map(|d| {
+            if let RData::CNAME(c) = d {
+                Some(host(&c.0))
+            } else {
+                None
+            }
+        })
+        .collect())
+}
+
 /// The SPF record that adds `required`'s include to `existing` (one SPF per name).
 pub fn merge_spf(existing: &str, required: &str) -> String {
     let includes: Vec<&str> = required

@@ -3,8 +3,10 @@
 //! records file (`NewDNSRecords_<n>.txt`) and as a zone-file fragment (RFC 1035).
 
 mod check;
+mod health;
 
 pub use check::{RecordCheck, RecordStatus, check_records, merge_spf, system_resolvers};
+pub use health::{HealthCheck, HealthReport, health_report};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
