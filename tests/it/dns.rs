@@ -248,3 +248,124 @@ async fn the_health_report_scores_mail_records_with_fixes() {
     assert_eq!(by("autodiscover").status, CheckStatus::Fail);
     assert_eq!(r.score, 30);
 }
+
+#[tokio::test]
+async fn linking_a_domain_resumes_across_runs_until_every_record_is_in_dns() {
+    use o365_essentials::dns::{DomainLinker, DomainStage};
+    use o365_essentials::model::DomainService;
+    use std::sync::Arc;
+    let emu = o365_essentials_emulator::Emulator::start(
+        o365_essentials_emulator::EmulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let tenant = Arc::new(crate::graph::tenant_for(&emu));
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap());
+    let set_dns = |addr: std::net::SocketAddr| {
+        let url = format!("{}/dns", emu.info().admin_url);
+        async move {
+            reqwest::Client::new()
+                .put(url)
+                .json(&serde_json::json!({"server": addr.to_string()}))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let zone = "fabrikam.co.uk";
+    let empty = bind::Bind::start(zone, &[]);
+    set_dns(empty.addr).await;
+    let e = DomainLinker::new(tenant.clone(), store.clone(), empty.addr)
+        .run("marketing.fabrikam.co.uk", &[DomainService::Email])
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("add fabrikam.co.uk"));
+
+    let first = DomainLinker::new(tenant.clone(), store.clone(), empty.addr)
+        .run(zone, &[DomainService::Email])
+        .await
+        .unwrap();
+    assert_eq!(first.stage, DomainStage::Added);
+    assert!(
+        first.next.contains("publish the verification record"),
+        "{}",
+        first.next
+    );
+    let code = first
+        .records
+        .iter()
+        .find_map(|r| {
+            if let RecordData::Txt { text } = &r.data {
+                Some(text.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert!(code.starts_with("MS=ms"));
+
+    // The DNS server goes away: the run fails, the stage is kept.
+    let down = empty.addr;
+    drop(empty);
+    assert_eq!(
+        DomainLinker::new(tenant.clone(), store.clone(), down)
+            .run(zone, &[DomainService::Email])
+            .await
+            .unwrap_err()
+            .code(),
+        o365_essentials::ErrorCode::Transport
+    );
+    assert_eq!(
+        DomainLinker::new(tenant.clone(), store.clone(), down)
+            .stage(zone)
+            .unwrap(),
+        DomainStage::Added
+    );
+
+    // The admin publishes the TXT: the next run verifies and sets the services.
+    let with_txt = bind::Bind::start(zone, &[format!("@ IN TXT \"{code}\"")]);
+    set_dns(with_txt.addr).await;
+    let second = DomainLinker::new(tenant.clone(), store.clone(), with_txt.addr)
+        .run(zone, &[DomainService::Email])
+        .await
+        .unwrap();
+    assert_eq!(second.stage, DomainStage::ServicesSet, "{}", second.next);
+    assert!(
+        second.next.contains("publish 3 service record"),
+        "{}",
+        second.next
+    );
+    let mx = second
+        .records
+        .iter()
+        .find_map(|r| {
+            if let RecordData::Mx { exchange, .. } = &r.data {
+                Some(exchange.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+
+    // Then the service records: done.
+    let full = bind::Bind::start(
+        zone,
+        &[
+            format!("@ IN TXT \"{code}\""),
+            format!("@ IN MX 0 {mx}."),
+            "@ IN TXT \"v=spf1 include:spf.protection.outlook.com -all\"".into(),
+            "autodiscover IN CNAME autodiscover.outlook.com.".into(),
+        ],
+    );
+    let third = DomainLinker::new(tenant.clone(), store.clone(), full.addr)
+        .run(zone, &[DomainService::Email])
+        .await
+        .unwrap();
+    assert_eq!(third.stage, DomainStage::Done, "{}", third.next);
+    let domain = o365_essentials::ports::Domains::domain(tenant.as_ref(), zone)
+        .await
+        .unwrap();
+    assert!(domain.is_verified);
+    assert_eq!(domain.supported_services, vec![DomainService::Email]);
+}

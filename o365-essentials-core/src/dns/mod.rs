@@ -3,9 +3,11 @@
 //! records file (`NewDNSRecords_<n>.txt`) and as a zone-file fragment (RFC 1035).
 
 mod check;
+mod flow;
 mod health;
 
 pub use check::{RecordCheck, RecordStatus, check_records, merge_spf, system_resolvers};
+pub use flow::{DomainLinker, DomainProgress, DomainStage};
 pub use health::{HealthCheck, HealthReport, health_report};
 
 use std::fmt::Write as _;
