@@ -369,3 +369,171 @@ async fn linking_a_domain_resumes_across_runs_until_every_record_is_in_dns() {
     assert!(domain.is_verified);
     assert_eq!(domain.supported_services, vec![DomainService::Email]);
 }
+
+#[tokio::test]
+async fn records_are_applied_with_signed_dynamic_updates_and_the_tenant_then_verifies() {
+    use o365_essentials::dns::{TsigKey, apply_records};
+    use o365_essentials::ports::Domains;
+    use std::sync::Arc;
+    let secret = "bzM2NS1lc3NlbnRpYWxzLXRlc3Qta2V5LTMyYnl0ZXMhIQ==";
+    let zone = "northwind.co.uk";
+    let dns = bind::Bind::start_with_key(
+        zone,
+        &[
+            "@ IN TXT \"v=spf1 mx ~all\"".into(),
+            "@ IN MX 10 mx.old.example.".into(),
+        ],
+        Some(("o365-update", secret)),
+    );
+    let emu = o365_essentials_emulator::Emulator::start(
+        o365_essentials_emulator::EmulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    reqwest::Client::new()
+        .put(format!("{}/dns", emu.info().admin_url))
+        .json(&serde_json::json!({"server": dns.addr.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    let tenant = Arc::new(crate::graph::tenant_for(&emu));
+    tenant.add_domain(zone).await.unwrap();
+    let verification = tenant.verification_records(zone).await.unwrap();
+    assert_eq!(
+        tenant.verify(zone).await.unwrap_err().code(),
+        o365_essentials::ErrorCode::DnsRecordMismatch,
+        "not in DNS yet"
+    );
+
+    let key = TsigKey::from_bind_conf(&format!(
+        "key \"o365-update\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};"
+    ))
+    .unwrap();
+    let wrong = TsigKey {
+        name: "o365-update".into(),
+        secret: o365_essentials::SecretString::from("d3Jvbmcta2V5"),
+    };
+    let e = apply_records(dns.addr, zone, &wrong, &verification, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), o365_essentials::ErrorCode::Auth, "{e}");
+    assert!(!e.to_string().contains(secret));
+
+    let first = apply_records(dns.addr, zone, &key, &verification, false)
+        .await
+        .unwrap();
+    assert_eq!(first.added.len(), 2, "{first:?}");
+    assert!(
+        tenant.verify(zone).await.unwrap().is_verified,
+        "the tenant reads the same BIND"
+    );
+    let again = apply_records(dns.addr, zone, &key, &verification, false)
+        .await
+        .unwrap();
+    assert!(
+        again.added.is_empty() && again.already_present.len() == 2,
+        "idempotent: {again:?}"
+    );
+
+    tenant
+        .set_supported_services(zone, &[o365_essentials::model::DomainService::Email])
+        .await
+        .unwrap();
+    let services = tenant.service_records(zone).await.unwrap();
+    let applied = apply_records(dns.addr, zone, &key, &services, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.left_alone.len(),
+        1,
+        "the existing SPF is not replaced unless asked: {applied:?}"
+    );
+    assert!(applied.left_alone[0].1.contains("merged"));
+    let merged = apply_records(dns.addr, zone, &key, &services, true)
+        .await
+        .unwrap();
+    assert_eq!(merged.added.len(), 1);
+    let checks = o365_essentials::dns::check_records(dns.addr, &services)
+        .await
+        .unwrap();
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.status == o365_essentials::dns::RecordStatus::Present),
+        "{checks:#?}"
+    );
+    // The old MX was not ours: it is still there.
+    let out = std::process::Command::new("dig")
+        .args([
+            "+short",
+            "-p",
+            &dns.addr.port().to_string(),
+            "@127.0.0.1",
+            zone,
+            "MX",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mx.old.example"));
+    let spf = std::process::Command::new("dig")
+        .args([
+            "+short",
+            "-p",
+            &dns.addr.port().to_string(),
+            "@127.0.0.1",
+            zone,
+            "TXT",
+        ])
+        .output()
+        .unwrap();
+    let spf = String::from_utf8_lossy(&spf.stdout).to_string();
+    assert_eq!(
+        spf.matches("v=spf1").count(),
+        1,
+        "exactly one SPF record: {spf}"
+    );
+}
+
+#[tokio::test]
+async fn with_dynamic_updates_the_flow_links_a_domain_in_one_run() {
+    use o365_essentials::dns::{DomainLinker, DomainStage, TsigKey};
+    use std::sync::Arc;
+    let secret = "bzM2NS1lc3NlbnRpYWxzLXRlc3Qta2V5LTMyYnl0ZXMhIQ==";
+    let zone = "tailspin.co.uk";
+    let dns = bind::Bind::start_with_key(zone, &[], Some(("o365-update", secret)));
+    let emu = o365_essentials_emulator::Emulator::start(
+        o365_essentials_emulator::EmulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    reqwest::Client::new()
+        .put(format!("{}/dns", emu.info().admin_url))
+        .json(&serde_json::json!({"server": dns.addr.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    let tenant = Arc::new(crate::graph::tenant_for(&emu));
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap());
+    let key = TsigKey {
+        name: "o365-update".into(),
+        secret: o365_essentials::SecretString::from(secret),
+    };
+    let linker = DomainLinker::new(tenant, store, dns.addr).with_dynamic_updates(key);
+    let p = linker
+        .run(
+            zone,
+            &[
+                o365_essentials::model::DomainService::Email,
+                o365_essentials::model::DomainService::OfficeCommunicationsOnline,
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.stage, DomainStage::Done, "{}", p.next);
+    assert!(
+        p.checks
+            .iter()
+            .all(|c| c.status == o365_essentials::dns::RecordStatus::Present)
+    );
+}

@@ -238,7 +238,21 @@ pub async fn check_records(server: SocketAddr, records: &[DnsRecord]) -> Result<
                         ),
                     )
                 } else if text.starts_with("v=spf1") {
+                    let includes: Vec<&str> = text
+                        .split_whitespace()
+                        .filter(|t| t.starts_with("include:"))
+                        .collect();
                     match found.iter().find(|f| f.starts_with("v=spf1")) {
+                        // One SPF record that already includes Microsoft 365 (merged): done.
+                        Some(existing)
+                            if includes.iter().all(|i| {
+                                existing
+                                    .split_whitespace()
+                                    .any(|t| t.eq_ignore_ascii_case(i))
+                            }) =>
+                        {
+                            (RecordStatus::Present, String::new())
+                        }
                         Some(existing) => (
                             RecordStatus::Different {
                                 found: vec![existing.clone()],

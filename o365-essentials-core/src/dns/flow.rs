@@ -51,6 +51,8 @@ pub struct DomainLinker {
     domains: Arc<dyn Domains>,
     store: Arc<Store>,
     dns: SocketAddr,
+    /// When the company's own DNS server hosts the zone: the key to update it with.
+    update_key: Option<super::TsigKey>,
 }
 
 fn key(domain: &str) -> String {
@@ -64,7 +66,15 @@ impl DomainLinker {
             domains,
             store,
             dns,
+            update_key: None,
         }
+    }
+
+    /// Publishes the records itself, with RFC 2136 updates signed by `key`, on the DNS
+    /// server given to [`DomainLinker::new`] (which must host the zone).
+    pub fn with_dynamic_updates(mut self, key: super::TsigKey) -> Self {
+        self.update_key = Some(key);
+        self
     }
 
     /// Where `domain` stands (without doing anything).
@@ -102,6 +112,9 @@ impl DomainLinker {
             let current = self.domains.domain(&name).await?;
             if !current.is_verified {
                 let records = self.domains.verification_records(&name).await?;
+                if let Some(key) = &self.update_key {
+                    super::apply_records(self.dns, &name, key, &records, false).await?;
+                }
                 let checks = check_records(self.dns, &records).await?;
                 let txt_present = checks.iter().any(|c| c.status == RecordStatus::Present);
                 if !txt_present {
@@ -147,6 +160,9 @@ impl DomainLinker {
             self.save(&name, stage)?;
         }
         let records = self.domains.service_records(&name).await?;
+        if let Some(key) = &self.update_key {
+            super::apply_records(self.dns, &name, key, &records, false).await?;
+        }
         let checks = check_records(self.dns, &records).await?;
         let missing: Vec<&RecordCheck> = checks
             .iter()

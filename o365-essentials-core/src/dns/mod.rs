@@ -5,10 +5,12 @@
 mod check;
 mod flow;
 mod health;
+mod update;
 
 pub use check::{RecordCheck, RecordStatus, check_records, merge_spf, system_resolvers};
 pub use flow::{DomainLinker, DomainProgress, DomainStage};
 pub use health::{HealthCheck, HealthReport, health_report};
+pub use update::{ApplyOutcome, TsigKey, apply_records};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

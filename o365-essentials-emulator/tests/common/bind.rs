@@ -33,6 +33,12 @@ fn free_port() -> u16 {
 impl Bind {
     /// Serves `zone` with the given records (zone-file lines after the SOA and NS).
     pub fn start(zone: &str, records: &[String]) -> Bind {
+        Bind::start_with_key(zone, records, None)
+    }
+
+    /// As [`Bind::start`], accepting RFC 2136 updates signed with this hmac-sha256 TSIG
+    /// key `(name, base64 secret)`.
+    pub fn start_with_key(zone: &str, records: &[String], key: Option<(&str, &str)>) -> Bind {
         let named = ["/usr/sbin/named", "/usr/bin/named"]
             .into_iter()
             .map(PathBuf::from)
@@ -43,13 +49,20 @@ impl Bind {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path().display();
+        let key_clause = key
+            .map(|(n, k)| format!("key \"{n}\" {{ algorithm hmac-sha256; secret \"{k}\"; }};\n"))
+            .unwrap_or_default();
+        let update = key
+            .map(|(n, _)| format!("allow-update {{ key \"{n}\"; }};"))
+            .unwrap_or_default();
         std::fs::write(
             dir.path().join("named.conf"),
             format!(
                 "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; \
                  recursion no; dnssec-validation no; allow-query {{ any; }}; }};\n\
                  controls {{ }};\n\
-                 zone \"{zone}\" {{ type master; file \"{d}/zone.db\"; }};\n"
+                 {key_clause}\
+                 zone \"{zone}\" {{ type master; file \"{d}/zone.db\"; {update} }};\n"
             ),
         )
         .unwrap();
