@@ -208,22 +208,8 @@ pub async fn check_records(server: SocketAddr, records: &[DnsRecord]) -> Result<
     for r in records {
         let (status, advice) = match &r.data {
             RecordData::Txt { text } => {
-                let found: Vec<String> = query(server, &r.name, RecordType::TXT)
-                    .await?
-                    .iter()
-                    .filter_map(txt_of)
-                    .collect();
-                let cnames: Vec<String> = query(server, &r.name, RecordType::CNAME)
-                    .await?
-                    .iter()
-                    .filter_map(|d| {
-                        if let RData::CNAME(c) = d {
-                            Some(host(&c.0))
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
+                let found = query_txt(server, &r.name).await?;
+                let cnames = query_cnames(server, &r.name).await?;
                 if found.iter().any(|f| f == text) {
                     (RecordStatus::Present, String::new())
                 } else if !cnames.is_empty() {
@@ -286,17 +272,7 @@ pub async fn check_records(server: SocketAddr, records: &[DnsRecord]) -> Result<
                 exchange,
                 preference,
             } => {
-                let found: Vec<(u16, String)> = query(server, &r.name, RecordType::MX)
-                    .await?
-                    .iter()
-                    .filter_map(|d| {
-                        if let RData::MX(m) = d {
-                            Some((m.preference(), host(m.exchange())))
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
+                let found = query_mx(server, &r.name).await?;
                 let ours = found
                     .iter()
                     .any(|(_, h)| h.eq_ignore_ascii_case(exchange.trim_end_matches('.')));
@@ -330,17 +306,7 @@ pub async fn check_records(server: SocketAddr, records: &[DnsRecord]) -> Result<
                 }
             }
             RecordData::Cname { target } => {
-                let found: Vec<String> = query(server, &r.name, RecordType::CNAME)
-                    .await?
-                    .iter()
-                    .filter_map(|d| {
-                        if let RData::CNAME(c) = d {
-                            Some(host(&c.0))
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
+                let found = query_cnames(server, &r.name).await?;
                 if found
                     .iter()
                     .any(|f| f.eq_ignore_ascii_case(target.trim_end_matches('.')))
