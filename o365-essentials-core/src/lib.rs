@@ -11,6 +11,7 @@
 pub mod dns;
 pub mod engine;
 pub mod error;
+pub mod exchange;
 pub mod graph;
 pub mod json;
 pub mod ldap;

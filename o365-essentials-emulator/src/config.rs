@@ -270,6 +270,66 @@ pub struct Seed {
     pub skus: Vec<SeedSku>,
     /// Extra domains.
     pub domains: Vec<SeedDomain>,
+    /// ActiveSync devices of mailboxes (their users must be seeded first).
+    pub devices: Vec<SeedDevice>,
+}
+
+/// A seeded ActiveSync device.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SeedDevice {
+    /// The owner's UPN.
+    pub user: String,
+    /// The ActiveSync `DeviceId` (random when empty).
+    pub device_id: String,
+    /// `DeviceModel` (`iPhone15,2`).
+    pub model: String,
+    /// `DeviceType` (`iPhone`, `Android`, `Outlook`).
+    pub device_type: String,
+    /// `DeviceOS` (`iOS 17.1`).
+    pub os: String,
+    /// `FriendlyName`.
+    pub friendly_name: Option<String>,
+    /// Quarantined until an admin decides (`DeviceDiscovery` state) instead of allowed.
+    pub pending_discovery: bool,
+}
+
+/// The Exchange admin API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExchangeConfig {
+    /// Milliseconds (at time scale 1) before a device acknowledges a wipe.
+    pub wipe_ack_delay_ms: u64,
+    /// InvokeCommand calls allowed per app per window (`Rate-Limit-Limit`).
+    pub requests_per_window: u32,
+    /// The window in seconds.
+    pub window_secs: f64,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        ExchangeConfig {
+            wipe_ack_delay_ms: 2_000,
+            requests_per_window: 600,
+            window_secs: 60.0,
+        }
+    }
+}
+
+/// SharePoint Online.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SharePointConfig {
+    /// Milliseconds (at time scale 1) between creating a library and its drive appearing.
+    pub drive_delay_ms: u64,
+}
+
+impl Default for SharePointConfig {
+    fn default() -> Self {
+        SharePointConfig {
+            drive_delay_ms: 300,
+        }
+    }
 }
 
 impl Default for Seed {
@@ -296,6 +356,7 @@ impl Default for Seed {
                 },
             ],
             domains: Vec::new(),
+            devices: Vec::new(),
         }
     }
 }
@@ -338,6 +399,10 @@ pub struct EmulatorConfig {
     pub max_body_bytes: usize,
     /// Delta tokens older than this many changes are expired (`resyncRequired`).
     pub delta_retention_changes: u64,
+    /// The Exchange admin API.
+    pub exchange: ExchangeConfig,
+    /// SharePoint Online.
+    pub sharepoint: SharePointConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -355,6 +420,8 @@ impl Default for EmulatorConfig {
             seed: Seed::default(),
             max_body_bytes: 4 * 1024 * 1024,
             delta_retention_changes: 100_000,
+            exchange: ExchangeConfig::default(),
+            sharepoint: SharePointConfig::default(),
         }
     }
 }

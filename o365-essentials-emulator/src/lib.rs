@@ -34,6 +34,7 @@ mod ctx;
 mod dns;
 mod domains;
 mod edge;
+mod exchange;
 mod odata;
 mod org;
 mod state;
@@ -242,6 +243,18 @@ fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
         ))
 }
 
+fn exchange_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
+    Router::new()
+        .route(
+            "/adminapi/beta/{tenant}/InvokeCommand",
+            post(exchange::invoke),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            (emu.clone(), Resource::Exchange),
+            auth::require_token,
+        ))
+}
+
 async fn graph_fallback(uri: axum::http::Uri) -> ctx::GraphError {
     let seg = uri
         .path()
@@ -295,6 +308,7 @@ fn build_router(emu: &Arc<Emu>) -> Router {
         )
         .merge(admin)
         .merge(graph_router(emu))
+        .merge(exchange_router(emu))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             emu.clone(),

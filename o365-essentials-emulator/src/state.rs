@@ -258,6 +258,8 @@ pub(crate) struct Directory {
     pub delta_floor: u64,
     /// Ids deleted for good (delta reports them as `deleted`).
     pub purged: Vec<String>,
+    /// Exchange Online.
+    pub exo: crate::exchange::ExoState,
 }
 
 impl Directory {
@@ -473,6 +475,7 @@ impl Emu {
             d.touch(&id, retention);
             ids.push(id);
         }
+        crate::exchange::seed_devices(&mut d, &seed.devices)?;
         Ok(ids)
     }
 

@@ -7,6 +7,7 @@ mod crash;
 mod directory_conformance;
 mod dns;
 mod engine;
+mod exchange;
 mod graph;
 mod ldap;
 mod passwords;

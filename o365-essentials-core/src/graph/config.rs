@@ -73,6 +73,10 @@ fn default_graph_url() -> String {
     "https://graph.microsoft.com/v1.0".into()
 }
 
+fn default_exchange_url() -> String {
+    "https://outlook.office365.com/adminapi/beta".into()
+}
+
 fn default_connect_timeout() -> f64 {
     10.0
 }
@@ -108,6 +112,13 @@ pub struct GraphConfig {
     /// Graph base with the version (`https://graph.microsoft.com/v1.0`).
     #[serde(default = "default_graph_url")]
     pub graph_url: String,
+    /// Exchange admin API base (`https://outlook.office365.com/adminapi/beta`).
+    #[serde(default = "default_exchange_url")]
+    pub exchange_url: String,
+    /// Where to send SharePoint REST calls for the team site; `None` sends them to the
+    /// team site's own URL (from Graph), which is right for Microsoft 365.
+    #[serde(default)]
+    pub sharepoint_url: Option<String>,
     /// Extra CA certificates (PEM) to trust, inline.
     #[serde(default)]
     pub ca_bundle_pem: Option<String>,
@@ -149,6 +160,8 @@ impl GraphConfig {
             },
             login_url: default_login_url(),
             graph_url: default_graph_url(),
+            exchange_url: default_exchange_url(),
+            sharepoint_url: None,
             ca_bundle_pem: None,
             ca_bundle_file: None,
             proxy: None,

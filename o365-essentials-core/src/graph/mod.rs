@@ -39,7 +39,7 @@ use crate::model::{
 };
 use crate::ports::{Domains, Tenant};
 use crate::validate;
-use auth::{LoadedCredential, TokenCache};
+pub(crate) use auth::{LoadedCredential, TokenCache};
 use pacer::Pacer;
 
 const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
@@ -51,7 +51,7 @@ const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, ENCODE).to_string()
 }
 
@@ -153,12 +153,12 @@ pub struct BatchAnswer {
     pub body: Value,
 }
 
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = 0.2 * 2f64.powi(attempt.min(6) as i32);
     Duration::from_secs_f64(rand::random::<f64>() * base.min(10.0) + 0.05)
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -185,7 +185,15 @@ impl GraphTenant {
         if !(1..=999).contains(&cfg.page_size) {
             return Err(bad(format!("page_size {} is outside 1–999", cfg.page_size)));
         }
-        for (name, url) in [("login_url", &cfg.login_url), ("graph_url", &cfg.graph_url)] {
+        let mut urls = vec![
+            ("login_url", &cfg.login_url),
+            ("graph_url", &cfg.graph_url),
+            ("exchange_url", &cfg.exchange_url),
+        ];
+        if let Some(sp) = &cfg.sharepoint_url {
+            urls.push(("sharepoint_url", sp));
+        }
+        for (name, url) in urls {
             reqwest::Url::parse(url)
                 .map_err(|e| bad(format!("{name} `{url}` is not a URL: {e}")))?;
         }
@@ -253,6 +261,29 @@ impl GraphTenant {
             c.throttled.load(Ordering::Relaxed),
             c.retries.load(Ordering::Relaxed),
         )
+    }
+
+    /// The configuration it was built from.
+    pub(crate) fn config(&self) -> &GraphConfig {
+        &self.inner.cfg
+    }
+
+    /// The shared HTTP client.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Whether the credential is a client secret (SharePoint REST refuses those).
+    pub(crate) fn uses_secret(&self) -> bool {
+        matches!(self.inner.cred, LoadedCredential::Secret(_))
+    }
+
+    /// A token from another resource's cache, with this tenant's credential.
+    pub(crate) async fn token_from(&self, cache: &TokenCache) -> Result<auth::Token> {
+        let i = &self.inner;
+        cache
+            .get(&i.http, &i.token_url, &i.cfg.client_id, &i.cred)
+            .await
     }
 
     /// The write rate the pacer has settled on (writes per second).

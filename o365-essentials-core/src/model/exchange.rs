@@ -92,6 +92,11 @@ pub enum DeviceCharacteristic {
     /// `DeviceOS`.
     #[serde(rename = "DeviceOS")]
     DeviceOs,
+    /// `UserAgent`.
+    UserAgent,
+    /// `XMSWLHeader`.
+    #[serde(rename = "XMSWLHeader")]
+    XmsWlHeader,
 }
 
 /// An ActiveSync device access rule.

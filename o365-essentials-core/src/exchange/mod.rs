@@ -1,0 +1,926 @@
+//! Exchange Online through its admin API (`InvokeCommand`): distribution groups, the
+//! mobile device mailbox policy, ActiveSync access rules, mobile devices and remote
+//! wipe. Implements [`Exchange`].
+//!
+//! ```no_run
+//! # async fn demo() -> o365_essentials_core::Result<()> {
+//! use o365_essentials_core::exchange::ExchangeOnline;
+//! use o365_essentials_core::graph::GraphConfig;
+//! use o365_essentials_core::ports::Exchange;
+//!
+//! let exo = ExchangeOnline::new(GraphConfig::with_secret("contoso.onmicrosoft.com", "client-id", "secret"))?;
+//! for g in exo.distribution_groups().await? {
+//!     println!("{} <{}>: {} members", g.display_name, g.primary_smtp_address, g.members.len());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Every cmdlet is one `POST {exchange_url}/{tenant}/InvokeCommand` with the Exchange
+//! resource's token. Reads follow `@odata.nextLink`; the `Rate-Limit-*` headers and
+//! `Retry-After` pace the calls. Writes whose outcome is unknown (a lost answer) are
+//! checked before they are repeated, so nothing is created twice. Cmdlet errors keep the
+//! exception name (`…ManagementObjectNotFoundException`) as the service code.
+
+mod map;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::graph::{GraphConfig, GraphTenant, TokenCache, backoff, retry_after, transport_error};
+use crate::model::{
+    AccessRule, DevicePolicy, DistributionGroup, Limit, MobileDevice, NewAccessRule,
+    NewDistributionGroup, WipeKind, WipeStatus,
+};
+use crate::ports::Exchange;
+
+/// The Exchange Online resource's scope.
+pub const EXCHANGE_SCOPE: &str = "https://outlook.office365.com/.default";
+
+/// The system mailbox the admin API routes app-only calls by.
+const ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
+
+/// Attempts of a write whose outcome is checked before it is repeated.
+const WRITE_ATTEMPTS: u32 = 6;
+
+/// Is the cmdlet safe to send again when its outcome is unknown?
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads, and writes whose repetition changes nothing.
+    Idempotent,
+    /// The caller looks at the state before repeating it.
+    CallerChecks,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    throttled: AtomicU64,
+    rate_waits: AtomicU64,
+}
+
+struct Inner {
+    graph: GraphTenant,
+    tokens: TokenCache,
+    url: String,
+    anchor: String,
+    /// No request before this instant (the window's budget is spent).
+    hold_until: std::sync::Mutex<Option<Instant>>,
+    counters: Counters,
+}
+
+/// The Exchange Online backend; cheap to clone.
+#[derive(Clone)]
+pub struct ExchangeOnline {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ExchangeOnline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeOnline")
+            .field("url", &self.inner.url)
+            .field("graph", &self.inner.graph)
+            .finish()
+    }
+}
+
+/// What one page of a cmdlet's answer held.
+struct Page {
+    rows: Vec<Value>,
+    next: Option<String>,
+}
+
+fn is_unknown_outcome(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::ServiceUnavailable | ErrorCode::Transport | ErrorCode::Timeout
+    )
+}
+
+fn exception_is(e: &Error, name: &str) -> bool {
+    e.service().is_some_and(|s| s.code.ends_with(name))
+}
+
+fn check_text(what: &str, value: &str, max: usize) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid_input(format!("{what} is empty")));
+    }
+    if value.chars().count() > max {
+        return Err(Error::invalid_input(format!(
+            "{what} `{value}` is longer than {max} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "{what} contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+fn check_members(members: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for m in members {
+        check_text("a member", m, 320)?;
+        let m = m.trim().to_string();
+        if !out.iter().any(|x| x.eq_ignore_ascii_case(&m)) {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a device policy against the service's ranges before any request.
+///
+/// # Errors
+/// [`ErrorCode::InvalidInput`] naming the setting and its allowed values.
+pub fn check_device_policy(p: &DevicePolicy) -> Result<()> {
+    if let Some(n) = p.min_password_length
+        && !(1..=16).contains(&n)
+    {
+        return Err(Error::invalid_input(format!(
+            "minimum password length {n} is outside 1–16"
+        )));
+    }
+    if let Limit::Value(n) = p.max_password_failed_attempts
+        && !(4..=16).contains(&n)
+    {
+        return Err(Error::invalid_input(format!(
+            "allowed failed password attempts {n} is outside 4–16 (or unlimited)"
+        )));
+    }
+    if let Limit::Value(n) = p.max_inactivity_lock_minutes
+        && !(1..=60).contains(&n)
+    {
+        return Err(Error::invalid_input(format!(
+            "inactivity lock of {n} minutes is outside 1–60 (or unlimited)"
+        )));
+    }
+    Ok(())
+}
+
+impl ExchangeOnline {
+    /// Builds the backend from the tenant's configuration (its `exchange_url` and
+    /// credential). Makes no request.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidConfig`] as [`GraphTenant::new`].
+    pub fn new(cfg: GraphConfig) -> Result<ExchangeOnline> {
+        Ok(ExchangeOnline::with_graph(GraphTenant::new(cfg)?))
+    }
+
+    /// Shares a Graph backend's HTTP client and credential.
+    pub fn with_graph(graph: GraphTenant) -> ExchangeOnline {
+        let cfg = graph.config();
+        let url = format!(
+            "{}/{}/InvokeCommand",
+            cfg.exchange_url.trim_end_matches('/'),
+            crate::graph::enc(&cfg.tenant_id)
+        );
+        let anchor = format!("APP:{ANCHOR_MAILBOX}@{}", cfg.tenant_id);
+        ExchangeOnline {
+            inner: Arc::new(Inner {
+                tokens: TokenCache::new(EXCHANGE_SCOPE),
+                url,
+                anchor,
+                hold_until: std::sync::Mutex::new(None),
+                counters: Counters::default(),
+                graph,
+            }),
+        }
+    }
+
+    /// Cmdlet calls sent (each retry and page counts), throttled answers, and waits made
+    /// because the `Rate-Limit-Remaining` budget was spent.
+    pub fn request_counts(&self) -> (u64, u64, u64) {
+        let c = &self.inner.counters;
+        (
+            c.requests.load(Ordering::Relaxed),
+            c.throttled.load(Ordering::Relaxed),
+            c.rate_waits.load(Ordering::Relaxed),
+        )
+    }
+
+    async fn wait_for_budget(&self) {
+        let until = *self
+            .inner
+            .hold_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = until {
+            let now = Instant::now();
+            if t > now {
+                self.inner
+                    .counters
+                    .rate_waits
+                    .fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(t - now).await;
+            }
+        }
+    }
+
+    fn note_budget(&self, headers: &reqwest::header::HeaderMap) {
+        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let remaining = get("rate-limit-remaining").and_then(|v| v.trim().parse::<u64>().ok());
+        let reset = get("rate-limit-reset").and_then(map::reset_in);
+        if let (Some(0), Some(reset)) = (remaining, reset) {
+            // A little past the reset, so the first call lands in the new window.
+            let until =
+                Instant::now() + reset.min(Duration::from_secs(300)) + Duration::from_millis(25);
+            let mut h = self
+                .inner
+                .hold_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if h.is_none_or(|t| t < until) {
+                *h = Some(until);
+            }
+        }
+    }
+
+    fn hold(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut h = self
+            .inner
+            .hold_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if h.is_none_or(|t| t < until) {
+            *h = Some(until);
+        }
+    }
+
+    /// Sends one page request with pacing, token refresh and retries.
+    async fn send(
+        &self,
+        url: &str,
+        body: &str,
+        cmdlet: &str,
+        retry: Retry,
+        what: &str,
+    ) -> Result<Page> {
+        let i = &self.inner;
+        let cfg = i.graph.config();
+        let mut auth_retried = false;
+        let mut last: Option<Error> = None;
+        for attempt in 0..cfg.max_attempts.max(1) {
+            self.wait_for_budget().await;
+            let token = i.graph.token_from(&i.tokens).await?;
+            let req = i
+                .graph
+                .http()
+                .post(url)
+                .bearer_auth(token.value.expose_secret())
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/json; charset=utf-8",
+                )
+                .header(reqwest::header::ACCEPT, "application/json")
+                .header(
+                    "Prefer",
+                    format!("odata.maxpagesize={}", cfg.page_size.clamp(1, 1000)),
+                )
+                .header("X-AnchorMailbox", &i.anchor)
+                .header("X-CmdletName", cmdlet)
+                .header("X-ResponseFormat", "json")
+                .header("client-request-id", Uuid::new_v4().to_string())
+                .body(body.to_string());
+            i.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = transport_error(&e, what);
+                    if retry == Retry::CallerChecks || err.code() == ErrorCode::Tls {
+                        return Err(err);
+                    }
+                    last = Some(err);
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            self.note_budget(&headers);
+            let request_id = headers
+                .get("request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let text = resp.text().await.unwrap_or_default();
+            let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if (200..300).contains(&status) {
+                let Some(rows) = parsed.get("value").and_then(Value::as_array) else {
+                    return Err(Error::new(
+                        ErrorCode::UnexpectedResponse,
+                        format!("{what}: Exchange answered {status} without a `value` list"),
+                    ));
+                };
+                return Ok(Page {
+                    rows: rows.clone(),
+                    next: parsed
+                        .get("@odata.nextLink")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                });
+            }
+            if status == 429 {
+                i.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                let after = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
+                self.hold(after);
+                last = Some(
+                    map::exchange_error(status, &parsed, request_id.as_deref(), what)
+                        .with_retry_after(after),
+                );
+                continue;
+            }
+            if status == 401 && !auth_retried {
+                auth_retried = true;
+                i.tokens.invalidate().await;
+                continue;
+            }
+            let err = map::exchange_error(status, &parsed, request_id.as_deref(), what);
+            if matches!(status, 500 | 502 | 503 | 504) {
+                if retry == Retry::CallerChecks {
+                    return Err(err);
+                }
+                let wait = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
+                last = Some(err);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(err);
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::new(
+                ErrorCode::ServiceUnavailable,
+                format!("{what}: no attempt succeeded"),
+            )
+        }))
+    }
+
+    /// Runs a cmdlet and collects every page of its answer.
+    async fn invoke(
+        &self,
+        cmdlet: &str,
+        params: Value,
+        retry: Retry,
+        what: &str,
+    ) -> Result<Vec<Value>> {
+        let body = json!({"CmdletInput": {"CmdletName": cmdlet, "Parameters": params}}).to_string();
+        let base = self.inner.url.clone();
+        let mut url = base.clone();
+        let mut rows = Vec::new();
+        let mut pages = 0u32;
+        loop {
+            let page = self.send(&url, &body, cmdlet, retry, what).await?;
+            rows.extend(page.rows);
+            pages += 1;
+            match page.next {
+                Some(next) if pages < 10_000 => {
+                    // Only follow links to the same endpoint: the token goes with them.
+                    let same = next.split('?').next() == Some(base.as_str())
+                        || next
+                            .split('?')
+                            .next()
+                            .is_some_and(|p| p.eq_ignore_ascii_case(&base));
+                    if !same {
+                        return Err(Error::new(
+                            ErrorCode::UnexpectedResponse,
+                            format!(
+                                "{what}: Exchange sent a next link to another address ({next})"
+                            ),
+                        ));
+                    }
+                    url = next;
+                }
+                _ => return Ok(rows),
+            }
+        }
+    }
+
+    async fn group_row(&self, identity: &str) -> Result<Option<Value>> {
+        match self
+            .invoke(
+                "Get-DistributionGroup",
+                json!({"Identity": identity}),
+                Retry::Idempotent,
+                &format!("looking up distribution group {identity}"),
+            )
+            .await
+        {
+            Ok(rows) => Ok(rows.into_iter().next()),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn group_members(&self, identity: &str) -> Result<Vec<String>> {
+        let rows = self
+            .invoke(
+                "Get-DistributionGroupMember",
+                json!({"Identity": identity, "ResultSize": "Unlimited"}),
+                Retry::Idempotent,
+                &format!("listing the members of {identity}"),
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get("PrimarySmtpAddress").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Checks that the group and every member exist, naming everything missing.
+    async fn check_group_and_members(&self, group: &str, members: &[String]) -> Result<()> {
+        check_text("the group", group, 320)?;
+        if self.group_row(group).await?.is_none() {
+            return Err(Error::not_found(format!(
+                "there is no distribution group `{group}`"
+            )));
+        }
+        self.check_recipients(members).await
+    }
+
+    async fn check_recipients(&self, members: &[String]) -> Result<()> {
+        let mut checks = Vec::with_capacity(members.len());
+        for chunk in members.chunks(4) {
+            let found = futures::future::join_all(chunk.iter().map(|m| async move {
+                let r = self
+                    .invoke(
+                        "Get-Recipient",
+                        json!({"Identity": m}),
+                        Retry::Idempotent,
+                        &format!("looking up {m}"),
+                    )
+                    .await;
+                (m.clone(), r)
+            }))
+            .await;
+            checks.extend(found);
+        }
+        let mut missing = Vec::new();
+        for (m, r) in checks {
+            match r {
+                Ok(_) => {}
+                Err(e) if e.code() == ErrorCode::NotFound => missing.push(m),
+                Err(e) => return Err(e),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!(
+                "no mailbox or address for {}; create their online accounts first or correct the addresses",
+                missing.join(", ")
+            )))
+        }
+    }
+
+    async fn stats_row(&self, device_id: &str) -> Result<Value> {
+        check_text("the device id", device_id, 512)?;
+        let rows = self
+            .invoke(
+                "Get-MobileDeviceStatistics",
+                json!({"Identity": device_id}),
+                Retry::Idempotent,
+                &format!("reading device {device_id}"),
+            )
+            .await?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| Error::not_found(format!("there is no mobile device `{device_id}`")))
+    }
+}
+
+#[async_trait]
+impl Exchange for ExchangeOnline {
+    async fn distribution_groups(&self) -> Result<Vec<DistributionGroup>> {
+        let rows = self
+            .invoke(
+                "Get-DistributionGroup",
+                json!({"ResultSize": "Unlimited"}),
+                Retry::Idempotent,
+                "listing distribution groups",
+            )
+            .await?;
+        let mut groups = rows.iter().map(map::group).collect::<Result<Vec<_>>>()?;
+        let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let mut members = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(4) {
+            let found =
+                futures::future::join_all(chunk.iter().map(|id| self.group_members(id))).await;
+            members.extend(found);
+        }
+        for (g, m) in groups.iter_mut().zip(members) {
+            g.members = m?;
+        }
+        Ok(groups)
+    }
+
+    async fn create_distribution_group(
+        &self,
+        group: &NewDistributionGroup,
+    ) -> Result<DistributionGroup> {
+        check_text("the group name", &group.name, 64)?;
+        crate::validate::mail_nickname(&group.alias)?;
+        let display = group
+            .display_name
+            .clone()
+            .unwrap_or_else(|| group.name.clone());
+        check_text("the display name", &display, 256)?;
+        crate::validate::upn(&group.primary_smtp_address).map_err(|e| {
+            Error::invalid_input(format!(
+                "the primary SMTP address is not an address: {}",
+                e.message()
+            ))
+        })?;
+        let members = check_members(&group.members)?;
+        if !members.is_empty() {
+            self.check_recipients(&members).await?;
+        }
+        let params = json!({
+            "Name": group.name,
+            "Alias": group.alias,
+            "DisplayName": display,
+            "PrimarySmtpAddress": group.primary_smtp_address,
+            "Type": "Distribution",
+            "RequireSenderAuthenticationEnabled": !group.allow_external_senders,
+            "Members": members,
+        });
+        let what = format!("creating distribution group {}", group.name);
+        let mut rows = None;
+        for attempt in 0..WRITE_ATTEMPTS {
+            match self
+                .invoke(
+                    "New-DistributionGroup",
+                    params.clone(),
+                    Retry::CallerChecks,
+                    &what,
+                )
+                .await
+            {
+                Ok(r) => {
+                    rows = Some(r);
+                    break;
+                }
+                Err(e) if is_unknown_outcome(&e) && attempt + 1 < WRITE_ATTEMPTS => {
+                    // The answer was lost: the group may exist. Ours if name and address
+                    // match; otherwise it was not created and is sent again.
+                    if let Some(row) = self.group_row(&group.primary_smtp_address).await?
+                        && row
+                            .get("Name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| n.eq_ignore_ascii_case(&group.name))
+                    {
+                        rows = Some(vec![row]);
+                        break;
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let rows = rows.unwrap_or_default();
+        let row = rows.into_iter().next().ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnexpectedResponse,
+                format!("{what}: Exchange returned no group"),
+            )
+        })?;
+        let mut g = map::group(&row)?;
+        g.members = self.group_members(&g.id).await?;
+        Ok(g)
+    }
+
+    async fn add_members(&self, group: &str, members: &[String]) -> Result<()> {
+        let members = check_members(members)?;
+        self.check_group_and_members(group, &members).await?;
+        for m in &members {
+            match self
+                .invoke(
+                    "Add-DistributionGroupMember",
+                    json!({"Identity": group, "Member": m, "BypassSecurityGroupManagerCheck": true}),
+                    Retry::Idempotent,
+                    &format!("adding {m} to {group}"),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if exception_is(&e, "MemberAlreadyExistsException") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_members(&self, group: &str, members: &[String]) -> Result<()> {
+        let members = check_members(members)?;
+        self.check_group_and_members(group, &members).await?;
+        for m in &members {
+            match self
+                .invoke(
+                    "Remove-DistributionGroupMember",
+                    json!({"Identity": group, "Member": m, "BypassSecurityGroupManagerCheck": true, "Confirm": false}),
+                    Retry::Idempotent,
+                    &format!("removing {m} from {group}"),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if exception_is(&e, "MemberNotFoundException") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn replace_members(&self, group: &str, members: &[String]) -> Result<()> {
+        let members = check_members(members)?;
+        self.check_group_and_members(group, &members).await?;
+        self.invoke(
+            "Update-DistributionGroupMember",
+            json!({"Identity": group, "Members": members, "BypassSecurityGroupManagerCheck": true, "Confirm": false}),
+            Retry::Idempotent,
+            &format!("replacing the members of {group}"),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete_distribution_group(&self, group: &str) -> Result<()> {
+        check_text("the group", group, 320)?;
+        let what = format!("deleting distribution group {group}");
+        let mut sent = false;
+        for attempt in 0..WRITE_ATTEMPTS {
+            match self
+                .invoke(
+                    "Remove-DistributionGroup",
+                    json!({"Identity": group, "BypassSecurityGroupManagerCheck": true, "Confirm": false}),
+                    Retry::CallerChecks,
+                    &what,
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // A repeat after an unknown outcome: gone means the first one worked.
+                Err(e) if e.code() == ErrorCode::NotFound && sent => return Ok(()),
+                Err(e) if e.code() == ErrorCode::NotFound => {
+                    return Err(Error::not_found(format!(
+                        "there is no distribution group `{group}`"
+                    ))
+                    .with_service(e.service().cloned().unwrap_or_default()));
+                }
+                Err(e) if is_unknown_outcome(&e) => {
+                    sent = true;
+                    if self.group_row(group).await?.is_none() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorCode::ServiceUnavailable,
+            format!("{what}: Exchange did not answer; the group is still there"),
+        ))
+    }
+
+    async fn device_policy(&self) -> Result<DevicePolicy> {
+        let rows = self
+            .invoke(
+                "Get-MobileDeviceMailboxPolicy",
+                json!({"Identity": "Default"}),
+                Retry::Idempotent,
+                "reading the mobile device policy",
+            )
+            .await?;
+        map::policy(rows.first().unwrap_or(&Value::Null))
+    }
+
+    async fn set_device_policy(&self, policy: &DevicePolicy) -> Result<()> {
+        check_device_policy(policy)?;
+        let params = json!({
+            "Identity": "Default",
+            "PasswordEnabled": policy.password_enabled,
+            "MinPasswordLength": policy.min_password_length,
+            "MaxPasswordFailedAttempts": match policy.max_password_failed_attempts {
+                Limit::Unlimited => json!("Unlimited"),
+                Limit::Value(n) => json!(n),
+            },
+            "MaxInactivityTimeLock": match policy.max_inactivity_lock_minutes {
+                Limit::Unlimited => json!("Unlimited"),
+                Limit::Value(m) => json!(format!("{:02}:{:02}:00", m / 60, m % 60)),
+            },
+            "AlphanumericPasswordRequired": policy.alphanumeric_password_required,
+            "Confirm": false,
+        });
+        self.invoke(
+            "Set-MobileDeviceMailboxPolicy",
+            params,
+            Retry::Idempotent,
+            "setting the mobile device policy",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn access_rules(&self) -> Result<Vec<AccessRule>> {
+        let rows = self
+            .invoke(
+                "Get-ActiveSyncDeviceAccessRule",
+                json!({}),
+                Retry::Idempotent,
+                "listing device access rules",
+            )
+            .await?;
+        rows.iter().map(map::rule).collect()
+    }
+
+    async fn add_access_rule(&self, rule: &NewAccessRule) -> Result<AccessRule> {
+        check_text("the rule's value", &rule.query_string, 256)?;
+        let characteristic = map::characteristic_name(rule.characteristic);
+        let params = json!({
+            "QueryString": rule.query_string,
+            "Characteristic": characteristic,
+            "AccessLevel": map::access_level_name(rule.access_level),
+        });
+        let what = format!(
+            "adding the device access rule {} ({characteristic})",
+            rule.query_string
+        );
+        let mut rows = Vec::new();
+        for attempt in 0..WRITE_ATTEMPTS {
+            match self
+                .invoke(
+                    "New-ActiveSyncDeviceAccessRule",
+                    params.clone(),
+                    Retry::CallerChecks,
+                    &what,
+                )
+                .await
+            {
+                Ok(r) => {
+                    rows = r;
+                    break;
+                }
+                Err(e) if is_unknown_outcome(&e) && attempt + 1 < WRITE_ATTEMPTS => {
+                    if let Some(r) = self.access_rules().await?.into_iter().find(|r| {
+                        r.characteristic == rule.characteristic
+                            && r.query_string.eq_ignore_ascii_case(&rule.query_string)
+                            && r.access_level == rule.access_level
+                    }) {
+                        return Ok(r);
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        map::rule(rows.first().unwrap_or(&Value::Null))
+    }
+
+    async fn remove_access_rule(&self, id: &str) -> Result<()> {
+        check_text("the rule id", id, 512)?;
+        let what = format!("removing device access rule {id}");
+        let mut sent = false;
+        for attempt in 0..WRITE_ATTEMPTS {
+            match self
+                .invoke(
+                    "Remove-ActiveSyncDeviceAccessRule",
+                    json!({"Identity": id, "Confirm": false}),
+                    Retry::CallerChecks,
+                    &what,
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == ErrorCode::NotFound && sent => return Ok(()),
+                Err(e) if is_unknown_outcome(&e) => {
+                    sent = true;
+                    if !self
+                        .access_rules()
+                        .await?
+                        .iter()
+                        .any(|r| r.id.eq_ignore_ascii_case(id))
+                    {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorCode::ServiceUnavailable,
+            format!("{what}: Exchange did not answer; the rule is still there"),
+        ))
+    }
+
+    async fn devices(&self, user_principal_name: &str) -> Result<Vec<MobileDevice>> {
+        check_text("the user", user_principal_name, 320)?;
+        let what = format!("listing the mobile devices of {user_principal_name}");
+        let devices = self
+            .invoke(
+                "Get-MobileDevice",
+                json!({"Mailbox": user_principal_name, "ResultSize": "Unlimited"}),
+                Retry::Idempotent,
+                &what,
+            )
+            .await?;
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stats = self
+            .invoke(
+                "Get-MobileDeviceStatistics",
+                json!({"Mailbox": user_principal_name}),
+                Retry::Idempotent,
+                &what,
+            )
+            .await?;
+        devices
+            .iter()
+            .map(|d| {
+                let guid = d.get("Guid").and_then(Value::as_str).unwrap_or("");
+                let st = stats
+                    .iter()
+                    .find(|s| s.get("Guid").and_then(Value::as_str) == Some(guid));
+                map::device(d, st, user_principal_name)
+            })
+            .collect()
+    }
+
+    async fn wipe_device(
+        &self,
+        device_id: &str,
+        kind: WipeKind,
+        confirm: &str,
+    ) -> Result<WipeStatus> {
+        check_text("the device id", device_id, 512)?;
+        if !confirm.trim().eq_ignore_ascii_case(device_id.trim()) {
+            return Err(Error::invalid_input(format!(
+                "a wipe erases the device: repeat its id `{device_id}` as the confirmation to send it"
+            )));
+        }
+        let current = map::wipe_status(&self.stats_row(device_id).await?);
+        if current == WipeStatus::Pending {
+            return Ok(current);
+        }
+        let mut params = json!({"Identity": device_id, "Confirm": false});
+        if kind == WipeKind::AccountOnly {
+            params["AccountOnly"] = json!(true);
+        }
+        // Repeating a wipe request leaves one pending request: safe to resend.
+        self.invoke(
+            "Clear-MobileDevice",
+            params,
+            Retry::Idempotent,
+            &format!("wiping device {device_id}"),
+        )
+        .await?;
+        self.wipe_status(device_id).await
+    }
+
+    async fn cancel_wipe(&self, device_id: &str) -> Result<WipeStatus> {
+        let current = map::wipe_status(&self.stats_row(device_id).await?);
+        match current {
+            WipeStatus::Succeeded => {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "device {device_id} already acknowledged the wipe; it cannot be cancelled"
+                    ),
+                ));
+            }
+            WipeStatus::None | WipeStatus::Cancelled => return Ok(WipeStatus::None),
+            WipeStatus::Pending => {}
+        }
+        match self
+            .invoke(
+                "Clear-MobileDevice",
+                json!({"Identity": device_id, "Cancel": true, "Confirm": false}),
+                Retry::Idempotent,
+                &format!("cancelling the wipe of {device_id}"),
+            )
+            .await
+        {
+            Ok(_) => Ok(WipeStatus::Cancelled),
+            Err(e) if exception_is(&e, "WipeAlreadyCompletedException") => Err(Error::new(
+                ErrorCode::Conflict,
+                format!("device {device_id} acknowledged the wipe before it could be cancelled"),
+            )
+            .with_service(e.service().cloned().unwrap_or_default())),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn wipe_status(&self, device_id: &str) -> Result<WipeStatus> {
+        Ok(map::wipe_status(&self.stats_row(device_id).await?))
+    }
+}
