@@ -18,6 +18,7 @@ pub mod ldap;
 pub mod memory;
 pub mod model;
 pub mod ports;
+pub mod sharepoint;
 pub mod store;
 pub mod validate;
 

@@ -54,7 +54,7 @@ pub(crate) async fn state(State(emu): State<Arc<Emu>>) -> Response<Body> {
         .iter()
         .map(|r| json!({"id": r.id, "displayName": r.display_name, "roleTemplateId": r.template_id, "members": r.members}))
         .collect();
-    let body = json!({"users": users, "deletedUsers": deleted, "skus": skus, "domains": domains, "roles": roles, "changeSeq": d.seq, "exchange": crate::exchange::state_json(&d)});
+    let body = json!({"users": users, "deletedUsers": deleted, "skus": skus, "domains": domains, "roles": roles, "changeSeq": d.seq, "exchange": crate::exchange::state_json(&d), "sharepoint": crate::sharepoint::state_json(&d)});
     drop(d);
     json_response(StatusCode::OK, &body)
 }

@@ -37,6 +37,7 @@ mod edge;
 mod exchange;
 mod odata;
 mod org;
+mod sharepoint;
 mod state;
 mod throttle;
 mod users;
@@ -230,6 +231,20 @@ fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
             "/v1.0/domains/{id}/forceDelete",
             post(domains::force_delete),
         )
+        .route("/v1.0/sites/{id}", get(sharepoint::get_site))
+        .route(
+            "/v1.0/sites/{id}/lists",
+            get(sharepoint::get_lists).post(sharepoint::create_list),
+        )
+        .route(
+            "/v1.0/sites/{id}/lists/{list}",
+            get(sharepoint::get_list).delete(sharepoint::delete_list),
+        )
+        .route(
+            "/v1.0/sites/{id}/lists/{list}/drive",
+            get(sharepoint::get_list_drive),
+        )
+        .route("/v1.0/sites/{id}/drives", get(sharepoint::get_drives))
         .route("/v1.0/$batch", post(batch::batch))
         .route("/v1.0", axum::routing::any(graph_fallback))
         .route("/v1.0/{*rest}", axum::routing::any(graph_fallback))
@@ -251,6 +266,32 @@ fn exchange_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
         )
         .layer(axum::middleware::from_fn_with_state(
             (emu.clone(), Resource::Exchange),
+            auth::require_token,
+        ))
+}
+
+fn sharepoint_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
+    Router::new()
+        .route("/sharepoint/_api/web", get(sharepoint::web))
+        .route(
+            "/sharepoint/_api/web/{which}",
+            get(sharepoint::associated_group).post(sharepoint::merge_list),
+        )
+        .route(
+            "/sharepoint/_api/web/sitegroups/{seg}",
+            get(sharepoint::site_group),
+        )
+        .route(
+            "/sharepoint/_api/web/sitegroups/{seg}/users",
+            get(sharepoint::group_users).post(sharepoint::add_group_user),
+        )
+        .route(
+            "/sharepoint/_api/web/sitegroups/{seg}/users/{call}",
+            post(sharepoint::remove_group_user),
+        )
+        .layer(axum::middleware::from_fn(sharepoint::app_only_rules))
+        .layer(axum::middleware::from_fn_with_state(
+            (emu.clone(), Resource::SharePoint),
             auth::require_token,
         ))
 }
@@ -309,6 +350,7 @@ fn build_router(emu: &Arc<Emu>) -> Router {
         .merge(admin)
         .merge(graph_router(emu))
         .merge(exchange_router(emu))
+        .merge(sharepoint_router(emu))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             emu.clone(),

@@ -260,6 +260,8 @@ pub(crate) struct Directory {
     pub purged: Vec<String>,
     /// Exchange Online.
     pub exo: crate::exchange::ExoState,
+    /// SharePoint Online.
+    pub spo: crate::sharepoint::SpoState,
 }
 
 impl Directory {
@@ -417,6 +419,7 @@ impl Emu {
                 verification_code: String::new(),
             },
         );
+        crate::sharepoint::init(&mut d, self);
         for (name, template) in crate::auth::ROLE_TEMPLATES {
             d.roles.push(Role {
                 id: self.stable_id(&format!("role:{template}")),

@@ -43,23 +43,25 @@ fn device(owner: &str, id: &str, model: &str, kind: &str, os: &str) -> SeedDevic
 }
 
 fn config() -> EmulatorConfig {
-    let mut cfg = EmulatorConfig::default();
-    cfg.seed = Seed {
-        users: vec![
-            user("alex", "Alex Adams"),
-            user("bea", "Bea Brown"),
-            user("carl", "Carl Clark"),
-        ],
-        domains: vec![SeedDomain {
-            name: "contoso.com".into(),
-            verified: true,
-        }],
-        devices: vec![
-            device("alex", "APPLEA1", "iPhone15,2", "iPhone", "iOS 17.1"),
-            device("alex", "ANDROIDA2", "Pixel 8", "Android", "Android 14"),
-            device("bea", "APPLEB1", "iPhone15,2", "iPhone", "iOS 17.0"),
-        ],
-        ..Seed::default()
+    let mut cfg = EmulatorConfig {
+        seed: Seed {
+            users: vec![
+                user("alex", "Alex Adams"),
+                user("bea", "Bea Brown"),
+                user("carl", "Carl Clark"),
+            ],
+            domains: vec![SeedDomain {
+                name: "contoso.com".into(),
+                verified: true,
+            }],
+            devices: vec![
+                device("alex", "APPLEA1", "iPhone15,2", "iPhone", "iOS 17.1"),
+                device("alex", "ANDROIDA2", "Pixel 8", "Android", "Android 14"),
+                device("bea", "APPLEB1", "iPhone15,2", "iPhone", "iOS 17.0"),
+            ],
+            ..Seed::default()
+        },
+        ..EmulatorConfig::default()
     };
     cfg.exchange.wipe_ack_delay_ms = 600;
     cfg
@@ -587,6 +589,9 @@ async fn wipes_need_confirmation_and_can_be_cancelled_until_acknowledged() {
 async fn faults_lose_and_duplicate_nothing() {
     let mut cfg = config();
     cfg.random_seed = 29;
+    // Injected 429s ask for 1 s / time scale; the wipe must stay pending throughout.
+    cfg.throttling.time_scale = 10.0;
+    cfg.exchange.wipe_ack_delay_ms = 3_600_000;
     let rule = |kind: FaultKind, p: f64| FaultRule {
         path: "/adminapi/*".into(),
         method: Some("POST".into()),
@@ -595,8 +600,8 @@ async fn faults_lose_and_duplicate_nothing() {
         limit: None,
     };
     cfg.faults = vec![
-        rule(FaultKind::Status { status: 503 }, 0.08),
-        rule(FaultKind::Status { status: 500 }, 0.04),
+        rule(FaultKind::Status { status: 503 }, 0.03),
+        rule(FaultKind::Status { status: 500 }, 0.08),
         rule(FaultKind::Status { status: 429 }, 0.05),
         rule(FaultKind::Reset, 0.04),
         rule(FaultKind::LostResponse, 0.08),
@@ -671,7 +676,7 @@ async fn faults_lose_and_duplicate_nothing() {
     for g in groups {
         let i: usize = g["Name"].as_str().unwrap()[6..].parse().unwrap();
         let members = g["Members"].as_array().unwrap();
-        let want: Vec<&str> = if i % 3 == 0 {
+        let want: Vec<&str> = if i.is_multiple_of(3) {
             vec!["bea@contoso.onmicrosoft.com"]
         } else {
             vec![

@@ -12,4 +12,5 @@ mod graph;
 mod ldap;
 mod passwords;
 mod samba;
+mod sharepoint;
 mod sync;

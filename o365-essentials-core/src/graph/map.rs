@@ -345,6 +345,9 @@ pub(crate) fn graph_error(
             format!("{what}: the delta link is no longer valid"),
         ),
         400 | 405 | 413 | 415 => (ErrorCode::InvalidInput, format!("{what}: {message}")),
+        409 if code == "nameAlreadyExists" => {
+            (ErrorCode::AlreadyExists, format!("{what}: {message}"))
+        }
         409 => (ErrorCode::Conflict, format!("{what}: {message}")),
         _ => (
             ErrorCode::UnexpectedResponse,

@@ -120,13 +120,13 @@ impl std::fmt::Debug for GraphTenant {
 }
 
 /// What a request returned.
-struct Reply {
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) body: Value,
 }
 
 /// Is the request safe to send again when its outcome is unknown?
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Retry {
+pub(crate) enum Retry {
     /// Reads, PATCH, PUT: resend freely.
     Idempotent,
     /// A POST or DELETE whose effect may have happened: the caller decides (looks up).
@@ -315,7 +315,7 @@ impl GraphTenant {
     /// failures. For [`Retry::CallerChecks`] a transient failure is returned (its outcome
     /// is unknown) instead of being retried, except 429, which Graph answers before doing
     /// anything.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -416,7 +416,7 @@ impl GraphTenant {
         }))
     }
 
-    async fn get(&self, path: &str, what: &str) -> Result<Value> {
+    pub(crate) async fn get(&self, path: &str, what: &str) -> Result<Value> {
         Ok(self
             .call(Method::GET, path, None, Retry::Idempotent, what)
             .await?

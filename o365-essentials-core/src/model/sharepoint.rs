@@ -25,24 +25,41 @@ pub struct Library {
     pub description: String,
     /// `webUrl`.
     pub url: String,
-    /// Whether versioning is on.
-    pub versioning: bool,
+    /// Whether versioning is on; `None` when it could not be read (SharePoint REST
+    /// needs a certificate credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<bool>,
     /// The drive id, once the drive exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drive_id: Option<String>,
 }
 
 /// What is needed to create a library.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewLibrary {
     /// `displayName`.
     pub name: String,
     /// `description`.
     #[serde(default)]
     pub description: String,
-    /// Versioning on or off.
-    #[serde(default)]
+    /// Versioning on (SharePoint Online's default) or off. Turning it off is a SharePoint
+    /// REST call, which needs a certificate credential.
+    #[serde(default = "versioning_default")]
     pub versioning: bool,
+}
+
+fn versioning_default() -> bool {
+    true
+}
+
+impl Default for NewLibrary {
+    fn default() -> Self {
+        NewLibrary {
+            name: String::new(),
+            description: String::new(),
+            versioning: true,
+        }
+    }
 }
 
 /// The three associated groups of a team site.
