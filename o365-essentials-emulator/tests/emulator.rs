@@ -1229,6 +1229,17 @@ async fn every_object_the_emulator_returns_matches_the_published_graph_schema() 
     admin_put(&emu, "/dns", &json!({"verify_without_dns": true})).await;
     g.post("/domains", &json!({"id": "schema.example"})).await;
     g.post("/domains/schema.example/verify", &json!({})).await;
+    let (status, lib) = g
+        .post(
+            "/sites/root/lists",
+            &json!({"displayName": "Schema library", "description": "d", "list": {"template": "documentLibrary"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{lib}");
+    let site_id = g.get("/sites/root").await.1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let all_user_props = "id,accountEnabled,assignedLicenses,businessPhones,city,companyName,country,createdDateTime,deletedDateTime,department,displayName,employeeId,givenName,jobTitle,lastPasswordChangeDateTime,mail,mailNickname,mobilePhone,officeLocation,onPremisesImmutableId,onPremisesSyncEnabled,otherMails,passwordPolicies,passwordProfile,postalCode,preferredLanguage,proxyAddresses,signInSessionsValidFromDateTime,state,streetAddress,surname,usageLocation,userPrincipalName,userType";
     let checks: Vec<(String, &str)> = vec![
         (
@@ -1256,6 +1267,14 @@ async fn every_object_the_emulator_returns_matches_the_published_graph_schema() 
             format!("/users/delta?$select={all_user_props}"),
             "microsoft.graph.user",
         ),
+        ("/sites/root".into(), "microsoft.graph.site"),
+        (format!("/sites/{site_id}"), "microsoft.graph.site"),
+        ("/sites/root/lists".into(), "microsoft.graph.list"),
+        (
+            format!("/sites/root/lists/{}", lib["id"].as_str().unwrap()),
+            "microsoft.graph.list",
+        ),
+        ("/sites/root/drives".into(), "microsoft.graph.drive"),
     ];
     let mut checked = 0;
     for (path, ty) in checks {
@@ -1272,7 +1291,8 @@ async fn every_object_the_emulator_returns_matches_the_published_graph_schema() 
             checked += 1;
         }
     }
-    assert!(checked >= 12);
+    assert!(schema.check("microsoft.graph.list", &lib).is_empty());
+    assert!(checked >= 17);
     // The checker itself catches a wrong property and a wrong type.
     assert!(
         !schema

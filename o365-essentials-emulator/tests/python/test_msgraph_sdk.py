@@ -24,6 +24,8 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph.generated.domains.item.verify.verify_request_builder import VerifyRequestBuilder  # noqa: F401
 from msgraph.generated.models.domain import Domain
+from msgraph.generated.models.list_ import List_
+from msgraph.generated.models.list_info import ListInfo
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_profile import PasswordProfile
 from msgraph.generated.models.user import User
@@ -205,6 +207,48 @@ def test_domains_and_subscribed_skus(emulator):
             assert premium.prepaid_units.enabled == 25
             org = await client.organization.get()
             assert org.value[0].id == emulator["tenant_id"]
+        finally:
+            await cred.close()
+
+    run(go())
+
+
+def test_team_site_libraries_and_their_drives(emulator):
+    async def go():
+        client, cred = make_client(emulator)
+        try:
+            site = await client.sites.by_site_id("root").get()
+            assert site.web_url == "https://contoso.sharepoint.com"
+            assert site.site_collection.hostname == "contoso.sharepoint.com"
+            assert site.id.startswith("contoso.sharepoint.com,")
+            lists = client.sites.by_site_id(site.id).lists
+            created = await lists.post(
+                List_(display_name="SDK library", description="from the SDK", list_=ListInfo(template="documentLibrary"))
+            )
+            assert created.list_.template == "documentLibrary"
+            assert created.web_url == "https://contoso.sharepoint.com/SDK%20library"
+            try:
+                await lists.post(List_(display_name="sdk LIBRARY", list_=ListInfo(template="documentLibrary")))
+                raise AssertionError("a duplicate library name was accepted")
+            except ODataError as e:
+                assert e.response_status_code == 409
+                assert e.error.code == "nameAlreadyExists"
+            drive = None
+            for _ in range(50):
+                try:
+                    drive = await lists.by_list_id(created.id).drive.get()
+                    break
+                except ODataError as e:
+                    assert e.response_status_code == 404
+                    await asyncio.sleep(0.1)
+            assert drive is not None and drive.drive_type == "documentLibrary"
+            drives = await client.sites.by_site_id(site.id).drives.get()
+            assert drive.id in {d.id for d in drives.value}
+            every = await lists.get()
+            assert {"Documents", "SDK library"} <= {x.display_name for x in every.value}
+            await lists.by_list_id(created.id).delete()
+            every = await lists.get()
+            assert "SDK library" not in {x.display_name for x in every.value}
         finally:
             await cred.close()
 
