@@ -18,11 +18,16 @@ use std::sync::Arc;
 use o365_essentials::engine::{
     BulkCreateRequest, Integration, PasswordKey, SyncOptions, write_results,
 };
+use o365_essentials::exchange::ExchangeOnline;
 use o365_essentials::graph::{GraphConfig, GraphTenant};
 use o365_essentials::ldap::{LdapConfig, LdapDirectory};
 use o365_essentials::memory::MemoryDirectory;
-use o365_essentials::model::{CheckStatus, LicenceAssignment, Outcome, PlanAction, Progress};
-use o365_essentials::ports::{Directory, Tenant};
+use o365_essentials::model::{
+    CheckStatus, DevicePolicy, LicenceAssignment, Limit, NewDistributionGroup, NewLibrary, Outcome,
+    PlanAction, Progress,
+};
+use o365_essentials::ports::{Directory, Exchange, SharePoint, Tenant};
+use o365_essentials::sharepoint::SharePointOnline;
 use o365_essentials::store::Store;
 use o365_essentials::{Error, ErrorCode, Result};
 use o365_essentials_emulator::{Emulator, EmulatorConfig};
@@ -140,6 +145,8 @@ async fn run() -> Result<()> {
             );
             g.login_url = info.login_url.clone();
             g.graph_url = info.graph_url.clone();
+            g.exchange_url = info.exchange_url.clone();
+            g.sharepoint_url = Some(info.sharepoint_url.clone());
             _emulator = emu;
             let folder = std::env::temp_dir()
                 .join(format!("o365-essentials-quickstart-{}", std::process::id()));
@@ -287,7 +294,70 @@ async fn run() -> Result<()> {
     println!("State store:  {}", store_path.display());
     if let Some(demo) = demo_directory {
         lifecycle(&integration, &demo, &tenant).await?;
+        email_and_files(&integration, &demo, &tenant).await?;
     }
+    Ok(())
+}
+
+/// Exchange and SharePoint: a distribution group of local users' accounts, the mobile
+/// device policy, a document library and the launchpad.
+async fn email_and_files(
+    integration: &Integration,
+    demo: &MemoryDirectory,
+    tenant: &GraphTenant,
+) -> Result<()> {
+    println!("\n7. Email and files");
+    let exchange = ExchangeOnline::with_graph(tenant.clone());
+    let mut locals = Vec::new();
+    for n in ["ava.adams", "ben.brooks"] {
+        locals.push(
+            demo.find_user(n)
+                .await?
+                .ok_or_else(|| Error::not_found(n))?
+                .guid,
+        );
+    }
+    let members = integration.online_user_names(&locals).await?;
+    let group = exchange
+        .create_distribution_group(&NewDistributionGroup {
+            name: "All staff".into(),
+            alias: "allstaff".into(),
+            primary_smtp_address: "allstaff@contoso.onmicrosoft.com".into(),
+            members,
+            ..NewDistributionGroup::default()
+        })
+        .await?;
+    println!(
+        "  distribution group {} <{}>: {}",
+        group.display_name,
+        group.primary_smtp_address,
+        group.members.join(", ")
+    );
+    let policy = DevicePolicy {
+        password_enabled: true,
+        min_password_length: Some(6),
+        max_password_failed_attempts: Limit::Value(10),
+        max_inactivity_lock_minutes: Limit::Value(15),
+        alphanumeric_password_required: false,
+    };
+    exchange.set_device_policy(&policy).await?;
+    println!("  mobile devices: a 6-character password, 10 attempts, locked after 15 minutes");
+    let sharepoint = SharePointOnline::with_graph(tenant.clone());
+    let library = sharepoint
+        .create_library(&NewLibrary {
+            name: "Contracts".into(),
+            description: "Signed contracts".into(),
+            ..NewLibrary::default()
+        })
+        .await?;
+    println!("  document library {} at {}", library.name, library.url);
+    let pad = integration.launchpad_from(&sharepoint).await?;
+    println!(
+        "  launchpad: portal {}, mail {}, team site {}",
+        pad.portal,
+        pad.mail,
+        pad.team_site.as_deref().unwrap_or("-")
+    );
     Ok(())
 }
 

@@ -322,12 +322,16 @@ impl Default for ExchangeConfig {
 pub struct SharePointConfig {
     /// Milliseconds (at time scale 1) between creating a library and its drive appearing.
     pub drive_delay_ms: u64,
+    /// The SharePoint host label (`contoso` of `contoso.sharepoint.com`) when it differs
+    /// from the initial domain's (a renamed SharePoint domain).
+    pub host_label: Option<String>,
 }
 
 impl Default for SharePointConfig {
     fn default() -> Self {
         SharePointConfig {
             drive_delay_ms: 300,
+            host_label: None,
         }
     }
 }

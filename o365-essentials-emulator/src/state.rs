@@ -599,6 +599,9 @@ impl Emu {
 
     /// The SharePoint host label: `contoso` of `contoso.onmicrosoft.com`.
     pub(crate) fn sharepoint_tenant(&self) -> String {
+        if let Some(label) = &self.cfg.sharepoint.host_label {
+            return label.to_ascii_lowercase();
+        }
         self.cfg
             .tenant
             .initial_domain

@@ -902,3 +902,85 @@ async fn bulk_create_with_injected_faults_ends_exact() {
     assert_eq!(anchors.len(), 52);
     assert_eq!(f.integration.status().unwrap().links, 52);
 }
+
+#[tokio::test]
+async fn local_users_join_groups_and_the_launchpad_finds_the_team_site() {
+    use o365_essentials::exchange::ExchangeOnline;
+    use o365_essentials::model::{NewDistributionGroup, NewLocalUser};
+    use o365_essentials::ports::Exchange;
+    use o365_essentials::sharepoint::SharePointOnline;
+
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let mut cfg = EmulatorConfig::default();
+    // A tenant whose SharePoint domain was renamed: the guess from the initial domain is wrong.
+    cfg.sharepoint.host_label = Some("contosogroup".into());
+    let f = fixture(mem.clone(), cfg).await;
+    f.integration.integrate().await.unwrap();
+    let plan = f
+        .integration
+        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
+        .unwrap();
+    f.integration.apply(&plan, &|_| {}).await.unwrap();
+    let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
+    let ben = mem.find_user("ben.brooks").await.unwrap().unwrap();
+    let newcomer = mem
+        .create_user(
+            &NewLocalUser {
+                sam_account_name: "nina.new".into(),
+                user_principal_name: "nina.new@contoso.local".into(),
+                display_name: "Nina New".into(),
+                ..NewLocalUser::default()
+            },
+            &o365_essentials::SecretString::from("Spring-2027!Qx"),
+        )
+        .await
+        .unwrap();
+
+    let names = f
+        .integration
+        .online_user_names(&[ava.guid, ben.guid])
+        .await
+        .unwrap();
+    assert_eq!(
+        names,
+        [
+            "ava.adams@contoso.onmicrosoft.com",
+            "ben.brooks@contoso.onmicrosoft.com"
+        ]
+    );
+    let e = f
+        .integration
+        .online_user_names(&[ava.guid, newcomer.guid])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotFound);
+    assert!(e.message().contains("nina.new"), "{e}");
+
+    // The names go straight into Exchange.
+    let mut c = crate::graph::config_for(&f._emu);
+    c.exchange_url = f._emu.info().exchange_url.clone();
+    let exo = ExchangeOnline::new(c.clone()).unwrap();
+    let g = exo
+        .create_distribution_group(&NewDistributionGroup {
+            name: "Office".into(),
+            alias: "office".into(),
+            primary_smtp_address: "office@contoso.onmicrosoft.com".into(),
+            members: names.clone(),
+            ..NewDistributionGroup::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(g.members, names);
+
+    let guessed = f.integration.launchpad().unwrap();
+    assert_eq!(
+        guessed.team_site.as_deref(),
+        Some("https://contoso.sharepoint.com")
+    );
+    let spo = SharePointOnline::new(c).unwrap();
+    let pad = f.integration.launchpad_from(&spo).await.unwrap();
+    assert_eq!(
+        pad.team_site.as_deref(),
+        Some("https://contosogroup.sharepoint.com")
+    );
+}

@@ -100,6 +100,46 @@ impl Integration {
             .collect())
     }
 
+    /// The online user names (UPNs, as Microsoft 365 has them now) of local users — how
+    /// the dashboard adds local users to distribution groups or grants them team-site
+    /// access.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotIntegrated`]; [`ErrorCode::NotFound`] naming every local user
+    /// without an active online account (nothing is returned then).
+    pub async fn online_user_names(&self, local: &[ObjectGuid]) -> Result<Vec<String>> {
+        self.status()?;
+        let mut names = Vec::with_capacity(local.len());
+        let mut missing = Vec::new();
+        for guid in local {
+            let account = match self.store.link_by_local(*guid)? {
+                Some(link) if link.state == LinkState::Active => {
+                    match self.tenant().account(&link.online_id.0).await {
+                        Ok(a) => Some(a),
+                        Err(e) if e.code() == ErrorCode::NotFound => None,
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => None,
+            };
+            match account {
+                Some(a) => names.push(a.user_principal_name),
+                None => missing.push(match self.dir.user(*guid).await {
+                    Ok(u) => u.sam_account_name,
+                    Err(_) => guid.to_string(),
+                }),
+            }
+        }
+        if missing.is_empty() {
+            Ok(names)
+        } else {
+            Err(Error::not_found(format!(
+                "no online account for {}; create or assign one first",
+                missing.join(", ")
+            )))
+        }
+    }
+
     /// Links an existing online account to an existing local user by hand: the account
     /// gets the user's anchor.
     ///

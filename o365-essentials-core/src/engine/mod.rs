@@ -217,6 +217,24 @@ impl Integration {
         })
     }
 
+    /// The launchpad with the team site's real address, read from SharePoint (a tenant
+    /// may have renamed its SharePoint domain); the address guessed by
+    /// [`Integration::launchpad`] when SharePoint cannot be reached, so the dashboard
+    /// always has links to show.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotIntegrated`].
+    pub async fn launchpad_from(
+        &self,
+        sharepoint: &dyn crate::ports::SharePoint,
+    ) -> Result<crate::model::Launchpad> {
+        let mut pad = self.launchpad()?;
+        if let Ok(site) = sharepoint.team_site().await {
+            pad.team_site = Some(site.url);
+        }
+        Ok(pad)
+    }
+
     /// The requirements check (DESIGN.md task 1): one DC, running on it, the tenant
     /// reachable, the custom domain well formed. Never fails: problems are checks.
     pub async fn requirements(&self, custom_domain: Option<&str>) -> RequirementsReport {
