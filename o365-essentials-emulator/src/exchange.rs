@@ -919,7 +919,9 @@ impl Call<'_> {
             .collect())
     }
 
-    fn add_member(&self, d: &mut Directory) -> CmdResult<Vec<Value>> {
+    /// `-Identity` and `-Member` of Add-/Remove-DistributionGroupMember: the group's
+    /// index, the member as given and its user id.
+    fn member_call(&self, d: &Directory) -> CmdResult<(usize, String, String)> {
         let p = self.p(&[
             "Identity",
             "Member",
@@ -929,7 +931,11 @@ impl Call<'_> {
         let i = self.group_index(d, &p)?;
         let member = p.required("Member", &self.cmdlet)?;
         let u = find_recipient(d, &member).ok_or_else(|| couldnt_find(&member))?;
-        let uid = u.id.clone();
+        Ok((i, member, u.id.clone()))
+    }
+
+    fn add_member(&self, d: &mut Directory) -> CmdResult<Vec<Value>> {
+        let (i, member, uid) = self.member_call(d)?;
         let g = &mut d.exo.groups[i];
         if g.members.contains(&uid) {
             return Err(bad(
@@ -945,16 +951,7 @@ impl Call<'_> {
     }
 
     fn remove_member(&self, d: &mut Directory) -> CmdResult<Vec<Value>> {
-        let p = self.p(&[
-            "Identity",
-            "Member",
-            "BypassSecurityGroupManagerCheck",
-            "Confirm",
-        ])?;
-        let i = self.group_index(d, &p)?;
-        let member = p.required("Member", &self.cmdlet)?;
-        let u = find_recipient(d, &member).ok_or_else(|| couldnt_find(&member))?;
-        let uid = u.id.clone();
+        let (i, member, uid) = self.member_call(d)?;
         let g = &mut d.exo.groups[i];
         let Some(pos) = g.members.iter().position(|m| *m == uid) else {
             return Err(bad(

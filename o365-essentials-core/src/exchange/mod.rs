@@ -24,16 +24,15 @@
 mod map;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::graph::{GraphConfig, GraphTenant, TokenCache, backoff, retry_after, transport_error};
+use crate::graph::{
+    Answer, Counters, GraphConfig, GraphTenant, Hold, Retry, Service, TokenCache, backoff,
+};
 use crate::model::{
     AccessRule, DevicePolicy, DistributionGroup, Limit, MobileDevice, NewAccessRule,
     NewDistributionGroup, WipeKind, WipeStatus,
@@ -49,30 +48,41 @@ const ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c
 /// Attempts of a write whose outcome is checked before it is repeated.
 const WRITE_ATTEMPTS: u32 = 6;
 
-/// Is the cmdlet safe to send again when its outcome is unknown?
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Retry {
-    /// Reads, and writes whose repetition changes nothing.
-    Idempotent,
-    /// The caller looks at the state before repeating it.
-    CallerChecks,
-}
-
-#[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
-    throttled: AtomicU64,
-    rate_waits: AtomicU64,
-}
-
 struct Inner {
     graph: GraphTenant,
     tokens: TokenCache,
     url: String,
     anchor: String,
-    /// No request before this instant (the window's budget is spent).
-    hold_until: std::sync::Mutex<Option<Instant>>,
+    /// No request before the window resets once its budget is spent, or after a 429.
+    hold: Hold,
     counters: Counters,
+}
+
+#[async_trait]
+impl Service for Inner {
+    async fn slot(&self, _write: bool) -> Option<Box<dyn Send + '_>> {
+        self.hold.wait().await;
+        None
+    }
+
+    fn answered(&self, _status: u16, headers: &reqwest::header::HeaderMap, _write: bool) {
+        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let remaining = get("rate-limit-remaining").and_then(|v| v.trim().parse::<u64>().ok());
+        let reset = get("rate-limit-reset").and_then(map::reset_in);
+        if let (Some(0), Some(reset)) = (remaining, reset) {
+            // A little past the reset, so the next call lands in the new window.
+            self.hold
+                .extend(reset.min(Duration::from_secs(300)) + Duration::from_millis(25));
+        }
+    }
+
+    fn throttled(&self, after: Duration, _write: bool) {
+        self.hold.extend(after);
+    }
+
+    fn error(&self, a: &Answer, what: &str) -> Error {
+        map::exchange_error(a.status, &a.body, a.request_id.as_deref(), what)
+    }
 }
 
 /// The Exchange Online backend; cheap to clone.
@@ -189,7 +199,7 @@ impl ExchangeOnline {
                 tokens: TokenCache::new(EXCHANGE_SCOPE),
                 url,
                 anchor,
-                hold_until: std::sync::Mutex::new(None),
+                hold: Hold::default(),
                 counters: Counters::default(),
                 graph,
             }),
@@ -199,64 +209,11 @@ impl ExchangeOnline {
     /// Cmdlet calls sent (each retry and page counts), throttled answers, and waits made
     /// because the `Rate-Limit-Remaining` budget was spent.
     pub fn request_counts(&self) -> (u64, u64, u64) {
-        let c = &self.inner.counters;
-        (
-            c.requests.load(Ordering::Relaxed),
-            c.throttled.load(Ordering::Relaxed),
-            c.rate_waits.load(Ordering::Relaxed),
-        )
+        let (requests, throttled, _) = self.inner.counters.get();
+        (requests, throttled, self.inner.hold.waits())
     }
 
-    async fn wait_for_budget(&self) {
-        let until = *self
-            .inner
-            .hold_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = until {
-            let now = Instant::now();
-            if t > now {
-                self.inner
-                    .counters
-                    .rate_waits
-                    .fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(t - now).await;
-            }
-        }
-    }
-
-    fn note_budget(&self, headers: &reqwest::header::HeaderMap) {
-        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
-        let remaining = get("rate-limit-remaining").and_then(|v| v.trim().parse::<u64>().ok());
-        let reset = get("rate-limit-reset").and_then(map::reset_in);
-        if let (Some(0), Some(reset)) = (remaining, reset) {
-            // A little past the reset, so the first call lands in the new window.
-            let until =
-                Instant::now() + reset.min(Duration::from_secs(300)) + Duration::from_millis(25);
-            let mut h = self
-                .inner
-                .hold_until
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if h.is_none_or(|t| t < until) {
-                *h = Some(until);
-            }
-        }
-    }
-
-    fn hold(&self, d: Duration) {
-        let until = Instant::now() + d;
-        let mut h = self
-            .inner
-            .hold_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if h.is_none_or(|t| t < until) {
-            *h = Some(until);
-        }
-    }
-
-    /// Sends one page request with pacing, token refresh and retries.
+    /// Sends one page request.
     async fn send(
         &self,
         url: &str,
@@ -265,102 +222,42 @@ impl ExchangeOnline {
         retry: Retry,
         what: &str,
     ) -> Result<Page> {
-        let i = &self.inner;
-        let cfg = i.graph.config();
-        let mut auth_retried = false;
-        let mut last: Option<Error> = None;
-        for attempt in 0..cfg.max_attempts.max(1) {
-            self.wait_for_budget().await;
-            let token = i.graph.token_from(&i.tokens).await?;
-            let req = i
-                .graph
-                .http()
-                .post(url)
-                .bearer_auth(token.value.expose_secret())
+        let i = &*self.inner;
+        let page_size = i.graph.config().page_size.clamp(1, 1000);
+        let build = |http: &reqwest::Client| {
+            http.post(url)
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/json; charset=utf-8",
                 )
                 .header(reqwest::header::ACCEPT, "application/json")
-                .header(
-                    "Prefer",
-                    format!("odata.maxpagesize={}", cfg.page_size.clamp(1, 1000)),
-                )
+                .header("Prefer", format!("odata.maxpagesize={page_size}"))
                 .header("X-AnchorMailbox", &i.anchor)
                 .header("X-CmdletName", cmdlet)
                 .header("X-ResponseFormat", "json")
-                .header("client-request-id", Uuid::new_v4().to_string())
-                .body(body.to_string());
-            i.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    let err = transport_error(&e, what);
-                    if retry == Retry::CallerChecks || err.code() == ErrorCode::Tls {
-                        return Err(err);
-                    }
-                    last = Some(err);
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            self.note_budget(&headers);
-            let request_id = headers
-                .get("request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let text = resp.text().await.unwrap_or_default();
-            let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if (200..300).contains(&status) {
-                let Some(rows) = parsed.get("value").and_then(Value::as_array) else {
-                    return Err(Error::new(
-                        ErrorCode::UnexpectedResponse,
-                        format!("{what}: Exchange answered {status} without a `value` list"),
-                    ));
-                };
-                return Ok(Page {
-                    rows: rows.clone(),
-                    next: parsed
-                        .get("@odata.nextLink")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                });
-            }
-            if status == 429 {
-                i.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                let after = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
-                self.hold(after);
-                last = Some(
-                    map::exchange_error(status, &parsed, request_id.as_deref(), what)
-                        .with_retry_after(after),
-                );
-                continue;
-            }
-            if status == 401 && !auth_retried {
-                auth_retried = true;
-                i.tokens.invalidate().await;
-                continue;
-            }
-            let err = map::exchange_error(status, &parsed, request_id.as_deref(), what);
-            if matches!(status, 500 | 502 | 503 | 504) {
-                if retry == Retry::CallerChecks {
-                    return Err(err);
-                }
-                let wait = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
-                last = Some(err);
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            return Err(err);
-        }
-        Err(last.unwrap_or_else(|| {
-            Error::new(
-                ErrorCode::ServiceUnavailable,
-                format!("{what}: no attempt succeeded"),
-            )
-        }))
+                .body(body.to_string())
+        };
+        let answer = i
+            .graph
+            .send(i, &i.tokens, &i.counters, &build, true, retry, what)
+            .await?;
+        let Some(rows) = answer.body.get("value").and_then(Value::as_array) else {
+            return Err(Error::new(
+                ErrorCode::UnexpectedResponse,
+                format!(
+                    "{what}: Exchange answered {} without a `value` list",
+                    answer.status
+                ),
+            ));
+        };
+        Ok(Page {
+            rows: rows.clone(),
+            next: answer
+                .body
+                .get("@odata.nextLink")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
     }
 
     /// Runs a cmdlet and collects every page of its answer.
@@ -479,6 +376,44 @@ impl ExchangeOnline {
                 missing.join(", ")
             )))
         }
+    }
+
+    /// Runs a removing cmdlet whose answer may be lost: after an unknown outcome it asks
+    /// `still_there` before sending it again, and a NotFound for a repeat means the first
+    /// one worked.
+    async fn remove_checked<F, Fut>(
+        &self,
+        cmdlet: &str,
+        params: Value,
+        what: &str,
+        still_there: F,
+    ) -> Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        let mut sent = false;
+        for attempt in 0..WRITE_ATTEMPTS {
+            match self
+                .invoke(cmdlet, params.clone(), Retry::CallerChecks, what)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == ErrorCode::NotFound && sent => return Ok(()),
+                Err(e) if is_unknown_outcome(&e) => {
+                    sent = true;
+                    if !still_there().await? {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorCode::ServiceUnavailable,
+            format!("{what}: Exchange did not answer, and it is still there"),
+        ))
     }
 
     async fn stats_row(&self, device_id: &str) -> Result<Value> {
@@ -654,41 +589,21 @@ impl Exchange for ExchangeOnline {
 
     async fn delete_distribution_group(&self, group: &str) -> Result<()> {
         check_text("the group", group, 320)?;
-        let what = format!("deleting distribution group {group}");
-        let mut sent = false;
-        for attempt in 0..WRITE_ATTEMPTS {
-            match self
-                .invoke(
-                    "Remove-DistributionGroup",
-                    json!({"Identity": group, "BypassSecurityGroupManagerCheck": true, "Confirm": false}),
-                    Retry::CallerChecks,
-                    &what,
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                // A repeat after an unknown outcome: gone means the first one worked.
-                Err(e) if e.code() == ErrorCode::NotFound && sent => return Ok(()),
-                Err(e) if e.code() == ErrorCode::NotFound => {
-                    return Err(Error::not_found(format!(
-                        "there is no distribution group `{group}`"
-                    ))
-                    .with_service(e.service().cloned().unwrap_or_default()));
-                }
-                Err(e) if is_unknown_outcome(&e) => {
-                    sent = true;
-                    if self.group_row(group).await?.is_none() {
-                        return Ok(());
-                    }
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                Err(e) => return Err(e),
+        self.remove_checked(
+            "Remove-DistributionGroup",
+            json!({"Identity": group, "BypassSecurityGroupManagerCheck": true, "Confirm": false}),
+            &format!("deleting distribution group {group}"),
+            || async { Ok(self.group_row(group).await?.is_some()) },
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == ErrorCode::NotFound {
+                Error::not_found(format!("there is no distribution group `{group}`"))
+                    .with_service(e.service().cloned().unwrap_or_default())
+            } else {
+                e
             }
-        }
-        Err(Error::new(
-            ErrorCode::ServiceUnavailable,
-            format!("{what}: Exchange did not answer; the group is still there"),
-        ))
+        })
     }
 
     async fn device_policy(&self) -> Result<DevicePolicy> {
@@ -787,39 +702,19 @@ impl Exchange for ExchangeOnline {
 
     async fn remove_access_rule(&self, id: &str) -> Result<()> {
         check_text("the rule id", id, 512)?;
-        let what = format!("removing device access rule {id}");
-        let mut sent = false;
-        for attempt in 0..WRITE_ATTEMPTS {
-            match self
-                .invoke(
-                    "Remove-ActiveSyncDeviceAccessRule",
-                    json!({"Identity": id, "Confirm": false}),
-                    Retry::CallerChecks,
-                    &what,
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if e.code() == ErrorCode::NotFound && sent => return Ok(()),
-                Err(e) if is_unknown_outcome(&e) => {
-                    sent = true;
-                    if !self
-                        .access_rules()
-                        .await?
-                        .iter()
-                        .any(|r| r.id.eq_ignore_ascii_case(id))
-                    {
-                        return Ok(());
-                    }
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
-            ErrorCode::ServiceUnavailable,
-            format!("{what}: Exchange did not answer; the rule is still there"),
-        ))
+        self.remove_checked(
+            "Remove-ActiveSyncDeviceAccessRule",
+            json!({"Identity": id, "Confirm": false}),
+            &format!("removing device access rule {id}"),
+            || async {
+                Ok(self
+                    .access_rules()
+                    .await?
+                    .iter()
+                    .any(|r| r.id.eq_ignore_ascii_case(id)))
+            },
+        )
+        .await
     }
 
     async fn devices(&self, user_principal_name: &str) -> Result<Vec<MobileDevice>> {

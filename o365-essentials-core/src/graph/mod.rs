@@ -16,9 +16,10 @@ mod auth;
 mod config;
 mod map;
 mod pacer;
+mod send;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,6 +42,7 @@ use crate::ports::{Domains, Tenant};
 use crate::validate;
 pub(crate) use auth::{LoadedCredential, TokenCache};
 use pacer::Pacer;
+pub(crate) use send::{Answer, Counters, Hold, Service};
 
 const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 
@@ -84,14 +86,6 @@ pub(crate) fn transport_error(e: &reqwest::Error, what: &str) -> Error {
     Error::new(code, format!("{what}: {why}"))
 }
 
-/// Counters of what the client did.
-#[derive(Debug, Default)]
-struct Counters {
-    requests: AtomicU64,
-    throttled: AtomicU64,
-    retries: AtomicU64,
-}
-
 struct Inner {
     cfg: GraphConfig,
     http: reqwest::Client,
@@ -100,6 +94,34 @@ struct Inner {
     token_url: String,
     pacer: Pacer,
     counters: Counters,
+}
+
+#[async_trait]
+impl Service for Inner {
+    async fn slot(&self, write: bool) -> Option<Box<dyn Send + '_>> {
+        self.pacer
+            .acquire(write)
+            .await
+            .map(|p| Box::new(p) as Box<dyn Send + '_>)
+    }
+
+    fn answered(&self, status: u16, headers: &reqwest::header::HeaderMap, write: bool) {
+        if (200..300).contains(&status) {
+            let limit_pct = headers
+                .get("x-ms-throttle-limit-percentage")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            self.pacer.succeeded(write, limit_pct);
+        }
+    }
+
+    fn throttled(&self, after: Duration, write: bool) {
+        self.pacer.throttled(after, write);
+    }
+
+    fn error(&self, a: &Answer, what: &str) -> Error {
+        map::graph_error(a.status, &a.body, a.request_id.as_deref(), what)
+    }
 }
 
 /// The Graph backend; cheap to clone, share one per tenant.
@@ -255,12 +277,7 @@ impl GraphTenant {
 
     /// Requests sent so far (each retry counts), throttled answers received, retries made.
     pub fn request_counts(&self) -> (u64, u64, u64) {
-        let c = &self.inner.counters;
-        (
-            c.requests.load(Ordering::Relaxed),
-            c.throttled.load(Ordering::Relaxed),
-            c.retries.load(Ordering::Relaxed),
-        )
+        self.inner.counters.get()
     }
 
     /// The configuration it was built from.
@@ -311,10 +328,7 @@ impl GraphTenant {
             .map(|_| ())
     }
 
-    /// Sends one request with throttling, token refresh and retries of transient
-    /// failures. For [`Retry::CallerChecks`] a transient failure is returned (its outcome
-    /// is unknown) instead of being retried, except 429, which Graph answers before doing
-    /// anything.
+    /// Sends one Graph request (see [`GraphTenant::send`]).
     pub(crate) async fn call(
         &self,
         method: Method,
@@ -323,97 +337,20 @@ impl GraphTenant {
         retry: Retry,
         what: &str,
     ) -> Result<Reply> {
-        let i = &self.inner;
+        let i = &*self.inner;
         let write = method != Method::GET;
         let url = self.url(path);
-        let mut auth_retried = false;
-        let mut last: Option<Error> = None;
-        for attempt in 0..i.cfg.max_attempts.max(1) {
-            if attempt > 0 {
-                i.counters.retries.fetch_add(1, Ordering::Relaxed);
+        let build = |http: &reqwest::Client| {
+            let req = http.request(method.clone(), &url);
+            match body {
+                Some(b) => req.json(b),
+                None => req,
             }
-            let permit = i.pacer.acquire(write).await;
-            let token = i
-                .tokens
-                .get(&i.http, &i.token_url, &i.cfg.client_id, &i.cred)
-                .await?;
-            let mut req = i
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(token.value.expose_secret())
-                .header("client-request-id", Uuid::new_v4().to_string());
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            i.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let sent = req.send().await;
-            drop(permit);
-            let resp = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    let err = transport_error(&e, what);
-                    if retry == Retry::CallerChecks || err.code() == ErrorCode::Tls {
-                        return Err(err);
-                    }
-                    last = Some(err);
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let request_id = headers
-                .get("request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let limit_pct = headers
-                .get("x-ms-throttle-limit-percentage")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let text = resp.text().await.unwrap_or_default();
-            let body: Value = if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::Null)
-            };
-            if (200..300).contains(&status) {
-                i.pacer.succeeded(write, limit_pct);
-                return Ok(Reply { body });
-            }
-            if status == 429 {
-                i.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                let after = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
-                i.pacer.throttled(after, write);
-                last = Some(
-                    map::graph_error(status, &body, request_id.as_deref(), what)
-                        .with_retry_after(after),
-                );
-                continue;
-            }
-            if status == 401 && !auth_retried {
-                // An expired or revoked token: fetch a new one once.
-                auth_retried = true;
-                i.tokens.invalidate().await;
-                continue;
-            }
-            let err = map::graph_error(status, &body, request_id.as_deref(), what);
-            if matches!(status, 500 | 502 | 503 | 504) {
-                if retry == Retry::CallerChecks {
-                    return Err(err);
-                }
-                let wait = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
-                last = Some(err);
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            return Err(err);
-        }
-        Err(last.unwrap_or_else(|| {
-            Error::new(
-                ErrorCode::ServiceUnavailable,
-                format!("{what}: no attempt succeeded"),
-            )
-        }))
+        };
+        let answer = self
+            .send(i, &i.tokens, &i.counters, &build, write, retry, what)
+            .await?;
+        Ok(Reply { body: answer.body })
     }
 
     pub(crate) async fn get(&self, path: &str, what: &str) -> Result<Value> {

@@ -27,13 +27,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use reqwest::Method;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::graph::{
-    GraphConfig, GraphTenant, Retry, TokenCache, backoff, enc, retry_after, transport_error,
+    Answer, Counters, GraphConfig, GraphTenant, Hold, Retry, Service, TokenCache, backoff, enc,
 };
 use crate::model::{Library, NewLibrary, RevokeOutcome, SiteGroup, SiteRole, TeamSite};
 use crate::ports::SharePoint;
@@ -44,10 +43,41 @@ const DRIVE_WAIT: Duration = Duration::from_secs(60);
 /// Attempts of a write whose outcome is checked before it is repeated.
 const WRITE_ATTEMPTS: u32 = 6;
 
-/// The site's REST base and the token cache of its resource.
+/// The site's REST base, the token cache of its resource and its pacing.
 struct Rest {
     base: String,
     tokens: TokenCache,
+    hold: Hold,
+    counters: Counters,
+}
+
+#[async_trait]
+impl Service for Rest {
+    async fn slot(&self, _write: bool) -> Option<Box<dyn Send + '_>> {
+        self.hold.wait().await;
+        None
+    }
+
+    fn answered(&self, _status: u16, _headers: &reqwest::header::HeaderMap, _write: bool) {}
+
+    fn throttled(&self, after: Duration, _write: bool) {
+        self.hold.extend(after);
+    }
+
+    fn error(&self, a: &Answer, what: &str) -> Error {
+        let diagnostics = a
+            .headers
+            .get("x-ms-diagnostics")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        map::rest_error(
+            a.status,
+            &a.body,
+            diagnostics,
+            a.request_id.as_deref(),
+            what,
+        )
+    }
 }
 
 struct Inner {
@@ -191,6 +221,8 @@ impl SharePointOnline {
                 Ok::<_, Error>(Rest {
                     base,
                     tokens: TokenCache::new(format!("{origin}/.default")),
+                    hold: Hold::default(),
+                    counters: Counters::default(),
                 })
             })
             .await
@@ -208,19 +240,12 @@ impl SharePointOnline {
     ) -> Result<Value> {
         self.require_certificate(what)?;
         let rest = self.rest().await?;
-        let graph = &self.inner.graph;
-        let cfg = graph.config();
         let url = format!("{}{path}", rest.base);
-        let mut auth_retried = false;
-        let mut last: Option<Error> = None;
-        for attempt in 0..cfg.max_attempts.max(1) {
-            let token = graph.token_from(&rest.tokens).await?;
-            let mut req = graph
-                .http()
+        let merge = method == Method::POST && path.starts_with("/_api/web/lists(");
+        let build = |http: &reqwest::Client| {
+            let mut req = http
                 .request(method.clone(), &url)
-                .bearer_auth(token.value.expose_secret())
-                .header(reqwest::header::ACCEPT, "application/json;odata=nometadata")
-                .header("client-request-id", Uuid::new_v4().to_string());
+                .header(reqwest::header::ACCEPT, "application/json;odata=nometadata");
             if let Some(b) = body {
                 req = req
                     .header(
@@ -229,75 +254,26 @@ impl SharePointOnline {
                     )
                     .body(b.to_string());
             }
-            if method == Method::POST && path.starts_with("/_api/web/lists(") {
+            if merge {
                 req = req.header("X-HTTP-Method", "MERGE").header("IF-MATCH", "*");
             }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    let err = transport_error(&e, what);
-                    if retry == Retry::CallerChecks || err.code() == ErrorCode::Tls {
-                        return Err(err);
-                    }
-                    last = Some(err);
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let request_id = headers
-                .get("request-id")
-                .or_else(|| headers.get("sprequestguid"))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let diagnostics = headers
-                .get("x-ms-diagnostics")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let text = resp.text().await.unwrap_or_default();
-            let parsed: Value = if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::Null)
-            };
-            if (200..300).contains(&status) {
-                return Ok(parsed);
-            }
-            if status == 429 || status == 503 {
-                let after = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
-                let err =
-                    map::rest_error(status, &parsed, &diagnostics, request_id.as_deref(), what);
-                if status == 503 && retry == Retry::CallerChecks {
-                    return Err(err);
-                }
-                last = Some(err.with_retry_after(after));
-                tokio::time::sleep(after).await;
-                continue;
-            }
-            let err = map::rest_error(status, &parsed, &diagnostics, request_id.as_deref(), what);
-            if status == 401 && err.code() == ErrorCode::Auth && !auth_retried {
-                auth_retried = true;
-                rest.tokens.invalidate().await;
-                continue;
-            }
-            if matches!(status, 500 | 502 | 504) {
-                if retry == Retry::CallerChecks {
-                    return Err(err);
-                }
-                last = Some(err);
-                tokio::time::sleep(backoff(attempt)).await;
-                continue;
-            }
-            return Err(err);
-        }
-        Err(last.unwrap_or_else(|| {
-            Error::new(
-                ErrorCode::ServiceUnavailable,
-                format!("{what}: no attempt succeeded"),
+            req
+        };
+        let write = method != Method::GET;
+        let answer = self
+            .inner
+            .graph
+            .send(
+                rest,
+                &rest.tokens,
+                &rest.counters,
+                &build,
+                write,
+                retry,
+                what,
             )
-        }))
+            .await?;
+        Ok(answer.body)
     }
 
     async fn group_id(&self, role: SiteRole) -> Result<(u32, String)> {

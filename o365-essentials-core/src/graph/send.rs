@@ -1,0 +1,201 @@
+//! The one request loop every Microsoft 365 backend uses (Graph, the Exchange admin API,
+//! SharePoint REST): a token from the resource's cache, pacing, one token refresh after
+//! a 401, waits on 429 and retries of transient failures — only for requests that are
+//! safe to resend. What differs between the services (pacing, error bodies) is a
+//! [`Service`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{GraphTenant, Retry, TokenCache, backoff, retry_after, transport_error};
+use crate::error::{Error, ErrorCode, Result};
+
+/// One answer, read.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) request_id: Option<String>,
+    /// The JSON body (`Null` when empty or not JSON).
+    pub(crate) body: Value,
+}
+
+/// Counters of what a client did.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) throttled: AtomicU64,
+    pub(crate) retries: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn get(&self) -> (u64, u64, u64) {
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.throttled.load(Ordering::Relaxed),
+            self.retries.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// "No request before this instant", shared by a client's callers.
+#[derive(Debug, Default)]
+pub(crate) struct Hold {
+    until: std::sync::Mutex<Option<Instant>>,
+    waits: AtomicU64,
+}
+
+impl Hold {
+    /// Pushes the hold out to `d` from now (never pulls it in).
+    pub(crate) fn extend(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut h = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        if h.is_none_or(|t| t < until) {
+            *h = Some(until);
+        }
+    }
+
+    /// Waits out the hold, if any.
+    pub(crate) async fn wait(&self) {
+        let until = *self.until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = until {
+            let now = Instant::now();
+            if t > now {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(t - now).await;
+            }
+        }
+    }
+
+    /// How many times a caller waited.
+    pub(crate) fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+}
+
+/// What differs between the services around one request.
+#[async_trait]
+pub(crate) trait Service: Send + Sync {
+    /// Waits until a request may go out; what it returns is held while it is in flight.
+    async fn slot(&self, write: bool) -> Option<Box<dyn Send + '_>>;
+
+    /// Sees every answer (pacing from its headers).
+    fn answered(&self, status: u16, headers: &HeaderMap, write: bool);
+
+    /// A 429 asked to wait this long; the next [`Service::slot`] must honour it.
+    fn throttled(&self, after: Duration, write: bool);
+
+    /// The service's error body → [`Error`].
+    fn error(&self, answer: &Answer, what: &str) -> Error;
+
+    /// Whether a 401 may be a stale token worth one refresh.
+    fn refresh_on_401(&self, err: &Error) -> bool {
+        err.code() == ErrorCode::Auth
+    }
+}
+
+impl GraphTenant {
+    /// Sends `request` (built fresh for every attempt; the bearer token and a
+    /// `client-request-id` are added here) until it is answered, with pacing, one token
+    /// refresh, waits on 429 and retries of transient failures. For
+    /// [`Retry::CallerChecks`] a transient failure is returned instead (its outcome is
+    /// unknown), except 429, which the services answer before doing anything.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn send(
+        &self,
+        service: &dyn Service,
+        tokens: &TokenCache,
+        counters: &Counters,
+        request: &(dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Sync),
+        write: bool,
+        retry: Retry,
+        what: &str,
+    ) -> Result<Answer> {
+        let cfg = self.config();
+        let mut auth_retried = false;
+        let mut last: Option<Error> = None;
+        for attempt in 0..cfg.max_attempts.max(1) {
+            if attempt > 0 {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            let slot = service.slot(write).await;
+            let token = self.token_from(tokens).await?;
+            let req = request(self.http())
+                .bearer_auth(token.value.expose_secret())
+                .header("client-request-id", Uuid::new_v4().to_string());
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            let sent = req.send().await;
+            drop(slot);
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = transport_error(&e, what);
+                    if retry == Retry::CallerChecks || err.code() == ErrorCode::Tls {
+                        return Err(err);
+                    }
+                    last = Some(err);
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            service.answered(status, &headers, write);
+            let request_id = headers
+                .get("request-id")
+                .or_else(|| headers.get("sprequestguid"))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let text = resp.text().await.unwrap_or_default();
+            let body = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::Null)
+            };
+            let answer = Answer {
+                status,
+                headers,
+                request_id,
+                body,
+            };
+            if (200..300).contains(&status) {
+                return Ok(answer);
+            }
+            if status == 429 {
+                counters.throttled.fetch_add(1, Ordering::Relaxed);
+                let after = retry_after(&answer.headers).unwrap_or_else(|| backoff(attempt));
+                service.throttled(after, write);
+                last = Some(service.error(&answer, what).with_retry_after(after));
+                continue;
+            }
+            let err = service.error(&answer, what);
+            if status == 401 && !auth_retried && service.refresh_on_401(&err) {
+                // An expired or revoked token: fetch a new one once.
+                auth_retried = true;
+                tokens.invalidate().await;
+                continue;
+            }
+            if matches!(status, 500 | 502 | 503 | 504) {
+                if retry == Retry::CallerChecks {
+                    return Err(err);
+                }
+                let wait = retry_after(&answer.headers).unwrap_or_else(|| backoff(attempt));
+                last = Some(err);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(err);
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::new(
+                ErrorCode::ServiceUnavailable,
+                format!("{what}: no attempt succeeded"),
+            )
+        }))
+    }
+}
