@@ -325,6 +325,11 @@ pub struct SharePointConfig {
     /// The SharePoint host label (`contoso` of `contoso.sharepoint.com`) when it differs
     /// from the initial domain's (a renamed SharePoint domain).
     pub host_label: Option<String>,
+    /// SharePoint REST resource units per app per window (1 for a single item, 2 for a
+    /// collection or a change, 5 for a permission change).
+    pub resource_units: u32,
+    /// The window in seconds.
+    pub window_secs: f64,
 }
 
 impl Default for SharePointConfig {
@@ -332,6 +337,8 @@ impl Default for SharePointConfig {
         SharePointConfig {
             drive_delay_ms: 300,
             host_label: None,
+            resource_units: 1_250,
+            window_secs: 60.0,
         }
     }
 }

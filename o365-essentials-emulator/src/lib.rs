@@ -289,7 +289,10 @@ fn sharepoint_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
             "/sharepoint/_api/web/sitegroups/{seg}/users/{call}",
             post(sharepoint::remove_group_user),
         )
-        .layer(axum::middleware::from_fn(sharepoint::app_only_rules))
+        .layer(axum::middleware::from_fn_with_state(
+            emu.clone(),
+            sharepoint::app_only_rules,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             (emu.clone(), Resource::SharePoint),
             auth::require_token,

@@ -65,6 +65,8 @@ pub(crate) struct SpoState {
     /// Site user id → online account id.
     pub site_users: Vec<(u32, String)>,
     pub next_user: u32,
+    /// Per app: (resource units used in the window, window start).
+    pub usage: HashMap<String, (u32, Option<Instant>)>,
 }
 
 impl SpoState {
@@ -144,6 +146,7 @@ pub(crate) fn init(d: &mut Directory, emu: &Emu) {
         title,
         site_users: Vec::new(),
         next_user: 7,
+        usage: HashMap::new(),
     };
 }
 
@@ -467,9 +470,63 @@ fn sp_json(status: StatusCode, v: &Value) -> Response<Body> {
     resp
 }
 
-/// After the token check: secret-based app tokens are refused, and the app needs a
-/// Sites permission.
-pub(crate) async fn app_only_rules(req: Request, next: Next) -> Response<Body> {
+/// The resource units a SharePoint REST call costs.
+fn cost(method: &Method, path: &str) -> u32 {
+    let lower = path.to_ascii_lowercase();
+    if *method != Method::GET {
+        if lower.contains("/sitegroups/") { 5 } else { 2 }
+    } else if lower.ends_with("/users")
+        || lower.ends_with("/lists")
+        || lower.ends_with("/sitegroups")
+    {
+        2
+    } else {
+        1
+    }
+}
+
+/// Charges the call to the app's window: `Ok((limit, remaining, reset_secs))` or
+/// `Err(seconds until the window resets)`.
+fn charge(emu: &Emu, app: &str, units: u32) -> Result<(u32, u32, f64), f64> {
+    let (enabled, scale) = {
+        let rt = emu.runtime();
+        (rt.throttling_enabled, rt.time_scale)
+    };
+    let limit = emu.cfg.sharepoint.resource_units.max(1);
+    let window = emu.cfg.sharepoint.window_secs.max(1e-3) / scale.max(1e-9);
+    let mut d = emu.dir();
+    let now = Instant::now();
+    let entry = d
+        .spo
+        .usage
+        .entry(app.to_ascii_lowercase())
+        .or_insert((0, None));
+    let start = match entry.1 {
+        Some(s) if now.duration_since(s).as_secs_f64() < window => s,
+        _ => {
+            *entry = (0, Some(now));
+            now
+        }
+    };
+    let reset = (window - now.duration_since(start).as_secs_f64()).max(0.0);
+    if !enabled {
+        return Ok((limit, limit, reset));
+    }
+    if entry.0 + units > limit {
+        return Err(reset);
+    }
+    entry.0 += units;
+    Ok((limit, limit - entry.0, reset))
+}
+
+/// After the token check: secret-based app tokens are refused, the app needs a Sites
+/// permission, and each call is charged resource units (429 when the window's are spent;
+/// `RateLimit-*` headers once 80% are used, as SharePoint Online does).
+pub(crate) async fn app_only_rules(
+    State(emu): State<Arc<Emu>>,
+    req: Request,
+    next: Next,
+) -> Response<Body> {
     let Some(claims) = req.extensions().get::<Claims>().cloned() else {
         return sp_error(
             StatusCode::UNAUTHORIZED,
@@ -509,7 +566,38 @@ pub(crate) async fn app_only_rules(req: Request, next: Next) -> Response<Body> {
             "Access denied. You do not have permission to perform this action or access this resource.",
         );
     }
-    next.run(req).await
+    let units = cost(req.method(), req.uri().path());
+    match charge(&emu, &claims.appid, units) {
+        Err(wait) => {
+            emu.stats.count("sharepoint_throttled");
+            let mut resp = sp_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "-2147024860, Microsoft.SharePoint.SPQueryThrottledException",
+                "The request has exceeded the resource limits of the app. Wait the number of seconds given in Retry-After.",
+            );
+            let secs = wait.ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+        Ok((limit, remaining, reset)) => {
+            let mut resp = next.run(req).await;
+            if f64::from(remaining) <= f64::from(limit) * 0.2 {
+                let h = resp.headers_mut();
+                for (k, v) in [
+                    ("ratelimit-limit", limit.to_string()),
+                    ("ratelimit-remaining", remaining.to_string()),
+                    ("ratelimit-reset", format!("{}", reset.ceil() as u64)),
+                ] {
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        h.insert(k, v);
+                    }
+                }
+            }
+            resp
+        }
+    }
 }
 
 fn group_json(g: &SpGroup) -> Value {

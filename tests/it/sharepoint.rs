@@ -451,3 +451,33 @@ async fn faults_lose_and_duplicate_nothing() {
         "granted once each, revoked once"
     );
 }
+
+#[tokio::test]
+async fn resource_units_pace_sharepoint_rest() {
+    let cert = app_cert();
+    let mut cfg = config(&cert);
+    cfg.sharepoint.resource_units = 12;
+    cfg.sharepoint.window_secs = 0.5;
+    let emu = Emulator::start(cfg).await.unwrap();
+    let spo = SharePointOnline::new(graph_config(&emu, &cert)).unwrap();
+    spo.grant("alex@contoso.onmicrosoft.com", SiteRole::Owner)
+        .await
+        .unwrap();
+    // Each listing costs 9 units (three groups at 1, their users at 2): four of them
+    // need three windows.
+    for _ in 0..4 {
+        let groups = spo.site_groups().await.unwrap();
+        assert_eq!(groups[0].members, ["alex@contoso.onmicrosoft.com"]);
+    }
+    let (requests, throttled, waits) = spo.request_counts();
+    assert!(requests >= 26, "{requests}");
+    assert!(
+        throttled + waits >= 2,
+        "the budget ran out and the client waited: throttled {throttled}, waits {waits}"
+    );
+    let stats = admin(&emu, "GET", "/stats", None).await;
+    assert_eq!(
+        stats["sharepoint_throttled"].as_u64().unwrap_or(0),
+        throttled
+    );
+}

@@ -1,8 +1,6 @@
 //! Pure mappings between the admin API's JSON and the model, and from its error bodies
 //! to [`Error`].
 
-use std::time::Duration;
-
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -21,22 +19,6 @@ fn unexpected(what: &str) -> Error {
     Error::new(
         ErrorCode::UnexpectedResponse,
         format!("Exchange answered without {what}"),
-    )
-}
-
-/// `Rate-Limit-Reset`: seconds, or the instant (RFC 3339) the window resets.
-pub(crate) fn reset_in(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
-    }
-    let at = OffsetDateTime::parse(v, &Rfc3339).ok()?;
-    let d = at - OffsetDateTime::now_utc();
-    Some(
-        Duration::try_from(d)
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600)),
     )
 }
 
@@ -380,7 +362,5 @@ mod tests {
         assert_eq!(d.access_state, DeviceAccessState::Blocked);
         assert_eq!(d.wipe_status, WipeStatus::Pending);
         assert!(d.last_sync.is_some());
-        assert!(reset_in("2.5").is_some());
-        assert!(reset_in("garbage").is_none());
     }
 }

@@ -66,14 +66,8 @@ impl Service for Inner {
     }
 
     fn answered(&self, _status: u16, headers: &reqwest::header::HeaderMap, _write: bool) {
-        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
-        let remaining = get("rate-limit-remaining").and_then(|v| v.trim().parse::<u64>().ok());
-        let reset = get("rate-limit-reset").and_then(map::reset_in);
-        if let (Some(0), Some(reset)) = (remaining, reset) {
-            // A little past the reset, so the next call lands in the new window.
-            self.hold
-                .extend(reset.min(Duration::from_secs(300)) + Duration::from_millis(25));
-        }
+        self.hold
+            .from_headers(headers, "rate-limit-remaining", "rate-limit-reset");
     }
 
     fn throttled(&self, after: Duration, _write: bool) {

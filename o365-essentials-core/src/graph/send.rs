@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::{GraphTenant, Retry, TokenCache, backoff, retry_after, transport_error};
@@ -72,10 +74,37 @@ impl Hold {
         }
     }
 
+    /// Holds until the window resets when an answer says its budget is spent
+    /// (`remaining` header 0; `reset` header in seconds or an RFC 3339 instant).
+    pub(crate) fn from_headers(&self, headers: &HeaderMap, remaining: &str, reset: &str) {
+        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let left = get(remaining).and_then(|v| v.trim().parse::<u64>().ok());
+        if let (Some(0), Some(reset)) = (left, get(reset).and_then(reset_in)) {
+            // A little past the reset, so the next call lands in the new window.
+            self.extend(reset.min(Duration::from_secs(300)) + Duration::from_millis(25));
+        }
+    }
+
     /// How many times a caller waited.
     pub(crate) fn waits(&self) -> u64 {
         self.waits.load(Ordering::Relaxed)
     }
+}
+
+/// `Rate-Limit-Reset`: seconds, or the instant (RFC 3339) the window resets.
+pub(crate) fn reset_in(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    let at = OffsetDateTime::parse(v, &Rfc3339).ok()?;
+    let d = at - OffsetDateTime::now_utc();
+    Some(
+        Duration::try_from(d)
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
 }
 
 /// What differs between the services around one request.
@@ -197,5 +226,26 @@ impl GraphTenant {
                 format!("{what}: no attempt succeeded"),
             )
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_headers_read_as_seconds_or_instants() {
+        assert_eq!(reset_in("2.5"), Some(Duration::from_millis(2500)));
+        assert!(reset_in("garbage").is_none());
+        assert!(reset_in("-1").is_none());
+        let soon = (OffsetDateTime::now_utc() + time::Duration::seconds(3))
+            .format(&Rfc3339)
+            .unwrap();
+        let d = reset_in(&soon).unwrap();
+        assert!(d > Duration::from_secs(1) && d <= Duration::from_secs(3));
+        let past = (OffsetDateTime::now_utc() - time::Duration::seconds(3))
+            .format(&Rfc3339)
+            .unwrap();
+        assert_eq!(reset_in(&past), Some(Duration::ZERO));
     }
 }

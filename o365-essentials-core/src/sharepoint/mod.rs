@@ -58,7 +58,10 @@ impl Service for Rest {
         None
     }
 
-    fn answered(&self, _status: u16, _headers: &reqwest::header::HeaderMap, _write: bool) {}
+    fn answered(&self, _status: u16, headers: &reqwest::header::HeaderMap, _write: bool) {
+        self.hold
+            .from_headers(headers, "ratelimit-remaining", "ratelimit-reset");
+    }
 
     fn throttled(&self, after: Duration, _write: bool) {
         self.hold.extend(after);
@@ -171,6 +174,18 @@ impl SharePointOnline {
                 site: tokio::sync::OnceCell::new(),
                 rest: tokio::sync::OnceCell::new(),
             }),
+        }
+    }
+
+    /// SharePoint REST calls sent (each retry counts), throttled answers, and waits made
+    /// for the app's resource-unit window. Graph calls are counted by the Graph backend.
+    pub fn request_counts(&self) -> (u64, u64, u64) {
+        match self.inner.rest.get() {
+            Some(r) => {
+                let (requests, throttled, _) = r.counters.get();
+                (requests, throttled, r.hold.waits())
+            }
+            None => (0, 0, 0),
         }
     }
 
