@@ -67,7 +67,7 @@ impl Service for Inner {
 
     fn answered(&self, _status: u16, headers: &reqwest::header::HeaderMap, _write: bool) {
         self.hold
-            .from_headers(headers, "rate-limit-remaining", "rate-limit-reset");
+            .hold_if_spent(headers, "rate-limit-remaining", "rate-limit-reset");
     }
 
     fn throttled(&self, after: Duration, _write: bool) {

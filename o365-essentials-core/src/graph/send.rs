@@ -76,7 +76,7 @@ impl Hold {
 
     /// Holds until the window resets when an answer says its budget is spent
     /// (`remaining` header 0; `reset` header in seconds or an RFC 3339 instant).
-    pub(crate) fn from_headers(&self, headers: &HeaderMap, remaining: &str, reset: &str) {
+    pub(crate) fn hold_if_spent(&self, headers: &HeaderMap, remaining: &str, reset: &str) {
         let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
         let left = get(remaining).and_then(|v| v.trim().parse::<u64>().ok());
         if let (Some(0), Some(reset)) = (left, get(reset).and_then(reset_in)) {

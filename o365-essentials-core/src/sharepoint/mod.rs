@@ -60,7 +60,7 @@ impl Service for Rest {
 
     fn answered(&self, _status: u16, headers: &reqwest::header::HeaderMap, _write: bool) {
         self.hold
-            .from_headers(headers, "ratelimit-remaining", "ratelimit-reset");
+            .hold_if_spent(headers, "ratelimit-remaining", "ratelimit-reset");
     }
 
     fn throttled(&self, after: Duration, _write: bool) {
