@@ -1444,6 +1444,16 @@ pub(crate) async fn invoke(
         );
     };
     emu.stats.count(&format!("exchange:{cmdlet}"));
+    // App-only calls are routed by the anchor mailbox header; count the calls without it
+    // (tests assert the client always sends it).
+    let anchor = format!("APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant}");
+    let anchored = headers
+        .get("x-anchormailbox")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(&anchor));
+    if !anchored {
+        emu.stats.count("exchange_without_anchor");
+    }
     let call = Call {
         emu: &emu,
         cmdlet,

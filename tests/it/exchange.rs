@@ -235,6 +235,12 @@ async fn distribution_groups_end_to_end() {
     assert!(exo.distribution_groups().await.unwrap().is_empty());
     let e = exo.delete_distribution_group("Sales").await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::NotFound);
+
+    // Every call carried the anchor mailbox header (a bare call is counted without it).
+    assert_eq!(stat(&emu, "exchange:New-DistributionGroup").await, 4);
+    assert_eq!(stat(&emu, "exchange_without_anchor").await, 0);
+    invoke_raw(&emu, "Get-DistributionGroup", json!({})).await;
+    assert_eq!(stat(&emu, "exchange_without_anchor").await, 1);
 }
 
 #[tokio::test]

@@ -273,13 +273,17 @@ impl ExchangeOnline {
             pages += 1;
             match page.next {
                 Some(next) if pages < 10_000 => {
-                    // Only follow links to the same endpoint: the token goes with them.
-                    let same = next.split('?').next() == Some(base.as_str())
-                        || next
-                            .split('?')
-                            .next()
-                            .is_some_and(|p| p.eq_ignore_ascii_case(&base));
-                    if !same {
+                    // Only follow links to the same service: the token goes with them.
+                    let origin = |u: &str| {
+                        reqwest::Url::parse(u).ok().map(|u| {
+                            (
+                                u.scheme().to_string(),
+                                u.host_str().map(str::to_ascii_lowercase),
+                                u.port_or_known_default(),
+                            )
+                        })
+                    };
+                    if origin(&next).is_none() || origin(&next) != origin(&base) {
                         return Err(Error::new(
                             ErrorCode::UnexpectedResponse,
                             format!(
@@ -472,15 +476,17 @@ impl Exchange for ExchangeOnline {
         if !members.is_empty() {
             self.check_recipients(&members).await?;
         }
-        let params = json!({
+        let mut params = json!({
             "Name": group.name,
             "Alias": group.alias,
             "DisplayName": display,
             "PrimarySmtpAddress": group.primary_smtp_address,
             "Type": "Distribution",
             "RequireSenderAuthenticationEnabled": !group.allow_external_senders,
-            "Members": members,
         });
+        if !members.is_empty() {
+            params["Members"] = json!(members);
+        }
         let what = format!("creating distribution group {}", group.name);
         let mut rows = None;
         for attempt in 0..WRITE_ATTEMPTS {
