@@ -22,6 +22,9 @@ pub mod sharepoint;
 pub mod store;
 pub mod validate;
 
+#[cfg(test)]
+mod testing;
+
 pub use error::{Error, ErrorCode, ErrorFamily, Result, ServiceDetail};
 pub use secrecy::{ExposeSecret, SecretString};
 

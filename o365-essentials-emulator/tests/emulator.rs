@@ -1495,3 +1495,267 @@ async fn domain_verification_reads_the_txt_record_from_a_real_dns_server() {
     let (status, _) = g.post("/domains/missing.example/verify", &json!({})).await;
     assert_eq!(status, 400, "a DNS server that is down verifies nothing");
 }
+
+// ---------------------------------------------------------------- Exchange, SharePoint
+
+/// A random JSON value for cmdlet parameters and SharePoint bodies.
+fn random_value(rng: &mut rand_chacha::ChaCha8Rng, depth: u32) -> Value {
+    use rand::Rng;
+    match rng.random_range(0..if depth > 1 { 7 } else { 9 }) {
+        0 => Value::Null,
+        1 => json!(rng.random_bool(0.5)),
+        2 => json!(rng.random_range(-5i64..100)),
+        3 => json!(
+            [
+                "Unlimited",
+                "00:15:00",
+                "x",
+                "",
+                "a@contoso.onmicrosoft.com",
+                "Default",
+                "§",
+                "99:99:99",
+                "1e9"
+            ][rng.random_range(0..9)]
+        ),
+        4 => json!(rng.random_range(0u64..u64::MAX)),
+        5 => json!("admin@contoso.onmicrosoft.com"),
+        6 => json!(1.5),
+        7 => Value::Array(
+            (0..rng.random_range(0..4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
+        _ => json!({"k": random_value(rng, depth + 1)}),
+    }
+}
+
+#[tokio::test]
+async fn random_cmdlets_and_sharepoint_calls_never_crash_it_or_get_a_5xx() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_der) = make_rsa_certificate(dir.path(), "fuzz");
+    let mut cfg = EmulatorConfig::default();
+    cfg.apps[0].certificates = vec![cert_pem.clone()];
+    cfg.exchange.wipe_ack_delay_ms = 0;
+    cfg.seed.devices = vec![o365_essentials_emulator::config::SeedDevice {
+        user: "admin@contoso.onmicrosoft.com".into(),
+        device_id: "FUZZ1".into(),
+        model: "iPhone15,2".into(),
+        device_type: "iPhone".into(),
+        os: "iOS 17".into(),
+        ..Default::default()
+    }];
+    let emu = Emulator::start(cfg).await.unwrap();
+    let info = emu.info().clone();
+    let http = reqwest::Client::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+
+    let exo_token = token_for(&http, &emu, "https://outlook.office365.com/.default").await;
+    let cmdlets = [
+        "Get-DistributionGroup",
+        "New-DistributionGroup",
+        "Get-DistributionGroupMember",
+        "Add-DistributionGroupMember",
+        "Remove-DistributionGroupMember",
+        "Update-DistributionGroupMember",
+        "Remove-DistributionGroup",
+        "Get-Recipient",
+        "Get-MobileDeviceMailboxPolicy",
+        "Set-MobileDeviceMailboxPolicy",
+        "Get-ActiveSyncDeviceAccessRule",
+        "New-ActiveSyncDeviceAccessRule",
+        "Remove-ActiveSyncDeviceAccessRule",
+        "Set-ActiveSyncOrganizationSettings",
+        "Get-MobileDevice",
+        "Get-MobileDeviceStatistics",
+        "Clear-MobileDevice",
+        "Format-C",
+    ];
+    let params = [
+        "Identity",
+        "Name",
+        "Alias",
+        "DisplayName",
+        "PrimarySmtpAddress",
+        "Members",
+        "Member",
+        "Type",
+        "RequireSenderAuthenticationEnabled",
+        "MinPasswordLength",
+        "MaxPasswordFailedAttempts",
+        "MaxInactivityTimeLock",
+        "PasswordEnabled",
+        "QueryString",
+        "Characteristic",
+        "AccessLevel",
+        "Mailbox",
+        "AccountOnly",
+        "Cancel",
+        "ResultSize",
+        "Bogus",
+    ];
+    let url = format!("{}/{}/InvokeCommand", info.exchange_url, info.tenant_id);
+    let mut cmdlet_errors = 0;
+    for i in 0..400 {
+        let body = if i % 10 == 9 {
+            // Not even the right envelope.
+            random_value(&mut rng, 0).to_string()
+        } else {
+            let mut p = serde_json::Map::new();
+            for _ in 0..rng.random_range(0..5) {
+                p.insert(
+                    params[rng.random_range(0..params.len())].into(),
+                    random_value(&mut rng, 0),
+                );
+            }
+            json!({"CmdletInput": {"CmdletName": cmdlets[rng.random_range(0..cmdlets.len())], "Parameters": p}})
+                .to_string()
+        };
+        let r = http
+            .post(&url)
+            .bearer_auth(&exo_token)
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{body}: connection failed: {e}"));
+        let status = r.status().as_u16();
+        assert!(status < 500, "{body} -> {status}");
+        let v: Value = r
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{body}: not JSON: {e}"));
+        if status >= 400 {
+            assert!(v["error"]["code"].is_string(), "{body}: {v}");
+            let detail = v["error"]["details"][0]["message"].as_str().unwrap_or("");
+            assert_eq!(detail.split('|').count(), 3, "{body}: {v}");
+            cmdlet_errors += 1;
+        } else {
+            assert!(v["value"].is_array(), "{body}: {v}");
+        }
+    }
+    assert!(
+        cmdlet_errors > 100,
+        "most random calls are refused: {cmdlet_errors}"
+    );
+
+    // SharePoint REST with a certificate-based token.
+    let now = now_secs();
+    let assertion = sign_assertion(
+        &key_der,
+        "PS256",
+        &sha256_thumbprint(&cert_pem),
+        &json!({"aud": emu.token_url(), "iss": info.client_id, "sub": info.client_id, "jti": "fuzz", "nbf": now, "exp": now + 300}),
+    );
+    let tok: Value = http
+        .post(emu.token_url())
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("scope", "https://contoso.sharepoint.com/.default"),
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sp_token = tok["access_token"].as_str().unwrap().to_string();
+    let segments = [
+        "web",
+        "sitegroups",
+        "GetById(3)",
+        "GetById(99)",
+        "GetById(x)",
+        "users",
+        "removeByLoginName(@v)",
+        "removeByLoginName('i:0%23.f|membership|admin@contoso.onmicrosoft.com')",
+        "lists",
+        "lists(guid'00000000-0000-0000-0000-000000000000')",
+        "associatedownergroup",
+        "associatedmembergroup",
+        "%00",
+        "..",
+    ];
+    let queries = [
+        "",
+        "?@v='i%3A0%23.f%7Cmembership%7Cadmin%40contoso.onmicrosoft.com'",
+        "?@v=",
+        "?$select=Id",
+    ];
+    let mut ok = 0;
+    for _ in 0..300 {
+        let valid = [
+            ("GET", "", "{}"),
+            ("GET", "associatedownergroup", "{}"),
+            ("GET", "sitegroups/GetById(5)/users", "{}"),
+            (
+                "POST",
+                "sitegroups/GetById(5)/users",
+                r#"{"LoginName":"i:0#.f|membership|admin@contoso.onmicrosoft.com"}"#,
+            ),
+            ("GET", "lists", "{}"),
+        ];
+        let (method, url, body) = if rng.random_bool(0.3) {
+            let (m, p, b) = valid[rng.random_range(0..valid.len())];
+            (
+                m,
+                format!("{}/_api/web/{p}", info.sharepoint_url),
+                b.to_string(),
+            )
+        } else {
+            let path: Vec<&str> = (0..rng.random_range(0..4))
+                .map(|_| segments[rng.random_range(0..segments.len())])
+                .collect();
+            let url = format!(
+                "{}/_api/web/{}{}",
+                info.sharepoint_url,
+                path.join("/"),
+                queries[rng.random_range(0..queries.len())]
+            );
+            let method = ["GET", "POST", "DELETE", "PATCH"][rng.random_range(0..4)];
+            let body = if rng.random_bool(0.5) {
+                let login = [
+                    "i:0#.f|membership|admin@contoso.onmicrosoft.com",
+                    "x",
+                    "|",
+                    "",
+                ][rng.random_range(0..4)];
+                json!({"LoginName": login, "EnableVersioning": random_value(&mut rng, 1)})
+                    .to_string()
+            } else {
+                random_value(&mut rng, 0).to_string()
+            };
+            (method, url, body)
+        };
+        let r = http
+            .request(method.parse().unwrap(), &url)
+            .bearer_auth(&sp_token)
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: connection failed: {e}"));
+        let status = r.status().as_u16();
+        assert!(status < 500, "{method} {url} {body} -> {status}");
+        if status >= 400 {
+            let v: Value = r
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {url} -> {status} without JSON: {e}"));
+            assert!(
+                v["odata.error"]["message"]["value"].is_string() || v["error"]["code"].is_string(),
+                "{method} {url}: {v}"
+            );
+        } else {
+            ok += 1;
+        }
+    }
+    assert!(ok > 10, "some random calls are valid: {ok}");
+}

@@ -363,4 +363,24 @@ mod tests {
         assert_eq!(d.wipe_status, WipeStatus::Pending);
         assert!(d.last_sync.is_some());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        #[test]
+        fn answers_never_panic(v in crate::testing::json_with_keys(&[
+            "error", "code", "message", "details", "innererror", "value", "Guid", "Name",
+            "Status", "DeviceAccessState", "MinPasswordLength", "MaxPasswordFailedAttempts",
+            "MaxInactivityTimeLock", "PasswordEnabled", "Characteristic", "AccessLevel",
+            "LastSuccessSync", "RequireSenderAuthenticationEnabled", "QueryString",
+        ]), status in 100u16..600) {
+            let e = exchange_error(status, &v, None, "x");
+            proptest::prop_assert!(e.message().starts_with('x'));
+            let _ = group(&v);
+            let _ = policy(&v);
+            let _ = rule(&v);
+            let _ = wipe_status(&v);
+            let _ = device(&v, Some(&v), "u@x.y");
+        }
+    }
 }

@@ -295,4 +295,26 @@ mod tests {
             vec!["a@b.c"]
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        #[test]
+        fn answers_never_panic(v in crate::testing::json_with_keys(&[
+            "odata.error", "error", "code", "message", "value", "error_description", "Id",
+            "Title", "LoginName", "UserPrincipalName", "PrincipalType", "EnableVersioning",
+            "id", "webUrl", "displayName", "list", "template", "hidden",
+        ]), status in 100u16..600, diag in ".{0,40}") {
+            let e = rest_error(status, &v, &diag, None, "x");
+            proptest::prop_assert!(e.message().starts_with('x'));
+            let _ = site(&v);
+            let _ = group_header(&v);
+            let _ = group_users(&v);
+            let _ = versioning(&v);
+            let _ = library(&v, None, None);
+            let items = v.as_array().cloned().unwrap_or_default();
+            let _ = libraries(&items, &v, Some(&[]));
+            let _ = origin(v.as_str().unwrap_or(""));
+        }
+    }
 }
