@@ -160,6 +160,31 @@ async fn team_site_and_libraries() {
     assert_eq!(libs[2].versioning, Some(false));
     assert!(libs.iter().all(|l| l.drive_id.is_some()));
 
+    // The wait for the drive is bounded: a slow drive leaves the library without one.
+    let mut slow_cfg = config(&cert);
+    slow_cfg.sharepoint.drive_delay_ms = 600_000;
+    let slow = Emulator::start(slow_cfg).await.unwrap();
+    let slow_spo = SharePointOnline::new(graph_config(&slow, &cert)).unwrap();
+    slow_spo.set_drive_wait(std::time::Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    let pending = slow_spo
+        .create_library(&NewLibrary {
+            name: "Slow".into(),
+            ..NewLibrary::default()
+        })
+        .await
+        .unwrap();
+    assert!(pending.drive_id.is_none());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        slow_spo
+            .libraries()
+            .await
+            .unwrap()
+            .iter()
+            .any(|l| l.name == "Slow" && l.drive_id.is_none())
+    );
+
     // A duplicate name (any case) and bad names.
     let e = spo
         .create_library(&NewLibrary {

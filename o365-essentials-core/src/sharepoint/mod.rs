@@ -37,8 +37,8 @@ use crate::graph::{
 use crate::model::{Library, NewLibrary, RevokeOutcome, SiteGroup, SiteRole, TeamSite};
 use crate::ports::SharePoint;
 
-/// How long [`SharePoint::create_library`] waits for the new library's drive.
-const DRIVE_WAIT: Duration = Duration::from_secs(60);
+/// How long [`SharePoint::create_library`] waits for the new library's drive by default.
+pub const DRIVE_WAIT: Duration = Duration::from_secs(60);
 
 /// Attempts of a write whose outcome is checked before it is repeated.
 const WRITE_ATTEMPTS: u32 = 6;
@@ -85,6 +85,8 @@ impl Service for Rest {
 
 struct Inner {
     graph: GraphTenant,
+    /// Milliseconds [`SharePoint::create_library`] waits for the drive.
+    drive_wait_ms: std::sync::atomic::AtomicU64,
     site: tokio::sync::OnceCell<TeamSite>,
     rest: tokio::sync::OnceCell<Rest>,
 }
@@ -171,10 +173,20 @@ impl SharePointOnline {
         SharePointOnline {
             inner: Arc::new(Inner {
                 graph,
+                drive_wait_ms: std::sync::atomic::AtomicU64::new(DRIVE_WAIT.as_millis() as u64),
                 site: tokio::sync::OnceCell::new(),
                 rest: tokio::sync::OnceCell::new(),
             }),
         }
+    }
+
+    /// Sets how long [`SharePoint::create_library`] waits for a new library's drive
+    /// (default [`DRIVE_WAIT`]); after that the library is returned without a drive id.
+    pub fn set_drive_wait(&self, wait: Duration) {
+        self.inner.drive_wait_ms.store(
+            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// SharePoint REST calls sent (each retry counts), throttled answers, and waits made
@@ -398,6 +410,11 @@ impl SharePointOnline {
 
     async fn wait_for_drive(&self, site: &TeamSite, list_id: &str) -> Result<Option<String>> {
         let started = Instant::now();
+        let limit = Duration::from_millis(
+            self.inner
+                .drive_wait_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         let mut pause = Duration::from_millis(100);
         loop {
             match self
@@ -413,7 +430,7 @@ impl SharePointOnline {
                 Err(e) if e.code() == ErrorCode::NotFound => {}
                 Err(e) => return Err(e),
             }
-            if started.elapsed() + pause > DRIVE_WAIT {
+            if started.elapsed() + pause > limit {
                 return Ok(None);
             }
             tokio::time::sleep(pause).await;
