@@ -14,12 +14,12 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::{
-    AccessRule, AccountUpdate, AdminRoleHolder, DevicePolicy, DirectoryChanges, DirectoryCursor,
-    DistributionGroup, DnsRecord, Domain, DomainService, Library, LicenceAssignment, LocalGroup,
-    LocalUser, MobileDevice, NewAccessRule, NewDistributionGroup, NewLibrary, NewLocalUser,
-    NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, OnlineChanges, Organization,
-    PasswordPolicy, RevokeOutcome, SiteGroup, SiteRole, Sku, TeamSite, Topology, WipeKind,
-    WipeStatus,
+    AccessLevel, AccessRule, AccountUpdate, AdminRoleHolder, DevicePolicy, DirectoryChanges,
+    DirectoryCursor, DistributionGroup, DistributionGroupUpdate, DnsRecord, Domain, DomainService,
+    Library, LicenceAssignment, LocalGroup, LocalUser, MobileDevice, NewAccessRule,
+    NewDistributionGroup, NewLibrary, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount,
+    OnlineAccountId, OnlineChanges, Organization, PasswordPolicy, RevokeOutcome, SiteGroup,
+    SiteRole, Sku, TeamSite, Topology, WipeKind, WipeStatus,
 };
 
 /// The on-premises directory (Active Directory over LDAP, or the memory directory).
@@ -332,6 +332,18 @@ pub trait Exchange: Send + Sync {
     /// [`NotFound`](crate::ErrorCode::NotFound) naming the group or the missing members.
     async fn replace_members(&self, group: &str, members: &[String]) -> Result<()>;
 
+    /// Changes a distribution group's display name or whether people outside the
+    /// organisation may send to it; fields left `None` stay as they are.
+    ///
+    /// # Errors
+    /// [`NotFound`](crate::ErrorCode::NotFound); [`InvalidInput`](crate::ErrorCode::InvalidInput)
+    /// for an empty change or a bad display name.
+    async fn update_distribution_group(
+        &self,
+        group: &str,
+        update: &DistributionGroupUpdate,
+    ) -> Result<DistributionGroup>;
+
     /// Deletes a distribution group.
     ///
     /// # Errors
@@ -349,6 +361,19 @@ pub trait Exchange: Send + Sync {
     /// # Errors
     /// [`InvalidInput`](crate::ErrorCode::InvalidInput) naming the value out of range.
     async fn set_device_policy(&self, policy: &DevicePolicy) -> Result<()>;
+
+    /// What happens to a device no access rule matches (`Allow` unless changed).
+    ///
+    /// # Errors
+    /// The common errors only.
+    async fn default_access_level(&self) -> Result<AccessLevel>;
+
+    /// Sets what happens to a device no access rule matches — `Quarantine` holds new
+    /// devices until an administrator allows them.
+    ///
+    /// # Errors
+    /// The common errors only.
+    async fn set_default_access_level(&self, level: AccessLevel) -> Result<()>;
 
     /// Every device access rule.
     ///

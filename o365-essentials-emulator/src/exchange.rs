@@ -740,6 +740,7 @@ impl Call<'_> {
             "remove-distributiongroupmember" => self.remove_member(d),
             "update-distributiongroupmember" => self.update_members(d),
             "remove-distributiongroup" => self.remove_group(d),
+            "set-distributiongroup" => self.set_group(d),
             "get-mobiledevicemailboxpolicy" => self.get_policy(d),
             "set-mobiledevicemailboxpolicy" => self.set_policy(d),
             "get-activesyncdeviceaccessrule" => self.get_rules(d),
@@ -976,6 +977,42 @@ impl Call<'_> {
         let i = self.group_index(d, &p)?;
         let members = resolve_members(d, &p.list("Members")?.unwrap_or_default())?;
         d.exo.groups[i].members = members;
+        Ok(vec![])
+    }
+
+    fn set_group(&self, d: &mut Directory) -> CmdResult<Vec<Value>> {
+        let p = self.p(&[
+            "Identity",
+            "DisplayName",
+            "RequireSenderAuthenticationEnabled",
+            "MemberJoinRestriction",
+            "BypassSecurityGroupManagerCheck",
+            "Confirm",
+        ])?;
+        let i = self.group_index(d, &p)?;
+        let display = p.str("DisplayName")?;
+        if let Some(n) = &display
+            && (n.trim().is_empty() || n.chars().count() > 256)
+        {
+            return Err(binding(
+                "Cannot validate argument on parameter 'DisplayName'. The argument is empty or longer than 256 characters.",
+            ));
+        }
+        let auth = p.bool("RequireSenderAuthenticationEnabled")?;
+        let join = p.one_of(
+            "MemberJoinRestriction",
+            &["Open", "Closed", "ApprovalRequired"],
+        )?;
+        let g = &mut d.exo.groups[i];
+        if let Some(n) = display {
+            g.display_name = n;
+        }
+        if let Some(a) = auth {
+            g.require_sender_auth = a;
+        }
+        if let Some(j) = join {
+            g.join_restriction = j;
+        }
         Ok(vec![])
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use o365_essentials::ErrorCode;
 use o365_essentials::exchange::ExchangeOnline;
 use o365_essentials::model::{
-    AccessLevel, DeviceAccessState, DeviceCharacteristic, DevicePolicy, Limit, NewAccessRule,
-    NewDistributionGroup, WipeKind, WipeStatus,
+    AccessLevel, DeviceAccessState, DeviceCharacteristic, DevicePolicy, DistributionGroupUpdate,
+    Limit, NewAccessRule, NewDistributionGroup, WipeKind, WipeStatus,
 };
 use o365_essentials::ports::Exchange;
 use o365_essentials_emulator::config::{
@@ -229,6 +229,40 @@ async fn distribution_groups_end_to_end() {
         before + 1,
         "only the stats call"
     );
+
+    // Change the display name and close it to outside senders.
+    let changed = exo
+        .update_distribution_group(
+            "sales@contoso.com",
+            &DistributionGroupUpdate {
+                display_name: Some("Sales and orders".into()),
+                allow_external_senders: Some(false),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.display_name, "Sales and orders");
+    assert!(!changed.allow_external_senders);
+    assert_eq!(changed.members.len(), 2);
+    assert_eq!(
+        exo.update_distribution_group("Sales", &DistributionGroupUpdate::default())
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidInput
+    );
+    let e = exo
+        .update_distribution_group(
+            "Nope",
+            &DistributionGroupUpdate {
+                allow_external_senders: Some(true),
+                ..DistributionGroupUpdate::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotFound);
+    assert!(e.message().contains("Nope"));
 
     // Delete; deleting again says it is not there.
     exo.delete_distribution_group("Sales").await.unwrap();

@@ -208,6 +208,22 @@ pub(crate) fn access_level_name(l: AccessLevel) -> &'static str {
     }
 }
 
+fn access_level(v: &str) -> Option<AccessLevel> {
+    [
+        AccessLevel::Allow,
+        AccessLevel::Block,
+        AccessLevel::Quarantine,
+    ]
+    .into_iter()
+    .find(|l| access_level_name(*l).eq_ignore_ascii_case(v))
+}
+
+/// A `Get-ActiveSyncOrganizationSettings` row → its default access level.
+pub(crate) fn default_access_level(v: &Value) -> Result<AccessLevel> {
+    let level = s(v, "DefaultAccessLevel").ok_or_else(|| unexpected("DefaultAccessLevel"))?;
+    access_level(&level).ok_or_else(|| unexpected(&format!("a known access level (got `{level}`)")))
+}
+
 /// A `Get-ActiveSyncDeviceAccessRule` row.
 pub(crate) fn rule(v: &Value) -> Result<AccessRule> {
     let ch = s(v, "Characteristic").unwrap_or_default();
@@ -379,6 +395,7 @@ mod tests {
             let _ = group(&v);
             let _ = policy(&v);
             let _ = rule(&v);
+            let _ = default_access_level(&v);
             let _ = wipe_status(&v);
             let _ = device(&v, Some(&v), "u@x.y");
         }

@@ -34,8 +34,8 @@ use crate::graph::{
     Answer, Counters, GraphConfig, GraphTenant, Hold, Retry, Service, TokenCache, backoff,
 };
 use crate::model::{
-    AccessRule, DevicePolicy, DistributionGroup, Limit, MobileDevice, NewAccessRule,
-    NewDistributionGroup, WipeKind, WipeStatus,
+    AccessLevel, AccessRule, DevicePolicy, DistributionGroup, DistributionGroupUpdate, Limit,
+    MobileDevice, NewAccessRule, NewDistributionGroup, WipeKind, WipeStatus,
 };
 use crate::ports::Exchange;
 
@@ -604,6 +604,73 @@ impl Exchange for ExchangeOnline {
                 e
             }
         })
+    }
+
+    async fn update_distribution_group(
+        &self,
+        group: &str,
+        update: &DistributionGroupUpdate,
+    ) -> Result<DistributionGroup> {
+        check_text("the group", group, 320)?;
+        let mut params = json!({"Identity": group, "BypassSecurityGroupManagerCheck": true});
+        if let Some(d) = &update.display_name {
+            check_text("the display name", d, 256)?;
+            params["DisplayName"] = json!(d);
+        }
+        if let Some(allow) = update.allow_external_senders {
+            params["RequireSenderAuthenticationEnabled"] = json!(!allow);
+        }
+        if update.display_name.is_none() && update.allow_external_senders.is_none() {
+            return Err(Error::invalid_input(
+                "the change to the distribution group is empty",
+            ));
+        }
+        // Setting the same values again changes nothing: safe to resend.
+        self.invoke(
+            "Set-DistributionGroup",
+            params,
+            Retry::Idempotent,
+            &format!("changing distribution group {group}"),
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == ErrorCode::NotFound {
+                Error::not_found(format!("there is no distribution group `{group}`"))
+                    .with_service(e.service().cloned().unwrap_or_default())
+            } else {
+                e
+            }
+        })?;
+        let row = self
+            .group_row(group)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("there is no distribution group `{group}`")))?;
+        let mut g = map::group(&row)?;
+        g.members = self.group_members(&g.id).await?;
+        Ok(g)
+    }
+
+    async fn default_access_level(&self) -> Result<AccessLevel> {
+        let rows = self
+            .invoke(
+                "Get-ActiveSyncOrganizationSettings",
+                json!({}),
+                Retry::Idempotent,
+                "reading the default device access level",
+            )
+            .await?;
+        map::default_access_level(rows.first().unwrap_or(&Value::Null))
+    }
+
+    async fn set_default_access_level(&self, level: AccessLevel) -> Result<()> {
+        self.invoke(
+            "Set-ActiveSyncOrganizationSettings",
+            json!({"DefaultAccessLevel": map::access_level_name(level), "Confirm": false}),
+            Retry::Idempotent,
+            "setting the default device access level",
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn device_policy(&self) -> Result<DevicePolicy> {

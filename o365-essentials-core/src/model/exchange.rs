@@ -44,6 +44,17 @@ pub struct NewDistributionGroup {
     pub members: Vec<String>,
 }
 
+/// A change to a distribution group; `None` leaves a property as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DistributionGroupUpdate {
+    /// A new `DisplayName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Allow senders outside the organisation (`RequireSenderAuthenticationEnabled` = false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_external_senders: Option<bool>,
+}
+
 /// A limit that can also be "unlimited".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

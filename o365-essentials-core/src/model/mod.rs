@@ -12,8 +12,8 @@ pub use directory::{DirectoryChange, DirectoryChanges, DirectoryCursor, Password
 pub use dns::{DnsRecord, RecordData, RecordPurpose};
 pub use exchange::{
     AccessLevel, AccessRule, DeviceAccessState, DeviceCharacteristic, DevicePolicy,
-    DistributionGroup, Limit, MobileDevice, NewAccessRule, NewDistributionGroup, WipeKind,
-    WipeStatus,
+    DistributionGroup, DistributionGroupUpdate, Limit, MobileDevice, NewAccessRule,
+    NewDistributionGroup, WipeKind, WipeStatus,
 };
 pub use identity::{
     AccountUpdate, Anchor, Link, LinkOrigin, LinkState, LocalGroup, LocalUser, NewLocalUser,
