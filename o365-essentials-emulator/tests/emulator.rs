@@ -1560,7 +1560,9 @@ async fn random_cmdlets_and_sharepoint_calls_never_crash_it_or_get_a_5xx() {
         "Remove-DistributionGroupMember",
         "Update-DistributionGroupMember",
         "Remove-DistributionGroup",
+        "Set-DistributionGroup",
         "Get-Recipient",
+        "Get-ActiveSyncOrganizationSettings",
         "Get-MobileDeviceMailboxPolicy",
         "Set-MobileDeviceMailboxPolicy",
         "Get-ActiveSyncDeviceAccessRule",
@@ -1593,6 +1595,8 @@ async fn random_cmdlets_and_sharepoint_calls_never_crash_it_or_get_a_5xx() {
         "AccountOnly",
         "Cancel",
         "ResultSize",
+        "DefaultAccessLevel",
+        "MemberJoinRestriction",
         "Bogus",
     ];
     let url = format!("{}/{}/InvokeCommand", info.exchange_url, info.tenant_id);
