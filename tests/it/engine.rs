@@ -790,23 +790,10 @@ async fn re_enabling_relinks_by_anchor_and_reports_drift() {
 /// Permanently deletes a soft-deleted account through Graph (not a port operation).
 async fn purge(emu: &Emulator, id: &str) {
     let info = emu.info();
-    let token: Value = reqwest::Client::new()
-        .post(emu.token_url())
-        .form(&[
-            ("client_id", info.client_id.as_str()),
-            ("client_secret", info.client_secret.as_deref().unwrap()),
-            ("scope", "https://graph.microsoft.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = crate::graph::secret_token(emu, "https://graph.microsoft.com/.default").await;
     let r = reqwest::Client::new()
         .delete(format!("{}/directory/deletedItems/{id}", info.graph_url))
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();

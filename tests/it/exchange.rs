@@ -404,26 +404,13 @@ async fn device_policy_is_validated_before_any_request() {
 async fn invoke_raw(emu: &Emulator, cmdlet: &str, params: Value) -> (u16, Value) {
     let info = emu.info();
     let c = reqwest::Client::new();
-    let tok: Value = c
-        .post(emu.token_url())
-        .form(&[
-            ("client_id", info.client_id.as_str()),
-            ("client_secret", info.client_secret.as_deref().unwrap_or("")),
-            ("scope", "https://outlook.office365.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tok = crate::graph::secret_token(emu, "https://outlook.office365.com/.default").await;
     let r = c
         .post(format!(
             "{}/{}/InvokeCommand",
             info.exchange_url, info.tenant_id
         ))
-        .bearer_auth(tok["access_token"].as_str().unwrap())
+        .bearer_auth(&tok)
         .json(&json!({"CmdletInput": {"CmdletName": cmdlet, "Parameters": params}}))
         .send()
         .await

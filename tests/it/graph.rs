@@ -28,6 +28,30 @@ pub(crate) fn config_for(emu: &Emulator) -> GraphConfig {
     c
 }
 
+/// An access token for `scope` from the emulator with the first app's secret, for calls
+/// made on the wire directly.
+pub(crate) async fn secret_token(emu: &Emulator, scope: &str) -> String {
+    let info = emu.info();
+    let v: Value = reqwest::Client::new()
+        .post(emu.token_url())
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_deref().unwrap_or("")),
+            ("scope", scope),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token for {scope}: {v}"))
+        .to_string()
+}
+
 pub(crate) fn tenant_for(emu: &Emulator) -> GraphTenant {
     GraphTenant::new(config_for(emu)).unwrap()
 }

@@ -354,26 +354,13 @@ async fn a_client_secret_is_refused_by_sharepoint_rest() {
     // The emulator answers a secret-based token as SharePoint does.
     let info = emu.info();
     let c = reqwest::Client::new();
-    let tok: Value = c
-        .post(emu.token_url())
-        .form(&[
-            ("client_id", info.client_id.as_str()),
-            ("client_secret", info.client_secret.as_deref().unwrap_or("")),
-            ("scope", "https://contoso.sharepoint.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tok = crate::graph::secret_token(&emu, "https://contoso.sharepoint.com/.default").await;
     let r = c
         .get(format!(
             "{}/_api/web/associatedownergroup",
             info.sharepoint_url
         ))
-        .bearer_auth(tok["access_token"].as_str().unwrap())
+        .bearer_auth(&tok)
         .send()
         .await
         .unwrap();
