@@ -414,6 +414,44 @@ impl ExchangeOnline {
         ))
     }
 
+    /// Adds or removes members one by one after checking that all of them exist. A member
+    /// already in (or already out of) the group is no change, so the cmdlets are safe to
+    /// resend after a lost answer.
+    async fn change_members(&self, group: &str, members: &[String], add: bool) -> Result<()> {
+        let members = check_members(members)?;
+        self.check_group_and_members(group, &members).await?;
+        let (cmdlet, no_change, verb) = if add {
+            (
+                "Add-DistributionGroupMember",
+                "MemberAlreadyExistsException",
+                "adding",
+            )
+        } else {
+            (
+                "Remove-DistributionGroupMember",
+                "MemberNotFoundException",
+                "removing",
+            )
+        };
+        for m in &members {
+            let params = json!({"Identity": group, "Member": m, "BypassSecurityGroupManagerCheck": true, "Confirm": false});
+            match self
+                .invoke(
+                    cmdlet,
+                    params,
+                    Retry::Idempotent,
+                    &format!("{verb} {m} ({group})"),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if exception_is(&e, no_change) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     async fn stats_row(&self, device_id: &str) -> Result<Value> {
         check_text("the device id", device_id, 512)?;
         let rows = self
@@ -533,45 +571,11 @@ impl Exchange for ExchangeOnline {
     }
 
     async fn add_members(&self, group: &str, members: &[String]) -> Result<()> {
-        let members = check_members(members)?;
-        self.check_group_and_members(group, &members).await?;
-        for m in &members {
-            match self
-                .invoke(
-                    "Add-DistributionGroupMember",
-                    json!({"Identity": group, "Member": m, "BypassSecurityGroupManagerCheck": true}),
-                    Retry::Idempotent,
-                    &format!("adding {m} to {group}"),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if exception_is(&e, "MemberAlreadyExistsException") => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        self.change_members(group, members, true).await
     }
 
     async fn remove_members(&self, group: &str, members: &[String]) -> Result<()> {
-        let members = check_members(members)?;
-        self.check_group_and_members(group, &members).await?;
-        for m in &members {
-            match self
-                .invoke(
-                    "Remove-DistributionGroupMember",
-                    json!({"Identity": group, "Member": m, "BypassSecurityGroupManagerCheck": true, "Confirm": false}),
-                    Retry::Idempotent,
-                    &format!("removing {m} from {group}"),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if exception_is(&e, "MemberNotFoundException") => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        self.change_members(group, members, false).await
     }
 
     async fn replace_members(&self, group: &str, members: &[String]) -> Result<()> {
