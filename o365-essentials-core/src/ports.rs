@@ -14,12 +14,12 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::{
-    AccessLevel, AccessRule, AccountUpdate, AdminRoleHolder, DevicePolicy, DirectoryChanges,
-    DirectoryCursor, DistributionGroup, DistributionGroupUpdate, DnsRecord, Domain, DomainService,
-    Library, LicenceAssignment, LocalGroup, LocalUser, MobileDevice, NewAccessRule,
-    NewDistributionGroup, NewLibrary, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount,
-    OnlineAccountId, OnlineChanges, Organization, PasswordPolicy, RevokeOutcome, SiteGroup,
-    SiteRole, Sku, TeamSite, Topology, WipeKind, WipeStatus,
+    AccessLevel, AccessRule, AccountUpdate, AdminRoleHolder, DeviceAccessState, DevicePolicy,
+    DirectoryChanges, DirectoryCursor, DistributionGroup, DistributionGroupUpdate, DnsRecord,
+    Domain, DomainService, Library, LicenceAssignment, LocalGroup, LocalUser, MobileDevice,
+    NewAccessRule, NewDistributionGroup, NewLibrary, NewLocalUser, NewOnlineAccount, ObjectGuid,
+    OnlineAccount, OnlineAccountId, OnlineChanges, Organization, PasswordPolicy, RevokeOutcome,
+    SiteGroup, SiteRole, Sku, TeamSite, Topology, WipeKind, WipeStatus,
 };
 
 /// The on-premises directory (Active Directory over LDAP, or the memory directory).
@@ -398,6 +398,13 @@ pub trait Exchange: Send + Sync {
     /// # Errors
     /// [`NotFound`](crate::ErrorCode::NotFound) when the mailbox does not exist.
     async fn devices(&self, user_principal_name: &str) -> Result<Vec<MobileDevice>>;
+
+    /// Allows or blocks one device on its owner's mailbox, whatever the rules and the
+    /// default say — how a quarantined phone is let in, or one lost phone shut out.
+    ///
+    /// # Errors
+    /// [`NotFound`](crate::ErrorCode::NotFound).
+    async fn set_device_access(&self, device_id: &str, allow: bool) -> Result<DeviceAccessState>;
 
     /// Wipes a device. `confirm` must repeat the device id, so a wipe is never sent by
     /// accident.

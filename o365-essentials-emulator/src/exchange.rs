@@ -136,6 +136,8 @@ pub(crate) struct ExoState {
     pub devices: Vec<Device>,
     /// `Allow`, `Block` or `Quarantine`.
     pub default_access_level: Option<String>,
+    /// Per mailbox (user id): ActiveSync device ids allowed and blocked individually.
+    pub device_lists: HashMap<String, (Vec<String>, Vec<String>)>,
     /// Per app: (requests in the window, window start).
     buckets: HashMap<String, (f64, Option<Instant>)>,
 }
@@ -517,6 +519,21 @@ fn rule_json(r: &Rule) -> Value {
 /// The access state of a device: the most specific matching rule (model, then OS,
 /// then type), else the organisation's default.
 fn access_state(x: &ExoState, dev: &Device) -> (String, String, Option<String>) {
+    // The mailbox's own lists come first: blocked, then allowed.
+    if let Some((allowed, blocked)) = x.device_lists.get(&dev.user_id) {
+        if blocked
+            .iter()
+            .any(|i| i.eq_ignore_ascii_case(&dev.device_id))
+        {
+            return ("Blocked".into(), "Individual".into(), None);
+        }
+        if allowed
+            .iter()
+            .any(|i| i.eq_ignore_ascii_case(&dev.device_id))
+        {
+            return ("Allowed".into(), "Individual".into(), None);
+        }
+    }
     for (ch, value) in [
         ("DeviceModel", &dev.model),
         ("DeviceOS", &dev.os),
@@ -762,6 +779,8 @@ impl Call<'_> {
                 }
                 Ok(vec![])
             }
+            "get-casmailbox" => self.get_cas_mailbox(d),
+            "set-casmailbox" => self.set_cas_mailbox(d),
             "get-mobiledevice" => self.get_devices(d, false),
             "get-mobiledevicestatistics" => self.get_devices(d, true),
             "clear-mobiledevice" => self.clear_device(d),
@@ -1186,6 +1205,100 @@ impl Call<'_> {
             })
             .ok_or_else(|| not_found_on(&id))?;
         d.exo.rules.remove(pos);
+        Ok(vec![])
+    }
+
+    fn cas_json(d: &Directory, u: &User) -> Value {
+        let (allowed, blocked) = d.exo.device_lists.get(&u.id).cloned().unwrap_or_default();
+        json!({
+            "Identity": u.mail_nickname,
+            "Name": u.mail_nickname,
+            "PrimarySmtpAddress": primary_smtp(u),
+            "ActiveSyncEnabled": true,
+            "ActiveSyncAllowedDeviceIDs": allowed,
+            "ActiveSyncBlockedDeviceIDs": blocked,
+            "ExternalDirectoryObjectId": u.id,
+            "Guid": u.id,
+        })
+    }
+
+    fn get_cas_mailbox(&self, d: &Directory) -> CmdResult<Vec<Value>> {
+        let p = self.p(&["Identity", "ResultSize"])?;
+        match p.str("Identity")? {
+            Some(id) => {
+                let u = find_recipient(d, &id).ok_or_else(|| couldnt_find(&id))?;
+                Ok(vec![Self::cas_json(d, u)])
+            }
+            None => Ok(d.users.values().map(|u| Self::cas_json(d, u)).collect()),
+        }
+    }
+
+    /// `-ActiveSyncAllowedDeviceIDs` / `-ActiveSyncBlockedDeviceIDs`: a list replaces,
+    /// `{"add": [...], "remove": [...]}` (a PowerShell hashtable) changes.
+    fn set_cas_mailbox(&self, d: &mut Directory) -> CmdResult<Vec<Value>> {
+        let p = self.p(&[
+            "Identity",
+            "ActiveSyncAllowedDeviceIDs",
+            "ActiveSyncBlockedDeviceIDs",
+            "Confirm",
+        ])?;
+        let id = p.required("Identity", &self.cmdlet)?;
+        let uid = find_recipient(d, &id)
+            .ok_or_else(|| not_found_on(&id))?
+            .id
+            .clone();
+        let change = |name: &str, current: &[String]| -> CmdResult<Vec<String>> {
+            let strings = |v: &Value| -> CmdResult<Vec<String>> {
+                match v {
+                    Value::Null => Ok(Vec::new()),
+                    Value::String(s) => Ok(vec![s.clone()]),
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|x| {
+                            x.as_str().map(str::to_string).ok_or_else(|| {
+                                binding(format!("Cannot convert the value of parameter '{name}' to a list of strings."))
+                            })
+                        })
+                        .collect(),
+                    _ => Err(binding(format!(
+                        "Cannot convert the value of parameter '{name}' to a list of strings."
+                    ))),
+                }
+            };
+            match p.get(name) {
+                None => Ok(current.to_vec()),
+                Some(Value::Object(m)) => {
+                    let mut out = current.to_vec();
+                    for (k, v) in m {
+                        match k.to_ascii_lowercase().as_str() {
+                            "add" => {
+                                for x in strings(v)? {
+                                    if !out.iter().any(|o| o.eq_ignore_ascii_case(&x)) {
+                                        out.push(x);
+                                    }
+                                }
+                            }
+                            "remove" => {
+                                let gone = strings(v)?;
+                                out.retain(|o| !gone.iter().any(|g| g.eq_ignore_ascii_case(o)));
+                            }
+                            k if k.starts_with("@odata") => {}
+                            _ => {
+                                return Err(binding(format!(
+                                    "Cannot process argument transformation on parameter '{name}': the hashtable key '{k}' is not add or remove."
+                                )));
+                            }
+                        }
+                    }
+                    Ok(out)
+                }
+                Some(v) => strings(v),
+            }
+        };
+        let (allowed, blocked) = d.exo.device_lists.get(&uid).cloned().unwrap_or_default();
+        let allowed = change("ActiveSyncAllowedDeviceIDs", &allowed)?;
+        let blocked = change("ActiveSyncBlockedDeviceIDs", &blocked)?;
+        d.exo.device_lists.insert(uid, (allowed, blocked));
         Ok(vec![])
     }
 

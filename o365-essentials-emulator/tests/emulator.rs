@@ -1563,6 +1563,8 @@ async fn random_cmdlets_and_sharepoint_calls_never_crash_it_or_get_a_5xx() {
         "Set-DistributionGroup",
         "Get-Recipient",
         "Get-ActiveSyncOrganizationSettings",
+        "Get-CASMailbox",
+        "Set-CASMailbox",
         "Get-MobileDeviceMailboxPolicy",
         "Set-MobileDeviceMailboxPolicy",
         "Get-ActiveSyncDeviceAccessRule",
@@ -1596,6 +1598,8 @@ async fn random_cmdlets_and_sharepoint_calls_never_crash_it_or_get_a_5xx() {
         "Cancel",
         "ResultSize",
         "DefaultAccessLevel",
+        "ActiveSyncAllowedDeviceIDs",
+        "ActiveSyncBlockedDeviceIDs",
         "MemberJoinRestriction",
         "Bogus",
     ];

@@ -274,6 +274,21 @@ fn access_state(v: &str) -> DeviceAccessState {
     }
 }
 
+/// A `Get-MobileDevice` row → (the owner's mailbox, the ActiveSync `DeviceId`). The
+/// mailbox is the first part of the device's `Identity`
+/// (`alex\ExchangeActiveSyncDevices\iPhone§F4…`).
+pub(crate) fn device_owner(d: &Value) -> Option<(String, String)> {
+    let identity = s(d, "Identity")?;
+    let mailbox = identity
+        .split('\\')
+        .next()
+        .filter(|m| !m.is_empty() && *m != identity)?;
+    Some((
+        mailbox.to_string(),
+        s(d, "DeviceId").filter(|x| !x.is_empty())?,
+    ))
+}
+
 /// A `Get-MobileDevice` row with its statistics row.
 pub(crate) fn device(d: &Value, stats: Option<&Value>, upn: &str) -> Result<MobileDevice> {
     let last_sync = stats
@@ -378,6 +393,16 @@ mod tests {
         assert_eq!(d.access_state, DeviceAccessState::Blocked);
         assert_eq!(d.wipe_status, WipeStatus::Pending);
         assert!(d.last_sync.is_some());
+        assert_eq!(
+            device_owner(
+                &json!({"Identity": "alex\\ExchangeActiveSyncDevices\\iPhone§A1", "DeviceId": "A1"})
+            ),
+            Some(("alex".to_string(), "A1".to_string()))
+        );
+        assert_eq!(
+            device_owner(&json!({"Identity": "no-backslash", "DeviceId": "A1"})),
+            None
+        );
     }
 
     proptest::proptest! {
@@ -398,6 +423,7 @@ mod tests {
             let _ = default_access_level(&v);
             let _ = wipe_status(&v);
             let _ = device(&v, Some(&v), "u@x.y");
+            let _ = device_owner(&v);
         }
     }
 }

@@ -34,8 +34,9 @@ use crate::graph::{
     Answer, Counters, GraphConfig, GraphTenant, Hold, Retry, Service, TokenCache, backoff,
 };
 use crate::model::{
-    AccessLevel, AccessRule, DevicePolicy, DistributionGroup, DistributionGroupUpdate, Limit,
-    MobileDevice, NewAccessRule, NewDistributionGroup, WipeKind, WipeStatus,
+    AccessLevel, AccessRule, DeviceAccessState, DevicePolicy, DistributionGroup,
+    DistributionGroupUpdate, Limit, MobileDevice, NewAccessRule, NewDistributionGroup, WipeKind,
+    WipeStatus,
 };
 use crate::ports::Exchange;
 
@@ -452,6 +453,20 @@ impl ExchangeOnline {
         Ok(())
     }
 
+    async fn device_row(&self, device_id: &str) -> Result<Value> {
+        let rows = self
+            .invoke(
+                "Get-MobileDevice",
+                json!({"Identity": device_id}),
+                Retry::Idempotent,
+                &format!("reading device {device_id}"),
+            )
+            .await?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| Error::not_found(format!("there is no mobile device `{device_id}`")))
+    }
+
     async fn stats_row(&self, device_id: &str) -> Result<Value> {
         check_text("the device id", device_id, 512)?;
         let rows = self
@@ -820,6 +835,33 @@ impl Exchange for ExchangeOnline {
                 map::device(d, st, user_principal_name)
             })
             .collect()
+    }
+
+    async fn set_device_access(&self, device_id: &str, allow: bool) -> Result<DeviceAccessState> {
+        check_text("the device id", device_id, 512)?;
+        let what = format!(
+            "{} device {device_id}",
+            if allow { "allowing" } else { "blocking" }
+        );
+        let row = self.device_row(device_id).await?;
+        let (mailbox, activesync_id) = map::device_owner(&row).ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnexpectedResponse,
+                format!("{what}: Exchange did not say whose device it is"),
+            )
+        })?;
+        let (into, out_of) = if allow {
+            ("ActiveSyncAllowedDeviceIDs", "ActiveSyncBlockedDeviceIDs")
+        } else {
+            ("ActiveSyncBlockedDeviceIDs", "ActiveSyncAllowedDeviceIDs")
+        };
+        let mut params = json!({"Identity": mailbox, "Confirm": false});
+        params[into] = json!({"add": [activesync_id]});
+        params[out_of] = json!({"remove": [activesync_id]});
+        // Adding to one list and removing from the other twice changes nothing more.
+        self.invoke("Set-CASMailbox", params, Retry::Idempotent, &what)
+            .await?;
+        map::device(&self.device_row(device_id).await?, None, "").map(|d| d.access_state)
     }
 
     async fn wipe_device(
