@@ -23,3 +23,10 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::invalid_input(format!("invalid JSON: {e}")))
 }
+
+/// A string property of a service's JSON object, if it is one.
+pub(crate) fn str_field(v: &serde_json::Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}

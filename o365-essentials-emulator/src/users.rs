@@ -167,6 +167,7 @@ fn str_prop(body: &Map<String, Value>, prop: &str) -> Result<Option<String>, Gra
     }
 }
 
+/// Writable properties besides the simple strings of [`USER_EXTRA_STRINGS`].
 const WRITABLE: &[&str] = &[
     "accountEnabled",
     "displayName",
@@ -180,19 +181,6 @@ const WRITABLE: &[&str] = &[
     "mail",
     "businessPhones",
     "otherMails",
-    "city",
-    "companyName",
-    "country",
-    "department",
-    "employeeId",
-    "jobTitle",
-    "mobilePhone",
-    "officeLocation",
-    "passwordPolicies",
-    "postalCode",
-    "preferredLanguage",
-    "state",
-    "streetAddress",
 ];
 
 fn check_known_properties(body: &Map<String, Value>) -> Result<(), GraphError> {
@@ -200,7 +188,7 @@ fn check_known_properties(body: &Map<String, Value>) -> Result<(), GraphError> {
         if k.starts_with("@odata.") {
             continue;
         }
-        if !WRITABLE.contains(&k.as_str()) {
+        if !WRITABLE.contains(&k.as_str()) && !USER_EXTRA_STRINGS.contains(&k.as_str()) {
             if USER_PROPERTIES.contains(&k.as_str()) {
                 return Err(GraphError::bad_request(
                     "Request_BadRequest",

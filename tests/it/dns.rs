@@ -3,15 +3,20 @@
 use o365_essentials::dns::{records_file_text, registrable_domain, zone_fragment};
 use o365_essentials::model::{DnsRecord, RecordData, RecordPurpose};
 
-fn records() -> Vec<DnsRecord> {
-    let r = |name: &str, data: RecordData| DnsRecord {
+/// A Microsoft 365 service record with a one-hour TTL.
+fn service_record(name: &str, data: RecordData) -> DnsRecord {
+    DnsRecord {
         name: name.into(),
         ttl: 3600,
         data,
         purpose: RecordPurpose::Service,
         supported_service: None,
         optional: false,
-    };
+    }
+}
+
+fn records() -> Vec<DnsRecord> {
+    let r = service_record;
     vec![
         r(
             "contoso.co.uk",
@@ -116,14 +121,7 @@ async fn records_are_checked_against_a_real_dns_server() {
             "verify IN CNAME somewhere.example.".into(),
         ],
     );
-    let r = |name: &str, data: RecordData| DnsRecord {
-        name: name.into(),
-        ttl: 3600,
-        data,
-        purpose: RecordPurpose::Service,
-        supported_service: None,
-        optional: false,
-    };
+    let r = service_record;
     let wanted = vec![
         r(
             zone,

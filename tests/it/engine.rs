@@ -41,6 +41,24 @@ async fn fixture(dir: Arc<dyn Directory>, cfg: EmulatorConfig) -> Fixture {
     }
 }
 
+/// The demo company with an integrated tenant.
+async fn integrated_demo() -> Fixture {
+    let f = fixture(
+        Arc::new(MemoryDirectory::demo_company().unwrap()),
+        EmulatorConfig::default(),
+    )
+    .await;
+    f.integration.integrate().await.unwrap();
+    f
+}
+
+/// A bulk-create plan for every eligible local user, without a licence.
+async fn plan_everyone(f: &Fixture) -> o365_essentials::model::Plan {
+    f.integration
+        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
+        .unwrap()
+}
+
 fn request(licence: Option<uuid::Uuid>) -> BulkCreateRequest {
     BulkCreateRequest {
         domain: "contoso.onmicrosoft.com".into(),
@@ -238,16 +256,8 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
 
 #[tokio::test]
 async fn disabled_integration_works_offline_and_refuses_changes() {
-    let f = fixture(
-        Arc::new(MemoryDirectory::demo_company().unwrap()),
-        EmulatorConfig::default(),
-    )
-    .await;
-    f.integration.integrate().await.unwrap();
-    let plan = f
-        .integration
-        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
-        .unwrap();
+    let f = integrated_demo().await;
+    let plan = plan_everyone(&f).await;
     let Fixture {
         _emu, integration, ..
     } = f;
@@ -369,12 +379,7 @@ async fn bulk_create_from_samba() {
 
 #[tokio::test]
 async fn changing_credentials_checks_the_new_ones_first_and_keeps_the_old_on_failure() {
-    let f = fixture(
-        Arc::new(MemoryDirectory::demo_company().unwrap()),
-        EmulatorConfig::default(),
-    )
-    .await;
-    f.integration.integrate().await.unwrap();
+    let f = integrated_demo().await;
     let mut bad = crate::graph::config_for(&f._emu);
     bad.credential = o365_essentials::graph::Credential::Secret {
         secret: o365_essentials::SecretString::from("wrong-secret"),
@@ -670,16 +675,8 @@ async fn applying_a_plan_never_does_more_than_the_plan() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     for round in 0..6 {
-        let f = fixture(
-            Arc::new(MemoryDirectory::demo_company().unwrap()),
-            EmulatorConfig::default(),
-        )
-        .await;
-        f.integration.integrate().await.unwrap();
-        let mut plan = f
-            .integration
-            .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
-            .unwrap();
+        let f = integrated_demo().await;
+        let mut plan = plan_everyone(&f).await;
         // The administrator reviewed the plan and struck some items out.
         plan.items.retain(|_| rng.random_bool(0.5));
         let kept: std::collections::HashSet<_> =
@@ -702,16 +699,8 @@ async fn applying_a_plan_never_does_more_than_the_plan() {
 
 #[tokio::test]
 async fn re_enabling_relinks_by_anchor_and_reports_drift() {
-    let f = fixture(
-        Arc::new(MemoryDirectory::demo_company().unwrap()),
-        EmulatorConfig::default(),
-    )
-    .await;
-    f.integration.integrate().await.unwrap();
-    let plan = f
-        .integration
-        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
-        .unwrap();
+    let f = integrated_demo().await;
+    let plan = plan_everyone(&f).await;
     f.integration.apply(&plan, &|_| {}).await.unwrap();
     f.integration.disable().unwrap();
     // Behind our back, while disabled:
@@ -903,10 +892,7 @@ async fn local_users_join_groups_and_the_launchpad_finds_the_team_site() {
     cfg.sharepoint.host_label = Some("contosogroup".into());
     let f = fixture(mem.clone(), cfg).await;
     f.integration.integrate().await.unwrap();
-    let plan = f
-        .integration
-        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
-        .unwrap();
+    let plan = plan_everyone(&f).await;
     f.integration.apply(&plan, &|_| {}).await.unwrap();
     let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
     let ben = mem.find_user("ben.brooks").await.unwrap().unwrap();

@@ -52,6 +52,30 @@ pub(crate) async fn secret_token(emu: &Emulator, scope: &str) -> String {
         .to_string()
 }
 
+/// A self-signed RSA certificate and its key (PEM files in `dir`), made by openssl, for
+/// certificate credentials.
+pub(crate) fn self_signed_rsa(
+    dir: &std::path::Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl must be installed (scripts/setup installs it)");
+    assert!(ok.success(), "openssl could not make a certificate");
+    (cert, key)
+}
+
 pub(crate) fn tenant_for(emu: &Emulator) -> GraphTenant {
     GraphTenant::new(config_for(emu)).unwrap()
 }
@@ -699,29 +723,8 @@ async fn throttled_reads_wait_and_succeed() {
 #[tokio::test]
 async fn https_with_a_custom_ca_and_certificate_credentials() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("app.key");
-    let cert = dir.path().join("app.pem");
+    let (cert, key) = self_signed_rsa(dir.path(), "graph-test");
     let p12 = dir.path().join("app.pfx");
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=graph-test",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(ok.success());
     let ok = std::process::Command::new("openssl")
         .args(["pkcs12", "-export", "-passout", "pass:p12-pass"])
         .arg("-inkey")

@@ -21,6 +21,21 @@ fn tenant(emu: &Emulator) -> Arc<GraphTenant> {
     Arc::new(GraphTenant::new(c).unwrap())
 }
 
+/// Integrates and creates an online account for every eligible local user.
+async fn link_everyone(integration: &Integration) {
+    integration.integrate().await.unwrap();
+    let plan = integration
+        .plan_bulk_create(
+            &integration.snapshot().await.unwrap(),
+            &BulkCreateRequest {
+                domain: "contoso.onmicrosoft.com".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    integration.apply(&plan, &|_| {}).await.unwrap();
+}
+
 async fn matches(emu: &Emulator, online_id: &str, pw: &str) -> bool {
     let v: Value = reqwest::Client::new()
         .post(format!(
@@ -56,17 +71,7 @@ async fn passwords_changed_during_an_outage_are_delivered_after_it_and_a_restart
             Arc::new(Store::open(&store_path).unwrap()),
         )
         .with_password_key(PasswordKey::load_or_create(&key_path).unwrap());
-        integration.integrate().await.unwrap();
-        let plan = integration
-            .plan_bulk_create(
-                &integration.snapshot().await.unwrap(),
-                &BulkCreateRequest {
-                    domain: "contoso.onmicrosoft.com".into(),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        integration.apply(&plan, &|_| {}).await.unwrap();
+        link_everyone(&integration).await;
 
         emu.pause(); // Microsoft 365 unreachable
         let t = std::time::Instant::now();
@@ -147,17 +152,7 @@ async fn refused_passwords_become_per_user_problems_and_disabled_means_nothing_p
         Arc::new(Store::open(work.path().join("s.db")).unwrap()),
     )
     .with_password_key(PasswordKey::load_or_create(&work.path().join("k")).unwrap());
-    integration.integrate().await.unwrap();
-    let plan = integration
-        .plan_bulk_create(
-            &integration.snapshot().await.unwrap(),
-            &BulkCreateRequest {
-                domain: "contoso.onmicrosoft.com".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    integration.apply(&plan, &|_| {}).await.unwrap();
+    link_everyone(&integration).await;
     let ava = mem.find_user("ava.adams").await.unwrap().unwrap().guid;
     // The domain allowed it (7 characters), Microsoft 365 does not (8 minimum).
     assert!(

@@ -206,22 +206,9 @@ impl Samba {
         *self.process.lock().unwrap() = Some((child, stdin));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ok = Command::new(need("ldapsearch"))
-                .env("LDAPTLS_CACERT", &self.ca_file)
-                .args([
-                    "-H",
-                    &format!("ldaps://{}", self.ip),
-                    "-x",
-                    "-D",
-                    &format!("Administrator@{REALM}"),
-                    "-w",
-                    ADMIN_PASSWORD,
-                    "-b",
-                    "",
-                    "-s",
-                    "base",
-                    "dnsHostName",
-                ])
+            let ok = self
+                .admin_tool("ldapsearch")
+                .args(["-b", "", "-s", "base", "dnsHostName"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -275,20 +262,26 @@ impl Samba {
         c
     }
 
+    /// An OpenLDAP client tool bound as Administrator over LDAPS with the test CA.
+    fn admin_tool(&self, tool: &str) -> Command {
+        let mut c = Command::new(need(tool));
+        c.env("LDAPTLS_CACERT", &self.ca_file).args([
+            "-H",
+            &format!("ldaps://{}", self.ip),
+            "-x",
+            "-D",
+            &format!("Administrator@{REALM}"),
+            "-w",
+            ADMIN_PASSWORD,
+        ]);
+        c
+    }
+
     /// Runs `ldapadd` (or `ldapmodify`) with an LDIF, as Administrator over LDAPS.
     pub(crate) fn ldif(&self, tool: &str, ldif: &str) {
-        let mut child = Command::new(need(tool))
-            .env("LDAPTLS_CACERT", &self.ca_file)
-            .args([
-                "-H",
-                &format!("ldaps://{}", self.ip),
-                "-x",
-                "-D",
-                &format!("Administrator@{REALM}"),
-                "-w",
-                ADMIN_PASSWORD,
-                "-c",
-            ])
+        let mut child = self
+            .admin_tool(tool)
+            .arg("-c")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

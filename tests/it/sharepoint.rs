@@ -10,7 +10,7 @@ use o365_essentials_emulator::config::{FaultKind, FaultRule, Seed, SeedUser};
 use o365_essentials_emulator::{Emulator, EmulatorConfig};
 use serde_json::Value;
 
-use crate::graph::{admin, config_for};
+use crate::graph::{admin, config_for, self_signed_rsa};
 
 const DOMAIN: &str = "contoso.onmicrosoft.com";
 
@@ -23,28 +23,7 @@ struct AppCert {
 
 fn app_cert() -> AppCert {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("spo.key");
-    let cert = dir.path().join("spo.pem");
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=spo-test",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl must be installed (scripts/setup installs it)");
-    assert!(ok.success(), "openssl could not make a certificate");
+    let (cert, key) = self_signed_rsa(dir.path(), "spo-test");
     AppCert {
         _dir: dir,
         cert,

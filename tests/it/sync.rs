@@ -21,6 +21,25 @@ struct Setup {
     tenant: Arc<o365_essentials::graph::GraphTenant>,
 }
 
+impl Setup {
+    /// Whether the online account `nick@contoso.onmicrosoft.com` may sign in.
+    async fn enabled(&self, nick: &str) -> bool {
+        self.tenant
+            .account(&format!("{nick}@contoso.onmicrosoft.com"))
+            .await
+            .unwrap()
+            .account_enabled
+    }
+
+    /// One sync run with the default options.
+    async fn sync(&self) -> o365_essentials::engine::SyncReport {
+        self.integration
+            .run_sync_once(&SyncOptions::default())
+            .await
+            .unwrap()
+    }
+}
+
 async fn linked(
     dir: Arc<dyn Directory>,
     only: Option<Vec<o365_essentials::model::ObjectGuid>>,
@@ -80,11 +99,7 @@ async fn local_changes_propagate_and_our_own_changes_are_not_drift() {
         u.user_principal_name = Some("chloe.smith@essentials.test".into());
     })
     .unwrap();
-    let report = s
-        .integration
-        .run_sync_once(&SyncOptions::default())
-        .await
-        .unwrap();
+    let report = s.sync().await;
     assert_eq!(
         report.results.count(Outcome::Succeeded),
         4,
@@ -92,20 +107,8 @@ async fn local_changes_propagate_and_our_own_changes_are_not_drift() {
         report.results.items
     );
     assert!(report.drift.is_empty());
-    assert!(
-        !s.tenant
-            .account("ava.adams@contoso.onmicrosoft.com")
-            .await
-            .unwrap()
-            .account_enabled
-    );
-    assert!(
-        s.tenant
-            .account("liam.lopez@contoso.onmicrosoft.com")
-            .await
-            .unwrap()
-            .account_enabled
-    );
+    assert!(!s.enabled("ava.adams").await);
+    assert!(s.enabled("liam.lopez").await);
     assert_eq!(
         s.tenant
             .account("ben.brooks@contoso.onmicrosoft.com")
@@ -129,11 +132,7 @@ async fn local_changes_propagate_and_our_own_changes_are_not_drift() {
     assert_eq!(stats["sessions_revoked"], 1, "a disable revokes sessions");
 
     // Next run: nothing new locally, and our own writes are not reported as drift.
-    let quiet = s
-        .integration
-        .run_sync_once(&SyncOptions::default())
-        .await
-        .unwrap();
+    let quiet = s.sync().await;
     assert!(quiet.results.items.is_empty());
     assert!(quiet.drift.is_empty(), "{:?}", quiet.drift);
 
@@ -153,11 +152,7 @@ async fn local_changes_propagate_and_our_own_changes_are_not_drift() {
         )
         .await
         .unwrap();
-    let drift = s
-        .integration
-        .run_sync_once(&SyncOptions::default())
-        .await
-        .unwrap();
+    let drift = s.sync().await;
     assert_eq!(drift.drift.len(), 1, "{:?}", drift.drift);
     assert!(drift.drift[0].what.contains("emma.evans"));
     assert_eq!(
@@ -183,11 +178,7 @@ async fn the_safety_threshold_holds_mass_disables_until_allowed() {
         mem.set_enabled(u.guid, false).await.unwrap();
     }
     for _ in 0..2 {
-        let r = s
-            .integration
-            .run_sync_once(&SyncOptions::default())
-            .await
-            .unwrap();
+        let r = s.sync().await;
         assert_eq!((r.held, r.threshold), (6, 5), "12 linked: max(5, 10%) = 5");
         assert_eq!(r.results.count(Outcome::Held), 6);
         assert!(
@@ -196,14 +187,7 @@ async fn the_safety_threshold_holds_mass_disables_until_allowed() {
                 .iter()
                 .all(|i| i.error_code == Some(ErrorCode::SafetyThreshold))
         );
-        assert!(
-            s.tenant
-                .account("ava.adams@contoso.onmicrosoft.com")
-                .await
-                .unwrap()
-                .account_enabled,
-            "held, not applied"
-        );
+        assert!(s.enabled("ava.adams").await, "held, not applied");
     }
     let allowed = s
         .integration
@@ -215,22 +199,10 @@ async fn the_safety_threshold_holds_mass_disables_until_allowed() {
         .unwrap();
     assert_eq!(allowed.results.count(Outcome::Succeeded), 6);
     for n in names {
-        assert!(
-            !s.tenant
-                .account(&format!("{n}@contoso.onmicrosoft.com"))
-                .await
-                .unwrap()
-                .account_enabled
-        );
+        assert!(!s.enabled(n).await);
     }
     assert!(
-        s.integration
-            .run_sync_once(&SyncOptions::default())
-            .await
-            .unwrap()
-            .results
-            .items
-            .is_empty(),
+        s.sync().await.results.items.is_empty(),
         "released once, not again"
     );
 }
@@ -246,13 +218,7 @@ async fn the_sync_loop_propagates_and_stops_cleanly() {
     let grace = mem.find_user("grace.garcia").await.unwrap().unwrap();
     mem.set_enabled(grace.guid, false).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while s
-        .tenant
-        .account("grace.garcia@contoso.onmicrosoft.com")
-        .await
-        .unwrap()
-        .account_enabled
-    {
+    while s.enabled("grace.garcia").await {
         assert!(
             std::time::Instant::now() < deadline,
             "the loop did not propagate the disable"
@@ -296,11 +262,7 @@ async fn a_disable_in_samba_reaches_the_online_account_through_dirsync() {
     }
     let s = linked(d.clone(), Some(guids.clone())).await;
     d.set_enabled(guids[0], false).await.unwrap();
-    let r = s
-        .integration
-        .run_sync_once(&SyncOptions::default())
-        .await
-        .unwrap();
+    let r = s.sync().await;
     assert!(
         r.results.items.iter().any(|i| i.local_guid == guids[0]
             && i.action == "disable"
@@ -308,20 +270,8 @@ async fn a_disable_in_samba_reaches_the_online_account_through_dirsync() {
         "{:#?}",
         r.results.items
     );
-    assert!(
-        !s.tenant
-            .account("sync0@contoso.onmicrosoft.com")
-            .await
-            .unwrap()
-            .account_enabled
-    );
-    assert!(
-        s.tenant
-            .account("sync1@contoso.onmicrosoft.com")
-            .await
-            .unwrap()
-            .account_enabled
-    );
+    assert!(!s.enabled("sync0").await);
+    assert!(s.enabled("sync1").await);
 }
 
 #[tokio::test]
@@ -359,13 +309,7 @@ async fn a_sync_run_cut_off_midway_is_finished_by_the_next_one() {
     let disabled_so_far = {
         let mut n = 0;
         for name in names {
-            if !s
-                .tenant
-                .account(&format!("{name}@contoso.onmicrosoft.com"))
-                .await
-                .unwrap()
-                .account_enabled
-            {
+            if !s.enabled(name).await {
                 n += 1;
             }
         }
@@ -381,11 +325,7 @@ async fn a_sync_run_cut_off_midway_is_finished_by_the_next_one() {
         .send()
         .await
         .unwrap();
-    let next = s
-        .integration
-        .run_sync_once(&SyncOptions::default())
-        .await
-        .unwrap();
+    let next = s.sync().await;
     assert_eq!(
         next.results.count(Outcome::Failed),
         0,
@@ -393,14 +333,7 @@ async fn a_sync_run_cut_off_midway_is_finished_by_the_next_one() {
         next.results.items
     );
     for name in names {
-        assert!(
-            !s.tenant
-                .account(&format!("{name}@contoso.onmicrosoft.com"))
-                .await
-                .unwrap()
-                .account_enabled,
-            "{name}"
-        );
+        assert!(!s.enabled(name).await, "{name}");
     }
     assert_eq!(
         s.tenant
@@ -411,13 +344,7 @@ async fn a_sync_run_cut_off_midway_is_finished_by_the_next_one() {
         ErrorCode::NotFound
     );
     assert!(
-        s.integration
-            .run_sync_once(&SyncOptions::default())
-            .await
-            .unwrap()
-            .results
-            .items
-            .is_empty(),
+        s.sync().await.results.items.is_empty(),
         "nothing left over, nothing repeated"
     );
 }
@@ -449,11 +376,7 @@ async fn changes_that_fail_transiently_come_back_in_the_next_run() {
         .send()
         .await
         .unwrap();
-    let first = s
-        .integration
-        .run_sync_once(&SyncOptions::default())
-        .await
-        .unwrap();
+    let first = s.sync().await;
     assert_eq!(
         first.results.count(Outcome::Failed),
         2,
@@ -468,11 +391,7 @@ async fn changes_that_fail_transiently_come_back_in_the_next_run() {
             .filter(|i| i.outcome == Outcome::Failed)
             .all(|i| i.error_code == Some(ErrorCode::ServiceUnavailable))
     );
-    let second = s
-        .integration
-        .run_sync_once(&SyncOptions::default())
-        .await
-        .unwrap();
+    let second = s.sync().await;
     assert_eq!(
         second.results.count(Outcome::Succeeded),
         2,
@@ -480,22 +399,7 @@ async fn changes_that_fail_transiently_come_back_in_the_next_run() {
         second.results.items
     );
     for n in names {
-        assert!(
-            !s.tenant
-                .account(&format!("{n}@contoso.onmicrosoft.com"))
-                .await
-                .unwrap()
-                .account_enabled,
-            "{n}"
-        );
+        assert!(!s.enabled(n).await, "{n}");
     }
-    assert!(
-        s.integration
-            .run_sync_once(&SyncOptions::default())
-            .await
-            .unwrap()
-            .results
-            .items
-            .is_empty()
-    );
+    assert!(s.sync().await.results.items.is_empty());
 }

@@ -436,11 +436,7 @@ impl Integration {
             let local = match self.dir.create_user(&new, &password).await {
                 Ok(u) => u,
                 Err(e) => {
-                    self.store.journal_finish(
-                        entry,
-                        JournalState::Failed,
-                        &json!({"code": e.code().name()}),
-                    )?;
+                    self.store.journal_failed(entry, &e)?;
                     items.push(fail(item, &e, Outcome::Failed));
                     continue;
                 }
@@ -457,11 +453,7 @@ impl Integration {
                 .await
             {
                 let _ = self.dir.delete_user(local.guid).await;
-                self.store.journal_finish(
-                    entry,
-                    JournalState::Failed,
-                    &json!({"code": e.code().name()}),
-                )?;
+                self.store.journal_failed(entry, &e)?;
                 items.push(fail(item, &e, Outcome::Failed));
                 continue;
             }

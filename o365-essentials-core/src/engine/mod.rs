@@ -625,11 +625,7 @@ impl Integration {
                 {
                     Ok(a) => a,
                     Err(e) => {
-                        self.store.journal_finish(
-                            entry,
-                            JournalState::Failed,
-                            &json!({"code": e.code().name()}),
-                        )?;
+                        self.store.journal_failed(entry, &e)?;
                         return Ok(fail(r, &e, Outcome::Failed));
                     }
                 };
@@ -698,11 +694,7 @@ impl Integration {
                         )
                         .await
                 {
-                    self.store.journal_finish(
-                        entry,
-                        JournalState::Failed,
-                        &json!({"code": e.code().name()}),
-                    )?;
+                    self.store.journal_failed(entry, &e)?;
                     return Ok(fail(r, &e, Outcome::Failed));
                 }
                 let link = Link {
@@ -715,11 +707,7 @@ impl Integration {
                     linked_at: OffsetDateTime::now_utc(),
                 };
                 if let Err(e) = self.store.put_link(&link) {
-                    self.store.journal_finish(
-                        entry,
-                        JournalState::Failed,
-                        &json!({"code": e.code().name()}),
-                    )?;
+                    self.store.journal_failed(entry, &e)?;
                     return Ok(fail(r, &e, Outcome::Failed));
                 }
                 self.store

@@ -391,11 +391,7 @@ impl Integration {
                         .journal_finish(entry, JournalState::Done, &json!({}))?;
                 }
                 Err(e) => {
-                    self.store.journal_finish(
-                        entry,
-                        JournalState::Failed,
-                        &json!({"code": e.code().name()}),
-                    )?;
+                    self.store.journal_failed(entry, &e)?;
                     r.outcome = Outcome::Failed;
                     r.error_code = Some(e.code());
                     r.service_message = Some(e.to_string());

@@ -6,14 +6,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::{Error, ErrorCode, Result, ServiceDetail};
+use crate::json::str_field as s;
 use crate::model::{
     AccessLevel, AccessRule, DeviceAccessState, DeviceCharacteristic, DevicePolicy,
     DistributionGroup, Limit, MobileDevice, WipeStatus,
 };
-
-fn s(v: &Value, k: &str) -> Option<String> {
-    v.get(k).and_then(Value::as_str).map(str::to_string)
-}
 
 fn unexpected(what: &str) -> Error {
     Error::new(

@@ -453,10 +453,12 @@ impl ExchangeOnline {
         Ok(())
     }
 
-    async fn device_row(&self, device_id: &str) -> Result<Value> {
+    /// One device's row of `Get-MobileDevice` or `Get-MobileDeviceStatistics`.
+    async fn device_cmdlet_row(&self, cmdlet: &str, device_id: &str) -> Result<Value> {
+        check_text("the device id", device_id, 512)?;
         let rows = self
             .invoke(
-                "Get-MobileDevice",
+                cmdlet,
                 json!({"Identity": device_id}),
                 Retry::Idempotent,
                 &format!("reading device {device_id}"),
@@ -467,19 +469,13 @@ impl ExchangeOnline {
             .ok_or_else(|| Error::not_found(format!("there is no mobile device `{device_id}`")))
     }
 
+    async fn device_row(&self, device_id: &str) -> Result<Value> {
+        self.device_cmdlet_row("Get-MobileDevice", device_id).await
+    }
+
     async fn stats_row(&self, device_id: &str) -> Result<Value> {
-        check_text("the device id", device_id, 512)?;
-        let rows = self
-            .invoke(
-                "Get-MobileDeviceStatistics",
-                json!({"Identity": device_id}),
-                Retry::Idempotent,
-                &format!("reading device {device_id}"),
-            )
-            .await?;
-        rows.into_iter()
-            .next()
-            .ok_or_else(|| Error::not_found(format!("there is no mobile device `{device_id}`")))
+        self.device_cmdlet_row("Get-MobileDeviceStatistics", device_id)
+            .await
     }
 }
 

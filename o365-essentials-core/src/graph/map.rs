@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::error::{Error, ErrorCode, ServiceDetail};
+use crate::json::str_field as s;
 use crate::model::{
     AccountUpdate, AdminRoleHolder, Anchor, DnsRecord, Domain, DomainService, NewOnlineAccount,
     OnlineAccount, OnlineAccountId, Organization, RecordData, RecordPurpose, Sku,
@@ -12,10 +13,6 @@ use crate::model::{
 
 /// The user properties the backend reads.
 pub(crate) const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,surname,mail,mailNickname,proxyAddresses,accountEnabled,usageLocation,onPremisesImmutableId,assignedLicenses";
-
-fn s(v: &Value, k: &str) -> Option<String> {
-    v.get(k).and_then(Value::as_str).map(str::to_string)
-}
 
 fn unexpected(what: &str) -> Error {
     Error::new(

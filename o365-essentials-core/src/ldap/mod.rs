@@ -376,30 +376,43 @@ impl LdapDirectory {
         }
     }
 
+    /// Reads one object's attributes (a base search); `None` when the answer is empty.
+    async fn read_object(
+        &self,
+        dn: &str,
+        attrs: &[&str],
+        what: &str,
+    ) -> Result<Option<SearchEntry>> {
+        let attrs: Vec<String> = attrs.iter().map(|a| (*a).to_string()).collect();
+        let entries = self
+            .run(what, |mut l| {
+                let (dn, attrs) = (dn.to_string(), attrs.clone());
+                async move {
+                    l.search(&dn, Scope::Base, "(objectClass=*)", attrs)
+                        .await?
+                        .success()
+                        .map(|(e, _)| e)
+                }
+            })
+            .await?;
+        Ok(entries.into_iter().next().map(SearchEntry::construct))
+    }
+
     async fn root(&self) -> Result<&RootDse> {
         self.root
             .get_or_try_init(|| async {
-                let attrs = vec![
-                    "defaultNamingContext",
-                    "configurationNamingContext",
-                    "dnsHostName",
-                    "domainFunctionality",
-                ];
-                let entries = self
-                    .run("reading the rootDSE", |mut l| {
-                        let attrs = attrs.clone();
-                        async move {
-                            l.search("", Scope::Base, "(objectClass=*)", attrs)
-                                .await?
-                                .success()
-                                .map(|(e, _)| e)
-                        }
-                    })
-                    .await?;
-                let e = entries
-                    .into_iter()
-                    .next()
-                    .map(SearchEntry::construct)
+                let e = self
+                    .read_object(
+                        "",
+                        &[
+                            "defaultNamingContext",
+                            "configurationNamingContext",
+                            "dnsHostName",
+                            "domainFunctionality",
+                        ],
+                        "reading the rootDSE",
+                    )
+                    .await?
                     .ok_or_else(|| {
                         Error::new(
                             ErrorCode::UnexpectedResponse,
@@ -566,23 +579,8 @@ impl LdapDirectory {
     }
 
     async fn highest_usn(&self) -> Result<u64> {
-        let entries = self
-            .run("reading highestCommittedUSN", |mut l| async move {
-                l.search(
-                    "",
-                    Scope::Base,
-                    "(objectClass=*)",
-                    vec!["highestCommittedUSN"],
-                )
-                .await?
-                .success()
-                .map(|(e, _)| e)
-            })
-            .await?;
-        entries
-            .into_iter()
-            .next()
-            .map(SearchEntry::construct)
+        self.read_object("", &["highestCommittedUSN"], "reading highestCommittedUSN")
+            .await?
             .and_then(|e| {
                 e.attrs
                     .get("highestCommittedUSN")
@@ -1094,26 +1092,13 @@ impl Directory for LdapDirectory {
 
     async fn password_policy(&self) -> Result<PasswordPolicy> {
         let nc = self.root().await?.default_nc.clone();
-        let entries = self
-            .run("reading the password policy", |mut l| {
-                let nc = nc.clone();
-                async move {
-                    l.search(
-                        &nc,
-                        Scope::Base,
-                        "(objectClass=*)",
-                        vec!["minPwdLength", "pwdProperties", "pwdHistoryLength"],
-                    )
-                    .await?
-                    .success()
-                    .map(|(e, _)| e)
-                }
-            })
-            .await?;
-        let e = entries
-            .into_iter()
-            .next()
-            .map(SearchEntry::construct)
+        let e = self
+            .read_object(
+                &nc,
+                &["minPwdLength", "pwdProperties", "pwdHistoryLength"],
+                "reading the password policy",
+            )
+            .await?
             .ok_or_else(|| {
                 Error::new(
                     ErrorCode::UnexpectedResponse,
@@ -1150,19 +1135,8 @@ impl Directory for LdapDirectory {
                 .map(|(_, p)| p.to_string())
                 .unwrap_or_default();
             let name = self
-                .run("reading a domain controller", |mut l| {
-                    let parent = parent.clone();
-                    async move {
-                        l.search(&parent, Scope::Base, "(objectClass=*)", vec!["dNSHostName"])
-                            .await?
-                            .success()
-                            .map(|(e, _)| e)
-                    }
-                })
+                .read_object(&parent, &["dNSHostName"], "reading a domain controller")
                 .await?
-                .into_iter()
-                .next()
-                .map(SearchEntry::construct)
                 .and_then(|e| e.attrs.get("dNSHostName").and_then(|v| v.first()).cloned())
                 .unwrap_or(parent);
             dcs.push(name);

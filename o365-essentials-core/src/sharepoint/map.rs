@@ -4,11 +4,8 @@
 use serde_json::Value;
 
 use crate::error::{Error, ErrorCode, Result, ServiceDetail};
+use crate::json::str_field as s;
 use crate::model::{Library, TeamSite};
-
-fn s(v: &Value, k: &str) -> Option<String> {
-    v.get(k).and_then(Value::as_str).map(str::to_string)
-}
 
 fn unexpected(what: &str) -> Error {
     Error::new(

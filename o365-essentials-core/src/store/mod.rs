@@ -616,6 +616,19 @@ impl Store {
         Ok(c.last_insert_rowid())
     }
 
+    /// Finishes a journal entry as failed with the error's code (never its message, which
+    /// may quote what the service said).
+    ///
+    /// # Errors
+    /// As [`Store::journal_finish`].
+    pub fn journal_failed(&self, id: i64, error: &Error) -> Result<()> {
+        self.journal_finish(
+            id,
+            JournalState::Failed,
+            &serde_json::json!({"code": error.code().name()}),
+        )
+    }
+
     /// Records the outcome of a journal entry.
     ///
     /// # Errors
