@@ -17,6 +17,7 @@ pub mod json;
 pub mod ldap;
 pub mod memory;
 pub mod model;
+pub mod platform;
 pub mod ports;
 pub mod sharepoint;
 pub mod store;

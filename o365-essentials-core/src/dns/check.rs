@@ -45,13 +45,7 @@ pub struct RecordCheck {
 /// # Errors
 /// [`ErrorCode::InvalidConfig`] when it lists none.
 pub fn system_resolvers() -> Result<Vec<SocketAddr>> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let servers: Vec<SocketAddr> = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-        .collect();
+    let servers = crate::platform::system_dns_servers();
     if servers.is_empty() {
         return Err(Error::new(
             ErrorCode::InvalidConfig,

@@ -2,7 +2,6 @@
 //! account, and importing local users from existing online accounts.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use futures::TryStreamExt;
@@ -319,7 +318,7 @@ impl Integration {
         self.require_enabled()?;
         let mut file = match &request.password_file {
             Some(p) => Some(
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(p).map_err(|e| {
+                crate::platform::private_file(p, crate::platform::Create::New).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::AlreadyExists {
                         Error::new(ErrorCode::AlreadyExists, format!("the password file {} exists; choose a new name (it is never overwritten)", p.display()))
                     } else {

@@ -5,7 +5,6 @@
 //! refuses becomes a per-user error the dashboard can show.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -40,12 +39,7 @@ impl PasswordKey {
                 format!("the password key file {}: {e}", path.display()),
             )
         };
-        let bytes = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
+        let bytes = match crate::platform::private_file(path, crate::platform::Create::New) {
             Ok(mut f) => {
                 let mut k = [0u8; 32];
                 SystemRandom::new()

@@ -1,7 +1,6 @@
 //! The results file of a run, in JSON and CSV, and reading it back to retry failures.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -56,12 +55,7 @@ pub fn to_csv(r: &RunResults) -> String {
 }
 
 fn write_new(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    let mut f = crate::platform::private_file(path, crate::platform::Create::Truncate)
         .map_err(|e| {
             Error::new(
                 ErrorCode::StoreIo,

@@ -14,9 +14,8 @@
 //!   [`Store::open_read_only`], which takes no lock and never writes.
 //! * No secret is stored in clear: the password queue holds ciphertext and nonce only.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -278,13 +277,7 @@ impl Store {
             p.push(".lock");
             PathBuf::from(p)
         };
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
+        let lock = crate::platform::private_file(&lock_path, crate::platform::Create::Keep)
             .map_err(|e| io_err(path, "create the lock file of", e))?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -302,22 +295,17 @@ impl Store {
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path, "lock", e)),
         }
 
-        let existed = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
+        let existed = match crate::platform::private_file(path, crate::platform::Create::New) {
             Ok(_) => false,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
             Err(e) => return Err(io_err(path, "create", e)),
         };
         if existed {
             check_header(path)?;
-            let meta = std::fs::metadata(path).map_err(|e| io_err(path, "inspect", e))?;
-            if meta.permissions().mode() & 0o077 != 0 {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            if crate::platform::readable_by_others(path)
+                .map_err(|e| io_err(path, "inspect", e))?
+            {
+                crate::platform::restrict_to_owner(path)
                     .map_err(|e| io_err(path, "restrict the permissions of", e))?;
             }
         }

@@ -22,9 +22,8 @@ fn csdl_path() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("O365_GRAPH_CSDL") {
         return p.into();
     }
-    // <workspace>/o365-essentials-emulator -> <workspace>/../shared/reference/graph
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/graph/v1.0-Prod.csdl")
+    // The published schema (microsoftgraph/msgraph-metadata, MIT), kept with the tests.
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/graph/v1.0-Prod.csdl")
 }
 
 impl Schema {
