@@ -29,11 +29,14 @@ pub enum ErrorFamily {
     Engine,
     /// 800–899: DNS checks and updates.
     Dns,
+    /// 900–999: the operation stopped for a reason of its own — cancelled by the caller,
+    /// not supported here, or a bug; nothing about the input is wrong.
+    Operation,
 }
 
 impl ErrorFamily {
     /// Every family, in range order.
-    pub const ALL: [ErrorFamily; 8] = [
+    pub const ALL: [ErrorFamily; 9] = [
         ErrorFamily::Input,
         ErrorFamily::Auth,
         ErrorFamily::Object,
@@ -42,6 +45,7 @@ impl ErrorFamily {
         ErrorFamily::Store,
         ErrorFamily::Engine,
         ErrorFamily::Dns,
+        ErrorFamily::Operation,
     ];
 
     /// The family's stable name (`input`, `auth`, ...), as used by the bindings.
@@ -55,6 +59,7 @@ impl ErrorFamily {
             ErrorFamily::Store => "store",
             ErrorFamily::Engine => "engine",
             ErrorFamily::Dns => "dns",
+            ErrorFamily::Operation => "operation",
         }
     }
 
@@ -69,6 +74,7 @@ impl ErrorFamily {
             ErrorFamily::Store => 600..=699,
             ErrorFamily::Engine => 700..=799,
             ErrorFamily::Dns => 800..=899,
+            ErrorFamily::Operation => 900..=999,
         }
     }
 
@@ -122,14 +128,6 @@ error_codes! {
     InvalidInput = 100, "invalid_input", "Correct the value named in the message and try again.";
     /// The configuration (JSON or struct) is incomplete or inconsistent.
     InvalidConfig = 101, "invalid_config", "Fix the configuration setting named in the message.";
-    /// The operation is not supported by this backend or in this state.
-    NotSupported = 102, "not_supported", "Use another backend or operation; this one cannot do it.";
-    /// The operation was cancelled by the caller.
-    Cancelled = 103, "cancelled", "Nothing to fix; run the operation again when wanted.";
-    /// A state the operation relies on no longer holds (the world changed since planning).
-    PreconditionFailed = 104, "precondition_failed", "Review the current state (plan again) and retry.";
-    /// A bug in o365-essentials: an internal invariant broke.
-    Internal = 105, "internal", "Report this as a bug with the message; the operation did not complete.";
     /// A user principal name breaks Microsoft 365's rules.
     InvalidUpn = 110, "invalid_upn", "Choose a user name of allowed characters on a verified domain.";
     /// A mail nickname (alias) breaks Exchange's rules.
@@ -194,11 +192,20 @@ error_codes! {
     PlanStale = 703, "plan_stale", "Compute a new plan, review it, and apply that one.";
     /// The online account holds an administrator role and is protected from matching.
     ProtectedAccount = 704, "protected_account", "Link administrator accounts by hand, if at all.";
+    /// A state the operation relies on no longer holds (the world changed since planning).
+    PreconditionFailed = 705, "precondition_failed", "Review the current state (plan again) and retry.";
 
     /// A DNS record is missing or differs from the expected value.
     DnsRecordMismatch = 800, "dns_record_mismatch", "Create or correct the DNS record shown, then check again.";
     /// The DNS server refused the dynamic update.
     DnsUpdateRefused = 801, "dns_update_refused", "Allow updates for the TSIG key on the zone, or add the records by hand.";
+
+    /// The operation was cancelled by the caller; what was done is kept and reported.
+    Cancelled = 900, "cancelled", "Nothing to fix; run the operation again to finish the rest.";
+    /// The operation is not supported by this backend, configuration or state.
+    NotSupported = 901, "not_supported", "Use another backend or operation, or configure the service it needs.";
+    /// A bug in o365-essentials: an internal invariant broke.
+    Internal = 902, "internal", "Report this as a bug with the message; the operation did not complete.";
 }
 
 impl ErrorCode {
@@ -210,7 +217,7 @@ impl ErrorCode {
     /// The family (range) the code belongs to.
     pub fn family(self) -> ErrorFamily {
         // Every number is declared inside a family range; the enumeration test checks it.
-        ErrorFamily::of_number(self.number()).unwrap_or(ErrorFamily::Input)
+        ErrorFamily::of_number(self.number()).unwrap_or(ErrorFamily::Operation)
     }
 
     /// Whether retrying the same operation later may succeed without changing anything.

@@ -9,7 +9,7 @@ use o365_essentials_core::ErrorCode;
 
 /// The result of every fallible function: `O365_OK` or an error code. The numbers are
 /// stable, grouped in ranges (1xx input, 2xx auth, 3xx object, 4xx service, 5xx policy,
-/// 6xx store, 7xx engine, 8xx DNS) and never renumbered.
+/// 6xx store, 7xx engine, 8xx DNS, 9xx operation) and never renumbered.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum o365_result {
@@ -19,14 +19,6 @@ pub enum o365_result {
     O365_INVALID_INPUT = 100,
     /// `invalid_config`: see the core's `ErrorCode::InvalidConfig`.
     O365_INVALID_CONFIG = 101,
-    /// `not_supported`: see the core's `ErrorCode::NotSupported`.
-    O365_NOT_SUPPORTED = 102,
-    /// `cancelled`: see the core's `ErrorCode::Cancelled`.
-    O365_CANCELLED = 103,
-    /// `precondition_failed`: see the core's `ErrorCode::PreconditionFailed`.
-    O365_PRECONDITION_FAILED = 104,
-    /// `internal`: see the core's `ErrorCode::Internal`.
-    O365_INTERNAL = 105,
     /// `invalid_upn`: see the core's `ErrorCode::InvalidUpn`.
     O365_INVALID_UPN = 110,
     /// `invalid_mail_nickname`: see the core's `ErrorCode::InvalidMailNickname`.
@@ -85,10 +77,18 @@ pub enum o365_result {
     O365_PLAN_STALE = 703,
     /// `protected_account`: see the core's `ErrorCode::ProtectedAccount`.
     O365_PROTECTED_ACCOUNT = 704,
+    /// `precondition_failed`: see the core's `ErrorCode::PreconditionFailed`.
+    O365_PRECONDITION_FAILED = 705,
     /// `dns_record_mismatch`: see the core's `ErrorCode::DnsRecordMismatch`.
     O365_DNS_RECORD_MISMATCH = 800,
     /// `dns_update_refused`: see the core's `ErrorCode::DnsUpdateRefused`.
     O365_DNS_UPDATE_REFUSED = 801,
+    /// `cancelled`: see the core's `ErrorCode::Cancelled`.
+    O365_CANCELLED = 900,
+    /// `not_supported`: see the core's `ErrorCode::NotSupported`.
+    O365_NOT_SUPPORTED = 901,
+    /// `internal`: see the core's `ErrorCode::Internal`.
+    O365_INTERNAL = 902,
 }
 
 impl o365_result {
@@ -97,10 +97,6 @@ impl o365_result {
         o365_result::O365_OK,
         o365_result::O365_INVALID_INPUT,
         o365_result::O365_INVALID_CONFIG,
-        o365_result::O365_NOT_SUPPORTED,
-        o365_result::O365_CANCELLED,
-        o365_result::O365_PRECONDITION_FAILED,
-        o365_result::O365_INTERNAL,
         o365_result::O365_INVALID_UPN,
         o365_result::O365_INVALID_MAIL_NICKNAME,
         o365_result::O365_INVALID_DOMAIN_NAME,
@@ -130,8 +126,12 @@ impl o365_result {
         o365_result::O365_NOT_INTEGRATED,
         o365_result::O365_PLAN_STALE,
         o365_result::O365_PROTECTED_ACCOUNT,
+        o365_result::O365_PRECONDITION_FAILED,
         o365_result::O365_DNS_RECORD_MISMATCH,
         o365_result::O365_DNS_UPDATE_REFUSED,
+        o365_result::O365_CANCELLED,
+        o365_result::O365_NOT_SUPPORTED,
+        o365_result::O365_INTERNAL,
     ];
 
     /// The result code for a core error code.
@@ -150,10 +150,6 @@ impl o365_result {
             o365_result::O365_OK => c"ok",
             o365_result::O365_INVALID_INPUT => c"invalid_input",
             o365_result::O365_INVALID_CONFIG => c"invalid_config",
-            o365_result::O365_NOT_SUPPORTED => c"not_supported",
-            o365_result::O365_CANCELLED => c"cancelled",
-            o365_result::O365_PRECONDITION_FAILED => c"precondition_failed",
-            o365_result::O365_INTERNAL => c"internal",
             o365_result::O365_INVALID_UPN => c"invalid_upn",
             o365_result::O365_INVALID_MAIL_NICKNAME => c"invalid_mail_nickname",
             o365_result::O365_INVALID_DOMAIN_NAME => c"invalid_domain_name",
@@ -183,8 +179,12 @@ impl o365_result {
             o365_result::O365_NOT_INTEGRATED => c"not_integrated",
             o365_result::O365_PLAN_STALE => c"plan_stale",
             o365_result::O365_PROTECTED_ACCOUNT => c"protected_account",
+            o365_result::O365_PRECONDITION_FAILED => c"precondition_failed",
             o365_result::O365_DNS_RECORD_MISMATCH => c"dns_record_mismatch",
             o365_result::O365_DNS_UPDATE_REFUSED => c"dns_update_refused",
+            o365_result::O365_CANCELLED => c"cancelled",
+            o365_result::O365_NOT_SUPPORTED => c"not_supported",
+            o365_result::O365_INTERNAL => c"internal",
         }
     }
 
@@ -200,6 +200,7 @@ impl o365_result {
             600..=699 => c"store",
             700..=799 => c"engine",
             800..=899 => c"dns",
+            900..=999 => c"operation",
             _ => c"unknown",
         }
     }

@@ -20,18 +20,11 @@ class O365PolicyError(O365Error): ...
 class O365StoreError(O365Error): ...
 class O365EngineError(O365Error): ...
 class O365DnsError(O365Error): ...
+class O365OperationError(O365Error): ...
 
 class InvalidInputError(O365InputError):
     CODE: int
 class InvalidConfigError(O365InputError):
-    CODE: int
-class NotSupportedError(O365InputError):
-    CODE: int
-class CancelledError(O365InputError):
-    CODE: int
-class PreconditionFailedError(O365InputError):
-    CODE: int
-class InternalError(O365InputError):
     CODE: int
 class InvalidUpnError(O365InputError):
     CODE: int
@@ -91,9 +84,17 @@ class PlanStaleError(O365EngineError):
     CODE: int
 class ProtectedAccountError(O365EngineError):
     CODE: int
+class PreconditionFailedError(O365EngineError):
+    CODE: int
 class DnsRecordMismatchError(O365DnsError):
     CODE: int
 class DnsUpdateRefusedError(O365DnsError):
+    CODE: int
+class CancelledError(O365OperationError):
+    CODE: int
+class NotSupportedError(O365OperationError):
+    CODE: int
+class InternalError(O365OperationError):
     CODE: int
 
 def validate_upn(upn: str) -> None: ...
