@@ -178,6 +178,7 @@ fn plan_100k() {
             when_changed: None,
             usn_changed: i as u64,
             critical_system_object: false,
+            account_expires: None,
         })
         .collect();
     // Half the users already have an online account carrying their anchor; the other

@@ -281,6 +281,7 @@ pub struct Error {
     service: Option<Box<ServiceDetail>>,
     retry_after: Option<Duration>,
     source: Option<Source>,
+    partial: Option<Box<serde_json::Value>>,
 }
 
 /// `Result` with the crate's [`Error`].
@@ -295,7 +296,22 @@ impl Error {
             service: None,
             retry_after: None,
             source: None,
+            partial: None,
         }
+    }
+
+    /// Attaches what an operation did before it stopped (a cancelled run's results), as
+    /// the operation's result shape in JSON.
+    pub fn with_partial(mut self, partial: serde_json::Value) -> Self {
+        self.partial = Some(Box::new(partial));
+        self
+    }
+
+    /// What the operation did before it stopped, when it reports that (a cancelled bulk
+    /// create, import or sync run: its results, with the items not started as
+    /// `cancelled`).
+    pub fn partial(&self) -> Option<&serde_json::Value> {
+        self.partial.as_deref()
     }
 
     /// Shorthand for [`ErrorCode::InvalidInput`].

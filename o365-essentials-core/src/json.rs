@@ -15,6 +15,15 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String> {
         .map_err(|e| Error::internal(format!("cannot serialise to JSON: {e}")))
 }
 
+/// Converts a value to a JSON value.
+///
+/// # Errors
+/// [`ErrorCode::Internal`](crate::ErrorCode::Internal) if the value cannot be represented.
+pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value)
+        .map_err(|e| Error::internal(format!("cannot serialise to JSON: {e}")))
+}
+
 /// Parses a value from JSON.
 ///
 /// # Errors

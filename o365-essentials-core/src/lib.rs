@@ -8,6 +8,7 @@
 //! Data flows one way: ports feed a snapshot or changes to a pure planner, whose `Plan`
 //! is reviewed and then applied exactly, with per-item results.
 
+pub mod config;
 pub mod dns;
 pub mod engine;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod json;
 pub mod ldap;
 pub mod memory;
 pub mod model;
+pub mod ops;
 pub mod platform;
 pub mod ports;
 pub mod sharepoint;

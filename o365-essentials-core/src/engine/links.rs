@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{Integration, initial_password};
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
-    AccountUpdate, ItemResult, LicenceAssignment, Link, LinkOrigin, LinkState, LocalUser,
+    AccountUpdate, ItemAction, ItemResult, RunKind, LicenceAssignment, Link, LinkOrigin, LinkState, LocalUser,
     NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, Outcome,
     RunResults,
 };
@@ -23,6 +23,7 @@ use crate::validate;
 
 /// Which online accounts to import, and where the local users go.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// These accounts; every unlinked, non-administrator account when `None`.
     #[serde(default)]
@@ -365,7 +366,8 @@ impl Integration {
                 local_user: String::new(),
                 local_guid: ObjectGuid(Uuid::nil()),
                 requested_upn: Some(a.user_principal_name.clone()),
-                action: "import".into(),
+                action: ItemAction::Import,
+                reason: None,
                 outcome: Outcome::Succeeded,
                 error_code: None,
                 service_message: None,
@@ -491,7 +493,7 @@ impl Integration {
         }
         let results = RunResults {
             run_id: run,
-            kind: "import".into(),
+            kind: RunKind::Import,
             started_at,
             finished_at: OffsetDateTime::now_utc(),
             items,

@@ -12,14 +12,17 @@
 //! # Ok(()) }
 //! ```
 
+mod control;
 mod links;
 mod passwords;
 mod plan;
 mod preview;
 mod results;
+mod services;
 mod sync;
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use futures::TryStreamExt;
 use rand::Rng;
@@ -29,18 +32,25 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use control::{CancelToken, Control, Event, EventSink, Observer, RunCounts};
 pub use links::{ImportRequest, ImportedUser};
-pub use passwords::{PasswordDelivery, PasswordKey, PasswordProblem};
-pub use plan::{BulkCreateRequest, Snapshot, plan_bulk_create, suggest_upn};
+pub use passwords::{PasswordDelivery, PasswordKey, PasswordProblem, PasswordSyncState};
+pub use plan::{
+    BulkCreateRequest, Snapshot, UserChoice, online_id_local_part, plan_bulk_create, suggest_upn,
+};
+pub use services::Microsoft365;
 pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
 pub use results::{failed_users, to_csv, write_results};
-pub use sync::{SyncLoop, SyncOptions, SyncReport, plan_sync};
+pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync};
 
+use crate::config::{DirectoryConfig, DnsSettings, IntegrationConfig, SyncSettings};
+use crate::dns::TsigKey;
 use crate::error::{Error, ErrorCode, Result};
+use crate::graph::{Credential, GraphConfig};
 use crate::model::{
-    AccountUpdate, CheckStatus, ItemResult, Link, LinkOrigin, LinkState, LocalVersion,
-    NewOnlineAccount, Outcome, Plan, PlanAction, Progress, RequirementCheck, RequirementsReport,
-    RunResults,
+    AccountUpdate, CheckStatus, ItemAction, ItemResult, LicenceAssignment, Link, LinkOrigin,
+    LinkState, LocalVersion, NewOnlineAccount, Outcome, Plan, PlanAction, RequirementCheck,
+    RequirementsReport, RunKind, RunResults,
 };
 use crate::ports::{Directory, Tenant};
 use crate::store::{JournalState, Store};
@@ -67,6 +77,9 @@ pub struct IntegrationStatus {
     /// Links recorded.
     #[serde(default)]
     pub links: usize,
+    /// Whether local password changes can be queued and delivered (no password key → no).
+    #[serde(default)]
+    pub password_sync: PasswordSyncState,
 }
 
 /// One difference found between a link and the tenant.
@@ -89,12 +102,29 @@ pub struct DriftReport {
     pub changed: Vec<Drift>,
 }
 
-/// The facade the bindings expose.
+/// Options from the configuration that operations use as their defaults.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Settings {
+    pub(crate) custom_domain: Option<String>,
+    pub(crate) usage_location: Option<String>,
+    pub(crate) default_licences: Vec<LicenceAssignment>,
+    pub(crate) results_folder: Option<PathBuf>,
+    pub(crate) sync: SyncSettings,
+    pub(crate) dns: Option<DnsSettings>,
+    pub(crate) tsig: Option<TsigKey>,
+}
+
+/// The facade the bindings expose: one directory, one Microsoft 365 credential shared by
+/// Graph, Exchange and SharePoint, one state store, the password key.
 pub struct Integration {
     dir: Arc<dyn Directory>,
-    tenant: std::sync::RwLock<Arc<dyn Tenant>>,
-    store: Arc<Store>,
+    m365: RwLock<Arc<Microsoft365>>,
+    tenant_config: RwLock<Option<GraphConfig>>,
+    pub(crate) store: Arc<Store>,
     password_key: Option<PasswordKey>,
+    pub(crate) settings: Settings,
+    /// The demo directory, when opened with one (the quickstart makes changes in it).
+    demo: Option<Arc<crate::memory::MemoryDirectory>>,
 }
 
 impl std::fmt::Debug for Integration {
@@ -125,6 +155,70 @@ fn check(
     }
 }
 
+/// The result of an item the run did not start (cancelled first).
+fn not_started(action: &PlanAction, reason: Option<crate::model::PlanReason>) -> ItemResult {
+    let (local_user, upn) = match action {
+        PlanAction::CreateAccount {
+            local,
+            user_principal_name,
+            ..
+        }
+        | PlanAction::Link {
+            local,
+            user_principal_name,
+            ..
+        } => (local.sam_account_name.clone(), Some(user_principal_name.clone())),
+        PlanAction::Update { local, .. }
+        | PlanAction::Disable { local, .. }
+        | PlanAction::Enable { local, .. } => (local.sam_account_name.clone(), None),
+        _ => (String::new(), None),
+    };
+    ItemResult {
+        local_user,
+        local_guid: action.local_guid(),
+        requested_upn: upn,
+        action: action.kind(),
+        reason,
+        outcome: Outcome::Cancelled,
+        error_code: Some(ErrorCode::Cancelled),
+        service_message: None,
+        recommended_action: Some("Run again to do this item.".into()),
+        online_id: None,
+    }
+}
+
+fn permission_remedy(e: &Error, permission: &str) -> String {
+    match e.code() {
+        ErrorCode::PermissionDenied => format!("Grant the app {permission} (and consent for the organisation)."),
+        ErrorCode::Auth => "Check the app's client id and credential (secret or certificate).".into(),
+        _ => e.action().to_string(),
+    }
+}
+
+fn endpoint_check(
+    id: &str,
+    title: &str,
+    r: Result<String>,
+    permission: &str,
+) -> RequirementCheck {
+    match r {
+        Ok(detail) => check(id, title, CheckStatus::Pass, detail, ""),
+        Err(e) => {
+            let status = if e.code() == ErrorCode::CertificateRequired {
+                CheckStatus::Warn
+            } else {
+                CheckStatus::Fail
+            };
+            let detail = if e.code() == ErrorCode::PermissionDenied {
+                format!("{e} (needs {permission})")
+            } else {
+                e.to_string()
+            };
+            check(id, title, status, detail, &permission_remedy(&e, permission))
+        }
+    }
+}
+
 /// A strong random initial password (never stored or logged; the password sync replaces
 /// it with the user's own at their next change).
 fn initial_password() -> SecretString {
@@ -150,38 +244,163 @@ fn initial_password() -> SecretString {
 }
 
 impl Integration {
-    /// The facade over these ports and store.
+    /// The facade over a directory, a tenant backend (accounts only: Exchange, SharePoint
+    /// and domains are not available) and a store — for tests and embedders with their
+    /// own backends. Programs open an integration with [`Integration::open`].
     pub fn new(dir: Arc<dyn Directory>, tenant: Arc<dyn Tenant>, store: Arc<Store>) -> Self {
+        Integration::with_services(dir, Microsoft365::tenant_only(tenant), store)
+    }
+
+    /// The facade over a directory, these Microsoft 365 services and a store.
+    pub fn with_services(dir: Arc<dyn Directory>, m365: Microsoft365, store: Arc<Store>) -> Self {
         Integration {
             dir,
-            tenant: std::sync::RwLock::new(tenant),
+            m365: RwLock::new(Arc::new(m365)),
+            tenant_config: RwLock::new(None),
             store,
             password_key: None,
+            settings: Settings::default(),
+            demo: None,
         }
     }
 
-    fn tenant(&self) -> Arc<dyn Tenant> {
-        self.tenant
+    /// Opens everything a configuration describes: the directory, the Microsoft 365
+    /// services (one credential for Graph, Exchange and SharePoint), the state store,
+    /// the password key, the DNS settings. Nothing is sent anywhere yet.
+    ///
+    /// ```no_run
+    /// # fn demo() -> o365_essentials_core::Result<()> {
+    /// use o365_essentials_core::{config::IntegrationConfig, engine::Integration};
+    /// let config = IntegrationConfig::from_json(&std::fs::read_to_string("/etc/o365-essentials/config.json").unwrap())?;
+    /// let integration = Integration::open(config)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidConfig`] naming the setting; the store's errors
+    /// ([`ErrorCode::StoreLocked`], [`ErrorCode::StoreVersionTooNew`], ...); the password
+    /// key's.
+    pub fn open(config: IntegrationConfig) -> Result<Integration> {
+        config.check()?;
+        let mut demo = None;
+        let dir: Arc<dyn Directory> = match &config.directory {
+            DirectoryConfig::Ldap(l) => Arc::new(crate::ldap::LdapDirectory::new(l.clone())?),
+            DirectoryConfig::Demo => {
+                let d = Arc::new(crate::memory::MemoryDirectory::demo_company()?);
+                demo = Some(d.clone());
+                d
+            }
+            DirectoryConfig::Memory { domain } => {
+                Arc::new(crate::memory::MemoryDirectory::new(domain)?)
+            }
+        };
+        let tsig = match config.dns.as_ref().and_then(|d| d.tsig_key_file.as_ref()) {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::new(
+                        ErrorCode::InvalidConfig,
+                        format!(
+                            "the configuration at `dns.tsig_key_file`: cannot read {}: {e}",
+                            path.display()
+                        ),
+                    )
+                })?;
+                Some(TsigKey::from_bind_conf(&text).map_err(|e| {
+                    e.context(format!("the configuration at `dns.tsig_key_file` ({})", path.display()))
+                })?)
+            }
+            None => None,
+        };
+        let m365 = Microsoft365::from_config(config.tenant.clone())?;
+        let store = Arc::new(Store::open(&config.store)?);
+        let key = PasswordKey::load_or_create(&config.password_key_path())?;
+        let mut integration = Integration::with_services(dir, m365, store).with_password_key(key);
+        *integration
+            .tenant_config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(config.tenant.clone());
+        integration.settings = Settings {
+            custom_domain: config.custom_domain.clone(),
+            usage_location: config.usage_location.clone(),
+            default_licences: config.default_licences.clone(),
+            results_folder: Some(config.results_folder_path()),
+            sync: config.sync.clone(),
+            dns: config.dns.clone(),
+            tsig,
+        };
+        integration.demo = demo;
+        Ok(integration)
+    }
+
+    /// The demo directory, when the integration was opened on one (to make local changes
+    /// in, as an administrator would in AD).
+    pub fn demo_directory(&self) -> Option<&Arc<crate::memory::MemoryDirectory>> {
+        self.demo.as_ref()
+    }
+
+    /// The local directory.
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.dir
+    }
+
+    /// The Microsoft 365 services now in use (they change with the credentials).
+    pub fn microsoft365(&self) -> Arc<Microsoft365> {
+        self.m365.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn tenant(&self) -> Arc<dyn Tenant> {
+        self.microsoft365().tenant.clone()
+    }
+
+    /// Switches Graph, Exchange and SharePoint to a new credential (and, when given, a new
+    /// app registration), built on the configuration the integration was opened with,
+    /// after checking it; when the check fails the old credential stays in use.
+    /// Credentials are the caller's to keep: the store never holds secrets.
+    ///
+    /// # Errors
+    /// As [`Integration::change_credentials`]; [`ErrorCode::NotSupported`] when the
+    /// integration was not opened from a configuration.
+    pub async fn change_credential(
+        &self,
+        client_id: Option<String>,
+        credential: Credential,
+    ) -> Result<()> {
+        let mut cfg = self
+            .tenant_config
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::NotSupported,
+                    "this integration was not opened from a configuration; pass the whole tenant configuration to change_credentials",
+                )
+            })?;
+        if let Some(c) = client_id {
+            cfg.client_id = c;
+        }
+        cfg.credential = credential;
+        self.change_credentials(cfg).await
     }
 
-    /// Switches to new administrator credentials (a tenant backend built with them) after
-    /// checking them; when they fail, the old ones stay in use. Credentials are the
-    /// caller's to keep: the store never holds secrets.
+    /// Switches Graph, Exchange and SharePoint together to the tenant configuration `new`
+    /// after checking it (the organization and the administrators are read with it);
+    /// when it fails, the old one stays in use.
     ///
     /// # Errors
     /// The new credentials' errors ([`ErrorCode::Auth`], [`ErrorCode::PermissionDenied`]);
-    /// [`ErrorCode::InvalidConfig`] when they belong to another tenant;
-    /// [`ErrorCode::NotIntegrated`].
-    pub async fn change_credentials(&self, new: Arc<dyn Tenant>) -> Result<()> {
+    /// [`ErrorCode::InvalidConfig`] when they belong to another tenant or the
+    /// configuration is malformed; [`ErrorCode::NotIntegrated`].
+    pub async fn change_credentials(&self, new: GraphConfig) -> Result<()> {
         let status = self.status()?;
-        let org = new
+        let services = Microsoft365::from_config(new.clone())
+            .map_err(|e| e.context("the new credentials cannot be used; the old ones stay in use"))?;
+        let org = services
+            .tenant
             .organization()
             .await
             .map_err(|e| e.context("the new credentials do not work; the old ones stay in use"))?;
-        new.admin_role_holders().await.map_err(|e| {
+        services.tenant.admin_role_holders().await.map_err(|e| {
             e.context("the new credentials lack a permission; the old ones stay in use")
         })?;
         if org.tenant_id != status.tenant_id {
@@ -193,7 +412,11 @@ impl Integration {
                 ),
             ));
         }
-        *self.tenant.write().unwrap_or_else(|p| p.into_inner()) = new;
+        *self.m365.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(services);
+        *self
+            .tenant_config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(new);
         Ok(())
     }
 
@@ -235,9 +458,25 @@ impl Integration {
         Ok(pad)
     }
 
-    /// The requirements check (DESIGN.md task 1): one DC, running on it, the tenant
-    /// reachable, the custom domain well formed. Never fails: problems are checks.
+    /// The launchpad with the team site read from this integration's SharePoint (see
+    /// [`Integration::launchpad_from`]); the guessed address without SharePoint.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotIntegrated`].
+    pub async fn launchpad_online(&self) -> Result<crate::model::Launchpad> {
+        match self.microsoft365().sharepoint.clone() {
+            Some(sp) => self.launchpad_from(sp.as_ref()).await,
+            None => self.launchpad(),
+        }
+    }
+
+    /// The requirements check (DESIGN.md task 1): one DC, running on it, every Microsoft
+    /// 365 endpoint the integration uses reachable with the permissions it needs (Graph,
+    /// the Exchange admin API, SharePoint), the custom domain (the one given, else the
+    /// configured one) well formed. Never fails: problems are checks, each naming the
+    /// permission or role to grant.
     pub async fn requirements(&self, custom_domain: Option<&str>) -> RequirementsReport {
+        let custom_domain = custom_domain.or(self.settings.custom_domain.as_deref());
         let mut checks = Vec::new();
         match self.dir.topology().await {
             Ok(t) => {
@@ -278,8 +517,40 @@ impl Integration {
                 "Microsoft 365 answers",
                 CheckStatus::Fail,
                 e.to_string(),
-                e.action(),
+                &permission_remedy(&e, "Organization.Read.All"),
             )),
+        }
+        let m365 = self.microsoft365();
+        let graph = m365.tenant.clone();
+        checks.push(endpoint_check(
+            "graph_administrators",
+            "Microsoft Graph: administrators can be read",
+            graph.admin_role_holders().await.map(|a| format!("{} administrator(s)", a.len())),
+            "RoleManagement.Read.Directory",
+        ));
+        checks.push(endpoint_check(
+            "graph_licences",
+            "Microsoft Graph: licences can be read",
+            graph.skus().await.map(|s| format!("{} subscription(s)", s.len())),
+            "Organization.Read.All",
+        ));
+        if let Some(ex) = &m365.exchange {
+            checks.push(endpoint_check(
+                "exchange_admin_api",
+                "Exchange Online admin API answers",
+                ex.default_access_level()
+                    .await
+                    .map(|l| format!("mobile devices: default access {l:?}")),
+                "Exchange.ManageAsApp and the Exchange Administrator role",
+            ));
+        }
+        if let Some(sp) = &m365.sharepoint {
+            checks.push(endpoint_check(
+                "sharepoint",
+                "SharePoint Online answers",
+                sp.team_site().await.map(|s| format!("team site {}", s.url)),
+                "Sites.FullControl.All",
+            ));
         }
         if let Some(d) = custom_domain {
             let r = validate::domain_name(d);
@@ -311,6 +582,23 @@ impl Integration {
         let tenant = self.tenant();
         let org = tenant.organization().await?;
         tenant.admin_role_holders().await?;
+        if let Some(old) = self.store.setting::<IntegrationStatus>(SETTINGS_KEY)? {
+            if old.tenant_id != org.tenant_id {
+                return Err(Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!(
+                        "this state store belongs to tenant {} ({}); the credentials are for {} — use the store of that tenant, or a new store path",
+                        old.tenant_id, old.organization, org.tenant_id
+                    ),
+                ));
+            }
+            if !old.enabled {
+                return Err(Error::new(
+                    ErrorCode::IntegrationDisabled,
+                    "the integration is disabled; re-enable it with `enable` (which checks every link) instead of integrating again",
+                ));
+            }
+        }
         let status = IntegrationStatus {
             tenant_id: org.tenant_id,
             organization: org.display_name,
@@ -319,6 +607,7 @@ impl Integration {
             integrated_at: OffsetDateTime::now_utc(),
             enabled: true,
             links: self.store.links()?.len(),
+            password_sync: self.password_sync_state(),
         };
         self.store.set_setting(SETTINGS_KEY, &status)?;
         Ok(status)
@@ -336,6 +625,7 @@ impl Integration {
             )
         })?;
         s.links = self.store.links()?.len();
+        s.password_sync = self.password_sync_state();
         Ok(s)
     }
 
@@ -437,42 +727,71 @@ impl Integration {
             accounts: tenant.accounts().try_collect().await?,
             admins: tenant.admin_role_holders().await?,
             links: self.store.links()?,
+            verified_domains: tenant.organization().await?.verified_domains,
         })
     }
 
-    /// Plans a bulk create on a snapshot (pure; nothing is written).
+    /// Plans a bulk create on a snapshot (pure; nothing is written). Left empty, the
+    /// domain is the configured custom domain when verified, else the tenant's initial
+    /// domain; the usage location and licences are the configuration's defaults. The
+    /// verified domains are the snapshot's, so a domain verified since integrating counts.
     ///
     /// # Errors
     /// [`ErrorCode::NotIntegrated`]; [`ErrorCode::InvalidDomainName`],
     /// [`ErrorCode::DomainNotVerified`] for the chosen domain;
-    /// [`ErrorCode::InvalidUsageLocation`].
+    /// [`ErrorCode::InvalidUsageLocation`]; [`ErrorCode::InvalidInput`] for a choice
+    /// naming a user twice.
     pub fn plan_bulk_create(
         &self,
         snapshot: &Snapshot,
         request: &BulkCreateRequest,
     ) -> Result<Plan> {
         let status = self.status()?;
+        let mut request = request.clone();
+        let verified = |d: &str| {
+            snapshot
+                .verified_domains
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(d))
+        };
+        if request.domain.trim().is_empty() {
+            request.domain = match &self.settings.custom_domain {
+                Some(d) if verified(d) => d.clone(),
+                _ => status.initial_domain.clone(),
+            };
+        }
         validate::domain_name(&request.domain.to_ascii_lowercase())?;
-        if !status
-            .verified_domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(&request.domain))
-        {
+        if !verified(&request.domain) {
             return Err(Error::new(
                 ErrorCode::DomainNotVerified,
                 format!(
                     "{} is not a verified domain of the tenant (verified: {})",
                     request.domain,
-                    status.verified_domains.join(", ")
+                    snapshot.verified_domains.join(", ")
                 ),
             ));
+        }
+        if request.usage_location.is_none() {
+            request.usage_location = self.settings.usage_location.clone();
         }
         if let Some(l) = &request.usage_location {
             validate::usage_location(l)?;
         }
+        if request.licences.is_empty() {
+            request.licences = self.settings.default_licences.clone();
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &request.choices {
+            if !seen.insert(c.user) {
+                return Err(Error::invalid_input(format!(
+                    "choices name the local user {} twice",
+                    c.user
+                )));
+            }
+        }
         Ok(plan_bulk_create(
             snapshot,
-            request,
+            &request,
             Uuid::new_v4(),
             OffsetDateTime::now_utc(),
             &status.tenant_id,
@@ -487,11 +806,7 @@ impl Integration {
     /// [`ErrorCode::NotIntegrated`], [`ErrorCode::IntegrationDisabled`],
     /// [`ErrorCode::PlanStale`] for a plan of another tenant; store errors. Per-item
     /// failures are in the results.
-    pub async fn apply(
-        &self,
-        plan: &Plan,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> Result<RunResults> {
+    pub async fn apply(&self, plan: &Plan, ctl: &Control) -> Result<RunResults> {
         let status = self.require_enabled()?;
         if plan.tenant_id != status.tenant_id {
             return Err(Error::new(
@@ -506,32 +821,81 @@ impl Integration {
         let total = plan.items.len() as u64;
         let mut items = Vec::with_capacity(plan.items.len());
         for (n, item) in plan.items.iter().enumerate() {
+            if ctl.is_cancelled() {
+                items.push(not_started(&item.action, Some(item.reason)));
+                continue;
+            }
             let local = match &item.action {
                 PlanAction::CreateAccount { local, .. } | PlanAction::Link { local, .. } => {
                     Some(local)
                 }
                 _ => None,
             };
-            progress(Progress {
+            ctl.emit(Event::Progress {
+                run_id: plan.id,
                 done: n as u64,
                 total,
                 current: local.map(|l| l.sam_account_name.clone()),
             });
-            items.push(self.apply_item(plan.id, &item.action).await?);
+            // An item runs to its end once started: a create whose request was sent is
+            // completed and recorded, so cancellation only ever falls between items.
+            let mut r = self.apply_item(plan.id, &item.action).await?;
+            r.reason = Some(item.reason);
+            ctl.emit(Event::ItemFinished {
+                run_id: plan.id,
+                seq: item.seq,
+                item: Box::new(r.clone()),
+            });
+            items.push(r);
         }
-        progress(Progress {
+        ctl.emit(Event::Progress {
+            run_id: plan.id,
             done: total,
             total,
             current: None,
         });
+        self.finish_run(plan.id, RunKind::BulkCreate, started_at, items, ctl)
+    }
+
+    /// Saves a run's results (and writes its results file when a folder is configured),
+    /// reports it, and turns a cancelled run into [`ErrorCode::Cancelled`] carrying the
+    /// results.
+    fn finish_run(
+        &self,
+        run_id: Uuid,
+        kind: RunKind,
+        started_at: OffsetDateTime,
+        items: Vec<ItemResult>,
+        ctl: &Control,
+    ) -> Result<RunResults> {
         let run = RunResults {
-            run_id: plan.id,
-            kind: "bulk_create".into(),
+            run_id,
+            kind,
             started_at,
             finished_at: OffsetDateTime::now_utc(),
             items,
         };
         self.store.save_run(&run)?;
+        if let Some(folder) = &self.settings.results_folder {
+            write_results(&run, folder)?;
+        }
+        let counts = RunCounts::of(&run.items);
+        ctl.emit(Event::RunFinished {
+            run_id,
+            kind,
+            counts,
+        });
+        if counts.cancelled > 0 {
+            return Err(Error::new(
+                ErrorCode::Cancelled,
+                format!(
+                    "cancelled: {} item(s) done, {} not started; the results are saved (run {run_id}) and a rerun does the rest",
+                    run.items.len() - counts.cancelled,
+                    counts.cancelled
+                ),
+            )
+            .with_partial(crate::json::to_value(&run)?));
+        }
         Ok(run)
     }
 
@@ -563,11 +927,12 @@ impl Integration {
     }
 
     async fn apply_item(&self, run: Uuid, action: &PlanAction) -> Result<ItemResult> {
-        let base = |local: &LocalVersion, upn: Option<&str>, action: &str| ItemResult {
+        let base = |local: &LocalVersion, upn: Option<&str>, action: ItemAction| ItemResult {
             local_user: local.sam_account_name.clone(),
             local_guid: local.guid,
             requested_upn: upn.map(str::to_string),
-            action: action.into(),
+            action,
+            reason: None,
             outcome: Outcome::Succeeded,
             error_code: None,
             service_message: None,
@@ -596,12 +961,14 @@ impl Integration {
                 usage_location,
                 licences,
             } => {
-                let r = base(local, Some(user_principal_name), "create_account");
+                let r = base(local, Some(user_principal_name), ItemAction::CreateAccount);
                 if let Err(e) = self.precondition(local).await {
                     return Ok(fail(r, &e, Outcome::Skipped));
                 }
                 let current = self.dir.user(local.guid).await.ok();
-                let enabled = current.as_ref().is_none_or(|u| u.enabled());
+                // An expired account is created blocked, like a disabled one.
+                let now = OffsetDateTime::now_utc();
+                let enabled = current.as_ref().is_none_or(|u| u.active_at(now));
                 let entry = self.store.journal_begin(
                     run,
                     "create_account",
@@ -671,7 +1038,7 @@ impl Integration {
                 anchor,
                 origin,
             } => {
-                let mut r = base(local, Some(user_principal_name), "link");
+                let mut r = base(local, Some(user_principal_name), ItemAction::Link);
                 r.online_id = Some(online_id.clone());
                 if let Err(e) = self.precondition(local).await {
                     return Ok(fail(r, &e, Outcome::Skipped));
@@ -722,9 +1089,9 @@ impl Integration {
                 };
                 let e = Error::new(
                     ErrorCode::NotSupported,
-                    "this kind of item is applied by the sync (part 2), not by a bulk create",
+                    "this kind of item is applied by a sync run, not by a bulk create",
                 );
-                Ok(fail(base(&local, None, "other"), &e, Outcome::Skipped))
+                Ok(fail(base(&local, None, other.kind()), &e, Outcome::Skipped))
             }
         }
     }

@@ -119,6 +119,18 @@ pub struct PasswordProblem {
     pub attempts: u32,
 }
 
+/// Whether password sync can work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordSyncState {
+    /// A password key is configured: changes are queued and delivered.
+    Ready,
+    /// No password key: password changes can be neither queued nor delivered (configure
+    /// `password_key`, or open the integration from a configuration).
+    #[default]
+    NoKey,
+}
+
 /// What one delivery round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordDelivery {
@@ -128,6 +140,10 @@ pub struct PasswordDelivery {
     pub pending: usize,
     /// Refused for good (until the user changes the password again).
     pub refused: Vec<PasswordProblem>,
+    /// Whether delivery could run at all (a sync run reports `no_key` instead of failing,
+    /// so the dashboard can show it).
+    #[serde(default)]
+    pub state: PasswordSyncState,
 }
 
 fn permanent(code: ErrorCode) -> bool {
@@ -152,9 +168,18 @@ impl Integration {
         self.password_key.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorCode::InvalidConfig,
-                "no password key is configured (Integration::with_password_key)",
+                "no password key is configured, so passwords cannot be synced: set `password_key` in the configuration (Integration::with_password_key in Rust)",
             )
         })
+    }
+
+    /// Whether password sync can work (shown in [`Integration::status`]).
+    pub fn password_sync_state(&self) -> PasswordSyncState {
+        if self.password_key.is_some() {
+            PasswordSyncState::Ready
+        } else {
+            PasswordSyncState::NoKey
+        }
     }
 
     /// A local password changed: queue it for the user's online account and return at
@@ -182,10 +207,23 @@ impl Integration {
     /// [`ErrorCode::IntegrationDisabled`]; [`ErrorCode::InvalidConfig`] without a key or
     /// with the wrong key; store errors.
     pub async fn deliver_passwords(&self) -> Result<PasswordDelivery> {
+        self.deliver_passwords_with(&super::Control::none()).await
+    }
+
+    /// [`Integration::deliver_passwords`], reporting each delivery and refusal as an event
+    /// and stopping between two passwords when cancelled (the rest stay queued).
+    ///
+    /// # Errors
+    /// As [`Integration::deliver_passwords`]; [`ErrorCode::Cancelled`] with the round's
+    /// [`PasswordDelivery`] as the partial result.
+    pub async fn deliver_passwords_with(&self, ctl: &super::Control) -> Result<PasswordDelivery> {
         self.require_enabled()?;
         let key = self.key()?;
         let tenant = self.tenant();
-        let mut out = PasswordDelivery::default();
+        let mut out = PasswordDelivery {
+            state: PasswordSyncState::Ready,
+            ..Default::default()
+        };
         let queue = self.store.queued_passwords()?;
         let mut outage = false;
         for q in &queue {
@@ -198,7 +236,7 @@ impl Integration {
                 });
                 continue;
             }
-            if outage {
+            if outage || ctl.is_cancelled() {
                 out.pending += 1;
                 continue;
             }
@@ -222,10 +260,17 @@ impl Integration {
                 Ok(()) => {
                     self.store.password_delivered(q.local_guid, q.seq)?;
                     out.delivered += 1;
+                    ctl.emit(super::Event::PasswordDelivered {
+                        local_guid: q.local_guid,
+                    });
                 }
                 Err(e) if permanent(e.code()) => {
                     self.store
                         .password_attempt_failed(q.local_guid, q.seq, &e)?;
+                    ctl.emit(super::Event::PasswordRefused {
+                        local_guid: q.local_guid,
+                        error_code: e.code(),
+                    });
                     out.refused.push(PasswordProblem {
                         local_guid: q.local_guid,
                         error_code: e.code(),
@@ -240,6 +285,16 @@ impl Integration {
                     outage = true;
                 }
             }
+        }
+        if ctl.is_cancelled() && out.pending > 0 {
+            return Err(Error::new(
+                ErrorCode::Cancelled,
+                format!(
+                    "cancelled: {} password(s) delivered, {} still queued for the next round",
+                    out.delivered, out.pending
+                ),
+            )
+            .with_partial(crate::json::to_value(&out)?));
         }
         Ok(out)
     }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::model::{
     AdminRoleHolder, LicenceAssignment, Link, LinkOrigin, LocalUser, LocalVersion, ObjectGuid,
-    OnlineAccount, Plan, PlanAction, PlanItem, SkippedUser,
+    OnlineAccount, Plan, PlanAction, PlanItem, PlanReason, SkipReason, SkippedUser,
 };
 use crate::validate;
 
@@ -22,12 +22,32 @@ pub struct Snapshot {
     pub admins: Vec<AdminRoleHolder>,
     /// Links already made.
     pub links: Vec<Link>,
+    /// The tenant's verified domains, read with the accounts (a domain verified since
+    /// integrating counts).
+    pub verified_domains: Vec<String>,
+}
+
+/// The administrator's choice for one user of a bulk create, as the wizard allowed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChoice {
+    /// The local user.
+    pub user: ObjectGuid,
+    /// The online ID to give instead of the suggested one (on a verified domain).
+    #[serde(default)]
+    pub user_principal_name: Option<String>,
+    /// The licences to assign instead of the request's.
+    #[serde(default)]
+    pub licences: Option<Vec<LicenceAssignment>>,
 }
 
 /// What the administrator asked for in a bulk create.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BulkCreateRequest {
-    /// The domain of the new online IDs (a verified domain of the tenant).
+    /// The domain of the new online IDs (a verified domain of the tenant); the
+    /// configuration's custom domain, else the tenant's initial domain, when empty.
+    #[serde(default)]
     pub domain: String,
     /// Only these local users; every syncable user without an online account when `None`.
     #[serde(default)]
@@ -41,6 +61,56 @@ pub struct BulkCreateRequest {
     /// Link existing online accounts with the same user name or mail (never admins).
     #[serde(default)]
     pub allow_soft_match: bool,
+    /// Per-user choices of online ID and licences.
+    #[serde(default)]
+    pub choices: Vec<UserChoice>,
+}
+
+/// What an accented or special letter is written as in an online ID.
+fn transliterate(c: char) -> Option<&'static str> {
+    Some(match c {
+        'à' | 'á' | 'â' | 'ã' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+        'ä' | 'æ' => "ae",
+        'ç' | 'ć' | 'č' | 'ĉ' | 'ċ' => "c",
+        'ď' | 'đ' | 'ð' => "d",
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ė' | 'ę' | 'ě' => "e",
+        'ğ' | 'ĝ' | 'ġ' | 'ģ' => "g",
+        'ì' | 'í' | 'î' | 'ï' | 'ī' | 'į' | 'ı' => "i",
+        'ķ' => "k",
+        'ĺ' | 'ļ' | 'ľ' | 'ł' => "l",
+        'ñ' | 'ń' | 'ň' | 'ņ' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ø' | 'ō' | 'ő' => "o",
+        'ö' | 'œ' => "oe",
+        'ŕ' | 'ř' => "r",
+        'ś' | 'š' | 'ş' | 'ș' => "s",
+        'ß' => "ss",
+        'ť' | 'ţ' | 'ț' => "t",
+        'þ' => "th",
+        'ù' | 'ú' | 'û' | 'ū' | 'ů' | 'ű' | 'ų' => "u",
+        'ü' => "ue",
+        'ý' | 'ÿ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        _ => return None,
+    })
+}
+
+/// The local part of an online ID made from a name: letters transliterated (é→e, ü→ue,
+/// ß→ss, ø→o, ł→l...), spaces as dots, other characters dropped, lower case.
+pub fn online_id_local_part(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '\'') {
+            out.push(c);
+        } else if c.is_whitespace() {
+            out.push('.');
+        } else if let Some(t) = transliterate(c) {
+            out.push_str(t);
+        }
+    }
+    while out.contains("..") {
+        out = out.replace("..", ".");
+    }
+    out.trim_matches('.').chars().take(64).collect()
 }
 
 /// The online ID suggested for a local user: the user name's allowed characters, lower
@@ -52,15 +122,7 @@ pub fn suggest_upn(user: &LocalUser, domain: &str) -> String {
         .and_then(|u| u.split('@').next())
         .filter(|l| !l.is_empty())
         .unwrap_or(&user.sam_account_name);
-    let mut local: String = source
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '\''))
-        .collect();
-    while local.contains("..") {
-        local = local.replace("..", ".");
-    }
-    let local = local.trim_matches('.').chars().take(64).collect::<String>();
+    let local = online_id_local_part(source);
     let local = if local.is_empty() {
         format!("user{}", &user.guid.to_string()[..8])
     } else {
@@ -117,24 +179,40 @@ pub fn plan_bulk_create(
             .cmp(&b.sam_account_name.to_lowercase())
             .then(a.guid.cmp(&b.guid))
     });
+    let choices: HashMap<ObjectGuid, &super::plan::UserChoice> =
+        r.choices.iter().map(|c| (c.user, c)).collect();
+    let verified = |upn: &str| {
+        let domain = upn.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        s.verified_domains.is_empty()
+            || s
+                .verified_domains
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(domain))
+    };
     let mut planned_upns: HashSet<String> = HashSet::new();
     let mut taken_online: HashSet<&str> = HashSet::new();
-    let mut items = Vec::new();
+    let mut items: Vec<(PlanAction, PlanReason, String)> = Vec::new();
     let mut skipped = Vec::new();
-    let skip = |u: &LocalUser, reason: String, out: &mut Vec<SkippedUser>| {
+    let skip = |u: &LocalUser, reason: SkipReason, message: String, out: &mut Vec<SkippedUser>| {
         out.push(SkippedUser {
             guid: u.guid,
             sam_account_name: u.sam_account_name.clone(),
             reason,
+            message,
         })
     };
     for u in users {
         if let Some(why) = u.exclusion_reason() {
-            skip(u, format!("never synced: {why}"), &mut skipped);
+            skip(u, SkipReason::NeverSynced, format!("never synced: {why}"), &mut skipped);
             continue;
         }
         if linked_local.contains(&u.guid) {
-            skip(u, "already has an online account".into(), &mut skipped);
+            skip(
+                u,
+                SkipReason::AlreadyLinked,
+                "already has an online account".into(),
+                &mut skipped,
+            );
             continue;
         }
         let anchor = u.anchor();
@@ -143,6 +221,7 @@ pub fn plan_bulk_create(
             {
                 skip(
                     u,
+                    SkipReason::AnchorOnLinkedAccount,
                     format!(
                         "its anchor is on {}, which is linked to another local user",
                         acc.user_principal_name
@@ -158,6 +237,7 @@ pub fn plan_bulk_create(
                         anchor,
                         origin: LinkOrigin::HardMatch,
                     },
+                    PlanReason::HardMatch,
                     format!(
                         "{} already carries this user's anchor (hard match)",
                         acc.user_principal_name
@@ -166,11 +246,17 @@ pub fn plan_bulk_create(
             }
             continue;
         }
-        let upn = suggest_upn(u, &r.domain);
+        let choice = choices.get(&u.guid);
+        let chosen_upn = choice.and_then(|c| c.user_principal_name.clone());
+        let upn = chosen_upn
+            .clone()
+            .map(|c| c.to_ascii_lowercase())
+            .unwrap_or_else(|| suggest_upn(u, &r.domain));
         let candidate = by_upn
             .get(&upn.to_ascii_lowercase())
             .or_else(|| {
                 u.primary_smtp()
+                    .filter(|_| chosen_upn.is_none())
                     .and_then(|m| by_mail.get(&m.to_ascii_lowercase()))
             })
             .copied();
@@ -178,6 +264,7 @@ pub fn plan_bulk_create(
             if !r.allow_soft_match {
                 skip(
                     u,
+                    SkipReason::OnlineIdTaken,
                     format!(
                         "the online ID {} is already used by an online account; link it by soft match or choose another ID",
                         acc.user_principal_name
@@ -187,6 +274,7 @@ pub fn plan_bulk_create(
             } else if admins.contains(acc.id.0.as_str()) {
                 skip(
                     u,
+                    SkipReason::AdministratorAccount,
                     format!(
                         "{} holds an administrator role and is never matched automatically; link it by hand",
                         acc.user_principal_name
@@ -199,6 +287,7 @@ pub fn plan_bulk_create(
             {
                 skip(
                     u,
+                    SkipReason::LinkedToAnotherUser,
                     format!(
                         "{} is already linked to another local user",
                         acc.user_principal_name
@@ -214,6 +303,7 @@ pub fn plan_bulk_create(
                         anchor,
                         origin: LinkOrigin::SoftMatch,
                     },
+                    PlanReason::SoftMatch,
                     format!(
                         "{} has the same user name or mail (soft match)",
                         acc.user_principal_name
@@ -225,22 +315,45 @@ pub fn plan_bulk_create(
         if let Err(e) = validate::upn(&upn) {
             skip(
                 u,
+                SkipReason::InvalidOnlineId,
+                format!("no valid online ID can be made: {}", e.message()),
+                &mut skipped,
+            );
+            continue;
+        }
+        if !verified(&upn) {
+            skip(
+                u,
+                SkipReason::InvalidOnlineId,
                 format!(
-                    "no valid online ID can be made from this user name: {}",
-                    e.message()
+                    "{upn} is not on a verified domain of the tenant (verified: {})",
+                    s.verified_domains.join(", ")
                 ),
                 &mut skipped,
             );
             continue;
         }
-        if !planned_upns.insert(upn.to_ascii_lowercase()) {
-            skip(
-                u,
-                format!("another local user in this plan also maps to {upn}"),
-                &mut skipped,
+        let mut upn = upn;
+        let mut message = "no online account yet".to_string();
+        if planned_upns.contains(&upn) {
+            if chosen_upn.is_some() {
+                skip(
+                    u,
+                    SkipReason::InvalidOnlineId,
+                    format!("{upn} was chosen for another user of this plan too"),
+                    &mut skipped,
+                );
+                continue;
+            }
+            let wanted = upn.clone();
+            upn = unique_upn(&upn, &|c| {
+                planned_upns.contains(c) || by_upn.contains_key(c)
+            });
+            message = format!(
+                "no online account yet; {wanted} goes to another user of this plan, so {upn} is suggested"
             );
-            continue;
         }
+        planned_upns.insert(upn.clone());
         let nickname = upn.split('@').next().unwrap_or_default().to_string();
         items.push((
             PlanAction::CreateAccount {
@@ -250,9 +363,12 @@ pub fn plan_bulk_create(
                 mail_nickname: nickname,
                 anchor,
                 usage_location: r.usage_location.clone(),
-                licences: r.licences.clone(),
+                licences: choice
+                    .and_then(|c| c.licences.clone())
+                    .unwrap_or_else(|| r.licences.clone()),
             },
-            "no online account yet".to_string(),
+            PlanReason::NoOnlineAccount,
+            message,
         ));
     }
     Plan {
@@ -262,14 +378,29 @@ pub fn plan_bulk_create(
         items: items
             .into_iter()
             .enumerate()
-            .map(|(i, (action, reason))| PlanItem {
+            .map(|(i, (action, reason, message))| PlanItem {
                 seq: i as u32 + 1,
                 action,
                 reason,
+                message,
             })
             .collect(),
         skipped,
     }
+}
+
+/// `local2@domain`, `local3@domain`, ... — the first not taken (lower case).
+fn unique_upn(upn: &str, taken: &dyn Fn(&str) -> bool) -> String {
+    let (local, domain) = upn.split_once('@').unwrap_or((upn, ""));
+    for n in 2u32.. {
+        let suffix = n.to_string();
+        let cut: String = local.chars().take(64 - suffix.len()).collect();
+        let candidate = format!("{cut}{suffix}@{domain}");
+        if !taken(&candidate) {
+            return candidate;
+        }
+    }
+    upn.to_string()
 }
 
 #[cfg(test)]
@@ -294,6 +425,7 @@ mod tests {
             when_changed: None,
             usn_changed: 10,
             critical_system_object: false,
+            account_expires: None,
         }
     }
 

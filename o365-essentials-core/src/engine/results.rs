@@ -20,6 +20,7 @@ fn outcome_name(o: Outcome) -> &'static str {
         Outcome::Failed => "failed",
         Outcome::Skipped => "skipped",
         Outcome::Held => "held",
+        Outcome::Cancelled => "cancelled",
     }
 }
 
@@ -34,7 +35,7 @@ pub fn to_csv(r: &RunResults) -> String {
             i.local_user.clone(),
             i.local_guid.to_string(),
             i.requested_upn.clone().unwrap_or_default(),
-            i.action.clone(),
+            i.action.name().to_string(),
             outcome_name(i.outcome).to_string(),
             i.error_code
                 .map(|c| c.name().to_string())
@@ -75,7 +76,7 @@ fn write_new(path: &Path, data: &[u8]) -> Result<()> {
 /// # Errors
 /// [`ErrorCode::StoreIo`] naming the file.
 pub fn write_results(r: &RunResults, folder: &Path) -> Result<(PathBuf, PathBuf)> {
-    let stem = format!("{}-{}", r.kind, r.run_id.simple());
+    let stem = format!("{}-{}", r.kind.name(), r.run_id.simple());
     let json = folder.join(format!("{stem}.json"));
     let csv = folder.join(format!("{stem}.csv"));
     let text = serde_json::to_vec_pretty(r)

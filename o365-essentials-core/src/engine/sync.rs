@@ -11,20 +11,26 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Drift, Integration, PasswordDelivery};
+use super::{
+    CancelToken, Control, Drift, Event, Integration, PasswordDelivery, PasswordSyncState,
+    RunCounts,
+};
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
     AccountUpdate, DirectoryChange, DirectoryCursor, ItemResult, Link, LinkState, LocalUser,
-    LocalVersion, ObjectGuid, OnlineAccount, OnlineChange, Outcome, PlanAction, RunResults,
+    LocalVersion, ObjectGuid, OnlineAccount, OnlineChange, Outcome, PlanAction, PlanReason,
+    RunKind, RunResults,
 };
 use crate::store::JournalState;
 
 const DIRECTORY_CURSOR: &str = "directory";
 const DELTA_CURSOR: &str = "graph_delta";
 const TOUCHED: &str = "sync_touched";
+const EXPIRING: &str = "sync_expiring";
 
 /// How a sync run treats destructive changes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyncOptions {
     /// Allow more disables/deletes than the threshold in this run.
     #[serde(default)]
@@ -72,6 +78,48 @@ pub struct SyncReport {
     pub passwords: PasswordDelivery,
 }
 
+/// One change a sync run would make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncItem {
+    /// Position in the plan (1-based).
+    pub seq: u32,
+    /// The local user (its sAMAccountName, or the online ID of a deleted one).
+    pub local_user: String,
+    /// What would be done.
+    #[serde(flatten)]
+    pub action: PlanAction,
+    /// Why.
+    pub reason: PlanReason,
+    /// Whether the safety threshold would hold it.
+    pub held: bool,
+}
+
+/// What a sync run would do now — reviewable; computing it writes nothing (no cursor
+/// moves, no request that changes anything).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncPlan {
+    /// The changes, in the order they would be made.
+    pub items: Vec<SyncItem>,
+    /// How many destructive changes the threshold would hold.
+    pub held: usize,
+    /// The threshold in force.
+    pub threshold: usize,
+    /// Changes made online by someone else to linked accounts.
+    pub drift: Vec<Drift>,
+    /// Whether the directory would be read whole (no usable cursor).
+    pub full_resync: bool,
+    /// Passwords queued for delivery.
+    pub passwords_queued: usize,
+}
+
+/// What deciding a run found, with what applying it needs.
+struct Decided {
+    plan: SyncPlan,
+    directory_cursor: String,
+    delta_link: String,
+    expiring: HashMap<ObjectGuid, OffsetDateTime>,
+}
+
 /// The local part an online ID would get from a local user now.
 fn local_part(u: &LocalUser) -> String {
     super::suggest_upn(u, "x.invalid")
@@ -95,7 +143,8 @@ pub fn plan_sync(
     deleted: &[ObjectGuid],
     links: &HashMap<ObjectGuid, Link>,
     online: &HashMap<String, OnlineAccount>,
-) -> Vec<(PlanAction, String)> {
+    now: OffsetDateTime,
+) -> Vec<(PlanAction, PlanReason)> {
     let mut items = Vec::new();
     for u in upserted {
         let Some(link) = links.get(&u.guid).filter(|l| l.state == LinkState::Active) else {
@@ -104,8 +153,9 @@ pub fn plan_sync(
         let Some(acc) = online.get(&link.online_id.0) else {
             continue;
         };
-        if u.enabled() != acc.account_enabled {
-            let action = if u.enabled() {
+        let active = u.active_at(now);
+        if active != acc.account_enabled {
+            let action = if active {
                 PlanAction::Enable {
                     local: version(u),
                     online_id: acc.id.clone(),
@@ -116,14 +166,14 @@ pub fn plan_sync(
                     online_id: acc.id.clone(),
                 }
             };
-            items.push((
-                action,
-                if u.enabled() {
-                    "enabled locally".into()
-                } else {
-                    "disabled locally".into()
-                },
-            ));
+            let reason = if active {
+                PlanReason::EnabledLocally
+            } else if u.enabled() && u.expired_at(now) {
+                PlanReason::ExpiredLocally
+            } else {
+                PlanReason::DisabledLocally
+            };
+            items.push((action, reason));
         }
         let mut update = AccountUpdate::default();
         let name = u.friendly_name();
@@ -152,7 +202,7 @@ pub fn plan_sync(
                     online_id: acc.id.clone(),
                     update,
                 },
-                "changed locally".into(),
+                PlanReason::ChangedLocally,
             ));
         }
     }
@@ -163,54 +213,147 @@ pub fn plan_sync(
                     local_guid: *g,
                     online_id: link.online_id.clone(),
                 },
-                "deleted locally".into(),
+                PlanReason::DeletedLocally,
             ));
         }
     }
     items
 }
 
-/// A running sync loop; [`SyncLoop::stop`] ends it cleanly after the current run.
+/// A running sync loop; [`SyncLoop::stop`] ends it within one item.
 pub struct SyncLoop {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Vec<Result<SyncReport>>>,
+    cancel: CancelToken,
+    done: std::sync::mpsc::Receiver<usize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<usize>>,
+}
+
+impl std::fmt::Debug for SyncLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncLoop").finish_non_exhaustive()
+    }
 }
 
 impl SyncLoop {
-    /// Stops after the current run and returns every run's report.
-    ///
-    /// # Errors
-    /// [`ErrorCode::Internal`] if the loop's task panicked.
-    pub async fn stop(self) -> Result<Vec<Result<SyncReport>>> {
-        let _ = self.stop.send(true);
-        self.task
-            .await
-            .map_err(|e| Error::internal(format!("the sync loop failed: {e}")))
+    /// Stops the loop (the round under way stops at its next item boundary) and returns
+    /// how many rounds ran. Each round was reported as an event; the loop keeps no
+    /// history. Blocking: call it from a thread that is not a runtime worker, or use
+    /// [`SyncLoop::stop_async`].
+    pub fn stop(mut self) -> usize {
+        self.cancel.cancel();
+        let rounds = self.done.recv().unwrap_or(0);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        rounds
+    }
+
+    /// [`SyncLoop::stop`] for async callers.
+    pub async fn stop_async(mut self) -> usize {
+        self.cancel.cancel();
+        match self.task.take() {
+            Some(t) => t.await.unwrap_or(0),
+            None => tokio::task::spawn_blocking(move || self.stop())
+                .await
+                .unwrap_or(0),
+        }
+    }
+}
+
+impl Drop for SyncLoop {
+    fn drop(&mut self) {
+        // A loop nobody stops ends with its owner.
+        self.cancel.cancel();
     }
 }
 
 impl Integration {
-    /// Starts a loop running [`Integration::run_sync_once`] every `interval`.
-    pub fn spawn_sync_loop(self: Arc<Self>, interval: Duration, options: SyncOptions) -> SyncLoop {
-        let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut reports = Vec::new();
-            loop {
-                reports.push(self.run_sync_once(&options).await);
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = rx.changed() => break,
+    /// Starts the sync loop: a round ([`Integration::run_sync`]) every `interval` (the
+    /// configuration's when `None`), each reported as [`Event::SyncRoundFinished`] to
+    /// `ctl`'s observer. It runs on `runtime` when given, else on a runtime of its own in
+    /// a thread of its own, so it works from programs that are not on tokio. Allowing
+    /// changes beyond the safety threshold (in `options`) applies to the first round only.
+    pub fn start_sync_loop(
+        self: Arc<Self>,
+        interval: Option<Duration>,
+        options: SyncOptions,
+        ctl: Control,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Result<SyncLoop> {
+        let interval =
+            interval.unwrap_or_else(|| Duration::from_secs(self.settings.sync.interval_secs));
+        let cancel = ctl.cancel.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let body = {
+            let cancel = cancel.clone();
+            async move {
+                let mut options = options;
+                let mut rounds = 0usize;
+                while !cancel.is_cancelled() {
+                    let r = self.run_sync(&options, &ctl).await;
+                    rounds += 1;
+                    options.allow_beyond_threshold = false;
+                    ctl.emit(round_event(&r));
+                    if cancel.sleep(interval).await.is_err() {
+                        break;
+                    }
                 }
-                if *rx.borrow() {
-                    break;
-                }
+                let _ = tx.send(rounds);
+                rounds
             }
-            reports
-        });
-        SyncLoop { stop: tx, task }
+        };
+        match runtime {
+            Some(h) => {
+                let task = h.spawn(body);
+                Ok(SyncLoop {
+                    cancel,
+                    done: rx,
+                    thread: None,
+                    task: Some(task),
+                })
+            }
+            None => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::internal(format!("cannot start the sync loop's runtime: {e}")))?;
+                let thread = std::thread::Builder::new()
+                    .name("o365-sync-loop".into())
+                    .spawn(move || {
+                        rt.block_on(body);
+                    })
+                    .map_err(|e| Error::internal(format!("cannot start the sync loop: {e}")))?;
+                Ok(SyncLoop {
+                    cancel,
+                    done: rx,
+                    thread: Some(thread),
+                    task: None,
+                })
+            }
+        }
     }
 
-    async fn online_drift(&self, touched: &HashSet<String>) -> Result<Vec<Drift>> {
+    /// Starts the loop on the current tokio runtime with the configuration's interval
+    /// and no observer.
+    ///
+    /// # Errors
+    /// [`ErrorCode::Internal`] when no runtime is current.
+    pub fn spawn_sync_loop(self: Arc<Self>, interval: Duration, options: SyncOptions) -> Result<SyncLoop> {
+        let h = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::internal("spawn_sync_loop needs a tokio runtime; use start_sync_loop"))?;
+        self.start_sync_loop(Some(interval), options, Control::none(), Some(h))
+    }
+
+    /// The options of a run from the configuration's threshold.
+    pub fn sync_options(&self) -> SyncOptions {
+        SyncOptions {
+            allow_beyond_threshold: false,
+            threshold_fraction: self.settings.sync.threshold_fraction,
+            threshold_min: self.settings.sync.threshold_min,
+        }
+    }
+
+    async fn online_drift(&self, touched: &HashSet<String>) -> Result<(Vec<Drift>, String)> {
         let tenant = self.tenant();
         let link = self.store.cursor(DELTA_CURSOR)?;
         let round = tenant.changes(link.as_deref()).await?;
@@ -237,25 +380,14 @@ impl Integration {
                 }
             }
         }
-        self.store.set_cursor(DELTA_CURSOR, &round.delta_link)?;
-        Ok(drift)
+        Ok((drift, round.delta_link))
     }
 
-    /// One incremental run: directory changes since the stored cursor are propagated to
-    /// the linked online accounts, online changes made by others are reported as drift,
-    /// destructive changes beyond the threshold are held (the cursor then stays, so they
-    /// come back until allowed), queued passwords are delivered, and the run is recorded.
-    ///
-    /// # Errors
-    /// [`ErrorCode::NotIntegrated`], [`ErrorCode::IntegrationDisabled`]; the directory's
-    /// and tenant's errors when they cannot be read; store errors.
-    pub async fn run_sync_once(&self, options: &SyncOptions) -> Result<SyncReport> {
-        self.require_enabled()?;
-        let started_at = OffsetDateTime::now_utc();
-        let run = Uuid::new_v4();
+    async fn decide(&self, options: &SyncOptions) -> Result<Decided> {
+        let now = OffsetDateTime::now_utc();
         let tenant = self.tenant();
         let touched: HashSet<String> = self.store.setting(TOUCHED)?.unwrap_or_default();
-        let drift = self.online_drift(&touched).await?;
+        let (drift, delta_link) = self.online_drift(&touched).await?;
 
         let cursor = self.store.cursor(DIRECTORY_CURSOR)?.map(DirectoryCursor);
         let changes = self.dir.changes_since(cursor.as_ref()).await?;
@@ -278,6 +410,33 @@ impl Integration {
             let present: HashSet<ObjectGuid> = upserted.iter().map(|u| u.guid).collect();
             deleted.extend(links.keys().filter(|g| !present.contains(g)).copied());
         }
+        // Accounts that expire change nothing in the directory when the day comes: the
+        // ones seen with a future end date are looked at again once it has passed.
+        let mut expiring: HashMap<ObjectGuid, OffsetDateTime> =
+            self.store.setting(EXPIRING)?.unwrap_or_default();
+        for u in &upserted {
+            match u.account_expires {
+                Some(t) if t > now => {
+                    expiring.insert(u.guid, t);
+                }
+                _ => {
+                    expiring.remove(&u.guid);
+                }
+            }
+        }
+        let due: Vec<ObjectGuid> = expiring
+            .iter()
+            .filter(|(g, t)| **t <= now && !upserted.iter().any(|u| u.guid == **g))
+            .map(|(g, _)| *g)
+            .collect();
+        for g in due {
+            expiring.remove(&g);
+            match self.dir.user(g).await {
+                Ok(u) => upserted.push(u),
+                Err(e) if e.code() == ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut online = HashMap::new();
         for u in &upserted {
             if let Some(l) = links.get(&u.guid).filter(|l| l.state == LinkState::Active) {
@@ -290,7 +449,7 @@ impl Integration {
                 }
             }
         }
-        let items = plan_sync(&upserted, &deleted, &links, &online);
+        let planned = plan_sync(&upserted, &deleted, &links, &online, now);
         let active = links
             .values()
             .filter(|l| l.state == LinkState::Active)
@@ -298,50 +457,139 @@ impl Integration {
         let threshold = options
             .threshold_min
             .max((active as f64 * options.threshold_fraction).ceil() as usize);
-        let destructive = items.iter().filter(|(a, _)| a.is_destructive()).count();
+        let destructive = planned.iter().filter(|(a, _)| a.is_destructive()).count();
         let hold = destructive > threshold && !options.allow_beyond_threshold;
+        let items = planned
+            .into_iter()
+            .enumerate()
+            .map(|(i, (action, reason))| {
+                // A deleted user is known by its online ID (the local object is gone).
+                let local_user = upserted
+                    .iter()
+                    .find(|u| u.guid == action.local_guid())
+                    .map(|u| u.sam_account_name.clone())
+                    .or_else(|| {
+                        links
+                            .get(&action.local_guid())
+                            .map(|l| l.user_principal_name.clone())
+                    })
+                    .unwrap_or_default();
+                SyncItem {
+                    seq: i as u32 + 1,
+                    local_user,
+                    held: hold && action.is_destructive(),
+                    action,
+                    reason,
+                }
+            })
+            .collect();
+        Ok(Decided {
+            plan: SyncPlan {
+                items,
+                held: if hold { destructive } else { 0 },
+                threshold,
+                drift,
+                full_resync: changes.full_resync && cursor.is_some(),
+                passwords_queued: self.store.queued_passwords()?.len(),
+            },
+            directory_cursor: changes.cursor.0,
+            delta_link,
+            expiring,
+        })
+    }
+
+    /// What a sync run would do now, without doing any of it: nothing is written to the
+    /// tenant, the directory or the store (cursors stay where they are).
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotIntegrated`], [`ErrorCode::IntegrationDisabled`]; the directory's
+    /// and tenant's errors when they cannot be read; store errors.
+    pub async fn plan_sync_run(&self, options: &SyncOptions) -> Result<SyncPlan> {
+        self.require_enabled()?;
+        Ok(self.decide(options).await?.plan)
+    }
+
+    /// [`Integration::run_sync`] with no cancellation and no observer.
+    ///
+    /// # Errors
+    /// As [`Integration::run_sync`].
+    pub async fn run_sync_once(&self, options: &SyncOptions) -> Result<SyncReport> {
+        self.run_sync(options, &Control::none()).await
+    }
+
+    /// One incremental run: directory changes since the stored cursor are propagated to
+    /// the linked online accounts, online changes made by others are reported as drift,
+    /// destructive changes beyond the threshold are held (the cursor then stays, so they
+    /// come back until allowed), queued passwords are delivered, and the run is recorded.
+    /// Cancelled, it stops between two items; what was not started is `cancelled` and the
+    /// cursor stays, so the next run does it.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotIntegrated`], [`ErrorCode::IntegrationDisabled`]; the directory's
+    /// and tenant's errors when they cannot be read; store errors;
+    /// [`ErrorCode::Cancelled`] with the [`SyncReport`] as the partial result.
+    pub async fn run_sync(&self, options: &SyncOptions, ctl: &Control) -> Result<SyncReport> {
+        self.require_enabled()?;
+        let started_at = OffsetDateTime::now_utc();
+        let run = Uuid::new_v4();
+        let tenant = self.tenant();
+        let Decided {
+            plan,
+            directory_cursor,
+            delta_link,
+            expiring,
+        } = self.decide(options).await?;
+        self.store.set_cursor(DELTA_CURSOR, &delta_link)?;
+        let links: HashMap<ObjectGuid, Link> = self
+            .store
+            .links()?
+            .into_iter()
+            .map(|l| (l.local_guid, l))
+            .collect();
+        let total = plan.items.len() as u64;
         let mut results = Vec::new();
         let mut now_touched = HashSet::new();
-        for (action, reason) in &items {
-            // A deleted user is known by its online ID (the local object is gone).
-            let sam = upserted
-                .iter()
-                .find(|u| u.guid == action.local_guid())
-                .map(|u| u.sam_account_name.clone())
-                .or_else(|| {
-                    links
-                        .get(&action.local_guid())
-                        .map(|l| l.user_principal_name.clone())
-                })
-                .unwrap_or_default();
+        for (n, item) in plan.items.iter().enumerate() {
+            let action = &item.action;
             let mut r = ItemResult {
-                local_user: sam,
+                local_user: item.local_user.clone(),
                 local_guid: action.local_guid(),
                 requested_upn: None,
-                action: serde_json::to_value(action)
-                    .ok()
-                    .and_then(|v| v["action"].as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                action: action.kind(),
+                reason: Some(item.reason),
                 outcome: Outcome::Succeeded,
                 error_code: None,
-                service_message: Some(reason.clone()),
+                service_message: None,
                 recommended_action: None,
                 online_id: None,
             };
-            if hold && action.is_destructive() {
+            if item.held {
                 r.outcome = Outcome::Held;
                 r.error_code = Some(ErrorCode::SafetyThreshold);
                 r.recommended_action = Some(format!(
-                    "{destructive} disables/deletes exceed the threshold of {threshold}; review them and run with allow_beyond_threshold"
+                    "{} disables/deletes exceed the threshold of {}; review them and run with allow_beyond_threshold",
+                    plan.held, plan.threshold
                 ));
                 results.push(r);
                 continue;
             }
+            if ctl.is_cancelled() {
+                r.outcome = Outcome::Cancelled;
+                r.error_code = Some(ErrorCode::Cancelled);
+                results.push(r);
+                continue;
+            }
+            ctl.emit(Event::Progress {
+                run_id: run,
+                done: n as u64,
+                total,
+                current: Some(item.local_user.clone()),
+            });
             let entry = self.store.journal_begin(
                 run,
-                &r.action,
+                action.kind().name(),
                 &action.local_guid().to_string(),
-                &json!({"reason": reason}),
+                &json!({"reason": item.reason}),
             )?;
             let outcome = match action {
                 PlanAction::Disable { online_id, .. } => tenant
@@ -398,38 +646,104 @@ impl Integration {
                     r.recommended_action = Some(e.action().to_string());
                 }
             }
+            ctl.emit(Event::ItemFinished {
+                run_id: run,
+                seq: item.seq,
+                item: Box::new(r.clone()),
+            });
             results.push(r);
         }
-        // Keep the cursor when something must come back next run: held items, and items
-        // that failed transiently (the plan is recomputed from state, so what did succeed
-        // is not repeated).
+        // Keep the cursor when something must come back next run: held items, items that
+        // failed transiently and items not started (the plan is recomputed from state, so
+        // what did succeed is not repeated).
         let retry = results.iter().any(|r| {
-            r.outcome == Outcome::Failed && r.error_code.is_some_and(ErrorCode::is_transient)
+            r.outcome == Outcome::Cancelled
+                || (r.outcome == Outcome::Failed
+                    && r.error_code.is_some_and(ErrorCode::is_transient))
         });
-        if !hold && !retry {
-            self.store.set_cursor(DIRECTORY_CURSOR, &changes.cursor.0)?;
+        if plan.held == 0 && !retry {
+            self.store.set_cursor(DIRECTORY_CURSOR, &directory_cursor)?;
+            self.store.set_setting(EXPIRING, &expiring)?;
         }
         self.store.set_setting(TOUCHED, &now_touched)?;
-        let passwords = if self.password_key.is_some() {
-            self.deliver_passwords().await?
+        let passwords = if self.password_key.is_none() {
+            if plan.passwords_queued > 0 || self.store.links()?.iter().any(|l| l.state == LinkState::Active) {
+                ctl.emit(Event::Warning {
+                    code: ErrorCode::InvalidConfig,
+                    message: "no password key is configured, so passwords are not synced".into(),
+                });
+            }
+            PasswordDelivery {
+                state: PasswordSyncState::NoKey,
+                ..Default::default()
+            }
+        } else if ctl.is_cancelled() {
+            PasswordDelivery {
+                state: PasswordSyncState::Ready,
+                pending: plan.passwords_queued,
+                ..Default::default()
+            }
         } else {
-            PasswordDelivery::default()
+            match self.deliver_passwords_with(ctl).await {
+                Ok(d) => d,
+                Err(e) if e.code() == ErrorCode::Cancelled => e
+                    .partial()
+                    .and_then(|p| serde_json::from_value(p.clone()).ok())
+                    .unwrap_or_default(),
+                Err(e) => return Err(e),
+            }
         };
+        let cancelled = results.iter().filter(|r| r.outcome == Outcome::Cancelled).count();
         let results = RunResults {
             run_id: run,
-            kind: "sync".into(),
+            kind: RunKind::Sync,
             started_at,
             finished_at: OffsetDateTime::now_utc(),
             items: results,
         };
         self.store.save_run(&results)?;
-        Ok(SyncReport {
-            held: if hold { destructive } else { 0 },
-            threshold,
-            drift,
-            full_resync: changes.full_resync && cursor.is_some(),
+        let report = SyncReport {
+            held: plan.held,
+            threshold: plan.threshold,
+            drift: plan.drift,
+            full_resync: plan.full_resync,
             passwords,
             results,
-        })
+        };
+        if cancelled > 0 {
+            return Err(Error::new(
+                ErrorCode::Cancelled,
+                format!("the sync run was cancelled with {cancelled} change(s) not made; the next run makes them"),
+            )
+            .with_partial(crate::json::to_value(&report)?));
+        }
+        Ok(report)
+    }
+}
+
+fn round_event(r: &Result<SyncReport>) -> Event {
+    match r {
+        Ok(rep) => Event::SyncRoundFinished {
+            run_id: rep.results.run_id,
+            counts: RunCounts::of(&rep.results.items),
+            passwords_delivered: rep.passwords.delivered,
+            error_code: None,
+            error: None,
+        },
+        Err(e) => {
+            let partial: Option<SyncReport> = e
+                .partial()
+                .and_then(|p| serde_json::from_value(p.clone()).ok());
+            Event::SyncRoundFinished {
+                run_id: partial.as_ref().map(|p| p.results.run_id).unwrap_or_default(),
+                counts: partial
+                    .as_ref()
+                    .map(|p| RunCounts::of(&p.results.items))
+                    .unwrap_or_default(),
+                passwords_delivered: partial.map(|p| p.passwords.delivered).unwrap_or(0),
+                error_code: Some(e.code()),
+                error: Some(e.to_string()),
+            }
+        }
     }
 }

@@ -3,15 +3,16 @@
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How the app proves who it is to the identity platform.
-#[derive(Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Credential {
     /// A client secret.
     Secret {
-        /// The secret value (not its id).
+        /// The secret value (not its id); never serialised back out.
+        #[serde(skip_serializing)]
         secret: SecretString,
     },
     /// A certificate and its RSA private key, PEM (`CERTIFICATE` and `PRIVATE KEY` or
@@ -23,8 +24,8 @@ pub enum Credential {
         /// Or a file holding it.
         #[serde(default)]
         certificate_file: Option<PathBuf>,
-        /// The private key PEM, inline.
-        #[serde(default)]
+        /// The private key PEM, inline; never serialised back out.
+        #[serde(default, skip_serializing)]
         private_key_pem: Option<SecretString>,
         /// Or a file holding it (may be the certificate file too).
         #[serde(default)]
@@ -34,8 +35,8 @@ pub enum Credential {
     Pkcs12 {
         /// The file.
         path: PathBuf,
-        /// Its password (empty when none).
-        #[serde(default = "empty_secret")]
+        /// Its password (empty when none); never serialised back out.
+        #[serde(default = "empty_secret", skip_serializing)]
         password: SecretString,
     },
 }
@@ -98,7 +99,8 @@ fn default_page_size() -> u32 {
 }
 
 /// Everything the Graph backend needs.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct GraphConfig {
     /// Tenant id (GUID) or a verified domain of the tenant.
     pub tenant_id: String,

@@ -24,7 +24,21 @@ pub(crate) const USER_ATTRS: &[&str] = &[
     "whenChanged",
     "uSNChanged",
     "isCriticalSystemObject",
+    "accountExpires",
 ];
+
+/// `accountExpires` (a FILETIME: 100 ns ticks since 1601-01-01 UTC) as a time; 0 and
+/// `0x7FFFFFFFFFFFFFFF` mean "never".
+pub(crate) fn account_expires(v: &str) -> Option<time::OffsetDateTime> {
+    let ticks: i64 = v.trim().parse().ok()?;
+    if ticks <= 0 || ticks == i64::MAX {
+        return None;
+    }
+    // Seconds from 1601-01-01 to 1970-01-01.
+    const EPOCH_DIFF: i64 = 11_644_473_600;
+    let unix = ticks / 10_000_000 - EPOCH_DIFF;
+    time::OffsetDateTime::from_unix_timestamp(unix).ok()
+}
 
 /// An entry's attributes, text and binary, looked up case-insensitively.
 pub(crate) struct Entry<'a> {
@@ -125,6 +139,7 @@ pub(crate) fn user(e: &Entry<'_>) -> Result<LocalUser, Error> {
         critical_system_object: e
             .text("isCriticalSystemObject")
             .is_some_and(|v| v.eq_ignore_ascii_case("TRUE")),
+        account_expires: e.text("accountExpires").as_deref().and_then(account_expires),
     })
 }
 

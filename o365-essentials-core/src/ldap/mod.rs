@@ -63,7 +63,8 @@ fn yes() -> bool {
 }
 
 /// How to reach and read the directory.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct LdapConfig {
     /// `ldaps://dc1.contoso.local` (port 636) or `ldap://...` (389, with `starttls` or
     /// `allow_plain`).
@@ -85,7 +86,8 @@ pub struct LdapConfig {
     pub ca_file: Option<PathBuf>,
     /// The service account: a DN, a UPN (`svc@contoso.local`) or `DOMAIN\user`.
     pub bind: String,
-    /// Its password.
+    /// Its password; never serialised back out.
+    #[serde(skip_serializing)]
     pub password: SecretString,
     /// Where users are read from; the domain's root when empty.
     #[serde(default)]

@@ -364,6 +364,7 @@ fn new_user_record(
         when_changed: Some(OffsetDateTime::now_utc()),
         usn_changed: s.usn,
         critical_system_object: false,
+        account_expires: None,
     }
 }
 

@@ -26,6 +26,7 @@ pub struct DistributionGroup {
 
 /// What is needed to create a distribution group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct NewDistributionGroup {
     /// `Name` (at most 64 characters).
     pub name: String,
@@ -46,6 +47,7 @@ pub struct NewDistributionGroup {
 
 /// A change to a distribution group; `None` leaves a property as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct DistributionGroupUpdate {
     /// A new `DisplayName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +69,7 @@ pub enum Limit<T> {
 
 /// The default mobile device mailbox policy (the parts the dashboard shows).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DevicePolicy {
     /// `PasswordEnabled`.
     pub password_enabled: bool,
@@ -188,6 +191,7 @@ pub struct MobileDevice {
 
 /// What is needed to add an access rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewAccessRule {
     /// What it does.
     pub access_level: AccessLevel,

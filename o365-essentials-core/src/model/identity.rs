@@ -151,12 +151,27 @@ pub struct LocalUser {
     /// `isCriticalSystemObject`.
     #[serde(default)]
     pub critical_system_object: bool,
+    /// `accountExpires`, when the account has an end date (`None` = never expires).
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub account_expires: Option<OffsetDateTime>,
 }
 
 impl LocalUser {
-    /// Whether the account is enabled (UAC disable bit clear).
+    /// Whether the account is enabled (UAC disable bit clear). An enabled account can
+    /// still have expired: see [`LocalUser::active_at`].
     pub fn enabled(&self) -> bool {
         self.user_account_control & uac::ACCOUNTDISABLE == 0
+    }
+
+    /// Whether the account can sign in at `now`: enabled and not expired. An expired
+    /// account is treated like a disabled one online (sign-in blocked).
+    pub fn active_at(&self, now: OffsetDateTime) -> bool {
+        self.enabled() && self.account_expires.is_none_or(|t| t > now)
+    }
+
+    /// Whether the account had expired at `now` (`accountExpires` in the past).
+    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
+        self.account_expires.is_some_and(|t| t <= now)
     }
 
     /// The anchor: consistency GUID if set, else objectGUID.
@@ -226,6 +241,7 @@ impl LocalUser {
 
 /// What is needed to create a local user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct NewLocalUser {
     /// `sAMAccountName` (at most 20 characters).
     pub sam_account_name: String,
@@ -439,6 +455,7 @@ mod tests {
             when_changed: None,
             usn_changed: 0,
             critical_system_object: false,
+            account_expires: None,
         }
     }
 

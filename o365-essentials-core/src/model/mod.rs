@@ -20,8 +20,9 @@ pub use identity::{
     NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, uac,
 };
 pub use plan::{
-    CheckStatus, ItemResult, LocalVersion, Outcome, Plan, PlanAction, PlanItem, Progress,
-    RequirementCheck, RequirementsReport, RunResults, SkippedUser,
+    CheckStatus, ItemAction, ItemResult, LocalVersion, Outcome, Plan, PlanAction, PlanItem,
+    PlanReason, Progress, RequirementCheck, RequirementsReport, RunKind, RunResults, SkipReason,
+    SkippedUser,
 };
 pub use sharepoint::{Library, NewLibrary, RevokeOutcome, SiteGroup, SiteRole, TeamSite};
 pub use tenant::{

@@ -141,8 +141,10 @@ pub struct PlanItem {
     /// What to do.
     #[serde(flatten)]
     pub action: PlanAction,
-    /// Why, in words for the administrator.
-    pub reason: String,
+    /// Why, as a stable name a dashboard can branch on and translate.
+    pub reason: PlanReason,
+    /// The same in words for the administrator (never read by code).
+    pub message: String,
 }
 
 /// A reviewable, serialisable set of changes; `apply` executes exactly this.
@@ -169,8 +171,10 @@ pub struct SkippedUser {
     pub guid: ObjectGuid,
     /// `sAMAccountName`.
     pub sam_account_name: String,
-    /// Why.
-    pub reason: String,
+    /// Why, as a stable name.
+    pub reason: SkipReason,
+    /// The same in words for the administrator (never read by code).
+    pub message: String,
 }
 
 /// Outcome of one check of the requirements report.
@@ -227,6 +231,132 @@ pub enum Outcome {
     Skipped,
     /// Held back by the safety threshold.
     Held,
+    /// Not started: the run was cancelled first (a rerun does it).
+    Cancelled,
+}
+
+/// Why an item is in a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanReason {
+    /// The local user has no online account yet.
+    NoOnlineAccount,
+    /// An online account already carries the user's anchor (hard match).
+    HardMatch,
+    /// An online account has the same user name or mail (soft match, when asked).
+    SoftMatch,
+    /// The local account was enabled.
+    EnabledLocally,
+    /// The local account was disabled.
+    DisabledLocally,
+    /// The local account expired (`accountExpires` passed): blocked like a disabled one.
+    ExpiredLocally,
+    /// Names or the user name changed locally.
+    ChangedLocally,
+    /// The local user was deleted.
+    DeletedLocally,
+}
+
+/// Why a local user is not in a bulk-create plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A built-in, service, computer or critical-system account: never synced.
+    NeverSynced,
+    /// The local user already has an online account.
+    AlreadyLinked,
+    /// Its anchor is on an online account linked to another local user.
+    AnchorOnLinkedAccount,
+    /// The online ID is used by an existing account (link it by soft match or choose
+    /// another ID).
+    OnlineIdTaken,
+    /// The matching online account holds an administrator role (never matched
+    /// automatically).
+    AdministratorAccount,
+    /// The matching online account is linked to another local user.
+    LinkedToAnotherUser,
+    /// No valid online ID can be made (or the one chosen is invalid).
+    InvalidOnlineId,
+}
+
+/// What a run item did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemAction {
+    /// Created an online account.
+    CreateAccount,
+    /// Linked an existing online account.
+    Link,
+    /// Updated names or the user name online.
+    Update,
+    /// Blocked sign-in online.
+    Disable,
+    /// Allowed sign-in online.
+    Enable,
+    /// Deleted the online account.
+    Delete,
+    /// Set the password online.
+    SetPassword,
+    /// Changed licences.
+    Licences,
+    /// Made a local user from an online account.
+    Import,
+}
+
+impl PlanAction {
+    /// The run-item action this plan action becomes.
+    pub fn kind(&self) -> ItemAction {
+        match self {
+            PlanAction::CreateAccount { .. } => ItemAction::CreateAccount,
+            PlanAction::Link { .. } => ItemAction::Link,
+            PlanAction::Update { .. } => ItemAction::Update,
+            PlanAction::Disable { .. } => ItemAction::Disable,
+            PlanAction::Enable { .. } => ItemAction::Enable,
+            PlanAction::Delete { .. } => ItemAction::Delete,
+            PlanAction::SetPassword { .. } => ItemAction::SetPassword,
+            PlanAction::Licences { .. } => ItemAction::Licences,
+        }
+    }
+}
+
+impl ItemAction {
+    /// The stable name (`create_account`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ItemAction::CreateAccount => "create_account",
+            ItemAction::Link => "link",
+            ItemAction::Update => "update",
+            ItemAction::Disable => "disable",
+            ItemAction::Enable => "enable",
+            ItemAction::Delete => "delete",
+            ItemAction::SetPassword => "set_password",
+            ItemAction::Licences => "licences",
+            ItemAction::Import => "import",
+        }
+    }
+}
+
+/// What kind of run produced results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Online accounts created (or linked) for local users.
+    BulkCreate,
+    /// Local users made from online accounts.
+    Import,
+    /// A sync run.
+    Sync,
+}
+
+impl RunKind {
+    /// The stable name (`bulk_create`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            RunKind::BulkCreate => "bulk_create",
+            RunKind::Import => "import",
+            RunKind::Sync => "sync",
+        }
+    }
 }
 
 /// The result of one item of a run — one row of the results file.
@@ -240,7 +370,10 @@ pub struct ItemResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_upn: Option<String>,
     /// The action (`create_account`, `disable`...).
-    pub action: String,
+    pub action: ItemAction,
+    /// Why the item was planned, when it came from a plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<PlanReason>,
     /// How it ended.
     pub outcome: Outcome,
     /// The error code when it failed.
@@ -262,8 +395,8 @@ pub struct ItemResult {
 pub struct RunResults {
     /// Run id.
     pub run_id: Uuid,
-    /// `bulk_create`, `sync`, `import`...
-    pub kind: String,
+    /// What kind of run.
+    pub kind: RunKind,
     /// Start time.
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,

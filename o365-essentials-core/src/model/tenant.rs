@@ -29,6 +29,7 @@ impl Sku {
 
 /// A licence to assign: a SKU and the service plans to leave off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LicenceAssignment {
     /// `skuId`.
     pub sku_id: Uuid,

@@ -876,7 +876,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     run.run_id.to_string(),
-                    run.kind,
+                    run.kind.name(),
                     ts(run.started_at),
                     ts(run.finished_at),
                     json

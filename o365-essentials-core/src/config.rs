@@ -1,0 +1,353 @@
+//! [`IntegrationConfig`]: the one configuration shape that opens an integration, the same
+//! JSON from Rust, C, Python and the command line. Unknown fields are refused with the
+//! path of the field; secrets are never serialised back out and never in `Debug`.
+//!
+//! ```
+//! let config = o365_essentials_core::config::IntegrationConfig::from_json(r#"{
+//!     "directory": "demo",
+//!     "tenant": {"tenant_id": "contoso.onmicrosoft.com", "client_id": "app",
+//!                "credential": {"kind": "secret", "secret": "s3cret"}},
+//!     "store": "/var/lib/o365-essentials/state.db"
+//! }"#).unwrap();
+//! assert!(!format!("{config:?}").contains("s3cret"));
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::graph::GraphConfig;
+use crate::ldap::LdapConfig;
+use crate::model::LicenceAssignment;
+use crate::validate;
+
+/// Where local users come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryConfig {
+    /// Active Directory or Samba AD over LDAP.
+    Ldap(LdapConfig),
+    /// The demo company (in memory): for the quickstart and trying things out.
+    Demo,
+    /// An empty in-memory directory of this DNS domain.
+    Memory {
+        /// The domain, such as `contoso.local`.
+        domain: String,
+    },
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig::Demo
+    }
+}
+
+/// How the sync runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Seconds between sync rounds of the loop (at least 1; 300 by default).
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Disables and deletes above this fraction of linked accounts are held (0.10).
+    #[serde(default = "default_fraction")]
+    pub threshold_fraction: f64,
+    /// ... but never fewer than this many (5).
+    #[serde(default = "default_min")]
+    pub threshold_min: usize,
+}
+
+fn default_interval() -> u64 {
+    300
+}
+
+fn default_fraction() -> f64 {
+    0.10
+}
+
+fn default_min() -> usize {
+    5
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            interval_secs: default_interval(),
+            threshold_fraction: default_fraction(),
+            threshold_min: default_min(),
+        }
+    }
+}
+
+/// The company's DNS server, for record checks and (with a key) automatic records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSettings {
+    /// The server to check records in and to update (`127.0.0.1:53`); the system
+    /// resolver when unset.
+    #[serde(default)]
+    pub server: Option<SocketAddr>,
+    /// A file holding the TSIG key (`key "name" { algorithm hmac-sha256; secret "..."; };`,
+    /// as `tsig-keygen` prints it) allowed to update the zone; records are published by
+    /// hand when unset.
+    #[serde(default)]
+    pub tsig_key_file: Option<PathBuf>,
+}
+
+/// Everything an integration is opened with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationConfig {
+    /// The local directory.
+    #[serde(default)]
+    pub directory: DirectoryConfig,
+    /// The Microsoft 365 tenant: app registration, credential, service base URLs. One
+    /// credential serves Graph, Exchange and SharePoint.
+    pub tenant: GraphConfig,
+    /// The state store file (SQLite).
+    pub store: PathBuf,
+    /// The key file of the password queue (created 0600 when absent); beside the store
+    /// (`<store>.key`) when unset.
+    #[serde(default)]
+    pub password_key: Option<PathBuf>,
+    /// Where results files go; the store's folder when unset.
+    #[serde(default)]
+    pub results_folder: Option<PathBuf>,
+    /// The company's domain (`contoso.com`): the requirements check validates it and new
+    /// online IDs use it once verified.
+    #[serde(default)]
+    pub custom_domain: Option<String>,
+    /// The `usageLocation` of new online accounts (ISO 3166 alpha-2, such as `GB`).
+    #[serde(default)]
+    pub usage_location: Option<String>,
+    /// Licences a bulk create assigns when the request names none.
+    #[serde(default)]
+    pub default_licences: Vec<LicenceAssignment>,
+    /// The sync loop.
+    #[serde(default)]
+    pub sync: SyncSettings,
+    /// The company's DNS server.
+    #[serde(default)]
+    pub dns: Option<DnsSettings>,
+}
+
+/// Parses JSON strictly: an unknown or mistyped field is an error naming its path
+/// (`tenant.credential.secrte`) and position.
+///
+/// # Errors
+/// `code` with the path and serde's message.
+pub(crate) fn parse_strict<T: DeserializeOwned>(
+    text: &str,
+    code: ErrorCode,
+    what: &str,
+) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = if path == "." || path.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        Error::new(code, format!("{what}{at}: {inner}"))
+    })?;
+    de.end()
+        .map_err(|e| Error::new(code, format!("{what}: {e}")))?;
+    Ok(value)
+}
+
+/// Like [`parse_strict`], from an already parsed JSON value.
+///
+/// # Errors
+/// `code` with the path and serde's message.
+pub(crate) fn from_value_strict<T: DeserializeOwned>(
+    value: serde_json::Value,
+    code: ErrorCode,
+    what: &str,
+) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = if path == "." || path.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        Error::new(code, format!("{what}{at}: {inner}"))
+    })
+}
+
+impl IntegrationConfig {
+    /// Parses and checks a configuration.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidConfig`] naming the field and what is wrong.
+    pub fn from_json(text: &str) -> Result<IntegrationConfig> {
+        let c: IntegrationConfig = parse_strict(text, ErrorCode::InvalidConfig, "the configuration")?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Checks what serde cannot: values in range, names well formed.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidConfig`] naming the field.
+    pub fn check(&self) -> Result<()> {
+        let bad = |field: &str, why: String| {
+            Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!("the configuration at `{field}`: {why}"),
+            ))
+        };
+        if self.store.as_os_str().is_empty() {
+            return bad("store", "the state store path is empty".into());
+        }
+        if self.tenant.tenant_id.trim().is_empty() {
+            return bad("tenant.tenant_id", "the tenant id is empty".into());
+        }
+        if self.tenant.client_id.trim().is_empty() {
+            return bad("tenant.client_id", "the app's client id is empty".into());
+        }
+        if let Some(d) = &self.custom_domain
+            && let Err(e) = validate::domain_name(d)
+        {
+            return bad("custom_domain", e.message().to_string());
+        }
+        if let Some(l) = &self.usage_location
+            && let Err(e) = validate::usage_location(l)
+        {
+            return bad("usage_location", e.message().to_string());
+        }
+        if self.sync.interval_secs == 0 {
+            return bad("sync.interval_secs", "must be at least 1".into());
+        }
+        if !(self.sync.threshold_fraction > 0.0 && self.sync.threshold_fraction <= 1.0) {
+            return bad(
+                "sync.threshold_fraction",
+                format!("{} is not in (0, 1]", self.sync.threshold_fraction),
+            );
+        }
+        if let DirectoryConfig::Memory { domain } = &self.directory
+            && domain.trim().is_empty()
+        {
+            return bad("directory.memory.domain", "the domain is empty".into());
+        }
+        Ok(())
+    }
+
+    /// The password key file: the one configured, else `<store>.key`.
+    pub fn password_key_path(&self) -> PathBuf {
+        self.password_key.clone().unwrap_or_else(|| {
+            let mut p = self.store.as_os_str().to_owned();
+            p.push(".key");
+            PathBuf::from(p)
+        })
+    }
+
+    /// The results folder: the one configured, else the store's folder.
+    pub fn results_folder_path(&self) -> PathBuf {
+        self.results_folder.clone().unwrap_or_else(|| {
+            self.store
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+        })
+    }
+
+    /// The configuration as JSON with every secret left out (for showing settings).
+    ///
+    /// # Errors
+    /// [`ErrorCode::Internal`] if it cannot be represented.
+    pub fn to_redacted_json(&self) -> Result<String> {
+        crate::json::to_string(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{
+        "tenant": {"tenant_id": "t", "client_id": "c",
+                   "credential": {"kind": "secret", "secret": "very-secret-value"}},
+        "store": "/var/lib/o365-essentials/state.db"
+    }"#;
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let c = IntegrationConfig::from_json(MINIMAL).unwrap();
+        assert!(matches!(c.directory, DirectoryConfig::Demo));
+        assert_eq!(c.sync, SyncSettings::default());
+        assert_eq!(
+            c.password_key_path(),
+            PathBuf::from("/var/lib/o365-essentials/state.db.key")
+        );
+        assert_eq!(
+            c.results_folder_path(),
+            PathBuf::from("/var/lib/o365-essentials")
+        );
+        assert_eq!(c.tenant.graph_url, "https://graph.microsoft.com/v1.0");
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_path() {
+        let typo = MINIMAL.replace("\"secret\": \"very", "\"secrte\": \"very");
+        let e = IntegrationConfig::from_json(&typo).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidConfig);
+        assert!(e.message().contains("secrte"), "{e}");
+        let nested = MINIMAL.replace("\"store\"", "\"sync\": {\"intervall_secs\": 5}, \"store\"");
+        let e = IntegrationConfig::from_json(&nested).unwrap_err();
+        assert!(e.message().contains("`sync.intervall_secs`") || e.message().contains("sync"), "{e}");
+        assert!(e.message().contains("intervall_secs"), "{e}");
+        let top = MINIMAL.replace("\"store\"", "\"stores\": 1, \"store\"");
+        let e = IntegrationConfig::from_json(&top).unwrap_err();
+        assert!(e.message().contains("stores"), "{e}");
+        let ldap = MINIMAL.replace(
+            "\"store\"",
+            "\"directory\": {\"ldap\": {\"url\": \"ldaps://dc\", \"bind\": \"b\", \"password\": \"p\", \"base_dn\": \"x\"}}, \"store\"",
+        );
+        let e = IntegrationConfig::from_json(&ldap).unwrap_err();
+        assert!(e.message().contains("directory.ldap"), "{e}");
+        assert!(e.message().contains("base_dn"), "{e}");
+    }
+
+    #[test]
+    fn values_are_checked_with_the_field_named() {
+        let bad = MINIMAL.replace("\"store\"", "\"usage_location\": \"Britain\", \"store\"");
+        let e = IntegrationConfig::from_json(&bad).unwrap_err();
+        assert!(e.message().contains("usage_location"), "{e}");
+        let bad = MINIMAL.replace("\"store\"", "\"sync\": {\"threshold_fraction\": 2}, \"store\"");
+        assert!(
+            IntegrationConfig::from_json(&bad)
+                .unwrap_err()
+                .message()
+                .contains("threshold_fraction")
+        );
+    }
+
+    #[test]
+    fn secrets_never_leave_through_debug_or_serialisation() {
+        let ldap = MINIMAL.replace(
+            "\"store\"",
+            "\"directory\": {\"ldap\": {\"url\": \"ldaps://dc\", \"bind\": \"b\", \"password\": \"ldap-pass-value\"}}, \"store\"",
+        );
+        let c = IntegrationConfig::from_json(&ldap).unwrap();
+        let shown = format!("{c:?} {}", c.to_redacted_json().unwrap());
+        assert!(!shown.contains("very-secret-value"), "{shown}");
+        assert!(!shown.contains("ldap-pass-value"), "{shown}");
+        assert!(shown.contains("ldaps://dc"));
+    }
+
+    #[test]
+    fn the_example_file_in_the_repository_parses() {
+        let text = include_str!("../../docs/integration.example.json");
+        let c = IntegrationConfig::from_json(text).unwrap();
+        assert!(matches!(c.directory, DirectoryConfig::Ldap(_)));
+        assert_eq!(c.custom_domain.as_deref(), Some("contoso.com"));
+    }
+}

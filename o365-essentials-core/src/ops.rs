@@ -1,0 +1,680 @@
+//! The one table of operations: every task of the engine as an operation with a stable
+//! name, a parameters shape and a result shape (serde), dispatched by
+//! [`Integration::call`]. The C ABI, the Python package and the command line translate
+//! this table; they add nothing. Wire rules: unknown parameter fields are
+//! [`ErrorCode::InvalidInput`] naming the field; results only ever gain fields.
+//!
+//! ```no_run
+//! # async fn demo(integration: o365_essentials_core::engine::Integration) -> o365_essentials_core::Result<()> {
+//! use o365_essentials_core::engine::Control;
+//! let status = integration.call("status", serde_json::json!({}), &Control::none()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::from_value_strict;
+use crate::dns::{self, DomainLinker};
+use crate::engine::{BulkCreateRequest, Control, ImportRequest, Integration, SyncOptions};
+use crate::error::{Error, ErrorCode, Result};
+use crate::graph::Credential;
+use crate::model::{
+    AccessLevel, DevicePolicy, DistributionGroupUpdate, DomainService, LicenceAssignment,
+    LocalUser, NewAccessRule, NewDistributionGroup, NewLibrary, NewLocalUser, ObjectGuid,
+    OnlineAccount, OnlineAccountId, Plan, SiteRole, WipeKind,
+};
+
+/// One operation of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OperationInfo {
+    /// The stable name (`plan_bulk_create`).
+    pub name: &'static str,
+    /// The Rust type of its parameters (a JSON object).
+    pub params: &'static str,
+    /// The Rust type of its result.
+    pub result: &'static str,
+    /// Whether it is long work: it takes cancellation and reports events.
+    pub long_running: bool,
+    /// What it does.
+    pub summary: &'static str,
+}
+
+/// No parameters: `{}` (or `null`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+macro_rules! params {
+    ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub struct $name {
+                $( $(#[$fdoc])* pub $field: $ty, )*
+            }
+        )*
+    };
+}
+
+params! {
+    /// `requirements`.
+    RequirementsParams {
+        /// The custom domain to check (the configured one when absent).
+        #[serde(default)]
+        custom_domain: Option<String>,
+    }
+    /// `change_credentials`.
+    ChangeCredentialsParams {
+        /// A new app registration's client id (the current one when absent).
+        #[serde(default)]
+        client_id: Option<String>,
+        /// The new credential.
+        credential: Credential,
+    }
+    /// `match_preview`.
+    MatchPreviewParams {
+        /// The domain new online IDs would get (the configured or initial one when absent).
+        #[serde(default)]
+        domain: Option<String>,
+    }
+    /// `apply_plan`.
+    ApplyPlanParams {
+        /// The plan, as `plan_bulk_create` returned it.
+        plan: Plan,
+    }
+    /// `plan_retry`.
+    PlanRetryParams {
+        /// A results file (JSON) of an earlier run: its failed users are planned again.
+        results_file: PathBuf,
+        /// The request's other choices (domain, licences...).
+        #[serde(default)]
+        request: Option<BulkCreateRequest>,
+    }
+    /// `assign`.
+    AssignParams {
+        /// The local user.
+        local_guid: ObjectGuid,
+        /// The online account.
+        online_id: OnlineAccountId,
+    }
+    /// `unassign`.
+    UnassignParams {
+        /// The local user.
+        local_guid: ObjectGuid,
+    }
+    /// `create_user_with_account`.
+    CreateUserParams {
+        /// The new local user.
+        user: NewLocalUser,
+        /// Its password (local and online).
+        password: SecretString,
+        /// The domain of its online ID (the configured or initial one when absent).
+        #[serde(default)]
+        domain: Option<String>,
+        /// Its usage location (the configured one when absent).
+        #[serde(default)]
+        usage_location: Option<String>,
+        /// Licences (the configured defaults when absent).
+        #[serde(default)]
+        licences: Option<Vec<LicenceAssignment>>,
+    }
+    /// `online_user_names`.
+    OnlineUserNamesParams {
+        /// Local users.
+        local_guids: Vec<ObjectGuid>,
+    }
+    /// `sync_once` and `plan_sync`.
+    SyncParams {
+        /// Allow more disables/deletes than the threshold in this run only.
+        #[serde(default)]
+        allow_beyond_threshold: bool,
+    }
+    /// `password_changed`.
+    PasswordChangedParams {
+        /// The local user.
+        local_guid: ObjectGuid,
+        /// The new password.
+        password: SecretString,
+    }
+    /// Operations on one distribution group.
+    GroupParams {
+        /// The group (identity, name or address).
+        group: String,
+    }
+    /// Member changes.
+    GroupMembersParams {
+        /// The group.
+        group: String,
+        /// Online user names or addresses.
+        members: Vec<String>,
+    }
+    /// `update_distribution_group`.
+    GroupUpdateParams {
+        /// The group.
+        group: String,
+        /// What to change.
+        update: DistributionGroupUpdate,
+    }
+    /// `set_default_access_level`.
+    AccessLevelParams {
+        /// The level.
+        level: AccessLevel,
+    }
+    /// Operations on one item by id.
+    IdParams {
+        /// Its id.
+        id: String,
+    }
+    /// `list_devices`.
+    DevicesParams {
+        /// The mailbox's online user name.
+        user_principal_name: String,
+    }
+    /// Operations on one device.
+    DeviceParams {
+        /// The device.
+        device_id: String,
+    }
+    /// `set_device_access`.
+    DeviceAccessParams {
+        /// The device.
+        device_id: String,
+        /// Allow (true) or block (false).
+        allow: bool,
+    }
+    /// `wipe_device`.
+    WipeParams {
+        /// The device.
+        device_id: String,
+        /// Full or account-only.
+        kind: WipeKind,
+        /// The device id typed again.
+        confirm: String,
+    }
+    /// `link_domain`.
+    LinkDomainParams {
+        /// The domain (the configured custom domain when absent).
+        #[serde(default)]
+        domain: Option<String>,
+        /// The services (Email when absent).
+        #[serde(default)]
+        services: Option<Vec<DomainService>>,
+    }
+    /// Operations on one domain.
+    DomainParams {
+        /// The domain (the configured custom domain when absent).
+        #[serde(default)]
+        domain: Option<String>,
+    }
+    /// `write_records_file`.
+    RecordsFileParams {
+        /// The domain (the configured custom domain when absent).
+        #[serde(default)]
+        domain: Option<String>,
+        /// The folder (the results folder when absent).
+        #[serde(default)]
+        folder: Option<PathBuf>,
+    }
+    /// `apply_records`.
+    ApplyRecordsParams {
+        /// The domain (the configured custom domain when absent).
+        #[serde(default)]
+        domain: Option<String>,
+        /// Replace an existing SPF record instead of merging into it.
+        #[serde(default)]
+        replace_spf: bool,
+    }
+    /// `grant_site_access` and `revoke_site_access`.
+    SiteAccessParams {
+        /// The online user name.
+        user_principal_name: String,
+        /// Owners, members or visitors.
+        role: SiteRole,
+    }
+}
+
+/// The local and online account `create_user_with_account` made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedUser {
+    /// The local user.
+    pub local: LocalUser,
+    /// Its online account.
+    pub online: OnlineAccount,
+}
+
+/// A local user `import_users` made, with its initial password: handed back once, in this
+/// result only — never logged or stored.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ImportedAccount {
+    /// The new local user.
+    pub local: LocalUser,
+    /// The linked online account.
+    pub online_id: OnlineAccountId,
+    /// The initial local password.
+    pub initial_password: String,
+}
+
+impl std::fmt::Debug for ImportedAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportedAccount")
+            .field("sam_account_name", &self.local.sam_account_name)
+            .field("online_id", &self.online_id)
+            .field("initial_password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What `import_users` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportResult {
+    /// The local users made.
+    pub imported: Vec<ImportedAccount>,
+    /// Per-account results.
+    pub results: crate::model::RunResults,
+}
+
+/// Where `write_records_file` wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordsFile {
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// A zone-file fragment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZoneFragment {
+    /// The text, for the zone file.
+    pub text: String,
+}
+
+macro_rules! operations {
+    ($( $name:literal, $params:ty => $result:ty, $long:literal, $summary:literal,
+        |$i:ident, $p:ident, $c:ident| $body:expr; )*) => {
+        /// Every operation, in the order of the tasks.
+        pub const OPERATIONS: &[OperationInfo] = &[
+            $( OperationInfo {
+                name: $name,
+                params: stringify!($params),
+                result: stringify!($result),
+                long_running: $long,
+                summary: $summary,
+            }, )*
+        ];
+
+        impl Integration {
+            /// Runs the operation `name` with JSON `params` (an object; `null` for none)
+            /// and returns its result as JSON. Long operations take `ctl`'s
+            /// cancellation and report events to its observer.
+            ///
+            /// # Errors
+            /// [`ErrorCode::NotFound`] for an operation that does not exist;
+            /// [`ErrorCode::InvalidInput`] naming a missing, mistyped or unknown
+            /// parameter field; the operation's own errors.
+            pub async fn call(&self, name: &str, params: Value, ctl: &Control) -> Result<Value> {
+                let params = if params.is_null() { Value::Object(Default::default()) } else { params };
+                match name {
+                    $( $name => {
+                        #[allow(unused_variables)]
+                        let $p: $params = from_value_strict(
+                            params,
+                            ErrorCode::InvalidInput,
+                            concat!("the parameters of `", $name, "`"),
+                        )?;
+                        #[allow(unused_variables)]
+                        let $i = self;
+                        #[allow(unused_variables)]
+                        let $c = ctl;
+                        let out: $result = $body;
+                        crate::json::to_value(&out)
+                    } )*
+                    other => Err(Error::new(
+                        ErrorCode::NotFound,
+                        format!("there is no operation `{other}`; the operations are listed by OPERATIONS"),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+fn not_cancelled(ctl: &Control, what: &str) -> Result<()> {
+    if ctl.is_cancelled() {
+        return Err(Error::new(
+            ErrorCode::Cancelled,
+            format!("{what} was cancelled before it started"),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `f` until it ends or `ctl` is cancelled (a wait, never a write in flight: used
+/// only around operations whose waiting can be dropped safely).
+async fn until_cancelled<T>(
+    ctl: &Control,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        r = f => r,
+        _ = ctl.cancel.cancelled() => Err(Error::new(
+            ErrorCode::Cancelled,
+            format!("{what} was cancelled while waiting; run it again to resume"),
+        )),
+    }
+}
+
+impl Integration {
+    fn domain_or_configured(&self, d: Option<String>) -> Result<String> {
+        d.or_else(|| self.settings.custom_domain.clone()).ok_or_else(|| {
+            Error::invalid_input(
+                "name the domain (no custom_domain is configured)",
+            )
+        })
+    }
+
+    fn dns_server(&self) -> Result<std::net::SocketAddr> {
+        match self.settings.dns.as_ref().and_then(|d| d.server) {
+            Some(s) => Ok(s),
+            None => dns::system_resolvers()?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::new(ErrorCode::InvalidConfig, "no DNS server")),
+        }
+    }
+
+    fn domain_linker(&self) -> Result<DomainLinker> {
+        let domains = self.microsoft365().domains()?.clone();
+        let linker = DomainLinker::new(domains, self.store.clone(), self.dns_server()?);
+        Ok(match &self.settings.tsig {
+            Some(k) => linker.with_dynamic_updates(k.clone()),
+            None => linker,
+        })
+    }
+
+    async fn domain_records(&self, domain: &str) -> Result<Vec<crate::model::DnsRecord>> {
+        let m = self.microsoft365();
+        let d = m.domains()?;
+        let name = dns::registrable_domain(domain)?;
+        let current = d.domain(&name).await?;
+        let mut records = if current.is_verified {
+            Vec::new()
+        } else {
+            d.verification_records(&name).await?
+        };
+        records.extend(d.service_records(&name).await?);
+        Ok(records)
+    }
+
+    fn results_folder(&self) -> PathBuf {
+        self.settings
+            .results_folder
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+    }
+
+    fn sync_options_with(&self, p: &SyncParams) -> SyncOptions {
+        SyncOptions {
+            allow_beyond_threshold: p.allow_beyond_threshold,
+            ..self.sync_options()
+        }
+    }
+}
+
+operations! {
+    "requirements", RequirementsParams => crate::model::RequirementsReport, false,
+        "Checks one DC, running on it, every Microsoft 365 endpoint and permission, the custom domain.",
+        |i, p, c| i.requirements(p.custom_domain.as_deref()).await;
+    "integrate", NoParams => crate::engine::IntegrationStatus, false,
+        "Checks the credentials and permissions and records the tenant.",
+        |i, p, c| i.integrate().await?;
+    "status", NoParams => crate::engine::IntegrationStatus, false,
+        "Where the integration stands (works offline).",
+        |i, p, c| i.status()?;
+    "disable", NoParams => (), false,
+        "Stops propagation, locally only.",
+        |i, p, c| i.disable()?;
+    "enable", NoParams => crate::engine::DriftReport, false,
+        "Resumes propagation, checking every link by its anchor.",
+        |i, p, c| i.enable().await?;
+    "change_credentials", ChangeCredentialsParams => (), false,
+        "Switches Graph, Exchange and SharePoint to a new credential after checking it.",
+        |i, p, c| i.change_credential(p.client_id, p.credential).await?;
+    "match_preview", MatchPreviewParams => crate::engine::MatchPreview, false,
+        "Candidates and conflicts between local users and online accounts, before anything is written.",
+        |i, p, c| {
+            let snapshot = i.snapshot().await?;
+            let domain = match p.domain {
+                Some(d) => d,
+                None => i.settings.custom_domain.clone().filter(|d| snapshot.verified_domains.iter().any(|v| v.eq_ignore_ascii_case(d))).map_or_else(|| i.status().map(|s| s.initial_domain), Ok)?,
+            };
+            crate::engine::match_preview(&snapshot, &domain)
+        };
+    "plan_bulk_create", BulkCreateRequest => Plan, false,
+        "Plans online accounts for local users: a reviewable plan, nothing written.",
+        |i, p, c| i.plan_bulk_create(&i.snapshot().await?, &p)?;
+    "apply_plan", ApplyPlanParams => crate::model::RunResults, true,
+        "Applies exactly a bulk-create plan, with a journal and a results file.",
+        |i, p, c| i.apply(&p.plan, c).await?;
+    "plan_retry", PlanRetryParams => Plan, false,
+        "Plans again the users that failed in a results file.",
+        |i, p, c| {
+            let mut request = p.request.unwrap_or_default();
+            request.users = Some(crate::engine::failed_users(&p.results_file)?);
+            i.plan_bulk_create(&i.snapshot().await?, &request)?
+        };
+    "import_users", ImportRequest => ImportResult, true,
+        "Creates local users for existing online accounts and links them.",
+        |i, p, c| {
+            not_cancelled(c, "the import")?;
+            let (imported, results) = i.import(&p).await?;
+            ImportResult {
+                imported: imported
+                    .into_iter()
+                    .map(|u| ImportedAccount {
+                        initial_password: u.initial_password.expose_secret().to_string(),
+                        local: u.local,
+                        online_id: u.online_id,
+                    })
+                    .collect(),
+                results,
+            }
+        };
+    "assign", AssignParams => crate::model::Link, false,
+        "Links an existing online account to an existing local user.",
+        |i, p, c| i.assign(p.local_guid, &p.online_id).await?;
+    "unassign", UnassignParams => crate::model::Link, false,
+        "Releases the licences, blocks sign-in, keeps the link marked unassigned.",
+        |i, p, c| i.unassign(p.local_guid).await?;
+    "create_user_with_account", CreateUserParams => CreatedUser, false,
+        "Creates a local user and its online account in one step, with the same password.",
+        |i, p, c| {
+            let domain = match p.domain {
+                Some(d) => d,
+                None => i.settings.custom_domain.clone().map_or_else(|| i.status().map(|s| s.initial_domain), Ok)?,
+            };
+            let usage = p.usage_location.or_else(|| i.settings.usage_location.clone());
+            let licences = p.licences.unwrap_or_else(|| i.settings.default_licences.clone());
+            let (local, online) = i
+                .create_user_with_account(&p.user, &p.password, &domain, usage.as_deref(), &licences)
+                .await?;
+            CreatedUser { local, online }
+        };
+    "online_user_names", OnlineUserNamesParams => Vec<String>, false,
+        "The online user names of local users (for groups and site access).",
+        |i, p, c| i.online_user_names(&p.local_guids).await?;
+    "licences", NoParams => Vec<crate::model::Sku>, false,
+        "The tenant's subscriptions (SKUs) with free and used seats.",
+        |i, p, c| i.tenant().skus().await?;
+    "sync_once", SyncParams => crate::engine::SyncReport, true,
+        "One sync run: lifecycle changes, drift, threshold, password delivery.",
+        |i, p, c| i.run_sync(&i.sync_options_with(&p), c).await?;
+    "plan_sync", SyncParams => crate::engine::SyncPlan, false,
+        "What a sync run would do now; writes nothing.",
+        |i, p, c| i.plan_sync_run(&i.sync_options_with(&p)).await?;
+    "password_changed", PasswordChangedParams => bool, false,
+        "Queues a local password change for delivery (false: the user has no online account).",
+        |i, p, c| i.password_changed(p.local_guid, &p.password)?;
+    "deliver_passwords", NoParams => crate::engine::PasswordDelivery, true,
+        "Delivers queued passwords to the tenant.",
+        |i, p, c| i.deliver_passwords_with(c).await?;
+    "password_problems", NoParams => Vec<crate::engine::PasswordProblem>, false,
+        "Passwords the tenant refused, for the dashboard.",
+        |i, p, c| i.password_problems()?;
+    "list_distribution_groups", NoParams => Vec<crate::model::DistributionGroup>, false,
+        "Distribution groups with their members.",
+        |i, p, c| i.microsoft365().exchange()?.distribution_groups().await?;
+    "create_distribution_group", NewDistributionGroup => crate::model::DistributionGroup, false,
+        "Creates a distribution group.",
+        |i, p, c| i.microsoft365().exchange()?.create_distribution_group(&p).await?;
+    "add_group_members", GroupMembersParams => (), false,
+        "Adds members to a distribution group.",
+        |i, p, c| i.microsoft365().exchange()?.add_members(&p.group, &p.members).await?;
+    "remove_group_members", GroupMembersParams => (), false,
+        "Removes members from a distribution group.",
+        |i, p, c| i.microsoft365().exchange()?.remove_members(&p.group, &p.members).await?;
+    "replace_group_members", GroupMembersParams => (), false,
+        "Sets a distribution group's members to exactly these.",
+        |i, p, c| i.microsoft365().exchange()?.replace_members(&p.group, &p.members).await?;
+    "update_distribution_group", GroupUpdateParams => crate::model::DistributionGroup, false,
+        "Changes a group's display name or whether outside senders may write to it.",
+        |i, p, c| i.microsoft365().exchange()?.update_distribution_group(&p.group, &p.update).await?;
+    "delete_distribution_group", GroupParams => (), false,
+        "Deletes a distribution group.",
+        |i, p, c| i.microsoft365().exchange()?.delete_distribution_group(&p.group).await?;
+    "get_device_policy", NoParams => DevicePolicy, false,
+        "The mobile device mailbox policy.",
+        |i, p, c| i.microsoft365().exchange()?.device_policy().await?;
+    "set_device_policy", DevicePolicy => (), false,
+        "Sets the mobile device mailbox policy.",
+        |i, p, c| i.microsoft365().exchange()?.set_device_policy(&p).await?;
+    "get_default_access_level", NoParams => AccessLevel, false,
+        "What happens to devices no rule names.",
+        |i, p, c| i.microsoft365().exchange()?.default_access_level().await?;
+    "set_default_access_level", AccessLevelParams => (), false,
+        "Sets what happens to devices no rule names.",
+        |i, p, c| i.microsoft365().exchange()?.set_default_access_level(p.level).await?;
+    "list_access_rules", NoParams => Vec<crate::model::AccessRule>, false,
+        "Device access rules (allow / block / quarantine a model, type, OS).",
+        |i, p, c| i.microsoft365().exchange()?.access_rules().await?;
+    "add_access_rule", NewAccessRule => crate::model::AccessRule, false,
+        "Adds a device access rule.",
+        |i, p, c| i.microsoft365().exchange()?.add_access_rule(&p).await?;
+    "remove_access_rule", IdParams => (), false,
+        "Removes a device access rule.",
+        |i, p, c| i.microsoft365().exchange()?.remove_access_rule(&p.id).await?;
+    "list_devices", DevicesParams => Vec<crate::model::MobileDevice>, false,
+        "A user's mobile devices.",
+        |i, p, c| i.microsoft365().exchange()?.devices(&p.user_principal_name).await?;
+    "set_device_access", DeviceAccessParams => crate::model::DeviceAccessState, false,
+        "Allows or blocks one device on its mailbox.",
+        |i, p, c| i.microsoft365().exchange()?.set_device_access(&p.device_id, p.allow).await?;
+    "wipe_device", WipeParams => crate::model::WipeStatus, false,
+        "Wipes a lost device (full or account-only); the device id typed again confirms.",
+        |i, p, c| i.microsoft365().exchange()?.wipe_device(&p.device_id, p.kind, &p.confirm).await?;
+    "cancel_wipe", DeviceParams => crate::model::WipeStatus, false,
+        "Cancels a pending wipe.",
+        |i, p, c| i.microsoft365().exchange()?.cancel_wipe(&p.device_id).await?;
+    "wipe_status", DeviceParams => crate::model::WipeStatus, false,
+        "Where a wipe stands.",
+        |i, p, c| i.microsoft365().exchange()?.wipe_status(&p.device_id).await?;
+    "link_domain", LinkDomainParams => crate::dns::DomainProgress, true,
+        "Links the custom domain as far as DNS allows (resumable): add, verify, services, records.",
+        |i, p, c| {
+            let domain = i.domain_or_configured(p.domain)?;
+            let services = p.services.unwrap_or_else(|| vec![DomainService::Email]);
+            let linker = i.domain_linker()?;
+            until_cancelled(c, "linking the domain", linker.run(&domain, &services)).await?
+        };
+    "domain_stage", DomainParams => crate::dns::DomainStage, false,
+        "How far the linking of a domain has come.",
+        |i, p, c| i.domain_linker()?.stage(&i.domain_or_configured(p.domain)?)?;
+    "write_records_file", RecordsFileParams => RecordsFile, false,
+        "Writes the domain's DNS records as a records file (NewDNSRecords_<n>.txt).",
+        |i, p, c| {
+            let domain = i.domain_or_configured(p.domain)?;
+            let records = i.domain_records(&domain).await?;
+            let folder = p.folder.unwrap_or_else(|| i.results_folder());
+            RecordsFile { path: dns::write_records_file(&folder, &dns::registrable_domain(&domain)?, &records)? }
+        };
+    "zone_fragment", DomainParams => ZoneFragment, false,
+        "The domain's DNS records as a zone-file fragment.",
+        |i, p, c| {
+            let domain = i.domain_or_configured(p.domain)?;
+            let records = i.domain_records(&domain).await?;
+            ZoneFragment { text: dns::zone_fragment(&dns::registrable_domain(&domain)?, &records) }
+        };
+    "check_records", DomainParams => Vec<crate::dns::RecordCheck>, false,
+        "Checks each of the domain's records in DNS (present / missing / different).",
+        |i, p, c| {
+            let domain = i.domain_or_configured(p.domain)?;
+            let records = i.domain_records(&domain).await?;
+            dns::check_records(i.dns_server()?, &records).await?
+        };
+    "health_report", DomainParams => crate::dns::HealthReport, false,
+        "The domain's mail DNS health: MX, SPF, DKIM, DMARC, autodiscover.",
+        |i, p, c| dns::health_report(i.dns_server()?, &i.domain_or_configured(p.domain)?).await?;
+    "apply_records", ApplyRecordsParams => crate::dns::ApplyOutcome, false,
+        "Publishes the missing records on the company's DNS server (RFC 2136 + TSIG).",
+        |i, p, c| {
+            let domain = dns::registrable_domain(&i.domain_or_configured(p.domain)?)?;
+            let key = i.settings.tsig.clone().ok_or_else(|| Error::new(ErrorCode::InvalidConfig, "no TSIG key is configured (`dns.tsig_key_file`); publish the records by hand from the records file"))?;
+            let records = i.domain_records(&domain).await?;
+            dns::apply_records(i.dns_server()?, &domain, &key, &records, p.replace_spf).await?
+        };
+    "list_libraries", NoParams => Vec<crate::model::Library>, false,
+        "The team site's document libraries.",
+        |i, p, c| i.microsoft365().sharepoint()?.libraries().await?;
+    "create_library", NewLibrary => crate::model::Library, true,
+        "Creates a document library (waits for its drive).",
+        |i, p, c| {
+            let sp = i.microsoft365().sharepoint()?.clone();
+            until_cancelled(c, "creating the library", sp.create_library(&p)).await?
+        };
+    "delete_library", IdParams => (), false,
+        "Deletes a document library.",
+        |i, p, c| i.microsoft365().sharepoint()?.delete_library(&p.id).await?;
+    "list_site_groups", NoParams => Vec<crate::model::SiteGroup>, false,
+        "The team site's owners, members and visitors.",
+        |i, p, c| i.microsoft365().sharepoint()?.site_groups().await?;
+    "grant_site_access", SiteAccessParams => (), false,
+        "Adds a user to the team site's owners, members or visitors.",
+        |i, p, c| i.microsoft365().sharepoint()?.grant(&p.user_principal_name, p.role).await?;
+    "revoke_site_access", SiteAccessParams => crate::model::RevokeOutcome, false,
+        "Removes a user from one of the team site's groups.",
+        |i, p, c| i.microsoft365().sharepoint()?.revoke(&p.user_principal_name, p.role).await?;
+    "launchpad", NoParams => crate::model::Launchpad, false,
+        "The tenant's service URLs: portal, mail, admin centre, team site.",
+        |i, p, c| i.launchpad_online().await?;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lists_each_operation_once_with_its_shapes() {
+        let mut names: Vec<&str> = OPERATIONS.iter().map(|o| o.name).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate operation names");
+        assert!(n >= 50, "{n} operations");
+        for o in OPERATIONS {
+            assert!(
+                o.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                o.name
+            );
+            assert!(!o.params.is_empty() && !o.result.is_empty());
+            assert!(o.summary.ends_with('.'), "{}", o.name);
+        }
+        for long in ["apply_plan", "import_users", "sync_once", "deliver_passwords", "link_domain", "create_library"] {
+            assert!(OPERATIONS.iter().any(|o| o.name == long && o.long_running), "{long}");
+        }
+    }
+}
