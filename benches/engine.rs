@@ -212,6 +212,7 @@ fn plan_100k() {
         accounts,
         admins: vec![],
         links: vec![],
+        verified_domains: vec![],
     };
     let before_mb = vm_hwm_mb();
     let request = BulkCreateRequest {

@@ -1,63 +1,31 @@
 //! The quickstart — the project's main job: `cargo run --example quickstart`.
 //!
-//! With no configuration it starts the Microsoft 365 emulator in-process and a demo
-//! directory (the memory backend seeded with a small company), then does what the
-//! integration wizard does: requirements check → integrate → preview → bulk-create the
-//! online accounts with a progress bar → the outcome and where the results file is.
+//! With no configuration it starts the Microsoft 365 emulator in-process and opens the
+//! embedded demo configuration (`examples/demo-config.json`: the demo directory, the
+//! emulator's tenant), then does what the integration wizard does: requirements check →
+//! integrate → preview → bulk-create the online accounts with a progress bar → the outcome
+//! and where the results file is, then everyday changes, a sync, email and files.
 //!
-//! With `--config FILE` it runs against real servers: the file holds
-//! `{"ldap": {...LdapConfig...}, "graph": {...GraphConfig...}, "domain": "contoso.com",
-//! "usage_location": "GB", "store": "/var/lib/o365-essentials/state.db",
-//! "results_folder": "...", "apply": false}`; without `"apply": true` it only previews.
+//! With `--config FILE` (an `IntegrationConfig`, see docs/CONFIGURATION.md) it runs
+//! against real servers and only previews, unless `--apply` is given too.
 #![allow(clippy::print_stdout)]
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use o365_essentials::engine::{
-    BulkCreateRequest, Integration, PasswordKey, SyncOptions, write_results,
-};
-use o365_essentials::exchange::ExchangeOnline;
-use o365_essentials::graph::{GraphConfig, GraphTenant};
-use o365_essentials::ldap::{LdapConfig, LdapDirectory};
+use o365_essentials::config::IntegrationConfig;
+use o365_essentials::engine::{BulkCreateRequest, CancelToken, Control, Event, Integration};
 use o365_essentials::memory::MemoryDirectory;
 use o365_essentials::model::{
     CheckStatus, DevicePolicy, LicenceAssignment, Limit, NewDistributionGroup, NewLibrary, Outcome,
-    PlanAction, Progress,
+    PlanAction,
 };
-use o365_essentials::ports::{Directory, Exchange, SharePoint, Tenant};
-use o365_essentials::sharepoint::SharePointOnline;
-use o365_essentials::store::Store;
+use o365_essentials::ports::Directory;
 use o365_essentials::{Error, ErrorCode, Result};
 use o365_essentials_emulator::{Emulator, EmulatorConfig};
 
-#[derive(serde::Deserialize)]
-struct RealConfig {
-    ldap: LdapConfig,
-    graph: GraphConfig,
-    domain: String,
-    #[serde(default)]
-    usage_location: Option<String>,
-    store: PathBuf,
-    #[serde(default)]
-    results_folder: Option<PathBuf>,
-    #[serde(default)]
-    apply: bool,
-}
-
-/// What the run works with.
-struct Setup {
-    dir: Arc<dyn Directory>,
-    tenant: Arc<GraphTenant>,
-    store_path: PathBuf,
-    domain: Option<String>,
-    usage: Option<String>,
-    results_folder: PathBuf,
-    apply: bool,
-    /// In the demo: the memory directory, to make everyday changes in.
-    demo_directory: Option<Arc<MemoryDirectory>>,
-}
+const DEMO_CONFIG: &str = include_str!("demo-config.json");
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -70,22 +38,50 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-fn bar(p: &Progress) {
+/// The progress bar, drawn by the observer (on the engine's event thread).
+fn bar(e: &Event) {
+    let Event::Progress {
+        done,
+        total,
+        current,
+        ..
+    } = e
+    else {
+        return;
+    };
     let width = 30;
-    let filled = if p.total == 0 {
+    let filled = if *total == 0 {
         width
     } else {
-        (p.done as usize * width) / p.total as usize
+        (*done as usize * width) / *total as usize
     };
     print!(
         "\r  [{}{}] {:>3}/{:<3} {:<24}",
         "#".repeat(filled),
         " ".repeat(width - filled),
-        p.done,
-        p.total,
-        p.current.as_deref().unwrap_or("")
+        done,
+        total,
+        current.as_deref().unwrap_or("")
     );
     let _ = std::io::stdout().flush();
+}
+
+/// Fills the embedded demo configuration with the emulator's addresses.
+fn demo_config(emu: &Emulator, folder: &std::path::Path) -> Result<IntegrationConfig> {
+    let info = emu.info();
+    let text = DEMO_CONFIG
+        .replace("{tenant_id}", &info.tenant_id)
+        .replace("{client_id}", &info.client_id)
+        .replace(
+            "{client_secret}",
+            info.client_secret.as_deref().unwrap_or_default(),
+        )
+        .replace("{login_url}", &info.login_url)
+        .replace("{graph_url}", &info.graph_url)
+        .replace("{exchange_url}", &info.exchange_url)
+        .replace("{sharepoint_url}", &info.sharepoint_url)
+        .replace("{folder}", &folder.display().to_string());
+    IntegrationConfig::from_json(&text)
 }
 
 async fn run() -> Result<()> {
@@ -94,35 +90,21 @@ async fn run() -> Result<()> {
         .iter()
         .position(|a| a == "--config")
         .and_then(|i| args.get(i + 1));
+    let mut apply = args.iter().any(|a| a == "--apply");
     let _emulator;
-    let setup = match config_file {
+    let config = match config_file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::new(ErrorCode::InvalidConfig, format!("cannot read {path}: {e}"))
             })?;
-            let c: RealConfig = o365_essentials::json::from_str(&text).map_err(|e| {
-                Error::new(ErrorCode::InvalidConfig, format!("{path}: {}", e.message()))
-            })?;
+            let c = IntegrationConfig::from_json(&text)
+                .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("{path}: {}", e.message())))?;
             println!(
-                "o365-essentials {} — quickstart against {} and tenant {}",
+                "o365-essentials {} — quickstart with {path} (tenant {})",
                 o365_essentials::VERSION,
-                c.ldap.url,
-                c.graph.tenant_id
+                c.tenant.tenant_id
             );
-            let folder = c
-                .results_folder
-                .clone()
-                .unwrap_or_else(|| c.store.parent().map(PathBuf::from).unwrap_or_default());
-            Setup {
-                dir: Arc::new(LdapDirectory::new(c.ldap)?),
-                tenant: Arc::new(GraphTenant::new(c.graph)?),
-                store_path: c.store,
-                domain: Some(c.domain),
-                usage: c.usage_location,
-                results_folder: folder,
-                apply: c.apply,
-                demo_directory: None,
-            }
+            c
         }
         None => {
             println!(
@@ -137,17 +119,6 @@ async fn run() -> Result<()> {
                         format!("the emulator did not start: {e}"),
                     )
                 })?;
-            let info = emu.info().clone();
-            let mut g = GraphConfig::with_secret(
-                &info.tenant_id,
-                &info.client_id,
-                info.client_secret.clone().unwrap_or_default(),
-            );
-            g.login_url = info.login_url.clone();
-            g.graph_url = info.graph_url.clone();
-            g.exchange_url = info.exchange_url.clone();
-            g.sharepoint_url = Some(info.sharepoint_url.clone());
-            _emulator = emu;
             let folder = std::env::temp_dir()
                 .join(format!("o365-essentials-quickstart-{}", std::process::id()));
             std::fs::create_dir_all(&folder).map_err(|e| {
@@ -156,36 +127,17 @@ async fn run() -> Result<()> {
                     format!("cannot create {}: {e}", folder.display()),
                 )
             })?;
-            let demo = Arc::new(MemoryDirectory::demo_company()?);
-            Setup {
-                dir: demo.clone(),
-                tenant: Arc::new(GraphTenant::new(g)?),
-                store_path: folder.join("state.db"),
-                domain: None,
-                usage: Some("GB".into()),
-                results_folder: folder,
-                apply: true,
-                demo_directory: Some(demo),
-            }
+            let c = demo_config(&emu, &folder)?;
+            _emulator = emu;
+            apply = true;
+            c
         }
     };
-    let Setup {
-        dir,
-        tenant,
-        store_path,
-        domain,
-        usage,
-        results_folder,
-        apply,
-        demo_directory,
-    } = setup;
-    let store = Arc::new(Store::open(&store_path)?);
-    // The password queue's key lives in its own file, not in the state store.
-    let key = PasswordKey::load_or_create(&store_path.with_extension("key"))?;
-    let integration = Integration::new(dir.clone(), tenant.clone(), store).with_password_key(key);
+    let store_path: PathBuf = config.store.clone();
+    let integration = Arc::new(Integration::open(config)?);
 
     println!("\n1. Requirements check");
-    let report = integration.requirements(domain.as_deref()).await;
+    let report = integration.requirements(None).await;
     for c in &report.checks {
         let mark = match c.status {
             CheckStatus::Pass => "pass",
@@ -210,11 +162,12 @@ async fn run() -> Result<()> {
         "  tenant {} ({}), initial domain {}",
         status.organization, status.tenant_id, status.initial_domain
     );
-    let domain = domain.unwrap_or(status.initial_domain.clone());
 
     println!("\n3. Preview");
     let snapshot = integration.snapshot().await?;
-    let licences: Vec<LicenceAssignment> = tenant
+    let licences: Vec<LicenceAssignment> = integration
+        .microsoft365()
+        .tenant
         .skus()
         .await?
         .into_iter()
@@ -225,9 +178,9 @@ async fn run() -> Result<()> {
             disabled_plans: vec![],
         })
         .collect();
+    // The domain and usage location come from the configuration (the initial domain
+    // when no custom domain is verified yet).
     let request = BulkCreateRequest {
-        domain,
-        usage_location: usage,
         licences,
         ..Default::default()
     };
@@ -248,25 +201,27 @@ async fn run() -> Result<()> {
                 ..
             } => println!(
                 "  link   {:<24} → {user_principal_name} ({})",
-                local.sam_account_name, item.reason
+                local.sam_account_name, item.message
             ),
             _ => {}
         }
     }
     for s in &plan.skipped {
-        println!("  skip   {:<24} — {}", s.sam_account_name, s.reason);
+        println!("  skip   {:<24} — {}", s.sam_account_name, s.message);
     }
     if !apply {
         println!(
-            "\nPreview only (set \"apply\": true in the configuration to create the accounts)."
+            "\nPreview only (run again with --apply to create the accounts)."
         );
         return Ok(());
     }
 
     println!("\n4. Bulk create ({} online accounts)", plan.items.len());
-    let results = integration.apply(&plan, &|p| bar(&p)).await?;
+    let ctl = Control::with_observer(CancelToken::new(), Arc::new(bar))?;
+    let results = integration.apply(&plan, &ctl).await?;
+    drop(ctl); // the last progress is drawn before the summary
     println!();
-    let (json, csv) = write_results(&results, &results_folder)?;
+    let (json, csv) = o365_essentials::engine::results_paths(&results, &integration.results_folder());
     println!(
         "\nDone: {} succeeded, {} failed, {} skipped.",
         results.count(Outcome::Succeeded),
@@ -292,22 +247,19 @@ async fn run() -> Result<()> {
         csv.display()
     );
     println!("State store:  {}", store_path.display());
-    if let Some(demo) = demo_directory {
-        lifecycle(&integration, &demo, &tenant).await?;
-        email_and_files(&integration, &demo, &tenant).await?;
+    if let Some(demo) = integration.demo_directory() {
+        lifecycle(&integration, demo).await?;
+        email_and_files(&integration, demo).await?;
     }
     Ok(())
 }
 
 /// Exchange and SharePoint: a distribution group of local users' accounts, the mobile
 /// device policy, a document library and the launchpad.
-async fn email_and_files(
-    integration: &Integration,
-    demo: &MemoryDirectory,
-    tenant: &GraphTenant,
-) -> Result<()> {
+async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> Result<()> {
     println!("\n7. Email and files");
-    let exchange = ExchangeOnline::with_graph(tenant.clone());
+    let m365 = integration.microsoft365();
+    let exchange = m365.exchange()?;
     let mut locals = Vec::new();
     for n in ["ava.adams", "ben.brooks"] {
         locals.push(
@@ -342,7 +294,7 @@ async fn email_and_files(
     };
     exchange.set_device_policy(&policy).await?;
     println!("  mobile devices: a 6-character password, 10 attempts, locked after 15 minutes");
-    let sharepoint = SharePointOnline::with_graph(tenant.clone());
+    let sharepoint = m365.sharepoint()?;
     let library = sharepoint
         .create_library(&NewLibrary {
             name: "Contracts".into(),
@@ -351,7 +303,7 @@ async fn email_and_files(
         })
         .await?;
     println!("  document library {} at {}", library.name, library.url);
-    let pad = integration.launchpad_from(&sharepoint).await?;
+    let pad = integration.launchpad_online().await?;
     println!(
         "  launchpad: portal {}, mail {}, team site {}",
         pad.portal,
@@ -362,13 +314,10 @@ async fn email_and_files(
 }
 
 /// The everyday part: local changes in the demo directory, one sync, what propagated.
-async fn lifecycle(
-    integration: &Integration,
-    demo: &MemoryDirectory,
-    tenant: &GraphTenant,
-) -> Result<()> {
+async fn lifecycle(integration: &Integration, demo: &MemoryDirectory) -> Result<()> {
     println!("\n5. Everyday changes in the directory");
-    integration.run_sync_once(&SyncOptions::default()).await?; // starts the change cursor
+    let options = integration.sync_options();
+    integration.run_sync_once(&options).await?; // starts the change cursor
     let user = |n: &'static str| async move {
         demo.find_user(n).await?.ok_or_else(|| Error::not_found(n))
     };
@@ -385,10 +334,16 @@ async fn lifecycle(
     println!("  chloe.carter was deleted");
 
     println!("\n6. Sync");
-    let report = integration.run_sync_once(&SyncOptions::default()).await?;
+    let report = integration.run_sync_once(&options).await?;
     for i in &report.results.items {
-        println!("  {:<14} {:<8} {:?}", i.local_user, i.action, i.outcome);
+        println!(
+            "  {:<14} {:<8} {:?}",
+            i.local_user,
+            i.action.name(),
+            i.outcome
+        );
     }
+    let tenant = integration.microsoft365().tenant.clone();
     println!("  passwords delivered: {}", report.passwords.delivered);
     let ben_online = tenant.account("ben.brooks@contoso.onmicrosoft.com").await?;
     let chloe_online = match tenant.account("chloe.carter@contoso.onmicrosoft.com").await {

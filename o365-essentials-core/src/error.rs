@@ -440,10 +440,6 @@ mod tests {
     const PUBLISHED: &[(u32, &str)] = &[
         (100, "invalid_input"),
         (101, "invalid_config"),
-        (102, "not_supported"),
-        (103, "cancelled"),
-        (104, "precondition_failed"),
-        (105, "internal"),
         (110, "invalid_upn"),
         (111, "invalid_mail_nickname"),
         (112, "invalid_domain_name"),
@@ -473,8 +469,12 @@ mod tests {
         (702, "not_integrated"),
         (703, "plan_stale"),
         (704, "protected_account"),
+        (705, "precondition_failed"),
         (800, "dns_record_mismatch"),
         (801, "dns_update_refused"),
+        (900, "cancelled"),
+        (901, "not_supported"),
+        (902, "internal"),
     ];
 
     #[test]

@@ -410,7 +410,9 @@ impl Integration {
         Ok(records)
     }
 
-    fn results_folder(&self) -> PathBuf {
+    /// Where results files (and records files) go: the configured folder, else the
+    /// system's temporary folder.
+    pub fn results_folder(&self) -> PathBuf {
         self.settings
             .results_folder
             .clone()

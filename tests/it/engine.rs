@@ -4,10 +4,14 @@
 use std::sync::{Arc, Mutex};
 
 use o365_essentials::ErrorCode;
-use o365_essentials::engine::{BulkCreateRequest, Integration, failed_users, write_results};
+use o365_essentials::engine::{
+    BulkCreateRequest, CancelToken, Control, Event, Integration, failed_users, write_results,
+};
 use o365_essentials::graph::GraphTenant;
 use o365_essentials::memory::MemoryDirectory;
-use o365_essentials::model::{LicenceAssignment, Outcome, PlanAction, Progress};
+use o365_essentials::model::{
+    ItemResult, LicenceAssignment, Outcome, PlanAction, RunKind, SkipReason,
+};
 use o365_essentials::ports::{Directory, Tenant};
 use o365_essentials::store::Store;
 use o365_essentials_emulator::{Emulator, EmulatorConfig};
@@ -101,22 +105,41 @@ async fn bulk_create_links_everyone_once_and_a_rerun_does_nothing() {
     // A plan survives JSON for review and is applied as reviewed.
     let plan: o365_essentials::model::Plan =
         serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
-    let seen = Arc::new(Mutex::new(Vec::<Progress>::new()));
+    let seen = Arc::new(Mutex::new(Vec::<Event>::new()));
     let s2 = seen.clone();
-    let results = f
-        .integration
-        .apply(&plan, &move |p| s2.lock().unwrap().push(p))
-        .await
-        .unwrap();
+    let ctl = Control::with_observer(
+        CancelToken::new(),
+        Arc::new(move |e: &Event| s2.lock().unwrap().push(e.clone())),
+    )
+    .unwrap();
+    let results = f.integration.apply(&plan, &ctl).await.unwrap();
+    drop(ctl); // delivers what is queued
     assert_eq!(results.count(Outcome::Succeeded), 12, "{results:?}");
-    let progress = seen.lock().unwrap().clone();
-    assert_eq!(progress.first().map(|p| (p.done, p.total)), Some((0, 12)));
-    assert_eq!(progress.last().map(|p| (p.done, p.total)), Some((12, 12)));
-    assert!(
-        progress
-            .iter()
-            .any(|p| p.current.as_deref() == Some("ava.adams"))
-    );
+    let events = seen.lock().unwrap().clone();
+    let progress: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress { done, total, .. } => Some((*done, *total)),
+            _ => None,
+        })
+        .collect();
+    // Progress may be coalesced, never reordered; it ends at 12 of 12.
+    assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0), "{progress:?}");
+    assert_eq!(progress.last(), Some(&(12, 12)));
+    // Every item is reported once, in plan order, with the result the run returned.
+    let finished: Vec<&ItemResult> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ItemFinished { item, .. } => Some(item.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 12);
+    assert!(finished.iter().zip(&results.items).all(|(a, b)| *a == b));
+    assert!(matches!(
+        events.last(),
+        Some(Event::RunFinished { counts, kind: RunKind::BulkCreate, .. }) if counts.succeeded == 12
+    ));
 
     let state = admin_state(&f).await;
     assert_eq!(
@@ -148,7 +171,7 @@ async fn bulk_create_links_everyone_once_and_a_rerun_does_nothing() {
         again
             .skipped
             .iter()
-            .filter(|s| s.reason.contains("already has"))
+            .filter(|s| s.reason == SkipReason::AlreadyLinked)
             .count(),
         12
     );
@@ -190,7 +213,7 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
     let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
     mem.edit_user(ava.guid, |u| u.display_name = Some("Ava Renamed".into()))
         .unwrap();
-    let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+    let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
     let ava_item = results
         .items
         .iter()
@@ -265,7 +288,7 @@ async fn disabled_integration_works_offline_and_refuses_changes() {
     integration.disable().unwrap();
     assert!(!integration.status().unwrap().enabled);
     assert_eq!(
-        integration.apply(&plan, &|_| {}).await.unwrap_err().code(),
+        integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap_err().code(),
         ErrorCode::IntegrationDisabled
     );
     // No links yet, so nothing to check online: re-enabling works even offline.
@@ -358,7 +381,7 @@ async fn bulk_create_from_samba() {
         )
         .unwrap();
     assert_eq!(plan.items.len(), 3);
-    let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+    let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
     assert_eq!(results.count(Outcome::Succeeded), 3);
     for g in chosen {
         let local = f.dir.user(g).await.unwrap();
@@ -386,7 +409,7 @@ async fn changing_credentials_checks_the_new_ones_first_and_keeps_the_old_on_fai
     };
     let e = f
         .integration
-        .change_credentials(Arc::new(GraphTenant::new(bad).unwrap()))
+        .change_credentials(bad)
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::Auth);
@@ -395,7 +418,7 @@ async fn changing_credentials_checks_the_new_ones_first_and_keeps_the_old_on_fai
     // The old credentials still work.
     assert!(f.integration.snapshot().await.is_ok());
     f.integration
-        .change_credentials(Arc::new(tenant_for(&f._emu)))
+        .change_credentials(crate::graph::config_for(&f._emu))
         .await
         .unwrap();
     assert!(f.integration.snapshot().await.is_ok());
@@ -501,9 +524,9 @@ async fn the_match_preview_shows_hard_soft_protected_and_conflicts_before_anythi
     assert!(
         plan.skipped
             .iter()
-            .any(|s| s.guid == chloe.guid && s.reason.contains("administrator"))
+            .any(|s| s.guid == chloe.guid && s.reason == SkipReason::AdministratorAccount)
     );
-    let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+    let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
     assert_eq!(results.count(Outcome::Failed), 0, "{results:#?}");
     let ben_online = f
         .tenant
@@ -682,7 +705,7 @@ async fn applying_a_plan_never_does_more_than_the_plan() {
         let kept: std::collections::HashSet<_> =
             plan.items.iter().map(|i| i.action.local_guid()).collect();
         let before = admin_state(&f).await["users"].as_array().unwrap().len();
-        let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+        let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
         let after = admin_state(&f).await["users"].as_array().unwrap().len();
         assert_eq!(
             after - before,
@@ -701,7 +724,7 @@ async fn applying_a_plan_never_does_more_than_the_plan() {
 async fn re_enabling_relinks_by_anchor_and_reports_drift() {
     let f = integrated_demo().await;
     let plan = plan_everyone(&f).await;
-    f.integration.apply(&plan, &|_| {}).await.unwrap();
+    f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
     f.integration.disable().unwrap();
     // Behind our back, while disabled:
     let renamed = f
@@ -844,7 +867,7 @@ async fn bulk_create_with_injected_faults_ends_exact() {
         .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &req)
         .unwrap();
     assert_eq!(plan.items.len(), 52);
-    let results = f.integration.apply(&plan, &|_| {}).await.unwrap();
+    let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
     let licensed_ok = results.count(Outcome::Succeeded);
     let seat_failures = results
         .items
@@ -893,7 +916,7 @@ async fn local_users_join_groups_and_the_launchpad_finds_the_team_site() {
     let f = fixture(mem.clone(), cfg).await;
     f.integration.integrate().await.unwrap();
     let plan = plan_everyone(&f).await;
-    f.integration.apply(&plan, &|_| {}).await.unwrap();
+    f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
     let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
     let ben = mem.find_user("ben.brooks").await.unwrap().unwrap();
     let newcomer = mem

@@ -24,6 +24,8 @@ pub(crate) fn config_for(emu: &Emulator) -> GraphConfig {
     );
     c.login_url = info.login_url.clone();
     c.graph_url = info.graph_url.clone();
+    c.exchange_url = info.exchange_url.clone();
+    c.sharepoint_url = Some(info.sharepoint_url.clone());
     c.request_timeout_secs = 20.0;
     c
 }

@@ -251,11 +251,15 @@ impl EventSink {
 
     fn push(&self, e: Event) {
         let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        // Progress not yet delivered is replaced by the newer one (its place moves to
+        // the back, so the observer never sees progress go backwards).
         if let Event::Progress { run_id, .. } = &e
-            && let Some(Event::Progress { run_id: last, .. }) = q.events.back()
-            && last == run_id
+            && let Some(pos) = q
+                .events
+                .iter()
+                .position(|x| matches!(x, Event::Progress { run_id: r, .. } if r == run_id))
         {
-            q.events.pop_back();
+            q.events.remove(pos);
         }
         q.events.push_back(e);
         drop(q);

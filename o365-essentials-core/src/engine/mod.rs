@@ -5,10 +5,13 @@
 //!
 //! ```no_run
 //! # async fn demo(integration: o365_essentials_core::engine::Integration) -> o365_essentials_core::Result<()> {
-//! use o365_essentials_core::engine::BulkCreateRequest;
+//! use o365_essentials_core::engine::{BulkCreateRequest, CancelToken, Control, Event};
 //! let snapshot = integration.snapshot().await?;
 //! let plan = integration.plan_bulk_create(&snapshot, &BulkCreateRequest { domain: "contoso.com".into(), ..Default::default() })?;
-//! let results = integration.apply(&plan, &|p| println!("{}/{}", p.done, p.total)).await?;
+//! let ctl = Control::with_observer(CancelToken::new(), std::sync::Arc::new(|e: &Event| {
+//!     if let Event::Progress { done, total, .. } = e { println!("{done}/{total}") }
+//! }))?;
+//! let results = integration.apply(&plan, &ctl).await?;
 //! # Ok(()) }
 //! ```
 
@@ -40,7 +43,7 @@ pub use plan::{
 };
 pub use services::Microsoft365;
 pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
-pub use results::{failed_users, to_csv, write_results};
+pub use results::{failed_users, results_paths, to_csv, write_results};
 pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync};
 
 use crate::config::{DirectoryConfig, DnsSettings, IntegrationConfig, SyncSettings};

@@ -485,7 +485,8 @@ mod tests {
             matches!(&p.items[1].action, PlanAction::Link { online_id, origin: LinkOrigin::HardMatch, .. } if *online_id == matched.id)
         );
         assert_eq!(p.skipped.len(), 1);
-        assert!(p.skipped[0].reason.contains("built-in"));
+        assert_eq!(p.skipped[0].reason, SkipReason::NeverSynced);
+        assert!(p.skipped[0].message.contains("built-in"));
         assert_eq!(
             p.items.iter().map(|i| i.seq).collect::<Vec<_>>(),
             vec![1, 2]
@@ -508,13 +509,14 @@ mod tests {
             accounts: vec![ava_online.clone(), chloe_online],
             admins,
             links: vec![],
+            verified_domains: vec![],
         };
         let off = plan(&s, &req(false));
         assert!(off.items.is_empty());
         assert!(
             off.skipped
                 .iter()
-                .all(|x| x.reason.contains("already used"))
+                .all(|x| x.reason == SkipReason::OnlineIdTaken)
         );
         let on = plan(&s, &req(true));
         assert_eq!(on.items.len(), 1);
@@ -524,7 +526,7 @@ mod tests {
         assert!(
             on.skipped
                 .iter()
-                .any(|x| x.reason.contains("administrator role"))
+                .any(|x| x.reason == SkipReason::AdministratorAccount)
         );
     }
 
@@ -551,7 +553,7 @@ mod tests {
         assert!(
             p.skipped
                 .iter()
-                .any(|x| x.guid == a.guid && x.reason.contains("already has"))
+                .any(|x| x.guid == a.guid && x.reason == SkipReason::AlreadyLinked)
         );
         let only_a = BulkCreateRequest {
             users: Some(vec![a.guid]),
@@ -561,22 +563,93 @@ mod tests {
     }
 
     #[test]
-    fn suggested_ids_are_valid_and_unique() {
-        let mut u = user("Jürgen Groß");
+    fn names_with_accents_are_transliterated_not_cut() {
+        let cases = [
+            // French
+            ("Hélène Lefèvre", "helene.lefevre"),
+            ("François Cœur", "francois.coeur"),
+            // German
+            ("Jürgen Groß", "juergen.gross"),
+            ("Jörg Bär", "joerg.baer"),
+            // Nordic
+            ("Søren Ærø", "soren.aero"),
+            ("Åsa Þórsdóttir", "asa.thorsdottir"),
+            ("Zoë", "zoe"),
+            // Polish
+            ("Łukasz Żółć", "lukasz.zolc"),
+            ("Wojciech Ścisło", "wojciech.scislo"),
+            // Spanish
+            ("Íñigo Muñoz", "inigo.munoz"),
+            // Czech
+            ("Čeněk Říha", "cenek.riha"),
+            ("Tomáš Dvořák", "tomas.dvorak"),
+        ];
+        for (name, want) in cases {
+            let mut u = user(name);
+            u.user_principal_name = None;
+            assert_eq!(suggest_upn(&u, "Contoso.com"), format!("{want}@contoso.com"), "{name}");
+            assert!(validate::upn(&suggest_upn(&u, "contoso.com")).is_ok(), "{name}");
+        }
+        let mut u = user("...");
         u.user_principal_name = None;
-        assert_eq!(suggest_upn(&u, "Contoso.com"), "jrgengro@contoso.com");
-        u.sam_account_name = "...".into();
         assert!(suggest_upn(&u, "contoso.com").starts_with("user"));
+    }
+
+    #[test]
+    fn two_users_with_one_suggested_id_both_appear_the_second_with_a_unique_one() {
         let x = user("same");
         let mut y = user("SAME");
         y.user_principal_name = None;
+        let taken = account("same2@contoso.com", None);
         let s = Snapshot {
             users: vec![x, y],
+            accounts: vec![taken],
             ..Default::default()
         };
         let p = plan(&s, &req(false));
-        assert_eq!(p.items.len(), 1);
-        assert!(p.skipped[0].reason.contains("also maps to"));
+        assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+        let upns: Vec<&str> = p
+            .items
+            .iter()
+            .filter_map(|i| match &i.action {
+                PlanAction::CreateAccount { user_principal_name, .. } => Some(user_principal_name.as_str()),
+                _ => None,
+            })
+            .collect();
+        // same2 exists online, so the second user gets same3.
+        assert_eq!(upns, vec!["same@contoso.com", "same3@contoso.com"]);
+        assert!(p.items[1].message.contains("same3@contoso.com"));
+    }
+
+    #[test]
+    fn the_administrator_chooses_an_id_and_licences_per_user() {
+        let a = user("ava");
+        let b = user("ben");
+        let sku = Uuid::from_u128(7);
+        let mut r = req(false);
+        r.choices = vec![UserChoice {
+            user: a.guid,
+            user_principal_name: Some("Ava.Adams@Contoso.com".into()),
+            licences: Some(vec![LicenceAssignment { sku_id: sku, disabled_plans: vec![] }]),
+        }];
+        let s = Snapshot {
+            users: vec![a, b.clone()],
+            verified_domains: vec!["contoso.com".into()],
+            ..Default::default()
+        };
+        let p = plan(&s, &r);
+        assert!(matches!(&p.items[0].action, PlanAction::CreateAccount { user_principal_name, licences, .. }
+            if user_principal_name == "ava.adams@contoso.com" && licences.len() == 1 && licences[0].sku_id == sku));
+        assert!(matches!(&p.items[1].action, PlanAction::CreateAccount { licences, .. } if licences.is_empty()));
+        // A chosen ID on a domain the tenant has not verified is refused, with the reason.
+        r.choices[0].user_principal_name = Some("ava@fabrikam.com".into());
+        let p = plan(&s, &r);
+        assert_eq!(p.skipped.len(), 1);
+        assert_eq!(p.skipped[0].reason, SkipReason::InvalidOnlineId);
+        assert!(p.skipped[0].message.contains("fabrikam.com"));
+        // An invalid chosen ID too.
+        r.choices[0].user_principal_name = Some("ava adams@contoso.com".into());
+        assert_eq!(plan(&s, &r).skipped[0].reason, SkipReason::InvalidOnlineId);
     }
 
     #[test]

@@ -76,14 +76,22 @@ fn write_new(path: &Path, data: &[u8]) -> Result<()> {
 /// # Errors
 /// [`ErrorCode::StoreIo`] naming the file.
 pub fn write_results(r: &RunResults, folder: &Path) -> Result<(PathBuf, PathBuf)> {
-    let stem = format!("{}-{}", r.kind.name(), r.run_id.simple());
-    let json = folder.join(format!("{stem}.json"));
-    let csv = folder.join(format!("{stem}.csv"));
+    let (json, csv) = results_paths(r, folder);
     let text = serde_json::to_vec_pretty(r)
         .map_err(|e| Error::internal(format!("results do not serialise: {e}")))?;
     write_new(&json, &text)?;
     write_new(&csv, to_csv(r).as_bytes())?;
     Ok((json, csv))
+}
+
+/// Where [`write_results`] writes a run's results in `folder`: `<kind>-<run id>.json` and
+/// `.csv`.
+pub fn results_paths(r: &RunResults, folder: &Path) -> (PathBuf, PathBuf) {
+    let stem = format!("{}-{}", r.kind.name(), r.run_id.simple());
+    (
+        folder.join(format!("{stem}.json")),
+        folder.join(format!("{stem}.csv")),
+    )
 }
 
 /// The local users whose items failed in a results file (JSON), to retry only them.
@@ -124,7 +132,7 @@ mod tests {
         let g = ObjectGuid::random();
         let r = RunResults {
             run_id: uuid::Uuid::nil(),
-            kind: "bulk_create".into(),
+            kind: crate::model::RunKind::BulkCreate,
             started_at: time::macros::datetime!(2026-11-26 10:00 UTC),
             finished_at: time::macros::datetime!(2026-11-26 10:01 UTC),
             items: vec![
@@ -132,7 +140,8 @@ mod tests {
                     local_user: "o'neil, \"jr\"".into(),
                     local_guid: g,
                     requested_upn: Some("oneil@contoso.com".into()),
-                    action: "create_account".into(),
+                    action: crate::model::ItemAction::CreateAccount,
+                    reason: None,
                     outcome: Outcome::Failed,
                     error_code: Some(ErrorCode::AlreadyExists),
                     service_message: Some("Another object with the same value for property userPrincipalName already exists.".into()),
@@ -143,7 +152,8 @@ mod tests {
                     local_user: "ava".into(),
                     local_guid: ObjectGuid::random(),
                     requested_upn: None,
-                    action: "link".into(),
+                    action: crate::model::ItemAction::Link,
+                    reason: None,
                     outcome: Outcome::Succeeded,
                     error_code: None,
                     service_message: None,

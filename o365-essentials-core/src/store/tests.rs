@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{ItemResult, Outcome};
+use crate::model::{ItemResult, Outcome, RunKind};
 use std::os::unix::fs::PermissionsExt;
 
 fn link(g: ObjectGuid, id: &str) -> Link {
@@ -173,14 +173,15 @@ fn run_results_come_back_newest_first() {
         let t = time::macros::datetime!(2026-11-26 10:00 UTC) + time::Duration::minutes(i);
         s.save_run(&RunResults {
             run_id: Uuid::new_v4(),
-            kind: format!("run{i}"),
+            kind: [RunKind::BulkCreate, RunKind::Import, RunKind::Sync][i as usize],
             started_at: t,
             finished_at: t,
             items: vec![ItemResult {
                 local_user: "jdoe".into(),
                 local_guid: ObjectGuid::random(),
                 requested_upn: None,
-                action: "create_account".into(),
+                action: crate::model::ItemAction::CreateAccount,
+                reason: None,
                 outcome: Outcome::Succeeded,
                 error_code: None,
                 service_message: None,
@@ -192,8 +193,8 @@ fn run_results_come_back_newest_first() {
     }
     let runs = s.recent_runs(2).expect("runs");
     assert_eq!(
-        runs.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
-        vec!["run2", "run1"]
+        runs.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        vec![RunKind::Sync, RunKind::Import]
     );
 }
 
