@@ -64,25 +64,23 @@ fn a_bulk_create_killed_at_twenty_points_ends_with_each_account_exactly_once() {
 
     let store = work.path().join("state.db");
     let config = json!({
-        "ldap": {
+        "directory": {"ldap": {
             "url": format!("ldaps://{}", dc.ip),
             "ca_file": dc.ca_file,
             "bind": format!("Administrator@{REALM}"),
             "password": samba::ADMIN_PASSWORD,
             "host_name": "dc1.essentials.test"
-        },
-        "graph": {
+        }},
+        "tenant": {
             "tenant_id": info["tenant_id"],
             "client_id": info["client_id"],
             "credential": {"kind": "secret", "secret": info["client_secret"]},
             "login_url": info["login_url"],
             "graph_url": info["graph_url"]
         },
-        "domain": "contoso.onmicrosoft.com",
         "usage_location": "GB",
         "store": store,
-        "results_folder": work.path(),
-        "apply": true
+        "results_folder": work.path()
     });
     let config_file = work.path().join("quickstart.json");
     std::fs::write(&config_file, config.to_string()).unwrap();
@@ -90,6 +88,7 @@ fn a_bulk_create_killed_at_twenty_points_ends_with_each_account_exactly_once() {
         Command::new(&quickstart)
             .arg("--config")
             .arg(&config_file)
+            .arg("--apply")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -104,7 +104,7 @@ fn the_zone_fragment_is_accepted_by_bind() {
 
 #[path = "../../o365-essentials-emulator/tests/common/bind.rs"]
 #[allow(unreachable_pub, dead_code)]
-mod bind;
+pub(crate) mod bind;
 
 #[tokio::test]
 async fn records_are_checked_against_a_real_dns_server() {

@@ -10,6 +10,7 @@ mod engine;
 mod exchange;
 mod graph;
 mod ldap;
+mod operations;
 mod passwords;
 mod samba;
 mod sharepoint;

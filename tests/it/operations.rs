@@ -1,0 +1,460 @@
+//! The table of operations through its one dispatcher, `Integration::call`, as every front
+//! door drives it: an integration opened from one JSON configuration (the demo directory,
+//! the emulator's tenant with a certificate credential, BIND for the domain), every
+//! operation called with JSON parameters. The test fails when the table gains an
+//! operation it does not call.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use o365_essentials::ErrorCode;
+use o365_essentials::config::IntegrationConfig;
+use o365_essentials::engine::{CancelToken, Control, Event, Integration};
+use o365_essentials::ops::OPERATIONS;
+use o365_essentials::ports::Directory;
+use o365_essentials_emulator::config::{Seed, SeedDevice, SeedDomain, SeedUser};
+use o365_essentials_emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+
+use crate::dns::bind::Bind;
+use crate::graph::admin;
+
+const ZONE: &str = "tailspin.co.uk";
+const TSIG_SECRET: &str = "bzM2NS1lc3NlbnRpYWxzLXRlc3Qta2V5LTMyYnl0ZXMhIQ==";
+
+struct Opened {
+    emu: Emulator,
+    _dir: tempfile::TempDir,
+    integration: Integration,
+    called: Mutex<BTreeSet<String>>,
+}
+
+impl Opened {
+    async fn call(&self, name: &str, params: Value) -> o365_essentials::Result<Value> {
+        self.called.lock().unwrap().insert(name.to_string());
+        self.integration.call(name, params, &Control::none()).await
+    }
+
+    async fn ok(&self, name: &str, params: Value) -> Value {
+        match self.call(name, params).await {
+            Ok(v) => v,
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+}
+
+fn emulator_config(cert_pem: String) -> EmulatorConfig {
+    let mut cfg = EmulatorConfig::default();
+    cfg.apps[0].certificates = vec![cert_pem];
+    cfg.sharepoint.drive_delay_ms = 100;
+    cfg.exchange.wipe_ack_delay_ms = 60_000;
+    cfg.seed = Seed {
+        users: vec![SeedUser {
+            user_principal_name: "alex@contoso.onmicrosoft.com".into(),
+            display_name: "Alex Adams".into(),
+            ..SeedUser::default()
+        }],
+        domains: vec![SeedDomain {
+            name: "contoso.com".into(),
+            verified: true,
+        }],
+        devices: vec![SeedDevice {
+            user: "alex@contoso.onmicrosoft.com".into(),
+            device_id: "APPLEA1".into(),
+            model: "iPhone15,2".into(),
+            device_type: "iPhone".into(),
+            os: "iOS 17.1".into(),
+            friendly_name: Some("Alex's iPhone".into()),
+            pending_discovery: false,
+        }],
+        ..Seed::default()
+    };
+    cfg
+}
+
+/// The integration a dashboard would open: one JSON configuration.
+async fn open(dns: &Bind) -> Opened {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::graph::self_signed_rsa(dir.path(), "ops-test");
+    let emu = Emulator::start(emulator_config(std::fs::read_to_string(&cert).unwrap()))
+        .await
+        .unwrap();
+    admin(&emu, "PUT", "/dns", Some(json!({"server": dns.addr.to_string()}))).await;
+    let key_file = dir.path().join("tsig.key");
+    std::fs::write(
+        &key_file,
+        format!("key \"o365-update\" {{ algorithm hmac-sha256; secret \"{TSIG_SECRET}\"; }};"),
+    )
+    .unwrap();
+    let info = emu.info();
+    let config = json!({
+        "directory": "demo",
+        "tenant": {
+            "tenant_id": info.tenant_id,
+            "client_id": info.client_id,
+            "credential": {"kind": "certificate", "certificate_file": cert, "private_key_file": key},
+            "login_url": info.login_url,
+            "graph_url": info.graph_url,
+            "exchange_url": info.exchange_url,
+            "sharepoint_url": info.sharepoint_url
+        },
+        "store": dir.path().join("state.db"),
+        "results_folder": dir.path(),
+        "custom_domain": ZONE,
+        "usage_location": "GB",
+        "dns": {"server": dns.addr.to_string(), "tsig_key_file": key_file}
+    });
+    let config = IntegrationConfig::from_json(&config.to_string()).unwrap();
+    Opened {
+        integration: Integration::open(config).unwrap(),
+        emu,
+        _dir: dir,
+        called: Mutex::new(BTreeSet::new()),
+    }
+}
+
+#[tokio::test]
+async fn every_operation_of_the_table_runs_through_the_dispatcher() {
+    let dns = Bind::start_with_key(ZONE, &[], Some(("o365-update", TSIG_SECRET)));
+    let o = open(&dns).await;
+
+    // Requirements reach Graph, the Exchange admin API and SharePoint.
+    let report = o.ok("requirements", json!({})).await;
+    let ids: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for id in ["tenant_reachable", "graph_administrators", "exchange_admin_api", "sharepoint", "custom_domain"] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    assert!(
+        report["checks"].as_array().unwrap().iter().filter(|c| c["id"] != "single_domain_controller" && c["id"] != "running_on_dc").all(|c| c["status"] == "pass"),
+        "{report:#}"
+    );
+    assert_eq!(o.call("status", json!({})).await.unwrap_err().code(), ErrorCode::NotIntegrated);
+    let status = o.ok("integrate", Value::Null).await;
+    assert_eq!(status["enabled"], true);
+    assert_eq!(status["password_sync"], "ready");
+    assert_eq!(o.ok("status", json!({})).await["tenant_id"], status["tenant_id"]);
+
+    // Accounts: preview, plan, apply, retry.
+    let preview = o.ok("match_preview", json!({})).await;
+    assert!(preview.is_object());
+    let skus = o.ok("licences", json!({})).await;
+    let sku = skus[0]["sku_id"].clone();
+    let plan = o
+        .ok("plan_bulk_create", json!({"licences": [{"sku_id": sku}]}))
+        .await;
+    let items = plan["items"].as_array().unwrap();
+    assert_eq!(items.len(), 12);
+    assert!(items.iter().all(|i| i["reason"] == "no_online_account"));
+    assert!(items.iter().all(|i| i["user_principal_name"].as_str().unwrap().ends_with("@contoso.onmicrosoft.com")));
+    let results = o.ok("apply_plan", json!({"plan": plan})).await;
+    assert_eq!(
+        results["items"].as_array().unwrap().iter().filter(|i| i["outcome"] == "succeeded").count(),
+        12
+    );
+    let results_file = o._dir.path().join(format!(
+        "bulk_create-{}.json",
+        results["run_id"].as_str().unwrap().replace('-', "")
+    ));
+    assert!(results_file.exists(), "the run wrote its results file");
+    let retry = o.ok("plan_retry", json!({"results_file": results_file})).await;
+    assert!(retry["items"].as_array().unwrap().is_empty(), "nothing failed, nothing to retry");
+
+    let demo = o.integration.demo_directory().unwrap().clone();
+
+    let ava = demo.find_user("ava.adams").await.unwrap().unwrap();
+    let ben = demo.find_user("ben.brooks").await.unwrap().unwrap();
+    let names = o
+        .ok("online_user_names", json!({"local_guids": [ava.guid, ben.guid]}))
+        .await;
+    assert_eq!(names, json!(["ava.adams@contoso.onmicrosoft.com", "ben.brooks@contoso.onmicrosoft.com"]));
+    let unassigned = o.ok("unassign", json!({"local_guid": ben.guid})).await;
+    assert_eq!(unassigned["state"], "unassigned");
+    let created = o
+        .ok(
+            "create_user_with_account",
+            json!({
+                "user": {"sam_account_name": "nora.nash", "user_principal_name": "nora.nash@contoso.local",
+                         "given_name": "Nora", "surname": "Nash", "display_name": "Nora Nash"},
+                "password": "Winter-Harbour-2027!",
+                "domain": "contoso.onmicrosoft.com"
+            }),
+        )
+        .await;
+    assert_eq!(created["online"]["user_principal_name"], "nora.nash@contoso.onmicrosoft.com");
+    let imported = o
+        .ok("import_users", json!({"online_ids": [o.integration.microsoft365().tenant.account("alex@contoso.onmicrosoft.com").await.unwrap().id]}))
+        .await;
+    assert_eq!(imported["imported"].as_array().unwrap().len(), 1);
+    assert!(imported["imported"][0]["initial_password"].as_str().unwrap().len() >= 16);
+    let alex_local = imported["imported"][0]["local"]["guid"].clone();
+    // Assign needs an unlinked pair: unlink alex by hand through unassign + a fresh user.
+    let fresh = o.integration.microsoft365().tenant.create_account(
+        &o365_essentials::model::NewOnlineAccount {
+            user_principal_name: "spare@contoso.onmicrosoft.com".into(),
+            display_name: "Spare".into(),
+            mail_nickname: "spare".into(),
+            account_enabled: true,
+            ..Default::default()
+        },
+        &o365_essentials::SecretString::from("Spare-Account-2027!"),
+    ).await.unwrap();
+    let liam = demo.find_user("liam.lopez").await.unwrap().unwrap();
+    let e = o.call("assign", json!({"local_guid": liam.guid, "online_id": fresh.id})).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Conflict, "liam is linked already: {e}");
+    let nobody = demo
+        .create_user(
+            &o365_essentials::model::NewLocalUser {
+                sam_account_name: "omar.ortiz".into(),
+                display_name: "Omar Ortiz".into(),
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from("Omar-Local-2027!"),
+        )
+        .await
+        .unwrap();
+    let link = o.ok("assign", json!({"local_guid": nobody.guid, "online_id": fresh.id})).await;
+    assert_eq!(link["origin"], "manual");
+    let _ = alex_local;
+
+    // Sync: a preview that writes nothing, then the run.
+    demo.set_enabled(ava.guid, false).await.unwrap();
+    let writes_before = admin(&o.emu, "GET", "/stats", None).await;
+    let sync_plan = o.ok("plan_sync", json!({})).await;
+    let writes_after = admin(&o.emu, "GET", "/stats", None).await;
+    assert_eq!(writes_before["writes"], writes_after["writes"], "a sync preview writes nothing");
+    assert!(
+        sync_plan["items"].as_array().unwrap().iter().any(|i| i["action"] == "disable" && i["reason"] == "disabled_locally"),
+        "{sync_plan:#}"
+    );
+    assert_eq!(o.ok("password_changed", json!({"local_guid": ben.guid, "password": "Autumn-Leaves-2027!"})).await, json!(true));
+    let report = o.ok("sync_once", json!({"allow_beyond_threshold": false})).await;
+    assert!(report["results"]["items"].as_array().unwrap().iter().any(|i| i["action"] == "disable" && i["outcome"] == "succeeded"));
+    assert_eq!(report["passwords"]["state"], "ready");
+    let delivery = o.ok("deliver_passwords", json!({})).await;
+    assert_eq!(delivery["pending"], 0);
+    assert!(o.ok("password_problems", json!({})).await.is_array());
+
+    // Exchange: groups, device policy, rules, devices, wipe.
+    let group = o
+        .ok(
+            "create_distribution_group",
+            json!({"name": "Sales", "alias": "sales", "primary_smtp_address": "sales@contoso.com",
+                   "members": ["ava.adams@contoso.onmicrosoft.com"]}),
+        )
+        .await;
+    assert_eq!(group["primary_smtp_address"], "sales@contoso.com");
+    o.ok("add_group_members", json!({"group": "sales", "members": ["liam.lopez@contoso.onmicrosoft.com"]})).await;
+    o.ok("remove_group_members", json!({"group": "sales", "members": ["ava.adams@contoso.onmicrosoft.com"]})).await;
+    o.ok("replace_group_members", json!({"group": "sales", "members": ["kira.kowalski@contoso.onmicrosoft.com"]})).await;
+    let updated = o.ok("update_distribution_group", json!({"group": "sales", "update": {"display_name": "Sales team"}})).await;
+    assert_eq!(updated["display_name"], "Sales team");
+    let groups = o.ok("list_distribution_groups", json!({})).await;
+    assert_eq!(groups[0]["members"], json!(["kira.kowalski@contoso.onmicrosoft.com"]));
+    o.ok("delete_distribution_group", json!({"group": "sales"})).await;
+    o.ok("set_device_policy", json!({"password_enabled": true, "min_password_length": 6,
+        "max_password_failed_attempts": {"value": 10}, "max_inactivity_lock_minutes": {"value": 15},
+        "alphanumeric_password_required": false})).await;
+    assert_eq!(o.ok("get_device_policy", json!({})).await["min_password_length"], 6);
+    o.ok("set_default_access_level", json!({"level": "quarantine"})).await;
+    assert_eq!(o.ok("get_default_access_level", json!({})).await, json!("quarantine"));
+    let rule = o.ok("add_access_rule", json!({"access_level": "block", "characteristic": "DeviceModel", "query_string": "Nokia 3310"})).await;
+    assert_eq!(o.ok("list_access_rules", json!({})).await.as_array().unwrap().len(), 1);
+    o.ok("remove_access_rule", json!({"id": rule["id"]})).await;
+    let devices = o.ok("list_devices", json!({"user_principal_name": "alex@contoso.onmicrosoft.com"})).await;
+    let device = devices[0]["id"].as_str().unwrap().to_string();
+    o.ok("set_device_access", json!({"device_id": device, "allow": true})).await;
+    let e = o.call("wipe_device", json!({"device_id": device, "kind": "full", "confirm": "another"})).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput, "the device id typed again must match");
+    o.ok("wipe_device", json!({"device_id": device, "kind": "account_only", "confirm": device})).await;
+    assert_eq!(o.ok("wipe_status", json!({"device_id": device})).await, json!("pending"));
+    o.ok("cancel_wipe", json!({"device_id": device})).await;
+
+    // The domain: records, zone fragment, the flow with automatic records, checks.
+    let fragment = o.ok("zone_fragment", json!({})).await;
+    assert!(fragment["text"].as_str().unwrap().contains("MS=ms"), "{fragment:#}");
+    let file = o.ok("write_records_file", json!({})).await;
+    assert!(std::path::Path::new(file["path"].as_str().unwrap()).exists());
+    let progress = o.ok("link_domain", json!({})).await;
+    assert_eq!(progress["stage"], "done", "{progress:#}");
+    assert_eq!(o.ok("domain_stage", json!({})).await, json!("done"));
+    let checks = o.ok("check_records", json!({})).await;
+    assert!(checks.as_array().unwrap().iter().all(|c| c["status"] == "present"), "{checks:#}");
+    let applied = o.ok("apply_records", json!({})).await;
+    assert!(applied["added"].as_array().is_none_or(|a| a.is_empty()), "everything was published already: {applied:#}");
+    let health = o.ok("health_report", json!({})).await;
+    assert!(health["checks"].as_array().unwrap().iter().any(|c| c["id"] == "mx"), "{health:#}");
+
+    // SharePoint: libraries and site access.
+    let library = o.ok("create_library", json!({"name": "Contracts", "description": "Signed"})).await;
+    assert!(o.ok("list_libraries", json!({})).await.as_array().unwrap().iter().any(|l| l["name"] == "Contracts"));
+    o.ok("delete_library", json!({"id": library["id"]})).await;
+    o.ok("grant_site_access", json!({"user_principal_name": "ava.adams@contoso.onmicrosoft.com", "role": "members"})).await;
+    let site_groups = o.ok("list_site_groups", json!({})).await;
+    assert!(site_groups.to_string().contains("ava.adams@contoso.onmicrosoft.com"));
+    assert_eq!(o.ok("revoke_site_access", json!({"user_principal_name": "ava.adams@contoso.onmicrosoft.com", "role": "members"})).await, json!("revoked"));
+    let pad = o.ok("launchpad", json!({})).await;
+    assert!(pad["team_site"].as_str().unwrap().starts_with("https://"));
+
+    // Credentials, disable, enable.
+    let e = o.call("change_credentials", json!({"credential": {"kind": "secret", "secret": "wrong-secret"}})).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Auth);
+    assert!(!e.to_string().contains("wrong-secret"));
+    let cert = o._dir.path().join("ops-test.pem");
+    let key = o._dir.path().join("ops-test.key");
+    o.ok("change_credentials", json!({"credential": {"kind": "certificate", "certificate_file": cert, "private_key_file": key}})).await;
+    o.ok("disable", json!({})).await;
+    let e = o.call("integrate", json!({})).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::IntegrationDisabled, "integrate never re-enables silently");
+    let drift = o.ok("enable", json!({})).await;
+    assert!(drift["missing"].as_array().unwrap().is_empty());
+
+    let called = o.called.lock().unwrap().clone();
+    let table: BTreeSet<String> = OPERATIONS.iter().map(|op| op.name.to_string()).collect();
+    let missing: Vec<_> = table.difference(&called).collect();
+    assert!(missing.is_empty(), "operations of the table this test does not call: {missing:?}");
+}
+
+#[tokio::test]
+async fn the_dispatcher_names_what_is_wrong_with_a_call() {
+    let dns = Bind::start(ZONE, &[]);
+    let o = open(&dns).await;
+    let e = o.call("no_such_operation", json!({})).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotFound);
+    assert!(e.message().contains("no_such_operation"));
+    let e = o.call("plan_bulk_create", json!({"domian": "x"})).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert!(e.message().contains("domian"), "{e}");
+    let e = o.call("assign", json!({"local_guid": "not-a-guid", "online_id": "x"})).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert!(e.message().contains("local_guid"), "{e}");
+    let e = o.call("status", json!([1, 2])).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    // Secrets in bad parameters never come back in the error.
+    let e = o
+        .call("password_changed", json!({"local_guid": "x", "password": "Do-Not-Echo-2027!"}))
+        .await
+        .unwrap_err();
+    assert!(!e.to_string().contains("Do-Not-Echo"), "{e}");
+}
+
+/// A bulk create of 300 accounts cancelled at about half: what was started is finished
+/// and recorded, the rest is `cancelled`, the results are saved; a rerun creates exactly
+/// the rest.
+#[tokio::test]
+async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactly() {
+    use o365_essentials::memory::MemoryDirectory;
+    use o365_essentials::model::{NewLocalUser, Outcome, RunResults};
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(MemoryDirectory::new("essentials.test").unwrap());
+    for i in 0..300 {
+        dir.create_user(
+            &NewLocalUser {
+                sam_account_name: format!("user{i:03}"),
+                display_name: format!("User {i:03}"),
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from("Local-Password-2027!"),
+        )
+        .await
+        .unwrap();
+    }
+    let store = Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap());
+    let integration = Integration::new(dir, Arc::new(crate::graph::tenant_for(&emu)), store);
+    integration.integrate().await.unwrap();
+    let plan = integration
+        .plan_bulk_create(&integration.snapshot().await.unwrap(), &Default::default())
+        .unwrap();
+    assert_eq!(plan.items.len(), 300);
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    let ctl = Control::with_observer(
+        cancel.clone(),
+        Arc::new(move |e: &Event| {
+            if let Event::ItemFinished { seq: 150, .. } = e {
+                c2.cancel(); // from the event thread, not the engine's
+            }
+        }),
+    )
+    .unwrap();
+    let e = integration.apply(&plan, &ctl).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Cancelled);
+    let partial: RunResults = serde_json::from_value(e.partial().unwrap().clone()).unwrap();
+    assert_eq!(partial.items.len(), 300, "every item is reported");
+    let done = partial.count(Outcome::Succeeded);
+    let cancelled = partial.count(Outcome::Cancelled);
+    assert_eq!(done + cancelled, 300, "nothing half-done or failed");
+    assert!((150..300).contains(&done), "stopped soon after half: {done}");
+    // Cancellation falls between items: results stay in plan order.
+    assert!(partial.items[..done].iter().all(|i| i.outcome == Outcome::Succeeded));
+    let state = admin(&emu, "GET", "/state", None).await;
+    assert_eq!(state["users"].as_array().unwrap().len(), done + 1, "+ the admin");
+
+    let rerun = integration
+        .plan_bulk_create(&integration.snapshot().await.unwrap(), &Default::default())
+        .unwrap();
+    assert_eq!(rerun.items.len(), cancelled);
+    let r = integration.apply(&rerun, &Control::none()).await.unwrap();
+    assert_eq!(r.count(Outcome::Succeeded), cancelled);
+    let state = admin(&emu, "GET", "/state", None).await;
+    let users = state["users"].as_array().unwrap();
+    assert_eq!(users.len(), 301, "exactly 300 accounts + the admin");
+    let mut upns: Vec<&str> = users.iter().map(|u| u["userPrincipalName"].as_str().unwrap()).collect();
+    upns.sort_unstable();
+    upns.dedup();
+    assert_eq!(upns.len(), 301, "no duplicates");
+}
+
+/// An observer that does not return until the run is over cannot hold the run up: the
+/// engine never waits for it (it would never finish otherwise), and once released the
+/// observer still gets every item event, in order.
+#[tokio::test]
+async fn a_blocked_observer_does_not_hold_up_the_engine() {
+    use o365_essentials::memory::MemoryDirectory;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap());
+    let integration = Integration::new(
+        Arc::new(MemoryDirectory::demo_company().unwrap()),
+        Arc::new(crate::graph::tenant_for(&emu)),
+        store,
+    );
+    integration.integrate().await.unwrap();
+    let plan = integration
+        .plan_bulk_create(&integration.snapshot().await.unwrap(), &Default::default())
+        .unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(Some(gate));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let ctl = Control::with_observer(
+        CancelToken::new(),
+        Arc::new(move |e: &Event| {
+            if let Some(g) = gate.lock().unwrap().take() {
+                let _ = g.recv(); // blocks the first event until the run returned
+            }
+            s2.lock().unwrap().push(e.clone());
+        }),
+    )
+    .unwrap();
+    let r = integration.apply(&plan, &ctl).await.unwrap();
+    assert_eq!(r.items.len(), 12, "the run finished while its observer was blocked");
+    assert!(seen.lock().unwrap().is_empty());
+    release.send(()).unwrap();
+    drop(ctl); // delivers what is queued
+    let seen = seen.lock().unwrap();
+    let items: Vec<u32> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::ItemFinished { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(items, (1..=12).collect::<Vec<_>>());
+    assert!(matches!(seen.last(), Some(Event::RunFinished { .. })));
+}
