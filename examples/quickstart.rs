@@ -97,8 +97,9 @@ async fn run() -> Result<()> {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::new(ErrorCode::InvalidConfig, format!("cannot read {path}: {e}"))
             })?;
-            let c = IntegrationConfig::from_json(&text)
-                .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("{path}: {}", e.message())))?;
+            let c = IntegrationConfig::from_json(&text).map_err(|e| {
+                Error::new(ErrorCode::InvalidConfig, format!("{path}: {}", e.message()))
+            })?;
             println!(
                 "o365-essentials {} — quickstart with {path} (tenant {})",
                 o365_essentials::VERSION,
@@ -210,9 +211,7 @@ async fn run() -> Result<()> {
         println!("  skip   {:<24} — {}", s.sam_account_name, s.message);
     }
     if !apply {
-        println!(
-            "\nPreview only (run again with --apply to create the accounts)."
-        );
+        println!("\nPreview only (run again with --apply to create the accounts).");
         return Ok(());
     }
 
@@ -221,7 +220,8 @@ async fn run() -> Result<()> {
     let results = integration.apply(&plan, &ctl).await?;
     drop(ctl); // the last progress is drawn before the summary
     println!();
-    let (json, csv) = o365_essentials::engine::results_paths(&results, &integration.results_folder());
+    let (json, csv) =
+        o365_essentials::engine::results_paths(&results, &integration.results_folder());
     println!(
         "\nDone: {} succeeded, {} failed, {} skipped.",
         results.count(Outcome::Succeeded),

@@ -187,7 +187,8 @@ impl IntegrationConfig {
     /// # Errors
     /// [`ErrorCode::InvalidConfig`] naming the field and what is wrong.
     pub fn from_json(text: &str) -> Result<IntegrationConfig> {
-        let c: IntegrationConfig = parse_strict(text, ErrorCode::InvalidConfig, "the configuration")?;
+        let c: IntegrationConfig =
+            parse_strict(text, ErrorCode::InvalidConfig, "the configuration")?;
         c.check()?;
         Ok(c)
     }
@@ -302,7 +303,10 @@ mod tests {
         assert!(e.message().contains("secrte"), "{e}");
         let nested = MINIMAL.replace("\"store\"", "\"sync\": {\"intervall_secs\": 5}, \"store\"");
         let e = IntegrationConfig::from_json(&nested).unwrap_err();
-        assert!(e.message().contains("`sync.intervall_secs`") || e.message().contains("sync"), "{e}");
+        assert!(
+            e.message().contains("`sync.intervall_secs`") || e.message().contains("sync"),
+            "{e}"
+        );
         assert!(e.message().contains("intervall_secs"), "{e}");
         let top = MINIMAL.replace("\"store\"", "\"stores\": 1, \"store\"");
         let e = IntegrationConfig::from_json(&top).unwrap_err();
@@ -321,7 +325,10 @@ mod tests {
         let bad = MINIMAL.replace("\"store\"", "\"usage_location\": \"Britain\", \"store\"");
         let e = IntegrationConfig::from_json(&bad).unwrap_err();
         assert!(e.message().contains("usage_location"), "{e}");
-        let bad = MINIMAL.replace("\"store\"", "\"sync\": {\"threshold_fraction\": 2}, \"store\"");
+        let bad = MINIMAL.replace(
+            "\"store\"",
+            "\"sync\": {\"threshold_fraction\": 2}, \"store\"",
+        );
         assert!(
             IntegrationConfig::from_json(&bad)
                 .unwrap_err()

@@ -370,11 +370,8 @@ async fn until_cancelled<T>(
 
 impl Integration {
     fn domain_or_configured(&self, d: Option<String>) -> Result<String> {
-        d.or_else(|| self.settings.custom_domain.clone()).ok_or_else(|| {
-            Error::invalid_input(
-                "name the domain (no custom_domain is configured)",
-            )
-        })
+        d.or_else(|| self.settings.custom_domain.clone())
+            .ok_or_else(|| Error::invalid_input("name the domain (no custom_domain is configured)"))
     }
 
     fn dns_server(&self) -> Result<std::net::SocketAddr> {
@@ -675,8 +672,18 @@ mod tests {
             assert!(!o.params.is_empty() && !o.result.is_empty());
             assert!(o.summary.ends_with('.'), "{}", o.name);
         }
-        for long in ["apply_plan", "import_users", "sync_once", "deliver_passwords", "link_domain", "create_library"] {
-            assert!(OPERATIONS.iter().any(|o| o.name == long && o.long_running), "{long}");
+        for long in [
+            "apply_plan",
+            "import_users",
+            "sync_once",
+            "deliver_passwords",
+            "link_domain",
+            "create_library",
+        ] {
+            assert!(
+                OPERATIONS.iter().any(|o| o.name == long && o.long_running),
+                "{long}"
+            );
         }
     }
 }

@@ -124,7 +124,10 @@ async fn bulk_create_links_everyone_once_and_a_rerun_does_nothing() {
         })
         .collect();
     // Progress may be coalesced, never reordered; it ends at 12 of 12.
-    assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0), "{progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0].0 <= w[1].0),
+        "{progress:?}"
+    );
     assert_eq!(progress.last(), Some(&(12, 12)));
     // Every item is reported once, in plan order, with the result the run returned.
     let finished: Vec<&ItemResult> = events
@@ -213,7 +216,11 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
     let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
     mem.edit_user(ava.guid, |u| u.display_name = Some("Ava Renamed".into()))
         .unwrap();
-    let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
+    let results = f
+        .integration
+        .apply(&plan, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
     let ava_item = results
         .items
         .iter()
@@ -288,7 +295,11 @@ async fn disabled_integration_works_offline_and_refuses_changes() {
     integration.disable().unwrap();
     assert!(!integration.status().unwrap().enabled);
     assert_eq!(
-        integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap_err().code(),
+        integration
+            .apply(&plan, &o365_essentials::engine::Control::none())
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::IntegrationDisabled
     );
     // No links yet, so nothing to check online: re-enabling works even offline.
@@ -381,7 +392,11 @@ async fn bulk_create_from_samba() {
         )
         .unwrap();
     assert_eq!(plan.items.len(), 3);
-    let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
+    let results = f
+        .integration
+        .apply(&plan, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
     assert_eq!(results.count(Outcome::Succeeded), 3);
     for g in chosen {
         let local = f.dir.user(g).await.unwrap();
@@ -407,11 +422,7 @@ async fn changing_credentials_checks_the_new_ones_first_and_keeps_the_old_on_fai
     bad.credential = o365_essentials::graph::Credential::Secret {
         secret: o365_essentials::SecretString::from("wrong-secret"),
     };
-    let e = f
-        .integration
-        .change_credentials(bad)
-        .await
-        .unwrap_err();
+    let e = f.integration.change_credentials(bad).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::Auth);
     assert!(e.message().contains("old ones stay in use"));
     assert!(!e.to_string().contains("wrong-secret"));
@@ -526,7 +537,11 @@ async fn the_match_preview_shows_hard_soft_protected_and_conflicts_before_anythi
             .iter()
             .any(|s| s.guid == chloe.guid && s.reason == SkipReason::AdministratorAccount)
     );
-    let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
+    let results = f
+        .integration
+        .apply(&plan, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
     assert_eq!(results.count(Outcome::Failed), 0, "{results:#?}");
     let ben_online = f
         .tenant
@@ -705,7 +720,11 @@ async fn applying_a_plan_never_does_more_than_the_plan() {
         let kept: std::collections::HashSet<_> =
             plan.items.iter().map(|i| i.action.local_guid()).collect();
         let before = admin_state(&f).await["users"].as_array().unwrap().len();
-        let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
+        let results = f
+            .integration
+            .apply(&plan, &o365_essentials::engine::Control::none())
+            .await
+            .unwrap();
         let after = admin_state(&f).await["users"].as_array().unwrap().len();
         assert_eq!(
             after - before,
@@ -724,7 +743,10 @@ async fn applying_a_plan_never_does_more_than_the_plan() {
 async fn re_enabling_relinks_by_anchor_and_reports_drift() {
     let f = integrated_demo().await;
     let plan = plan_everyone(&f).await;
-    f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
+    f.integration
+        .apply(&plan, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
     f.integration.disable().unwrap();
     // Behind our back, while disabled:
     let renamed = f
@@ -867,7 +889,11 @@ async fn bulk_create_with_injected_faults_ends_exact() {
         .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &req)
         .unwrap();
     assert_eq!(plan.items.len(), 52);
-    let results = f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
+    let results = f
+        .integration
+        .apply(&plan, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
     let licensed_ok = results.count(Outcome::Succeeded);
     let seat_failures = results
         .items
@@ -916,7 +942,10 @@ async fn local_users_join_groups_and_the_launchpad_finds_the_team_site() {
     let f = fixture(mem.clone(), cfg).await;
     f.integration.integrate().await.unwrap();
     let plan = plan_everyone(&f).await;
-    f.integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
+    f.integration
+        .apply(&plan, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
     let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
     let ben = mem.find_user("ben.brooks").await.unwrap().unwrap();
     let newcomer = mem

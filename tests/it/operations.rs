@@ -79,7 +79,13 @@ async fn open(dns: &Bind) -> Opened {
     let emu = Emulator::start(emulator_config(std::fs::read_to_string(&cert).unwrap()))
         .await
         .unwrap();
-    admin(&emu, "PUT", "/dns", Some(json!({"server": dns.addr.to_string()}))).await;
+    admin(
+        &emu,
+        "PUT",
+        "/dns",
+        Some(json!({"server": dns.addr.to_string()})),
+    )
+    .await;
     let key_file = dir.path().join("tsig.key");
     std::fs::write(
         &key_file,
@@ -126,18 +132,35 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    for id in ["tenant_reachable", "graph_administrators", "exchange_admin_api", "sharepoint", "custom_domain"] {
+    for id in [
+        "tenant_reachable",
+        "graph_administrators",
+        "exchange_admin_api",
+        "sharepoint",
+        "custom_domain",
+    ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     assert!(
-        report["checks"].as_array().unwrap().iter().filter(|c| c["id"] != "single_domain_controller" && c["id"] != "running_on_dc").all(|c| c["status"] == "pass"),
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["id"] != "single_domain_controller" && c["id"] != "running_on_dc")
+            .all(|c| c["status"] == "pass"),
         "{report:#}"
     );
-    assert_eq!(o.call("status", json!({})).await.unwrap_err().code(), ErrorCode::NotIntegrated);
+    assert_eq!(
+        o.call("status", json!({})).await.unwrap_err().code(),
+        ErrorCode::NotIntegrated
+    );
     let status = o.ok("integrate", Value::Null).await;
     assert_eq!(status["enabled"], true);
     assert_eq!(status["password_sync"], "ready");
-    assert_eq!(o.ok("status", json!({})).await["tenant_id"], status["tenant_id"]);
+    assert_eq!(
+        o.ok("status", json!({})).await["tenant_id"],
+        status["tenant_id"]
+    );
 
     // Accounts: preview, plan, apply, retry.
     let preview = o.ok("match_preview", json!({})).await;
@@ -150,10 +173,20 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     let items = plan["items"].as_array().unwrap();
     assert_eq!(items.len(), 12);
     assert!(items.iter().all(|i| i["reason"] == "no_online_account"));
-    assert!(items.iter().all(|i| i["user_principal_name"].as_str().unwrap().ends_with("@contoso.onmicrosoft.com")));
+    assert!(items.iter().all(|i| {
+        i["user_principal_name"]
+            .as_str()
+            .unwrap()
+            .ends_with("@contoso.onmicrosoft.com")
+    }));
     let results = o.ok("apply_plan", json!({"plan": plan})).await;
     assert_eq!(
-        results["items"].as_array().unwrap().iter().filter(|i| i["outcome"] == "succeeded").count(),
+        results["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["outcome"] == "succeeded")
+            .count(),
         12
     );
     let results_file = o._dir.path().join(format!(
@@ -161,17 +194,31 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
         results["run_id"].as_str().unwrap().replace('-', "")
     ));
     assert!(results_file.exists(), "the run wrote its results file");
-    let retry = o.ok("plan_retry", json!({"results_file": results_file})).await;
-    assert!(retry["items"].as_array().unwrap().is_empty(), "nothing failed, nothing to retry");
+    let retry = o
+        .ok("plan_retry", json!({"results_file": results_file}))
+        .await;
+    assert!(
+        retry["items"].as_array().unwrap().is_empty(),
+        "nothing failed, nothing to retry"
+    );
 
     let demo = o.integration.demo_directory().unwrap().clone();
 
     let ava = demo.find_user("ava.adams").await.unwrap().unwrap();
     let ben = demo.find_user("ben.brooks").await.unwrap().unwrap();
     let names = o
-        .ok("online_user_names", json!({"local_guids": [ava.guid, ben.guid]}))
+        .ok(
+            "online_user_names",
+            json!({"local_guids": [ava.guid, ben.guid]}),
+        )
         .await;
-    assert_eq!(names, json!(["ava.adams@contoso.onmicrosoft.com", "ben.brooks@contoso.onmicrosoft.com"]));
+    assert_eq!(
+        names,
+        json!([
+            "ava.adams@contoso.onmicrosoft.com",
+            "ben.brooks@contoso.onmicrosoft.com"
+        ])
+    );
     let unassigned = o.ok("unassign", json!({"local_guid": ben.guid})).await;
     assert_eq!(unassigned["state"], "unassigned");
     let created = o
@@ -185,39 +232,66 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
             }),
         )
         .await;
-    assert_eq!(created["online"]["user_principal_name"], "nora.nash@contoso.onmicrosoft.com");
+    assert_eq!(
+        created["online"]["user_principal_name"],
+        "nora.nash@contoso.onmicrosoft.com"
+    );
     let imported = o
         .ok("import_users", json!({"online_ids": [o.integration.microsoft365().tenant.account("alex@contoso.onmicrosoft.com").await.unwrap().id]}))
         .await;
     assert_eq!(imported["imported"].as_array().unwrap().len(), 1);
-    assert!(imported["imported"][0]["initial_password"].as_str().unwrap().len() >= 16);
+    assert!(
+        imported["imported"][0]["initial_password"]
+            .as_str()
+            .unwrap()
+            .len()
+            >= 16
+    );
     let alex_local = imported["imported"][0]["local"]["guid"].clone();
     // Assign needs an unlinked pair: unlink alex by hand through unassign + a fresh user.
-    let fresh = o.integration.microsoft365().tenant.create_account(
-        &o365_essentials::model::NewOnlineAccount {
-            user_principal_name: "spare@contoso.onmicrosoft.com".into(),
-            display_name: "Spare".into(),
-            mail_nickname: "spare".into(),
-            account_enabled: true,
-            ..Default::default()
-        },
-        &o365_essentials::SecretString::from("Spare-Account-2027!"),
-    ).await.unwrap();
+    let fresh = o
+        .integration
+        .microsoft365()
+        .tenant
+        .create_account(
+            &o365_essentials::model::NewOnlineAccount {
+                user_principal_name: "spare@contoso.onmicrosoft.com".into(),
+                display_name: "Spare".into(),
+                mail_nickname: "spare".into(),
+                account_enabled: true,
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from("Spare-Account-2027!"),
+        )
+        .await
+        .unwrap();
     let liam = demo.find_user("liam.lopez").await.unwrap().unwrap();
-    let e = o.call("assign", json!({"local_guid": liam.guid, "online_id": fresh.id})).await.unwrap_err();
+    let e = o
+        .call(
+            "assign",
+            json!({"local_guid": liam.guid, "online_id": fresh.id}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::Conflict, "liam is linked already: {e}");
     let nobody = demo
         .create_user(
             &o365_essentials::model::NewLocalUser {
                 sam_account_name: "omar.ortiz".into(),
+                user_principal_name: "omar.ortiz@contoso.local".into(),
                 display_name: "Omar Ortiz".into(),
                 ..Default::default()
             },
-            &o365_essentials::SecretString::from("Omar-Local-2027!"),
+            &o365_essentials::SecretString::from("Quiet-Harbour-9431!"),
         )
         .await
         .unwrap();
-    let link = o.ok("assign", json!({"local_guid": nobody.guid, "online_id": fresh.id})).await;
+    let link = o
+        .ok(
+            "assign",
+            json!({"local_guid": nobody.guid, "online_id": fresh.id}),
+        )
+        .await;
     assert_eq!(link["origin"], "manual");
     let _ = alex_local;
 
@@ -226,14 +300,36 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     let writes_before = admin(&o.emu, "GET", "/stats", None).await;
     let sync_plan = o.ok("plan_sync", json!({})).await;
     let writes_after = admin(&o.emu, "GET", "/stats", None).await;
-    assert_eq!(writes_before["writes"], writes_after["writes"], "a sync preview writes nothing");
+    assert_eq!(
+        writes_before["writes"], writes_after["writes"],
+        "a sync preview writes nothing"
+    );
     assert!(
-        sync_plan["items"].as_array().unwrap().iter().any(|i| i["action"] == "disable" && i["reason"] == "disabled_locally"),
+        sync_plan["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["action"] == "disable" && i["reason"] == "disabled_locally"),
         "{sync_plan:#}"
     );
-    assert_eq!(o.ok("password_changed", json!({"local_guid": ben.guid, "password": "Autumn-Leaves-2027!"})).await, json!(true));
-    let report = o.ok("sync_once", json!({"allow_beyond_threshold": false})).await;
-    assert!(report["results"]["items"].as_array().unwrap().iter().any(|i| i["action"] == "disable" && i["outcome"] == "succeeded"));
+    assert_eq!(
+        o.ok(
+            "password_changed",
+            json!({"local_guid": ben.guid, "password": "Autumn-Leaves-2027!"})
+        )
+        .await,
+        json!(true)
+    );
+    let report = o
+        .ok("sync_once", json!({"allow_beyond_threshold": false}))
+        .await;
+    assert!(
+        report["results"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["action"] == "disable" && i["outcome"] == "succeeded")
+    );
     assert_eq!(report["passwords"]["state"], "ready");
     let delivery = o.ok("deliver_passwords", json!({})).await;
     assert_eq!(delivery["pending"], 0);
@@ -248,60 +344,179 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
         )
         .await;
     assert_eq!(group["primary_smtp_address"], "sales@contoso.com");
-    o.ok("add_group_members", json!({"group": "sales", "members": ["liam.lopez@contoso.onmicrosoft.com"]})).await;
-    o.ok("remove_group_members", json!({"group": "sales", "members": ["ava.adams@contoso.onmicrosoft.com"]})).await;
-    o.ok("replace_group_members", json!({"group": "sales", "members": ["kira.kowalski@contoso.onmicrosoft.com"]})).await;
-    let updated = o.ok("update_distribution_group", json!({"group": "sales", "update": {"display_name": "Sales team"}})).await;
+    o.ok(
+        "add_group_members",
+        json!({"group": "sales", "members": ["liam.lopez@contoso.onmicrosoft.com"]}),
+    )
+    .await;
+    o.ok(
+        "remove_group_members",
+        json!({"group": "sales", "members": ["ava.adams@contoso.onmicrosoft.com"]}),
+    )
+    .await;
+    o.ok(
+        "replace_group_members",
+        json!({"group": "sales", "members": ["kira.kowalski@contoso.onmicrosoft.com"]}),
+    )
+    .await;
+    let updated = o
+        .ok(
+            "update_distribution_group",
+            json!({"group": "sales", "update": {"display_name": "Sales team"}}),
+        )
+        .await;
     assert_eq!(updated["display_name"], "Sales team");
     let groups = o.ok("list_distribution_groups", json!({})).await;
-    assert_eq!(groups[0]["members"], json!(["kira.kowalski@contoso.onmicrosoft.com"]));
-    o.ok("delete_distribution_group", json!({"group": "sales"})).await;
-    o.ok("set_device_policy", json!({"password_enabled": true, "min_password_length": 6,
+    assert_eq!(
+        groups[0]["members"],
+        json!(["kira.kowalski@contoso.onmicrosoft.com"])
+    );
+    o.ok("delete_distribution_group", json!({"group": "sales"}))
+        .await;
+    o.ok(
+        "set_device_policy",
+        json!({"password_enabled": true, "min_password_length": 6,
         "max_password_failed_attempts": {"value": 10}, "max_inactivity_lock_minutes": {"value": 15},
-        "alphanumeric_password_required": false})).await;
-    assert_eq!(o.ok("get_device_policy", json!({})).await["min_password_length"], 6);
-    o.ok("set_default_access_level", json!({"level": "quarantine"})).await;
-    assert_eq!(o.ok("get_default_access_level", json!({})).await, json!("quarantine"));
+        "alphanumeric_password_required": false}),
+    )
+    .await;
+    assert_eq!(
+        o.ok("get_device_policy", json!({})).await["min_password_length"],
+        6
+    );
+    o.ok("set_default_access_level", json!({"level": "quarantine"}))
+        .await;
+    assert_eq!(
+        o.ok("get_default_access_level", json!({})).await,
+        json!("quarantine")
+    );
     let rule = o.ok("add_access_rule", json!({"access_level": "block", "characteristic": "DeviceModel", "query_string": "Nokia 3310"})).await;
-    assert_eq!(o.ok("list_access_rules", json!({})).await.as_array().unwrap().len(), 1);
+    assert_eq!(
+        o.ok("list_access_rules", json!({}))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     o.ok("remove_access_rule", json!({"id": rule["id"]})).await;
-    let devices = o.ok("list_devices", json!({"user_principal_name": "alex@contoso.onmicrosoft.com"})).await;
+    let devices = o
+        .ok(
+            "list_devices",
+            json!({"user_principal_name": "alex@contoso.onmicrosoft.com"}),
+        )
+        .await;
     let device = devices[0]["id"].as_str().unwrap().to_string();
-    o.ok("set_device_access", json!({"device_id": device, "allow": true})).await;
-    let e = o.call("wipe_device", json!({"device_id": device, "kind": "full", "confirm": "another"})).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::InvalidInput, "the device id typed again must match");
-    o.ok("wipe_device", json!({"device_id": device, "kind": "account_only", "confirm": device})).await;
-    assert_eq!(o.ok("wipe_status", json!({"device_id": device})).await, json!("pending"));
+    o.ok(
+        "set_device_access",
+        json!({"device_id": device, "allow": true}),
+    )
+    .await;
+    let e = o
+        .call(
+            "wipe_device",
+            json!({"device_id": device, "kind": "full", "confirm": "another"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        ErrorCode::InvalidInput,
+        "the device id typed again must match"
+    );
+    o.ok(
+        "wipe_device",
+        json!({"device_id": device, "kind": "account_only", "confirm": device}),
+    )
+    .await;
+    assert_eq!(
+        o.ok("wipe_status", json!({"device_id": device})).await,
+        json!("pending")
+    );
     o.ok("cancel_wipe", json!({"device_id": device})).await;
 
     // The domain: records, zone fragment, the flow with automatic records, checks.
-    let fragment = o.ok("zone_fragment", json!({})).await;
-    assert!(fragment["text"].as_str().unwrap().contains("MS=ms"), "{fragment:#}");
-    let file = o.ok("write_records_file", json!({})).await;
-    assert!(std::path::Path::new(file["path"].as_str().unwrap()).exists());
+    assert_eq!(o.ok("domain_stage", json!({})).await, json!("new"));
     let progress = o.ok("link_domain", json!({})).await;
     assert_eq!(progress["stage"], "done", "{progress:#}");
     assert_eq!(o.ok("domain_stage", json!({})).await, json!("done"));
+    let fragment = o.ok("zone_fragment", json!({})).await;
+    assert!(
+        fragment["text"].as_str().unwrap().contains("MX"),
+        "{fragment:#}"
+    );
+    let file = o.ok("write_records_file", json!({})).await;
+    assert!(std::path::Path::new(file["path"].as_str().unwrap()).exists());
     let checks = o.ok("check_records", json!({})).await;
-    assert!(checks.as_array().unwrap().iter().all(|c| c["status"] == "present"), "{checks:#}");
+    assert!(
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "present"),
+        "{checks:#}"
+    );
     let applied = o.ok("apply_records", json!({})).await;
-    assert!(applied["added"].as_array().is_none_or(|a| a.is_empty()), "everything was published already: {applied:#}");
+    assert!(
+        applied["added"].as_array().is_none_or(|a| a.is_empty()),
+        "everything was published already: {applied:#}"
+    );
     let health = o.ok("health_report", json!({})).await;
-    assert!(health["checks"].as_array().unwrap().iter().any(|c| c["id"] == "mx"), "{health:#}");
+    assert!(
+        health["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == "mx"),
+        "{health:#}"
+    );
 
     // SharePoint: libraries and site access.
-    let library = o.ok("create_library", json!({"name": "Contracts", "description": "Signed"})).await;
-    assert!(o.ok("list_libraries", json!({})).await.as_array().unwrap().iter().any(|l| l["name"] == "Contracts"));
+    let library = o
+        .ok(
+            "create_library",
+            json!({"name": "Contracts", "description": "Signed"}),
+        )
+        .await;
+    assert!(
+        o.ok("list_libraries", json!({}))
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == "Contracts")
+    );
     o.ok("delete_library", json!({"id": library["id"]})).await;
-    o.ok("grant_site_access", json!({"user_principal_name": "ava.adams@contoso.onmicrosoft.com", "role": "members"})).await;
+    o.ok(
+        "grant_site_access",
+        json!({"user_principal_name": "ava.adams@contoso.onmicrosoft.com", "role": "member"}),
+    )
+    .await;
     let site_groups = o.ok("list_site_groups", json!({})).await;
-    assert!(site_groups.to_string().contains("ava.adams@contoso.onmicrosoft.com"));
-    assert_eq!(o.ok("revoke_site_access", json!({"user_principal_name": "ava.adams@contoso.onmicrosoft.com", "role": "members"})).await, json!("revoked"));
+    assert!(
+        site_groups
+            .to_string()
+            .contains("ava.adams@contoso.onmicrosoft.com")
+    );
+    assert_eq!(
+        o.ok(
+            "revoke_site_access",
+            json!({"user_principal_name": "ava.adams@contoso.onmicrosoft.com", "role": "member"})
+        )
+        .await,
+        json!("revoked")
+    );
     let pad = o.ok("launchpad", json!({})).await;
     assert!(pad["team_site"].as_str().unwrap().starts_with("https://"));
 
     // Credentials, disable, enable.
-    let e = o.call("change_credentials", json!({"credential": {"kind": "secret", "secret": "wrong-secret"}})).await.unwrap_err();
+    let e = o
+        .call(
+            "change_credentials",
+            json!({"credential": {"kind": "secret", "secret": "wrong-secret"}}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::Auth);
     assert!(!e.to_string().contains("wrong-secret"));
     let cert = o._dir.path().join("ops-test.pem");
@@ -309,14 +524,21 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     o.ok("change_credentials", json!({"credential": {"kind": "certificate", "certificate_file": cert, "private_key_file": key}})).await;
     o.ok("disable", json!({})).await;
     let e = o.call("integrate", json!({})).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::IntegrationDisabled, "integrate never re-enables silently");
+    assert_eq!(
+        e.code(),
+        ErrorCode::IntegrationDisabled,
+        "integrate never re-enables silently"
+    );
     let drift = o.ok("enable", json!({})).await;
     assert!(drift["missing"].as_array().unwrap().is_empty());
 
     let called = o.called.lock().unwrap().clone();
     let table: BTreeSet<String> = OPERATIONS.iter().map(|op| op.name.to_string()).collect();
     let missing: Vec<_> = table.difference(&called).collect();
-    assert!(missing.is_empty(), "operations of the table this test does not call: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "operations of the table this test does not call: {missing:?}"
+    );
 }
 
 #[tokio::test]
@@ -326,17 +548,29 @@ async fn the_dispatcher_names_what_is_wrong_with_a_call() {
     let e = o.call("no_such_operation", json!({})).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::NotFound);
     assert!(e.message().contains("no_such_operation"));
-    let e = o.call("plan_bulk_create", json!({"domian": "x"})).await.unwrap_err();
+    let e = o
+        .call("plan_bulk_create", json!({"domian": "x"}))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidInput);
     assert!(e.message().contains("domian"), "{e}");
-    let e = o.call("assign", json!({"local_guid": "not-a-guid", "online_id": "x"})).await.unwrap_err();
+    let e = o
+        .call(
+            "assign",
+            json!({"local_guid": "not-a-guid", "online_id": "x"}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidInput);
     assert!(e.message().contains("local_guid"), "{e}");
     let e = o.call("status", json!([1, 2])).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidInput);
     // Secrets in bad parameters never come back in the error.
     let e = o
-        .call("password_changed", json!({"local_guid": "x", "password": "Do-Not-Echo-2027!"}))
+        .call(
+            "password_changed",
+            json!({"local_guid": "x", "password": "Do-Not-Echo-2027!"}),
+        )
         .await
         .unwrap_err();
     assert!(!e.to_string().contains("Do-Not-Echo"), "{e}");
@@ -356,10 +590,11 @@ async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactl
         dir.create_user(
             &NewLocalUser {
                 sam_account_name: format!("user{i:03}"),
-                display_name: format!("User {i:03}"),
+                user_principal_name: format!("user{i:03}@essentials.test"),
+                display_name: format!("Person {i:03}"),
                 ..Default::default()
             },
-            &o365_essentials::SecretString::from("Local-Password-2027!"),
+            &o365_essentials::SecretString::from("Quiet-Harbour-9431!"),
         )
         .await
         .unwrap();
@@ -389,11 +624,22 @@ async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactl
     let done = partial.count(Outcome::Succeeded);
     let cancelled = partial.count(Outcome::Cancelled);
     assert_eq!(done + cancelled, 300, "nothing half-done or failed");
-    assert!((150..300).contains(&done), "stopped soon after half: {done}");
+    assert!(
+        (150..300).contains(&done),
+        "stopped soon after half: {done}"
+    );
     // Cancellation falls between items: results stay in plan order.
-    assert!(partial.items[..done].iter().all(|i| i.outcome == Outcome::Succeeded));
+    assert!(
+        partial.items[..done]
+            .iter()
+            .all(|i| i.outcome == Outcome::Succeeded)
+    );
     let state = admin(&emu, "GET", "/state", None).await;
-    assert_eq!(state["users"].as_array().unwrap().len(), done + 1, "+ the admin");
+    assert_eq!(
+        state["users"].as_array().unwrap().len(),
+        done + 1,
+        "+ the admin"
+    );
 
     let rerun = integration
         .plan_bulk_create(&integration.snapshot().await.unwrap(), &Default::default())
@@ -404,7 +650,10 @@ async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactl
     let state = admin(&emu, "GET", "/state", None).await;
     let users = state["users"].as_array().unwrap();
     assert_eq!(users.len(), 301, "exactly 300 accounts + the admin");
-    let mut upns: Vec<&str> = users.iter().map(|u| u["userPrincipalName"].as_str().unwrap()).collect();
+    let mut upns: Vec<&str> = users
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap())
+        .collect();
     upns.sort_unstable();
     upns.dedup();
     assert_eq!(upns.len(), 301, "no duplicates");
@@ -443,7 +692,11 @@ async fn a_blocked_observer_does_not_hold_up_the_engine() {
     )
     .unwrap();
     let r = integration.apply(&plan, &ctl).await.unwrap();
-    assert_eq!(r.items.len(), 12, "the run finished while its observer was blocked");
+    assert_eq!(
+        r.items.len(),
+        12,
+        "the run finished while its observer was blocked"
+    );
     assert!(seen.lock().unwrap().is_empty());
     release.send(()).unwrap();
     drop(ctl); // delivers what is queued

@@ -33,7 +33,10 @@ async fn link_everyone(integration: &Integration) {
             },
         )
         .unwrap();
-    integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
+    integration
+        .apply(&plan, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
 }
 
 async fn matches(emu: &Emulator, online_id: &str, pw: &str) -> bool {

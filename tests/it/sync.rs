@@ -61,7 +61,10 @@ async fn linked(
     let plan = integration
         .plan_bulk_create(&integration.snapshot().await.unwrap(), &req)
         .unwrap();
-    let r = integration.apply(&plan, &o365_essentials::engine::Control::none()).await.unwrap();
+    let r = integration
+        .apply(&plan, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
     assert_eq!(r.count(Outcome::Failed), 0);
     // The first run reads the directory whole and finds nothing to change.
     let first = integration

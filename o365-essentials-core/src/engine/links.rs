@@ -14,9 +14,9 @@ use uuid::Uuid;
 use super::{Integration, initial_password};
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
-    AccountUpdate, ItemAction, ItemResult, RunKind, LicenceAssignment, Link, LinkOrigin, LinkState, LocalUser,
-    NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, Outcome,
-    RunResults,
+    AccountUpdate, ItemAction, ItemResult, LicenceAssignment, Link, LinkOrigin, LinkState,
+    LocalUser, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, Outcome,
+    RunKind, RunResults,
 };
 use crate::store::JournalState;
 use crate::validate;

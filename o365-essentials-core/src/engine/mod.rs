@@ -41,9 +41,9 @@ pub use passwords::{PasswordDelivery, PasswordKey, PasswordProblem, PasswordSync
 pub use plan::{
     BulkCreateRequest, Snapshot, UserChoice, online_id_local_part, plan_bulk_create, suggest_upn,
 };
-pub use services::Microsoft365;
 pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
 pub use results::{failed_users, results_paths, to_csv, write_results};
+pub use services::Microsoft365;
 pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync};
 
 use crate::config::{DirectoryConfig, DnsSettings, IntegrationConfig, SyncSettings};
@@ -170,7 +170,10 @@ fn not_started(action: &PlanAction, reason: Option<crate::model::PlanReason>) ->
             local,
             user_principal_name,
             ..
-        } => (local.sam_account_name.clone(), Some(user_principal_name.clone())),
+        } => (
+            local.sam_account_name.clone(),
+            Some(user_principal_name.clone()),
+        ),
         PlanAction::Update { local, .. }
         | PlanAction::Disable { local, .. }
         | PlanAction::Enable { local, .. } => (local.sam_account_name.clone(), None),
@@ -192,18 +195,17 @@ fn not_started(action: &PlanAction, reason: Option<crate::model::PlanReason>) ->
 
 fn permission_remedy(e: &Error, permission: &str) -> String {
     match e.code() {
-        ErrorCode::PermissionDenied => format!("Grant the app {permission} (and consent for the organisation)."),
-        ErrorCode::Auth => "Check the app's client id and credential (secret or certificate).".into(),
+        ErrorCode::PermissionDenied => {
+            format!("Grant the app {permission} (and consent for the organisation).")
+        }
+        ErrorCode::Auth => {
+            "Check the app's client id and credential (secret or certificate).".into()
+        }
         _ => e.action().to_string(),
     }
 }
 
-fn endpoint_check(
-    id: &str,
-    title: &str,
-    r: Result<String>,
-    permission: &str,
-) -> RequirementCheck {
+fn endpoint_check(id: &str, title: &str, r: Result<String>, permission: &str) -> RequirementCheck {
     match r {
         Ok(detail) => check(id, title, CheckStatus::Pass, detail, ""),
         Err(e) => {
@@ -217,7 +219,13 @@ fn endpoint_check(
             } else {
                 e.to_string()
             };
-            check(id, title, status, detail, &permission_remedy(&e, permission))
+            check(
+                id,
+                title,
+                status,
+                detail,
+                &permission_remedy(&e, permission),
+            )
         }
     }
 }
@@ -309,7 +317,10 @@ impl Integration {
                     )
                 })?;
                 Some(TsigKey::from_bind_conf(&text).map_err(|e| {
-                    e.context(format!("the configuration at `dns.tsig_key_file` ({})", path.display()))
+                    e.context(format!(
+                        "the configuration at `dns.tsig_key_file` ({})",
+                        path.display()
+                    ))
                 })?)
             }
             None => None,
@@ -396,13 +407,13 @@ impl Integration {
     /// configuration is malformed; [`ErrorCode::NotIntegrated`].
     pub async fn change_credentials(&self, new: GraphConfig) -> Result<()> {
         let status = self.status()?;
-        let services = Microsoft365::from_config(new.clone())
-            .map_err(|e| e.context("the new credentials cannot be used; the old ones stay in use"))?;
-        let org = services
-            .tenant
-            .organization()
-            .await
-            .map_err(|e| e.context("the new credentials do not work; the old ones stay in use"))?;
+        let services = Microsoft365::from_config(new.clone()).map_err(|e| {
+            e.context("the new credentials cannot be used; the old ones stay in use")
+        })?;
+        let org =
+            services.tenant.organization().await.map_err(|e| {
+                e.context("the new credentials do not work; the old ones stay in use")
+            })?;
         services.tenant.admin_role_holders().await.map_err(|e| {
             e.context("the new credentials lack a permission; the old ones stay in use")
         })?;
@@ -528,13 +539,19 @@ impl Integration {
         checks.push(endpoint_check(
             "graph_administrators",
             "Microsoft Graph: administrators can be read",
-            graph.admin_role_holders().await.map(|a| format!("{} administrator(s)", a.len())),
+            graph
+                .admin_role_holders()
+                .await
+                .map(|a| format!("{} administrator(s)", a.len())),
             "RoleManagement.Read.Directory",
         ));
         checks.push(endpoint_check(
             "graph_licences",
             "Microsoft Graph: licences can be read",
-            graph.skus().await.map(|s| format!("{} subscription(s)", s.len())),
+            graph
+                .skus()
+                .await
+                .map(|s| format!("{} subscription(s)", s.len())),
             "Organization.Read.All",
         ));
         if let Some(ex) = &m365.exchange {

@@ -184,8 +184,7 @@ pub fn plan_bulk_create(
     let verified = |upn: &str| {
         let domain = upn.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
         s.verified_domains.is_empty()
-            || s
-                .verified_domains
+            || s.verified_domains
                 .iter()
                 .any(|v| v.eq_ignore_ascii_case(domain))
     };
@@ -203,7 +202,12 @@ pub fn plan_bulk_create(
     };
     for u in users {
         if let Some(why) = u.exclusion_reason() {
-            skip(u, SkipReason::NeverSynced, format!("never synced: {why}"), &mut skipped);
+            skip(
+                u,
+                SkipReason::NeverSynced,
+                format!("never synced: {why}"),
+                &mut skipped,
+            );
             continue;
         }
         if linked_local.contains(&u.guid) {
@@ -587,8 +591,15 @@ mod tests {
         for (name, want) in cases {
             let mut u = user(name);
             u.user_principal_name = None;
-            assert_eq!(suggest_upn(&u, "Contoso.com"), format!("{want}@contoso.com"), "{name}");
-            assert!(validate::upn(&suggest_upn(&u, "contoso.com")).is_ok(), "{name}");
+            assert_eq!(
+                suggest_upn(&u, "Contoso.com"),
+                format!("{want}@contoso.com"),
+                "{name}"
+            );
+            assert!(
+                validate::upn(&suggest_upn(&u, "contoso.com")).is_ok(),
+                "{name}"
+            );
         }
         let mut u = user("...");
         u.user_principal_name = None;
@@ -612,7 +623,10 @@ mod tests {
             .items
             .iter()
             .filter_map(|i| match &i.action {
-                PlanAction::CreateAccount { user_principal_name, .. } => Some(user_principal_name.as_str()),
+                PlanAction::CreateAccount {
+                    user_principal_name,
+                    ..
+                } => Some(user_principal_name.as_str()),
                 _ => None,
             })
             .collect();
@@ -630,7 +644,10 @@ mod tests {
         r.choices = vec![UserChoice {
             user: a.guid,
             user_principal_name: Some("Ava.Adams@Contoso.com".into()),
-            licences: Some(vec![LicenceAssignment { sku_id: sku, disabled_plans: vec![] }]),
+            licences: Some(vec![LicenceAssignment {
+                sku_id: sku,
+                disabled_plans: vec![],
+            }]),
         }];
         let s = Snapshot {
             users: vec![a, b.clone()],
@@ -638,9 +655,13 @@ mod tests {
             ..Default::default()
         };
         let p = plan(&s, &r);
-        assert!(matches!(&p.items[0].action, PlanAction::CreateAccount { user_principal_name, licences, .. }
-            if user_principal_name == "ava.adams@contoso.com" && licences.len() == 1 && licences[0].sku_id == sku));
-        assert!(matches!(&p.items[1].action, PlanAction::CreateAccount { licences, .. } if licences.is_empty()));
+        assert!(
+            matches!(&p.items[0].action, PlanAction::CreateAccount { user_principal_name, licences, .. }
+            if user_principal_name == "ava.adams@contoso.com" && licences.len() == 1 && licences[0].sku_id == sku)
+        );
+        assert!(
+            matches!(&p.items[1].action, PlanAction::CreateAccount { licences, .. } if licences.is_empty())
+        );
         // A chosen ID on a domain the tenant has not verified is refused, with the reason.
         r.choices[0].user_principal_name = Some("ava@fabrikam.com".into());
         let p = plan(&s, &r);

@@ -56,8 +56,8 @@ pub fn to_csv(r: &RunResults) -> String {
 }
 
 fn write_new(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = crate::platform::private_file(path, crate::platform::Create::Truncate)
-        .map_err(|e| {
+    let mut f =
+        crate::platform::private_file(path, crate::platform::Create::Truncate).map_err(|e| {
             Error::new(
                 ErrorCode::StoreIo,
                 format!("cannot write the results file {}: {e}", path.display()),

@@ -68,7 +68,9 @@ impl Microsoft365 {
     /// # Errors
     /// [`ErrorCode::NotSupported`] when the integration has none.
     pub fn exchange(&self) -> Result<&Arc<dyn Exchange>> {
-        self.exchange.as_ref().ok_or_else(|| missing("Exchange Online"))
+        self.exchange
+            .as_ref()
+            .ok_or_else(|| missing("Exchange Online"))
     }
 
     /// SharePoint Online.
@@ -86,7 +88,9 @@ impl Microsoft365 {
     /// # Errors
     /// [`ErrorCode::NotSupported`] when the integration has none.
     pub fn domains(&self) -> Result<&Arc<dyn Domains>> {
-        self.domains.as_ref().ok_or_else(|| missing("custom domains"))
+        self.domains
+            .as_ref()
+            .ok_or_else(|| missing("custom domains"))
     }
 }
 

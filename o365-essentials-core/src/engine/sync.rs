@@ -12,8 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    CancelToken, Control, Drift, Event, Integration, PasswordDelivery, PasswordSyncState,
-    RunCounts,
+    CancelToken, Control, Drift, Event, Integration, PasswordDelivery, PasswordSyncState, RunCounts,
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
@@ -316,7 +315,9 @@ impl Integration {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| Error::internal(format!("cannot start the sync loop's runtime: {e}")))?;
+                    .map_err(|e| {
+                        Error::internal(format!("cannot start the sync loop's runtime: {e}"))
+                    })?;
                 let thread = std::thread::Builder::new()
                     .name("o365-sync-loop".into())
                     .spawn(move || {
@@ -338,9 +339,14 @@ impl Integration {
     ///
     /// # Errors
     /// [`ErrorCode::Internal`] when no runtime is current.
-    pub fn spawn_sync_loop(self: Arc<Self>, interval: Duration, options: SyncOptions) -> Result<SyncLoop> {
-        let h = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::internal("spawn_sync_loop needs a tokio runtime; use start_sync_loop"))?;
+    pub fn spawn_sync_loop(
+        self: Arc<Self>,
+        interval: Duration,
+        options: SyncOptions,
+    ) -> Result<SyncLoop> {
+        let h = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::internal("spawn_sync_loop needs a tokio runtime; use start_sync_loop")
+        })?;
         self.start_sync_loop(Some(interval), options, Control::none(), Some(h))
     }
 
@@ -667,7 +673,13 @@ impl Integration {
         }
         self.store.set_setting(TOUCHED, &now_touched)?;
         let passwords = if self.password_key.is_none() {
-            if plan.passwords_queued > 0 || self.store.links()?.iter().any(|l| l.state == LinkState::Active) {
+            if plan.passwords_queued > 0
+                || self
+                    .store
+                    .links()?
+                    .iter()
+                    .any(|l| l.state == LinkState::Active)
+            {
                 ctl.emit(Event::Warning {
                     code: ErrorCode::InvalidConfig,
                     message: "no password key is configured, so passwords are not synced".into(),
@@ -693,7 +705,10 @@ impl Integration {
                 Err(e) => return Err(e),
             }
         };
-        let cancelled = results.iter().filter(|r| r.outcome == Outcome::Cancelled).count();
+        let cancelled = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Cancelled)
+            .count();
         let results = RunResults {
             run_id: run,
             kind: RunKind::Sync,
@@ -735,7 +750,10 @@ fn round_event(r: &Result<SyncReport>) -> Event {
                 .partial()
                 .and_then(|p| serde_json::from_value(p.clone()).ok());
             Event::SyncRoundFinished {
-                run_id: partial.as_ref().map(|p| p.results.run_id).unwrap_or_default(),
+                run_id: partial
+                    .as_ref()
+                    .map(|p| p.results.run_id)
+                    .unwrap_or_default(),
                 counts: partial
                     .as_ref()
                     .map(|p| RunCounts::of(&p.results.items))

@@ -139,7 +139,10 @@ pub(crate) fn user(e: &Entry<'_>) -> Result<LocalUser, Error> {
         critical_system_object: e
             .text("isCriticalSystemObject")
             .is_some_and(|v| v.eq_ignore_ascii_case("TRUE")),
-        account_expires: e.text("accountExpires").as_deref().and_then(account_expires),
+        account_expires: e
+            .text("accountExpires")
+            .as_deref()
+            .and_then(account_expires),
     })
 }
 

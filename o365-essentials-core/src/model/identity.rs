@@ -152,7 +152,11 @@ pub struct LocalUser {
     #[serde(default)]
     pub critical_system_object: bool,
     /// `accountExpires`, when the account has an end date (`None` = never expires).
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub account_expires: Option<OffsetDateTime>,
 }
 

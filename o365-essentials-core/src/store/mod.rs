@@ -302,9 +302,7 @@ impl Store {
         };
         if existed {
             check_header(path)?;
-            if crate::platform::readable_by_others(path)
-                .map_err(|e| io_err(path, "inspect", e))?
-            {
+            if crate::platform::readable_by_others(path).map_err(|e| io_err(path, "inspect", e))? {
                 crate::platform::restrict_to_owner(path)
                     .map_err(|e| io_err(path, "restrict the permissions of", e))?;
             }
