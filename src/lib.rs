@@ -5,3 +5,8 @@
 //! examples, integration tests and benchmarks of the project live beside it.
 
 pub use o365_essentials_core::*;
+
+/// The README's Rust example, compiled with the doctests so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

@@ -76,7 +76,9 @@ fn a_bulk_create_killed_at_twenty_points_ends_with_each_account_exactly_once() {
             "client_id": info["client_id"],
             "credential": {"kind": "secret", "secret": info["client_secret"]},
             "login_url": info["login_url"],
-            "graph_url": info["graph_url"]
+            "graph_url": info["graph_url"],
+            "exchange_url": info["exchange_url"],
+            "sharepoint_url": info["sharepoint_url"]
         },
         "usage_location": "GB",
         "store": store,

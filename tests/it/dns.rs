@@ -535,3 +535,56 @@ async fn with_dynamic_updates_the_flow_links_a_domain_in_one_run() {
             .all(|c| c.status == o365_essentials::dns::RecordStatus::Present)
     );
 }
+
+/// A verification that fails for another reason than "the record is not seen yet" (here
+/// the app lost its permission) reaches the caller instead of being reported as waiting.
+#[tokio::test]
+async fn a_verification_refused_for_another_reason_reaches_the_caller() {
+    use o365_essentials::ErrorCode;
+    use o365_essentials::dns::{DomainLinker, DomainStage, TsigKey};
+    use o365_essentials_emulator::config::{FaultKind, FaultRule};
+    use std::sync::Arc;
+    let secret = "bzM2NS1lc3NlbnRpYWxzLXRlc3Qta2V5LTMyYnl0ZXMhIQ==";
+    let zone = "northwind.co.uk";
+    let dns = bind::Bind::start_with_key(zone, &[], Some(("o365-update", secret)));
+    let emu = o365_essentials_emulator::Emulator::start(
+        o365_essentials_emulator::EmulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    client
+        .put(format!("{}/dns", emu.info().admin_url))
+        .json(&serde_json::json!({"server": dns.addr.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    let rules = vec![FaultRule {
+        path: "/v1.0/domains/*/verify".into(),
+        method: Some("POST".into()),
+        probability: 1.0,
+        kind: FaultKind::Status { status: 403 },
+        limit: None,
+    }];
+    client
+        .put(format!("{}/faults", emu.info().admin_url))
+        .json(&serde_json::json!({ "rules": rules }))
+        .send()
+        .await
+        .unwrap();
+    let tenant = Arc::new(crate::graph::tenant_for(&emu));
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap());
+    let key = TsigKey {
+        name: "o365-update".into(),
+        secret: o365_essentials::SecretString::from(secret),
+    };
+    let linker = DomainLinker::new(tenant, store, dns.addr).with_dynamic_updates(key);
+    let e = linker
+        .run(zone, &[o365_essentials::model::DomainService::Email])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PermissionDenied, "{e}");
+    // The stage is kept: the next run resumes once the permission is back.
+    assert_eq!(linker.stage(zone).unwrap(), DomainStage::Added);
+}

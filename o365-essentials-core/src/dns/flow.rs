@@ -140,6 +140,17 @@ impl DomainLinker {
                 }
                 match self.domains.verify(&name).await {
                     Ok(d) if d.is_verified => {}
+                    // Only "the record is not seen yet" is worth waiting for; a failure
+                    // of another kind (credentials, permission, network) is the caller's
+                    // to see and fix.
+                    Err(e)
+                        if !matches!(
+                            e.code(),
+                            ErrorCode::DnsRecordMismatch | ErrorCode::DomainNotVerified
+                        ) =>
+                    {
+                        return Err(e.context(format!("verifying {name}")));
+                    }
                     Ok(_) | Err(_) => {
                         return Ok(DomainProgress {
                             domain: name.clone(),

@@ -205,14 +205,22 @@ fn permission_remedy(e: &Error, permission: &str) -> String {
     }
 }
 
-fn endpoint_check(id: &str, title: &str, r: Result<String>, permission: &str) -> RequirementCheck {
+/// A check of one endpoint. `required`: integrating needs it (Graph); otherwise only the
+/// features behind it do (Exchange, SharePoint), so a failure is a warning.
+fn endpoint_check(
+    id: &str,
+    title: &str,
+    r: Result<String>,
+    permission: &str,
+    required: bool,
+) -> RequirementCheck {
     match r {
         Ok(detail) => check(id, title, CheckStatus::Pass, detail, ""),
         Err(e) => {
-            let status = if e.code() == ErrorCode::CertificateRequired {
-                CheckStatus::Warn
-            } else {
+            let status = if required && e.code() != ErrorCode::CertificateRequired {
                 CheckStatus::Fail
+            } else {
+                CheckStatus::Warn
             };
             let detail = if e.code() == ErrorCode::PermissionDenied {
                 format!("{e} (needs {permission})")
@@ -544,6 +552,7 @@ impl Integration {
                 .await
                 .map(|a| format!("{} administrator(s)", a.len())),
             "RoleManagement.Read.Directory",
+            true,
         ));
         checks.push(endpoint_check(
             "graph_licences",
@@ -553,6 +562,7 @@ impl Integration {
                 .await
                 .map(|s| format!("{} subscription(s)", s.len())),
             "Organization.Read.All",
+            true,
         ));
         if let Some(ex) = &m365.exchange {
             checks.push(endpoint_check(
@@ -562,6 +572,7 @@ impl Integration {
                     .await
                     .map(|l| format!("mobile devices: default access {l:?}")),
                 "Exchange.ManageAsApp and the Exchange Administrator role",
+                false,
             ));
         }
         if let Some(sp) = &m365.sharepoint {
@@ -570,6 +581,7 @@ impl Integration {
                 "SharePoint Online answers",
                 sp.team_site().await.map(|s| format!("team site {}", s.url)),
                 "Sites.FullControl.All",
+                false,
             ));
         }
         if let Some(d) = custom_domain {
