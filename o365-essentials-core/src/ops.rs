@@ -342,16 +342,6 @@ macro_rules! operations {
     };
 }
 
-fn not_cancelled(ctl: &Control, what: &str) -> Result<()> {
-    if ctl.is_cancelled() {
-        return Err(Error::new(
-            ErrorCode::Cancelled,
-            format!("{what} was cancelled before it started"),
-        ));
-    }
-    Ok(())
-}
-
 /// Runs `f` until it ends or `ctl` is cancelled (a wait, never a write in flight: used
 /// only around operations whose waiting can be dropped safely).
 async fn until_cancelled<T>(
@@ -469,9 +459,9 @@ operations! {
     "import_users", ImportRequest => ImportResult, true,
         "Creates local users for existing online accounts and links them.",
         |i, p, c| {
-            not_cancelled(c, "the import")?;
-            let (imported, results) = i.import(&p).await?;
-            ImportResult {
+            let (imported, results) = i.import_with(&p, c).await?;
+            let cancelled = crate::engine::cancelled_run(&results);
+            let out = ImportResult {
                 imported: imported
                     .into_iter()
                     .map(|u| ImportedAccount {
@@ -481,7 +471,12 @@ operations! {
                     })
                     .collect(),
                 results,
+            };
+            if let Some(e) = cancelled {
+                // The passwords of the users made before the cancel travel with the error.
+                return Err(e.with_partial(crate::json::to_value(&out)?));
             }
+            out
         };
     "assign", AssignParams => crate::model::Link, false,
         "Links an existing online account to an existing local user.",

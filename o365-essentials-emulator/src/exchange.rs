@@ -446,6 +446,7 @@ fn recipient_json(u: &User) -> Value {
         "DisplayName": u.display_name,
         "Alias": u.mail_nickname,
         "PrimarySmtpAddress": primary_smtp(u),
+        "WindowsLiveID": u.user_principal_name,
         "RecipientType": "UserMailbox",
         "RecipientTypeDetails": "UserMailbox",
         "ExternalDirectoryObjectId": u.id,

@@ -12,7 +12,7 @@
 
 // The result of every fallible function: `O365_OK` or an error code. The numbers are
 // stable, grouped in ranges (1xx input, 2xx auth, 3xx object, 4xx service, 5xx policy,
-// 6xx store, 7xx engine, 8xx DNS) and never renumbered.
+// 6xx store, 7xx engine, 8xx DNS, 9xx operation) and never renumbered.
 enum o365_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -24,14 +24,6 @@ enum o365_result
   O365_INVALID_INPUT = 100,
   // `invalid_config`: see the core's `ErrorCode::InvalidConfig`.
   O365_INVALID_CONFIG = 101,
-  // `not_supported`: see the core's `ErrorCode::NotSupported`.
-  O365_NOT_SUPPORTED = 102,
-  // `cancelled`: see the core's `ErrorCode::Cancelled`.
-  O365_CANCELLED = 103,
-  // `precondition_failed`: see the core's `ErrorCode::PreconditionFailed`.
-  O365_PRECONDITION_FAILED = 104,
-  // `internal`: see the core's `ErrorCode::Internal`.
-  O365_INTERNAL = 105,
   // `invalid_upn`: see the core's `ErrorCode::InvalidUpn`.
   O365_INVALID_UPN = 110,
   // `invalid_mail_nickname`: see the core's `ErrorCode::InvalidMailNickname`.
@@ -90,10 +82,18 @@ enum o365_result
   O365_PLAN_STALE = 703,
   // `protected_account`: see the core's `ErrorCode::ProtectedAccount`.
   O365_PROTECTED_ACCOUNT = 704,
+  // `precondition_failed`: see the core's `ErrorCode::PreconditionFailed`.
+  O365_PRECONDITION_FAILED = 705,
   // `dns_record_mismatch`: see the core's `ErrorCode::DnsRecordMismatch`.
   O365_DNS_RECORD_MISMATCH = 800,
   // `dns_update_refused`: see the core's `ErrorCode::DnsUpdateRefused`.
   O365_DNS_UPDATE_REFUSED = 801,
+  // `cancelled`: see the core's `ErrorCode::Cancelled`.
+  O365_CANCELLED = 900,
+  // `not_supported`: see the core's `ErrorCode::NotSupported`.
+  O365_NOT_SUPPORTED = 901,
+  // `internal`: see the core's `ErrorCode::Internal`.
+  O365_INTERNAL = 902,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -405,3 +405,137 @@ async fn changes_that_fail_transiently_come_back_in_the_next_run() {
     }
     assert!(s.sync().await.results.items.is_empty());
 }
+
+/// `accountExpires` as AD writes it: 100 ns ticks since 1601-01-01.
+fn filetime(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp() + 11_644_473_600) * 10_000_000
+}
+
+#[tokio::test]
+async fn an_expired_samba_account_is_created_blocked_and_one_that_expires_later_is_blocked_then() {
+    let samba = crate::samba::shared();
+    let d = Arc::new(o365_essentials::ldap::LdapDirectory::new(samba.config()).unwrap());
+    let mut made = Vec::new();
+    for name in ["expired1", "expiring1"] {
+        let u = o365_essentials::model::NewLocalUser {
+            sam_account_name: name.into(),
+            user_principal_name: format!("{name}@essentials.test"),
+            display_name: format!("Temp Worker {name}"),
+            ..Default::default()
+        };
+        made.push(
+            d.create_user(&u, &o365_essentials::SecretString::from("Zebra-Sync-2026!"))
+                .await
+                .unwrap(),
+        );
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let soon = now + time::Duration::seconds(4);
+    for (u, at) in [(&made[0], now - time::Duration::days(2)), (&made[1], soon)] {
+        samba.ldif(
+            "ldapmodify",
+            &format!(
+                "dn: {}\nchangetype: modify\nreplace: accountExpires\naccountExpires: {}\n",
+                u.dn,
+                filetime(at)
+            ),
+        );
+    }
+    let read = d.user(made[0].guid).await.unwrap();
+    assert!(read.enabled() && read.expired_at(time::OffsetDateTime::now_utc()));
+    let s = linked(d.clone(), Some(made.iter().map(|u| u.guid).collect())).await;
+    assert!(!s.enabled("expired1").await, "created blocked, like a disabled account");
+    assert!(s.enabled("expiring1").await);
+    // Nothing changes in the directory when the day comes; the next sync after it blocks.
+    let wait = soon - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(500);
+    tokio::time::sleep(wait.try_into().unwrap_or_default()).await;
+    let r = s.sync().await;
+    assert!(
+        r.results.items.iter().any(|i| i.local_guid == made[1].guid
+            && i.action == o365_essentials::model::ItemAction::Disable
+            && i.reason == Some(o365_essentials::model::PlanReason::ExpiredLocally)
+            && i.outcome == Outcome::Succeeded),
+        "{:#?}",
+        r.results.items
+    );
+    assert!(!s.enabled("expiring1").await);
+}
+
+/// The sync loop started from a program that is not on tokio: the engine runs it on a
+/// runtime of its own, reports each round as an event, and allowing changes beyond the
+/// threshold applies to the first round only.
+#[test]
+fn the_sync_loop_runs_without_a_caller_runtime_and_allows_the_threshold_once() {
+    use o365_essentials::engine::{CancelToken, Control, Event};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let s = rt.block_on(linked(mem.clone(), None));
+    let disable = |names: &[&str]| {
+        rt.block_on(async {
+            for n in names {
+                let u = mem.find_user(n).await.unwrap().unwrap();
+                mem.set_enabled(u.guid, false).await.unwrap();
+            }
+        })
+    };
+    // 6 disables exceed the threshold (5): allowed in the first round.
+    disable(&["ava.adams", "ben.brooks", "chloe.carter", "daniel.diaz", "emma.evans", "finn.fischer"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ctl = Control::with_observer(
+        CancelToken::new(),
+        Arc::new(move |e: &Event| {
+            if let Event::SyncRoundFinished { counts, error, .. } = e {
+                let _ = tx.send((counts.succeeded, counts.held, error.clone()));
+            }
+        }),
+    )
+    .unwrap();
+    let options = SyncOptions {
+        allow_beyond_threshold: true,
+        ..SyncOptions::default()
+    };
+    // Called outside any runtime (this is a plain thread).
+    let running = s
+        .integration
+        .clone()
+        .start_sync_loop(Some(Duration::from_millis(1000)), options, ctl, None)
+        .unwrap();
+    let first = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(first, (6, 0, None), "the first round applies all six");
+    disable(&["grace.garcia", "hugo.hughes", "isla.ito", "jack.jensen", "kira.kowalski", "liam.lopez"]);
+    let mut held = None;
+    for _ in 0..50 {
+        let round = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        if round.1 > 0 {
+            held = Some(round);
+            break;
+        }
+    }
+    assert_eq!(held, Some((0, 6, None)), "later rounds hold them again");
+    let rounds = running.stop();
+    assert!(rounds >= 2);
+    assert!(rt.block_on(s.enabled("grace.garcia")));
+}
+
+#[tokio::test]
+async fn without_a_password_key_password_sync_says_so_instead_of_skipping() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let s = linked(mem.clone(), None).await;
+    let status = s.integration.status().unwrap();
+    assert_eq!(
+        status.password_sync,
+        o365_essentials::engine::PasswordSyncState::NoKey
+    );
+    let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
+    let e = s
+        .integration
+        .password_changed(ava.guid, &o365_essentials::SecretString::from("Spring-Rain-2027!"))
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidConfig);
+    assert!(e.message().contains("password_key"), "{e}");
+    let r = s.sync().await;
+    assert_eq!(
+        r.passwords.state,
+        o365_essentials::engine::PasswordSyncState::NoKey
+    );
+}

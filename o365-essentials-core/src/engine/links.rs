@@ -316,6 +316,21 @@ impl Integration {
     /// overwritten); the directory's and tenant's errors for reading. Per-account
     /// failures are in the results.
     pub async fn import(&self, request: &ImportRequest) -> Result<(Vec<ImportedUser>, RunResults)> {
+        self.import_with(request, &super::Control::none()).await
+    }
+
+    /// [`Integration::import`], reporting progress as events and stopping between two
+    /// accounts when cancelled: the accounts not started are `cancelled` in the results,
+    /// and the users already made come back with their passwords as usual (so none is
+    /// lost).
+    ///
+    /// # Errors
+    /// As [`Integration::import`].
+    pub async fn import_with(
+        &self,
+        request: &ImportRequest,
+        ctl: &super::Control,
+    ) -> Result<(Vec<ImportedUser>, RunResults)> {
         self.require_enabled()?;
         let mut file = match &request.password_file {
             Some(p) => Some(
@@ -361,7 +376,8 @@ impl Integration {
         let started_at = OffsetDateTime::now_utc();
         let mut imported = Vec::new();
         let mut items = Vec::new();
-        for a in chosen {
+        let total = chosen.len() as u64;
+        for (n, a) in chosen.into_iter().enumerate() {
             let mut item = ItemResult {
                 local_user: String::new(),
                 local_guid: ObjectGuid(Uuid::nil()),
@@ -381,6 +397,18 @@ impl Integration {
                 item.recommended_action = Some(e.action().to_string());
                 item
             };
+            if ctl.is_cancelled() {
+                item.outcome = Outcome::Cancelled;
+                item.error_code = Some(ErrorCode::Cancelled);
+                items.push(item);
+                continue;
+            }
+            ctl.emit(super::Event::Progress {
+                run_id: run,
+                done: n as u64,
+                total,
+                current: Some(a.user_principal_name.clone()),
+            });
             if admins.contains(&a.id.0) || linked.contains(&a.id.0) || a.immutable_id.is_some() {
                 let e = Error::new(
                     ErrorCode::Conflict,
@@ -491,14 +519,7 @@ impl Integration {
                 initial_password: password,
             });
         }
-        let results = RunResults {
-            run_id: run,
-            kind: RunKind::Import,
-            started_at,
-            finished_at: OffsetDateTime::now_utc(),
-            items,
-        };
-        self.store.save_run(&results)?;
+        let results = self.record_run(run, RunKind::Import, started_at, items, ctl)?;
         Ok((imported, results))
     }
 }

@@ -158,6 +158,22 @@ fn check(
     }
 }
 
+/// The error of a run cancelled part way (without its partial result), if it was.
+pub(crate) fn cancelled_run(run: &RunResults) -> Option<Error> {
+    let counts = RunCounts::of(&run.items);
+    (counts.cancelled > 0).then(|| {
+        Error::new(
+            ErrorCode::Cancelled,
+            format!(
+                "cancelled: {} item(s) done, {} not started; the results are saved (run {}) and a rerun does the rest",
+                run.items.len() - counts.cancelled,
+                counts.cancelled,
+                run.run_id
+            ),
+        )
+    })
+}
+
 /// The result of an item the run did not start (cancelled first).
 fn not_started(action: &PlanAction, reason: Option<crate::model::PlanReason>) -> ItemResult {
     let (local_user, upn) = match action {
@@ -900,6 +916,23 @@ impl Integration {
         items: Vec<ItemResult>,
         ctl: &Control,
     ) -> Result<RunResults> {
+        let run = self.record_run(run_id, kind, started_at, items, ctl)?;
+        match cancelled_run(&run) {
+            Some(e) => Err(e.with_partial(crate::json::to_value(&run)?)),
+            None => Ok(run),
+        }
+    }
+
+    /// Saves a run's results, writes its results file when a folder is configured, and
+    /// reports it.
+    pub(crate) fn record_run(
+        &self,
+        run_id: Uuid,
+        kind: RunKind,
+        started_at: OffsetDateTime,
+        items: Vec<ItemResult>,
+        ctl: &Control,
+    ) -> Result<RunResults> {
         let run = RunResults {
             run_id,
             kind,
@@ -917,17 +950,6 @@ impl Integration {
             kind,
             counts,
         });
-        if counts.cancelled > 0 {
-            return Err(Error::new(
-                ErrorCode::Cancelled,
-                format!(
-                    "cancelled: {} item(s) done, {} not started; the results are saved (run {run_id}) and a rerun does the rest",
-                    run.items.len() - counts.cancelled,
-                    counts.cancelled
-                ),
-            )
-            .with_partial(crate::json::to_value(&run)?));
-        }
         Ok(run)
     }
 

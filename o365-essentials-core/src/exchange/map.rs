@@ -111,6 +111,7 @@ pub(crate) fn group(v: &Value) -> Result<DistributionGroup> {
             .and_then(Value::as_bool)
             .unwrap_or(true),
         members: Vec::new(),
+        member_user_names: Vec::new(),
     })
 }
 

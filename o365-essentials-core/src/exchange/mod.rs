@@ -315,7 +315,9 @@ impl ExchangeOnline {
         }
     }
 
-    async fn group_members(&self, identity: &str) -> Result<Vec<String>> {
+    /// Members as (primary SMTP address, online user name); `WindowsLiveID` is the UPN of
+    /// a cloud mailbox, the address stands in for recipients without one (contacts).
+    async fn group_members(&self, identity: &str) -> Result<Vec<(String, String)>> {
         let rows = self
             .invoke(
                 "Get-DistributionGroupMember",
@@ -326,8 +328,15 @@ impl ExchangeOnline {
             .await?;
         Ok(rows
             .iter()
-            .filter_map(|r| r.get("PrimarySmtpAddress").and_then(Value::as_str))
-            .map(str::to_string)
+            .filter_map(|r| {
+                let addr = r.get("PrimarySmtpAddress").and_then(Value::as_str)?;
+                let upn = r
+                    .get("WindowsLiveID")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(addr);
+                Some((addr.to_string(), upn.to_string()))
+            })
             .collect())
     }
 
@@ -499,7 +508,7 @@ impl Exchange for ExchangeOnline {
             members.extend(found);
         }
         for (g, m) in groups.iter_mut().zip(members) {
-            g.members = m?;
+            (g.members, g.member_user_names) = m?.into_iter().unzip();
         }
         Ok(groups)
     }
@@ -577,7 +586,7 @@ impl Exchange for ExchangeOnline {
             )
         })?;
         let mut g = map::group(&row)?;
-        g.members = self.group_members(&g.id).await?;
+        (g.members, g.member_user_names) = self.group_members(&g.id).await?.into_iter().unzip();
         Ok(g)
     }
 
@@ -661,7 +670,7 @@ impl Exchange for ExchangeOnline {
             .await?
             .ok_or_else(|| Error::not_found(format!("there is no distribution group `{group}`")))?;
         let mut g = map::group(&row)?;
-        g.members = self.group_members(&g.id).await?;
+        (g.members, g.member_user_names) = self.group_members(&g.id).await?.into_iter().unzip();
         Ok(g)
     }
 

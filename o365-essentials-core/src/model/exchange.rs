@@ -22,6 +22,10 @@ pub struct DistributionGroup {
     /// Members' primary SMTP addresses.
     #[serde(default)]
     pub members: Vec<String>,
+    /// The same members' online user names (UPNs), in the same order — what members are
+    /// given as, so a caller can compare what it set with what it reads.
+    #[serde(default)]
+    pub member_user_names: Vec<String>,
 }
 
 /// What is needed to create a distribution group.
