@@ -367,10 +367,7 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
         .await;
     assert_eq!(updated["display_name"], "Sales team");
     let groups = o.ok("list_distribution_groups", json!({})).await;
-    assert_eq!(
-        groups[0]["members"].as_array().map(Vec::len),
-        Some(1)
-    );
+    assert_eq!(groups[0]["members"].as_array().map(Vec::len), Some(1));
     // Members go in as user names and come back as addresses and as user names.
     assert_eq!(
         groups[0]["member_user_names"],
@@ -739,7 +736,7 @@ async fn a_domain_verified_after_integrating_is_used_by_the_next_plan() {
         .plan_bulk_create(&integration.snapshot().await.unwrap(), &request)
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::DomainNotVerified);
-    admin(&emu, "POST", "/seed", Some(json!({"domains": [{"name": "fabrikam.com", "verified": true}]}))).await;
+    admin(&emu, "POST", "/seed", Some(json!({"users": [], "skus": [], "devices": [], "domains": [{"name": "fabrikam.com", "verified": true}]}))).await;
     let plan = integration
         .plan_bulk_create(&integration.snapshot().await.unwrap(), &request)
         .unwrap();
