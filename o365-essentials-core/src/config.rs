@@ -25,24 +25,19 @@ use crate::model::LicenceAssignment;
 use crate::validate;
 
 /// Where local users come from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DirectoryConfig {
     /// Active Directory or Samba AD over LDAP.
     Ldap(LdapConfig),
     /// The demo company (in memory): for the quickstart and trying things out.
+    #[default]
     Demo,
     /// An empty in-memory directory of this DNS domain.
     Memory {
         /// The domain, such as `contoso.local`.
         domain: String,
     },
-}
-
-impl Default for DirectoryConfig {
-    fn default() -> Self {
-        DirectoryConfig::Demo
-    }
 }
 
 /// How the sync runs.
