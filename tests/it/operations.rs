@@ -776,3 +776,203 @@ async fn integrate_refuses_a_store_of_another_tenant() {
     // The store still names the first tenant.
     assert_eq!(i.status().unwrap().tenant_id, first.info().tenant_id);
 }
+
+/// The operations that touch the local directory, through the dispatcher, on Samba as an
+/// AD domain controller: requirements (topology), plan and apply a bulk create for chosen
+/// users, a user created with its account, an import, assign / unassign, online user names,
+/// a sync preview and run, a password change queued and delivered.
+#[tokio::test]
+async fn the_directory_operations_run_through_the_dispatcher_on_samba() {
+    use o365_essentials::config::{DirectoryConfig, IntegrationConfig};
+    use o365_essentials::model::NewLocalUser;
+    let samba = crate::samba::shared();
+    let dir = o365_essentials::ldap::LdapDirectory::new(samba.config()).unwrap();
+    let mut chosen = Vec::new();
+    for name in ["disp.ana", "disp.bo"] {
+        let u = dir
+            .create_user(
+                &NewLocalUser {
+                    sam_account_name: name.into(),
+                    user_principal_name: format!("{name}@essentials.test"),
+                    display_name: format!("Dispatch {name}"),
+                    ..Default::default()
+                },
+                &o365_essentials::SecretString::from("Zebra-Sync-2026!"),
+            )
+            .await
+            .unwrap();
+        chosen.push(u.guid);
+    }
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = IntegrationConfig {
+        directory: DirectoryConfig::Ldap(samba.config()),
+        tenant: crate::graph::config_for(&emu),
+        store: tmp.path().join("state.db"),
+        password_key: None,
+        results_folder: Some(tmp.path().to_path_buf()),
+        custom_domain: None,
+        usage_location: Some("GB".into()),
+        default_licences: vec![],
+        sync: Default::default(),
+        dns: None,
+    };
+    let o = Opened {
+        integration: Integration::open(config).unwrap(),
+        emu,
+        _dir: tmp,
+        called: Mutex::new(BTreeSet::new()),
+    };
+    let report = o.ok("requirements", json!({})).await;
+    let dc = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "single_domain_controller")
+        .cloned()
+        .unwrap();
+    assert_eq!(dc["status"], "pass", "{dc:#}");
+    o.ok("integrate", json!({})).await;
+    let plan = o.ok("plan_bulk_create", json!({"users": chosen})).await;
+    assert_eq!(plan["items"].as_array().unwrap().len(), 2, "{plan:#}");
+    let results = o.ok("apply_plan", json!({"plan": plan})).await;
+    assert!(
+        results["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["outcome"] == "succeeded"),
+        "{results:#}"
+    );
+    let names = o
+        .ok("online_user_names", json!({"local_guids": chosen}))
+        .await;
+    assert_eq!(
+        names,
+        json!([
+            "disp.ana@contoso.onmicrosoft.com",
+            "disp.bo@contoso.onmicrosoft.com"
+        ])
+    );
+
+    let created = o
+        .ok(
+            "create_user_with_account",
+            json!({"user": {"sam_account_name": "disp.cy", "user_principal_name": "disp.cy@essentials.test",
+                            "display_name": "Dispatch Cy"},
+                   "password": "Harbour-Lights-2027!"}),
+        )
+        .await;
+    assert_eq!(
+        created["online"]["user_principal_name"],
+        "disp.cy@contoso.onmicrosoft.com"
+    );
+    let cy = dir
+        .find_user("disp.cy")
+        .await
+        .unwrap()
+        .expect("made in Samba");
+    assert_eq!(
+        cy.guid.to_string(),
+        created["local"]["guid"].as_str().unwrap()
+    );
+
+    // An online account with no local user: imported into Samba.
+    let online = o
+        .integration
+        .microsoft365()
+        .tenant
+        .create_account(
+            &o365_essentials::model::NewOnlineAccount {
+                user_principal_name: "disp.dee@contoso.onmicrosoft.com".into(),
+                display_name: "Dispatch Dee".into(),
+                mail_nickname: "disp.dee".into(),
+                account_enabled: true,
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from("Online-Only-2027!"),
+        )
+        .await
+        .unwrap();
+    let imported = o
+        .ok("import_users", json!({"online_ids": [online.id]}))
+        .await;
+    let dee = dir
+        .find_user("disp.dee")
+        .await
+        .unwrap()
+        .expect("imported into Samba");
+    assert_eq!(
+        imported["imported"][0]["local"]["guid"].as_str().unwrap(),
+        dee.guid.to_string()
+    );
+
+    let unassigned = o.ok("unassign", json!({"local_guid": chosen[1]})).await;
+    assert_eq!(unassigned["state"], "unassigned");
+    let eve = dir
+        .create_user(
+            &NewLocalUser {
+                sam_account_name: "disp.eve".into(),
+                user_principal_name: "disp.eve@essentials.test".into(),
+                display_name: "Dispatch Eve".into(),
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from("Zebra-Sync-2026!"),
+        )
+        .await
+        .unwrap();
+    let spare = o
+        .integration
+        .microsoft365()
+        .tenant
+        .create_account(
+            &o365_essentials::model::NewOnlineAccount {
+                user_principal_name: "disp.spare@contoso.onmicrosoft.com".into(),
+                display_name: "Spare".into(),
+                mail_nickname: "disp.spare".into(),
+                account_enabled: true,
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from("Online-Only-2027!"),
+        )
+        .await
+        .unwrap();
+    let link = o
+        .ok(
+            "assign",
+            json!({"local_guid": eve.guid, "online_id": spare.id}),
+        )
+        .await;
+    assert_eq!(link["local_guid"].as_str().unwrap(), eve.guid.to_string());
+
+    // A sync: the first run reads Samba whole; then a disable in Samba is previewed and run.
+    o.ok("sync_once", json!({})).await;
+    dir.set_enabled(chosen[0], false).await.unwrap();
+    let preview = o.ok("plan_sync", json!({})).await;
+    assert!(
+        preview["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["action"] == "disable" && i["local_user"] == "disp.ana"),
+        "{preview:#}"
+    );
+    let report = o.ok("sync_once", json!({})).await;
+    assert!(
+        report["results"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["action"] == "disable" && i["outcome"] == "succeeded"),
+        "{report:#}"
+    );
+    assert_eq!(
+        o.ok(
+            "password_changed",
+            json!({"local_guid": cy.guid, "password": "Harbour-Lights-2028!"})
+        )
+        .await,
+        json!(true)
+    );
+    assert_eq!(o.ok("deliver_passwords", json!({})).await["delivered"], 1);
+}
