@@ -976,3 +976,37 @@ async fn the_directory_operations_run_through_the_dispatcher_on_samba() {
     );
     assert_eq!(o.ok("deliver_passwords", json!({})).await["delivered"], 1);
 }
+
+/// The requirements check calls every endpoint the integration uses and names the
+/// permission or role that is missing for each.
+#[tokio::test]
+async fn the_requirements_check_names_each_missing_permission() {
+    use o365_essentials::engine::Microsoft365;
+    use o365_essentials::memory::MemoryDirectory;
+    use o365_essentials::model::CheckStatus;
+    let mut cfg = EmulatorConfig::default();
+    cfg.apps[0]
+        .permissions
+        .retain(|p| p != "Exchange.ManageAsApp" && p != "Sites.FullControl.All");
+    let emu = Emulator::start(cfg).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let integration = Integration::with_services(
+        Arc::new(MemoryDirectory::demo_company().unwrap()),
+        Microsoft365::from_config(crate::graph::config_for(&emu)).unwrap(),
+        Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap()),
+    );
+    let report = integration.requirements(None).await;
+    let find = |id: &str| report.checks.iter().find(|c| c.id == id).unwrap().clone();
+    let exo = find("exchange_admin_api");
+    assert_eq!(exo.status, CheckStatus::Warn, "{exo:?}");
+    assert!(
+        exo.detail.contains("Exchange.ManageAsApp") || exo.remedy.contains("Exchange.ManageAsApp"),
+        "{exo:?}"
+    );
+    let spo = find("sharepoint");
+    assert_eq!(spo.status, CheckStatus::Warn, "{spo:?}");
+    assert!(spo.remedy.contains("Sites.FullControl.All"), "{spo:?}");
+    // Graph itself is fine, so integrating is possible; the features wait for the grants.
+    assert_eq!(find("tenant_reachable").status, CheckStatus::Pass);
+    assert!(report.can_integrate());
+}
