@@ -439,7 +439,7 @@ operations! {
             let snapshot = i.snapshot().await?;
             let domain = match p.domain {
                 Some(d) => d,
-                None => i.settings.custom_domain.clone().filter(|d| snapshot.verified_domains.iter().any(|v| v.eq_ignore_ascii_case(d))).map_or_else(|| i.status().map(|s| s.initial_domain), Ok)?,
+                None => i.default_domain(&i.status()?, &snapshot.verified_domains),
             };
             crate::engine::match_preview(&snapshot, &domain)
         };
@@ -489,7 +489,10 @@ operations! {
         |i, p, c| {
             let domain = match p.domain {
                 Some(d) => d,
-                None => i.settings.custom_domain.clone().map_or_else(|| i.status().map(|s| s.initial_domain), Ok)?,
+                None => {
+                    let verified = i.tenant().organization().await?.verified_domains;
+                    i.default_domain(&i.status()?, &verified)
+                }
             };
             let usage = p.usage_location.or_else(|| i.settings.usage_location.clone());
             let licences = p.licences.unwrap_or_else(|| i.settings.default_licences.clone());
@@ -646,9 +649,46 @@ operations! {
         |i, p, c| i.launchpad_online().await?;
 }
 
+/// The table as a Markdown reference (`docs/OPERATIONS.md` is this text).
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Operations\n\nEvery task of the engine is one operation: a stable name, a parameters \
+         object and a result (JSON), the same from Rust (`Integration::call`), C, Python and \
+         the command line. Unknown parameter fields are refused with their name; results only \
+         ever gain fields. Long operations take a cancellation token and report events.\n\n\
+         This file is generated from `o365_essentials_core::ops::OPERATIONS` (a test checks it).\n\n\
+         | operation | parameters | result | long | what it does |\n|---|---|---|---|---|\n",
+    );
+    for o in OPERATIONS {
+        out.push_str(&format!(
+            "| `{}` | `{}` | `{}` | {} | {} |\n",
+            o.name,
+            o.params.replace(" ", "").replace("crate::", ""),
+            o.result.replace(" ", "").replace("crate::", ""),
+            if o.long_running { "yes" } else { "" },
+            o.summary
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operations_reference_in_docs_is_up_to_date() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/OPERATIONS.md");
+        let text = reference_markdown();
+        if std::env::var_os("O365_BLESS").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == text,
+            "docs/OPERATIONS.md is stale: run `O365_BLESS=1 cargo test -p o365-essentials-core ops` and commit it"
+        );
+    }
 
     #[test]
     fn the_table_lists_each_operation_once_with_its_shapes() {

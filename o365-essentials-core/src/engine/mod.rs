@@ -779,6 +779,15 @@ impl Integration {
         })
     }
 
+    /// The domain of new online IDs when none is named: the configured custom domain once
+    /// the tenant has verified it, else the tenant's initial domain.
+    pub(crate) fn default_domain(&self, status: &IntegrationStatus, verified: &[String]) -> String {
+        match &self.settings.custom_domain {
+            Some(d) if verified.iter().any(|v| v.eq_ignore_ascii_case(d)) => d.clone(),
+            _ => status.initial_domain.clone(),
+        }
+    }
+
     /// Plans a bulk create on a snapshot (pure; nothing is written). Left empty, the
     /// domain is the configured custom domain when verified, else the tenant's initial
     /// domain; the usage location and licences are the configuration's defaults. The
@@ -803,10 +812,7 @@ impl Integration {
                 .any(|v| v.eq_ignore_ascii_case(d))
         };
         if request.domain.trim().is_empty() {
-            request.domain = match &self.settings.custom_domain {
-                Some(d) if verified(d) => d.clone(),
-                _ => status.initial_domain.clone(),
-            };
+            request.domain = self.default_domain(&status, &snapshot.verified_domains);
         }
         validate::domain_name(&request.domain.to_ascii_lowercase())?;
         if !verified(&request.domain) {
