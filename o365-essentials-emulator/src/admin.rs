@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Response, StatusCode};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{FaultRule, LatencyConfig, Seed};
@@ -85,7 +86,37 @@ pub(crate) async fn set_faults(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
-    let rules: Vec<FaultRule> = from_value(body.get("rules").cloned().unwrap_or(json!([])))?;
+    // A rule's kind is flattened into it, which serde cannot check for unknown fields:
+    // the keys a rule may have are checked here.
+    const RULE_KEYS: [&str; 7] = [
+        "path",
+        "method",
+        "probability",
+        "limit",
+        "kind",
+        "status",
+        "ms",
+    ];
+    for rule in body
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(k) = rule
+            .as_object()
+            .and_then(|o| o.keys().find(|k| !RULE_KEYS.contains(&k.as_str())))
+        {
+            return Err(GraphError::bad_request(
+                "BadRequest",
+                format!(
+                    "Invalid admin request: unknown field `{k}` in a fault rule, expected one of {}",
+                    RULE_KEYS.join(", ")
+                ),
+            ));
+        }
+    }
+    let rules = from_value::<FaultsBody>(Value::Object(body))?.rules;
     if let Some(r) = rules.iter().find(|r| !(0.0..=1.0).contains(&r.probability)) {
         return Err(GraphError::bad_request(
             "BadRequest",
@@ -105,27 +136,121 @@ pub(crate) async fn clear_faults(State(emu): State<Arc<Emu>>) -> Response<Body> 
     no_content()
 }
 
-/// `PUT /_emulator/throttling` `{"enabled": bool, "time_scale": f64}`.
+/// What `PUT /_emulator/throttling` may change; every field is optional, any other field
+/// is refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThrottlingUpdate {
+    enabled: Option<bool>,
+    time_scale: Option<f64>,
+    app_tenant_writes: Option<u32>,
+    app_tenant_write_window_secs: Option<f64>,
+    tenant_writes: Option<u32>,
+    tenant_write_window_secs: Option<f64>,
+    resource_units: Option<u32>,
+    resource_unit_window_secs: Option<f64>,
+}
+
+fn positive(name: &str, v: Option<f64>) -> Result<(), GraphError> {
+    match v {
+        Some(s) if s <= 0.0 || !s.is_finite() => Err(GraphError::bad_request(
+            "BadRequest",
+            format!("{name} must be a positive number"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `PUT /_emulator/throttling`: `enabled`, `time_scale`, and the quotas and windows
+/// (`app_tenant_writes`, `app_tenant_write_window_secs`, `tenant_writes`,
+/// `tenant_write_window_secs`, `resource_units`, `resource_unit_window_secs`). Changed
+/// quotas start from full buckets.
 pub(crate) async fn set_throttling(
     State(emu): State<Arc<Emu>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let u: ThrottlingUpdate = from_value(Value::Object(body))?;
+    positive("time_scale", u.time_scale)?;
+    positive(
+        "app_tenant_write_window_secs",
+        u.app_tenant_write_window_secs,
+    )?;
+    positive("tenant_write_window_secs", u.tenant_write_window_secs)?;
+    positive("resource_unit_window_secs", u.resource_unit_window_secs)?;
+    let quotas_changed = u.app_tenant_writes.is_some()
+        || u.app_tenant_write_window_secs.is_some()
+        || u.tenant_writes.is_some()
+        || u.tenant_write_window_secs.is_some()
+        || u.resource_units.is_some()
+        || u.resource_unit_window_secs.is_some();
+    if quotas_changed {
+        let mut t = emu.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = t.config.clone();
+        q.app_tenant_writes = u.app_tenant_writes.unwrap_or(q.app_tenant_writes);
+        q.app_tenant_write_window_secs = u
+            .app_tenant_write_window_secs
+            .unwrap_or(q.app_tenant_write_window_secs);
+        q.tenant_writes = u.tenant_writes.unwrap_or(q.tenant_writes);
+        q.tenant_write_window_secs = u
+            .tenant_write_window_secs
+            .unwrap_or(q.tenant_write_window_secs);
+        q.resource_units = u.resource_units.or(q.resource_units);
+        q.resource_unit_window_secs = u
+            .resource_unit_window_secs
+            .unwrap_or(q.resource_unit_window_secs);
+        t.set_quotas(q);
+    }
     let mut rt = emu.runtime();
-    if let Some(e) = body.get("enabled").and_then(Value::as_bool) {
+    if let Some(e) = u.enabled {
         rt.throttling_enabled = e;
     }
-    if let Some(s) = body.get("time_scale").and_then(Value::as_f64) {
-        if s <= 0.0 || !s.is_finite() {
-            return Err(GraphError::bad_request(
-                "BadRequest",
-                "time_scale must be a positive number",
-            ));
-        }
+    if let Some(s) = u.time_scale {
         rt.time_scale = s;
     }
     Ok(no_content())
+}
+
+/// `GET /_emulator/throttling`: the quotas in force.
+pub(crate) async fn throttling(State(emu): State<Arc<Emu>>) -> Response<Body> {
+    let q = emu
+        .throttle
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .config
+        .clone();
+    let rt = emu.runtime();
+    let mut v = serde_json::to_value(&q).unwrap_or_default();
+    v["enabled"] = json!(rt.throttling_enabled);
+    v["time_scale"] = json!(rt.time_scale);
+    json_response(StatusCode::OK, &v)
+}
+
+/// `PUT /_emulator/faults` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultsBody {
+    #[serde(default)]
+    rules: Vec<FaultRule>,
+}
+
+/// `PUT /_emulator/dns` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsBody {
+    /// An `address:port` string, or null to forget the server.
+    #[serde(default)]
+    server: Option<Value>,
+    #[serde(default)]
+    verify_without_dns: Option<bool>,
+}
+
+/// `POST /_emulator/users/{id}/check-password` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
 }
 
 /// `PUT /_emulator/latency` (a latency configuration).
@@ -147,8 +272,9 @@ pub(crate) async fn set_dns(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let b: DnsBody = from_value(Value::Object(body))?;
     let mut rt = emu.runtime();
-    if let Some(s) = body.get("server") {
+    if let Some(s) = b.server {
         rt.dns_server = match s {
             Value::Null => None,
             Value::String(s) => Some(s.parse().map_err(|_| {
@@ -162,7 +288,7 @@ pub(crate) async fn set_dns(
             }
         };
     }
-    if let Some(v) = body.get("verify_without_dns").and_then(Value::as_bool) {
+    if let Some(v) = b.verify_without_dns {
         rt.verify_without_dns = v;
     }
     Ok(no_content())
@@ -176,10 +302,8 @@ pub(crate) async fn check_password(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
-    let pw = body
-        .get("password")
-        .and_then(Value::as_str)
-        .ok_or_else(|| GraphError::bad_request("BadRequest", "password is required"))?;
+    let b: PasswordBody = from_value(Value::Object(body))?;
+    let pw = b.password.as_str();
     let d = emu.dir();
     let u = d.find_user(&id).ok_or_else(|| GraphError::not_found(&id))?;
     let matches = u.password_hash.as_deref() == Some(hash_password(pw).as_slice());

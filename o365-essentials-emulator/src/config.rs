@@ -20,7 +20,7 @@ pub enum TenantSize {
 
 /// The emulated tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TenantConfig {
     /// Tenant id (a GUID).
     pub id: String,
@@ -48,7 +48,7 @@ impl Default for TenantConfig {
 
 /// An app registration allowed to get tokens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
     /// Application (client) id.
     pub client_id: String,
@@ -93,7 +93,7 @@ impl Default for AppConfig {
 
 /// Throttling as documented for identity and access (numbers may be dated).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
     /// Whether requests are throttled at all.
     pub enabled: bool,
@@ -108,8 +108,10 @@ pub struct ThrottleConfig {
     pub tenant_writes: u32,
     /// That window in seconds (300).
     pub tenant_write_window_secs: f64,
-    /// Resource units per app and tenant per 10 s; `None` takes the tenant size's.
+    /// Resource units per app and tenant per window; `None` takes the tenant size's.
     pub resource_units: Option<u32>,
+    /// The resource-unit window in seconds (10).
+    pub resource_unit_window_secs: f64,
 }
 
 impl Default for ThrottleConfig {
@@ -122,13 +124,14 @@ impl Default for ThrottleConfig {
             tenant_writes: 18000,
             tenant_write_window_secs: 300.0,
             resource_units: None,
+            resource_unit_window_secs: 10.0,
         }
     }
 }
 
 /// Fixed plus uniformly jittered delay in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Delay {
     /// Always.
     pub fixed_ms: u64,
@@ -138,7 +141,7 @@ pub struct Delay {
 
 /// Round-trip time per request type.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LatencyConfig {
     /// GETs.
     pub read: Delay,
@@ -197,7 +200,7 @@ fn one() -> f64 {
 
 /// Where domain verification looks for the `MS=ms...` record.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DnsConfig {
     /// A DNS server to ask (e.g. the tests' BIND9 on 127.0.0.1:15353).
     pub server: Option<SocketAddr>,
@@ -207,7 +210,7 @@ pub struct DnsConfig {
 
 /// A user to seed.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SeedUser {
     /// Id; generated when empty.
     pub id: Option<String>,
@@ -241,6 +244,7 @@ pub struct SeedUser {
 
 /// A subscribed SKU to seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SeedSku {
     /// `skuId`.
     pub sku_id: String,
@@ -252,6 +256,7 @@ pub struct SeedSku {
 
 /// A domain to seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SeedDomain {
     /// Name.
     pub name: String,
@@ -262,7 +267,7 @@ pub struct SeedDomain {
 
 /// Initial tenant content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Seed {
     /// Users.
     pub users: Vec<SeedUser>,
@@ -276,7 +281,7 @@ pub struct Seed {
 
 /// A seeded ActiveSync device.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SeedDevice {
     /// The owner's UPN.
     pub user: String,
@@ -296,7 +301,7 @@ pub struct SeedDevice {
 
 /// The Exchange admin API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ExchangeConfig {
     /// Milliseconds (at time scale 1) before a device acknowledges a wipe.
     pub wipe_ack_delay_ms: u64,
@@ -318,7 +323,7 @@ impl Default for ExchangeConfig {
 
 /// SharePoint Online.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SharePointConfig {
     /// Milliseconds (at time scale 1) between creating a library and its drive appearing.
     pub drive_delay_ms: u64,
@@ -374,7 +379,7 @@ impl Default for Seed {
 
 /// Serve over HTTPS with a generated certificate.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// Whether to serve HTTPS.
     pub enabled: bool,
@@ -384,7 +389,7 @@ pub struct TlsConfig {
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EmulatorConfig {
     /// The tenant.
     pub tenant: TenantConfig,

@@ -230,7 +230,7 @@ pub(crate) async fn verification_records(
     };
     Ok(json_response(
         StatusCode::OK,
-        &json!({"@odata.context": ctx_url(&emu, "domains('{name}')/verificationDnsRecords"), "value": value}),
+        &json!({"@odata.context": ctx_url(&emu, &format!("domains('{name}')/verificationDnsRecords")), "value": value}),
     ))
 }
 
@@ -321,7 +321,7 @@ pub(crate) async fn service_records(
     let value = service_records_of(&emu, &dom);
     Ok(json_response(
         StatusCode::OK,
-        &json!({"@odata.context": ctx_url(&emu, "domains('{name}')/serviceConfigurationRecords"), "value": value}),
+        &json!({"@odata.context": ctx_url(&emu, &format!("domains('{name}')/serviceConfigurationRecords")), "value": value}),
     ))
 }
 

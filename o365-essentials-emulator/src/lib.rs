@@ -335,7 +335,7 @@ fn build_router(emu: &Arc<Emu>) -> Router {
         )
         .route(
             "/_emulator/throttling",
-            axum::routing::put(admin::set_throttling),
+            axum::routing::put(admin::set_throttling).get(admin::throttling),
         )
         .route("/_emulator/latency", axum::routing::put(admin::set_latency))
         .route("/_emulator/dns", axum::routing::put(admin::set_dns))
@@ -368,9 +368,13 @@ fn tls_acceptor(ca_path: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, 
         |e: &dyn std::fmt::Display| EmulatorError(format!("cannot make the TLS certificate: {e}"));
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(&e))?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "o365-essentials emulator CA");
+    // Each instance's CA has a name of its own: a client trusting two emulators at once
+    // (two tests, two tenants) must find the right issuer for each certificate.
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("o365-essentials emulator CA {}", &instance[..12]),
+    );
     let ca_key = KeyPair::generate().map_err(|e| err(&e))?;
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| err(&e))?;
     let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])

@@ -370,7 +370,13 @@ pub(crate) async fn get_list(
         .iter()
         .find(|l| l.id.eq_ignore_ascii_case(&list) || l.display_name.eq_ignore_ascii_case(&list))
         .ok_or_else(list_not_found)?;
-    Ok(json_response(StatusCode::OK, &list_json(&d.spo, l)))
+    let mut out = list_json(&d.spo, l);
+    out["@odata.context"] = json!(format!(
+        "{}/$metadata#sites('{}')/lists/$entity",
+        emu.graph_root(),
+        id
+    ));
+    Ok(json_response(StatusCode::OK, &out))
 }
 
 /// `DELETE /sites/{id}/lists/{list}`.

@@ -184,12 +184,26 @@ impl User {
         m
     }
 
+    /// `$select` as a user get or list answers it: exactly the properties asked for
+    /// (Graph documents `GET /users/{id}?$select=displayName` without an `id`).
+    pub(crate) fn select_only(&self, select: Option<&[String]>) -> Map<String, Value> {
+        let mut out = self.select(select);
+        if let Some(props) = select
+            && !props.iter().any(|p| p.eq_ignore_ascii_case("id"))
+        {
+            out.remove("id");
+        }
+        out
+    }
+
+    /// `$select` as delta answers it: the id always comes along (a change must name its
+    /// object).
     pub(crate) fn select(&self, select: Option<&[String]>) -> Map<String, Value> {
         let all = self.to_json();
         let mut out = Map::new();
         match select {
             Some(props) => {
-                // Graph always returns the id.
+                // Delta always returns the id.
                 if !props.iter().any(|p| p == "id") {
                     out.insert("id".into(), json!(self.id));
                 }

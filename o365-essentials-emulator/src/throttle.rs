@@ -14,12 +14,11 @@ use axum::middleware::Next;
 use serde_json::json;
 
 use crate::auth::Claims;
-use crate::config::{EmulatorConfig, TenantSize};
+use crate::config::{EmulatorConfig, TenantSize, ThrottleConfig};
 use crate::ctx::{RequestCtx, json_response, now_rfc3339};
 use crate::state::Emu;
 
 /// Resource-unit window in seconds.
-const RU_WINDOW_SECS: f64 = 10.0;
 
 #[derive(Debug, Clone)]
 struct Bucket {
@@ -76,7 +75,11 @@ pub(crate) enum Verdict {
 /// All the buckets.
 #[derive(Debug)]
 pub(crate) struct Throttle {
+    /// The quotas in force (changeable at run time).
+    pub(crate) config: ThrottleConfig,
+    size: TenantSize,
     ru_capacity: f64,
+    ru_window: f64,
     app_write_capacity: f64,
     app_write_window: f64,
     ru: HashMap<String, Bucket>,
@@ -86,20 +89,32 @@ pub(crate) struct Throttle {
 
 impl Throttle {
     pub(crate) fn new(cfg: &EmulatorConfig) -> Self {
-        let t = &cfg.throttling;
-        let ru = t.resource_units.unwrap_or(match cfg.tenant.size {
+        Throttle::with_quotas(cfg.throttling.clone(), cfg.tenant.size)
+    }
+
+    /// Buckets for these quotas, full.
+    pub(crate) fn with_quotas(t: ThrottleConfig, size: TenantSize) -> Self {
+        let ru = t.resource_units.unwrap_or(match size {
             TenantSize::Small => 3500,
             TenantSize::Medium => 5000,
             TenantSize::Large => 8000,
         });
         Throttle {
             ru_capacity: ru as f64,
+            ru_window: t.resource_unit_window_secs,
             app_write_capacity: t.app_tenant_writes as f64,
             app_write_window: t.app_tenant_write_window_secs,
             ru: HashMap::new(),
             app_writes: HashMap::new(),
             tenant_writes: Bucket::new(t.tenant_writes as f64, t.tenant_write_window_secs),
+            config: t,
+            size,
         }
+    }
+
+    /// Changes the quotas; the buckets start again full.
+    pub(crate) fn set_quotas(&mut self, t: ThrottleConfig) {
+        *self = Throttle::with_quotas(t, self.size);
     }
 
     /// Takes `cost` resource units (and one write when `write`) for `app`, or says how
@@ -113,15 +128,16 @@ impl Throttle {
         scale: f64,
     ) -> Verdict {
         let now = Instant::now();
-        let (ru_cap, aw_cap, aw_win) = (
+        let (ru_cap, ru_win, aw_cap, aw_win) = (
             self.ru_capacity,
+            self.ru_window,
             self.app_write_capacity,
             self.app_write_window,
         );
         let ru = self
             .ru
             .entry(app.to_string())
-            .or_insert_with(|| Bucket::new(ru_cap, RU_WINDOW_SECS));
+            .or_insert_with(|| Bucket::new(ru_cap, ru_win));
         ru.refill(now, scale);
         let ru_wait = ru.wait_for(cost as f64, scale);
         let aw = self

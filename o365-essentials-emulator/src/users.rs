@@ -395,7 +395,7 @@ pub(crate) async fn get(
     let q = odata::parse_query(raw.as_deref(), &["select", "expand"], Some(&USER_SCHEMA))?;
     let d = emu.dir();
     let u = d.find_user(&id).ok_or_else(|| GraphError::not_found(&id))?;
-    let mut out = u.select(q.select.as_deref());
+    let mut out = u.select_only(q.select.as_deref());
     drop(d);
     out.insert(
         "@odata.context".into(),
@@ -483,7 +483,7 @@ pub(crate) async fn list(
             more = true;
             break;
         }
-        value.push(Value::Object(u.select(q.select.as_deref())));
+        value.push(Value::Object(u.select_only(q.select.as_deref())));
         last = Some(id.clone());
     }
     drop(d);

@@ -1156,6 +1156,111 @@ async fn https_with_the_generated_ca_works_and_without_it_fails() {
     );
 }
 
+/// Two emulators' CAs trusted by one client: each certificate chains to its own CA.
+#[tokio::test]
+async fn one_client_trusting_two_emulators_reaches_both() {
+    let start = || async {
+        let mut cfg = EmulatorConfig::default();
+        cfg.tls.enabled = true;
+        Emulator::start(cfg).await.unwrap()
+    };
+    let (a, b) = (start().await, start().await);
+    let ca = |e: &Emulator| std::fs::read(e.info().ca_file.as_ref().unwrap()).unwrap();
+    let subject = |pem: &[u8]| {
+        let (_, der) = x509_parser::pem::parse_x509_pem(pem).unwrap();
+        der.parse_x509().unwrap().subject().to_string()
+    };
+    assert_ne!(
+        subject(&ca(&a)),
+        subject(&ca(&b)),
+        "each CA has its own name"
+    );
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca(&a)).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca(&b)).unwrap())
+        .build()
+        .unwrap();
+    for emu in [&a, &b] {
+        let info = emu.info();
+        let (status, body) = token_response(
+            &client,
+            emu,
+            &info.client_id,
+            info.client_secret.as_deref(),
+            GRAPH_SCOPE,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// The admin endpoint refuses what it would not apply, and the throttling quotas change
+/// at run time.
+#[tokio::test]
+async fn the_admin_endpoint_refuses_unknown_fields_and_applies_quotas() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let admin = emu.info().admin_url.clone();
+    for (path, body) in [
+        ("/throttling", json!({"write_quota": 5})),
+        ("/faults", json!({"rules": [], "extra": 1})),
+        (
+            "/faults",
+            json!({"rules": [{"path": "/v1.0/users", "probability": 1.0, "kind": "status", "status": 503, "oops": 1}]}),
+        ),
+        ("/latency", json!({"wirte": {"fixed_ms": 5}})),
+        ("/dns", json!({"sever": "127.0.0.1:53"})),
+    ] {
+        let r = http
+            .put(format!("{admin}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path} {body}");
+        let text = r.text().await.unwrap();
+        let field = ["write_quota", "extra", "oops", "wirte", "sever"]
+            .into_iter()
+            .find(|f| body.to_string().contains(f))
+            .unwrap();
+        assert!(text.contains(field), "{path}: {text}");
+    }
+    let r = http
+        .post(format!("{admin}/seed"))
+        .json(&json!({"users": [{"user_principal_name": "x@contoso.onmicrosoft.com", "colour": "red"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("colour"));
+    // Two writes per window, a long window: the third write is throttled.
+    let r = http
+        .put(format!("{admin}/throttling"))
+        .json(&json!({"app_tenant_writes": 2, "app_tenant_write_window_secs": 600.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let q: Value = http
+        .get(format!("{admin}/throttling"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["app_tenant_writes"], 2);
+    let g = Graph::connect(&emu).await;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let (status, _) = g
+            .post("/users", &new_user(&format!("quota{i}"), "Winter-2026!"))
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![201, 201, 429]);
+}
+
 #[test]
 fn the_binary_prints_one_json_line_and_serves_until_killed() {
     use std::io::BufRead;
@@ -1276,10 +1381,40 @@ async fn every_object_the_emulator_returns_matches_the_published_graph_schema() 
         ),
         ("/sites/root/drives".into(), "microsoft.graph.drive"),
     ];
+    // `$select` returns exactly what was selected (and the context), on a get and a list.
+    let (_, one) = g.get(&format!("/users/{id}?$select=displayName")).await;
+    let keys: Vec<&str> = one
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 2, "{one}");
+    assert!(
+        keys.contains(&"displayName") && keys.contains(&"@odata.context"),
+        "{one}"
+    );
+    let (_, list) = g.get("/users?$select=displayName").await;
+    for u in list["value"].as_array().unwrap() {
+        assert_eq!(
+            u.as_object().unwrap().keys().collect::<Vec<_>>(),
+            vec!["displayName"],
+            "{u}"
+        );
+    }
     let mut checked = 0;
     for (path, ty) in checks {
         let (status, body) = g.get(&path).await;
         assert_eq!(status, 200, "{path}: {body}");
+        // Every context URL carries the real key, never a `{placeholder}`.
+        if let Some(ctx) = body.get("@odata.context").and_then(Value::as_str) {
+            assert!(!ctx.contains('{') && !ctx.contains('}'), "{path}: {ctx}");
+            if path.starts_with("/domains/schema.example/") {
+                assert!(ctx.contains("domains('schema.example')"), "{path}: {ctx}");
+            }
+        } else {
+            panic!("{path}: no @odata.context in {body}");
+        }
         let objects: Vec<Value> = match body.get("value") {
             Some(Value::Array(a)) => a.clone(),
             _ => vec![body.clone()],

@@ -363,6 +363,24 @@ pub(crate) fn graph_error(
 mod tests {
     use super::*;
 
+    /// What Graph answers to `$select`: exactly the selected properties. The mapper must
+    /// read nothing it did not select (a missing `id` in the select list fails here).
+    #[test]
+    fn the_user_mapper_reads_only_what_user_select_asks_for() {
+        let full = json!({"id": "u1", "userPrincipalName": "a@b.c", "displayName": "A",
+            "givenName": "Ann", "surname": "Bee", "mail": "a@b.c", "mailNickname": "a",
+            "proxyAddresses": ["SMTP:a@b.c"], "accountEnabled": true, "usageLocation": "GB",
+            "onPremisesImmutableId": "QQ==", "jobTitle": "not selected",
+            "assignedLicenses": [{"skuId": "f245ecc8-75af-4f8e-b61f-27d8114de5f3", "disabledPlans": []}]});
+        let selected: serde_json::Map<String, Value> = USER_SELECT
+            .split(',')
+            .filter_map(|p| full.get(p).map(|v| (p.to_string(), v.clone())))
+            .collect();
+        let from_select = account(&Value::Object(selected)).unwrap();
+        assert_eq!(from_select, account(&full).unwrap());
+        assert_eq!(from_select.id.0, "u1");
+    }
+
     #[test]
     fn graph_errors_map_to_actionable_codes() {
         let conflict = json!({"error": {"code": "Request_BadRequest", "message": "Another object with the same value for property userPrincipalName already exists.", "details": [{"code": "ObjectConflict", "target": "userPrincipalName"}], "innerError": {"request-id": "r1"}}});
