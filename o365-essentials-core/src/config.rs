@@ -127,6 +127,15 @@ pub struct IntegrationConfig {
     /// The company's DNS server.
     #[serde(default)]
     pub dns: Option<DnsSettings>,
+    /// Items of bulk work (creates, imports) worked on at once (32); the requests are
+    /// still paced to the tenant's throttling budget. 1 works one item at a time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+/// The default of [`IntegrationConfig::concurrency`].
+pub fn default_concurrency() -> usize {
+    32
 }
 
 /// Parses JSON strictly: an unknown or mistyped field is an error naming its path
@@ -217,6 +226,12 @@ impl IntegrationConfig {
             && let Err(e) = validate::usage_location(l)
         {
             return bad("usage_location", e.message().to_string());
+        }
+        if self.concurrency == 0 || self.concurrency > 256 {
+            return bad(
+                "concurrency",
+                format!("{} is not between 1 and 256", self.concurrency),
+            );
         }
         if self.sync.interval_secs == 0 {
             return bad("sync.interval_secs", "must be at least 1".into());

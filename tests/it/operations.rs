@@ -282,7 +282,7 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
                 display_name: "Omar Ortiz".into(),
                 ..Default::default()
             },
-            &o365_essentials::SecretString::from("Quiet-Harbour-9431!"),
+            &o365_essentials::SecretString::from("Quiet-Harbour-Wide!"),
         )
         .await
         .unwrap();
@@ -596,7 +596,7 @@ async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactl
                 display_name: format!("Person {i:03}"),
                 ..Default::default()
             },
-            &o365_essentials::SecretString::from("Quiet-Harbour-9431!"),
+            &o365_essentials::SecretString::from("Quiet-Harbour-Wide!"),
         )
         .await
         .unwrap();
@@ -816,6 +816,7 @@ async fn the_directory_operations_run_through_the_dispatcher_on_samba() {
         default_licences: vec![],
         sync: Default::default(),
         dns: None,
+        concurrency: 8,
     };
     let o = Opened {
         integration: Integration::open(config).unwrap(),

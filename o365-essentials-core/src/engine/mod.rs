@@ -27,7 +27,7 @@ mod sync;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -105,16 +105,49 @@ pub struct DriftReport {
     pub changed: Vec<Drift>,
 }
 
+/// Where the engine reads the time from: the system's, or a test's.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
 /// Options from the configuration that operations use as their defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) custom_domain: Option<String>,
     pub(crate) usage_location: Option<String>,
     pub(crate) default_licences: Vec<LicenceAssignment>,
     pub(crate) results_folder: Option<PathBuf>,
     pub(crate) sync: SyncSettings,
+    /// Items of a bulk create, import or sync run worked on at once.
+    pub(crate) concurrency: usize,
     pub(crate) dns: Option<DnsSettings>,
     pub(crate) tsig: Option<TsigKey>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            custom_domain: None,
+            usage_location: None,
+            default_licences: Vec::new(),
+            results_folder: None,
+            sync: SyncSettings::default(),
+            concurrency: crate::config::default_concurrency(),
+            dns: None,
+            tsig: None,
+        }
+    }
 }
 
 /// The facade the bindings expose: one directory, one Microsoft 365 credential shared by
@@ -128,6 +161,8 @@ pub struct Integration {
     pub(crate) settings: Settings,
     /// The demo directory, when opened with one (the quickstart makes changes in it).
     demo: Option<Arc<crate::memory::MemoryDirectory>>,
+    /// Decisions that depend on the date (account expiry) read it here.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Integration {
@@ -296,6 +331,7 @@ impl Integration {
             password_key: None,
             settings: Settings::default(),
             demo: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -363,11 +399,29 @@ impl Integration {
             default_licences: config.default_licences.clone(),
             results_folder: Some(config.results_folder_path()),
             sync: config.sync.clone(),
+            concurrency: config.concurrency,
             dns: config.dns.clone(),
             tsig,
         };
         integration.demo = demo;
         Ok(integration)
+    }
+
+    /// Reads the date from `clock` (account expiry is decided by it).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Works on at most `n` items of a bulk create at once (at least 1; 1 is one at a
+    /// time). The backend still paces requests to the tenant's budget.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = n.max(1);
+        self
     }
 
     /// The demo directory, when the integration was opened on one (to make local changes
@@ -873,41 +927,64 @@ impl Integration {
         }
         let started_at = OffsetDateTime::now_utc();
         let total = plan.items.len() as u64;
-        let mut items = Vec::with_capacity(plan.items.len());
-        for (n, item) in plan.items.iter().enumerate() {
-            if ctl.is_cancelled() {
-                items.push(not_started(&item.action, Some(item.reason)));
-                continue;
-            }
-            let local = match &item.action {
-                PlanAction::CreateAccount { local, .. } | PlanAction::Link { local, .. } => {
-                    Some(local)
+        ctl.emit(Event::Progress {
+            run_id: plan.id,
+            done: 0,
+            total,
+            current: None,
+        });
+        // Items run concurrently (the backend paces them to the tenant's budget), each
+        // one to its end once started: a create whose request was sent is completed and
+        // recorded, so cancellation only ever falls between items. `buffered` hands the
+        // results back in plan order. A store failure stops new items from starting;
+        // those in flight finish, then the failure is returned.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let stopped = || ctl.is_cancelled() || failed.load(std::sync::atomic::Ordering::SeqCst);
+        let mut results = futures::stream::iter(plan.items.iter())
+            .map(|item| async {
+                if stopped() {
+                    return Ok(not_started(&item.action, Some(item.reason)));
                 }
-                _ => None,
+                let r = self.apply_item(plan.id, &item.action).await;
+                if r.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                r.map(|mut r| {
+                    r.reason = Some(item.reason);
+                    r
+                })
+            })
+            .buffered(self.settings.concurrency.max(1));
+        let mut items = Vec::with_capacity(plan.items.len());
+        let mut first_error = None;
+        while let Some(r) = results.next().await {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
             };
-            ctl.emit(Event::Progress {
-                run_id: plan.id,
-                done: n as u64,
-                total,
-                current: local.map(|l| l.sam_account_name.clone()),
-            });
-            // An item runs to its end once started: a create whose request was sent is
-            // completed and recorded, so cancellation only ever falls between items.
-            let mut r = self.apply_item(plan.id, &item.action).await?;
-            r.reason = Some(item.reason);
+            let seq = plan.items[items.len()].seq;
+            if r.outcome != Outcome::Cancelled {
+                ctl.emit(Event::Progress {
+                    run_id: plan.id,
+                    done: items.len() as u64 + 1,
+                    total,
+                    current: Some(r.local_user.clone()),
+                });
+            }
             ctl.emit(Event::ItemFinished {
                 run_id: plan.id,
-                seq: item.seq,
+                seq,
                 item: Box::new(r.clone()),
             });
             items.push(r);
         }
-        ctl.emit(Event::Progress {
-            run_id: plan.id,
-            done: total,
-            total,
-            current: None,
-        });
+        drop(results);
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         self.finish_run(plan.id, RunKind::BulkCreate, started_at, items, ctl)
     }
 
@@ -1027,7 +1104,7 @@ impl Integration {
                 }
                 let current = self.dir.user(local.guid).await.ok();
                 // An expired account is created blocked, like a disabled one.
-                let now = OffsetDateTime::now_utc();
+                let now = self.now();
                 let enabled = current.as_ref().is_none_or(|u| u.active_at(now));
                 let entry = self.store.journal_begin(
                     run,

@@ -390,7 +390,7 @@ impl Integration {
     }
 
     async fn decide(&self, options: &SyncOptions) -> Result<Decided> {
-        let now = OffsetDateTime::now_utc();
+        let now = self.now();
         let tenant = self.tenant();
         let touched: HashSet<String> = self.store.setting(TOUCHED)?.unwrap_or_default();
         let (drift, delta_link) = self.online_drift(&touched).await?;
