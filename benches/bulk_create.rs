@@ -184,7 +184,7 @@ fn main() {
 
         // The administrator's path: a reviewed plan applied by Integration::apply.
         let (user, plan) =
-            integration_with(&gc, ACCOUNTS, "user", &tmp.path().join("u.db"), 32).await;
+            integration_with(&gc, ACCOUNTS, "user", &tmp.path().join("u.db"), 96).await;
         assert_eq!(plan.items.len(), ACCOUNTS);
         refill(&emu, quota.0 as u32, quota.1).await;
         let before = stats(&emu).await;
