@@ -44,13 +44,20 @@ async fn linked(
     dir: Arc<dyn Directory>,
     only: Option<Vec<o365_essentials::model::ObjectGuid>>,
 ) -> Setup {
-    linked_with_clock(dir, only, Arc::new(o365_essentials::engine::SystemClock)).await
+    linked_with(
+        dir,
+        only,
+        Arc::new(o365_essentials::engine::SystemClock),
+        32,
+    )
+    .await
 }
 
-async fn linked_with_clock(
+async fn linked_with(
     dir: Arc<dyn Directory>,
     only: Option<Vec<o365_essentials::model::ObjectGuid>>,
     clock: Arc<dyn o365_essentials::engine::Clock>,
+    concurrency: usize,
 ) -> Setup {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -61,7 +68,8 @@ async fn linked_with_clock(
             tenant.clone(),
             Arc::new(Store::open(tmp.path().join("s.db")).unwrap()),
         )
-        .with_clock(clock),
+        .with_clock(clock)
+        .with_concurrency(concurrency),
     );
     integration.integrate().await.unwrap();
     let req = BulkCreateRequest {
@@ -292,7 +300,14 @@ async fn a_disable_in_samba_reaches_the_online_account_through_dirsync() {
 async fn a_sync_run_cut_off_midway_is_finished_by_the_next_one() {
     use o365_essentials_emulator::config::{Delay, LatencyConfig};
     let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
-    let s = linked(mem.clone(), None).await;
+    // One item at a time, so a cut after 400 ms of 150 ms writes lands between items.
+    let s = linked_with(
+        mem.clone(),
+        None,
+        Arc::new(o365_essentials::engine::SystemClock),
+        1,
+    )
+    .await;
     let names = ["ava.adams", "ben.brooks", "chloe.carter", "daniel.diaz"];
     for n in names {
         let u = mem.find_user(n).await.unwrap().unwrap();
@@ -468,10 +483,11 @@ async fn an_expired_samba_account_is_created_blocked_and_one_that_expires_later_
     let read = d.user(made[0].guid).await.unwrap();
     assert!(read.enabled() && read.expired_at(time::OffsetDateTime::now_utc()));
     let clock = Arc::new(ShiftedClock::default());
-    let s = linked_with_clock(
+    let s = linked_with(
         d.clone(),
         Some(made.iter().map(|u| u.guid).collect()),
         clock.clone(),
+        32,
     )
     .await;
     assert!(

@@ -940,21 +940,28 @@ impl Integration {
         // those in flight finish, then the failure is returned.
         let failed = std::sync::atomic::AtomicBool::new(false);
         let stopped = || ctl.is_cancelled() || failed.load(std::sync::atomic::Ordering::SeqCst);
-        let mut results = futures::stream::iter(plan.items.iter())
-            .map(|item| async {
-                if stopped() {
-                    return Ok(not_started(&item.action, Some(item.reason)));
-                }
-                let r = self.apply_item(plan.id, &item.action).await;
-                if r.is_err() {
-                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                r.map(|mut r| {
-                    r.reason = Some(item.reason);
-                    r
-                })
+        // Boxed so the run's future stays `Send` for any caller that spawns it.
+        let work: Vec<futures::future::BoxFuture<'_, Result<ItemResult>>> = plan
+            .items
+            .iter()
+            .map(|item| {
+                let (stopped, failed) = (&stopped, &failed);
+                Box::pin(async move {
+                    if stopped() {
+                        return Ok(not_started(&item.action, Some(item.reason)));
+                    }
+                    let r = self.apply_item(plan.id, &item.action).await;
+                    if r.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    r.map(|mut r| {
+                        r.reason = Some(item.reason);
+                        r
+                    })
+                }) as futures::future::BoxFuture<'_, Result<ItemResult>>
             })
-            .buffered(self.settings.concurrency.max(1));
+            .collect();
+        let mut results = futures::stream::iter(work).buffered(self.settings.concurrency.max(1));
         let mut items = Vec::with_capacity(plan.items.len());
         let mut first_error = None;
         while let Some(r) = results.next().await {
@@ -1255,4 +1262,17 @@ mod tests {
         );
         assert!(!format!("{a:?}").contains(a.expose_secret()));
     }
+}
+
+/// Long operations stay `Send`, so the C ABI, Python and any host can spawn them on a
+/// multi-threaded runtime (compiled, never run).
+#[cfg(test)]
+#[allow(dead_code)]
+fn long_operations_are_send(i: &Integration, plan: &Plan, ctl: &Control) {
+    fn send<T: Send>(_: T) {}
+    send(i.apply(plan, ctl));
+    send(i.run_sync(&SyncOptions::default(), ctl));
+    send(i.import_with(&ImportRequest::default(), ctl));
+    send(i.deliver_passwords_with(ctl));
+    send(i.call("status", serde_json::Value::Null, ctl));
 }

@@ -3,6 +3,8 @@
 //! destructive changes, and password delivery; once, or in a loop.
 
 use std::collections::{HashMap, HashSet};
+
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -553,112 +555,69 @@ impl Integration {
             .map(|l| (l.local_guid, l))
             .collect();
         let total = plan.items.len() as u64;
-        let mut results = Vec::new();
-        let mut now_touched = HashSet::new();
-        for (n, item) in plan.items.iter().enumerate() {
-            let action = &item.action;
-            let mut r = ItemResult {
-                local_user: item.local_user.clone(),
-                local_guid: action.local_guid(),
-                requested_upn: None,
-                action: action.kind(),
-                reason: Some(item.reason),
-                outcome: Outcome::Succeeded,
-                error_code: None,
-                service_message: None,
-                recommended_action: None,
-                online_id: None,
-            };
-            if item.held {
-                r.outcome = Outcome::Held;
-                r.error_code = Some(ErrorCode::SafetyThreshold);
-                r.recommended_action = Some(format!(
-                    "{} disables/deletes exceed the threshold of {}; review them and run with allow_beyond_threshold",
-                    plan.held, plan.threshold
-                ));
-                results.push(r);
-                continue;
-            }
-            if ctl.is_cancelled() {
-                r.outcome = Outcome::Cancelled;
-                r.error_code = Some(ErrorCode::Cancelled);
-                results.push(r);
-                continue;
-            }
-            ctl.emit(Event::Progress {
-                run_id: run,
-                done: n as u64,
-                total,
-                current: Some(item.local_user.clone()),
-            });
-            let entry = self.store.journal_begin(
-                run,
-                action.kind().name(),
-                &action.local_guid().to_string(),
-                &json!({"reason": item.reason}),
-            )?;
-            let outcome = match action {
-                PlanAction::Disable { online_id, .. } => tenant
-                    .set_enabled(online_id, false)
-                    .await
-                    .map(|_| Some(online_id)),
-                PlanAction::Enable { online_id, .. } => tenant
-                    .set_enabled(online_id, true)
-                    .await
-                    .map(|_| Some(online_id)),
-                PlanAction::Update {
-                    online_id, update, ..
-                } => tenant
-                    .update_account(online_id, update)
-                    .await
-                    .map(|_| Some(online_id)),
-                PlanAction::Delete {
-                    online_id,
-                    local_guid,
-                } => match tenant.delete_account(online_id).await {
-                    Ok(()) => {
-                        if let Some(mut l) = links.get(local_guid).cloned() {
-                            l.state = LinkState::Deleted;
-                            self.store.put_link(&l)?;
-                        }
-                        Ok(Some(online_id))
+        ctl.emit(Event::Progress {
+            run_id: run,
+            done: 0,
+            total,
+            current: None,
+        });
+        // Items run concurrently under the backend's pacer, each to its end once started;
+        // results come back in plan order. A store failure stops new items; those in
+        // flight finish, then it is returned.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        // Boxed so the run's future stays `Send` for any caller that spawns it.
+        let items: Vec<futures::future::BoxFuture<'_, Result<ItemResult>>> = plan
+            .items
+            .iter()
+            .map(|item| {
+                let (tenant, links, failed, plan) = (&tenant, &links, &failed, &plan);
+                Box::pin(async move {
+                    let r = self
+                        .sync_item(run, item, plan, tenant, links, ctl, failed)
+                        .await;
+                    if r.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
-                    Err(e) => Err(e),
-                },
-                _ => Ok(None),
-            };
-            match outcome {
-                Ok(id) => {
-                    if let Some(id) = id {
-                        now_touched.insert(id.0.clone());
-                        r.online_id = Some(id.clone());
+                    r
+                }) as futures::future::BoxFuture<'_, Result<ItemResult>>
+            })
+            .collect();
+        let mut stream = futures::stream::iter(items).buffered(self.settings.concurrency.max(1));
+        let mut results: Vec<ItemResult> = Vec::with_capacity(plan.items.len());
+        let mut first_error = None;
+        while let Some(r) = stream.next().await {
+            match r {
+                Ok(r) => {
+                    let item = &plan.items[results.len()];
+                    if !matches!(r.outcome, Outcome::Cancelled | Outcome::Held) {
+                        ctl.emit(Event::Progress {
+                            run_id: run,
+                            done: results.len() as u64 + 1,
+                            total,
+                            current: Some(item.local_user.clone()),
+                        });
+                        ctl.emit(Event::ItemFinished {
+                            run_id: run,
+                            seq: item.seq,
+                            item: Box::new(r.clone()),
+                        });
                     }
-                    if let (PlanAction::Update { update, .. }, Some(l)) =
-                        (action, links.get(&action.local_guid()))
-                        && let Some(upn) = &update.user_principal_name
-                    {
-                        let mut l = l.clone();
-                        l.user_principal_name = upn.clone();
-                        self.store.put_link(&l)?;
-                    }
-                    self.store
-                        .journal_finish(entry, JournalState::Done, &json!({}))?;
+                    results.push(r);
                 }
                 Err(e) => {
-                    self.store.journal_failed(entry, &e)?;
-                    r.outcome = Outcome::Failed;
-                    r.error_code = Some(e.code());
-                    r.service_message = Some(e.to_string());
-                    r.recommended_action = Some(e.action().to_string());
+                    first_error.get_or_insert(e);
                 }
             }
-            ctl.emit(Event::ItemFinished {
-                run_id: run,
-                seq: item.seq,
-                item: Box::new(r.clone()),
-            });
-            results.push(r);
         }
+        drop(stream);
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let now_touched: HashSet<String> = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Succeeded)
+            .filter_map(|r| r.online_id.as_ref().map(|id| id.0.clone()))
+            .collect();
         // Keep the cursor when something must come back next run: held items, items that
         // failed transiently and items not started (the plan is recomputed from state, so
         // what did succeed is not repeated).
@@ -733,6 +692,109 @@ impl Integration {
             .with_partial(crate::json::to_value(&report)?));
         }
         Ok(report)
+    }
+}
+
+impl Integration {
+    /// One item of a sync run: held, not started (cancelled or stopped by a failure), or
+    /// done with its journal entry.
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_item(
+        &self,
+        run: Uuid,
+        item: &SyncItem,
+        plan: &SyncPlan,
+        tenant: &Arc<dyn crate::ports::Tenant>,
+        links: &HashMap<ObjectGuid, Link>,
+        ctl: &Control,
+        failed: &std::sync::atomic::AtomicBool,
+    ) -> Result<ItemResult> {
+        let action = &item.action;
+        let mut r = ItemResult {
+            local_user: item.local_user.clone(),
+            local_guid: action.local_guid(),
+            requested_upn: None,
+            action: action.kind(),
+            reason: Some(item.reason),
+            outcome: Outcome::Succeeded,
+            error_code: None,
+            service_message: None,
+            recommended_action: None,
+            online_id: None,
+        };
+        if item.held {
+            r.outcome = Outcome::Held;
+            r.error_code = Some(ErrorCode::SafetyThreshold);
+            r.recommended_action = Some(format!(
+                "{} disables/deletes exceed the threshold of {}; review them and run with allow_beyond_threshold",
+                plan.held, plan.threshold
+            ));
+            return Ok(r);
+        }
+        if ctl.is_cancelled() || failed.load(std::sync::atomic::Ordering::SeqCst) {
+            r.outcome = Outcome::Cancelled;
+            r.error_code = Some(ErrorCode::Cancelled);
+            return Ok(r);
+        }
+        let entry = self.store.journal_begin(
+            run,
+            action.kind().name(),
+            &action.local_guid().to_string(),
+            &json!({"reason": item.reason}),
+        )?;
+        let outcome = match action {
+            PlanAction::Disable { online_id, .. } => tenant
+                .set_enabled(online_id, false)
+                .await
+                .map(|_| Some(online_id)),
+            PlanAction::Enable { online_id, .. } => tenant
+                .set_enabled(online_id, true)
+                .await
+                .map(|_| Some(online_id)),
+            PlanAction::Update {
+                online_id, update, ..
+            } => tenant
+                .update_account(online_id, update)
+                .await
+                .map(|_| Some(online_id)),
+            PlanAction::Delete {
+                online_id,
+                local_guid,
+            } => match tenant.delete_account(online_id).await {
+                Ok(()) => {
+                    if let Some(mut l) = links.get(local_guid).cloned() {
+                        l.state = LinkState::Deleted;
+                        self.store.put_link(&l)?;
+                    }
+                    Ok(Some(online_id))
+                }
+                Err(e) => Err(e),
+            },
+            _ => Ok(None),
+        };
+        match outcome {
+            Ok(id) => {
+                r.online_id = id.cloned();
+                if let (PlanAction::Update { update, .. }, Some(l)) =
+                    (action, links.get(&action.local_guid()))
+                    && let Some(upn) = &update.user_principal_name
+                {
+                    let mut l = l.clone();
+                    l.user_principal_name = upn.clone();
+                    self.store.put_link(&l)?;
+                }
+                self.store
+                    .journal_finish(entry, JournalState::Done, &json!({}))?;
+            }
+            Err(e) => {
+                self.store.journal_failed(entry, &e)?;
+                r.outcome = Outcome::Failed;
+                r.error_code = Some(e.code());
+                r.service_message = Some(e.to_string());
+                r.recommended_action = Some(e.action().to_string());
+            }
+        }
+        Ok(r)
     }
 }
 
