@@ -1245,6 +1245,18 @@ impl Integration {
 mod tests {
     use super::*;
 
+    /// Long operations stay `Send`, so the C ABI, Python and any host can spawn them on a
+    /// multi-threaded runtime (compiled, never run).
+    #[allow(dead_code)]
+    fn long_operations_are_send(i: &Integration, plan: &Plan, ctl: &Control) {
+        fn send<T: Send>(_: T) {}
+        send(i.apply(plan, ctl));
+        send(i.run_sync(&SyncOptions::default(), ctl));
+        send(i.import_with(&ImportRequest::default(), ctl));
+        send(i.deliver_passwords_with(ctl));
+        send(i.call("status", serde_json::Value::Null, ctl));
+    }
+
     #[test]
     fn initial_passwords_meet_both_policies_and_differ() {
         use secrecy::ExposeSecret;
@@ -1262,17 +1274,4 @@ mod tests {
         );
         assert!(!format!("{a:?}").contains(a.expose_secret()));
     }
-}
-
-/// Long operations stay `Send`, so the C ABI, Python and any host can spawn them on a
-/// multi-threaded runtime (compiled, never run).
-#[cfg(test)]
-#[allow(dead_code)]
-fn long_operations_are_send(i: &Integration, plan: &Plan, ctl: &Control) {
-    fn send<T: Send>(_: T) {}
-    send(i.apply(plan, ctl));
-    send(i.run_sync(&SyncOptions::default(), ctl));
-    send(i.import_with(&ImportRequest::default(), ctl));
-    send(i.deliver_passwords_with(ctl));
-    send(i.call("status", serde_json::Value::Null, ctl));
 }
