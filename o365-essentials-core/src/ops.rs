@@ -134,6 +134,11 @@ params! {
         #[serde(default)]
         allow_beyond_threshold: bool,
     }
+    /// `apply_sync_plan`.
+    ApplySyncPlanParams {
+        /// The plan, as `plan_sync` returned it.
+        plan: crate::engine::SyncPlan,
+    }
     /// `password_changed`.
     PasswordChangedParams {
         /// The local user.
@@ -513,6 +518,9 @@ operations! {
     "plan_sync", SyncParams => crate::engine::SyncPlan, false,
         "What a sync run would do now; writes nothing.",
         |i, p, c| i.plan_sync_run(&i.sync_options_with(&p)).await?;
+    "apply_sync_plan", ApplySyncPlanParams => crate::engine::SyncReport, true,
+        "Applies exactly a reviewed sync plan (items whose local user changed since are skipped).",
+        |i, p, c| i.apply_sync_plan(&p.plan, c).await?;
     "password_changed", PasswordChangedParams => bool, false,
         "Queues a local password change for delivery (false: the user has no online account).",
         |i, p, c| i.password_changed(p.local_guid, &p.password)?;
@@ -711,6 +719,7 @@ mod tests {
             "apply_plan",
             "import_users",
             "sync_once",
+            "apply_sync_plan",
             "deliver_passwords",
             "link_domain",
             "create_library",

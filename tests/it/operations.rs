@@ -312,6 +312,24 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
             .any(|i| i["action"] == "disable" && i["reason"] == "disabled_locally"),
         "{sync_plan:#}"
     );
+    // The preview moved no cursor: the same changes are planned again, then applied.
+    let again = o.ok("plan_sync", json!({})).await;
+    assert_eq!(again["items"], sync_plan["items"]);
+    let applied = o.ok("apply_sync_plan", json!({"plan": again})).await;
+    assert!(
+        applied["results"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["action"] == "disable" && i["outcome"] == "succeeded"),
+        "{applied:#}"
+    );
+    // That plan has been applied: applying the first preview now is refused as stale.
+    let e = o
+        .call("apply_sync_plan", json!({"plan": sync_plan}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PlanStale, "{e}");
     assert_eq!(
         o.ok(
             "password_changed",
@@ -320,6 +338,8 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
         .await,
         json!(true)
     );
+    let chloe = demo.find_user("chloe.carter").await.unwrap().unwrap();
+    demo.set_enabled(chloe.guid, false).await.unwrap();
     let report = o
         .ok("sync_once", json!({"allow_beyond_threshold": false}))
         .await;

@@ -608,3 +608,47 @@ async fn without_a_password_key_password_sync_says_so_instead_of_skipping() {
         o365_essentials::engine::PasswordSyncState::NoKey
     );
 }
+
+/// A reviewed sync plan is applied exactly: an item whose local user changed since the
+/// plan was made is skipped as stale, the rest is done, and the next plan picks the change
+/// up.
+#[tokio::test]
+async fn a_sync_plan_skips_users_changed_since_it_was_made() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let s = linked(mem.clone(), None).await;
+    let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
+    let ben = mem.find_user("ben.brooks").await.unwrap().unwrap();
+    mem.set_enabled(ava.guid, false).await.unwrap();
+    mem.set_enabled(ben.guid, false).await.unwrap();
+    let plan = s
+        .integration
+        .plan_sync_run(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(plan.items.len(), 2);
+    // Ben is enabled again after the review.
+    mem.set_enabled(ben.guid, true).await.unwrap();
+    let report = s
+        .integration
+        .apply_sync_plan(&plan, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
+    let outcome = |g| {
+        report
+            .results
+            .items
+            .iter()
+            .find(|i| i.local_guid == g)
+            .map(|i| (i.outcome, i.error_code))
+    };
+    assert_eq!(outcome(ava.guid), Some((Outcome::Succeeded, None)));
+    assert_eq!(
+        outcome(ben.guid),
+        Some((Outcome::Skipped, Some(ErrorCode::PlanStale)))
+    );
+    assert!(!s.enabled("ava.adams").await);
+    assert!(
+        s.enabled("ben.brooks").await,
+        "nothing was done the plan did not say"
+    );
+}

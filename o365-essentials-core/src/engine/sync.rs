@@ -99,6 +99,24 @@ pub struct SyncItem {
 /// moves, no request that changes anything).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncPlan {
+    /// The plan's id (the run's, when applied).
+    pub id: Uuid,
+    /// The tenant it was made for.
+    pub tenant_id: String,
+    /// When it was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The directory cursor it was made from; applying refuses the plan when another run
+    /// moved it since.
+    #[serde(default)]
+    pub from_cursor: Option<String>,
+    /// Where the directory cursor goes once the plan is applied.
+    pub next_cursor: String,
+    /// Where the online changes cursor goes once the plan is applied.
+    pub delta_link: String,
+    /// Linked users with a future `accountExpires`, looked at again once it passed.
+    #[serde(default)]
+    pub expiring: HashMap<ObjectGuid, i64>,
     /// The changes, in the order they would be made.
     pub items: Vec<SyncItem>,
     /// How many destructive changes the threshold would hold.
@@ -111,14 +129,6 @@ pub struct SyncPlan {
     pub full_resync: bool,
     /// Passwords queued for delivery.
     pub passwords_queued: usize,
-}
-
-/// What deciding a run found, with what applying it needs.
-struct Decided {
-    plan: SyncPlan,
-    directory_cursor: String,
-    delta_link: String,
-    expiring: HashMap<ObjectGuid, OffsetDateTime>,
 }
 
 /// The local part an online ID would get from a local user now.
@@ -391,7 +401,8 @@ impl Integration {
         Ok((drift, round.delta_link))
     }
 
-    async fn decide(&self, options: &SyncOptions) -> Result<Decided> {
+    async fn decide(&self, options: &SyncOptions) -> Result<SyncPlan> {
+        let status = self.require_enabled()?;
         let now = self.now();
         let tenant = self.tenant();
         let touched: HashSet<String> = self.store.setting(TOUCHED)?.unwrap_or_default();
@@ -491,18 +502,23 @@ impl Integration {
                 }
             })
             .collect();
-        Ok(Decided {
-            plan: SyncPlan {
-                items,
-                held: if hold { destructive } else { 0 },
-                threshold,
-                drift,
-                full_resync: changes.full_resync && cursor.is_some(),
-                passwords_queued: self.store.queued_passwords()?.len(),
-            },
-            directory_cursor: changes.cursor.0,
+        Ok(SyncPlan {
+            id: Uuid::new_v4(),
+            tenant_id: status.tenant_id,
+            created_at: now,
+            from_cursor: cursor.as_ref().map(|c| c.0.clone()),
+            next_cursor: changes.cursor.0,
             delta_link,
-            expiring,
+            expiring: expiring
+                .into_iter()
+                .map(|(g, t)| (g, t.unix_timestamp()))
+                .collect(),
+            items,
+            held: if hold { destructive } else { 0 },
+            threshold,
+            drift,
+            full_resync: changes.full_resync && cursor.is_some(),
+            passwords_queued: self.store.queued_passwords()?.len(),
         })
     }
 
@@ -513,8 +529,7 @@ impl Integration {
     /// [`ErrorCode::NotIntegrated`], [`ErrorCode::IntegrationDisabled`]; the directory's
     /// and tenant's errors when they cannot be read; store errors.
     pub async fn plan_sync_run(&self, options: &SyncOptions) -> Result<SyncPlan> {
-        self.require_enabled()?;
-        Ok(self.decide(options).await?.plan)
+        self.decide(options).await
     }
 
     /// [`Integration::run_sync`] with no cancellation and no observer.
@@ -537,17 +552,49 @@ impl Integration {
     /// and tenant's errors when they cannot be read; store errors;
     /// [`ErrorCode::Cancelled`] with the [`SyncReport`] as the partial result.
     pub async fn run_sync(&self, options: &SyncOptions, ctl: &Control) -> Result<SyncReport> {
-        self.require_enabled()?;
+        let plan = self.decide(options).await?;
+        self.apply_sync_plan(&plan, ctl).await
+    }
+
+    /// Applies exactly a reviewed [`SyncPlan`] (from [`Integration::plan_sync_run`]): an
+    /// item whose local user changed since planning is skipped as `plan_stale` (plan
+    /// again to pick the change up), and the whole plan is refused when another run
+    /// applied changes since it was made.
+    ///
+    /// # Errors
+    /// [`ErrorCode::PlanStale`] for a plan of another tenant or one overtaken by another
+    /// run; otherwise as [`Integration::run_sync`].
+    pub async fn apply_sync_plan(&self, plan: &SyncPlan, ctl: &Control) -> Result<SyncReport> {
+        let status = self.require_enabled()?;
+        if plan.tenant_id != status.tenant_id {
+            return Err(Error::new(
+                ErrorCode::PlanStale,
+                format!(
+                    "the sync plan was made for tenant {}, not {}",
+                    plan.tenant_id, status.tenant_id
+                ),
+            ));
+        }
+        if self.store.cursor(DIRECTORY_CURSOR)? != plan.from_cursor {
+            return Err(Error::new(
+                ErrorCode::PlanStale,
+                "another sync run applied changes since this plan was made; plan again",
+            ));
+        }
         let started_at = OffsetDateTime::now_utc();
-        let run = Uuid::new_v4();
+        let run = plan.id;
         let tenant = self.tenant();
-        let Decided {
-            plan,
-            directory_cursor,
-            delta_link,
-            expiring,
-        } = self.decide(options).await?;
-        self.store.set_cursor(DELTA_CURSOR, &delta_link)?;
+        let directory_cursor = plan.next_cursor.clone();
+        let expiring: HashMap<ObjectGuid, OffsetDateTime> = plan
+            .expiring
+            .iter()
+            .filter_map(|(g, t)| {
+                OffsetDateTime::from_unix_timestamp(*t)
+                    .ok()
+                    .map(|t| (*g, t))
+            })
+            .collect();
+        self.store.set_cursor(DELTA_CURSOR, &plan.delta_link)?;
         let links: HashMap<ObjectGuid, Link> = self
             .store
             .links()?
@@ -679,7 +726,7 @@ impl Integration {
         let report = SyncReport {
             held: plan.held,
             threshold: plan.threshold,
-            drift: plan.drift,
+            drift: plan.drift.clone(),
             full_resync: plan.full_resync,
             passwords,
             results,
@@ -734,6 +781,21 @@ impl Integration {
         if ctl.is_cancelled() || failed.load(std::sync::atomic::Ordering::SeqCst) {
             r.outcome = Outcome::Cancelled;
             r.error_code = Some(ErrorCode::Cancelled);
+            return Ok(r);
+        }
+        let local = match action {
+            PlanAction::Disable { local, .. }
+            | PlanAction::Enable { local, .. }
+            | PlanAction::Update { local, .. } => Some(local),
+            _ => None,
+        };
+        if let Some(local) = local
+            && let Err(e) = self.precondition(local).await
+        {
+            r.outcome = Outcome::Skipped;
+            r.error_code = Some(e.code());
+            r.service_message = Some(e.message().to_string());
+            r.recommended_action = Some(e.action().to_string());
             return Ok(r);
         }
         let entry = self.store.journal_begin(
