@@ -149,16 +149,8 @@ pub(crate) fn parse_strict<T: DeserializeOwned>(
     what: &str,
 ) -> Result<T> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let at = if path == "." || path.is_empty() {
-            String::new()
-        } else {
-            format!(" at `{path}`")
-        };
-        Error::new(code, format!("{what}{at}: {inner}"))
-    })?;
+    let value: T =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| path_error(e, code, what))?;
     de.end()
         .map_err(|e| Error::new(code, format!("{what}: {e}")))?;
     Ok(value)
@@ -173,16 +165,23 @@ pub(crate) fn from_value_strict<T: DeserializeOwned>(
     code: ErrorCode,
     what: &str,
 ) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let at = if path == "." || path.is_empty() {
-            String::new()
-        } else {
-            format!(" at `{path}`")
-        };
-        Error::new(code, format!("{what}{at}: {inner}"))
-    })
+    serde_path_to_error::deserialize(value).map_err(|e| path_error(e, code, what))
+}
+
+/// `what at `a.b.c`: serde's message` — the path only when there is one.
+fn path_error(
+    e: serde_path_to_error::Error<serde_json::Error>,
+    code: ErrorCode,
+    what: &str,
+) -> Error {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let at = if path == "." || path.is_empty() {
+        String::new()
+    } else {
+        format!(" at `{path}`")
+    };
+    Error::new(code, format!("{what}{at}: {inner}"))
 }
 
 impl IntegrationConfig {

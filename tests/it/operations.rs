@@ -119,6 +119,45 @@ async fn open(dns: &Bind) -> Opened {
     }
 }
 
+/// An online account with no local user, made straight through Graph.
+async fn online_only(o: &Opened, nick: &str, name: &str) -> o365_essentials::model::OnlineAccount {
+    o.integration
+        .microsoft365()
+        .tenant
+        .create_account(
+            &o365_essentials::model::NewOnlineAccount {
+                user_principal_name: format!("{nick}@contoso.onmicrosoft.com"),
+                display_name: name.into(),
+                mail_nickname: nick.into(),
+                account_enabled: true,
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from("Online-Only-2027!"),
+        )
+        .await
+        .unwrap()
+}
+
+/// A local user made straight in a directory.
+async fn local_user(
+    dir: &dyn Directory,
+    sam: &str,
+    domain: &str,
+    name: &str,
+) -> o365_essentials::model::LocalUser {
+    dir.create_user(
+        &o365_essentials::model::NewLocalUser {
+            sam_account_name: sam.into(),
+            user_principal_name: format!("{sam}@{domain}"),
+            display_name: name.into(),
+            ..Default::default()
+        },
+        &o365_essentials::SecretString::from("Zebra-Sync-2026!"),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     let dns = Bind::start_with_key(ZONE, &[], Some(("o365-update", TSIG_SECRET)));
@@ -249,22 +288,7 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     );
     let alex_local = imported["imported"][0]["local"]["guid"].clone();
     // Assign needs an unlinked pair: unlink alex by hand through unassign + a fresh user.
-    let fresh = o
-        .integration
-        .microsoft365()
-        .tenant
-        .create_account(
-            &o365_essentials::model::NewOnlineAccount {
-                user_principal_name: "spare@contoso.onmicrosoft.com".into(),
-                display_name: "Spare".into(),
-                mail_nickname: "spare".into(),
-                account_enabled: true,
-                ..Default::default()
-            },
-            &o365_essentials::SecretString::from("Spare-Account-2027!"),
-        )
-        .await
-        .unwrap();
+    let fresh = online_only(&o, "spare", "Spare").await;
     let liam = demo.find_user("liam.lopez").await.unwrap().unwrap();
     let e = o
         .call(
@@ -274,18 +298,7 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::Conflict, "liam is linked already: {e}");
-    let nobody = demo
-        .create_user(
-            &o365_essentials::model::NewLocalUser {
-                sam_account_name: "omar.ortiz".into(),
-                user_principal_name: "omar.ortiz@contoso.local".into(),
-                display_name: "Omar Ortiz".into(),
-                ..Default::default()
-            },
-            &o365_essentials::SecretString::from("Quiet-Harbour-Wide!"),
-        )
-        .await
-        .unwrap();
+    let nobody = local_user(&*demo, "omar.ortiz", "contoso.local", "Omar Ortiz").await;
     let link = o
         .ok(
             "assign",
@@ -899,22 +912,7 @@ async fn the_directory_operations_run_through_the_dispatcher_on_samba() {
     );
 
     // An online account with no local user: imported into Samba.
-    let online = o
-        .integration
-        .microsoft365()
-        .tenant
-        .create_account(
-            &o365_essentials::model::NewOnlineAccount {
-                user_principal_name: "disp.dee@contoso.onmicrosoft.com".into(),
-                display_name: "Dispatch Dee".into(),
-                mail_nickname: "disp.dee".into(),
-                account_enabled: true,
-                ..Default::default()
-            },
-            &o365_essentials::SecretString::from("Online-Only-2027!"),
-        )
-        .await
-        .unwrap();
+    let online = online_only(&o, "disp.dee", "Dispatch Dee").await;
     let imported = o
         .ok("import_users", json!({"online_ids": [online.id]}))
         .await;
@@ -930,34 +928,8 @@ async fn the_directory_operations_run_through_the_dispatcher_on_samba() {
 
     let unassigned = o.ok("unassign", json!({"local_guid": chosen[1]})).await;
     assert_eq!(unassigned["state"], "unassigned");
-    let eve = dir
-        .create_user(
-            &NewLocalUser {
-                sam_account_name: "disp.eve".into(),
-                user_principal_name: "disp.eve@essentials.test".into(),
-                display_name: "Dispatch Eve".into(),
-                ..Default::default()
-            },
-            &o365_essentials::SecretString::from("Zebra-Sync-2026!"),
-        )
-        .await
-        .unwrap();
-    let spare = o
-        .integration
-        .microsoft365()
-        .tenant
-        .create_account(
-            &o365_essentials::model::NewOnlineAccount {
-                user_principal_name: "disp.spare@contoso.onmicrosoft.com".into(),
-                display_name: "Spare".into(),
-                mail_nickname: "disp.spare".into(),
-                account_enabled: true,
-                ..Default::default()
-            },
-            &o365_essentials::SecretString::from("Online-Only-2027!"),
-        )
-        .await
-        .unwrap();
+    let eve = local_user(&dir, "disp.eve", "essentials.test", "Dispatch Eve").await;
+    let spare = online_only(&o, "disp.spare", "Spare").await;
     let link = o
         .ok(
             "assign",
