@@ -194,6 +194,9 @@ error_codes! {
     ProtectedAccount = 704, "protected_account", "Link administrator accounts by hand, if at all.";
     /// A state the operation relies on no longer holds (the world changed since planning).
     PreconditionFailed = 705, "precondition_failed", "Review the current state (plan again) and retry.";
+    /// Another process (or another call) is doing this work now: a sync run, a password
+    /// round, applying a plan, the domain flow.
+    WorkHeld = 706, "work_held", "Wait for the holder named in the message to finish, then run again.";
 
     /// A DNS record is missing or differs from the expected value.
     DnsRecordMismatch = 800, "dns_record_mismatch", "Create or correct the DNS record shown, then check again.";
@@ -470,6 +473,7 @@ mod tests {
         (703, "plan_stale"),
         (704, "protected_account"),
         (705, "precondition_failed"),
+        (706, "work_held"),
         (800, "dns_record_mismatch"),
         (801, "dns_update_refused"),
         (900, "cancelled"),

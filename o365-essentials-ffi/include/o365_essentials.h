@@ -84,6 +84,8 @@ enum o365_result
   O365_PROTECTED_ACCOUNT = 704,
   // `precondition_failed`: see the core's `ErrorCode::PreconditionFailed`.
   O365_PRECONDITION_FAILED = 705,
+  // `work_held`: see the core's `ErrorCode::WorkHeld`.
+  O365_WORK_HELD = 706,
   // `dns_record_mismatch`: see the core's `ErrorCode::DnsRecordMismatch`.
   O365_DNS_RECORD_MISMATCH = 800,
   // `dns_update_refused`: see the core's `ErrorCode::DnsUpdateRefused`.

@@ -925,6 +925,8 @@ impl Integration {
                 ),
             ));
         }
+        // One plan applied at a time across every process on this store.
+        let _lease = self.store.lease("apply", None)?;
         let started_at = OffsetDateTime::now_utc();
         let total = plan.items.len() as u64;
         ctl.emit(Event::Progress {

@@ -219,6 +219,9 @@ impl Integration {
     pub async fn deliver_passwords_with(&self, ctl: &super::Control) -> Result<PasswordDelivery> {
         self.require_enabled()?;
         let key = self.key()?;
+        // One delivery round at a time across every process on this store, so no password
+        // is set twice.
+        let _lease = self.store.lease("passwords", None)?;
         let tenant = self.tenant();
         let mut out = PasswordDelivery {
             state: PasswordSyncState::Ready,

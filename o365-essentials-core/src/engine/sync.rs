@@ -552,8 +552,10 @@ impl Integration {
     /// and tenant's errors when they cannot be read; store errors;
     /// [`ErrorCode::Cancelled`] with the [`SyncReport`] as the partial result.
     pub async fn run_sync(&self, options: &SyncOptions, ctl: &Control) -> Result<SyncReport> {
+        // Held from planning to the end, so no other run moves the cursors in between.
+        let lease = self.store.lease("sync", None)?;
         let plan = self.decide(options).await?;
-        self.apply_sync_plan(&plan, ctl).await
+        self.apply_sync_plan_leased(&plan, ctl, lease).await
     }
 
     /// Applies exactly a reviewed [`SyncPlan`] (from [`Integration::plan_sync_run`]): an
@@ -565,6 +567,16 @@ impl Integration {
     /// [`ErrorCode::PlanStale`] for a plan of another tenant or one overtaken by another
     /// run; otherwise as [`Integration::run_sync`].
     pub async fn apply_sync_plan(&self, plan: &SyncPlan, ctl: &Control) -> Result<SyncReport> {
+        let lease = self.store.lease("sync", None)?;
+        self.apply_sync_plan_leased(plan, ctl, lease).await
+    }
+
+    async fn apply_sync_plan_leased(
+        &self,
+        plan: &SyncPlan,
+        ctl: &Control,
+        _lease: crate::store::Lease,
+    ) -> Result<SyncReport> {
         let status = self.require_enabled()?;
         if plan.tenant_id != status.tenant_id {
             return Err(Error::new(

@@ -7,11 +7,15 @@
 //!   transaction; a file written by a newer version is refused, never downgraded.
 //! * A file that is not a state store, or is damaged, is reported as
 //!   [`ErrorCode::StoreCorrupt`] and left exactly as it was.
-//! * One process at a time: [`Store::open`] takes an exclusive lock on `<file>.lock`; a
-//!   second opener gets [`ErrorCode::StoreLocked`]. Two engines working on one tenant
-//!   would deliver passwords and apply plans twice, so sharing is refused rather than
-//!   arbitrated. A dashboard in another process can still read through
-//!   [`Store::open_read_only`], which takes no lock and never writes.
+//! * Any number of processes open one store (the service, the dashboard, scripts, the
+//!   password hook): each holds `<file>.lock` shared; only a schema migration takes it
+//!   exclusively, so [`ErrorCode::StoreLocked`] means "other processes have it open and it
+//!   needs migrating". SQLite's WAL and a busy timeout arbitrate the short writes.
+//! * Work that must not run twice at once (a sync run, a password round, applying a plan,
+//!   the domain flow) is taken through a [`Lease`]: an exclusive lock on
+//!   `<file>.lease-<work>` naming its holder. The operating system releases it the moment
+//!   its process dies, so a killed service never blocks the next one; a second asker gets
+//!   [`ErrorCode::WorkHeld`] naming the holder.
 //! * No secret is stored in clear: the password queue holds ciphertext and nonce only.
 
 use std::fs::File;
@@ -258,12 +262,111 @@ fn migrate(conn: &mut Connection, from: u32, migrations: &[&str]) -> rusqlite::R
     tx.commit()
 }
 
+/// Takes `lock` shared, waiting up to 10 s for a process that holds it exclusively (one
+/// creating or migrating the store).
+fn shared_lock(lock: &File, path: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match lock.try_lock_shared() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::new(
+                    ErrorCode::StoreLocked,
+                    format!(
+                        "another o365-essentials process has held the state store {} exclusively for 10 s (migrating it?); try again when it is done",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path, "lock", e)),
+        }
+    }
+}
+
+/// Work held by this process until dropped (see the module documentation).
+#[derive(Debug)]
+pub struct Lease {
+    _file: File,
+    name: String,
+}
+
+impl Lease {
+    /// The work held (`sync`, `passwords`, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 impl Store {
+    /// Takes the lease of `work` (`sync`, `passwords`, `apply`, `domain`): held until the
+    /// [`Lease`] is dropped or this process ends, however it ends. With `wait`, waits up
+    /// to that long for the holder to finish.
+    ///
+    /// # Errors
+    /// [`ErrorCode::WorkHeld`] naming the holder (its process id, program and since when);
+    /// [`ErrorCode::StoreIo`].
+    pub fn lease(&self, work: &str, wait: Option<std::time::Duration>) -> Result<Lease> {
+        use std::io::{Seek, Write};
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(format!(".lease-{work}"));
+        let lease_path = PathBuf::from(p);
+        let mut file = crate::platform::private_file(&lease_path, crate::platform::Create::Keep)
+            .map_err(|e| io_err(&self.path, "create a lease file of", e))?;
+        let deadline = std::time::Instant::now() + wait.unwrap_or_default();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = File::open(&lease_path).and_then(|mut f| f.read_to_string(&mut holder));
+                    let holder = holder.trim();
+                    return Err(Error::new(
+                        ErrorCode::WorkHeld,
+                        format!(
+                            "the {work} work of {} is held by {}",
+                            self.path.display(),
+                            if holder.is_empty() {
+                                "another caller"
+                            } else {
+                                holder
+                            }
+                        ),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&self.path, "lock", e)),
+            }
+        }
+        let program = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        let since = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
+        let info = format!("process {} ({program}) since {since}\n", std::process::id());
+        // Best effort: the lock is what counts, the text only names the holder.
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = file.write_all(info.as_bytes());
+        let _ = file.flush();
+        Ok(Lease {
+            _file: file,
+            name: work.to_string(),
+        })
+    }
+
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist, and
     /// migrating an older schema forward.
     ///
     /// # Errors
-    /// [`ErrorCode::StoreLocked`] when another process has it open;
+    /// [`ErrorCode::StoreLocked`] when it needs migrating while other processes have it
+    /// open (or another process is migrating it for longer than 10 s);
     /// [`ErrorCode::StoreVersionTooNew`] when a newer version wrote it;
     /// [`ErrorCode::StoreCorrupt`] when it is damaged or not a state store (the file is
     /// left untouched); [`ErrorCode::StoreIo`] for file system failures.
@@ -279,21 +382,16 @@ impl Store {
         };
         let lock = crate::platform::private_file(&lock_path, crate::platform::Create::Keep)
             .map_err(|e| io_err(path, "create the lock file of", e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
+        // Exclusive when nobody else has the store open (to create or migrate it), shared
+        // otherwise; an exclusive holder only ever holds it for a moment.
+        let exclusive = match lock.try_lock() {
+            Ok(()) => true,
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::new(
-                    ErrorCode::StoreLocked,
-                    format!(
-                        "the state store {} is in use by another o365-essentials process \
-                         (it holds {}); only one engine may work on a store at a time",
-                        path.display(),
-                        lock_path.display()
-                    ),
-                ));
+                shared_lock(&lock, path)?;
+                false
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path, "lock", e)),
-        }
+        };
 
         let existed = match crate::platform::private_file(path, crate::platform::Create::New) {
             Ok(_) => false,
@@ -325,7 +423,22 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(|e| sql_err(path, e))?;
         if version < migrations.len() as u32 {
+            if !exclusive {
+                return Err(Error::new(
+                    ErrorCode::StoreLocked,
+                    format!(
+                        "the state store {} needs migrating from schema {version} to {}, and other o365-essentials processes have it open; stop them once so this version can upgrade it",
+                        path.display(),
+                        migrations.len()
+                    ),
+                ));
+            }
             migrate(&mut conn, version, migrations).map_err(|e| sql_err(path, e))?;
+        }
+        if exclusive {
+            // Let the others in.
+            lock.unlock().map_err(|e| io_err(path, "unlock", e))?;
+            shared_lock(&lock, path)?;
         }
         Ok(Store {
             conn: Mutex::new(conn),

@@ -199,24 +199,97 @@ fn run_results_come_back_newest_first() {
 }
 
 #[test]
-fn a_second_opener_is_refused_until_the_first_closes() {
+fn several_openers_share_the_store_and_a_viewer_reads_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("s.db");
     let first = Store::open(&path).expect("first");
     first.set_setting("k", &1).expect("write");
-    let e = Store::open(&path).expect_err("second");
-    assert_eq!(e.code(), ErrorCode::StoreLocked);
-    assert!(e.message().contains("another o365-essentials process"));
+    let second = Store::open(&path).expect("a second process-like opener");
+    assert_eq!(second.setting::<i32>("k").expect("read"), Some(1));
+    second.set_setting("k", &2).expect("write from the second");
+    assert_eq!(first.setting::<i32>("k").expect("read"), Some(2));
     // A read-only viewer may look while the engine runs.
     let viewer = Store::open_read_only(&path).expect("viewer");
-    assert_eq!(viewer.setting::<i32>("k").expect("read"), Some(1));
+    assert_eq!(viewer.setting::<i32>("k").expect("read"), Some(2));
     assert_eq!(
-        viewer.set_setting("k", &2).expect_err("read-only").code(),
+        viewer.set_setting("k", &3).expect_err("read-only").code(),
         ErrorCode::NotSupported
     );
-    drop(first);
-    let again = Store::open(&path).expect("after close");
-    assert_eq!(again.setting::<i32>("k").expect("read"), Some(1));
+    // A lease is held once, also within one process.
+    let held = first.lease("sync", None).expect("lease");
+    assert_eq!(held.name(), "sync");
+    let e = second.lease("sync", None).expect_err("held");
+    assert_eq!(e.code(), ErrorCode::WorkHeld);
+    assert!(
+        e.message()
+            .contains(&format!("process {}", std::process::id())),
+        "{e}"
+    );
+    assert!(
+        second.lease("passwords", None).is_ok(),
+        "other work is free"
+    );
+    drop(held);
+    assert!(second.lease("sync", None).is_ok());
+}
+
+/// With real processes: a child opens the store and takes the sync lease; the parent
+/// shares the store meanwhile, is told who holds the lease, and gets it the moment the
+/// child is killed (SIGKILL: no clean-up runs).
+#[test]
+fn a_lease_names_its_holder_process_and_a_killed_holder_releases_it_at_once() {
+    use std::io::BufRead;
+    if let Some(path) = std::env::var_os("O365_LEASE_CHILD") {
+        // The child's part.
+        let s = Store::open(std::path::Path::new(&path)).expect("child open");
+        let _lease = s.lease("sync", None).expect("child lease");
+        s.set_setting("child", &std::process::id())
+            .expect("child write");
+        println!("held");
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.db");
+    let parent = Store::open(&path).expect("parent");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            "store::tests::a_lease_names_its_holder_process_and_a_killed_holder_releases_it_at_once",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("O365_LEASE_CHILD", &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the child");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("held") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).expect("read") > 0,
+            "the child ended early"
+        );
+    }
+    let child_pid = child.id();
+    assert_eq!(
+        parent.setting::<u32>("child").expect("read"),
+        Some(child_pid)
+    );
+    parent
+        .set_setting("parent", &1)
+        .expect("the parent writes meanwhile");
+    let e = parent.lease("sync", None).expect_err("held by the child");
+    assert_eq!(e.code(), ErrorCode::WorkHeld);
+    assert!(e.message().contains(&format!("process {child_pid}")), "{e}");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let lease = parent
+        .lease("sync", None)
+        .expect("released at once by the kill");
+    assert_eq!(lease.name(), "sync");
 }
 
 #[test]

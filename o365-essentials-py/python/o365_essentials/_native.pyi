@@ -86,6 +86,8 @@ class ProtectedAccountError(O365EngineError):
     CODE: int
 class PreconditionFailedError(O365EngineError):
     CODE: int
+class WorkHeldError(O365EngineError):
+    CODE: int
 class DnsRecordMismatchError(O365DnsError):
     CODE: int
 class DnsUpdateRefusedError(O365DnsError):
