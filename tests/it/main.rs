@@ -12,6 +12,7 @@ mod graph;
 mod ldap;
 mod operations;
 mod passwords;
+mod processes;
 mod samba;
 mod sharepoint;
 mod sync;
