@@ -39,26 +39,35 @@ impl PasswordKey {
                 format!("the password key file {}: {e}", path.display()),
             )
         };
-        let bytes = match crate::platform::private_file(path, crate::platform::Create::New) {
-            Ok(mut f) => {
-                let mut k = [0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut k)
-                    .map_err(|_| Error::internal("no randomness for the password key"))?;
-                f.write_all(&k).map_err(io)?;
-                f.sync_all().map_err(io)?;
-                k.to_vec()
+        // Written whole to a temporary file, then linked into place (which fails when the
+        // key exists): a process starting at the same moment reads a complete key or
+        // none, never a half-written one.
+        if !path.exists() {
+            let mut k = [0u8; 32];
+            SystemRandom::new()
+                .fill(&mut k)
+                .map_err(|_| Error::internal("no randomness for the password key"))?;
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(format!(".new-{}", std::process::id()));
+            let tmp = std::path::PathBuf::from(tmp);
+            let written = crate::platform::private_file(&tmp, crate::platform::Create::Truncate)
+                .and_then(|mut f| {
+                    f.write_all(&k)?;
+                    f.sync_all()
+                });
+            let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let mut v = Vec::new();
-                std::fs::File::open(path)
-                    .map_err(io)?
-                    .read_to_end(&mut v)
-                    .map_err(io)?;
-                v
-            }
-            Err(e) => return Err(io(e)),
-        };
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .map_err(io)?
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| {
             Error::new(
                 ErrorCode::InvalidConfig,
