@@ -43,10 +43,14 @@ fn a_bulk_create_killed_at_twenty_points_ends_with_each_account_exactly_once() {
 
     let work = tempfile::tempdir().unwrap();
     // The emulator in its own process, so the tenant survives the runner's deaths; every
-    // write waits 4 ms after it is applied before answering.
+    // write takes 200–300 ms (so the run, with its items applied concurrently, lasts long
+    // enough for twenty kill points) and waits 4 ms after it is applied before answering.
     let emu_cfg = json!({
         "throttling": {"enabled": false},
-        "latency": {"write_response": {"fixed_ms": 4, "jitter_ms": 4}},
+        "latency": {
+            "write": {"fixed_ms": 200, "jitter_ms": 100},
+            "write_response": {"fixed_ms": 4, "jitter_ms": 4}
+        },
         "seed": {"skus": [{"sku_id": "f245ecc8-75af-4f8e-b61f-27d8114de5f3", "sku_part_number": "O365_BUSINESS_PREMIUM", "enabled": 5000}]}
     });
     std::fs::write(work.path().join("emulator.json"), emu_cfg.to_string()).unwrap();
