@@ -158,6 +158,20 @@ async fn local_user(
     .unwrap()
 }
 
+/// The demo company integrated with a fresh emulator (accounts only), on a new store.
+async fn integrated_demo() -> (Emulator, tempfile::TempDir, Integration) {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap());
+    let integration = Integration::new(
+        Arc::new(o365_essentials::memory::MemoryDirectory::demo_company().unwrap()),
+        Arc::new(crate::graph::tenant_for(&emu)),
+        store,
+    );
+    integration.integrate().await.unwrap();
+    (emu, tmp, integration)
+}
+
 #[tokio::test]
 async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     let dns = Bind::start_with_key(ZONE, &[], Some(("o365-update", TSIG_SECRET)));
@@ -699,16 +713,7 @@ async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactl
 /// observer still gets every item event, in order.
 #[tokio::test]
 async fn a_blocked_observer_does_not_hold_up_the_engine() {
-    use o365_essentials::memory::MemoryDirectory;
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap());
-    let integration = Integration::new(
-        Arc::new(MemoryDirectory::demo_company().unwrap()),
-        Arc::new(crate::graph::tenant_for(&emu)),
-        store,
-    );
-    integration.integrate().await.unwrap();
+    let (_emu, _tmp, integration) = integrated_demo().await;
     let plan = integration
         .plan_bulk_create(&integration.snapshot().await.unwrap(), &Default::default())
         .unwrap();
@@ -751,16 +756,7 @@ async fn a_blocked_observer_does_not_hold_up_the_engine() {
 /// reads the verified domains, not the ones recorded at `integrate`.
 #[tokio::test]
 async fn a_domain_verified_after_integrating_is_used_by_the_next_plan() {
-    use o365_essentials::memory::MemoryDirectory;
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap());
-    let integration = Integration::new(
-        Arc::new(MemoryDirectory::demo_company().unwrap()),
-        Arc::new(crate::graph::tenant_for(&emu)),
-        store,
-    );
-    integration.integrate().await.unwrap();
+    let (emu, _tmp, integration) = integrated_demo().await;
     let request = o365_essentials::engine::BulkCreateRequest {
         domain: "fabrikam.com".into(),
         ..Default::default()

@@ -410,12 +410,7 @@ impl Integration {
 
         let cursor = self.store.cursor(DIRECTORY_CURSOR)?.map(DirectoryCursor);
         let changes = self.dir.changes_since(cursor.as_ref()).await?;
-        let links: HashMap<ObjectGuid, Link> = self
-            .store
-            .links()?
-            .into_iter()
-            .map(|l| (l.local_guid, l))
-            .collect();
+        let links = self.links_by_local()?;
         let mut upserted = Vec::new();
         let mut deleted = Vec::new();
         for c in &changes.changes {
@@ -607,12 +602,7 @@ impl Integration {
             })
             .collect();
         self.store.set_cursor(DELTA_CURSOR, &plan.delta_link)?;
-        let links: HashMap<ObjectGuid, Link> = self
-            .store
-            .links()?
-            .into_iter()
-            .map(|l| (l.local_guid, l))
-            .collect();
+        let links = self.links_by_local()?;
         let total = plan.items.len() as u64;
         ctl.emit(Event::Progress {
             run_id: run,
@@ -869,6 +859,18 @@ impl Integration {
             }
         }
         Ok(r)
+    }
+}
+
+impl Integration {
+    /// Every link, by its local user.
+    fn links_by_local(&self) -> Result<HashMap<ObjectGuid, Link>> {
+        Ok(self
+            .store
+            .links()?
+            .into_iter()
+            .map(|l| (l.local_guid, l))
+            .collect())
     }
 }
 
