@@ -1,7 +1,13 @@
-//! `cargo bench --bench engine`: (1) planning a bulk create for 100,000 local users against
-//! 100,000 online accounts (half of them hard-matched by anchor), time and peak memory;
-//! (2) after one change in a 10,000-user Samba directory, what an incremental sync run
-//! costs (LDAP operations, Graph requests, seconds).
+//! `cargo bench --bench engine`, each part in a process of its own (so each peak-memory
+//! figure is that part's):
+//! 1. planning a bulk create for 100,000 local users against 100,000 online accounts (half
+//!    of them hard-matched by anchor), time and peak memory;
+//! 2. 10,000 linked users in a Samba DC: the first (full) sync run against the emulator
+//!    with the documented resource-unit budget, beside the bound that budget sets; then
+//!    one change and the incremental run (LDAP operations, Graph requests, seconds);
+//! 3. `Integration::plan_sync_run` for 100,000 linked users (memory directory; the
+//!    emulator in another process): the first plan, which reads everything, and one after
+//!    1,000 local changes — seconds and the peak memory of the planning process.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -35,9 +41,67 @@ fn vm_hwm_mb() -> f64 {
         / 1024.0
 }
 
+const PART: &str = "O365_BENCH_PART";
+
 fn main() {
-    plan_100k();
-    incremental();
+    match std::env::var(PART).as_deref() {
+        Ok("plan_bulk") => plan_100k(),
+        Ok("samba") => incremental(),
+        Ok("sync_plan") => sync_plan_100k(),
+        Ok("emulator") => serve_emulator(),
+        _ => {
+            for part in ["plan_bulk", "samba", "sync_plan"] {
+                let status = std::process::Command::new(std::env::current_exe().unwrap())
+                    .env(PART, part)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "part {part} failed");
+            }
+        }
+    }
+}
+
+/// Runs an emulator (throttling at the documented small-tenant budget) and prints its
+/// connection facts as one JSON line; serves until stdin closes.
+fn serve_emulator() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let emu = o365_essentials_emulator::Emulator::start(
+            o365_essentials_emulator::EmulatorConfig::default(),
+        )
+        .await
+        .unwrap();
+        println!("{}", serde_json::to_string(emu.info()).unwrap());
+        tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink);
+        })
+        .await
+        .unwrap();
+    });
+}
+
+async fn resource_units(admin_url: &str) -> u64 {
+    let stats: serde_json::Value = reqwest::get(format!("{admin_url}/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["resource_units"].as_u64().unwrap_or(0)
+}
+
+/// The documented small-tenant budget: 3,500 resource units per 10 s per app.
+const RU_BUCKET: f64 = 3500.0;
+const RU_PER_SECOND: f64 = 350.0;
+
+/// The shortest time the budget allows for `units` (a full bucket at the start).
+fn ru_bound_seconds(units: f64) -> f64 {
+    ((units - RU_BUCKET) / RU_PER_SECOND).max(0.0)
 }
 
 fn incremental() {
@@ -67,11 +131,12 @@ fn incremental() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut cfg = o365_essentials_emulator::EmulatorConfig::default();
-        cfg.throttling.enabled = false;
-        let emu = o365_essentials_emulator::Emulator::start(cfg)
-            .await
-            .unwrap();
+        // The documented budget for a small tenant (3,500 resource units per 10 s).
+        let emu = o365_essentials_emulator::Emulator::start(
+            o365_essentials_emulator::EmulatorConfig::default(),
+        )
+        .await
+        .unwrap();
         let info = emu.info().clone();
         let dir = Arc::new(LdapDirectory::new(dc.config()).unwrap());
         let users: Vec<LocalUser> = dir.users().try_collect().await.unwrap();
@@ -131,13 +196,31 @@ fn incremental() {
         let tenant = Arc::new(GraphTenant::new(gc).unwrap());
         let integration = Integration::new(dir.clone(), tenant.clone(), store);
         integration.integrate().await.unwrap();
+        let (g0, ru0) = (
+            tenant.request_counts().0,
+            resource_units(&info.admin_url).await,
+        );
         let t = Instant::now();
         let first = integration
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap();
-        println!("initial_sync_seconds: {:.1}", t.elapsed().as_secs_f64());
+        let secs = t.elapsed().as_secs_f64();
+        let units = (resource_units(&info.admin_url).await - ru0) as f64;
         assert!(first.results.items.is_empty(), "the seeded accounts match");
+        println!("linked_users: {USERS}");
+        println!("full_sync_seconds: {secs:.2}");
+        println!(
+            "full_sync_graph_requests: {}",
+            tenant.request_counts().0 - g0
+        );
+        println!("full_sync_resource_units: {units:.0}");
+        println!("full_sync_ru_bound_seconds: {:.2}", ru_bound_seconds(units));
+        // Reading each linked account by itself ($select: 1 unit each) instead.
+        println!(
+            "per_account_reads_ru_bound_seconds: {:.2}",
+            ru_bound_seconds(USERS as f64)
+        );
 
         dir.set_enabled(users[USERS / 2].guid, false).await.unwrap();
         let (l0, g0) = (dir.operation_count(), tenant.request_counts().0);
@@ -253,4 +336,155 @@ fn plan_100k() {
     println!("plan_100k_seconds: {best:.3}");
     println!("snapshot_resident_mb: {before_mb:.0}");
     println!("plan_100k_peak_mb: {:.0}", vm_hwm_mb());
+}
+
+fn sync_plan_100k() {
+    use o365_essentials::engine::{Integration, SyncOptions, suggest_upn};
+    use o365_essentials::graph::{GraphConfig, GraphTenant};
+    use o365_essentials::memory::MemoryDirectory;
+    use o365_essentials::model::{Link, LinkOrigin, LinkState, NewLocalUser};
+    use o365_essentials::store::Store;
+    use std::io::BufRead;
+    use std::sync::Arc;
+
+    // The emulator in a process of its own, so its memory is not counted here.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(PART, "emulator")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: o365_essentials_emulator::EmulatorInfo = serde_json::from_str(&line).unwrap();
+
+    let dir = Arc::new(MemoryDirectory::new("contoso.local").unwrap());
+    let new: Vec<NewLocalUser> = (0..N)
+        .map(|i| NewLocalUser {
+            sam_account_name: format!("user{i:06}"),
+            user_principal_name: format!("user{i:06}@contoso.local"),
+            given_name: Some("Given".into()),
+            surname: Some(format!("Surname{i}")),
+            display_name: format!("User {i:06}"),
+            mail: None,
+            ou: None,
+        })
+        .collect();
+    let users = dir.load_users(&new).unwrap();
+    drop(new);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let store = Arc::new(Store::open(tmp.path().join("state.db")).unwrap());
+        let http = reqwest::Client::new();
+        for chunk in users.chunks(2000) {
+            let seed: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|u| {
+                    serde_json::json!({
+                        "user_principal_name": suggest_upn(u, "contoso.onmicrosoft.com"),
+                        "display_name": u.friendly_name(),
+                        "given_name": u.given_name,
+                        "surname": u.surname,
+                        "account_enabled": true,
+                        "on_premises_immutable_id": u.anchor().as_str(),
+                    })
+                })
+                .collect();
+            let r: serde_json::Value = http
+                .post(format!("{}/seed", info.admin_url))
+                .json(&serde_json::json!({"users": seed}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let links: Vec<Link> = chunk
+                .iter()
+                .zip(r["userIds"].as_array().unwrap())
+                .map(|(u, id)| Link {
+                    local_guid: u.guid,
+                    online_id: OnlineAccountId(id.as_str().unwrap().into()),
+                    anchor: u.anchor(),
+                    user_principal_name: suggest_upn(u, "contoso.onmicrosoft.com"),
+                    state: LinkState::Active,
+                    origin: LinkOrigin::HardMatch,
+                    linked_at: time::OffsetDateTime::now_utc(),
+                })
+                .collect();
+            for l in &links {
+                store.put_link(l).unwrap();
+            }
+        }
+        let mut gc = GraphConfig::with_secret(
+            &info.tenant_id,
+            &info.client_id,
+            info.client_secret.clone().unwrap(),
+        );
+        gc.login_url = info.login_url.clone();
+        gc.graph_url = info.graph_url.clone();
+        let tenant = Arc::new(GraphTenant::new(gc).unwrap());
+        let integration = Integration::new(dir.clone(), tenant.clone(), store);
+        integration.integrate().await.unwrap();
+        let setup_mb = vm_hwm_mb();
+
+        // The first plan reads everything: every local user, every linked account.
+        let (g0, ru0) = (
+            tenant.request_counts().0,
+            resource_units(&info.admin_url).await,
+        );
+        let t = Instant::now();
+        let plan = integration
+            .plan_sync_run(&SyncOptions::default())
+            .await
+            .unwrap();
+        let full = t.elapsed().as_secs_f64();
+        assert!(plan.items.is_empty(), "the seeded accounts match");
+        println!("linked_users: {N}");
+        println!("sync_plan_full_100k_seconds: {full:.3}");
+        println!(
+            "sync_plan_full_100k_graph_requests: {}",
+            tenant.request_counts().0 - g0
+        );
+        println!(
+            "sync_plan_full_100k_resource_units: {}",
+            resource_units(&info.admin_url).await - ru0
+        );
+        // The run that follows sets the cursors; then 1,000 people change locally.
+        let first = integration
+            .run_sync_once(&SyncOptions::default())
+            .await
+            .unwrap();
+        assert!(first.results.items.is_empty());
+        for u in users.iter().step_by(N / 1000) {
+            dir.edit_user(u.guid, |u| {
+                u.display_name = Some(format!("Renamed {}", u.sam_account_name))
+            })
+            .unwrap();
+        }
+        let g0 = tenant.request_counts().0;
+        let t = Instant::now();
+        let plan = integration
+            .plan_sync_run(&SyncOptions::default())
+            .await
+            .unwrap();
+        let incremental = t.elapsed().as_secs_f64();
+        assert_eq!(plan.items.len(), 1000);
+        println!("sync_plan_1000_changes_seconds: {incremental:.3}");
+        println!(
+            "sync_plan_1000_changes_graph_requests: {}",
+            tenant.request_counts().0 - g0
+        );
+        println!("sync_plan_setup_peak_mb: {setup_mb:.0}");
+        println!("sync_plan_100k_peak_mb: {:.0}", vm_hwm_mb());
+    });
+    drop(child.stdin.take());
+    let _ = child.wait();
 }

@@ -593,7 +593,7 @@ operations! {
             let domain = i.domain_or_configured(p.domain)?;
             let services = p.services.unwrap_or_else(|| vec![DomainService::Email]);
             let linker = i.domain_linker()?;
-            let _lease = i.store.lease("domain", None)?;
+            let _lease = i.lease("domain", c).await?;
             until_cancelled(c, "linking the domain", linker.run(&domain, &services)).await?
         };
     "domain_stage", DomainParams => crate::dns::DomainStage, false,

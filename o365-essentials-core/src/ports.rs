@@ -231,6 +231,15 @@ pub trait Tenant: Send + Sync {
     /// # Errors
     /// The common errors; an expired link is a full resync, not an error.
     async fn changes(&self, delta_link: Option<&str>) -> Result<OnlineChanges>;
+
+    /// A delta link from now on, without listing what is there (Graph's
+    /// `$deltatoken=latest`): where a sync that read everything itself starts watching.
+    ///
+    /// # Errors
+    /// The common errors.
+    async fn changes_from_now(&self) -> Result<String> {
+        Ok(self.changes(None).await?.delta_link)
+    }
 }
 
 /// The tenant's domains.

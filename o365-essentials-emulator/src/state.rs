@@ -334,8 +334,12 @@ pub(crate) struct Stats {
 
 impl Stats {
     pub(crate) fn count(&self, what: &str) {
+        self.add(what, 1);
+    }
+
+    pub(crate) fn add(&self, what: &str, n: u64) {
         if let Ok(mut c) = self.counters.lock() {
-            *c.entry(what.to_string()).or_default() += 1;
+            *c.entry(what.to_string()).or_default() += n;
         }
     }
 

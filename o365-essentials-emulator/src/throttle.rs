@@ -318,6 +318,7 @@ pub(crate) async fn throttle_layer(
             too_many_requests(ctx.as_ref(), retry_after, &scope, information)
         }
         Verdict::Allowed { cost, used_percent } => {
+            emu.stats.add("resource_units", u64::from(cost));
             let mut resp = next.run(req).await;
             let h = resp.headers_mut();
             h.insert("x-ms-resource-unit", HeaderValue::from(cost));

@@ -709,6 +709,87 @@ async fn import_creates_local_users_with_passwords_returned_once() {
 }
 
 #[tokio::test]
+async fn a_concurrent_import_gives_clashing_names_two_users_and_a_cancelled_one_resumes() {
+    use o365_essentials::engine::{CancelToken, Control, Event, ImportRequest};
+    let mem = Arc::new(MemoryDirectory::new("essentials.test").unwrap());
+    let mut cfg = EmulatorConfig::default();
+    cfg.latency.write = o365_essentials_emulator::config::Delay {
+        fixed_ms: 40,
+        jitter_ms: 40,
+    };
+    let f = fixture(mem.clone(), cfg).await;
+    f.integration.integrate().await.unwrap();
+    let mut users: Vec<Value> = (0..60)
+        .map(|i| json!({"user_principal_name": format!("staff{i:02}@contoso.onmicrosoft.com"), "display_name": format!("Staff {i:02}")}))
+        .collect();
+    // Two people called Jane in two domains would both be `jane` locally.
+    users.push(json!({"user_principal_name": "jane@contoso.onmicrosoft.com", "display_name": "Jane North"}));
+    users.push(json!({"user_principal_name": "jane@fabrikam.onmicrosoft.com", "display_name": "Jane South"}));
+    seed(&f, json!({ "users": users })).await;
+
+    // Cancelled once a dozen accounts are done.
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let ctl = Control::with_observer(
+        cancel,
+        Arc::new(move |e: &Event| {
+            if let Event::Progress { done, .. } = e {
+                s2.lock().unwrap().push(*done);
+                if *done >= 12 {
+                    c2.cancel();
+                }
+            }
+        }),
+    )
+    .unwrap();
+    let (first, results) = f
+        .integration
+        .import_with(&ImportRequest::default(), &ctl)
+        .await
+        .unwrap();
+    drop(ctl);
+    let cancelled = results.count(Outcome::Cancelled);
+    assert!(cancelled > 0, "stopped early: {} imported", first.len());
+    assert_eq!(results.count(Outcome::Succeeded), first.len());
+    assert_eq!(
+        first.len() + cancelled,
+        62,
+        "every account is accounted for"
+    );
+    let done = seen.lock().unwrap().clone();
+    assert!(
+        done.windows(2).all(|w| w[0] <= w[1]),
+        "progress only grows: {done:?}"
+    );
+
+    // The rerun imports the rest, nothing twice.
+    let (rest, results) = f
+        .integration
+        .import(&ImportRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(results.count(Outcome::Failed), 0, "{results:#?}");
+    assert_eq!(first.len() + rest.len(), 62);
+    let mut sams: Vec<String> = first
+        .iter()
+        .chain(&rest)
+        .map(|u| u.local.sam_account_name.to_ascii_lowercase())
+        .collect();
+    sams.sort();
+    let n = sams.len();
+    sams.dedup();
+    assert_eq!(sams.len(), n, "every local user has a name of its own");
+    assert!(sams.contains(&"jane".to_string()) && sams.contains(&"jane2".to_string()));
+    for u in first.iter().chain(&rest) {
+        let online = f.tenant.account(&u.online_id.0).await.unwrap();
+        assert_eq!(online.immutable_id, Some(u.local.anchor()));
+    }
+    assert_eq!(f.integration.status().unwrap().links, 62);
+}
+
+#[tokio::test]
 async fn applying_a_plan_never_does_more_than_the_plan() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);

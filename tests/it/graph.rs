@@ -575,6 +575,17 @@ async fn delta_reports_changes_deletions_and_restores_and_survives_expiry() {
             .any(|c| matches!(c, OnlineChange::Changed { account } if account.id == b.id))
     );
 
+    // A link from now lists nothing that was there, only what changes after it.
+    let before = t.request_counts().0;
+    let now = t.changes_from_now().await.unwrap();
+    assert_eq!(t.request_counts().0 - before, 1, "one request, no listing");
+    t.set_enabled(&a.id, true).await.unwrap();
+    let after = t.changes(Some(&now)).await.unwrap();
+    assert_eq!(after.changes.len(), 1, "{:?}", after.changes);
+    assert!(
+        matches!(&after.changes[0], OnlineChange::Changed { account } if account.id == a.id && account.account_enabled)
+    );
+
     admin(&emu, "POST", "/delta/expire", Some(json!({}))).await;
     let resync = t.changes(Some(&back.delta_link)).await.unwrap();
     assert!(

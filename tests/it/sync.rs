@@ -652,3 +652,65 @@ async fn a_sync_plan_skips_users_changed_since_it_was_made() {
         "nothing was done the plan did not say"
     );
 }
+
+#[tokio::test]
+async fn a_run_asked_to_wait_for_held_work_waits_and_one_not_asked_is_refused() {
+    let mem = Arc::new(MemoryDirectory::demo_company().unwrap());
+    let s = linked(mem.clone(), None).await;
+    let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
+    mem.set_enabled(ava.guid, false).await.unwrap();
+    // Another opener of the same store (as another process would be) runs a sync.
+    let other = Store::open(s._tmp.path().join("s.db")).unwrap();
+    let held = other.lease("sync", None).unwrap();
+    let e = s
+        .integration
+        .run_sync(
+            &SyncOptions::default(),
+            &o365_essentials::engine::Control::none(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::WorkHeld);
+    assert!(
+        e.message()
+            .contains(&format!("process {}", std::process::id())),
+        "names the holder: {e}"
+    );
+    assert!(
+        s.enabled("ava.adams").await,
+        "a refused run changes nothing"
+    );
+
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        drop(held);
+    });
+    let t = std::time::Instant::now();
+    let ctl = o365_essentials::engine::Control::none().with_lease_wait(Duration::from_secs(20));
+    let report = s
+        .integration
+        .run_sync(&SyncOptions::default(), &ctl)
+        .await
+        .unwrap();
+    release.join().unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(500), "it waited");
+    assert_eq!(report.results.count(Outcome::Succeeded), 1);
+    assert!(!s.enabled("ava.adams").await);
+
+    // A wait ends when the call is cancelled.
+    let _held = other.lease("sync", None).unwrap();
+    let cancel = o365_essentials::engine::CancelToken::new();
+    let c2 = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        c2.cancel();
+    });
+    let ctl = o365_essentials::engine::Control::with_cancel(cancel)
+        .with_lease_wait(Duration::from_secs(60));
+    let e = s
+        .integration
+        .run_sync(&SyncOptions::default(), &ctl)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Cancelled);
+}

@@ -290,6 +290,7 @@ pub struct Control {
     /// Triggers cancellation.
     pub cancel: CancelToken,
     events: Option<Arc<EventSink>>,
+    lease_wait: Option<std::time::Duration>,
 }
 
 impl Control {
@@ -306,6 +307,7 @@ impl Control {
         Ok(Control {
             cancel,
             events: Some(Arc::new(EventSink::new(observer)?)),
+            lease_wait: None,
         })
     }
 
@@ -314,7 +316,22 @@ impl Control {
         Control {
             cancel,
             events: None,
+            lease_wait: None,
         }
+    }
+
+    /// Work held by another process (a sync run, a delivery round, a plan being applied,
+    /// the domain flow) is waited for up to `wait` instead of refused at once with
+    /// [`ErrorCode::WorkHeld`]; the wait ends early when the call is cancelled.
+    #[must_use]
+    pub fn with_lease_wait(mut self, wait: std::time::Duration) -> Control {
+        self.lease_wait = Some(wait);
+        self
+    }
+
+    /// How long held work is waited for (`None`: not at all).
+    pub fn lease_wait(&self) -> Option<std::time::Duration> {
+        self.lease_wait
     }
 
     /// Reports an event (never blocks on the observer).

@@ -332,7 +332,7 @@ impl Integration {
         ctl: &super::Control,
     ) -> Result<(Vec<ImportedUser>, RunResults)> {
         self.require_enabled()?;
-        let mut file = match &request.password_file {
+        let file = match &request.password_file {
             Some(p) => Some(
                 crate::platform::private_file(p, crate::platform::Create::New).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -374,11 +374,21 @@ impl Integration {
         let policy = self.dir.password_policy().await?;
         let run = Uuid::new_v4();
         let started_at = OffsetDateTime::now_utc();
-        let mut imported = Vec::new();
-        let mut items = Vec::new();
         let total = chosen.len() as u64;
-        for (n, a) in chosen.into_iter().enumerate() {
-            let mut item = ItemResult {
+        ctl.emit(super::Event::Progress {
+            run_id: run,
+            done: 0,
+            total,
+            current: None,
+        });
+        // Names are chosen first, one account after the other, so two accounts that would
+        // get the same sAMAccountName (jane@ and jane@ of two domains) get two names; the
+        // local users are then made concurrently, each to its end once started.
+        let mut reserved: Vec<String> = Vec::new();
+        let mut prepared: Vec<std::result::Result<Prepared<'_>, ItemResult>> =
+            Vec::with_capacity(chosen.len());
+        for a in chosen {
+            let item = ItemResult {
                 local_user: String::new(),
                 local_guid: ObjectGuid(Uuid::nil()),
                 requested_upn: Some(a.user_principal_name.clone()),
@@ -390,25 +400,6 @@ impl Integration {
                 recommended_action: None,
                 online_id: Some(a.id.clone()),
             };
-            let fail = |mut item: ItemResult, e: &Error, outcome: Outcome| {
-                item.outcome = outcome;
-                item.error_code = Some(e.code());
-                item.service_message = Some(e.message().to_string());
-                item.recommended_action = Some(e.action().to_string());
-                item
-            };
-            if ctl.is_cancelled() {
-                item.outcome = Outcome::Cancelled;
-                item.error_code = Some(ErrorCode::Cancelled);
-                items.push(item);
-                continue;
-            }
-            ctl.emit(super::Event::Progress {
-                run_id: run,
-                done: n as u64,
-                total,
-                current: Some(a.user_principal_name.clone()),
-            });
             if admins.contains(&a.id.0) || linked.contains(&a.id.0) || a.immutable_id.is_some() {
                 let e = Error::new(
                     ErrorCode::Conflict,
@@ -417,20 +408,25 @@ impl Integration {
                         a.user_principal_name
                     ),
                 );
-                items.push(fail(item, &e, Outcome::Skipped));
+                prepared.push(Err(failed_item(item, &e, Outcome::Skipped)));
+                continue;
+            }
+            if ctl.is_cancelled() {
+                prepared.push(Err(cancelled_item(item)));
                 continue;
             }
             let mut taken = Vec::new();
             let sam = loop {
                 let s = sam_for(&a.user_principal_name, &|c| {
                     taken.iter().any(|t: &String| t.eq_ignore_ascii_case(c))
+                        || reserved.iter().any(|t| t.eq_ignore_ascii_case(c))
                 });
                 match self.dir.find_user(&s).await? {
                     Some(_) => taken.push(s),
                     None => break s,
                 }
             };
-            item.local_user = sam.clone();
+            reserved.push(sam.clone());
             let display = if a.display_name.trim().is_empty() {
                 sam.clone()
             } else {
@@ -447,57 +443,172 @@ impl Integration {
                     break p;
                 }
             };
-            let new = NewLocalUser {
-                sam_account_name: sam.clone(),
-                user_principal_name: a.user_principal_name.clone(),
-                given_name: a.given_name.clone(),
-                surname: a.surname.clone(),
-                display_name: display,
-                mail: a.mail.clone(),
-                ou: request.ou.clone(),
-            };
-            let entry = self.store.journal_begin(
-                run,
-                "import",
-                &a.id.0,
-                &json!({"sam": sam, "upn": a.user_principal_name}),
-            )?;
-            let local = match self.dir.create_user(&new, &password).await {
-                Ok(u) => u,
+            let mut item = item;
+            item.local_user = sam.clone();
+            prepared.push(Ok(Prepared {
+                account: a,
+                new: NewLocalUser {
+                    sam_account_name: sam,
+                    user_principal_name: a.user_principal_name.clone(),
+                    given_name: a.given_name.clone(),
+                    surname: a.surname.clone(),
+                    display_name: display,
+                    mail: a.mail.clone(),
+                    ou: request.ou.clone(),
+                },
+                password,
+                item,
+            }));
+        }
+        let file = std::sync::Mutex::new(file);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let work: Vec<futures::future::BoxFuture<'_, Result<ImportDone>>> = prepared
+            .into_iter()
+            .map(|p| {
+                let (file, failed) = (&file, &failed);
+                Box::pin(async move {
+                    let p = match p {
+                        Ok(p) => p,
+                        Err(item) => return Ok(ImportDone::Item(item)),
+                    };
+                    if ctl.is_cancelled() || failed.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Ok(ImportDone::Item(cancelled_item(p.item)));
+                    }
+                    let r = self.import_one(run, p, file).await;
+                    if r.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    r
+                }) as futures::future::BoxFuture<'_, Result<ImportDone>>
+            })
+            .collect();
+        let mut done = futures::StreamExt::buffered(
+            futures::stream::iter(work),
+            self.settings.concurrency.max(1),
+        );
+        let mut imported = Vec::new();
+        let mut items = Vec::new();
+        let mut first_error = None;
+        while let Some(r) = futures::StreamExt::next(&mut done).await {
+            let item = match r {
+                Ok(ImportDone::Item(item)) => item,
+                Ok(ImportDone::Imported(user, item)) => {
+                    imported.push(*user);
+                    item
+                }
                 Err(e) => {
-                    self.store.journal_failed(entry, &e)?;
-                    items.push(fail(item, &e, Outcome::Failed));
+                    first_error.get_or_insert(e);
                     continue;
                 }
             };
-            item.local_guid = local.guid;
-            if let Err(e) = tenant
-                .update_account(
-                    &a.id,
-                    &AccountUpdate {
-                        immutable_id: Some(local.anchor()),
-                        ..Default::default()
-                    },
-                )
-                .await
-            {
-                let _ = self.dir.delete_user(local.guid).await;
-                self.store.journal_failed(entry, &e)?;
-                items.push(fail(item, &e, Outcome::Failed));
-                continue;
+            if item.outcome != Outcome::Cancelled {
+                ctl.emit(super::Event::Progress {
+                    run_id: run,
+                    done: items.len() as u64 + 1,
+                    total,
+                    current: item.requested_upn.clone(),
+                });
             }
-            self.store.put_link(&Link {
-                local_guid: local.guid,
-                online_id: a.id.clone(),
-                anchor: local.anchor(),
-                user_principal_name: a.user_principal_name.clone(),
-                state: LinkState::Active,
-                origin: LinkOrigin::Imported,
-                linked_at: OffsetDateTime::now_utc(),
-            })?;
-            self.store
-                .journal_finish(entry, JournalState::Done, &json!({"local": local.guid}))?;
-            if let Some(f) = file.as_mut() {
+            items.push(item);
+        }
+        drop(done);
+        if let Some(e) = first_error {
+            // The users made are in the password file (when asked for) and the journal.
+            return Err(e);
+        }
+        let results = self.record_run(run, RunKind::Import, started_at, items, ctl)?;
+        Ok((imported, results))
+    }
+}
+
+/// An account whose local user is ready to be made.
+struct Prepared<'a> {
+    account: &'a OnlineAccount,
+    new: NewLocalUser,
+    password: SecretString,
+    item: ItemResult,
+}
+
+/// One account of an import, finished.
+enum ImportDone {
+    Item(ItemResult),
+    Imported(Box<ImportedUser>, ItemResult),
+}
+
+fn failed_item(mut item: ItemResult, e: &Error, outcome: Outcome) -> ItemResult {
+    item.outcome = outcome;
+    item.error_code = Some(e.code());
+    item.service_message = Some(e.message().to_string());
+    item.recommended_action = Some(e.action().to_string());
+    item
+}
+
+fn cancelled_item(mut item: ItemResult) -> ItemResult {
+    item.outcome = Outcome::Cancelled;
+    item.error_code = Some(ErrorCode::Cancelled);
+    item
+}
+
+impl Integration {
+    /// Makes one local user for an online account and links them, journaled: a failure
+    /// online removes the local user again.
+    async fn import_one(
+        &self,
+        run: Uuid,
+        p: Prepared<'_>,
+        file: &std::sync::Mutex<Option<std::fs::File>>,
+    ) -> Result<ImportDone> {
+        let Prepared {
+            account: a,
+            new,
+            password,
+            mut item,
+        } = p;
+        let entry = self.store.journal_begin(
+            run,
+            "import",
+            &a.id.0,
+            &json!({"sam": new.sam_account_name, "upn": a.user_principal_name}),
+        )?;
+        let local = match self.dir.create_user(&new, &password).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.store.journal_failed(entry, &e)?;
+                return Ok(ImportDone::Item(failed_item(item, &e, Outcome::Failed)));
+            }
+        };
+        item.local_guid = local.guid;
+        if let Err(e) = self
+            .tenant()
+            .update_account(
+                &a.id,
+                &AccountUpdate {
+                    immutable_id: Some(local.anchor()),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            let _ = self.dir.delete_user(local.guid).await;
+            self.store.journal_failed(entry, &e)?;
+            return Ok(ImportDone::Item(failed_item(item, &e, Outcome::Failed)));
+        }
+        self.store.put_link(&Link {
+            local_guid: local.guid,
+            online_id: a.id.clone(),
+            anchor: local.anchor(),
+            user_principal_name: a.user_principal_name.clone(),
+            state: LinkState::Active,
+            origin: LinkOrigin::Imported,
+            linked_at: OffsetDateTime::now_utc(),
+        })?;
+        self.store
+            .journal_finish(entry, JournalState::Done, &json!({"local": local.guid}))?;
+        {
+            let mut f = file
+                .lock()
+                .map_err(|_| Error::internal("the password file's lock was poisoned"))?;
+            if let Some(f) = f.as_mut() {
                 writeln!(
                     f,
                     "{},{},{}",
@@ -505,6 +616,7 @@ impl Integration {
                     a.user_principal_name,
                     password.expose_secret()
                 )
+                .and_then(|()| f.flush())
                 .map_err(|e| {
                     Error::new(
                         ErrorCode::StoreIo,
@@ -512,15 +624,15 @@ impl Integration {
                     )
                 })?;
             }
-            items.push(item);
-            imported.push(ImportedUser {
+        }
+        Ok(ImportDone::Imported(
+            Box::new(ImportedUser {
                 local,
                 online_id: a.id.clone(),
                 initial_password: password,
-            });
-        }
-        let results = self.record_run(run, RunKind::Import, started_at, items, ctl)?;
-        Ok((imported, results))
+            }),
+            item,
+        ))
     }
 }
 

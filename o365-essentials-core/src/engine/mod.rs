@@ -440,6 +440,25 @@ impl Integration {
         self.m365.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Takes the lease of `work` for this call: at once, or waiting as `ctl` allows
+    /// (polling without blocking the runtime; a cancelled call stops waiting).
+    pub(crate) async fn lease(&self, work: &str, ctl: &Control) -> Result<crate::store::Lease> {
+        let deadline = ctl.lease_wait().map(|w| std::time::Instant::now() + w);
+        loop {
+            match self.store.lease(work, None) {
+                Err(e)
+                    if e.code() == ErrorCode::WorkHeld
+                        && deadline.is_some_and(|d| std::time::Instant::now() < d) =>
+                {
+                    ctl.cancel
+                        .sleep(std::time::Duration::from_millis(100))
+                        .await?;
+                }
+                r => return r,
+            }
+        }
+    }
+
     pub(crate) fn tenant(&self) -> Arc<dyn Tenant> {
         self.microsoft365().tenant.clone()
     }
@@ -926,7 +945,7 @@ impl Integration {
             ));
         }
         // One plan applied at a time across every process on this store.
-        let _lease = self.store.lease("apply", None)?;
+        let _lease = self.lease("apply", ctl).await?;
         let started_at = OffsetDateTime::now_utc();
         let total = plan.items.len() as u64;
         ctl.emit(Event::Progress {

@@ -230,7 +230,7 @@ impl Integration {
         let key = self.key()?;
         // One delivery round at a time across every process on this store, so no password
         // is set twice.
-        let _lease = self.store.lease("passwords", None)?;
+        let _lease = self.lease("passwords", ctl).await?;
         let tenant = self.tenant();
         let mut out = PasswordDelivery {
             state: PasswordSyncState::Ready,

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ const DIRECTORY_CURSOR: &str = "directory";
 const DELTA_CURSOR: &str = "graph_delta";
 const TOUCHED: &str = "sync_touched";
 const EXPIRING: &str = "sync_expiring";
+/// Above this many linked accounts to look at, the account list is read in pages (999
+/// accounts per request) instead of one request per account.
+const LIST_ABOVE: usize = 200;
 
 /// How a sync run treats destructive changes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -373,7 +376,11 @@ impl Integration {
 
     async fn online_drift(&self, touched: &HashSet<String>) -> Result<(Vec<Drift>, String)> {
         let tenant = self.tenant();
-        let link = self.store.cursor(DELTA_CURSOR)?;
+        let Some(link) = self.store.cursor(DELTA_CURSOR)? else {
+            // The first run reads every linked account itself: the delta starts now.
+            return Ok((Vec::new(), tenant.changes_from_now().await?));
+        };
+        let link = Some(link);
         let round = tenant.changes(link.as_deref()).await?;
         let mut drift = Vec::new();
         if link.is_some() && !round.full_resync {
@@ -404,7 +411,6 @@ impl Integration {
     async fn decide(&self, options: &SyncOptions) -> Result<SyncPlan> {
         let status = self.require_enabled()?;
         let now = self.now();
-        let tenant = self.tenant();
         let touched: HashSet<String> = self.store.setting(TOUCHED)?.unwrap_or_default();
         let (drift, delta_link) = self.online_drift(&touched).await?;
 
@@ -438,9 +444,10 @@ impl Integration {
                 }
             }
         }
+        let read: HashSet<ObjectGuid> = upserted.iter().map(|u| u.guid).collect();
         let due: Vec<ObjectGuid> = expiring
             .iter()
-            .filter(|(g, t)| **t <= now && !upserted.iter().any(|u| u.guid == **g))
+            .filter(|(g, t)| **t <= now && !read.contains(g))
             .map(|(g, _)| *g)
             .collect();
         for g in due {
@@ -451,18 +458,7 @@ impl Integration {
                 Err(e) => return Err(e),
             }
         }
-        let mut online = HashMap::new();
-        for u in &upserted {
-            if let Some(l) = links.get(&u.guid).filter(|l| l.state == LinkState::Active) {
-                match tenant.account(&l.online_id.0).await {
-                    Ok(a) => {
-                        online.insert(a.id.0.clone(), a);
-                    }
-                    Err(e) if e.code() == ErrorCode::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        let online = self.linked_accounts(&upserted, &links).await?;
         let planned = plan_sync(&upserted, &deleted, &links, &online, now);
         let active = links
             .values()
@@ -473,15 +469,18 @@ impl Integration {
             .max((active as f64 * options.threshold_fraction).ceil() as usize);
         let destructive = planned.iter().filter(|(a, _)| a.is_destructive()).count();
         let hold = destructive > threshold && !options.allow_beyond_threshold;
+        let names: HashMap<ObjectGuid, &str> = upserted
+            .iter()
+            .map(|u| (u.guid, u.sam_account_name.as_str()))
+            .collect();
         let items = planned
             .into_iter()
             .enumerate()
             .map(|(i, (action, reason))| {
                 // A deleted user is known by its online ID (the local object is gone).
-                let local_user = upserted
-                    .iter()
-                    .find(|u| u.guid == action.local_guid())
-                    .map(|u| u.sam_account_name.clone())
+                let local_user = names
+                    .get(&action.local_guid())
+                    .map(|n| (*n).to_string())
                     .or_else(|| {
                         links
                             .get(&action.local_guid())
@@ -548,7 +547,7 @@ impl Integration {
     /// [`ErrorCode::Cancelled`] with the [`SyncReport`] as the partial result.
     pub async fn run_sync(&self, options: &SyncOptions, ctl: &Control) -> Result<SyncReport> {
         // Held from planning to the end, so no other run moves the cursors in between.
-        let lease = self.store.lease("sync", None)?;
+        let lease = self.lease("sync", ctl).await?;
         let plan = self.decide(options).await?;
         self.apply_sync_plan_leased(&plan, ctl, lease).await
     }
@@ -562,7 +561,7 @@ impl Integration {
     /// [`ErrorCode::PlanStale`] for a plan of another tenant or one overtaken by another
     /// run; otherwise as [`Integration::run_sync`].
     pub async fn apply_sync_plan(&self, plan: &SyncPlan, ctl: &Control) -> Result<SyncReport> {
-        let lease = self.store.lease("sync", None)?;
+        let lease = self.lease("sync", ctl).await?;
         self.apply_sync_plan_leased(plan, ctl, lease).await
     }
 
@@ -864,6 +863,54 @@ impl Integration {
 
 impl Integration {
     /// Every link, by its local user.
+    /// The online accounts linked to these users, keyed by online ID. Few are read one
+    /// by one, concurrently; many (a first or full run) are read in pages of the whole
+    /// list, which costs a fraction of the resource units.
+    async fn linked_accounts(
+        &self,
+        users: &[LocalUser],
+        links: &HashMap<ObjectGuid, Link>,
+    ) -> Result<HashMap<String, OnlineAccount>> {
+        let tenant = self.tenant();
+        let wanted: HashSet<&str> = users
+            .iter()
+            .filter_map(|u| links.get(&u.guid))
+            .filter(|l| l.state == LinkState::Active)
+            .map(|l| l.online_id.0.as_str())
+            .collect();
+        let mut online = HashMap::with_capacity(wanted.len());
+        if wanted.len() > LIST_ABOVE {
+            let mut pages = tenant.accounts();
+            while let Some(a) = pages.try_next().await? {
+                if wanted.contains(a.id.0.as_str()) {
+                    online.insert(a.id.0.clone(), a);
+                }
+            }
+            return Ok(online);
+        }
+        let reads: Vec<futures::future::BoxFuture<'_, Result<Option<OnlineAccount>>>> = wanted
+            .into_iter()
+            .map(|id| {
+                let tenant = tenant.clone();
+                Box::pin(async move {
+                    match tenant.account(id).await {
+                        Ok(a) => Ok(Some(a)),
+                        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                }) as futures::future::BoxFuture<'_, Result<Option<OnlineAccount>>>
+            })
+            .collect();
+        let mut reads =
+            futures::stream::iter(reads).buffer_unordered(self.settings.concurrency.max(1));
+        while let Some(a) = reads.try_next().await? {
+            if let Some(a) = a {
+                online.insert(a.id.0.clone(), a);
+            }
+        }
+        Ok(online)
+    }
+
     fn links_by_local(&self) -> Result<HashMap<ObjectGuid, Link>> {
         Ok(self
             .store

@@ -959,6 +959,16 @@ impl Tenant for GraphTenant {
             }
         }
     }
+
+    async fn changes_from_now(&self) -> Result<String> {
+        let r = self
+            .delta_round(&format!(
+                "/users/delta?$select={}&$deltatoken=latest",
+                map::USER_SELECT
+            ))
+            .await?;
+        Ok(r.delta_link)
+    }
 }
 
 fn check_domain(name: &str) -> Result<()> {

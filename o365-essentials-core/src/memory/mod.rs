@@ -5,7 +5,7 @@
 //! the domain's password policy — so the engine can be exercised without a domain
 //! controller. It is never a stand-in in tests of the LDAP backend itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -274,6 +274,66 @@ impl MemoryDirectory {
         u.when_changed = Some(OffsetDateTime::now_utc());
         s.users.insert(guid, u.clone());
         Ok(u)
+    }
+
+    /// Adds many users at once, as a directory export would load them (no passwords):
+    /// all of them or, when one is invalid or clashes with another's name, none.
+    /// Uniqueness is checked once for the whole batch, so loading a large test company
+    /// costs time in proportion to its size.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidInput`] for a malformed name; [`ErrorCode::AlreadyExists`]
+    /// when a sAMAccountName or UPN is taken (by the directory or the batch).
+    pub fn load_users(&self, users: &[NewLocalUser]) -> Result<Vec<LocalUser>> {
+        let mut s = self.lock()?;
+        let mut names: HashSet<String> =
+            HashSet::with_capacity(s.users.len() * 2 + users.len() * 2);
+        for u in s.users.values() {
+            names.insert(u.sam_account_name.to_lowercase());
+            if let Some(upn) = &u.user_principal_name {
+                names.insert(upn.to_lowercase());
+            }
+        }
+        for u in users {
+            check_sam(&u.sam_account_name)?;
+            validate::display_name(&u.display_name)?;
+            let upn = u.user_principal_name.trim();
+            if !matches!(upn.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@'))
+            {
+                return Err(Error::invalid_input(format!(
+                    "the userPrincipalName `{upn}` is not of the form name@domain"
+                )));
+            }
+            for n in [u.sam_account_name.as_str(), upn] {
+                if !names.insert(n.to_lowercase()) {
+                    return Err(Error::new(
+                        ErrorCode::AlreadyExists,
+                        format!("the name `{n}` is already used"),
+                    ));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            let ou =
+                u.ou.clone()
+                    .unwrap_or_else(|| format!("CN=Users,{}", self.base_dn));
+            let dn = format!("CN={},{ou}", u.display_name.replace(',', "\\,"));
+            let rec = new_user_record(
+                &mut s,
+                dn,
+                &u.sam_account_name,
+                Some(u.user_principal_name.trim().to_string()),
+                u.given_name.as_deref(),
+                u.surname.as_deref(),
+                &u.display_name,
+                u.mail.clone(),
+                uac::NORMAL_ACCOUNT,
+            );
+            s.users.insert(rec.guid, rec.clone());
+            out.push(rec);
+        }
+        Ok(out)
     }
 
     /// Replaces the domain's password policy.

@@ -302,3 +302,39 @@ fn debug_output_holds_no_passwords() {
     assert!(s.contains("users"));
     assert!(!s.contains("Winter"));
 }
+
+#[tokio::test]
+async fn loading_many_users_is_all_or_nothing() {
+    let dir = MemoryDirectory::new("essentials.test").expect("dir");
+    dir.create_user(&new_user("kept"), &pw("Quiet-Harbour-Wide!"))
+        .await
+        .expect("create");
+    let batch: Vec<NewLocalUser> = (0..500).map(|i| new_user(&format!("load{i:03}"))).collect();
+    let loaded = dir.load_users(&batch).expect("load");
+    assert_eq!(loaded.len(), 500);
+    assert_eq!(
+        dir.find_user("load499")
+            .await
+            .expect("find")
+            .map(|u| u.guid),
+        Some(loaded[499].guid)
+    );
+    // A clash with the directory, and one inside the batch: nothing is added.
+    for clash in [
+        vec![new_user("fresh1"), new_user("KEPT")],
+        vec![new_user("fresh2"), new_user("fresh2")],
+    ] {
+        let e = dir.load_users(&clash).expect_err("clash");
+        assert_eq!(e.code(), ErrorCode::AlreadyExists, "{e}");
+        assert!(dir.find_user("fresh1").await.expect("find").is_none());
+        assert!(dir.find_user("fresh2").await.expect("find").is_none());
+    }
+    let mut bad = new_user("x");
+    bad.user_principal_name = "no-domain".into();
+    assert_eq!(
+        dir.load_users(&[bad]).expect_err("bad").code(),
+        ErrorCode::InvalidInput
+    );
+    let users: Vec<LocalUser> = dir.users().try_collect().await.expect("list");
+    assert_eq!(users.len(), 501);
+}
