@@ -18,9 +18,9 @@ use super::{
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
-    AccountUpdate, DirectoryChange, DirectoryCursor, ItemResult, Link, LinkState, LocalUser,
-    LocalVersion, ObjectGuid, OnlineAccount, OnlineChange, Outcome, PlanAction, PlanReason,
-    RunKind, RunResults,
+    AccountUpdate, DirectoryChange, DirectoryChanges, DirectoryCursor, ItemResult, Link, LinkState,
+    LocalUser, LocalVersion, ObjectGuid, OnlineAccount, OnlineChange, Outcome, PlanAction,
+    PlanReason, RunKind, RunResults,
 };
 use crate::store::JournalState;
 
@@ -28,8 +28,8 @@ const DIRECTORY_CURSOR: &str = "directory";
 const DELTA_CURSOR: &str = "graph_delta";
 const TOUCHED: &str = "sync_touched";
 const EXPIRING: &str = "sync_expiring";
-/// Above this many linked accounts to look at, the account list is read in pages (999
-/// accounts per request) instead of one request per account.
+/// At or below this many linked accounts to look at, each is read by itself; above it
+/// the account list may be read in pages of 999 instead.
 const LIST_ABOVE: usize = 200;
 
 /// How a sync run treats destructive changes.
@@ -415,17 +415,21 @@ impl Integration {
         let (drift, delta_link) = self.online_drift(&touched).await?;
 
         let cursor = self.store.cursor(DIRECTORY_CURSOR)?.map(DirectoryCursor);
-        let changes = self.dir.changes_since(cursor.as_ref()).await?;
+        let DirectoryChanges {
+            changes,
+            cursor: next_cursor,
+            full_resync,
+        } = self.dir.changes_since(cursor.as_ref()).await?;
         let links = self.links_by_local()?;
-        let mut upserted = Vec::new();
+        let mut upserted = Vec::with_capacity(changes.len());
         let mut deleted = Vec::new();
-        for c in &changes.changes {
+        for c in changes {
             match c {
-                DirectoryChange::Upserted { user } => upserted.push((**user).clone()),
-                DirectoryChange::Deleted { guid } => deleted.push(*guid),
+                DirectoryChange::Upserted { user } => upserted.push(*user),
+                DirectoryChange::Deleted { guid } => deleted.push(guid),
             }
         }
-        if changes.full_resync && cursor.is_some() {
+        if full_resync && cursor.is_some() {
             // Read whole: linked users missing from it were deleted.
             let present: HashSet<ObjectGuid> = upserted.iter().map(|u| u.guid).collect();
             deleted.extend(links.keys().filter(|g| !present.contains(g)).copied());
@@ -501,7 +505,7 @@ impl Integration {
             tenant_id: status.tenant_id,
             created_at: now,
             from_cursor: cursor.as_ref().map(|c| c.0.clone()),
-            next_cursor: changes.cursor.0,
+            next_cursor: next_cursor.0,
             delta_link,
             expiring: expiring
                 .into_iter()
@@ -511,7 +515,7 @@ impl Integration {
             held: if hold { destructive } else { 0 },
             threshold,
             drift,
-            full_resync: changes.full_resync && cursor.is_some(),
+            full_resync: full_resync && cursor.is_some(),
             passwords_queued: self.store.queued_passwords()?.len(),
         })
     }
@@ -879,7 +883,15 @@ impl Integration {
             .map(|l| l.online_id.0.as_str())
             .collect();
         let mut online = HashMap::with_capacity(wanted.len());
-        if wanted.len() > LIST_ABOVE {
+        // Listing costs a request per 999 accounts, one after the other; reading each
+        // costs a request per account, `concurrency` at a time. List when that is
+        // clearly cheaper.
+        let active = links
+            .values()
+            .filter(|l| l.state == LinkState::Active)
+            .count();
+        let pages = active.div_ceil(999).max(1);
+        if wanted.len() > LIST_ABOVE.max(pages * self.settings.concurrency.max(1) / 2) {
             let mut pages = tenant.accounts();
             while let Some(a) = pages.try_next().await? {
                 if wanted.contains(a.id.0.as_str()) {
