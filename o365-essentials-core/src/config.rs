@@ -181,6 +181,14 @@ fn path_error(
     } else {
         format!(" at `{path}`")
     };
+    // Parameters say precisely what is wrong; a configuration is `invalid_config` whole.
+    let code = match code {
+        ErrorCode::InvalidInput if inner.is_syntax() || inner.is_eof() => ErrorCode::MalformedJson,
+        ErrorCode::InvalidInput if inner.to_string().starts_with("unknown field") => {
+            ErrorCode::UnknownField
+        }
+        c => c,
+    };
     Error::new(code, format!("{what}{at}: {inner}"))
 }
 

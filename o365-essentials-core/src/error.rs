@@ -128,6 +128,18 @@ error_codes! {
     InvalidInput = 100, "invalid_input", "Correct the value named in the message and try again.";
     /// The configuration (JSON or struct) is incomplete or inconsistent.
     InvalidConfig = 101, "invalid_config", "Fix the configuration setting named in the message.";
+    /// A required argument was NULL (C) or missing.
+    NullArgument = 102, "null_argument", "Pass a value for the argument named in the message.";
+    /// Text that must be UTF-8 is not.
+    InvalidUtf8 = 103, "invalid_utf8", "Pass the text encoded as UTF-8.";
+    /// A JSON text does not parse.
+    MalformedJson = 104, "malformed_json", "Fix the JSON syntax at the line and column given.";
+    /// A JSON object has a field the operation does not take.
+    UnknownField = 105, "unknown_field", "Remove or correct the field named; the message lists the fields allowed.";
+    /// No operation has this name.
+    UnknownOperation = 106, "unknown_operation", "Use one of the operations of the table (OPERATIONS, o365_operations_json).";
+    /// A handle that was freed, or never opened, was passed.
+    InvalidHandle = 107, "invalid_handle", "Use a handle that is open; this one was freed or never opened.";
     /// A user principal name breaks Microsoft 365's rules.
     InvalidUpn = 110, "invalid_upn", "Choose a user name of allowed characters on a verified domain.";
     /// A mail nickname (alias) breaks Exchange's rules.
@@ -209,6 +221,12 @@ error_codes! {
     NotSupported = 901, "not_supported", "Use another backend or operation, or configure the service it needs.";
     /// A bug in o365-essentials: an internal invariant broke.
     Internal = 902, "internal", "Report this as a bug with the message; the operation did not complete.";
+    /// A blocking call was made from a thread of the library's own async runtime (from
+    /// inside an event callback's async work, for example).
+    RuntimeContext = 903, "runtime_context", "Make blocking calls from a thread of your own, or use the async variant.";
+    /// The call was made in a child process after fork(): the library's threads did not
+    /// survive it.
+    ForkedProcess = 904, "forked_process", "Load the library in the child anew (exec), or make the calls in the parent.";
 }
 
 impl ErrorCode {

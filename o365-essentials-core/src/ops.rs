@@ -2,7 +2,7 @@
 //! name, a parameters shape and a result shape (serde), dispatched by
 //! [`Integration::call`]. The C ABI, the Python package and the command line translate
 //! this table; they add nothing. Wire rules: unknown parameter fields are
-//! [`ErrorCode::InvalidInput`] naming the field; results only ever gain fields.
+//! [`ErrorCode::UnknownField`] naming the field; results only ever gain fields.
 //!
 //! ```no_run
 //! # async fn demo(integration: o365_essentials_core::engine::Integration) -> o365_essentials_core::Result<()> {
@@ -29,7 +29,7 @@ use crate::model::{
 };
 
 /// One operation of the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct OperationInfo {
     /// The stable name (`plan_bulk_create`).
     pub name: &'static str,
@@ -41,6 +41,68 @@ pub struct OperationInfo {
     pub long_running: bool,
     /// What it does.
     pub summary: &'static str,
+    /// The names of its parameter fields (read from the parameters type).
+    #[serde(skip)]
+    pub field_names: fn() -> &'static [&'static str],
+}
+
+impl OperationInfo {
+    /// The names of its parameter fields, in declaration order.
+    pub fn fields(&self) -> &'static [&'static str] {
+        (self.field_names)()
+    }
+}
+
+/// The field names of a struct type, read from its `Deserialize` implementation (empty
+/// for a type that is not a plain struct).
+pub fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor};
+    use std::cell::Cell;
+    struct Probe<'a>(&'a Cell<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> std::result::Result<V::Value, Self::Error> {
+            self.0.set(fields);
+            Err(Self::Error::custom("probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let cell = Cell::new(&[][..]);
+    let _ = T::deserialize(Probe(&cell));
+    cell.get()
+}
+
+/// The table as JSON: for each operation its name, parameters type and fields, result
+/// type, whether it is long work, and what it does. What the C ABI's
+/// `o365_operations_json` and the bindings' generators read.
+pub fn operations_json() -> Value {
+    Value::Array(
+        OPERATIONS
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "name": o.name,
+                    "params": o.params.replace(' ', "").replace("crate::", ""),
+                    "fields": o.fields(),
+                    "result": o.result.replace(' ', "").replace("crate::", ""),
+                    "long_running": o.long_running,
+                    "summary": o.summary,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// No parameters: `{}` (or `null`).
@@ -308,6 +370,7 @@ macro_rules! operations {
                 result: stringify!($result),
                 long_running: $long,
                 summary: $summary,
+                field_names: fields_of::<$params>,
             }, )*
         ];
 
@@ -338,7 +401,7 @@ macro_rules! operations {
                         crate::json::to_value(&out)
                     } )*
                     other => Err(Error::new(
-                        ErrorCode::NotFound,
+                        ErrorCode::UnknownOperation,
                         format!("there is no operation `{other}`; the operations are listed by OPERATIONS"),
                     )),
                 }
@@ -666,13 +729,25 @@ pub fn reference_markdown() -> String {
          the command line. Unknown parameter fields are refused with their name; results only \
          ever gain fields. Long operations take a cancellation token and report events.\n\n\
          This file is generated from `o365_essentials_core::ops::OPERATIONS` (a test checks it).\n\n\
-         | operation | parameters | result | long | what it does |\n|---|---|---|---|---|\n",
+         | operation | parameters (fields) | result | long | what it does |\n|---|---|---|---|---|\n",
     );
     for o in OPERATIONS {
         out.push_str(&format!(
-            "| `{}` | `{}` | `{}` | {} | {} |\n",
+            "| `{}` | `{}`{} | `{}` | {} | {} |\n",
             o.name,
             o.params.replace(" ", "").replace("crate::", ""),
+            if o.fields().is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    o.fields()
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
             o.result.replace(" ", "").replace("crate::", ""),
             if o.long_running { "yes" } else { "" },
             o.summary
@@ -684,6 +759,17 @@ pub fn reference_markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameter_fields_are_read_from_the_types() {
+        let by = |n: &str| OPERATIONS.iter().find(|o| o.name == n).map(|o| o.fields());
+        assert_eq!(by("status"), Some(&[][..]));
+        assert_eq!(by("wipe_device"), Some(&["device_id", "kind", "confirm"][..]));
+        assert!(by("plan_bulk_create").is_some_and(|f| f.contains(&"domain")));
+        let json = operations_json();
+        assert_eq!(json.as_array().map(Vec::len), Some(OPERATIONS.len()));
+        assert_eq!(json[0]["name"], OPERATIONS[0].name);
+    }
 
     #[test]
     fn the_operations_reference_in_docs_is_up_to_date() {

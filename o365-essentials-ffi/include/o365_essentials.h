@@ -24,6 +24,18 @@ enum o365_result
   O365_INVALID_INPUT = 100,
   // `invalid_config`: see the core's `ErrorCode::InvalidConfig`.
   O365_INVALID_CONFIG = 101,
+  // `null_argument`: see the core's `ErrorCode::NullArgument`.
+  O365_NULL_ARGUMENT = 102,
+  // `invalid_utf8`: see the core's `ErrorCode::InvalidUtf8`.
+  O365_INVALID_UTF8 = 103,
+  // `malformed_json`: see the core's `ErrorCode::MalformedJson`.
+  O365_MALFORMED_JSON = 104,
+  // `unknown_field`: see the core's `ErrorCode::UnknownField`.
+  O365_UNKNOWN_FIELD = 105,
+  // `unknown_operation`: see the core's `ErrorCode::UnknownOperation`.
+  O365_UNKNOWN_OPERATION = 106,
+  // `invalid_handle`: see the core's `ErrorCode::InvalidHandle`.
+  O365_INVALID_HANDLE = 107,
   // `invalid_upn`: see the core's `ErrorCode::InvalidUpn`.
   O365_INVALID_UPN = 110,
   // `invalid_mail_nickname`: see the core's `ErrorCode::InvalidMailNickname`.
@@ -96,6 +108,10 @@ enum o365_result
   O365_NOT_SUPPORTED = 901,
   // `internal`: see the core's `ErrorCode::Internal`.
   O365_INTERNAL = 902,
+  // `runtime_context`: see the core's `ErrorCode::RuntimeContext`.
+  O365_RUNTIME_CONTEXT = 903,
+  // `forked_process`: see the core's `ErrorCode::ForkedProcess`.
+  O365_FORKED_PROCESS = 904,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

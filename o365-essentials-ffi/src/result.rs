@@ -19,6 +19,18 @@ pub enum o365_result {
     O365_INVALID_INPUT = 100,
     /// `invalid_config`: see the core's `ErrorCode::InvalidConfig`.
     O365_INVALID_CONFIG = 101,
+    /// `null_argument`: see the core's `ErrorCode::NullArgument`.
+    O365_NULL_ARGUMENT = 102,
+    /// `invalid_utf8`: see the core's `ErrorCode::InvalidUtf8`.
+    O365_INVALID_UTF8 = 103,
+    /// `malformed_json`: see the core's `ErrorCode::MalformedJson`.
+    O365_MALFORMED_JSON = 104,
+    /// `unknown_field`: see the core's `ErrorCode::UnknownField`.
+    O365_UNKNOWN_FIELD = 105,
+    /// `unknown_operation`: see the core's `ErrorCode::UnknownOperation`.
+    O365_UNKNOWN_OPERATION = 106,
+    /// `invalid_handle`: see the core's `ErrorCode::InvalidHandle`.
+    O365_INVALID_HANDLE = 107,
     /// `invalid_upn`: see the core's `ErrorCode::InvalidUpn`.
     O365_INVALID_UPN = 110,
     /// `invalid_mail_nickname`: see the core's `ErrorCode::InvalidMailNickname`.
@@ -91,6 +103,10 @@ pub enum o365_result {
     O365_NOT_SUPPORTED = 901,
     /// `internal`: see the core's `ErrorCode::Internal`.
     O365_INTERNAL = 902,
+    /// `runtime_context`: see the core's `ErrorCode::RuntimeContext`.
+    O365_RUNTIME_CONTEXT = 903,
+    /// `forked_process`: see the core's `ErrorCode::ForkedProcess`.
+    O365_FORKED_PROCESS = 904,
 }
 
 impl o365_result {
@@ -99,6 +115,12 @@ impl o365_result {
         o365_result::O365_OK,
         o365_result::O365_INVALID_INPUT,
         o365_result::O365_INVALID_CONFIG,
+        o365_result::O365_NULL_ARGUMENT,
+        o365_result::O365_INVALID_UTF8,
+        o365_result::O365_MALFORMED_JSON,
+        o365_result::O365_UNKNOWN_FIELD,
+        o365_result::O365_UNKNOWN_OPERATION,
+        o365_result::O365_INVALID_HANDLE,
         o365_result::O365_INVALID_UPN,
         o365_result::O365_INVALID_MAIL_NICKNAME,
         o365_result::O365_INVALID_DOMAIN_NAME,
@@ -135,6 +157,8 @@ impl o365_result {
         o365_result::O365_CANCELLED,
         o365_result::O365_NOT_SUPPORTED,
         o365_result::O365_INTERNAL,
+        o365_result::O365_RUNTIME_CONTEXT,
+        o365_result::O365_FORKED_PROCESS,
     ];
 
     /// The result code for a core error code.
@@ -153,6 +177,12 @@ impl o365_result {
             o365_result::O365_OK => c"ok",
             o365_result::O365_INVALID_INPUT => c"invalid_input",
             o365_result::O365_INVALID_CONFIG => c"invalid_config",
+            o365_result::O365_NULL_ARGUMENT => c"null_argument",
+            o365_result::O365_INVALID_UTF8 => c"invalid_utf8",
+            o365_result::O365_MALFORMED_JSON => c"malformed_json",
+            o365_result::O365_UNKNOWN_FIELD => c"unknown_field",
+            o365_result::O365_UNKNOWN_OPERATION => c"unknown_operation",
+            o365_result::O365_INVALID_HANDLE => c"invalid_handle",
             o365_result::O365_INVALID_UPN => c"invalid_upn",
             o365_result::O365_INVALID_MAIL_NICKNAME => c"invalid_mail_nickname",
             o365_result::O365_INVALID_DOMAIN_NAME => c"invalid_domain_name",
@@ -189,6 +219,8 @@ impl o365_result {
             o365_result::O365_CANCELLED => c"cancelled",
             o365_result::O365_NOT_SUPPORTED => c"not_supported",
             o365_result::O365_INTERNAL => c"internal",
+            o365_result::O365_RUNTIME_CONTEXT => c"runtime_context",
+            o365_result::O365_FORKED_PROCESS => c"forked_process",
         }
     }
 

@@ -595,13 +595,13 @@ async fn the_dispatcher_names_what_is_wrong_with_a_call() {
     let dns = Bind::start(ZONE, &[]);
     let o = open(&dns).await;
     let e = o.call("no_such_operation", json!({})).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::NotFound);
+    assert_eq!(e.code(), ErrorCode::UnknownOperation);
     assert!(e.message().contains("no_such_operation"));
     let e = o
         .call("plan_bulk_create", json!({"domian": "x"}))
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert_eq!(e.code(), ErrorCode::UnknownField);
     assert!(e.message().contains("domian"), "{e}");
     let e = o
         .call(

@@ -24,6 +24,12 @@ from ._native import (  # noqa: F401  (exception classes)
     O365OperationError,
     InvalidInputError,
     InvalidConfigError,
+    NullArgumentError,
+    InvalidUtf8Error,
+    MalformedJsonError,
+    UnknownFieldError,
+    UnknownOperationError,
+    InvalidHandleError,
     InvalidUpnError,
     InvalidMailNicknameError,
     InvalidDomainNameError,
@@ -60,6 +66,8 @@ from ._native import (  # noqa: F401  (exception classes)
     CancelledError,
     NotSupportedError,
     InternalError,
+    RuntimeContextError,
+    ForkedProcessError,
 )
 
 __all__ = [
@@ -80,6 +88,12 @@ __all__ = [
     "O365OperationError",
     "InvalidInputError",
     "InvalidConfigError",
+    "NullArgumentError",
+    "InvalidUtf8Error",
+    "MalformedJsonError",
+    "UnknownFieldError",
+    "UnknownOperationError",
+    "InvalidHandleError",
     "InvalidUpnError",
     "InvalidMailNicknameError",
     "InvalidDomainNameError",
@@ -116,4 +130,6 @@ __all__ = [
     "CancelledError",
     "NotSupportedError",
     "InternalError",
+    "RuntimeContextError",
+    "ForkedProcessError",
 ]

@@ -26,6 +26,18 @@ class InvalidInputError(O365InputError):
     CODE: int
 class InvalidConfigError(O365InputError):
     CODE: int
+class NullArgumentError(O365InputError):
+    CODE: int
+class InvalidUtf8Error(O365InputError):
+    CODE: int
+class MalformedJsonError(O365InputError):
+    CODE: int
+class UnknownFieldError(O365InputError):
+    CODE: int
+class UnknownOperationError(O365InputError):
+    CODE: int
+class InvalidHandleError(O365InputError):
+    CODE: int
 class InvalidUpnError(O365InputError):
     CODE: int
 class InvalidMailNicknameError(O365InputError):
@@ -97,6 +109,10 @@ class CancelledError(O365OperationError):
 class NotSupportedError(O365OperationError):
     CODE: int
 class InternalError(O365OperationError):
+    CODE: int
+class RuntimeContextError(O365OperationError):
+    CODE: int
+class ForkedProcessError(O365OperationError):
     CODE: int
 
 def validate_upn(upn: str) -> None: ...
