@@ -33,6 +33,12 @@ pub enum DirectoryConfig {
     /// The demo company (in memory): for the quickstart and trying things out.
     #[default]
     Demo,
+    /// The demo company with this many more staff (`staff0001`, ...; at most 100,000):
+    /// for trying bulk work at a size.
+    DemoCompany {
+        /// Staff beyond the demo's twelve people.
+        people: usize,
+    },
     /// An empty in-memory directory of this DNS domain.
     Memory {
         /// The domain, such as `contoso.local`.
@@ -248,6 +254,16 @@ impl IntegrationConfig {
                 "sync.threshold_fraction",
                 format!("{} is not in (0, 1]", self.sync.threshold_fraction),
             );
+        }
+        if let DirectoryConfig::DemoCompany { people } = &self.directory
+            && *people > 100_000
+        {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "the configuration at `directory.demo_company.people`: {people} is more than 100,000"
+                ),
+            ));
         }
         if let DirectoryConfig::Memory { domain } = &self.directory
             && domain.trim().is_empty()

@@ -196,6 +196,15 @@ params! {
         #[serde(default)]
         allow_beyond_threshold: bool,
     }
+    /// The sync loop (started by `Integration::start_sync_loop_with`, not an operation).
+    SyncLoopParams {
+        /// Seconds between rounds (the configuration's when absent); 1 or more.
+        #[serde(default)]
+        interval_secs: Option<u64>,
+        /// Allow more disables/deletes than the threshold in the first round only.
+        #[serde(default)]
+        allow_beyond_threshold: bool,
+    }
     /// `apply_sync_plan`.
     ApplySyncPlanParams {
         /// The plan, as `plan_sync` returned it.
@@ -472,6 +481,41 @@ impl Integration {
             .results_folder
             .clone()
             .unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// Starts the sync loop from JSON parameters ([`SyncLoopParams`]), as the front doors
+    /// do: `{"interval_secs": 300, "allow_beyond_threshold": false}`, both optional.
+    ///
+    /// # Errors
+    /// [`ErrorCode::UnknownField`] / [`ErrorCode::InvalidInput`] naming the parameter;
+    /// as [`Integration::start_sync_loop`].
+    pub fn start_sync_loop_with(
+        self: std::sync::Arc<Self>,
+        params: Value,
+        ctl: Control,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Result<crate::engine::SyncLoop> {
+        let params = if params.is_null() { Value::Object(Default::default()) } else { params };
+        let p: SyncLoopParams = from_value_strict(
+            params,
+            ErrorCode::InvalidInput,
+            "the parameters of the sync loop",
+        )?;
+        if p.interval_secs == Some(0) {
+            return Err(Error::invalid_input(
+                "the sync loop's `interval_secs` must be 1 or more",
+            ));
+        }
+        let options = SyncOptions {
+            allow_beyond_threshold: p.allow_beyond_threshold,
+            ..self.sync_options()
+        };
+        self.start_sync_loop(
+            p.interval_secs.map(std::time::Duration::from_secs),
+            options,
+            ctl,
+            runtime,
+        )
     }
 
     fn sync_options_with(&self, p: &SyncParams) -> SyncOptions {

@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+// The version of this C ABI: bumped when a function changes incompatibly.
+#define O365_ABI_VERSION 1
+
 // The result of every fallible function: `O365_OK` or an error code. The numbers are
 // stable, grouped in ranges (1xx input, 2xx auth, 3xx object, 4xx service, 5xx policy,
 // 6xx store, 7xx engine, 8xx DNS, 9xx operation) and never renumbered.
@@ -121,8 +124,37 @@ typedef uint32_t o365_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// A cancellation token any thread may trigger.
+typedef struct o365_cancel o365_cancel;
+
 // An error returned across the C ABI: code, message and what the service said.
 typedef struct o365_error o365_error;
+
+// An open integration. Opaque: only ever handled through a pointer.
+typedef struct o365_integration o365_integration;
+
+// A running sync loop.
+typedef struct o365_sync_loop o365_sync_loop;
+
+// Receives one event as JSON (`{"event": "progress", ...}`). Return 0 to go on; any
+// other value cancels the call. The string is valid only during the callback.
+typedef int32_t (*o365_event_fn)(void *userdata, const char *event_json);
+
+// How a call is steered: all optional. Set `struct_size` to `sizeof(o365_call_control)`.
+typedef struct {
+  // `sizeof(o365_call_control)`, so later versions can add fields.
+  uint32_t struct_size;
+  // Cancels the call when triggered (from any thread); NULL for none.
+  const o365_cancel *cancel;
+  // Receives the call's events on the calling thread, before the call returns; NULL
+  // for none.
+  o365_event_fn on_event;
+  // Passed to `on_event` as is.
+  void *userdata;
+  // Work held by another process is waited for up to this many milliseconds (0:
+  // refused at once with `O365_WORK_HELD`).
+  uint32_t lease_wait_ms;
+} o365_call_control;
 
 #ifdef __cplusplus
 extern "C" {
@@ -206,6 +238,118 @@ o365_result o365_password_rules_broken(const char *password,
 // # Safety
 // `s` is null or a string returned by this library, freed at most once.
 void o365_string_free(char *s);
+
+// The ABI version the library implements ([`O365_ABI_VERSION`] of its header).
+uint32_t o365_abi_version(void);
+
+// Opens an integration from its configuration (JSON, the shape of
+// `docs/CONFIGURATION.md`) and writes the handle to `*out`. Nothing is sent anywhere
+// yet. Free the handle with [`o365_integration_free`].
+//
+// Threading: a handle may be shared by any number of threads; calls on it may run at
+// the same time.
+//
+// # Safety
+// `config_json` is null or NUL-terminated; `out` and `err_out` are null or writable.
+o365_result o365_integration_open(const char *config_json,
+                                  o365_integration **out,
+                                  o365_error **err_out);
+
+// Frees an integration handle. Safe from any thread (a .NET finalizer) and never
+// blocks: calls in flight keep what they need and finish; the handle is invalid for
+// new calls at once (`O365_INVALID_HANDLE`). NULL, or a handle already freed, is a
+// no-op.
+void o365_integration_free(o365_integration *h);
+
+// A new cancellation token (free it with [`o365_cancel_free`]).
+//
+// # Safety
+// `out` is null or writable.
+o365_result o365_cancel_new(o365_cancel **out);
+
+// Triggers the token: the calls it was given stop at their next item boundary. Safe
+// from any thread, any number of times; never blocks. NULL is a no-op.
+//
+// # Safety
+// `token` is null or a token from [`o365_cancel_new`] not yet freed.
+void o365_cancel_trigger(const o365_cancel *token);
+
+// Whether the token was triggered (0 or 1; 0 for NULL).
+//
+// # Safety
+// As [`o365_cancel_trigger`].
+int32_t o365_cancel_is_triggered(const o365_cancel *token);
+
+// Frees a token. Safe from any thread, never blocks; calls it was given keep their
+// own reference. NULL is a no-op.
+//
+// # Safety
+// `token` is null or a token from [`o365_cancel_new`], freed at most once.
+void o365_cancel_free(o365_cancel *token);
+
+// Runs one operation of the table: `operation` (`"plan_bulk_create"`, see
+// [`o365_operations_json`]) with `params_json` (a JSON object; NULL for `{}`), and
+// writes its result as an owned JSON string to `*result_json_out` (free it with
+// `o365_string_free`). Blocks the calling thread until the operation ends.
+//
+// `control` (NULL for none): a cancellation token, an event callback and a lease wait.
+// The callback runs **only on the calling thread, only before this function returns**,
+// one event at a time, while the work goes on in the library's threads; progress is
+// coalesced when the callback is slow. A non-zero return cancels the call (it stops at
+// its next item boundary and returns `O365_CANCELLED`).
+//
+// A cancelled long operation returns `O365_CANCELLED` with what it did attached to the
+// error ([`o365_error_partial_json`]).
+//
+// # Safety
+// Strings are null or NUL-terminated; `control` is null or a valid
+// `o365_call_control` whose token outlives the call; out-pointers are null or
+// writable.
+o365_result o365_call(const o365_integration *h,
+                      const char *operation,
+                      const char *params_json,
+                      const o365_call_control *control,
+                      char **result_json_out,
+                      o365_error **err_out);
+
+// Every operation of the table as a JSON array: `name`, `params` (the parameters
+// type), `fields` (its field names), `result` (the result type), `long_running`,
+// `summary`. Static; never free it.
+const char *o365_operations_json(void);
+
+// Starts the sync loop of an integration: a round every `interval_secs` (or the
+// configuration's), with `params_json` `{"interval_secs": 300,
+// "allow_beyond_threshold": false}` (NULL for the defaults). Each round is reported to
+// `on_event` (NULL for none) as a `sync_round_finished` event — called from a library
+// thread, one event at a time, never after [`o365_sync_loop_stop`] returned; its return
+// value is ignored. Stop and free the loop with [`o365_sync_loop_stop`].
+//
+// # Safety
+// Strings are null or NUL-terminated; `userdata` stays valid until the loop is stopped;
+// out-pointers are null or writable.
+o365_result o365_sync_loop_start(const o365_integration *h,
+                                 const char *params_json,
+                                 o365_event_fn on_event,
+                                 void *userdata,
+                                 o365_sync_loop **out,
+                                 o365_error **err_out);
+
+// Stops a sync loop (the round under way stops at its next item boundary), waits for
+// it, writes how many rounds ran to `*rounds_out` (when not NULL) and frees the loop.
+// No callback runs after it returns. Must not be called from the loop's own callback.
+// NULL is a no-op.
+//
+// # Safety
+// `l` is null or a loop from [`o365_sync_loop_start`], stopped at most once;
+// `rounds_out` is null or writable.
+void o365_sync_loop_stop(o365_sync_loop *l, uint64_t *rounds_out);
+
+// What a cancelled or interrupted operation did before it stopped (its result shape,
+// as JSON), or NULL. Valid until the error is freed.
+//
+// # Safety
+// `err` is null or an error returned by this library and not yet freed.
+const char *o365_error_partial_json(const o365_error *err);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -22,7 +22,9 @@ use std::ptr;
 
 use o365_essentials_core::{Error, ErrorCode, validate};
 
+mod integration;
 mod result;
+pub use integration::*;
 pub use result::o365_result;
 
 /// An error returned across the C ABI: code, message and what the service said.
@@ -32,6 +34,7 @@ pub struct o365_error {
     action: CString,
     service_code: Option<CString>,
     request_id: Option<CString>,
+    partial: Option<CString>,
 }
 
 fn cstring(s: &str) -> CString {
@@ -48,6 +51,7 @@ impl o365_error {
             action: cstring(e.action()),
             service_code: service.map(|s| cstring(&s.code)),
             request_id: service.and_then(|s| s.request_id.as_deref()).map(cstring),
+            partial: e.partial().map(|v| cstring(&v.to_string())),
         }
     }
 

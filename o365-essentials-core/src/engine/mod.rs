@@ -361,6 +361,11 @@ impl Integration {
                 demo = Some(d.clone());
                 d
             }
+            DirectoryConfig::DemoCompany { people } => {
+                let d = Arc::new(crate::memory::MemoryDirectory::demo_company_of(*people)?);
+                demo = Some(d.clone());
+                d
+            }
             DirectoryConfig::Memory { domain } => {
                 Arc::new(crate::memory::MemoryDirectory::new(domain)?)
             }

@@ -312,6 +312,9 @@ impl Integration {
                         break;
                     }
                 }
+                // Every event is delivered before `stop` returns: the observer's sink
+                // drains and ends with the loop's control.
+                drop(ctl);
                 let _ = tx.send(rounds);
                 rounds
             }

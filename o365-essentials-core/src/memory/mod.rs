@@ -191,6 +191,29 @@ impl MemoryDirectory {
         Ok(dir)
     }
 
+    /// The demo company with `extra` more staff (`staff0001` "Staff 0001", ... in
+    /// OU=Staff).
+    ///
+    /// # Errors
+    /// Only [`ErrorCode::Internal`].
+    pub fn demo_company_of(extra: usize) -> Result<Self> {
+        let dir = MemoryDirectory::demo_company()?;
+        let ou = format!("OU=Staff,{}", dir.base_dn);
+        let staff: Vec<NewLocalUser> = (1..=extra)
+            .map(|i| NewLocalUser {
+                sam_account_name: format!("staff{i:04}"),
+                user_principal_name: format!("staff{i:04}@essentials.test"),
+                given_name: Some("Staff".into()),
+                surname: Some(format!("{i:04}")),
+                display_name: format!("Staff {i:04}"),
+                mail: None,
+                ou: Some(ou.clone()),
+            })
+            .collect();
+        dir.load_users(&staff)?;
+        Ok(dir)
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, State>> {
         self.state
             .lock()

@@ -1,0 +1,525 @@
+//! The integration handle, the operations, cancellation, events and the sync loop.
+//!
+//! One design choice, written down: every operation of the core's table is reached
+//! through one generic entry, [`o365_call`] (operation name + JSON parameters → JSON
+//! result). The table grows without the ABI changing, the C++ and C# wrappers stay
+//! thin, and [`o365_operations_json`] lists the operations with their parameter fields
+//! so those wrappers are generated from (and tested against) the same table.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use o365_essentials_core::config::IntegrationConfig;
+use o365_essentials_core::engine::{CancelToken, Control, Event, Integration, SyncLoop};
+use o365_essentials_core::{Error, ErrorCode};
+
+use crate::{cstring, guard, o365_error, o365_result, read_str};
+
+/// An open integration. Opaque: only ever handled through a pointer.
+pub struct o365_integration {
+    _private: [u8; 0],
+}
+
+/// A cancellation token any thread may trigger.
+pub struct o365_cancel {
+    token: CancelToken,
+}
+
+/// A running sync loop.
+pub struct o365_sync_loop {
+    inner: Mutex<Option<SyncLoop>>,
+}
+
+/// Receives one event as JSON (`{"event": "progress", ...}`). Return 0 to go on; any
+/// other value cancels the call. The string is valid only during the callback.
+pub type o365_event_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, event_json: *const c_char) -> i32>;
+
+/// How a call is steered: all optional. Set `struct_size` to `sizeof(o365_call_control)`.
+#[repr(C)]
+pub struct o365_call_control {
+    /// `sizeof(o365_call_control)`, so later versions can add fields.
+    pub struct_size: u32,
+    /// Cancels the call when triggered (from any thread); NULL for none.
+    pub cancel: *const o365_cancel,
+    /// Receives the call's events on the calling thread, before the call returns; NULL
+    /// for none.
+    pub on_event: o365_event_fn,
+    /// Passed to `on_event` as is.
+    pub userdata: *mut c_void,
+    /// Work held by another process is waited for up to this many milliseconds (0:
+    /// refused at once with `O365_WORK_HELD`).
+    pub lease_wait_ms: u32,
+}
+
+/// The version of this C ABI: bumped when a function changes incompatibly.
+pub const O365_ABI_VERSION: u32 = 1;
+
+/// The ABI version the library implements ([`O365_ABI_VERSION`] of its header).
+#[unsafe(no_mangle)]
+pub extern "C" fn o365_abi_version() -> u32 {
+    O365_ABI_VERSION
+}
+
+struct Runtime {
+    rt: tokio::runtime::Runtime,
+    pid: u32,
+}
+
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// The process's one runtime, refusing calls from inside it and after fork().
+fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::new(
+            ErrorCode::RuntimeContext,
+            "a blocking o365 call was made from an async runtime's thread (an event \
+             callback's async work, or a tokio program's worker); call from a thread of \
+             your own",
+        ));
+    }
+    let r = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("o365-runtime")
+            .enable_all()
+            .build()
+            .map(|rt| Runtime {
+                rt,
+                pid: std::process::id(),
+            })
+            .map_err(|e| e.to_string())
+    });
+    match r {
+        Ok(r) if r.pid != std::process::id() => Err(Error::new(
+            ErrorCode::ForkedProcess,
+            format!(
+                "this process was forked from process {} after the library started its \
+                 threads; they do not survive fork(): exec a new program in the child, \
+                 or make the calls in the parent",
+                r.pid
+            ),
+        )),
+        Ok(r) => Ok(&r.rt),
+        Err(e) => Err(Error::internal(format!("cannot start the runtime: {e}"))),
+    }
+}
+
+/// Open handles by number. A handle is its number, never an address: a freed or made-up
+/// handle is found missing instead of read.
+static HANDLES: OnceLock<Mutex<HashMap<usize, Arc<Integration>>>> = OnceLock::new();
+static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(1);
+const HANDLE_TAG: usize = 0x0365_0000;
+
+fn handles() -> &'static Mutex<HashMap<usize, Arc<Integration>>> {
+    HANDLES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn lookup(h: *const o365_integration) -> Result<Arc<Integration>, Error> {
+    if h.is_null() {
+        return Err(Error::new(
+            ErrorCode::NullArgument,
+            "the integration handle is NULL",
+        ));
+    }
+    let key = h as usize;
+    handles()
+        .lock()
+        .map_err(|_| Error::internal("the handle table's lock was poisoned"))?
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidHandle,
+                "the integration handle was freed or never opened",
+            )
+        })
+}
+
+fn null(name: &str) -> Error {
+    Error::new(ErrorCode::NullArgument, format!("`{name}` is NULL"))
+}
+
+/// Reads a C string argument, naming it in the error.
+///
+/// # Safety
+/// `s` is null or a NUL-terminated string.
+unsafe fn arg<'a>(s: *const c_char, name: &str) -> Result<&'a str, Error> {
+    if s.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: per the caller's contract.
+    unsafe { read_str(s, name) }
+        .map_err(|_| Error::new(ErrorCode::InvalidUtf8, format!("`{name}` is not UTF-8")))
+}
+
+fn parse_json(text: &str, name: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::new(
+            ErrorCode::MalformedJson,
+            format!("`{name}` is not JSON: {e}"),
+        )
+    })
+}
+
+/// Opens an integration from its configuration (JSON, the shape of
+/// `docs/CONFIGURATION.md`) and writes the handle to `*out`. Nothing is sent anywhere
+/// yet. Free the handle with [`o365_integration_free`].
+///
+/// Threading: a handle may be shared by any number of threads; calls on it may run at
+/// the same time.
+///
+/// # Safety
+/// `config_json` is null or NUL-terminated; `out` and `err_out` are null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn o365_integration_open(
+    config_json: *const c_char,
+    out: *mut *mut o365_integration,
+    err_out: *mut *mut o365_error,
+) -> o365_result {
+    guard(err_out, || {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        // SAFETY: per the contract above.
+        let text = unsafe { arg(config_json, "config_json") }?;
+        // Syntax first, so malformed JSON has its own code; then the strict shape.
+        parse_json(text, "config_json")?;
+        let config = IntegrationConfig::from_json(text)?;
+        let rt = runtime()?;
+        let _entered = rt.enter();
+        let integration = Arc::new(Integration::open(config)?);
+        let key = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed) * 16 + HANDLE_TAG;
+        handles()
+            .lock()
+            .map_err(|_| Error::internal("the handle table's lock was poisoned"))?
+            .insert(key, integration);
+        // SAFETY: checked non-null above.
+        unsafe { *out = key as *mut o365_integration };
+        Ok(())
+    })
+}
+
+/// Frees an integration handle. Safe from any thread (a .NET finalizer) and never
+/// blocks: calls in flight keep what they need and finish; the handle is invalid for
+/// new calls at once (`O365_INVALID_HANDLE`). NULL, or a handle already freed, is a
+/// no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn o365_integration_free(h: *mut o365_integration) {
+    let removed = handles()
+        .lock()
+        .ok()
+        .and_then(|mut m| m.remove(&(h as usize)));
+    // The last reference may be a call's, which then ends it on its own thread; when
+    // it is this one, dropping closes the store and the connections (no waiting).
+    drop(removed);
+}
+
+/// A new cancellation token (free it with [`o365_cancel_free`]).
+///
+/// # Safety
+/// `out` is null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn o365_cancel_new(out: *mut *mut o365_cancel) -> o365_result {
+    if out.is_null() {
+        return o365_result::O365_NULL_ARGUMENT;
+    }
+    let t = Box::new(o365_cancel {
+        token: CancelToken::new(),
+    });
+    // SAFETY: checked non-null.
+    unsafe { *out = Box::into_raw(t) };
+    o365_result::O365_OK
+}
+
+/// Triggers the token: the calls it was given stop at their next item boundary. Safe
+/// from any thread, any number of times; never blocks. NULL is a no-op.
+///
+/// # Safety
+/// `token` is null or a token from [`o365_cancel_new`] not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn o365_cancel_trigger(token: *const o365_cancel) {
+    // SAFETY: per the contract above.
+    if let Some(t) = unsafe { token.as_ref() } {
+        t.token.cancel();
+    }
+}
+
+/// Whether the token was triggered (0 or 1; 0 for NULL).
+///
+/// # Safety
+/// As [`o365_cancel_trigger`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn o365_cancel_is_triggered(token: *const o365_cancel) -> i32 {
+    // SAFETY: per the contract above.
+    unsafe { token.as_ref() }.map_or(0, |t| i32::from(t.token.is_cancelled()))
+}
+
+/// Frees a token. Safe from any thread, never blocks; calls it was given keep their
+/// own reference. NULL is a no-op.
+///
+/// # Safety
+/// `token` is null or a token from [`o365_cancel_new`], freed at most once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn o365_cancel_free(token: *mut o365_cancel) {
+    if !token.is_null() {
+        // SAFETY: per the contract above, we own it.
+        drop(unsafe { Box::from_raw(token) });
+    }
+}
+
+/// The user's callback and its data, carried to the thread that calls it.
+#[derive(Clone, Copy)]
+struct Callback {
+    f: unsafe extern "C" fn(*mut c_void, *const c_char) -> i32,
+    userdata: *mut c_void,
+}
+
+// SAFETY: the pointer is only handed back to the caller's own callback, on the thread
+// the ABI documents; what it points to is the caller's to synchronise.
+unsafe impl Send for Callback {}
+
+impl Callback {
+    /// Calls it; non-zero means "stop".
+    fn call(&self, json: &str) -> bool {
+        let c = cstring(json);
+        // SAFETY: the caller gave a valid function and userdata for the call's duration.
+        unsafe { (self.f)(self.userdata, c.as_ptr()) != 0 }
+    }
+}
+
+enum Msg {
+    Event(String),
+    Done(Result<serde_json::Value, Error>),
+}
+
+/// Runs one operation of the table: `operation` (`"plan_bulk_create"`, see
+/// [`o365_operations_json`]) with `params_json` (a JSON object; NULL for `{}`), and
+/// writes its result as an owned JSON string to `*result_json_out` (free it with
+/// `o365_string_free`). Blocks the calling thread until the operation ends.
+///
+/// `control` (NULL for none): a cancellation token, an event callback and a lease wait.
+/// The callback runs **only on the calling thread, only before this function returns**,
+/// one event at a time, while the work goes on in the library's threads; progress is
+/// coalesced when the callback is slow. A non-zero return cancels the call (it stops at
+/// its next item boundary and returns `O365_CANCELLED`).
+///
+/// A cancelled long operation returns `O365_CANCELLED` with what it did attached to the
+/// error ([`o365_error_partial_json`]).
+///
+/// # Safety
+/// Strings are null or NUL-terminated; `control` is null or a valid
+/// `o365_call_control` whose token outlives the call; out-pointers are null or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn o365_call(
+    h: *const o365_integration,
+    operation: *const c_char,
+    params_json: *const c_char,
+    control: *const o365_call_control,
+    result_json_out: *mut *mut c_char,
+    err_out: *mut *mut o365_error,
+) -> o365_result {
+    guard(err_out, || {
+        if result_json_out.is_null() {
+            return Err(null("result_json_out"));
+        }
+        let integration = lookup(h)?;
+        // SAFETY: per the contract above.
+        let name = unsafe { arg(operation, "operation") }?.to_string();
+        let params = if params_json.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            // SAFETY: per the contract above.
+            parse_json(unsafe { arg(params_json, "params_json") }?, "params_json")?
+        };
+        // SAFETY: per the contract above.
+        let control = unsafe { control.as_ref() };
+        if let Some(c) = control
+            && c.struct_size as usize != std::mem::size_of::<o365_call_control>()
+        {
+            return Err(Error::invalid_input(format!(
+                "`control->struct_size` is {}, not sizeof(o365_call_control) = {}",
+                c.struct_size,
+                std::mem::size_of::<o365_call_control>()
+            )));
+        }
+        let rt = runtime()?;
+        let call_token = CancelToken::new();
+        // SAFETY: the token outlives the call per the contract.
+        let user_token = control
+            .and_then(|c| unsafe { c.cancel.as_ref() })
+            .map(|t| t.token.clone());
+        let callback = control.and_then(|c| {
+            c.on_event.map(|f| Callback {
+                f,
+                userdata: c.userdata,
+            })
+        });
+        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+        let mut ctl = match callback {
+            Some(_) => {
+                let tx = Mutex::new(tx.clone());
+                Control::with_observer(
+                    call_token.clone(),
+                    Arc::new(move |e: &Event| {
+                        if let (Ok(json), Ok(tx)) = (serde_json::to_string(e), tx.lock()) {
+                            let _ = tx.send(Msg::Event(json));
+                        }
+                    }),
+                )?
+            }
+            None => Control::with_cancel(call_token.clone()),
+        };
+        if let Some(c) = control
+            && c.lease_wait_ms > 0
+        {
+            ctl = ctl.with_lease_wait(std::time::Duration::from_millis(u64::from(
+                c.lease_wait_ms,
+            )));
+        }
+        let watcher = user_token.map(|user| {
+            let call = call_token.clone();
+            rt.spawn(async move {
+                user.cancelled().await;
+                call.cancel();
+            })
+        });
+        rt.spawn(async move {
+            let r = integration.call(&name, params, &ctl).await;
+            // Every event reaches the channel before the result does.
+            drop(ctl);
+            let _ = tx.send(Msg::Done(r));
+        });
+        let result = loop {
+            match rx.recv() {
+                Ok(Msg::Event(json)) => {
+                    if let Some(cb) = &callback
+                        && cb.call(&json)
+                    {
+                        call_token.cancel();
+                    }
+                }
+                Ok(Msg::Done(r)) => break r,
+                Err(_) => break Err(Error::internal("the operation ended without a result")),
+            }
+        };
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        let value = result?;
+        let json = o365_essentials_core::json::to_string(&value)?;
+        // SAFETY: checked non-null above.
+        unsafe { *result_json_out = cstring(&json).into_raw() };
+        Ok(())
+    })
+}
+
+static OPERATIONS_JSON: OnceLock<std::ffi::CString> = OnceLock::new();
+
+/// Every operation of the table as a JSON array: `name`, `params` (the parameters
+/// type), `fields` (its field names), `result` (the result type), `long_running`,
+/// `summary`. Static; never free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn o365_operations_json() -> *const c_char {
+    OPERATIONS_JSON
+        .get_or_init(|| cstring(&o365_essentials_core::ops::operations_json().to_string()))
+        .as_ptr()
+}
+
+/// Starts the sync loop of an integration: a round every `interval_secs` (or the
+/// configuration's), with `params_json` `{"interval_secs": 300,
+/// "allow_beyond_threshold": false}` (NULL for the defaults). Each round is reported to
+/// `on_event` (NULL for none) as a `sync_round_finished` event — called from a library
+/// thread, one event at a time, never after [`o365_sync_loop_stop`] returned; its return
+/// value is ignored. Stop and free the loop with [`o365_sync_loop_stop`].
+///
+/// # Safety
+/// Strings are null or NUL-terminated; `userdata` stays valid until the loop is stopped;
+/// out-pointers are null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn o365_sync_loop_start(
+    h: *const o365_integration,
+    params_json: *const c_char,
+    on_event: o365_event_fn,
+    userdata: *mut c_void,
+    out: *mut *mut o365_sync_loop,
+    err_out: *mut *mut o365_error,
+) -> o365_result {
+    guard(err_out, || {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let integration = lookup(h)?;
+        let params = if params_json.is_null() {
+            serde_json::Value::Null
+        } else {
+            // SAFETY: per the contract above.
+            parse_json(unsafe { arg(params_json, "params_json") }?, "params_json")?
+        };
+        let rt = runtime()?;
+        let ctl = match on_event {
+            Some(f) => {
+                let cb = Mutex::new(Callback { f, userdata });
+                Control::with_observer(
+                    CancelToken::new(),
+                    Arc::new(move |e: &Event| {
+                        if let (Ok(json), Ok(cb)) = (serde_json::to_string(e), cb.lock()) {
+                            let _ = cb.call(&json);
+                        }
+                    }),
+                )?
+            }
+            None => Control::none(),
+        };
+        let l = integration.start_sync_loop_with(params, ctl, Some(rt.handle().clone()))?;
+        let boxed = Box::new(o365_sync_loop {
+            inner: Mutex::new(Some(l)),
+        });
+        // SAFETY: checked non-null above.
+        unsafe { *out = Box::into_raw(boxed) };
+        Ok(())
+    })
+}
+
+/// Stops a sync loop (the round under way stops at its next item boundary), waits for
+/// it, writes how many rounds ran to `*rounds_out` (when not NULL) and frees the loop.
+/// No callback runs after it returns. Must not be called from the loop's own callback.
+/// NULL is a no-op.
+///
+/// # Safety
+/// `l` is null or a loop from [`o365_sync_loop_start`], stopped at most once;
+/// `rounds_out` is null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn o365_sync_loop_stop(l: *mut o365_sync_loop, rounds_out: *mut u64) {
+    if l.is_null() {
+        return;
+    }
+    // SAFETY: per the contract above, we own it.
+    let l = unsafe { Box::from_raw(l) };
+    let rounds = l
+        .inner
+        .lock()
+        .ok()
+        .and_then(|mut g| g.take())
+        .map_or(0, SyncLoop::stop);
+    if !rounds_out.is_null() {
+        // SAFETY: per the contract above.
+        unsafe { *rounds_out = rounds as u64 };
+    }
+}
+
+/// What a cancelled or interrupted operation did before it stopped (its result shape,
+/// as JSON), or NULL. Valid until the error is freed.
+///
+/// # Safety
+/// `err` is null or an error returned by this library and not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn o365_error_partial_json(err: *const o365_error) -> *const c_char {
+    // SAFETY: per the contract above.
+    unsafe { err.as_ref() }
+        .and_then(|e| e.partial.as_ref())
+        .map_or(std::ptr::null(), |s| s.as_ptr())
+}
