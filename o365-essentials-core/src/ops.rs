@@ -61,7 +61,10 @@ pub fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
     struct Probe<'a>(&'a Cell<&'static [&'static str]>);
     impl<'de> serde::Deserializer<'de> for Probe<'_> {
         type Error = serde::de::value::Error;
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Self::Error> {
+        fn deserialize_any<V: Visitor<'de>>(
+            self,
+            _: V,
+        ) -> std::result::Result<V::Value, Self::Error> {
             Err(Self::Error::custom("not a struct"))
         }
         fn deserialize_struct<V: Visitor<'de>>(
@@ -495,7 +498,11 @@ impl Integration {
         ctl: Control,
         runtime: Option<tokio::runtime::Handle>,
     ) -> Result<crate::engine::SyncLoop> {
-        let params = if params.is_null() { Value::Object(Default::default()) } else { params };
+        let params = if params.is_null() {
+            Value::Object(Default::default())
+        } else {
+            params
+        };
         let p: SyncLoopParams = from_value_strict(
             params,
             ErrorCode::InvalidInput,
@@ -808,7 +815,10 @@ mod tests {
     fn parameter_fields_are_read_from_the_types() {
         let by = |n: &str| OPERATIONS.iter().find(|o| o.name == n).map(|o| o.fields());
         assert_eq!(by("status"), Some(&[][..]));
-        assert_eq!(by("wipe_device"), Some(&["device_id", "kind", "confirm"][..]));
+        assert_eq!(
+            by("wipe_device"),
+            Some(&["device_id", "kind", "confirm"][..])
+        );
         assert!(by("plan_bulk_create").is_some_and(|f| f.contains(&"domain")));
         let json = operations_json();
         assert_eq!(json.as_array().map(Vec::len), Some(OPERATIONS.len()));

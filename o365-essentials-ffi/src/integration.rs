@@ -376,9 +376,7 @@ pub unsafe extern "C" fn o365_call(
         if let Some(c) = control
             && c.lease_wait_ms > 0
         {
-            ctl = ctl.with_lease_wait(std::time::Duration::from_millis(u64::from(
-                c.lease_wait_ms,
-            )));
+            ctl = ctl.with_lease_wait(std::time::Duration::from_millis(u64::from(c.lease_wait_ms)));
         }
         let watcher = user_token.map(|user| {
             let call = call_token.clone();
