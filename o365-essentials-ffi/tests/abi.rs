@@ -1,6 +1,6 @@
 //! The ABI's rules that C cannot easily reach: a blocking call from inside an async
 //! runtime's thread is refused with its own code, and out-parameters stay untouched.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::ffi::{CStr, CString, c_char};
 use std::ptr;
