@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "o365_essentials.h"
+#include "support.h"
 
 static int failures = 0;
 static int checks = 0;
@@ -54,21 +55,6 @@ static char *fmt(const char *f, ...) {
   char *out = NULL;
   if (vasprintf(&out, f, ap) < 0) die("out of memory");
   va_end(ap);
-  return out;
-}
-
-/* The string value of the first `"key":"..."` in a JSON text (no escapes in the values
- * this test reads), copied into a new string; NULL when absent. */
-static char *json_str(const char *json, const char *key) {
-  char *pat = fmt("\"%s\":\"", key);
-  const char *p = json ? strstr(json, pat) : NULL;
-  char *out = NULL;
-  if (p) {
-    p += strlen(pat);
-    const char *end = strchr(p, '"');
-    if (end) out = strndup(p, (size_t)(end - p));
-  }
-  free(pat);
   return out;
 }
 
@@ -120,27 +106,6 @@ static char *call(const char *op, const char *params) {
 
 static void call_fails(const char *op, const char *params, o365_result want) {
   call_ex(op, params, NULL, want, NULL);
-}
-
-/* ---- the emulator binary ---- */
-static char *start_emulator(const char *bin, const char *config_file) {
-  int fds[2];
-  if (pipe(fds) != 0) die("pipe");
-  emulator = fork();
-  if (emulator < 0) die("fork");
-  if (emulator == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    execl(bin, bin, "--listen", "127.0.0.1:0", "--config", config_file, (char *)NULL);
-    _exit(127);
-  }
-  close(fds[1]);
-  FILE *f = fdopen(fds[0], "r");
-  char *line = NULL;
-  size_t n = 0;
-  if (getline(&line, &n, f) <= 0) die("the emulator %s did not start", bin);
-  fclose(f);
-  return line;
 }
 
 static void write_file(const char *path, const char *text) {
@@ -243,7 +208,8 @@ int main(int argc, char **argv) {
              " \"domains\": [{\"name\": \"contoso.com\", \"verified\": true}],"
              " \"devices\": [{\"user\": \"alex@contoso.onmicrosoft.com\", \"device_id\": \"APPLEA1\","
              " \"model\": \"iPhone15,2\", \"device_type\": \"iPhone\", \"os\": \"iOS 17.1\"}]}}");
-  char *info = start_emulator(bin, emu_cfg);
+  char *info = start_emulator(bin, emu_cfg, &emulator);
+  if (!info) die("the emulator %s did not start", bin);
   char *tenant = json_str(info, "tenant_id"), *client = json_str(info, "client_id"),
        *secret = json_str(info, "client_secret"), *login = json_str(info, "login_url"),
        *graph = json_str(info, "graph_url"), *exo = json_str(info, "exchange_url"),
