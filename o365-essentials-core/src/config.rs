@@ -157,8 +157,14 @@ pub(crate) fn parse_strict<T: DeserializeOwned>(
     let mut de = serde_json::Deserializer::from_str(text);
     let value: T =
         serde_path_to_error::deserialize(&mut de).map_err(|e| path_error(e, code, what))?;
-    de.end()
-        .map_err(|e| Error::new(code, format!("{what}: {e}")))?;
+    de.end().map_err(|e| {
+        let code = if code == ErrorCode::InvalidInput {
+            ErrorCode::MalformedJson
+        } else {
+            code
+        };
+        Error::new(code, format!("{what}: {e}"))
+    })?;
     Ok(value)
 }
 

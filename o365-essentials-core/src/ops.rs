@@ -418,6 +418,41 @@ macro_rules! operations {
                     )),
                 }
             }
+
+            /// [`Integration::call`] from JSON text to JSON text, as the C ABI and the
+            /// other front doors hold them: the parameters are read straight into their
+            /// type and the result written straight out (no `Value` in between). Empty
+            /// text or `null` is `{}`.
+            ///
+            /// # Errors
+            /// [`ErrorCode::MalformedJson`] for text that is not JSON; otherwise as
+            /// [`Integration::call`].
+            pub async fn call_json(&self, name: &str, params: &str, ctl: &Control) -> Result<String> {
+                let params = match params.trim() {
+                    "" | "null" => "{}",
+                    p => p,
+                };
+                match name {
+                    $( $name => {
+                        #[allow(unused_variables)]
+                        let $p: $params = crate::config::parse_strict(
+                            params,
+                            ErrorCode::InvalidInput,
+                            concat!("the parameters of `", $name, "`"),
+                        )?;
+                        #[allow(unused_variables)]
+                        let $i = self;
+                        #[allow(unused_variables)]
+                        let $c = ctl;
+                        let out: $result = $body;
+                        crate::json::to_string(&out)
+                    } )*
+                    other => Err(Error::new(
+                        ErrorCode::UnknownOperation,
+                        format!("there is no operation `{other}`; the operations are listed by OPERATIONS"),
+                    )),
+                }
+            }
         }
     };
 }

@@ -292,7 +292,7 @@ impl Callback {
 
 enum Msg {
     Event(String),
-    Done(Result<serde_json::Value, Error>),
+    Done(Result<String, Error>),
 }
 
 /// Runs one operation of the table: `operation` (`"plan_bulk_create"`, see
@@ -330,10 +330,10 @@ pub unsafe extern "C" fn o365_call(
         // SAFETY: per the contract above.
         let name = unsafe { arg(operation, "operation") }?.to_string();
         let params = if params_json.is_null() {
-            serde_json::Value::Object(Default::default())
+            String::new()
         } else {
             // SAFETY: per the contract above.
-            parse_json(unsafe { arg(params_json, "params_json") }?, "params_json")?
+            unsafe { arg(params_json, "params_json") }?.to_string()
         };
         // SAFETY: per the contract above.
         let control = unsafe { control.as_ref() };
@@ -386,7 +386,9 @@ pub unsafe extern "C" fn o365_call(
             })
         });
         rt.spawn(async move {
-            let r = integration.call(&name, params, &ctl).await;
+            // Read straight from the text into the operation's parameters, and its result
+            // straight into text.
+            let r = integration.call_json(&name, &params, &ctl).await;
             // Every event reaches the channel before the result does.
             drop(ctl);
             let _ = tx.send(Msg::Done(r));
@@ -407,8 +409,7 @@ pub unsafe extern "C" fn o365_call(
         if let Some(w) = watcher {
             w.abort();
         }
-        let value = result?;
-        let json = o365_essentials_core::json::to_string(&value)?;
+        let json = result?;
         // SAFETY: checked non-null above.
         unsafe { *result_json_out = cstring(&json).into_raw() };
         Ok(())

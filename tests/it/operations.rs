@@ -614,6 +614,38 @@ async fn the_dispatcher_names_what_is_wrong_with_a_call() {
     assert!(e.message().contains("local_guid"), "{e}");
     let e = o.call("status", json!([1, 2])).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidInput);
+    // From text, as the C ABI calls it: each fault its own code.
+    let text = |name: &'static str, p: &'static str| {
+        let i = &o.integration;
+        async move { i.call_json(name, p, &Control::none()).await }
+    };
+    assert_eq!(
+        text("licences", "{nope").await.unwrap_err().code(),
+        ErrorCode::MalformedJson
+    );
+    assert_eq!(
+        text("licences", "{} trailing").await.unwrap_err().code(),
+        ErrorCode::MalformedJson
+    );
+    assert_eq!(
+        text("plan_bulk_create", r#"{"domian": "x"}"#)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::UnknownField
+    );
+    assert_eq!(
+        text("nothing_here", "{}").await.unwrap_err().code(),
+        ErrorCode::UnknownOperation
+    );
+    let same = text("domain_stage", "").await.map_err(|e| e.code());
+    let value = o
+        .integration
+        .call("domain_stage", Value::Null, &Control::none())
+        .await
+        .map(|v| v.to_string())
+        .map_err(|e| e.code());
+    assert_eq!(same, value, "text and value calls agree");
     // Secrets in bad parameters never come back in the error.
     let e = o
         .call(
