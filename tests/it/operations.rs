@@ -1031,3 +1031,194 @@ async fn the_requirements_check_names_each_missing_permission() {
     assert_eq!(find("tenant_reachable").status, CheckStatus::Pass);
     assert!(report.can_integrate());
 }
+
+/// The directory operations from C on Samba: `o365-essentials-ffi/tests/c/steps.c`,
+/// compiled against the C ABI's shared library, runs them one after the other through
+/// `o365_call` on an integration opened from JSON with the Samba DC as its directory;
+/// then Samba and the emulator are checked for what they did.
+#[tokio::test]
+async fn the_directory_operations_run_from_c_on_samba() {
+    use o365_essentials::model::NewLocalUser;
+    use o365_essentials::ports::Tenant;
+    let samba = crate::samba::shared();
+    let dir = o365_essentials::ldap::LdapDirectory::new(samba.config()).unwrap();
+    let mut chosen = Vec::new();
+    for name in ["cabi.ann", "cabi.bo"] {
+        let u = dir
+            .create_user(
+                &NewLocalUser {
+                    sam_account_name: name.into(),
+                    user_principal_name: format!("{name}@essentials.test"),
+                    display_name: format!("Abi {name}"),
+                    ..Default::default()
+                },
+                &o365_essentials::SecretString::from("Zebra-Sync-2026!"),
+            )
+            .await
+            .unwrap();
+        chosen.push(u.guid.to_string());
+    }
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tenant = crate::graph::tenant_for(&emu);
+    let dee = tenant
+        .create_account(
+            &o365_essentials::model::NewOnlineAccount {
+                user_principal_name: "cabi.dee@contoso.onmicrosoft.com".into(),
+                display_name: "Abi Dee".into(),
+                mail_nickname: "cabi.dee".into(),
+                account_enabled: true,
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from("Online-Only-2027!"),
+        )
+        .await
+        .unwrap();
+
+    // Build the C program against the library.
+    let target = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .to_path_buf();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(&cargo)
+        .args(["build", "--quiet", "-p", "o365-essentials-ffi"])
+        .current_dir(root)
+        .status()
+        .expect("cargo runs");
+    assert!(built.success(), "the C ABI library builds");
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("steps");
+    let cc = std::process::Command::new("gcc")
+        .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-g", "-I"])
+        .arg(root.join("o365-essentials-ffi/include"))
+        .arg(root.join("o365-essentials-ffi/tests/c/steps.c"))
+        .arg("-L")
+        .arg(&target)
+        .args(["-lo365_essentials", "-o"])
+        .arg(&exe)
+        .status()
+        .expect("gcc runs (scripts/setup installs it)");
+    assert!(cc.success(), "the C program compiles");
+
+    let info = emu.info();
+    let ldap = samba.config();
+    let config = json!({
+        "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
+            "password": crate::samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
+            "host_name": ldap.host_name}},
+        "tenant": {"tenant_id": info.tenant_id, "client_id": info.client_id,
+            "credential": {"kind": "secret", "secret": info.client_secret},
+            "login_url": info.login_url, "graph_url": info.graph_url,
+            "exchange_url": info.exchange_url, "sharepoint_url": info.sharepoint_url},
+        "store": tmp.path().join("state.db"),
+        "usage_location": "GB",
+        "concurrency": 8
+    });
+    let config_file = tmp.path().join("config.json");
+    std::fs::write(&config_file, config.to_string()).unwrap();
+    // The C program finds the password of a user it made in the previous step's result.
+    let steps = [
+        ("requirements", "{}".to_string(), "ok", "single_domain_controller"),
+        ("integrate", "{}".into(), "ok", "\"enabled\":true"),
+        (
+            "plan_bulk_create",
+            json!({"users": chosen}).to_string(),
+            "ok",
+            "cabi.ann@contoso.onmicrosoft.com",
+        ),
+        ("apply_plan", "{\"plan\": $prev}".into(), "ok", "succeeded"),
+        (
+            "create_user_with_account",
+            json!({"user": {"sam_account_name": "cabi.cy", "user_principal_name": "cabi.cy@essentials.test",
+                            "display_name": "Abi Cy"}, "password": "Harbour-Lights-2027!"})
+            .to_string(),
+            "ok",
+            "cabi.cy@contoso.onmicrosoft.com",
+        ),
+        (
+            "import_users",
+            json!({"online_ids": [dee.id]}).to_string(),
+            "ok",
+            "initial_password",
+        ),
+        (
+            "online_user_names",
+            json!({"local_guids": chosen}).to_string(),
+            "ok",
+            "cabi.bo@contoso.onmicrosoft.com",
+        ),
+        ("sync_once", "{}".into(), "ok", "\"results\""),
+        ("plan_sync", "{}".into(), "ok", "\"items\":[]"),
+        (
+            "password_changed",
+            json!({"local_guid": chosen[0], "password": "Quiet-Harbour-Wide!"}).to_string(),
+            "ok",
+            "true",
+        ),
+        ("deliver_passwords", "{}".into(), "ok", "\"delivered\":1"),
+        (
+            "unassign",
+            json!({"local_guid": chosen[1]}).to_string(),
+            "ok",
+            "unassigned",
+        ),
+        ("no_such_operation", "{}".into(), "unknown_operation", ""),
+    ];
+    let text: String = steps
+        .iter()
+        .map(|(op, p, code, holds)| format!("{op}\t{p}\t{code}\t{holds}\n"))
+        .collect();
+    let steps_file = tmp.path().join("steps.tsv");
+    std::fs::write(&steps_file, text).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&exe)
+            .arg(&config_file)
+            .arg(&steps_file)
+            .env("LD_LIBRARY_PATH", &target)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), steps.len(), "{stdout}");
+
+    // What the C calls did, seen in Samba and in the tenant.
+    let cy = dir
+        .find_user("cabi.cy")
+        .await
+        .unwrap()
+        .expect("made in Samba");
+    let online_cy = tenant
+        .account("cabi.cy@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    assert_eq!(online_cy.immutable_id, Some(cy.anchor()));
+    assert!(
+        dir.find_user("cabi.dee").await.unwrap().is_some(),
+        "imported into Samba"
+    );
+    let ann = tenant
+        .account("cabi.ann@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    let check = admin(
+        &emu,
+        "POST",
+        &format!("/users/{}/check-password", ann.id.0),
+        Some(json!({"password": "Quiet-Harbour-Wide!"})),
+    )
+    .await;
+    assert_eq!(
+        check["matches"], true,
+        "the changed password is the online one"
+    );
+}
