@@ -9,6 +9,8 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+mod integration;
+
 pyo3::create_exception!(
     o365_essentials,
     O365Error,
@@ -43,7 +45,7 @@ fn camel(snake: &str) -> String {
 }
 
 /// Turns a core error into an instance of its code's exception class.
-fn to_py_err(py: Python<'_>, e: &Error) -> PyErr {
+pub(crate) fn to_py_err(py: Python<'_>, e: &Error) -> PyErr {
     let build = || -> PyResult<PyErr> {
         let module = py.import("o365_essentials._native")?;
         let classes = module.getattr("_CLASSES_BY_CODE")?;
@@ -131,7 +133,21 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
                 format!("`{}` ({}): {}", code.name(), code.number(), code.action()),
             )?;
             ns.set_item("CODE", code.number())?;
-            let cls = type_fn.call1((code_class_name(*code), PyTuple::new(py, [&fam_cls])?, ns))?;
+            // Each class is also the builtin a script would catch for it.
+            let builtins = py.import("builtins")?;
+            let also = match code {
+                ErrorCode::NotFound | ErrorCode::UnknownOperation => Some("LookupError"),
+                ErrorCode::Timeout => Some("TimeoutError"),
+                ErrorCode::Transport => Some("ConnectionError"),
+                ErrorCode::PermissionDenied => Some("PermissionError"),
+                c if c.family() == ErrorFamily::Input => Some("ValueError"),
+                _ => None,
+            };
+            let bases = match also {
+                Some(b) => PyTuple::new(py, [fam_cls.clone(), builtins.getattr(b)?])?,
+                None => PyTuple::new(py, [fam_cls.clone()])?,
+            };
+            let cls = type_fn.call1((code_class_name(*code), bases, ns))?;
             m.add(code_class_name(*code).as_str(), &cls)?;
             by_code.set_item(code.number(), cls)?;
         }
@@ -141,5 +157,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_domain_name, m)?)?;
     m.add_function(wrap_pyfunction!(password_rules_broken, m)?)?;
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(integration::operations_json, m)?)?;
+    m.add_class::<integration::NativeIntegration>()?;
+    m.add_class::<integration::CancelHandle>()?;
     Ok(())
 }

@@ -4,6 +4,7 @@ Every error is an ``O365Error``; each error code has its own class (``NotFoundEr
 ``AuthError``, ...) under a family class (``O365ObjectError``, ``O365AuthError``, ...).
 """
 
+from ._integration import OPERATIONS, CancelToken, Integration
 from ._native import (
     __version__,
     error_codes,
@@ -71,6 +72,9 @@ from ._native import (  # noqa: F401  (exception classes)
 )
 
 __all__ = [
+    "OPERATIONS",
+    "CancelToken",
+    "Integration",
     "__version__",
     "error_codes",
     "password_rules_broken",

@@ -1,0 +1,137 @@
+"""The integration: every operation of the engine's table as a method.
+
+The methods are made from the table the native module reports (name, parameter fields),
+so the package exposes exactly what the engine does; `Integration.call(name, **params)`
+is the same by name.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+
+from . import _native
+
+Config = Union[Mapping[str, Any], str, "os.PathLike[str]"]
+Progress = Callable[[Dict[str, Any]], Any]
+
+#: Every operation of the table: name, params (type), fields, result (type),
+#: long_running, summary.
+OPERATIONS: List[Dict[str, Any]] = json.loads(_native.operations_json())
+
+_UNSET: Any = object()
+
+
+class CancelToken:
+    """Cancels the calls it is given, from any thread, at their next item boundary."""
+
+    def __init__(self) -> None:
+        self._handle = _native.CancelHandle()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self._handle.cancelled)
+
+
+def _config_text(config: Config) -> str:
+    if isinstance(config, Mapping):
+        return json.dumps(dict(config))
+    if isinstance(config, os.PathLike):
+        with open(os.fspath(config), encoding="utf-8") as f:
+            return f.read()
+    if isinstance(config, str):
+        stripped = config.lstrip()
+        if stripped.startswith("{"):
+            return config
+        with open(config, encoding="utf-8") as f:
+            return f.read()
+    raise TypeError("config is a dict, a JSON string or a path")
+
+
+class Integration:
+    """An open integration: one configuration, one store.
+
+    ``config`` is a dict, a JSON string, or the path of a JSON file of the shape in
+    ``docs/CONFIGURATION.md``. Every operation is a method taking its parameters as
+    keyword arguments; long ones also take ``progress=`` (called on this thread with each
+    event as a dict), ``cancel=`` (a :class:`CancelToken`) and ``lease_wait=`` (seconds to
+    wait for work another process holds). Calls block, with the GIL released; Ctrl-C
+    stops the engine at the next item boundary and raises ``KeyboardInterrupt``.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._native = _native.NativeIntegration(_config_text(config))
+
+    def call(
+        self,
+        operation: str,
+        *,
+        progress: Optional[Progress] = None,
+        cancel: Optional[CancelToken] = None,
+        lease_wait: Optional[float] = None,
+        **params: Any,
+    ) -> Any:
+        """Runs ``operation`` with ``params``; returns its result (JSON made Python)."""
+        on_event = None
+        if progress is not None:
+            callback = progress
+
+            def on_event(text: str) -> None:
+                callback(json.loads(text))
+
+        text = self._native.call(
+            operation,
+            json.dumps({k: v for k, v in params.items() if v is not _UNSET}, default=_jsonable),
+            on_event,
+            cancel._handle if cancel is not None else None,
+            lease_wait,
+        )
+        return json.loads(text)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _method(op: Dict[str, Any]) -> Callable[..., Any]:
+    name = op["name"]
+    fields: List[str] = op["fields"]
+
+    def method(self: Integration, **kwargs: Any) -> Any:
+        return self.call(name, **kwargs)
+
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [
+        inspect.Parameter(f, inspect.Parameter.KEYWORD_ONLY, default=_UNSET) for f in fields
+    ]
+    if op["long_running"]:
+        params += [
+            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
+            for k in ("progress", "cancel", "lease_wait")
+        ]
+    signature = inspect.Signature(params)
+
+    def bound(self: Integration, **kwargs: Any) -> Any:
+        signature.bind(self, **kwargs)  # a misspelt parameter fails here, named
+        return method(self, **kwargs)
+
+    bound.__name__ = name
+    bound.__qualname__ = f"Integration.{name}"
+    bound.__doc__ = f"{op['summary']}\n\nParameters: {op['params']}; returns {op['result']}."
+    bound.__signature__ = signature  # type: ignore[attr-defined]
+    return bound
+
+
+for _op in OPERATIONS:
+    setattr(Integration, _op["name"], _method(_op))
