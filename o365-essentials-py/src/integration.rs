@@ -194,6 +194,65 @@ impl NativeIntegration {
         }
         result.map_err(|e| to_py_err(py, &e))
     }
+
+    /// Starts the sync loop (`{"interval_secs": 300, "allow_beyond_threshold": false}`).
+    /// `on_event(event_json)` runs on a thread of the library's, with the GIL; an
+    /// exception it raises is reported as unraisable and the loop goes on.
+    #[pyo3(signature = (params_json, on_event=None))]
+    fn start_sync_loop(
+        &self,
+        py: Python<'_>,
+        params_json: &str,
+        on_event: Option<Py<PyAny>>,
+    ) -> PyResult<NativeSyncLoop> {
+        let rt = runtime().map_err(|e| to_py_err(py, &e))?;
+        let params: serde_json::Value = serde_json::from_str(params_json).map_err(|e| {
+            to_py_err(
+                py,
+                &Error::new(ErrorCode::MalformedJson, format!("the loop's parameters: {e}")),
+            )
+        })?;
+        let ctl = match on_event {
+            Some(cb) => Control::with_observer(
+                CancelToken::new(),
+                Arc::new(move |e: &Event| {
+                    if let Ok(json) = serde_json::to_string(e) {
+                        Python::attach(|py| {
+                            if let Err(err) = cb.call1(py, (json,)) {
+                                err.write_unraisable(py, None);
+                            }
+                        });
+                    }
+                }),
+            )
+            .map_err(|e| to_py_err(py, &e))?,
+            None => Control::none(),
+        };
+        let l = self
+            .inner
+            .clone()
+            .start_sync_loop_with(params, ctl, Some(rt.handle().clone()))
+            .map_err(|e| to_py_err(py, &e))?;
+        Ok(NativeSyncLoop {
+            inner: std::sync::Mutex::new(Some(l)),
+        })
+    }
+}
+
+/// A running sync loop (native half).
+#[pyclass(module = "o365_essentials._native", frozen)]
+pub struct NativeSyncLoop {
+    inner: std::sync::Mutex<Option<o365_essentials_core::engine::SyncLoop>>,
+}
+
+#[pymethods]
+impl NativeSyncLoop {
+    /// Stops the loop after the current item and returns how many rounds ran; no event
+    /// is delivered after it returns. A second call returns 0.
+    fn stop(&self, py: Python<'_>) -> usize {
+        let l = self.inner.lock().ok().and_then(|mut g| g.take());
+        py.detach(move || l.map_or(0, o365_essentials_core::engine::SyncLoop::stop))
+    }
 }
 
 /// Every operation of the table as JSON text (name, params, fields, result, ...).

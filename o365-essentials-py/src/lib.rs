@@ -160,5 +160,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(integration::operations_json, m)?)?;
     m.add_class::<integration::NativeIntegration>()?;
     m.add_class::<integration::CancelHandle>()?;
+    m.add_class::<integration::NativeSyncLoop>()?;
     Ok(())
 }

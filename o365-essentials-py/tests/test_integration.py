@@ -206,11 +206,26 @@ def test_a_call_in_a_forked_child_raises_a_clear_error(emulator, tmp_path):
     assert answer == "forked_process"
 
 
-def test_the_interpreter_exits_cleanly_with_a_call_object_alive(emulator, tmp_path):
+def test_the_sync_loop_reports_rounds_and_stops(emulator, tmp_path):
+    integration = o365.Integration(config(emulator, tmp_path))
+    integration.integrate()
+    rounds = []
+    loop = integration.start_sync_loop(interval=1, progress=lambda e: rounds.append(e))
+    time.sleep(1.3)
+    ran = loop.stop()
+    assert ran >= 1
+    assert [e["event"] for e in rounds].count("sync_round_finished") == ran
+    stop = threading.Event()
+    threading.Timer(1.2, stop.set).start()
+    assert integration.run_sync_loop(interval=1, stop=stop) >= 1
+
+
+def test_the_interpreter_exits_cleanly_with_a_sync_loop_running(emulator, tmp_path):
     script = (
         "import json, sys, o365_essentials as o365\n"
         f"i = o365.Integration(json.loads({json.dumps(json.dumps(config(emulator, tmp_path)))}))\n"
         "i.integrate()\n"
+        "loop = i.start_sync_loop(interval=1, progress=lambda e: None)\n"
         "print('ok')\n"
     )
     out = subprocess.run([os.sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

@@ -4,7 +4,7 @@ Every error is an ``O365Error``; each error code has its own class (``NotFoundEr
 ``AuthError``, ...) under a family class (``O365ObjectError``, ``O365AuthError``, ...).
 """
 
-from ._integration import OPERATIONS, CancelToken, Integration
+from ._integration import OPERATIONS, CancelToken, Integration, SyncLoop
 from ._native import (
     __version__,
     error_codes,
@@ -75,6 +75,7 @@ __all__ = [
     "OPERATIONS",
     "CancelToken",
     "Integration",
+    "SyncLoop",
     "__version__",
     "error_codes",
     "password_rules_broken",

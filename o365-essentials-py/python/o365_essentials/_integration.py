@@ -7,9 +7,12 @@ is the same by name.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
 import os
+import threading
+import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from . import _native
@@ -36,6 +39,36 @@ class CancelToken:
     @property
     def cancelled(self) -> bool:
         return bool(self._handle.cancelled)
+
+
+class SyncLoop:
+    """A running sync loop: a round every interval, each reported to ``progress``.
+
+    ``stop()`` ends it after the current item and returns how many rounds ran; a loop
+    still running when the interpreter exits is stopped first."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+        _RUNNING.add(self)
+
+    def stop(self) -> int:
+        _RUNNING.discard(self)
+        return int(self._native.stop())
+
+    def __enter__(self) -> "SyncLoop":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+_RUNNING: "weakref.WeakSet[SyncLoop]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_loops() -> None:
+    for loop in list(_RUNNING):
+        loop.stop()
 
 
 def _config_text(config: Config) -> str:
@@ -92,6 +125,50 @@ class Integration:
             lease_wait,
         )
         return json.loads(text)
+
+
+    def start_sync_loop(
+        self,
+        *,
+        interval: Optional[float] = None,
+        allow_beyond_threshold: bool = False,
+        progress: Optional[Progress] = None,
+    ) -> SyncLoop:
+        """Starts the sync loop: a round every ``interval`` seconds (the configuration's
+        when None). ``progress`` gets each event as a dict, on a thread of the library's
+        (an exception it raises is reported as unraisable; the loop goes on)."""
+        params: Dict[str, Any] = {"allow_beyond_threshold": allow_beyond_threshold}
+        if interval is not None:
+            params["interval_secs"] = max(1, int(round(interval)))
+        on_event = None
+        if progress is not None:
+            callback = progress
+
+            def on_event(text: str) -> None:
+                callback(json.loads(text))
+
+        return SyncLoop(self._native.start_sync_loop(json.dumps(params), on_event))
+
+    def run_sync_loop(
+        self,
+        *,
+        interval: Optional[float] = None,
+        allow_beyond_threshold: bool = False,
+        progress: Optional[Progress] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> int:
+        """Runs the sync loop until ``stop`` is set or Ctrl-C; returns the rounds run.
+        ``KeyboardInterrupt`` is raised again once the loop stopped."""
+        loop = self.start_sync_loop(
+            interval=interval, allow_beyond_threshold=allow_beyond_threshold, progress=progress
+        )
+        done = stop if stop is not None else threading.Event()
+        try:
+            while not done.wait(0.2):
+                pass
+        finally:
+            rounds = loop.stop()
+        return rounds
 
 
 def _jsonable(value: Any) -> Any:

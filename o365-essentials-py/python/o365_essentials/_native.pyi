@@ -127,8 +127,14 @@ class CancelHandle:
     @property
     def cancelled(self) -> bool: ...
 
+class NativeSyncLoop:
+    def stop(self) -> int: ...
+
 class NativeIntegration:
     def __init__(self, config_json: str) -> None: ...
+    def start_sync_loop(
+        self, params_json: str, on_event: Optional[Callable[[str], Any]] = None
+    ) -> NativeSyncLoop: ...
     def call(
         self,
         name: str,
