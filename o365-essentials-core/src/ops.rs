@@ -167,6 +167,12 @@ params! {
         /// The online account.
         online_id: OnlineAccountId,
     }
+    /// `list_links`.
+    ListLinksParams {
+        /// Only this local user (sAMAccountName, any case).
+        #[serde(default)]
+        local_user: Option<String>,
+    }
     /// `unassign`.
     UnassignParams {
         /// The local user.
@@ -355,6 +361,56 @@ pub struct ImportResult {
     pub imported: Vec<ImportedAccount>,
     /// Per-account results.
     pub results: crate::model::RunResults,
+}
+
+/// A local user and the online account it is linked to (`list_links`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkedUser {
+    /// The local user's sAMAccountName (empty when it is gone from the directory).
+    pub local_user: String,
+    /// The link.
+    #[serde(flatten)]
+    pub link: crate::model::Link,
+}
+
+impl Integration {
+    /// The links of the store with their local users' names, by name; only `local_user`'s
+    /// when given.
+    ///
+    /// # Errors
+    /// The store's and the directory's errors.
+    pub async fn linked_users(&self, local_user: Option<&str>) -> Result<Vec<LinkedUser>> {
+        use futures::TryStreamExt;
+        let links = self.store.links()?;
+        let names: std::collections::HashMap<ObjectGuid, String> = match local_user {
+            Some(name) => match self.directory().find_user(name).await? {
+                Some(u) => [(u.guid, u.sam_account_name)].into_iter().collect(),
+                None => Default::default(),
+            },
+            None => {
+                self.directory()
+                    .users()
+                    .map_ok(|u| (u.guid, u.sam_account_name))
+                    .try_collect()
+                    .await?
+            }
+        };
+        let mut out: Vec<LinkedUser> = links
+            .into_iter()
+            .filter_map(|link| {
+                let name = names.get(&link.local_guid).cloned();
+                match (local_user, name) {
+                    (Some(_), None) => None,
+                    (_, name) => Some(LinkedUser {
+                        local_user: name.unwrap_or_default(),
+                        link,
+                    }),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.local_user.cmp(&b.local_user));
+        Ok(out)
+    }
 }
 
 /// Where `write_records_file` wrote.
@@ -635,6 +691,9 @@ operations! {
     "assign", AssignParams => crate::model::Link, false,
         "Links an existing online account to an existing local user.",
         |i, p, c| i.assign(p.local_guid, &p.online_id).await?;
+    "list_links", ListLinksParams => Vec<LinkedUser>, false,
+        "The linked users: each local user with its online account, state and origin.",
+        |i, p, c| i.linked_users(p.local_user.as_deref()).await?;
     "unassign", UnassignParams => crate::model::Link, false,
         "Releases the licences, blocks sign-in, keeps the link marked unassigned.",
         |i, p, c| i.unassign(p.local_guid).await?;

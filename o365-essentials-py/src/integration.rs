@@ -209,7 +209,10 @@ impl NativeIntegration {
         let params: serde_json::Value = serde_json::from_str(params_json).map_err(|e| {
             to_py_err(
                 py,
-                &Error::new(ErrorCode::MalformedJson, format!("the loop's parameters: {e}")),
+                &Error::new(
+                    ErrorCode::MalformedJson,
+                    format!("the loop's parameters: {e}"),
+                ),
             )
         })?;
         let ctl = match on_event {

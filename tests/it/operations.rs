@@ -256,6 +256,18 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     );
 
     let demo = o.integration.demo_directory().unwrap().clone();
+    let links = o.ok("list_links", json!({})).await;
+    assert_eq!(links.as_array().map(Vec::len), Some(12));
+    let ava_link = o.ok("list_links", json!({"local_user": "AVA.ADAMS"})).await;
+    assert_eq!(ava_link[0]["local_user"], "ava.adams");
+    assert_eq!(
+        ava_link[0]["user_principal_name"],
+        "ava.adams@contoso.onmicrosoft.com"
+    );
+    assert_eq!(
+        o.ok("list_links", json!({"local_user": "nobody"})).await,
+        json!([])
+    );
 
     let ava = demo.find_user("ava.adams").await.unwrap().unwrap();
     let ben = demo.find_user("ben.brooks").await.unwrap().unwrap();

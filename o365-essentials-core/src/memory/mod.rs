@@ -179,6 +179,10 @@ impl MemoryDirectory {
                 None,
                 bits,
             );
+            // The same GUID in every process: the demo is one company wherever it is
+            // opened (a second process sees the links the first one made).
+            let mut u = u;
+            u.guid = demo_guid(&sam);
             match *dept {
                 "Sales" => sales.push(u.guid),
                 "Office" => office.push(u.guid),
@@ -210,7 +214,15 @@ impl MemoryDirectory {
                 ou: Some(ou.clone()),
             })
             .collect();
-        dir.load_users(&staff)?;
+        let loaded = dir.load_users(&staff)?;
+        let mut s = dir.lock()?;
+        for u in loaded {
+            if let Some(mut rec) = s.users.remove(&u.guid) {
+                rec.guid = demo_guid(&rec.sam_account_name);
+                s.users.insert(rec.guid, rec);
+            }
+        }
+        drop(s);
         Ok(dir)
     }
 
@@ -449,6 +461,16 @@ fn new_user_record(
         critical_system_object: false,
         account_expires: None,
     }
+}
+
+/// A demo user's GUID, derived from its name (FNV-1a, 128 bits, as a version-4 UUID).
+fn demo_guid(sam: &str) -> ObjectGuid {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in format!("o365-essentials demo {sam}").bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    ObjectGuid(uuid::Builder::from_random_bytes(h.to_le_bytes()).into_uuid())
 }
 
 /// AD compares names case-insensitively, beyond ASCII too.

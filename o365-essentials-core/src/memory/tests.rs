@@ -338,3 +338,17 @@ async fn loading_many_users_is_all_or_nothing() {
     let users: Vec<LocalUser> = dir.users().try_collect().await.expect("list");
     assert_eq!(users.len(), 501);
 }
+
+#[tokio::test]
+async fn the_demo_company_is_the_same_company_in_every_process() {
+    let a = MemoryDirectory::demo_company_of(5).expect("demo");
+    let b = MemoryDirectory::demo_company_of(5).expect("demo");
+    for sam in ["ava.adams", "liam.lopez", "staff0005"] {
+        let ga = a.find_user(sam).await.expect("find").expect("there").guid;
+        let gb = b.find_user(sam).await.expect("find").expect("there").guid;
+        assert_eq!(ga, gb, "{sam}");
+    }
+    let users: Vec<LocalUser> = a.users().try_collect().await.expect("list");
+    let guids: std::collections::HashSet<_> = users.iter().map(|u| u.guid).collect();
+    assert_eq!(guids.len(), 17, "distinct");
+}

@@ -411,6 +411,10 @@ int main(int argc, char **argv) {
   CHECK(queued && strcmp(queued, "true") == 0, "queued: %s", queued);
   free(queued);
   free(params);
+  char *links = call("list_links", "{\"local_user\": \"ava.adams\"}");
+  CHECK(links && strstr(links, "\"user_principal_name\":\"ava.adams@contoso.onmicrosoft.com\""),
+        "ava's link: %s", links);
+  free(links);
   char *imported = call("import_users", "{}");
   CHECK(imported && count(imported, "\"initial_password\"") == 1, "alex imported");
   free(imported);
