@@ -13,6 +13,7 @@ pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod exchange;
+pub mod frontdoor;
 pub mod graph;
 pub mod json;
 pub mod ldap;

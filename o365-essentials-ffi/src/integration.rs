@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use o365_essentials_core::config::IntegrationConfig;
 use o365_essentials_core::engine::{CancelToken, Control, Event, Integration, SyncLoop};
+use o365_essentials_core::frontdoor::{BlockingCall, CallOptions, Step};
 use o365_essentials_core::{Error, ErrorCode};
 
 use crate::{cstring, guard, o365_error, o365_result, read_str};
@@ -63,48 +64,8 @@ pub extern "C" fn o365_abi_version() -> u32 {
     O365_ABI_VERSION
 }
 
-struct Runtime {
-    rt: tokio::runtime::Runtime,
-    pid: u32,
-}
-
-static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
-
-/// The process's one runtime, refusing calls from inside it and after fork().
 fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(Error::new(
-            ErrorCode::RuntimeContext,
-            "a blocking o365 call was made from an async runtime's thread (an event \
-             callback's async work, or a tokio program's worker); call from a thread of \
-             your own",
-        ));
-    }
-    let r = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("o365-runtime")
-            .enable_all()
-            .build()
-            .map(|rt| Runtime {
-                rt,
-                pid: std::process::id(),
-            })
-            .map_err(|e| e.to_string())
-    });
-    match r {
-        Ok(r) if r.pid != std::process::id() => Err(Error::new(
-            ErrorCode::ForkedProcess,
-            format!(
-                "this process was forked from process {} after the library started its \
-                 threads; they do not survive fork(): exec a new program in the child, \
-                 or make the calls in the parent",
-                r.pid
-            ),
-        )),
-        Ok(r) => Ok(&r.rt),
-        Err(e) => Err(Error::internal(format!("cannot start the runtime: {e}"))),
-    }
+    o365_essentials_core::frontdoor::runtime()
 }
 
 /// Open handles by number. A handle is its number, never an address: a freed or made-up
@@ -290,11 +251,6 @@ impl Callback {
     }
 }
 
-enum Msg {
-    Event(String),
-    Done(Result<String, Error>),
-}
-
 /// Runs one operation of the table: `operation` (`"plan_bulk_create"`, see
 /// [`o365_operations_json`]) with `params_json` (a JSON object; NULL for `{}`), and
 /// writes its result as an owned JSON string to `*result_json_out` (free it with
@@ -346,8 +302,6 @@ pub unsafe extern "C" fn o365_call(
                 std::mem::size_of::<o365_call_control>()
             )));
         }
-        let rt = runtime()?;
-        let call_token = CancelToken::new();
         // SAFETY: the token outlives the call per the contract.
         let user_token = control
             .and_then(|c| unsafe { c.cancel.as_ref() })
@@ -358,57 +312,27 @@ pub unsafe extern "C" fn o365_call(
                 userdata: c.userdata,
             })
         });
-        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
-        let mut ctl = match callback {
-            Some(_) => {
-                let tx = Mutex::new(tx.clone());
-                Control::with_observer(
-                    call_token.clone(),
-                    Arc::new(move |e: &Event| {
-                        if let (Ok(json), Ok(tx)) = (serde_json::to_string(e), tx.lock()) {
-                            let _ = tx.send(Msg::Event(json));
-                        }
-                    }),
-                )?
-            }
-            None => Control::with_cancel(call_token.clone()),
+        let options = CallOptions {
+            cancel: user_token,
+            events: callback.is_some(),
+            lease_wait: control
+                .filter(|c| c.lease_wait_ms > 0)
+                .map(|c| std::time::Duration::from_millis(u64::from(c.lease_wait_ms))),
         };
-        if let Some(c) = control
-            && c.lease_wait_ms > 0
-        {
-            ctl = ctl.with_lease_wait(std::time::Duration::from_millis(u64::from(c.lease_wait_ms)));
-        }
-        let watcher = user_token.map(|user| {
-            let call = call_token.clone();
-            rt.spawn(async move {
-                user.cancelled().await;
-                call.cancel();
-            })
-        });
-        rt.spawn(async move {
-            // Read straight from the text into the operation's parameters, and its result
-            // straight into text.
-            let r = integration.call_json(&name, &params, &ctl).await;
-            // Every event reaches the channel before the result does.
-            drop(ctl);
-            let _ = tx.send(Msg::Done(r));
-        });
+        let call = BlockingCall::start(integration, &name, &params, options)?;
         let result = loop {
-            match rx.recv() {
-                Ok(Msg::Event(json)) => {
+            match call.next(std::time::Duration::from_secs(3600)) {
+                Some(Step::Event(json)) => {
                     if let Some(cb) = &callback
                         && cb.call(&json)
                     {
-                        call_token.cancel();
+                        call.cancel();
                     }
                 }
-                Ok(Msg::Done(r)) => break r,
-                Err(_) => break Err(Error::internal("the operation ended without a result")),
+                Some(Step::Done(r)) => break r,
+                None => {}
             }
         };
-        if let Some(w) = watcher {
-            w.abort();
-        }
         let json = result?;
         // SAFETY: checked non-null above.
         unsafe { *result_json_out = cstring(&json).into_raw() };

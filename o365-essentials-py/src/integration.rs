@@ -2,50 +2,19 @@
 //! The package's `Integration` (pure Python) builds a method per operation on top of
 //! [`NativeIntegration::call`].
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use o365_essentials_core::config::IntegrationConfig;
 use o365_essentials_core::engine::{CancelToken, Control, Event, Integration};
+use o365_essentials_core::frontdoor::{BlockingCall, CallOptions, Step};
 use o365_essentials_core::{Error, ErrorCode};
 use pyo3::prelude::*;
 
 use crate::to_py_err;
 
-struct Runtime {
-    rt: tokio::runtime::Runtime,
-    pid: u32,
-}
-
-static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
-
-/// The process's one runtime; a call in a forked child is refused (its threads are gone).
 fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
-    let r = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("o365-runtime")
-            .enable_all()
-            .build()
-            .map(|rt| Runtime {
-                rt,
-                pid: std::process::id(),
-            })
-            .map_err(|e| e.to_string())
-    });
-    match r {
-        Ok(r) if r.pid != std::process::id() => Err(Error::new(
-            ErrorCode::ForkedProcess,
-            format!(
-                "this process was forked from process {} after o365_essentials started its \
-                 threads, which do not survive fork(); use multiprocessing's \"spawn\" start \
-                 method, or open the integration in the child",
-                r.pid
-            ),
-        )),
-        Ok(r) => Ok(&r.rt),
-        Err(e) => Err(Error::internal(format!("cannot start the runtime: {e}"))),
-    }
+    o365_essentials_core::frontdoor::runtime()
 }
 
 /// A cancellation token any thread may trigger.
@@ -73,11 +42,6 @@ impl CancelHandle {
     fn cancelled(&self) -> bool {
         self.token.is_cancelled()
     }
-}
-
-enum Msg {
-    Event(String),
-    Done(Result<String, Error>),
 }
 
 /// An open integration (native half).
@@ -118,77 +82,38 @@ impl NativeIntegration {
         cancel: Option<&CancelHandle>,
         lease_wait_secs: Option<f64>,
     ) -> PyResult<String> {
-        let rt = runtime().map_err(|e| to_py_err(py, &e))?;
-        let call_token = CancelToken::new();
-        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
-        let mut ctl = if on_event.is_some() {
-            let tx = std::sync::Mutex::new(tx.clone());
-            Control::with_observer(
-                call_token.clone(),
-                Arc::new(move |e: &Event| {
-                    if let (Ok(json), Ok(tx)) = (serde_json::to_string(e), tx.lock()) {
-                        let _ = tx.send(Msg::Event(json));
-                    }
-                }),
-            )
-            .map_err(|e| to_py_err(py, &e))?
-        } else {
-            Control::with_cancel(call_token.clone())
+        let options = CallOptions {
+            cancel: cancel.map(|c| c.token.clone()),
+            events: on_event.is_some(),
+            lease_wait: lease_wait_secs
+                .filter(|w| *w > 0.0)
+                .map(|w| Duration::from_secs_f64(w.min(86_400.0))),
         };
-        if let Some(w) = lease_wait_secs.filter(|w| *w > 0.0) {
-            ctl = ctl.with_lease_wait(Duration::from_secs_f64(w.min(86_400.0)));
-        }
-        let watcher = cancel.map(|c| {
-            let (user, call) = (c.token.clone(), call_token.clone());
-            rt.spawn(async move {
-                user.cancelled().await;
-                call.cancel();
-            })
-        });
-        let (integration, name, params) = (
-            self.inner.clone(),
-            name.to_string(),
-            params_json.to_string(),
-        );
-        rt.spawn(async move {
-            let r = integration.call_json(&name, &params, &ctl).await;
-            drop(ctl);
-            let _ = tx.send(Msg::Done(r));
-        });
+        let call = BlockingCall::start(self.inner.clone(), name, params_json, options)
+            .map_err(|e| to_py_err(py, &e))?;
         let mut raised: Option<PyErr> = None;
-        // Waited for without the GIL, 100 ms at a time so signals (Ctrl-C) are seen.
-        let rx = std::sync::Mutex::new(rx);
         let result = loop {
-            let msg = py.detach(|| match rx.lock() {
-                Ok(r) => r.recv_timeout(Duration::from_millis(100)),
-                Err(_) => Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
-            });
-            match msg {
-                Ok(Msg::Event(json)) => {
+            // Waited for without the GIL, 100 ms at a time so signals (Ctrl-C) are seen.
+            match py.detach(|| call.next(Duration::from_millis(100))) {
+                Some(Step::Event(json)) => {
                     if raised.is_none()
                         && let Some(cb) = &on_event
                         && let Err(e) = cb.call1(py, (json,))
                     {
-                        call_token.cancel();
+                        call.cancel();
                         raised = Some(e);
                     }
                 }
-                Ok(Msg::Done(r)) => break r,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    break Err(Error::internal("the operation ended without a result"));
-                }
+                Some(Step::Done(r)) => break r,
+                None => {}
             }
             if raised.is_none()
                 && let Err(e) = py.check_signals()
             {
-                call_token.cancel();
+                call.cancel();
                 raised = Some(e);
             }
         };
-        if let Some(w) = watcher {
-            w.abort();
-        }
         if let Some(e) = raised {
             return Err(e);
         }
