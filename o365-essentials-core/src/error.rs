@@ -461,6 +461,12 @@ mod tests {
     const PUBLISHED: &[(u32, &str)] = &[
         (100, "invalid_input"),
         (101, "invalid_config"),
+        (102, "null_argument"),
+        (103, "invalid_utf8"),
+        (104, "malformed_json"),
+        (105, "unknown_field"),
+        (106, "unknown_operation"),
+        (107, "invalid_handle"),
         (110, "invalid_upn"),
         (111, "invalid_mail_nickname"),
         (112, "invalid_domain_name"),
@@ -497,6 +503,8 @@ mod tests {
         (900, "cancelled"),
         (901, "not_supported"),
         (902, "internal"),
+        (903, "runtime_context"),
+        (904, "forked_process"),
     ];
 
     #[test]
