@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 from typing import Any, Dict, List, Set
 
@@ -36,7 +37,7 @@ def progress_bar(event: Dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--csv", required=True)
     parser.add_argument("--yes", action="store_true", help="apply without asking")
@@ -48,38 +49,38 @@ def main() -> int:
         integration.status()
     except o365.NotIntegratedError:
         integration.integrate()
-    plan: Dict[str, Any] = integration.plan_bulk_create()
-    def name(item: Dict[str, Any]) -> str:
-        return str(item["local"]["sam_account_name"]).lower()
-
-    items: List[Dict[str, Any]] = [i for i in plan["items"] if "local" in i and name(i) in wanted]
-    missing = wanted - {name(i) for i in items}
-    for name in sorted(missing):
+    plan = integration.plan_bulk_create()
+    items: List[o365.PlanItemCreateAccount] = [
+        i
+        for i in plan.items
+        if isinstance(i, o365.PlanItemCreateAccount) and i.local.sam_account_name.lower() in wanted
+    ]
+    for name in sorted(wanted - {i.local.sam_account_name.lower() for i in items}):
         print(f"not planned: {name} (no such local user, or linked already)")
     if not items:
         print("nothing to do")
         return 0
     print(f"{len(items)} accounts to create:")
     for item in items:
-        print(f"  {item['local']['sam_account_name']:<24} -> {item.get('user_principal_name', '')}")
+        print(f"  {item.local.sam_account_name:<24} -> {item.user_principal_name}")
     if not args.yes and input("Create them? [y/N] ").strip().lower() != "y":
         print("nothing was changed")
         return 1
-    plan["items"] = items
+    chosen = dataclasses.replace(plan, items=list(items))
     try:
-        results = integration.apply_plan(plan=plan, progress=progress_bar)
+        results = integration.apply_plan(plan=chosen, progress=progress_bar)
     except KeyboardInterrupt:
         print("\nstopped; what was done is in the results file — run again for the rest")
         return 130
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     outcomes: Dict[str, int] = {}
-    for item in results["items"]:
-        outcomes[item["outcome"]] = outcomes.get(item["outcome"], 0) + 1
-        if item["outcome"] == "failed":
-            print(f"  failed: {item['local_user']}: {item.get('service_message')} — {item.get('recommended_action')}")
+    for result in results.items:
+        outcomes[str(result.outcome)] = outcomes.get(str(result.outcome), 0) + 1
+        if result.outcome is o365.Outcome.FAILED:
+            print(f"  failed: {result.local_user}: {result.service_message} — {result.recommended_action}")
     print(", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())))
-    print(f"run {results['run_id']}")
+    print(f"run {results.run_id}")
     return 0 if outcomes.get("failed", 0) == 0 else 2
 
 

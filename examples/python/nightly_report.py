@@ -8,41 +8,39 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Dict, List
 
 import o365_essentials as o365
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--config", required=True)
     args = parser.parse_args()
     integration = o365.Integration(args.config)
     problems = 0
 
     print("Licences")
-    skus: List[Dict[str, Any]] = integration.licences()
-    for s in skus:
-        free = int(s["enabled_units"]) - int(s["consumed_units"])
-        print(f"  {s['sku_part_number']:<28} used {s['consumed_units']:>4}  free {free:>4}")
+    for sku in integration.licences():
+        free = sku.enabled_units - sku.consumed_units
+        print(f"  {sku.sku_part_number:<28} used {sku.consumed_units:>4}  free {free:>4}")
         problems += free < 0
 
     print("Password problems")
-    pw: List[Dict[str, Any]] = integration.password_problems()
-    for p in pw:
-        print(f"  {p}")
-    if not pw:
+    refused = integration.password_problems()
+    for p in refused:
+        print(f"  {p.local_guid}: {p.error_code}: {p.message} ({p.attempts} attempts)")
+    if not refused:
         print("  none")
-    problems += len(pw)
+    problems += len(refused)
 
     print("DNS health")
     try:
-        health: Dict[str, Any] = integration.health_report()
-        for check in health.get("checks", []):
-            print(f"  {check['status']:<6} {check['id']}: {check['detail']}")
-            if check["status"] != "pass":
+        health = integration.health_report()
+        for check in health.checks:
+            print(f"  {check.status:<6} {check.id}: {check.detail}")
+            if check.status is not o365.CheckStatus.PASS:
                 problems += 1
-                print(f"         fix: {check['fix']}")
+                print(f"         fix: {check.fix}")
     except o365.InvalidInputError as e:
         print(f"  not checked: {e}")
     print(f"{problems} problem(s)")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Dict, List
 
 import o365_essentials as o365
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--user", required=True, help="the local sAMAccountName")
     parser.add_argument("--wipe", choices=["account_only", "full"], default="account_only")
@@ -24,31 +23,31 @@ def main() -> int:
     args = parser.parse_args()
 
     integration = o365.Integration(args.config)
-    links: List[Dict[str, Any]] = integration.list_links(local_user=args.user)
+    links = integration.list_links(local_user=args.user)
     if not links:
         print(f"{args.user} has no linked online account")
         return 1
-    guid = links[0]["local_guid"]
-    upn = links[0]["user_principal_name"]
+    upn = links[0].user_principal_name
 
-    link = integration.unassign(local_guid=guid)
-    print(f"{upn}: sign-in blocked, licences released (link {link['state']})")
+    link = integration.unassign(local_guid=links[0].local_guid)
+    print(f"{upn}: sign-in blocked, licences released (link {link.state})")
 
-    groups: List[Dict[str, Any]] = integration.list_distribution_groups()
-    for g in groups:
-        if upn.lower() in (m.lower() for m in g.get("member_user_names", [])):
-            integration.remove_group_members(group=g["alias"], members=[upn])
-            print(f"removed from {g['primary_smtp_address']}")
+    for group in integration.list_distribution_groups():
+        if upn.lower() in (m.lower() for m in group.member_user_names):
+            integration.remove_group_members(group=group.alias, members=[upn])
+            print(f"removed from {group.primary_smtp_address}")
 
-    devices: List[Dict[str, Any]] = integration.list_devices(user_principal_name=upn)
-    for i, d in enumerate(devices):
-        typed = (args.confirm_devices[i] if args.confirm_devices is not None and i < len(args.confirm_devices)
-                 else input(f"wipe {d.get('friendly_name') or d['model']} ({args.wipe})? type its id {d['id']}: "))
-        if typed.strip() != d["id"]:
-            print(f"not wiped: {d['id']}")
+    confirmations: list[str] = list(args.confirm_devices or [])
+    for i, device in enumerate(integration.list_devices(user_principal_name=upn)):
+        if args.confirm_devices is not None:
+            typed = confirmations[i] if i < len(confirmations) else ""
+        else:
+            typed = input(f"wipe {device.friendly_name or device.model} ({args.wipe})? type its id {device.id}: ")
+        if typed.strip() != device.id:
+            print(f"not wiped: {device.id}")
             continue
-        status = integration.wipe_device(device_id=d["id"], kind=args.wipe, confirm=typed.strip())
-        print(f"wipe of {d['id']}: {status}")
+        status = integration.wipe_device(device_id=device.id, kind=args.wipe, confirm=typed.strip())
+        print(f"wipe of {device.id}: {status}")
     return 0
 
 

@@ -265,6 +265,21 @@ impl serde::Serialize for ErrorCode {
     }
 }
 
+impl schemars::JsonSchema for ErrorCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ErrorCode".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
+        schemars::json_schema!({
+            "description": "A stable error code (its name).",
+            "type": "string",
+            "enum": names,
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for ErrorCode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;

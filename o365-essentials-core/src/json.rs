@@ -39,3 +39,21 @@ pub(crate) fn str_field(v: &serde_json::Value, key: &str) -> Option<String> {
         .and_then(serde_json::Value::as_str)
         .map(str::to_string)
 }
+
+/// The JSON Schema of a time written as RFC 3339 text (`time::serde::rfc3339`): a string
+/// of format `date-time`, which the bindings read as their language's time.
+pub(crate) struct Rfc3339;
+
+impl schemars::JsonSchema for Rfc3339 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DateTime".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "date-time" })
+    }
+}

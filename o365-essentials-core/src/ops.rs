@@ -44,6 +44,10 @@ pub struct OperationInfo {
     /// The names of its parameter fields (read from the parameters type).
     #[serde(skip)]
     pub field_names: fn() -> &'static [&'static str],
+    /// Adds the JSON Schema of its result to a generator and returns it (a reference
+    /// into the generator's definitions for named types).
+    #[serde(skip)]
+    pub result_schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 impl OperationInfo {
@@ -106,6 +110,33 @@ pub fn operations_json() -> Value {
             })
             .collect(),
     )
+}
+
+/// The JSON Schema (2020-12) of every operation's result, as serialized:
+/// `{"$defs": {...}, "results": {"<operation>": <schema>}}`. What the bindings'
+/// generators read to give results their types (the Python package's dataclasses).
+pub fn result_schemas_json() -> Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator();
+    let results: serde_json::Map<String, Value> = OPERATIONS
+        .iter()
+        .map(|o| {
+            (
+                o.name.to_owned(),
+                (o.result_schema)(&mut generator).to_value(),
+            )
+        })
+        .collect();
+    let defs: serde_json::Map<String, Value> =
+        generator.take_definitions(true).into_iter().collect();
+    serde_json::json!({ "$defs": defs, "results": results })
+}
+
+fn schema_of<T: schemars::JsonSchema>(
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    generator.subschema_for::<T>()
 }
 
 /// No parameters: `{}` (or `null`).
@@ -324,7 +355,7 @@ params! {
 }
 
 /// The local and online account `create_user_with_account` made.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct CreatedUser {
     /// The local user.
     pub local: LocalUser,
@@ -334,7 +365,7 @@ pub struct CreatedUser {
 
 /// A local user `import_users` made, with its initial password: handed back once, in this
 /// result only — never logged or stored.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Clone, Serialize, Deserialize)]
 pub struct ImportedAccount {
     /// The new local user.
     pub local: LocalUser,
@@ -355,7 +386,7 @@ impl std::fmt::Debug for ImportedAccount {
 }
 
 /// What `import_users` did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct ImportResult {
     /// The local users made.
     pub imported: Vec<ImportedAccount>,
@@ -364,7 +395,7 @@ pub struct ImportResult {
 }
 
 /// A local user and the online account it is linked to (`list_links`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct LinkedUser {
     /// The local user's sAMAccountName (empty when it is gone from the directory).
     pub local_user: String,
@@ -414,14 +445,14 @@ impl Integration {
 }
 
 /// Where `write_records_file` wrote.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct RecordsFile {
     /// The file.
     pub path: PathBuf,
 }
 
 /// A zone-file fragment.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct ZoneFragment {
     /// The text, for the zone file.
     pub text: String,
@@ -439,6 +470,7 @@ macro_rules! operations {
                 long_running: $long,
                 summary: $summary,
                 field_names: fields_of::<$params>,
+                result_schema: schema_of::<$result>,
             }, )*
         ];
 
@@ -782,7 +814,10 @@ operations! {
         |i, p, c| i.microsoft365().exchange()?.remove_access_rule(&p.id).await?;
     "list_devices", DevicesParams => Vec<crate::model::MobileDevice>, false,
         "A user's mobile devices.",
-        |i, p, c| i.microsoft365().exchange()?.devices(&p.user_principal_name).await?;
+        |i, p, c| {
+            crate::validate::upn(&p.user_principal_name)?;
+            i.microsoft365().exchange()?.devices(&p.user_principal_name).await?
+        };
     "set_device_access", DeviceAccessParams => crate::model::DeviceAccessState, false,
         "Allows or blocks one device on its mailbox.",
         |i, p, c| i.microsoft365().exchange()?.set_device_access(&p.device_id, p.allow).await?;
@@ -857,10 +892,16 @@ operations! {
         |i, p, c| i.microsoft365().sharepoint()?.site_groups().await?;
     "grant_site_access", SiteAccessParams => (), false,
         "Adds a user to the team site's owners, members or visitors.",
-        |i, p, c| i.microsoft365().sharepoint()?.grant(&p.user_principal_name, p.role).await?;
+        |i, p, c| {
+            crate::validate::upn(&p.user_principal_name)?;
+            i.microsoft365().sharepoint()?.grant(&p.user_principal_name, p.role).await?
+        };
     "revoke_site_access", SiteAccessParams => crate::model::RevokeOutcome, false,
         "Removes a user from one of the team site's groups.",
-        |i, p, c| i.microsoft365().sharepoint()?.revoke(&p.user_principal_name, p.role).await?;
+        |i, p, c| {
+            crate::validate::upn(&p.user_principal_name)?;
+            i.microsoft365().sharepoint()?.revoke(&p.user_principal_name, p.role).await?
+        };
     "launchpad", NoParams => crate::model::Launchpad, false,
         "The tenant's service URLs: portal, mail, admin centre, team site.",
         |i, p, c| i.launchpad_online().await?;

@@ -188,3 +188,10 @@ impl NativeSyncLoop {
 pub(crate) fn operations_json() -> String {
     o365_essentials_core::ops::operations_json().to_string()
 }
+
+/// The JSON Schema of every operation's result as JSON text (`$defs`, `results`): what
+/// the package's typed results are generated from.
+#[pyfunction]
+pub(crate) fn result_schemas_json() -> String {
+    o365_essentials_core::ops::result_schemas_json().to_string()
+}

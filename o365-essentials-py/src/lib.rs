@@ -158,6 +158,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(password_rules_broken, m)?)?;
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;
     m.add_function(wrap_pyfunction!(integration::operations_json, m)?)?;
+    m.add_function(wrap_pyfunction!(integration::result_schemas_json, m)?)?;
     m.add_class::<integration::NativeIntegration>()?;
     m.add_class::<integration::CancelHandle>()?;
     m.add_class::<integration::NativeSyncLoop>()?;

@@ -46,7 +46,7 @@ def test_bulk_create_offboard_and_report(emulator, tmp_path):
     assert "sign-in blocked" in out.stdout and "removed from sales@contoso.onmicrosoft.com" in out.stdout
     integration = o365.Integration(cfg)
     groups = integration.list_distribution_groups()
-    assert groups[0]["member_user_names"] == ["ben.brooks@contoso.onmicrosoft.com"]
+    assert groups[0].member_user_names == ["ben.brooks@contoso.onmicrosoft.com"]
     del integration
 
     out = run("nightly_report.py", "--config", str(cfg))

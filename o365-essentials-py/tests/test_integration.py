@@ -20,7 +20,8 @@ from conftest import config
 
 
 def succeeded(results):
-    return sum(1 for i in results["items"] if i["outcome"] == "succeeded")
+    items = results["items"] if isinstance(results, dict) else results.items
+    return sum(1 for i in items if (i["outcome"] if isinstance(i, dict) else i.outcome) == "succeeded")
 
 
 def test_every_operation_of_the_table_is_a_method_with_its_parameters():
@@ -43,7 +44,7 @@ def test_a_bulk_create_with_progress_and_the_gil_released(emulator, tmp_path):
         integration.plan_bulk_create(domian="x")
     integration.integrate()
     plan = integration.plan_bulk_create(usage_location="GB")
-    assert len(plan["items"]) == 112
+    assert len(plan.items) == 112
     seen = []
     caller = threading.get_ident()
     ticks = []
@@ -65,7 +66,7 @@ def test_a_bulk_create_with_progress_and_the_gil_released(emulator, tmp_path):
     assert len(ticks) > 10, "another Python thread ran during the call"
     assert all(tid == caller for _, tid in seen), "progress runs on the calling thread"
     assert any(e["event"] == "progress" for e, _ in seen)
-    assert (tmp_path / f"bulk_create-{results['run_id'].replace('-', '')}.json").exists()
+    assert (tmp_path / f"bulk_create-{results.run_id.replace('-', '')}.json").exists()
 
 
 def test_ctrl_c_stops_at_an_item_boundary_within_a_second_and_keeps_the_results(emulator, tmp_path):
@@ -89,7 +90,7 @@ def test_ctrl_c_stops_at_an_item_boundary_within_a_second_and_keeps_the_results(
     created = succeeded(done)
     assert 0 < created < 312
     rest = integration.plan_bulk_create()
-    assert len(rest["items"]) == 312 - created, "nothing lost, nothing twice"
+    assert len(rest.items) == 312 - created, "nothing lost, nothing twice"
 
 
 def test_an_exception_in_the_callback_cancels_the_call_and_is_raised(emulator, tmp_path):
@@ -106,7 +107,7 @@ def test_an_exception_in_the_callback_cancels_the_call_and_is_raised(emulator, t
 
     with pytest.raises(Stop):
         integration.apply_plan(plan=plan, progress=progress)
-    assert len(integration.plan_bulk_create()["items"]) > 0, "it stopped before the end"
+    assert len(integration.plan_bulk_create().items) > 0, "it stopped before the end"
 
 
 def test_errors_are_the_packages_classes_and_the_builtins(emulator, tmp_path):
@@ -142,9 +143,9 @@ def test_asyncio_cancellation_stops_the_engine_and_a_running_loop_works(emulator
         with pytest.raises(asyncio.CancelledError):
             await task
         rest = await integration.plan_bulk_create()
-        assert 0 < len(rest["items"]) < 312
+        assert 0 < len(rest.items) < 312
         results = await integration.apply_plan(plan=rest)
-        assert succeeded(results) == len(rest["items"])
+        assert succeeded(results) == len(rest.items)
 
     # Jupyter-style: the coroutine is driven from inside an already running loop.
     async def notebook():

@@ -1044,22 +1044,42 @@ async fn the_requirements_check_names_each_missing_permission() {
     assert!(report.can_integrate());
 }
 
+/// A front door's program that runs steps (`operation TAB params TAB code TAB holds`)
+/// on an integration opened from a JSON configuration file.
+enum StepsRunner {
+    /// `o365-essentials-ffi/tests/c/steps.c` against the C ABI's shared library.
+    C,
+    /// `o365-essentials-py/tests/steps.py` with the installed Python package.
+    Python,
+}
+
 /// The directory operations from C on Samba: `o365-essentials-ffi/tests/c/steps.c`,
 /// compiled against the C ABI's shared library, runs them one after the other through
 /// `o365_call` on an integration opened from JSON with the Samba DC as its directory;
 /// then Samba and the emulator are checked for what they did.
 #[tokio::test]
 async fn the_directory_operations_run_from_c_on_samba() {
+    directory_steps_on_samba("cabi", StepsRunner::C).await;
+}
+
+/// The same steps from Python (the wheel installed into `build/venv` by `scripts/test`):
+/// each operation through its typed method, the result written back as JSON.
+#[tokio::test]
+async fn the_directory_operations_run_from_python_on_samba() {
+    directory_steps_on_samba("pyth", StepsRunner::Python).await;
+}
+
+async fn directory_steps_on_samba(prefix: &str, runner: StepsRunner) {
     use o365_essentials::model::NewLocalUser;
     use o365_essentials::ports::Tenant;
     let samba = crate::samba::shared();
     let dir = o365_essentials::ldap::LdapDirectory::new(samba.config()).unwrap();
     let mut chosen = Vec::new();
-    for name in ["cabi.ann", "cabi.bo"] {
+    for name in [format!("{prefix}.ann"), format!("{prefix}.bo")] {
         let u = dir
             .create_user(
                 &NewLocalUser {
-                    sam_account_name: name.into(),
+                    sam_account_name: name.clone(),
                     user_principal_name: format!("{name}@essentials.test"),
                     display_name: format!("Abi {name}"),
                     ..Default::default()
@@ -1075,9 +1095,9 @@ async fn the_directory_operations_run_from_c_on_samba() {
     let dee = tenant
         .create_account(
             &o365_essentials::model::NewOnlineAccount {
-                user_principal_name: "cabi.dee@contoso.onmicrosoft.com".into(),
-                display_name: "Abi Dee".into(),
-                mail_nickname: "cabi.dee".into(),
+                user_principal_name: format!("{prefix}.dee@contoso.onmicrosoft.com"),
+                display_name: format!("Abi Dee {prefix}"),
+                mail_nickname: format!("{prefix}.dee"),
                 account_enabled: true,
                 ..Default::default()
             },
@@ -1086,35 +1106,14 @@ async fn the_directory_operations_run_from_c_on_samba() {
         .await
         .unwrap();
 
-    // Build the C program against the library.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = std::env::current_exe()
         .unwrap()
         .parent()
         .and_then(|p| p.parent())
         .unwrap()
         .to_path_buf();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = std::process::Command::new(&cargo)
-        .args(["build", "--quiet", "-p", "o365-essentials-ffi"])
-        .current_dir(root)
-        .status()
-        .expect("cargo runs");
-    assert!(built.success(), "the C ABI library builds");
     let tmp = tempfile::tempdir().unwrap();
-    let exe = tmp.path().join("steps");
-    let cc = std::process::Command::new("gcc")
-        .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-g", "-I"])
-        .arg(root.join("o365-essentials-ffi/include"))
-        .arg(root.join("o365-essentials-ffi/tests/c/steps.c"))
-        .arg("-L")
-        .arg(&target)
-        .args(["-lo365_essentials", "-o"])
-        .arg(&exe)
-        .status()
-        .expect("gcc runs (scripts/setup installs it)");
-    assert!(cc.success(), "the C program compiles");
-
     let info = emu.info();
     let ldap = samba.config();
     let config = json!({
@@ -1133,22 +1132,28 @@ async fn the_directory_operations_run_from_c_on_samba() {
     std::fs::write(&config_file, config.to_string()).unwrap();
     // The C program finds the password of a user it made in the previous step's result.
     let steps = [
-        ("requirements", "{}".to_string(), "ok", "single_domain_controller"),
+        (
+            "requirements",
+            "{}".to_string(),
+            "ok",
+            "single_domain_controller",
+        ),
         ("integrate", "{}".into(), "ok", "\"enabled\":true"),
         (
             "plan_bulk_create",
             json!({"users": chosen}).to_string(),
             "ok",
-            "cabi.ann@contoso.onmicrosoft.com",
+            &format!("{prefix}.ann@contoso.onmicrosoft.com"),
         ),
         ("apply_plan", "{\"plan\": $prev}".into(), "ok", "succeeded"),
         (
             "create_user_with_account",
-            json!({"user": {"sam_account_name": "cabi.cy", "user_principal_name": "cabi.cy@essentials.test",
-                            "display_name": "Abi Cy"}, "password": "Harbour-Lights-2027!"})
+            json!({"user": {"sam_account_name": format!("{prefix}.cy"),
+                            "user_principal_name": format!("{prefix}.cy@essentials.test"),
+                            "display_name": format!("Abi Cy {prefix}")}, "password": "Harbour-Lights-2027!"})
             .to_string(),
             "ok",
-            "cabi.cy@contoso.onmicrosoft.com",
+            &format!("{prefix}.cy@contoso.onmicrosoft.com"),
         ),
         (
             "import_users",
@@ -1160,7 +1165,7 @@ async fn the_directory_operations_run_from_c_on_samba() {
             "online_user_names",
             json!({"local_guids": chosen}).to_string(),
             "ok",
-            "cabi.bo@contoso.onmicrosoft.com",
+            &format!("{prefix}.bo@contoso.onmicrosoft.com"),
         ),
         ("sync_once", "{}".into(), "ok", "\"results\""),
         ("plan_sync", "{}".into(), "ok", "\"items\":[]"),
@@ -1185,16 +1190,52 @@ async fn the_directory_operations_run_from_c_on_samba() {
         .collect();
     let steps_file = tmp.path().join("steps.tsv");
     std::fs::write(&steps_file, text).unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(&exe)
-            .arg(&config_file)
-            .arg(&steps_file)
-            .env("LD_LIBRARY_PATH", &target)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let mut command = match runner {
+        StepsRunner::C => {
+            // Build the C program against the library.
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let built = std::process::Command::new(&cargo)
+                .args(["build", "--quiet", "-p", "o365-essentials-ffi"])
+                .current_dir(root)
+                .status()
+                .expect("cargo runs");
+            assert!(built.success(), "the C ABI library builds");
+            let exe = tmp.path().join("steps");
+            let cc = std::process::Command::new("gcc")
+                .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-g", "-I"])
+                .arg(root.join("o365-essentials-ffi/include"))
+                .arg(root.join("o365-essentials-ffi/tests/c/steps.c"))
+                .arg("-L")
+                .arg(&target)
+                .args(["-lo365_essentials", "-o"])
+                .arg(&exe)
+                .status()
+                .expect("gcc runs (scripts/setup installs it)");
+            assert!(cc.success(), "the C program compiles");
+            let mut c = std::process::Command::new(&exe);
+            c.env("LD_LIBRARY_PATH", &target);
+            c
+        }
+        StepsRunner::Python => {
+            let python = root.join("build/venv/bin/python");
+            let found = std::process::Command::new(&python)
+                .args(["-c", "import o365_essentials"])
+                .status();
+            assert!(
+                matches!(found, Ok(s) if s.success()),
+                "{} cannot import o365_essentials: scripts/test builds the wheel and installs it \
+                 there before the Rust tests (or: scripts/setup, then maturin build and pip install)",
+                python.display()
+            );
+            let mut c = std::process::Command::new(python);
+            c.arg(root.join("o365-essentials-py/tests/steps.py"));
+            c
+        }
+    };
+    command.arg(&config_file).arg(&steps_file);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -1205,21 +1246,24 @@ async fn the_directory_operations_run_from_c_on_samba() {
 
     // What the C calls did, seen in Samba and in the tenant.
     let cy = dir
-        .find_user("cabi.cy")
+        .find_user(&format!("{prefix}.cy"))
         .await
         .unwrap()
         .expect("made in Samba");
     let online_cy = tenant
-        .account("cabi.cy@contoso.onmicrosoft.com")
+        .account(&format!("{prefix}.cy@contoso.onmicrosoft.com"))
         .await
         .unwrap();
     assert_eq!(online_cy.immutable_id, Some(cy.anchor()));
     assert!(
-        dir.find_user("cabi.dee").await.unwrap().is_some(),
+        dir.find_user(&format!("{prefix}.dee"))
+            .await
+            .unwrap()
+            .is_some(),
         "imported into Samba"
     );
     let ann = tenant
-        .account("cabi.ann@contoso.onmicrosoft.com")
+        .account(&format!("{prefix}.ann@contoso.onmicrosoft.com"))
         .await
         .unwrap();
     let check = admin(

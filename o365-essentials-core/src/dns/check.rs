@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::model::{DnsRecord, RecordData};
 
 /// Where a record stands in DNS.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RecordStatus {
     /// Exactly as required.
@@ -29,7 +29,7 @@ pub enum RecordStatus {
 }
 
 /// The check of one record, with advice when it is not present.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordCheck {
     /// The record required.
     pub record: DnsRecord,

@@ -16,7 +16,9 @@ use crate::ports::Domains;
 use crate::store::Store;
 
 /// How far the linking of a domain has come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DomainStage {
     /// Not started.
@@ -32,7 +34,7 @@ pub enum DomainStage {
 }
 
 /// Where a domain stands after a run, and what to do next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainProgress {
     /// The domain (punycode).
     pub domain: String,

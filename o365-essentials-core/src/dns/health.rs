@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::model::CheckStatus;
 
 /// One check of the health report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
     /// `mx`, `spf`, `dkim`, `dmarc`, `autodiscover`.
     pub id: String,
@@ -23,7 +23,7 @@ pub struct HealthCheck {
 }
 
 /// The report with a score out of 100 (pass 20, warn 10, fail 0 per check).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReport {
     /// The domain.
     pub domain: String,

@@ -71,7 +71,7 @@ impl TsigKey {
 }
 
 /// What an apply did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyOutcome {
     /// Records added.
     pub added: Vec<DnsRecord>,

@@ -62,7 +62,7 @@ use crate::validate;
 const SETTINGS_KEY: &str = "integration";
 
 /// Where the integration stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntegrationStatus {
     /// The tenant.
     pub tenant_id: String,
@@ -74,6 +74,7 @@ pub struct IntegrationStatus {
     pub verified_domains: Vec<String>,
     /// When it was integrated.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::json::Rfc3339")]
     pub integrated_at: OffsetDateTime,
     /// Whether changes propagate (false after [`Integration::disable`]).
     pub enabled: bool,
@@ -86,7 +87,7 @@ pub struct IntegrationStatus {
 }
 
 /// One difference found between a link and the tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
     /// The local user.
     pub local_guid: crate::model::ObjectGuid,
@@ -95,7 +96,7 @@ pub struct Drift {
 }
 
 /// What re-enabling found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriftReport {
     /// Links whose online account is gone (not found by id nor anchor).
     pub missing: Vec<Link>,

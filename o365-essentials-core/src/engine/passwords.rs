@@ -116,7 +116,7 @@ impl PasswordKey {
 }
 
 /// A password that could not be delivered, for the dashboard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordProblem {
     /// The local user.
     pub local_guid: ObjectGuid,
@@ -129,7 +129,9 @@ pub struct PasswordProblem {
 }
 
 /// Whether password sync can work.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PasswordSyncState {
     /// A password key is configured: changes are queued and delivered.
@@ -141,7 +143,7 @@ pub enum PasswordSyncState {
 }
 
 /// What one delivery round did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordDelivery {
     /// Passwords set online.
     pub delivered: usize,

@@ -8,7 +8,7 @@ use super::plan::{Snapshot, suggest_upn};
 use crate::model::{ObjectGuid, OnlineAccountId};
 
 /// A local user and an online account that belong together, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatchPair {
     /// The local user.
     pub local_guid: ObjectGuid,
@@ -23,7 +23,7 @@ pub struct MatchPair {
 }
 
 /// Which side a conflict is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     /// The on-premises directory.
@@ -33,7 +33,7 @@ pub enum Side {
 }
 
 /// Two or more objects with the same unique value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatchConflict {
     /// Where.
     pub side: Side,
@@ -46,7 +46,7 @@ pub struct MatchConflict {
 }
 
 /// What linking would do, before anything is written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatchPreview {
     /// Linked by anchor without asking.
     pub hard_matches: Vec<MatchPair>,

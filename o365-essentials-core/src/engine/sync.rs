@@ -66,7 +66,7 @@ impl Default for SyncOptions {
 }
 
 /// What a sync run did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct SyncReport {
     /// Per-item results (held items have outcome `held`).
     pub results: RunResults,
@@ -83,7 +83,7 @@ pub struct SyncReport {
 }
 
 /// One change a sync run would make.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncItem {
     /// Position in the plan (1-based).
     pub seq: u32,
@@ -100,7 +100,7 @@ pub struct SyncItem {
 
 /// What a sync run would do now — reviewable; computing it writes nothing (no cursor
 /// moves, no request that changes anything).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct SyncPlan {
     /// The plan's id (the run's, when applied).
     pub id: Uuid,
@@ -108,6 +108,7 @@ pub struct SyncPlan {
     pub tenant_id: String,
     /// When it was made.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::json::Rfc3339")]
     pub created_at: OffsetDateTime,
     /// The directory cursor it was made from; applying refuses the plan when another run
     /// moved it since.

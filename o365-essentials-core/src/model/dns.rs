@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a record is needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordPurpose {
     /// Proves ownership of the domain.
@@ -13,7 +13,7 @@ pub enum RecordPurpose {
 }
 
 /// The typed data of a DNS record.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "UPPERCASE")]
 pub enum RecordData {
     /// Mail exchanger.
@@ -63,7 +63,7 @@ impl RecordData {
 }
 
 /// One DNS record for a domain.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DnsRecord {
     /// The fully qualified owner name, without a trailing dot (`autodiscover.contoso.com`).
     pub name: String,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// An Exchange distribution group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistributionGroup {
     /// The group's identity (Exchange `Guid` or `Identity`).
     pub id: String,
@@ -62,7 +62,7 @@ pub struct DistributionGroupUpdate {
 }
 
 /// A limit that can also be "unlimited".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit<T> {
     /// No limit.
@@ -72,7 +72,7 @@ pub enum Limit<T> {
 }
 
 /// The default mobile device mailbox policy (the parts the dashboard shows).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePolicy {
     /// `PasswordEnabled`.
@@ -89,7 +89,7 @@ pub struct DevicePolicy {
 }
 
 /// What an access rule does to matching devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessLevel {
     /// Allow.
@@ -101,7 +101,7 @@ pub enum AccessLevel {
 }
 
 /// Which device property an access rule matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DeviceCharacteristic {
     /// `DeviceModel`.
     DeviceModel,
@@ -118,7 +118,7 @@ pub enum DeviceCharacteristic {
 }
 
 /// An ActiveSync device access rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessRule {
     /// The rule's identity.
     pub id: String,
@@ -131,7 +131,7 @@ pub struct AccessRule {
 }
 
 /// A device's current access state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceAccessState {
     /// Allowed to sync.
@@ -145,7 +145,7 @@ pub enum DeviceAccessState {
 }
 
 /// Where a remote wipe stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WipeStatus {
     /// No wipe requested.
@@ -169,7 +169,7 @@ pub enum WipeKind {
 }
 
 /// A user's mobile device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MobileDevice {
     /// The device's identity.
     pub id: String,
@@ -190,6 +190,7 @@ pub struct MobileDevice {
     pub wipe_status: WipeStatus,
     /// When the device last synced.
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<crate::json::Rfc3339>")]
     pub last_sync: Option<OffsetDateTime>,
 }
 

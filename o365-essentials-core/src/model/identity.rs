@@ -14,7 +14,19 @@ use crate::error::{Error, Result};
 ///
 /// AD stores GUIDs as 16 bytes with the first three fields little-endian; the text form
 /// (`{xxxxxxxx-...}` without braces here) and [`ObjectGuid::to_ad_bytes`] follow AD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+)]
 #[serde(transparent)]
 pub struct ObjectGuid(pub Uuid);
 
@@ -68,7 +80,9 @@ impl std::str::FromStr for ObjectGuid {
 /// The source anchor: `onPremisesImmutableId` = base64 of the consistency GUID (or
 /// objectGUID) bytes — the same value Entra Connect writes, so a later move to Connect
 /// hard-matches instead of duplicating.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Anchor(pub String);
 
@@ -108,7 +122,7 @@ pub mod uac {
 }
 
 /// A user of the on-premises directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalUser {
     /// `objectGUID`: never changes, survives renames and moves.
     pub guid: ObjectGuid,
@@ -144,6 +158,7 @@ pub struct LocalUser {
     pub member_of: Vec<String>,
     /// `whenChanged`.
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<crate::json::Rfc3339>")]
     pub when_changed: Option<OffsetDateTime>,
     /// `uSNChanged`: grows with every change of the object on its DC.
     #[serde(default)]
@@ -157,6 +172,7 @@ pub struct LocalUser {
         with = "time::serde::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<crate::json::Rfc3339>")]
     pub account_expires: Option<OffsetDateTime>,
 }
 
@@ -285,7 +301,9 @@ pub struct LocalGroup {
 }
 
 /// The id Graph assigns to an online account (`id`, a GUID string).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct OnlineAccountId(pub String);
 
@@ -296,7 +314,7 @@ impl fmt::Display for OnlineAccountId {
 }
 
 /// A Microsoft 365 (Entra ID) user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlineAccount {
     /// Graph `id`.
     pub id: OnlineAccountId,
@@ -358,7 +376,7 @@ pub struct NewOnlineAccount {
 }
 
 /// A partial update of an online account; `None` leaves a property as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct AccountUpdate {
     /// New `userPrincipalName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -391,7 +409,7 @@ impl AccountUpdate {
 }
 
 /// The state of a link between a local user and an online account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkState {
     /// Linked and propagating.
@@ -403,7 +421,7 @@ pub enum LinkState {
 }
 
 /// How a link was established.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkOrigin {
     /// The online account was created by o365-essentials for the local user.
@@ -419,7 +437,7 @@ pub enum LinkOrigin {
 }
 
 /// The link between a local user and an online account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     /// The local user's `objectGUID`.
     pub local_guid: ObjectGuid,
@@ -435,6 +453,7 @@ pub struct Link {
     pub origin: LinkOrigin,
     /// When the link was made.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::json::Rfc3339")]
     pub linked_at: OffsetDateTime,
 }
 

@@ -10,7 +10,7 @@ use crate::error::ErrorCode;
 
 /// What the local user looked like when the plan was made; `apply` refuses an item whose
 /// user changed since (a newer `uSNChanged`) or whose UPN got taken meanwhile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalVersion {
     /// The local user's GUID.
     pub guid: ObjectGuid,
@@ -21,7 +21,7 @@ pub struct LocalVersion {
 }
 
 /// One thing a plan will do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum PlanAction {
     /// Create an online account for a local user and link it.
@@ -134,7 +134,7 @@ impl PlanAction {
 }
 
 /// An item of a plan: an action and the reason for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanItem {
     /// Position in the plan, from 1.
     pub seq: u32,
@@ -148,12 +148,13 @@ pub struct PlanItem {
 }
 
 /// A reviewable, serialisable set of changes; `apply` executes exactly this.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Plan id (journal entries refer to it).
     pub id: Uuid,
     /// When it was computed.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::json::Rfc3339")]
     pub created_at: OffsetDateTime,
     /// The tenant it was computed for.
     pub tenant_id: String,
@@ -165,7 +166,7 @@ pub struct Plan {
 }
 
 /// A local user a plan leaves alone, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedUser {
     /// The local user.
     pub guid: ObjectGuid,
@@ -178,7 +179,7 @@ pub struct SkippedUser {
 }
 
 /// Outcome of one check of the requirements report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     /// Fine.
@@ -190,7 +191,7 @@ pub enum CheckStatus {
 }
 
 /// One check of the requirements report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequirementCheck {
     /// Stable id (`single_domain_controller`, `tenant_reachable`, ...).
     pub id: String,
@@ -206,7 +207,7 @@ pub struct RequirementCheck {
 }
 
 /// The requirements report shown before integrating.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct RequirementsReport {
     /// Every check made.
     pub checks: Vec<RequirementCheck>,
@@ -220,7 +221,7 @@ impl RequirementsReport {
 }
 
 /// How one item of a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Done.
@@ -236,7 +237,7 @@ pub enum Outcome {
 }
 
 /// Why an item is in a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanReason {
     /// The local user has no online account yet.
@@ -258,7 +259,7 @@ pub enum PlanReason {
 }
 
 /// Why a local user is not in a bulk-create plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     /// A built-in, service, computer or critical-system account: never synced.
@@ -280,7 +281,7 @@ pub enum SkipReason {
 }
 
 /// What a run item did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemAction {
     /// Created an online account.
@@ -337,7 +338,7 @@ impl ItemAction {
 }
 
 /// What kind of run produced results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
     /// Online accounts created (or linked) for local users.
@@ -360,7 +361,7 @@ impl RunKind {
 }
 
 /// The result of one item of a run — one row of the results file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemResult {
     /// The local user (`sAMAccountName`).
     pub local_user: String,
@@ -391,7 +392,7 @@ pub struct ItemResult {
 }
 
 /// What a run did: per item results and totals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunResults {
     /// Run id.
     pub run_id: Uuid,
@@ -399,9 +400,11 @@ pub struct RunResults {
     pub kind: RunKind,
     /// Start time.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::json::Rfc3339")]
     pub started_at: OffsetDateTime,
     /// End time.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::json::Rfc3339")]
     pub finished_at: OffsetDateTime,
     /// One result per item.
     pub items: Vec<ItemResult>,

@@ -14,7 +14,7 @@ pub struct TeamSite {
 }
 
 /// A document library.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Library {
     /// List id.
     pub id: String,
@@ -64,7 +64,7 @@ impl Default for NewLibrary {
 }
 
 /// The three associated groups of a team site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SiteRole {
     /// Full control.
@@ -76,7 +76,7 @@ pub enum SiteRole {
 }
 
 /// A site group with its members.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteGroup {
     /// SharePoint group id.
     pub id: u32,
@@ -90,7 +90,7 @@ pub struct SiteGroup {
 }
 
 /// What a revoke did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RevokeOutcome {
     /// The user had the access and lost it.

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::identity::{OnlineAccount, OnlineAccountId};
 
 /// A licence product the tenant subscribes to (Graph `subscribedSku`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sku {
     /// `skuId` — what `assignLicense` takes.
     pub sku_id: Uuid,
@@ -28,7 +28,7 @@ impl Sku {
 }
 
 /// A licence to assign: a SKU and the service plans to leave off.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LicenceAssignment {
     /// `skuId`.
@@ -158,7 +158,7 @@ pub struct OnlineChanges {
 }
 
 /// The tenant's service URLs for the dashboard's launchpad.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Launchpad {
     /// The Microsoft 365 portal.
     pub portal: String,

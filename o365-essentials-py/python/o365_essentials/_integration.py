@@ -8,7 +8,7 @@ is the same by name.
 from __future__ import annotations
 
 import atexit
-import inspect
+import enum
 import json
 import os
 import threading
@@ -16,29 +16,16 @@ import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from . import _native
+from ._control import CancelToken, Progress
+from ._operations import _UNSET, Operations
+from ._results import Result, to_json
 
 Config = Union[Mapping[str, Any], str, "os.PathLike[str]"]
-Progress = Callable[[Dict[str, Any]], Any]
 
 #: Every operation of the table: name, params (type), fields, result (type),
 #: long_running, summary.
 OPERATIONS: List[Dict[str, Any]] = json.loads(_native.operations_json())
 
-_UNSET: Any = object()
-
-
-class CancelToken:
-    """Cancels the calls it is given, from any thread, at their next item boundary."""
-
-    def __init__(self) -> None:
-        self._handle = _native.CancelHandle()
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-    @property
-    def cancelled(self) -> bool:
-        return bool(self._handle.cancelled)
 
 
 class SyncLoop:
@@ -86,7 +73,7 @@ def _config_text(config: Config) -> str:
     raise TypeError("config is a dict, a JSON string or a path")
 
 
-class Integration:
+class Integration(Operations):
     """An open integration: one configuration, one store.
 
     ``config`` is a dict, a JSON string, or the path of a JSON file of the shape in
@@ -109,7 +96,8 @@ class Integration:
         lease_wait: Optional[float] = None,
         **params: Any,
     ) -> Any:
-        """Runs ``operation`` with ``params``; returns its result (JSON made Python)."""
+        """Runs ``operation`` by name with ``params``; returns its result as JSON values
+        (dicts, lists, strings). The named methods return typed objects instead."""
         on_event = None
         if progress is not None:
             callback = progress
@@ -119,7 +107,9 @@ class Integration:
 
         text = self._native.call(
             operation,
-            json.dumps({k: v for k, v in params.items() if v is not _UNSET}, default=_jsonable),
+            json.dumps(
+                {k: to_json(v) for k, v in params.items() if v is not _UNSET}, default=_jsonable
+            ),
             on_event,
             cancel._handle if cancel is not None else None,
             lease_wait,
@@ -172,6 +162,10 @@ class Integration:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Result):
+        return value.to_json()
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if hasattr(value, "isoformat"):
@@ -179,36 +173,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not a JSON value")
-
-
-def _method(op: Dict[str, Any]) -> Callable[..., Any]:
-    name = op["name"]
-    fields: List[str] = op["fields"]
-
-    def method(self: Integration, **kwargs: Any) -> Any:
-        return self.call(name, **kwargs)
-
-    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [
-        inspect.Parameter(f, inspect.Parameter.KEYWORD_ONLY, default=_UNSET) for f in fields
-    ]
-    if op["long_running"]:
-        params += [
-            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
-            for k in ("progress", "cancel", "lease_wait")
-        ]
-    signature = inspect.Signature(params)
-
-    def bound(self: Integration, **kwargs: Any) -> Any:
-        signature.bind(self, **kwargs)  # a misspelt parameter fails here, named
-        return method(self, **kwargs)
-
-    bound.__name__ = name
-    bound.__qualname__ = f"Integration.{name}"
-    bound.__doc__ = f"{op['summary']}\n\nParameters: {op['params']}; returns {op['result']}."
-    bound.__signature__ = signature  # type: ignore[attr-defined]
-    return bound
-
-
-for _op in OPERATIONS:
-    setattr(Integration, _op["name"], _method(_op))

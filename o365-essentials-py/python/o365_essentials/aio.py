@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 from . import _integration
-from ._integration import CancelToken, Config, OPERATIONS, Progress
+from ._control import CancelToken, Progress
+from ._integration import Config
+from ._operations import AsyncOperations
 
 __all__ = ["Integration"]
 
 
-class Integration:
+class Integration(AsyncOperations):
     """An open integration whose operations are coroutines."""
 
     def __init__(self, config: Config) -> None:
@@ -59,25 +60,3 @@ class Integration:
             except Exception:
                 pass
             raise
-
-
-def _method(op: Dict[str, Any]) -> Callable[..., Any]:
-    name = op["name"]
-    sync = getattr(_integration.Integration, name)
-    params = list(inspect.signature(sync).parameters.values())
-    params = [p for p in params if p.name != "cancel"]
-    signature = inspect.Signature(params)
-
-    async def method(self: Integration, **kwargs: Any) -> Any:
-        signature.bind(self, **kwargs)
-        return await self.call(name, **kwargs)
-
-    method.__name__ = name
-    method.__qualname__ = f"Integration.{name}"
-    method.__doc__ = sync.__doc__
-    method.__signature__ = signature  # type: ignore[attr-defined]
-    return method
-
-
-for _op in OPERATIONS:
-    setattr(Integration, _op["name"], _method(_op))
