@@ -263,3 +263,38 @@ def test_the_generated_types_and_methods_are_current():
     assert out.returncode == 0, out.stderr
     schemas = json.loads(o365._native.result_schemas_json())
     assert set(schemas["results"]) == {op["name"] for op in o365.OPERATIONS}
+
+
+def test_secrets_never_in_repr_exceptions_or_output(emulator, tmp_path, capfd):
+    canary = "Canary-Secret-5e1f9a"
+    cfg = config(emulator, tmp_path, people=3)
+    cfg["tenant"]["credential"] = {"kind": "secret", "secret": canary}
+    integration = o365.Integration(cfg)
+    seen = [repr(integration), str(integration)]
+    with pytest.raises(o365.AuthError) as refused:
+        integration.integrate()
+    seen += [str(refused.value), repr(refused.value), repr(refused.value.args)]
+    bad = dict(cfg, colour="blue")
+    with pytest.raises(o365.InvalidConfigError) as wrong:
+        o365.Integration(bad)
+    seen += [str(wrong.value), repr(wrong.value)]
+    cfg["tenant"]["credential"] = {"kind": "secret", "secret": emulator["client_secret"]}
+    good = o365.Integration(cfg)
+    good.integrate()
+    with pytest.raises(o365.AuthError) as switch:
+        good.change_credentials(credential={"kind": "secret", "secret": canary})
+    seen += [str(switch.value), repr(switch.value)]
+    password = "Canary-Password-77c3!"
+    created = good.create_user_with_account(
+        user={"sam_account_name": "pia.park", "user_principal_name": "pia.park@essentials.test",
+              "display_name": "Pia Park"},
+        password=password,
+    )
+    seen += [repr(created), str(created)]
+    out, err = capfd.readouterr()
+    seen += [out, err]
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            seen.append(path.read_bytes().decode("utf-8", "replace"))
+    for text in seen:
+        assert canary not in text and password not in text

@@ -4,7 +4,7 @@ Every error is an ``O365Error``; each error code has its own class (``NotFoundEr
 ``AuthError``, ...) under a family class (``O365ObjectError``, ``O365AuthError``, ...).
 """
 
-from . import aio, types
+from . import types
 from ._control import CancelToken
 from ._integration import OPERATIONS, Integration, SyncLoop
 from ._results import Choice, Result
@@ -74,8 +74,9 @@ from ._native import (  # noqa: F401  (exception classes)
     ForkedProcessError,
 )
 
+# ``o365_essentials.aio`` (asyncio) is imported by those who use it: ``from
+# o365_essentials import aio`` (asyncio itself takes a tenth of a second to import).
 __all__ = [
-    "aio",
     "types",
     "Choice",
     "Result",

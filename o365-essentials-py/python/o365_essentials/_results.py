@@ -15,7 +15,7 @@ import enum
 import re
 import sys
 import typing
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 __all__ = ["Choice", "Result", "convert", "to_json"]
 
@@ -78,78 +78,143 @@ def parse_time(text: str) -> datetime.datetime:
 
 def convert(tp: Any, value: Any) -> Any:
     """``value`` (JSON made Python) as the type ``tp`` of the generated module."""
-    if value is None or tp is Any:
-        return value
-    origin = typing.get_origin(tp)
-    if origin is Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        for arg in args:
-            if _fits(arg, value):
-                return convert(arg, value)
-        return value
-    if origin is typing.Literal:
-        return value
-    if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        return [convert(item, v) for v in value] if isinstance(value, list) else value
-    if origin is dict:
-        _, item = typing.get_args(tp) or (Any, Any)
-        return {k: convert(item, v) for k, v in value.items()} if isinstance(value, dict) else value
-    if isinstance(tp, type):
-        if issubclass(tp, Result):
-            return _object(tp, value)
-        if issubclass(tp, enum.Enum):
-            try:
-                return tp(value)
-            except ValueError:
-                return value
-        if tp is datetime.datetime and isinstance(value, str):
-            try:
-                return parse_time(value)
-            except ValueError:
-                return value
-        if tp is float and isinstance(value, int):
-            return float(value)
+    return converter(tp)(value)
+
+
+Converter = Callable[[Any], Any]
+
+_CONVERTERS: Dict[Any, Converter] = {}
+
+
+def _same(value: Any) -> Any:
     return value
 
 
-def _fits(tp: Any, value: Any) -> bool:
+def converter(tp: Any) -> Converter:
+    """The function that reads JSON values as ``tp``: made once per type, from its
+    annotations, so reading a 1,000-item plan walks no type information."""
+    made = _CONVERTERS.get(tp)
+    if made is None:
+        # A placeholder first, so a type that contains itself finds its converter.
+        cell: List[Converter] = []
+        _CONVERTERS[tp] = lambda v: cell[0](v)
+        made = _build(tp)
+        cell.append(made)
+        _CONVERTERS[tp] = made
+    return made
+
+
+def _build(tp: Any) -> Converter:
+    if tp is Any:
+        return _same
     origin = typing.get_origin(tp)
+    if origin is Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            inner = converter(args[0])
+            return lambda v: None if v is None else inner(v)
+        choices = [(_fits(a), converter(a)) for a in args]
+
+        def choose(v: Any) -> Any:
+            if v is None:
+                return None
+            for fits, conv in choices:
+                if fits(v):
+                    return conv(v)
+            return v
+
+        return choose
     if origin is typing.Literal:
-        return value in typing.get_args(tp)
+        return _same
     if origin is list:
-        return isinstance(value, list)
+        (item,) = typing.get_args(tp) or (Any,)
+        each = converter(item)
+        if each is _same:
+            return _same
+        return lambda v: [each(x) for x in v] if isinstance(v, list) else v
     if origin is dict:
-        return isinstance(value, dict)
+        _, item = typing.get_args(tp) or (Any, Any)
+        each = converter(item)
+        if each is _same:
+            return _same
+        return lambda v: {k: each(x) for k, x in v.items()} if isinstance(v, dict) else v
     if isinstance(tp, type):
         if issubclass(tp, Result):
-            return isinstance(value, dict)
-        if issubclass(tp, (str, enum.Enum)) or tp is datetime.datetime:
-            return isinstance(value, str)
-        if tp is bool:
-            return isinstance(value, bool)
-        if tp in (int, float):
-            return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return True
+            return _object_converter(tp)
+        if issubclass(tp, enum.Enum):
+            members = {m.value: m for m in tp}
+            return lambda v: members.get(v, v) if isinstance(v, str) else v
+        if tp is datetime.datetime:
+            return _time
+        if tp is float:
+            return lambda v: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    return _same
 
 
-def _object(cls: type, value: Any) -> Any:
-    if not isinstance(value, dict):
+def _time(value: Any) -> Any:
+    if not isinstance(value, str):
         return value
-    tagged = TAGGED.get(cls)
-    if tagged is not None:
-        tag, variants = tagged
-        cls = variants.get(str(value.get(tag)), cls)
+    try:
+        return parse_time(value)
+    except ValueError:
+        return value
+
+
+def _fits(tp: Any) -> Callable[[Any], bool]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        return lambda v: v in allowed
+    if origin is list:
+        return lambda v: isinstance(v, list)
+    if origin is dict:
+        return lambda v: isinstance(v, dict)
+    if isinstance(tp, type):
+        if issubclass(tp, Result):
+            return lambda v: isinstance(v, dict)
+        if issubclass(tp, (str, enum.Enum)) or tp is datetime.datetime:
+            return lambda v: isinstance(v, str)
+        if tp is bool:
+            return lambda v: isinstance(v, bool)
+        if tp in (int, float):
+            return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    return lambda v: True
+
+
+def _fields_converter(cls: type) -> Converter:
     hints = _hints(cls)
-    kwargs: Dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        key = f.metadata.get("json", f.name)
-        kwargs[f.name] = convert(hints[f.name], value.get(key))
-    made = cls(**kwargs)
-    object.__setattr__(made, "_json", value)
-    return made
+    fields = [
+        (f.name, f.metadata.get("json", f.name), converter(hints[f.name]))
+        for f in dataclasses.fields(cls)
+        if f.init
+    ]
+    new = object.__new__
+
+    def read(value: Any) -> Any:
+        made = new(cls)
+        attributes = made.__dict__
+        for name, key, conv in fields:
+            attributes[name] = conv(value.get(key))
+        attributes["_json"] = value
+        return made
+
+    return read
+
+
+def _object_converter(cls: type) -> Converter:
+    tagged = TAGGED.get(cls)
+    plain = _fields_converter(cls)
+    if tagged is None:
+        return lambda v: plain(v) if isinstance(v, dict) else v
+    tag, variants = tagged
+    readers = {value: _fields_converter(variant) for value, variant in variants.items()}
+
+    def read(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return readers.get(value.get(tag), plain)(value)
+
+    return read
 
 
 def to_json(value: Any) -> Any:
