@@ -191,7 +191,7 @@ def _fields_converter(cls: type) -> Converter:
     new = object.__new__
 
     def read(value: Any) -> Any:
-        made = new(cls)
+        made: Any = new(cls)
         attributes = made.__dict__
         for name, key, conv in fields:
             attributes[name] = conv(value.get(key))
@@ -212,7 +212,7 @@ def _object_converter(cls: type) -> Converter:
     def read(value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        return readers.get(value.get(tag), plain)(value)
+        return readers.get(str(value.get(tag)), plain)(value)
 
     return read
 
