@@ -137,6 +137,9 @@ pub struct IntegrationConfig {
     /// still paced to the tenant's throttling budget. 1 works one item at a time.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Password capture on a Samba DC (`samba-tool user syncpasswords` and the hook).
+    #[serde(default)]
+    pub password_capture: Option<crate::engine::CaptureSettings>,
 }
 
 /// The default of [`IntegrationConfig::concurrency`].

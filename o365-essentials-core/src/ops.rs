@@ -257,6 +257,12 @@ params! {
         /// The new password.
         password: SecretString,
     }
+    /// `capture_password`.
+    CapturePasswordParams {
+        /// One account's LDIF as `samba-tool user syncpasswords --script` hands it to
+        /// the hook on stdin.
+        ldif: SecretString,
+    }
     /// Operations on one distribution group.
     GroupParams {
         /// The group (identity, name or address).
@@ -764,6 +770,9 @@ operations! {
     "password_changed", PasswordChangedParams => bool, false,
         "Queues a local password change for delivery (false: the user has no online account).",
         |i, p, c| i.password_changed(p.local_guid, &p.password)?;
+    "capture_password", CapturePasswordParams => crate::engine::CaptureReport, false,
+        "The Samba password hook: one account's LDIF from samba-tool syncpasswords, its new password queued once.",
+        |i, p, c| i.capture_password(&p.ldif).await?;
     "deliver_passwords", NoParams => crate::engine::PasswordDelivery, true,
         "Delivers queued passwords to the tenant.",
         |i, p, c| i.deliver_passwords_with(c).await?;

@@ -97,6 +97,10 @@ async def scenario(i, emulator, tmp_path):
     nora = created.local.guid
     assert await i.online_user_names(local_guids=[nora]) == ["nora.nash@contoso.onmicrosoft.com"]
     assert await i.password_changed(local_guid=nora, password="Autumn-Leaves-2027!") is True
+    ldif = f"objectGUID: {nora}\nmsDS-KeyVersionNumber: 2\nvirtualClearTextUTF8:: U3ByaW5nLVJhaW4tMjAyOCE=\n"
+    captured = await i.capture_password(ldif=ldif)
+    assert captured.outcome is o365.CaptureOutcome.QUEUED and captured.key_version == 2
+    assert (await i.capture_password(ldif=ldif)).outcome is o365.CaptureOutcome.REPEATED
     links = await i.list_links(local_user="ava.adams")
     assert len(links) == 1 and isinstance(links[0], o365.LinkedUser)
     assert links[0].state is o365.LinkState.ACTIVE and links[0].origin is o365.LinkOrigin.CREATED

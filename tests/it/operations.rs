@@ -377,6 +377,24 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
         .await,
         json!(true)
     );
+    // The Samba hook's operation: the same password version twice is queued once; a
+    // deleted account and one without a password send nothing.
+    let ldif = format!(
+        "objectGUID: {}\nmsDS-KeyVersionNumber: 4\nvirtualClearTextUTF8:: U3ByaW5nLVJhaW4tMjAyOCE=\n",
+        ben.guid
+    );
+    let first = o.ok("capture_password", json!({ "ldif": ldif })).await;
+    assert_eq!(first["outcome"], "queued", "{first}");
+    let again = o.ok("capture_password", json!({ "ldif": ldif })).await;
+    assert_eq!(again["outcome"], "repeated", "{again}");
+    let gone = format!("objectGUID: {}\nisDeleted: TRUE\n", ben.guid);
+    let gone = o.ok("capture_password", json!({ "ldif": gone })).await;
+    assert_eq!(gone["outcome"], "deleted");
+    let e = o
+        .call("capture_password", json!({"ldif": "sAMAccountName: ben\n"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput, "{e}");
     let chloe = demo.find_user("chloe.carter").await.unwrap().unwrap();
     demo.set_enabled(chloe.guid, false).await.unwrap();
     let report = o
@@ -890,6 +908,7 @@ async fn the_directory_operations_run_through_the_dispatcher_on_samba() {
         sync: Default::default(),
         dns: None,
         concurrency: 8,
+        password_capture: None,
     };
     let o = Opened {
         integration: Integration::open(config).unwrap(),

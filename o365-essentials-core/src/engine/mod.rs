@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod capture;
 mod control;
 mod links;
 mod passwords;
@@ -35,6 +36,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use capture::{CaptureOutcome, CaptureReport, CaptureSettings, HookEntry, parse_hook_ldif};
 pub use control::{CancelToken, Control, Event, EventSink, Observer, RunCounts};
 pub use links::{ImportRequest, ImportedUser};
 pub use passwords::{PasswordDelivery, PasswordKey, PasswordProblem, PasswordSyncState};
@@ -134,6 +136,8 @@ pub(crate) struct Settings {
     pub(crate) concurrency: usize,
     pub(crate) dns: Option<DnsSettings>,
     pub(crate) tsig: Option<TsigKey>,
+    /// Password capture on a Samba DC.
+    pub(crate) capture: Option<CaptureSettings>,
 }
 
 impl Default for Settings {
@@ -147,6 +151,7 @@ impl Default for Settings {
             concurrency: crate::config::default_concurrency(),
             dns: None,
             tsig: None,
+            capture: None,
         }
     }
 }
@@ -408,6 +413,7 @@ impl Integration {
             concurrency: config.concurrency,
             dns: config.dns.clone(),
             tsig,
+            capture: config.password_capture.clone(),
         };
         integration.demo = demo;
         Ok(integration)

@@ -411,6 +411,16 @@ int main(int argc, char **argv) {
   CHECK(queued && strcmp(queued, "true") == 0, "queued: %s", queued);
   free(queued);
   free(params);
+  /* The Samba hook's operation: the account's LDIF, queued once per password version. */
+  params = fmt("{\"ldif\": \"objectGUID: %s\\nmsDS-KeyVersionNumber: 2\\n"
+               "virtualClearTextUTF8:: U3ByaW5nLVJhaW4tMjAyOCE=\\n\"}", ava);
+  char *captured = call("capture_password", params);
+  CHECK(captured && strstr(captured, "\"outcome\":\"queued\""), "captured: %s", captured);
+  free(captured);
+  captured = call("capture_password", params);
+  CHECK(captured && strstr(captured, "\"outcome\":\"repeated\""), "repeated: %s", captured);
+  free(captured);
+  free(params);
   char *links = call("list_links", "{\"local_user\": \"ava.adams\"}");
   CHECK(links && strstr(links, "\"user_principal_name\":\"ava.adams@contoso.onmicrosoft.com\""),
         "ava's link: %s", links);

@@ -156,6 +156,12 @@ class Operations:
         Parameters: ``PasswordChangedParams``; returns ``bool``."""
         return convert(bool, self.call("password_changed", local_guid=local_guid, password=password))  # type: ignore[no-any-return]
 
+    def capture_password(self, *, ldif: Any = _UNSET) -> _types.CaptureReport:
+        """The Samba password hook: one account's LDIF from samba-tool syncpasswords, its new password queued once.
+
+        Parameters: ``CapturePasswordParams``; returns ``engine::CaptureReport``."""
+        return convert(_types.CaptureReport, self.call("capture_password", ldif=ldif))  # type: ignore[no-any-return]
+
     def deliver_passwords(self, *, progress: Optional[Progress] = None, cancel: Optional[CancelToken] = None, lease_wait: Optional[float] = None) -> _types.PasswordDelivery:
         """Delivers queued passwords to the tenant.
 
@@ -499,6 +505,12 @@ class AsyncOperations:
 
         Parameters: ``PasswordChangedParams``; returns ``bool``."""
         return convert(bool, await self.call("password_changed", local_guid=local_guid, password=password))  # type: ignore[no-any-return]
+
+    async def capture_password(self, *, ldif: Any = _UNSET) -> _types.CaptureReport:
+        """The Samba password hook: one account's LDIF from samba-tool syncpasswords, its new password queued once.
+
+        Parameters: ``CapturePasswordParams``; returns ``engine::CaptureReport``."""
+        return convert(_types.CaptureReport, await self.call("capture_password", ldif=ldif))  # type: ignore[no-any-return]
 
     async def deliver_passwords(self, *, progress: Optional[Progress] = None, lease_wait: Optional[float] = None) -> _types.PasswordDelivery:
         """Delivers queued passwords to the tenant.

@@ -16,6 +16,8 @@ __all__ = [
     "AccountUpdate",
     "Anchor",
     "ApplyOutcome",
+    "CaptureOutcome",
+    "CaptureReport",
     "CheckStatus",
     "CreatedUser",
     "DeviceAccessState",
@@ -969,6 +971,35 @@ class SyncPlan(Result):
     """Whether the directory would be read whole (no usable cursor)."""
     passwords_queued: int
     """Passwords queued for delivery."""
+
+
+class CaptureOutcome(Choice):
+    """What the hook did with one account."""
+    #: The password is queued for the user's online account.
+    QUEUED = "queued"
+    #: This password version was queued before (samba-tool calls twice for a create and
+    REPEATED = "repeated"
+    #: The account was deleted: nothing to send.
+    DELETED = "deleted"
+    #: The account came without a password (set before the key was active, or none).
+    NO_PASSWORD = "no_password"
+    #: The local user has no online account: nothing to send.
+    NOT_LINKED = "not_linked"
+    #: The integration is disabled: nothing propagates (the change is not sent later).
+    DISABLED = "disabled"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CaptureReport(Result):
+    """The answer of [`Integration::capture_password`]."""
+    outcome: CaptureOutcome
+    """What was done."""
+    local_guid: ObjectGuid
+    """The account."""
+    sam_account_name: Optional[str] = dataclasses.field(default=None)
+    """`sAMAccountName`, when sent."""
+    key_version: Optional[int] = dataclasses.field(default=None)
+    """The password version (`msDS-KeyVersionNumber`), when sent."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,381 @@
+//! Passwords captured on a Samba DC: `samba-tool user syncpasswords --script` runs a hook
+//! for each changed account with the account's LDIF on stdin; [`Integration::capture_password`]
+//! reads it, recognises repeated calls, obtains the cleartext and queues it.
+//!
+//! The cleartext comes from `virtualSambaGPG` (Samba encrypts every password set to the
+//! OpenPGP key named by `password hash gpg key ids`), decrypted here with the private key
+//! in the integration's own keyring ([`CaptureSettings::gnupg_home`]) by `gpg`; Samba's
+//! keyring holds only the public key. `virtualClearTextUTF8` (what `--decrypt-samba-gpg`
+//! gives, with the private key in Samba's keyring) is taken when it is what arrives.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::ObjectGuid;
+
+use super::Integration;
+
+/// The configuration of password capture on a Samba DC (`password_capture`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSettings {
+    /// The integration's own GnuPG home (0700) with the private key that decrypts
+    /// `virtualSambaGPG`.
+    pub gnupg_home: PathBuf,
+    /// The key's fingerprint, as in smb.conf's `password hash gpg key ids` (the
+    /// requirements check compares them).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Samba's GnuPG home (the public key must be there, or every password set on the DC
+    /// fails); `/root/.gnupg` when unset.
+    #[serde(default)]
+    pub samba_gnupg_home: Option<PathBuf>,
+    /// Samba's configuration file; `/etc/samba/smb.conf` when unset.
+    #[serde(default)]
+    pub smb_conf: Option<PathBuf>,
+    /// The `gpg` program; `gpg` on the PATH when unset.
+    #[serde(default)]
+    pub gpg: Option<PathBuf>,
+}
+
+/// One account as the hook receives it.
+pub struct HookEntry {
+    /// `objectGUID`.
+    pub guid: ObjectGuid,
+    /// `sAMAccountName`, when sent.
+    pub sam_account_name: Option<String>,
+    /// `isDeleted` (or `isRecycled`) is set.
+    pub deleted: bool,
+    /// `msDS-KeyVersionNumber`: rises by one with each password set.
+    pub key_version: Option<u64>,
+    /// `virtualSambaGPG`: the ASCII-armored OpenPGP message.
+    pub samba_gpg: Option<SecretString>,
+    /// `virtualClearTextUTF8`: the password itself.
+    pub cleartext: Option<SecretString>,
+}
+
+impl std::fmt::Debug for HookEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookEntry")
+            .field("guid", &self.guid)
+            .field("sam_account_name", &self.sam_account_name)
+            .field("deleted", &self.deleted)
+            .field("key_version", &self.key_version)
+            .field(
+                "password",
+                &(self.samba_gpg.is_some() || self.cleartext.is_some()),
+            )
+            .finish()
+    }
+}
+
+fn bad(what: String) -> Error {
+    Error::new(
+        ErrorCode::InvalidInput,
+        format!("the account's LDIF from samba-tool: {what}"),
+    )
+}
+
+/// Reads the LDIF of one account (RFC 2849: `name: value`, `name:: base64`, folded lines
+/// starting with a space; `#` comments). Values of password attributes never appear in
+/// an error.
+///
+/// # Errors
+/// [`ErrorCode::InvalidInput`] for text that is not one account's LDIF (no `objectGUID`,
+/// a GUID that is not one, base64 that does not decode).
+pub fn parse_hook_ldif(text: &str) -> Result<HookEntry> {
+    let mut lines: Vec<String> = Vec::new();
+    for raw in text.lines() {
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if let Some(rest) = raw.strip_prefix(' ') {
+            match lines.last_mut() {
+                Some(last) => last.push_str(rest),
+                None => return Err(bad("it starts with a continuation line".into())),
+            }
+        } else if !raw.starts_with('#') && !raw.trim().is_empty() {
+            lines.push(raw.to_string());
+        }
+    }
+    let mut guid = None;
+    let mut entry = HookEntry {
+        guid: ObjectGuid(uuid::Uuid::nil()),
+        sam_account_name: None,
+        deleted: false,
+        key_version: None,
+        samba_gpg: None,
+        cleartext: None,
+    };
+    for line in &lines {
+        let Some((name, rest)) = line.split_once(':') else {
+            return Err(bad(format!(
+                "a line without `name: value` ({} characters)",
+                line.len()
+            )));
+        };
+        let secret = matches!(
+            name.to_ascii_lowercase().as_str(),
+            "virtualsambagpg" | "virtualcleartextutf8" | "virtualcleartextutf16" | "unicodepwd"
+        );
+        let value: Vec<u8> = if let Some(b64) = rest.strip_prefix(':') {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| bad(format!("`{name}` is not base64: {e}")))?
+        } else if rest.starts_with('<') {
+            return Err(bad(format!("`{name}` refers to a URL, which is not read")));
+        } else {
+            rest.trim_start().as_bytes().to_vec()
+        };
+        let text = || {
+            String::from_utf8(value.clone()).map_err(|_| {
+                if secret {
+                    bad(format!("`{name}` is not UTF-8"))
+                } else {
+                    bad(format!("`{name}` is not UTF-8 text"))
+                }
+            })
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "objectguid" => {
+                let parsed = if value.len() == 16 {
+                    ObjectGuid::from_ad_bytes(&value).ok()
+                } else {
+                    let t = String::from_utf8_lossy(&value);
+                    t.trim().trim_matches(['{', '}']).parse::<ObjectGuid>().ok()
+                };
+                guid = Some(parsed.ok_or_else(|| {
+                    bad(format!(
+                        "`objectGUID` {:?} is not a GUID",
+                        String::from_utf8_lossy(&value)
+                    ))
+                })?);
+            }
+            "samaccountname" => entry.sam_account_name = Some(text()?),
+            "isdeleted" | "isrecycled" => {
+                entry.deleted |= text()?.trim().eq_ignore_ascii_case("TRUE")
+            }
+            "msds-keyversionnumber" => {
+                let t = text()?;
+                entry.key_version =
+                    Some(t.trim().parse().map_err(|_| {
+                        bad(format!("`msDS-KeyVersionNumber` {t:?} is not a number"))
+                    })?);
+            }
+            "virtualsambagpg" => entry.samba_gpg = Some(SecretString::from(text()?)),
+            "virtualcleartextutf8" => entry.cleartext = Some(SecretString::from(text()?)),
+            _ => {}
+        }
+    }
+    entry.guid = guid.ok_or_else(|| bad("it has no `objectGUID`".into()))?;
+    Ok(entry)
+}
+
+/// What the hook did with one account.
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureOutcome {
+    /// The password is queued for the user's online account.
+    Queued,
+    /// This password version was queued before (samba-tool calls twice for a create and
+    /// again on a rename, disable or enable).
+    Repeated,
+    /// The account was deleted: nothing to send.
+    Deleted,
+    /// The account came without a password (set before the key was active, or none).
+    NoPassword,
+    /// The local user has no online account: nothing to send.
+    NotLinked,
+    /// The integration is disabled: nothing propagates (the change is not sent later).
+    Disabled,
+}
+
+/// The answer of [`Integration::capture_password`].
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
+pub struct CaptureReport {
+    /// What was done.
+    pub outcome: CaptureOutcome,
+    /// The account.
+    pub local_guid: ObjectGuid,
+    /// `sAMAccountName`, when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sam_account_name: Option<String>,
+    /// The password version (`msDS-KeyVersionNumber`), when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u64>,
+}
+
+fn version_key(guid: ObjectGuid) -> String {
+    format!("capture.key_version.{guid}")
+}
+
+impl Integration {
+    /// Handles one account from `samba-tool user syncpasswords --script`: its LDIF as
+    /// the hook read it from stdin. Deleted accounts and accounts without a password are
+    /// left; a password version already queued is recognised (`objectGUID` +
+    /// `msDS-KeyVersionNumber`); otherwise the cleartext is obtained and queued with
+    /// [`Integration::password_changed`] — which never waits for a sync run.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidInput`] for LDIF that is not one account's;
+    /// [`ErrorCode::InvalidConfig`] when a `virtualSambaGPG` arrives and
+    /// `password_capture` is not configured, or `gpg` cannot decrypt it; store errors.
+    /// The hook exits non-zero on an error so that samba-tool delivers the account again.
+    pub async fn capture_password(&self, ldif: &SecretString) -> Result<CaptureReport> {
+        let entry = parse_hook_ldif(ldif.expose_secret())?;
+        let report = |outcome| CaptureReport {
+            outcome,
+            local_guid: entry.guid,
+            sam_account_name: entry.sam_account_name.clone(),
+            key_version: entry.key_version,
+        };
+        if entry.deleted {
+            return Ok(report(CaptureOutcome::Deleted));
+        }
+        if entry.samba_gpg.is_none() && entry.cleartext.is_none() {
+            return Ok(report(CaptureOutcome::NoPassword));
+        }
+        let status: Option<super::IntegrationStatus> = self.store.setting(super::SETTINGS_KEY)?;
+        if status.as_ref().is_some_and(|s| !s.enabled) {
+            return Ok(report(CaptureOutcome::Disabled));
+        }
+        if self.store.link_by_local(entry.guid)?.is_none() {
+            return Ok(report(CaptureOutcome::NotLinked));
+        }
+        if let Some(v) = entry.key_version {
+            let seen: Option<u64> = self.store.setting(&version_key(entry.guid))?;
+            if seen.is_some_and(|s| s >= v) {
+                return Ok(report(CaptureOutcome::Repeated));
+            }
+        }
+        let password = match (&entry.cleartext, &entry.samba_gpg) {
+            (Some(clear), _) => clear.clone(),
+            (None, Some(armored)) => self.decrypt_samba_gpg(armored).await?,
+            (None, None) => return Ok(report(CaptureOutcome::NoPassword)),
+        };
+        let queued = self.password_changed(entry.guid, &password)?;
+        if !queued {
+            return Ok(report(CaptureOutcome::NotLinked));
+        }
+        if let Some(v) = entry.key_version {
+            self.store.set_setting(&version_key(entry.guid), &v)?;
+        }
+        Ok(report(CaptureOutcome::Queued))
+    }
+
+    async fn decrypt_samba_gpg(&self, armored: &SecretString) -> Result<SecretString> {
+        use tokio::io::AsyncWriteExt;
+        let Some(settings) = self.settings.capture.as_ref() else {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                "a password arrived encrypted for Samba's GPG key (virtualSambaGPG), and \
+                 `password_capture.gnupg_home` is not configured",
+            ));
+        };
+        let gpg = settings.gpg.clone().unwrap_or_else(|| PathBuf::from("gpg"));
+        let mut child = tokio::process::Command::new(&gpg)
+            .args(["--batch", "--quiet", "--no-tty", "--yes", "--homedir"])
+            .arg(&settings.gnupg_home)
+            .args([
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--decrypt",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!(
+                        "cannot run {} to decrypt a captured password: {e}",
+                        gpg.display()
+                    ),
+                )
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(armored.expose_secret().as_bytes())
+                .await
+                .map_err(|e| Error::internal(format!("writing to gpg: {e}")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| Error::internal(format!("waiting for gpg: {e}")))?;
+        if !out.status.success() {
+            // gpg's own words name the key it wanted; they carry no plaintext.
+            let said = String::from_utf8_lossy(&out.stderr);
+            let said: String = said.lines().take(3).collect::<Vec<_>>().join("; ");
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "gpg could not decrypt a captured password with the keyring {} ({}): {said}; \
+                     the private key of smb.conf's `password hash gpg key ids` belongs there",
+                    settings.gnupg_home.display(),
+                    out.status
+                ),
+            ));
+        }
+        // The plaintext is the password in UTF-16LE.
+        let bytes = out.stdout;
+        if bytes.len() % 2 != 0 {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                "the decrypted password is not UTF-16 (an odd number of bytes)",
+            ));
+        }
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let text = String::from_utf16(&units).map_err(|_| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                "the decrypted password is not valid UTF-16",
+            )
+        })?;
+        Ok(SecretString::from(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_ldif_is_read_with_folded_lines_and_base64() {
+        let ldif = "# record 1\ndn: CN=Ann,CN=Users,DC=x\nobjectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nsAMAccountName: ann\nmsDS-KeyVersionNumber: 3\nvirtualClearTextUTF8:: SGFyYm91\n ci1MaWdodHMh\n";
+        let e = parse_hook_ldif(ldif).unwrap();
+        assert_eq!(e.guid.to_string(), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+        assert_eq!(e.key_version, Some(3));
+        assert_eq!(e.cleartext.unwrap().expose_secret(), "Harbour-Lights!");
+        assert!(!e.deleted);
+    }
+
+    #[test]
+    fn a_deleted_account_and_bad_ldif_are_told_apart_and_secrets_stay_out() {
+        let e =
+            parse_hook_ldif("objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nisDeleted: TRUE\n")
+                .unwrap();
+        assert!(e.deleted);
+        let err = parse_hook_ldif("sAMAccountName: x\n").unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput);
+        let err = parse_hook_ldif(
+            "objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nvirtualClearTextUTF8:: !!Secret-Canary!!\n",
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("Secret-Canary"), "{err}");
+        let e = parse_hook_ldif(
+            "objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nvirtualClearTextUTF8:: U2VjcmV0LUNhbmFyeQ==\n",
+        )
+        .unwrap();
+        assert!(!format!("{e:?}").contains("Secret-Canary"));
+    }
+}
