@@ -48,6 +48,9 @@ pub struct OperationInfo {
     /// into the generator's definitions for named types).
     #[serde(skip)]
     pub result_schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// The same for its parameters (as they are read).
+    #[serde(skip)]
+    pub params_schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 impl OperationInfo {
@@ -112,6 +115,27 @@ pub fn operations_json() -> Value {
     )
 }
 
+/// The JSON Schema (2020-12) of every operation's parameters, as read:
+/// `{"$defs": {...}, "params": {"<operation>": <schema>}}`. What the command line reads
+/// to know which options take text, numbers, lists or objects.
+pub fn params_schemas_json() -> Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator();
+    let params: serde_json::Map<String, Value> = OPERATIONS
+        .iter()
+        .map(|o| {
+            (
+                o.name.to_owned(),
+                (o.params_schema)(&mut generator).to_value(),
+            )
+        })
+        .collect();
+    let defs: serde_json::Map<String, Value> =
+        generator.take_definitions(true).into_iter().collect();
+    serde_json::json!({ "$defs": defs, "params": params })
+}
+
 /// The JSON Schema (2020-12) of every operation's result, as serialized:
 /// `{"$defs": {...}, "results": {"<operation>": <schema>}}`. What the bindings'
 /// generators read to give results their types (the Python package's dataclasses).
@@ -140,7 +164,7 @@ fn schema_of<T: schemars::JsonSchema>(
 }
 
 /// No parameters: `{}` (or `null`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
@@ -148,7 +172,7 @@ macro_rules! params {
     ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } )*) => {
         $(
             $(#[$doc])*
-            #[derive(Debug, Clone, Deserialize)]
+            #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
             #[serde(deny_unknown_fields)]
             pub struct $name {
                 $( $(#[$fdoc])* pub $field: $ty, )*
@@ -214,6 +238,7 @@ params! {
         /// The new local user.
         user: NewLocalUser,
         /// Its password (local and online).
+        #[schemars(with = "String")]
         password: SecretString,
         /// The domain of its online ID (the configured or initial one when absent).
         #[serde(default)]
@@ -255,12 +280,14 @@ params! {
         /// The local user.
         local_guid: ObjectGuid,
         /// The new password.
+        #[schemars(with = "String")]
         password: SecretString,
     }
     /// `capture_password`.
     CapturePasswordParams {
         /// One account's LDIF as `samba-tool user syncpasswords --script` hands it to
         /// the hook on stdin.
+        #[schemars(with = "String")]
         ldif: SecretString,
     }
     /// Operations on one distribution group.
@@ -477,6 +504,7 @@ macro_rules! operations {
                 summary: $summary,
                 field_names: fields_of::<$params>,
                 result_schema: schema_of::<$result>,
+                params_schema: schema_of::<$params>,
             }, )*
         ];
 

@@ -19,6 +19,12 @@ pub(crate) struct Samba {
     pub dir: PathBuf,
     pub ca_file: PathBuf,
     process: Mutex<Option<(Child, ChildStdin)>>,
+    /// Samba's GnuPG home: the capture key's public half.
+    pub samba_gnupg: PathBuf,
+    /// The integration's GnuPG home: the capture key's private half.
+    pub capture_gnupg: PathBuf,
+    /// The capture key's fingerprint (`password hash gpg key ids`).
+    pub key_id: String,
 }
 
 fn need(tool: &str) -> PathBuf {
@@ -57,6 +63,71 @@ fn free_ip(seed: u32) -> String {
     panic!("no free 127.0.0.N for Samba");
 }
 
+/// Makes the capture key: (Samba's keyring with the public key, the integration's keyring
+/// with the private key, the fingerprint).
+fn gpg_keys(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let gpg = need("gpg");
+    let capture = dir.join("gnupg-capture");
+    let samba = dir.join("gnupg-samba");
+    for d in [&capture, &samba] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    run(
+        Command::new(&gpg).arg("--homedir").arg(&capture).args([
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "o365-essentials test <capture@essentials.test>",
+            "rsa2048",
+            "encr,sign",
+            "never",
+        ]),
+        "gpg --quick-gen-key",
+    );
+    let listed = Command::new(&gpg)
+        .arg("--homedir")
+        .arg(&capture)
+        .args(["--list-keys", "--with-colons"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let fpr = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .and_then(|l| l.split(':').find(|f| f.len() == 40))
+        .unwrap_or_else(|| panic!("no fingerprint in gpg's list: {listed}"))
+        .to_string();
+    let public = Command::new(&gpg)
+        .arg("--homedir")
+        .arg(&capture)
+        .args(["--export", &fpr])
+        .output()
+        .unwrap();
+    assert!(!public.stdout.is_empty(), "gpg exported no public key");
+    let mut import = Command::new(&gpg)
+        .arg("--homedir")
+        .arg(&samba)
+        .args(["--batch", "--import"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    import
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&public.stdout)
+        .unwrap();
+    assert!(
+        import.wait().unwrap().success(),
+        "gpg --import into Samba's keyring"
+    );
+    (samba, capture, fpr)
+}
+
 impl Samba {
     /// Provisions and starts a new DC.
     pub(crate) fn start(name: &str) -> Samba {
@@ -68,9 +139,14 @@ impl Samba {
         std::fs::create_dir_all(&dir).unwrap();
         let ip = free_ip(std::process::id() % 200 + name.len() as u32 * 17);
         let d = dir.display().to_string();
+        // Password capture (SAMBA-PASSWORDS.md): every password set is encrypted to a key
+        // whose public half is in Samba's keyring and whose private half only the
+        // integration's keyring holds.
+        let (samba_gnupg, capture_gnupg, key_id) = gpg_keys(&dir);
         let opt = |o: String| format!("--option={o}");
         run(
             Command::new(tool)
+                .env("GNUPGHOME", &samba_gnupg)
                 .args([
                     "domain",
                     "provision",
@@ -90,6 +166,7 @@ impl Samba {
                 .arg(opt(format!("winbindd socket directory={d}/winbindd")))
                 .arg(opt(format!("ntp signd socket directory={d}/ntp_signd")))
                 .arg(opt(format!("log file={d}/log/log.%m")))
+                .arg(opt(format!("password hash gpg key ids={key_id}")))
                 .arg(opt(
                     "server services=-dns -dnsupdate -nbt -wrepl -ntp_signd -kcc -s3fs -winbindd"
                         .into(),
@@ -178,11 +255,22 @@ impl Samba {
             .collect::<String>()
             .replacen("[global]\n", &extra, 1);
         std::fs::write(&conf, text).unwrap();
+        // A user may change their own password at once (the default minimum age is a day).
+        run(
+            Command::new(need("samba-tool"))
+                .env("GNUPGHOME", &samba_gnupg)
+                .args(["domain", "passwordsettings", "set", "--min-pwd-age=0", "-H"])
+                .arg(dir.join("private/sam.ldb")),
+            "samba-tool domain passwordsettings set --min-pwd-age=0",
+        );
         let samba = Samba {
             ip,
             ca_file: tls.join("ca.pem"),
             dir,
             process: Mutex::new(None),
+            samba_gnupg,
+            capture_gnupg,
+            key_id,
         };
         samba.launch();
         samba
@@ -192,6 +280,7 @@ impl Samba {
     pub(crate) fn launch(&self) {
         let log = std::fs::File::create(self.dir.join("samba.out")).unwrap();
         let mut child = Command::new(need("samba"))
+            .env("GNUPGHOME", &self.samba_gnupg)
             .arg("-s")
             .arg(self.dir.join("etc/smb.conf"))
             .arg("-l")
@@ -274,6 +363,44 @@ impl Samba {
             "-w",
             ADMIN_PASSWORD,
         ]);
+        c
+    }
+
+    /// Runs `ldapmodify` with an LDIF bound as `bind` (a UPN) with `password`, over
+    /// LDAPS; whether the server took it.
+    pub(crate) fn ldif_as(&self, bind: &str, password: &str, ldif: &str) -> bool {
+        let mut child = Command::new(need("ldapmodify"))
+            .env("LDAPTLS_CACERT", &self.ca_file)
+            .args([
+                "-H",
+                &format!("ldaps://{}", self.ip),
+                "-x",
+                "-D",
+                bind,
+                "-w",
+                password,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        child.wait().unwrap().success()
+    }
+
+    /// `samba-tool SUBCOMMAND...` on this DC (its smb.conf; Samba's GnuPG home).
+    pub(crate) fn samba_tool(&self, sub: &[&str]) -> Command {
+        let mut c = Command::new(need("samba-tool"));
+        c.env("GNUPGHOME", &self.samba_gnupg).args(sub).arg(format!(
+            "--configfile={}",
+            self.dir.join("etc/smb.conf").display()
+        ));
         c
     }
 

@@ -22,7 +22,7 @@ use crate::store::JournalState;
 use crate::validate;
 
 /// Which online accounts to import, and where the local users go.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// These accounts; every unlinked, non-administrator account when `None`.

@@ -28,7 +28,9 @@ pub struct Snapshot {
 }
 
 /// The administrator's choice for one user of a bulk create, as the wizard allowed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct UserChoice {
     /// The local user.
@@ -42,7 +44,7 @@ pub struct UserChoice {
 }
 
 /// What the administrator asked for in a bulk create.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkCreateRequest {
     /// The domain of the new online IDs (a verified domain of the tenant); the

@@ -284,7 +284,7 @@ impl Drop for SyncLoop {
 
 impl Integration {
     /// Starts the sync loop: a round ([`Integration::run_sync`]) every `interval` (the
-    /// configuration's when `None`), each reported as [`Event::SyncRoundFinished`] to
+    /// configuration's when `None`; after a failed round sooner, backing off from 5 s), each reported as [`Event::SyncRoundFinished`] to
     /// `ctl`'s observer. It runs on `runtime` when given, else on a runtime of its own in
     /// a thread of its own, so it works from programs that are not on tokio. Allowing
     /// changes beyond the safety threshold (in `options`) applies to the first round only.
@@ -304,12 +304,27 @@ impl Integration {
             async move {
                 let mut options = options;
                 let mut rounds = 0usize;
+                let mut failures = 0u32;
                 while !cancel.is_cancelled() {
                     let r = self.run_sync(&options, &ctl).await;
                     rounds += 1;
                     options.allow_beyond_threshold = false;
                     ctl.emit(round_event(&r));
-                    if cancel.sleep(interval).await.is_err() {
+                    // After a failed round (the tenant or the DC away) the next comes
+                    // sooner, backing off: 5 s, 10 s, 20 s ... up to the interval.
+                    let wait = match &r {
+                        Ok(_) => {
+                            failures = 0;
+                            interval
+                        }
+                        Err(_) => {
+                            failures = failures.saturating_add(1);
+                            let backoff = Duration::from_secs(5)
+                                .saturating_mul(1u32 << (failures - 1).min(16));
+                            backoff.min(interval)
+                        }
+                    };
+                    if cancel.sleep(wait).await.is_err() {
                         break;
                     }
                 }

@@ -6,13 +6,14 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// How the app proves who it is to the identity platform.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(schemars::JsonSchema, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Credential {
     /// A client secret.
     Secret {
         /// The secret value (not its id); never serialised back out.
         #[serde(skip_serializing)]
+        #[schemars(with = "String")]
         secret: SecretString,
     },
     /// A certificate and its RSA private key, PEM (`CERTIFICATE` and `PRIVATE KEY` or
@@ -26,6 +27,7 @@ pub enum Credential {
         certificate_file: Option<PathBuf>,
         /// The private key PEM, inline; never serialised back out.
         #[serde(default, skip_serializing)]
+        #[schemars(with = "Option<String>")]
         private_key_pem: Option<SecretString>,
         /// Or a file holding it (may be the certificate file too).
         #[serde(default)]
@@ -37,6 +39,7 @@ pub enum Credential {
         path: PathBuf,
         /// Its password (empty when none); never serialised back out.
         #[serde(default = "empty_secret", skip_serializing)]
+        #[schemars(with = "String")]
         password: SecretString,
     },
 }

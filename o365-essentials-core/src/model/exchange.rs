@@ -29,7 +29,7 @@ pub struct DistributionGroup {
 }
 
 /// What is needed to create a distribution group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NewDistributionGroup {
     /// `Name` (at most 64 characters).
@@ -50,7 +50,7 @@ pub struct NewDistributionGroup {
 }
 
 /// A change to a distribution group; `None` leaves a property as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DistributionGroupUpdate {
     /// A new `DisplayName`.
@@ -159,7 +159,7 @@ pub enum WipeStatus {
 }
 
 /// What a wipe erases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WipeKind {
     /// Factory reset of the whole device.
@@ -195,7 +195,7 @@ pub struct MobileDevice {
 }
 
 /// What is needed to add an access rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccessRule {
     /// What it does.

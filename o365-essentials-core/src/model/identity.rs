@@ -260,7 +260,7 @@ impl LocalUser {
 }
 
 /// What is needed to create a local user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NewLocalUser {
     /// `sAMAccountName` (at most 20 characters).

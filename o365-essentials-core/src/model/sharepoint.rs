@@ -35,7 +35,7 @@ pub struct Library {
 }
 
 /// What is needed to create a library.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewLibrary {
     /// `displayName`.

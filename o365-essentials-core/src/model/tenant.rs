@@ -57,7 +57,7 @@ pub struct Organization {
 }
 
 /// A service a domain can be used for (`supportedServices`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DomainService {
     /// Exchange Online mail.
     Email,

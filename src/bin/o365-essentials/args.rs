@@ -1,0 +1,501 @@
+//! The command line, made from the table of operations: one subcommand per operation
+//! (`plan_bulk_create` → `plan-bulk-create`), one option per parameter field
+//! (`--usage-location GB`), the value read by the field's JSON Schema type — text as it
+//! is, numbers and booleans as JSON, a list from repeated options or one JSON array, an
+//! object as JSON; `@FILE` reads the value from a file and `-` from stdin (for a plan,
+//! or a password kept out of the process list).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::OnceLock;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use serde_json::Value;
+
+use o365_essentials::ops::{OPERATIONS, OperationInfo};
+use o365_essentials::{Error, ErrorCode};
+
+/// The tasks the subcommands are listed under in `--help`, in order. Every operation of
+/// the table is in exactly one (a test checks it).
+pub(crate) const TASKS: &[(&str, &[&str])] = &[
+    (
+        "Integration",
+        &[
+            "requirements",
+            "integrate",
+            "status",
+            "disable",
+            "enable",
+            "change_credentials",
+        ],
+    ),
+    (
+        "Accounts",
+        &[
+            "match_preview",
+            "plan_bulk_create",
+            "apply_plan",
+            "plan_retry",
+            "import_users",
+            "assign",
+            "unassign",
+            "list_links",
+            "create_user_with_account",
+            "online_user_names",
+            "licences",
+        ],
+    ),
+    ("Sync", &["sync_once", "plan_sync", "apply_sync_plan"]),
+    (
+        "Passwords",
+        &[
+            "password_changed",
+            "capture_password",
+            "deliver_passwords",
+            "password_problems",
+        ],
+    ),
+    (
+        "Distribution groups",
+        &[
+            "list_distribution_groups",
+            "create_distribution_group",
+            "add_group_members",
+            "remove_group_members",
+            "replace_group_members",
+            "update_distribution_group",
+            "delete_distribution_group",
+        ],
+    ),
+    (
+        "Mobile devices",
+        &[
+            "get_device_policy",
+            "set_device_policy",
+            "get_default_access_level",
+            "set_default_access_level",
+            "list_access_rules",
+            "add_access_rule",
+            "remove_access_rule",
+            "list_devices",
+            "set_device_access",
+            "wipe_device",
+            "cancel_wipe",
+            "wipe_status",
+        ],
+    ),
+    (
+        "Domain",
+        &[
+            "link_domain",
+            "domain_stage",
+            "write_records_file",
+            "zone_fragment",
+            "check_records",
+            "health_report",
+            "apply_records",
+        ],
+    ),
+    (
+        "SharePoint",
+        &[
+            "list_libraries",
+            "create_library",
+            "delete_library",
+            "list_site_groups",
+            "grant_site_access",
+            "revoke_site_access",
+            "launchpad",
+        ],
+    ),
+];
+
+/// The subcommand of an operation.
+pub(crate) fn command_name(op: &str) -> String {
+    op.replace('_', "-")
+}
+
+/// The operation of a subcommand.
+pub(crate) fn operation(command: &str) -> Option<&'static OperationInfo> {
+    OPERATIONS.iter().find(|o| command_name(o.name) == command)
+}
+
+/// How an option's text becomes the field's JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Text as it is.
+    Text,
+    Json,
+    List {
+        items_text: bool,
+    },
+}
+
+struct Schemas {
+    defs: serde_json::Map<String, Value>,
+    params: serde_json::Map<String, Value>,
+}
+
+fn schemas() -> &'static Schemas {
+    static S: OnceLock<Schemas> = OnceLock::new();
+    S.get_or_init(|| {
+        let v = o365_essentials::ops::params_schemas_json();
+        let take = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        Schemas {
+            defs: take("$defs"),
+            params: take("params"),
+        }
+    })
+}
+
+fn resolve<'a>(s: &'a Value, defs: &'a serde_json::Map<String, Value>) -> &'a Value {
+    match s.get("$ref").and_then(Value::as_str) {
+        Some(r) => defs.get(r.rsplit('/').next().unwrap_or(r)).unwrap_or(s),
+        None => s,
+    }
+}
+
+fn kind_of(schema: &Value, defs: &serde_json::Map<String, Value>) -> Kind {
+    let schema = resolve(schema, defs);
+    // Option<T>: `type: [T, "null"]` or `anyOf: [T, {type: null}]`.
+    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+        let rest: Vec<&Value> = any
+            .iter()
+            .filter(|s| s.get("type") != Some(&Value::from("null")))
+            .collect();
+        if rest.len() == 1 {
+            return kind_of(rest[0], defs);
+        }
+        return Kind::Json;
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect(),
+        _ => vec![],
+    };
+    if let Some(one) = schema.get("oneOf").and_then(Value::as_array) {
+        // An enum of names is text; anything else is JSON.
+        let all_text = one
+            .iter()
+            .all(|v| v.get("const").is_some_and(Value::is_string));
+        return if all_text { Kind::Text } else { Kind::Json };
+    }
+    match types.as_slice() {
+        ["string"] => Kind::Text,
+        ["array"] => {
+            let items = schema.get("items").map(|i| kind_of(i, defs));
+            Kind::List {
+                items_text: items == Some(Kind::Text),
+            }
+        }
+        _ => Kind::Json,
+    }
+}
+
+/// Each parameter field of `op` with how its option is read and its description.
+pub(crate) fn fields(op: &OperationInfo) -> Vec<(&'static str, Kind, String)> {
+    let s = schemas();
+    let schema = s.params.get(op.name).map(|v| resolve(v, &s.defs));
+    let props = schema
+        .and_then(|v| v.get("properties"))
+        .and_then(Value::as_object);
+    op.fields()
+        .iter()
+        .map(|f| {
+            let prop = props.and_then(|p| p.get(*f));
+            let kind = prop.map(|p| kind_of(p, &s.defs)).unwrap_or(Kind::Json);
+            let help = prop
+                .and_then(|p| p.get("description"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            (*f, kind, help)
+        })
+        .collect()
+}
+
+/// The whole command line.
+pub(crate) fn command() -> Command {
+    let mut help = String::from("Tasks (each an operation of the engine's table):\n");
+    for (task, ops) in TASKS {
+        help.push_str(&format!("\n  {task}:\n"));
+        for op in *ops {
+            if let Some(info) = OPERATIONS.iter().find(|o| o.name == *op) {
+                help.push_str(&format!("    {:<28} {}\n", command_name(op), info.summary));
+            }
+        }
+    }
+    help.push_str(
+        "\n`o365-essentials COMMAND --help` shows a command's options.\n\n\
+         Exit codes: 0 done; 2 input, 3 auth, 4 object, 5 service, 6 policy, 7 store, 8 engine,\n\
+         9 DNS, 10 operation errors; 130 stopped by Ctrl-C.",
+    );
+    let mut cmd = Command::new("o365-essentials")
+        .version(o365_essentials::VERSION)
+        .about("Links an on-premises Active Directory (Samba or Windows) to a Microsoft 365 tenant.")
+        .after_help(help)
+        .subcommand_required(true)
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .short('c')
+                .global(true)
+                .env("O365_ESSENTIALS_CONFIG")
+                .default_value("/etc/o365-essentials/o365-essentials.toml")
+                .help("The configuration file (TOML or JSON)"),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .global(true)
+                .action(ArgAction::SetTrue)
+                .help("Print the result as JSON (the operation's result shape)"),
+        )
+        .arg(
+            Arg::new("lease-wait")
+                .long("lease-wait")
+                .global(true)
+                .value_name("SECONDS")
+                .value_parser(clap::value_parser!(u64))
+                .help("Wait this long for work another process holds, instead of failing"),
+        )
+        .subcommand(
+            Command::new("init")
+                .about("Writes a commented starting configuration")
+                .arg(Arg::new("path").required(true).help("The file to write (.toml or .json)"))
+                .arg(
+                    Arg::new("force")
+                        .long("force")
+                        .action(ArgAction::SetTrue)
+                        .help("Overwrite an existing file"),
+                ),
+        )
+        .subcommand(Command::new("operations").about("Lists the operations and their parameters"))
+        .subcommand(
+            Command::new("serve")
+                .about("Runs the sync loop and password delivery until SIGTERM (the systemd service)")
+                .arg(
+                    Arg::new("interval")
+                        .long("interval")
+                        .value_name("SECONDS")
+                        .value_parser(clap::value_parser!(u64).range(1..))
+                        .help("Seconds between sync rounds (the configuration's when absent)"),
+                )
+                .arg(
+                    Arg::new("delivery-interval")
+                        .long("delivery-interval")
+                        .value_name("SECONDS")
+                        .default_value("5")
+                        .value_parser(clap::value_parser!(u64).range(1..))
+                        .help("Seconds between deliveries of captured passwords"),
+                ),
+        )
+        .subcommand(
+            Command::new("samba-hook")
+                .about("The password hook `samba-tool user syncpasswords --script` runs: one account's LDIF on stdin"),
+        );
+    for op in OPERATIONS {
+        let mut sub = Command::new(command_name(op.name))
+            .about(op.summary)
+            .hide(true)
+            .arg(
+                Arg::new("params")
+                    .long("params")
+                    .value_name("JSON")
+                    .help("All parameters as one JSON object (or @FILE, or - for stdin)"),
+            );
+        for (field, kind, help) in fields(op) {
+            let mut arg = Arg::new(field)
+                .long(command_name(field))
+                .value_name(match kind {
+                    Kind::Text => "TEXT",
+                    Kind::Json => "JSON",
+                    Kind::List { .. } => "VALUE",
+                })
+                .help(help);
+            if matches!(kind, Kind::List { .. }) {
+                arg = arg.action(ArgAction::Append);
+            }
+            sub = sub.arg(arg);
+        }
+        cmd = cmd.subcommand(sub);
+    }
+    cmd
+}
+
+/// Reads `@FILE` and `-` (stdin); other text is the value itself.
+fn read_value(text: &str, what: &str) -> Result<String, Error> {
+    if text == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!("{what}: cannot read stdin: {e}"),
+            )
+        })?;
+        return Ok(s.strip_suffix('\n').map(str::to_string).unwrap_or(s));
+    }
+    if let Some(path) = text.strip_prefix('@') {
+        return std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!("{what}: cannot read {path}: {e}"),
+            )
+        });
+    }
+    Ok(text.to_string())
+}
+
+fn json_value(text: &str, what: &str) -> Result<Value, Error> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::new(
+            ErrorCode::MalformedJson,
+            format!("{what} is not JSON ({e}); quote text as JSON or pass @FILE"),
+        )
+    })
+}
+
+/// The parameters object of `op` from the subcommand's options, as JSON text.
+pub(crate) fn params(op: &OperationInfo, m: &ArgMatches) -> Result<String, Error> {
+    let mut out: BTreeMap<String, Value> = BTreeMap::new();
+    if let Some(all) = m.get_one::<String>("params") {
+        let text = read_value(all, "--params")?;
+        match json_value(&text, "--params")? {
+            Value::Object(o) => out.extend(o),
+            Value::Null => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    "--params is a JSON object of the operation's parameters",
+                ));
+            }
+        }
+    }
+    for (field, kind, _) in fields(op) {
+        let what = format!("--{}", command_name(field));
+        let Some(values) = m.get_many::<String>(field) else {
+            continue;
+        };
+        let values: Vec<&String> = values.collect();
+        let value = match kind {
+            Kind::Text => Value::String(read_value(values[0], &what)?),
+            Kind::Json => json_value(&read_value(values[0], &what)?, &what)?,
+            Kind::List { items_text } => {
+                if values.len() == 1 && values[0].trim_start().starts_with('[') {
+                    json_value(values[0], &what)?
+                } else if values.len() == 1 && values[0].starts_with('@') {
+                    json_value(&read_value(values[0], &what)?, &what)?
+                } else {
+                    let mut items = Vec::new();
+                    for v in values {
+                        // A comma-separated list is a list too: --users ann,ben.
+                        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                            items.push(if items_text {
+                                Value::String(part.to_string())
+                            } else {
+                                json_value(part, &what)?
+                            });
+                        }
+                    }
+                    Value::Array(items)
+                }
+            }
+        };
+        out.insert(field.to_string(), value);
+    }
+    serde_json::to_string(&out).map_err(|e| Error::internal(format!("writing the parameters: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_of_the_table_is_a_command_listed_under_one_task() {
+        let cmd = command();
+        let help = cmd.clone().render_long_help().to_string();
+        for op in OPERATIONS {
+            let name = command_name(op.name);
+            assert!(
+                cmd.find_subcommand(&name).is_some(),
+                "the table's `{}` is not a command",
+                op.name
+            );
+            let listed = TASKS
+                .iter()
+                .filter(|(_, ops)| ops.contains(&op.name))
+                .count();
+            assert_eq!(listed, 1, "`{}` is under {listed} tasks in TASKS", op.name);
+            assert!(help.contains(&name), "--help does not list {name}");
+            let sub = cmd.find_subcommand(&name).unwrap_or_else(|| unreachable!());
+            for f in op.fields() {
+                assert!(
+                    sub.get_arguments().any(|a| a.get_id() == *f),
+                    "{name} has no option for its field `{f}`"
+                );
+            }
+        }
+        for (_, ops) in TASKS {
+            for op in *ops {
+                assert!(
+                    operation(&command_name(op)).is_some(),
+                    "TASKS names `{op}`, not in the table"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn options_become_the_parameters_by_their_types() {
+        let cmd = command();
+        let m = cmd
+            .try_get_matches_from([
+                "o365-essentials",
+                "plan-bulk-create",
+                "--users",
+                "ann,ben",
+                "--users",
+                "cy",
+                "--usage-location",
+                "GB",
+                "--allow-soft-match",
+                "true",
+                "--licences",
+                r#"{"sku_id": "5b631642-bd26-49fe-bd20-1daaa972ef80"}"#,
+            ])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_, sub) = m.subcommand().unwrap_or_else(|| unreachable!());
+        let info = operation("plan-bulk-create").unwrap_or_else(|| unreachable!());
+        let v: Value = serde_json::from_str(&params(info, sub).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["users"], serde_json::json!(["ann", "ben", "cy"]));
+        assert_eq!(v["usage_location"], "GB");
+        assert_eq!(v["allow_soft_match"], true);
+        assert_eq!(
+            v["licences"][0]["sku_id"],
+            "5b631642-bd26-49fe-bd20-1daaa972ef80"
+        );
+        // A device id that looks like a number stays text.
+        let m = command()
+            .try_get_matches_from(["o365-essentials", "wipe-status", "--device-id", "12345"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_, sub) = m.subcommand().unwrap_or_else(|| unreachable!());
+        let info = operation("wipe-status").unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            params(info, sub).unwrap_or_else(|e| panic!("{e}")),
+            r#"{"device_id":"12345"}"#
+        );
+    }
+}

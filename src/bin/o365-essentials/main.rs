@@ -1,0 +1,161 @@
+//! `o365-essentials`: the command line and the service of a server — every operation of
+//! the engine's table as a subcommand, `serve` (the sync loop and password delivery under
+//! systemd), `samba-hook` (the password hook `samba-tool user syncpasswords --script`
+//! runs) and `init` (a commented starting configuration).
+//!
+//! The program is a thin front door: the subcommands, their options and their types are
+//! read from the table (`ops::OPERATIONS`, the parameters' JSON Schema); each runs
+//! `Integration::call_json`.
+
+// Printing results, errors and logs is what a command line is for.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod args;
+mod output;
+mod service;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use o365_essentials::engine::{CancelToken, Control, Integration};
+use o365_essentials::{Error, ErrorCode, ErrorFamily};
+
+/// The exit code of an error: one per family, so scripts can branch on it.
+pub(crate) fn exit_code(e: &Error) -> u8 {
+    if e.code() == ErrorCode::Cancelled {
+        return 130;
+    }
+    match e.code().family() {
+        ErrorFamily::Input => 2,
+        ErrorFamily::Auth => 3,
+        ErrorFamily::Object => 4,
+        ErrorFamily::Service => 5,
+        ErrorFamily::Policy => 6,
+        ErrorFamily::Store => 7,
+        ErrorFamily::Engine => 8,
+        ErrorFamily::Dns => 9,
+        ErrorFamily::Operation => 10,
+    }
+}
+
+/// The name under which the program is the Samba hook (a link to it): samba-tool runs
+/// its `--script` without arguments, the configuration comes from
+/// `O365_ESSENTIALS_CONFIG`.
+const HOOK_NAME: &str = "o365-essentials-samba-hook";
+
+fn main() -> ExitCode {
+    let called = std::env::args_os().next().unwrap_or_default();
+    let as_hook =
+        std::path::Path::new(&called).file_name() == Some(std::ffi::OsStr::new(HOOK_NAME));
+    let parsed = if as_hook {
+        args::command().try_get_matches_from(["o365-essentials", "samba-hook"])
+    } else {
+        args::command().try_get_matches()
+    };
+    let matches = match parsed {
+        Ok(m) => m,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let json = matches.get_flag("json");
+    let result = run(&matches, json);
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            output::error(&e, json);
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("o365-essentials")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))
+}
+
+fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
+    let (name, sub) = matches
+        .subcommand()
+        .ok_or_else(|| Error::new(ErrorCode::InvalidInput, "no command; see --help"))?;
+    match name {
+        "init" => service::init(sub),
+        "operations" => {
+            output::operations(json);
+            Ok(0)
+        }
+        "samba-hook" => Ok(service::samba_hook(matches)),
+        "serve" => {
+            let config = service::load_config(matches)?;
+            let rt = runtime()?;
+            let _guard = rt.enter();
+            let integration = Arc::new(Integration::open(config)?);
+            rt.block_on(service::serve(integration, sub))
+        }
+        op => {
+            let info = args::operation(op).ok_or_else(|| {
+                Error::new(ErrorCode::UnknownOperation, format!("no command `{op}`"))
+            })?;
+            let params = args::params(info, sub)?;
+            let config = service::load_config(matches)?;
+            let rt = runtime()?;
+            let integration = {
+                let _guard = rt.enter();
+                Integration::open(config)?
+            };
+            let lease_wait = matches.get_one::<u64>("lease-wait").copied();
+            rt.block_on(call(&integration, info, &params, lease_wait, json))
+        }
+    }
+}
+
+async fn call(
+    integration: &Integration,
+    info: &o365_essentials::ops::OperationInfo,
+    params: &str,
+    lease_wait: Option<u64>,
+    json: bool,
+) -> Result<u8, Error> {
+    let cancel = CancelToken::new();
+    let progress = info.long_running && !json && std::io::stderr().is_terminal();
+    let bar = Arc::new(output::ProgressBar::new(progress));
+    let mut ctl = if info.long_running {
+        let bar = bar.clone();
+        Control::with_observer(
+            cancel.clone(),
+            Arc::new(move |e: &o365_essentials::engine::Event| bar.event(e)),
+        )?
+    } else {
+        Control::with_cancel(cancel.clone())
+    };
+    if let Some(secs) = lease_wait {
+        ctl = ctl.with_lease_wait(std::time::Duration::from_secs(secs));
+    }
+    // Ctrl-C stops long work at its next item boundary; a second one ends the program.
+    let watcher = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nstopping at the next item boundary (Ctrl-C again to quit at once)");
+                cancel.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+    let outcome = integration.call_json(info.name, params, &ctl).await;
+    drop(ctl);
+    watcher.abort();
+    bar.finish();
+    let text = outcome?;
+    output::result(info, &text, json);
+    Ok(0)
+}
