@@ -469,12 +469,34 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
             "store": tmp.path().join("state.db"),
             "results_folder": tmp.path(),
             "usage_location": "GB",
-            "password_capture": {"gnupg_home": samba.capture_gnupg, "key_id": samba.key_id}
+            "password_capture": {"gnupg_home": samba.capture_gnupg, "key_id": samba.key_id,
+                "samba_gnupg_home": samba.samba_gnupg, "smb_conf": samba.dir.join("etc/smb.conf")}
         })
         .to_string(),
     )
     .unwrap();
     ok(&run(&config, &["integrate"]).await);
+    // The requirements check sees the capture set up: the key in smb.conf, its public
+    // half in Samba's keyring, its private half in ours; syncpasswords not running yet.
+    let report: Value =
+        serde_json::from_str(&ok(&run(&config, &["--json", "requirements"]).await)).unwrap();
+    let status = |id: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("no check {id}: {report}"))
+    };
+    assert_eq!(status("samba_capture_key_configured"), "pass", "{report}");
+    assert_eq!(
+        status("samba_capture_key_in_samba_keyring"),
+        "pass",
+        "{report}"
+    );
+    assert_eq!(status("capture_private_key"), "pass", "{report}");
+    assert_eq!(status("samba_syncpasswords_running"), "warn", "{report}");
     let guid = ann.guid.to_string();
     let plan = ok(&run(&config, &["--json", "plan-bulk-create", "--users", &guid]).await);
     let plan_file = tmp.path().join("plan.json");

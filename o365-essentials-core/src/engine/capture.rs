@@ -345,6 +345,155 @@ impl Integration {
     }
 }
 
+async fn run_tool(program: &std::path::Path, args: &[&std::ffi::OsStr]) -> Option<(bool, String)> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .ok()?;
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Some((out.status.success(), text))
+}
+
+/// The checks of password capture on a Samba DC: smb.conf names the key, Samba's keyring
+/// has its public half (without it every password set on the DC fails), the
+/// integration's keyring has its private half, and `samba-tool user syncpasswords` runs.
+pub(crate) async fn requirement_checks(s: &CaptureSettings) -> Vec<crate::model::RequirementCheck> {
+    use crate::model::{CheckStatus, RequirementCheck};
+    let check = |id: &str, title: &str, status, detail: String, remedy: &str| RequirementCheck {
+        id: id.into(),
+        title: title.into(),
+        status,
+        detail,
+        remedy: if status == CheckStatus::Pass {
+            String::new()
+        } else {
+            remedy.into()
+        },
+    };
+    let gpg = s.gpg.clone().unwrap_or_else(|| PathBuf::from("gpg"));
+    let smb_conf = s
+        .smb_conf
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/samba/smb.conf"));
+    let mut out = Vec::new();
+    let configured = run_tool(
+        std::path::Path::new("testparm"),
+        &[
+            "-s".as_ref(),
+            "--parameter-name=password hash gpg key ids".as_ref(),
+            smb_conf.as_os_str(),
+        ],
+    )
+    .await;
+    let key = s.key_id.clone().unwrap_or_default().to_ascii_uppercase();
+    out.push(match configured {
+        Some((true, text)) => {
+            let listed = text.lines().next().unwrap_or("").trim().to_ascii_uppercase();
+            let ok = !listed.is_empty() && (key.is_empty() || listed.contains(&key));
+            check(
+                "samba_capture_key_configured",
+                "Samba encrypts password changes to the capture key",
+                if ok { CheckStatus::Pass } else { CheckStatus::Fail },
+                if listed.is_empty() {
+                    format!("{} sets no `password hash gpg key ids`", smb_conf.display())
+                } else {
+                    format!("password hash gpg key ids = {listed}")
+                },
+                "Add `password hash gpg key ids = <fingerprint>` to smb.conf's [global] and restart samba (docs/SAMBA-SERVER.md).",
+            )
+        }
+        other => check(
+            "samba_capture_key_configured",
+            "Samba encrypts password changes to the capture key",
+            CheckStatus::Fail,
+            format!(
+                "testparm could not read {}: {}",
+                smb_conf.display(),
+                other.map(|(_, t)| t.lines().next().unwrap_or("").to_string()).unwrap_or_else(|| "testparm is not installed".into())
+            ),
+            "Install Samba's tools (testparm) and point password_capture.smb_conf at the DC's smb.conf.",
+        ),
+    });
+    let samba_home = s
+        .samba_gnupg_home
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/root/.gnupg"));
+    for (id, title, home, secret, remedy) in [
+        (
+            "samba_capture_key_in_samba_keyring",
+            "Samba's keyring has the capture key's public half",
+            &samba_home,
+            false,
+            "Import the public key into Samba's GnuPG home; while it is missing every password set on the DC fails.",
+        ),
+        (
+            "capture_private_key",
+            "The integration's keyring can decrypt captured passwords",
+            &s.gnupg_home,
+            true,
+            "Put the private key of the capture key into password_capture.gnupg_home (0700, only the integration reads it).",
+        ),
+    ] {
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["--batch".as_ref(), "--homedir".as_ref(), home.as_os_str()];
+        args.push(if secret {
+            "--list-secret-keys".as_ref()
+        } else {
+            "--list-keys".as_ref()
+        });
+        if !key.is_empty() {
+            args.push(key.as_ref());
+        }
+        let found = run_tool(&gpg, &args).await;
+        let ok = matches!(&found, Some((true, t)) if !t.trim().is_empty());
+        out.push(check(
+            id,
+            title,
+            if ok {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::Fail
+            },
+            if ok {
+                format!(
+                    "{} holds the key {}",
+                    home.display(),
+                    if key.is_empty() { "(any)" } else { &key }
+                )
+            } else {
+                format!(
+                    "{} does not hold the key {}",
+                    home.display(),
+                    if key.is_empty() { "(any)" } else { &key }
+                )
+            },
+            remedy,
+        ));
+    }
+    let running = run_tool(
+        std::path::Path::new("pgrep"),
+        &["-f".as_ref(), "samba-tool user syncpasswords".as_ref()],
+    )
+    .await;
+    let running = matches!(running, Some((true, _)));
+    out.push(check(
+        "samba_syncpasswords_running",
+        "samba-tool user syncpasswords runs",
+        if running { CheckStatus::Pass } else { CheckStatus::Warn },
+        if running {
+            "the syncpasswords loop is running".into()
+        } else {
+            "no `samba-tool user syncpasswords` process: changed passwords wait until it runs".into()
+        },
+        "Enable the syncpasswords service: systemctl enable --now o365-essentials-syncpasswords.service (docs/SAMBA-SERVER.md).",
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -702,6 +702,9 @@ impl Integration {
                 "Enter the registered domain, such as contoso.com.",
             ));
         }
+        if let Some(capture) = &self.settings.capture {
+            checks.extend(capture::requirement_checks(capture).await);
+        }
         RequirementsReport { checks }
     }
 
