@@ -498,4 +498,88 @@ mod tests {
             r#"{"device_id":"12345"}"#
         );
     }
+
+    #[test]
+    fn the_systemd_units_run_commands_this_program_has() {
+        let units = [
+            include_str!("../../../packaging/systemd/o365-essentials.service"),
+            include_str!("../../../packaging/systemd/o365-essentials@.service"),
+            include_str!("../../../packaging/systemd/o365-essentials-syncpasswords.service"),
+        ];
+        for unit in units {
+            let exec = unit
+                .lines()
+                .find_map(|l| l.strip_prefix("ExecStart="))
+                .unwrap_or_else(|| panic!("no ExecStart in {unit}"));
+            let words: Vec<&str> = exec.split_whitespace().collect();
+            if words[0] == "/usr/bin/o365-essentials" {
+                command()
+                    .try_get_matches_from(words.iter().map(|w| w.replace("/usr/bin/", "")))
+                    .unwrap_or_else(|e| panic!("{exec}: {e}"));
+            } else {
+                assert_eq!(words[0], "/usr/bin/samba-tool", "{exec}");
+                assert!(unit.contains(&format!(
+                    "--script=/usr/libexec/o365-essentials/{}",
+                    crate::HOOK_NAME
+                )));
+            }
+            assert!(
+                unit.contains("Environment=O365_ESSENTIALS_CONFIG=/etc/o365-essentials/"),
+                "{unit}"
+            );
+        }
+    }
+
+    /// The command reference in the repository is this program's (bless with
+    /// `O365_BLESS=1 cargo test --bin o365-essentials`).
+    #[test]
+    fn the_command_reference_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/COMMAND-LINE.md");
+        let want = reference();
+        if std::env::var_os("O365_BLESS").is_some() {
+            std::fs::write(path, &want).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/COMMAND-LINE.md is stale: O365_BLESS=1 cargo test --bin o365-essentials"
+        );
+    }
+}
+
+/// The command reference (docs/COMMAND-LINE.md), from the command line itself.
+#[cfg(test)]
+fn reference() -> String {
+    let mut s = String::from(include_str!("reference-head.md"));
+    for (task, ops) in TASKS {
+        s.push_str(&format!("\n## {task}\n"));
+        for op in *ops {
+            let Some(info) = operation(&command_name(op)) else {
+                continue;
+            };
+            s.push_str(&format!(
+                "\n### `o365-essentials {}`\n\n{}",
+                command_name(op),
+                info.summary
+            ));
+            if info.long_running {
+                s.push_str(" Long work: a progress bar on a terminal; Ctrl-C stops it at an item boundary.");
+            }
+            s.push('\n');
+            let fields = fields(info);
+            if !fields.is_empty() {
+                s.push('\n');
+                for (f, kind, help) in fields {
+                    let how = match kind {
+                        Kind::Text => "text",
+                        Kind::Json => "JSON",
+                        Kind::List { items_text: true } => "list (repeat or comma-separate)",
+                        Kind::List { items_text: false } => "list of JSON values",
+                    };
+                    s.push_str(&format!("* `--{}` ({how}): {help}\n", command_name(f)));
+                }
+            }
+        }
+    }
+    s
 }
