@@ -545,41 +545,40 @@ mod tests {
             "docs/COMMAND-LINE.md is stale: O365_BLESS=1 cargo test --bin o365-essentials"
         );
     }
-}
 
-/// The command reference (docs/COMMAND-LINE.md), from the command line itself.
-#[cfg(test)]
-fn reference() -> String {
-    let mut s = String::from(include_str!("reference-head.md"));
-    for (task, ops) in TASKS {
-        s.push_str(&format!("\n## {task}\n"));
-        for op in *ops {
-            let Some(info) = operation(&command_name(op)) else {
-                continue;
-            };
-            s.push_str(&format!(
-                "\n### `o365-essentials {}`\n\n{}",
-                command_name(op),
-                info.summary
-            ));
-            if info.long_running {
-                s.push_str(" Long work: a progress bar on a terminal; Ctrl-C stops it at an item boundary.");
-            }
-            s.push('\n');
-            let fields = fields(info);
-            if !fields.is_empty() {
+    /// The command reference (docs/COMMAND-LINE.md), from the command line itself.
+    fn reference() -> String {
+        let mut s = String::from(include_str!("reference-head.md"));
+        for (task, ops) in TASKS {
+            s.push_str(&format!("\n## {task}\n"));
+            for op in *ops {
+                let Some(info) = operation(&command_name(op)) else {
+                    continue;
+                };
+                s.push_str(&format!(
+                    "\n### `o365-essentials {}`\n\n{}",
+                    command_name(op),
+                    info.summary
+                ));
+                if info.long_running {
+                    s.push_str(" Long work: a progress bar on a terminal; Ctrl-C stops it at an item boundary.");
+                }
                 s.push('\n');
-                for (f, kind, help) in fields {
-                    let how = match kind {
-                        Kind::Text => "text",
-                        Kind::Json => "JSON",
-                        Kind::List { items_text: true } => "list (repeat or comma-separate)",
-                        Kind::List { items_text: false } => "list of JSON values",
-                    };
-                    s.push_str(&format!("* `--{}` ({how}): {help}\n", command_name(f)));
+                let fields = fields(info);
+                if !fields.is_empty() {
+                    s.push('\n');
+                    for (f, kind, help) in fields {
+                        let how = match kind {
+                            Kind::Text => "text",
+                            Kind::Json => "JSON",
+                            Kind::List { items_text: true } => "list (repeat or comma-separate)",
+                            Kind::List { items_text: false } => "list of JSON values",
+                        };
+                        s.push_str(&format!("* `--{}` ({how}): {help}\n", command_name(f)));
+                    }
                 }
             }
         }
+        s
     }
-    s
 }
