@@ -501,11 +501,21 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
     let plan = ok(&run(&config, &["--json", "plan-bulk-create", "--users", &guid]).await);
     let plan_file = tmp.path().join("plan.json");
     std::fs::write(&plan_file, plan).unwrap();
-    ok(&run(
+    let applied: Value = serde_json::from_str(&ok(&run(
         &config,
-        &["apply-plan", "--plan", &format!("@{}", plan_file.display())],
+        &[
+            "--json",
+            "apply-plan",
+            "--plan",
+            &format!("@{}", plan_file.display()),
+        ],
     )
-    .await);
+    .await))
+    .unwrap();
+    assert_eq!(
+        applied["items"][0]["password"], "random",
+        "nothing captured yet: a random initial password"
+    );
     let upn = "hook.ann@contoso.onmicrosoft.com";
 
     // samba-tool runs the hook by its name: the program linked as o365-essentials-samba-hook.
@@ -658,10 +668,63 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
     syncpasswords(samba, &cache, &config).await;
     assert_eq!(deliver(&config).await, 0);
 
+    // Same password from day one: a user without an online account changes their
+    // password; it is kept (encrypted), and the account a bulk create makes gets it.
+    let dee_password = "Orchard-Gate-3357!";
+    let dee = dir
+        .create_user(
+            &NewLocalUser {
+                sam_account_name: "hook.dee".into(),
+                user_principal_name: "hook.dee@essentials.test".into(),
+                display_name: "Hook Dee".into(),
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from(dee_password),
+        )
+        .await
+        .unwrap();
+    syncpasswords(samba, &cache, &config).await;
+    assert_eq!(
+        deliver(&config).await,
+        0,
+        "nothing to deliver: dee has no account"
+    );
+    let guid = dee.guid.to_string();
+    let plan = ok(&run(&config, &["--json", "plan-bulk-create", "--users", &guid]).await);
+    std::fs::write(&plan_file, plan).unwrap();
+    let applied: Value = serde_json::from_str(&ok(&run(
+        &config,
+        &[
+            "--json",
+            "apply-plan",
+            "--plan",
+            &format!("@{}", plan_file.display()),
+        ],
+    )
+    .await))
+    .unwrap();
+    assert_eq!(applied["items"][0]["outcome"], "succeeded", "{applied}");
+    assert_eq!(applied["items"][0]["password"], "current", "{applied}");
+    assert!(online_password_is(&emu, "hook.dee@contoso.onmicrosoft.com", dee_password).await);
+    let csv = walk(tmp.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    assert!(csv.contains(",current") && csv.contains(",random"), "{csv}");
+
     // No cleartext anywhere the integration writes: store, WAL, journal, results.
     for entry in walk(tmp.path()) {
         let bytes = std::fs::read(&entry).unwrap();
-        for p in [first, reset, own, cy_password, while_held, later] {
+        for p in [
+            first,
+            reset,
+            own,
+            cy_password,
+            while_held,
+            later,
+            dee_password,
+        ] {
             assert!(
                 !bytes.windows(p.len()).any(|w| w == p.as_bytes()),
                 "{p} is in {}",

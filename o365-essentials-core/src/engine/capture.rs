@@ -186,8 +186,12 @@ pub enum CaptureOutcome {
     Deleted,
     /// The account came without a password (set before the key was active, or none).
     NoPassword,
-    /// The local user has no online account: nothing to send.
+    /// The local user has no online account and is not one a bulk create makes an
+    /// account for (a system account): nothing to send.
     NotLinked,
+    /// The local user has no online account yet: the password is kept (encrypted) for
+    /// the account a bulk create makes, so it starts with the user's current password.
+    Kept,
     /// The integration is disabled: nothing propagates (the change is not sent later).
     Disabled,
 }
@@ -241,8 +245,13 @@ impl Integration {
         if status.as_ref().is_some_and(|s| !s.enabled) {
             return Ok(report(CaptureOutcome::Disabled));
         }
-        if self.store.link_by_local(entry.guid)?.is_none() {
-            return Ok(report(CaptureOutcome::NotLinked));
+        let linked = self.store.link_by_local(entry.guid)?.is_some();
+        if !linked {
+            // Kept for a bulk create only for users one could make an account for.
+            let user = self.dir.user(entry.guid).await.ok();
+            if user.is_none_or(|u| u.critical_system_object) {
+                return Ok(report(CaptureOutcome::NotLinked));
+            }
         }
         if let Some(v) = entry.key_version {
             let seen: Option<u64> = self.store.setting(&version_key(entry.guid))?;
@@ -255,14 +264,16 @@ impl Integration {
             (None, Some(armored)) => self.decrypt_samba_gpg(armored).await?,
             (None, None) => return Ok(report(CaptureOutcome::NoPassword)),
         };
-        let queued = self.password_changed(entry.guid, &password)?;
-        if !queued {
-            return Ok(report(CaptureOutcome::NotLinked));
-        }
+        let outcome = if linked && self.password_changed(entry.guid, &password)? {
+            CaptureOutcome::Queued
+        } else {
+            self.keep_password(entry.guid, &password)?;
+            CaptureOutcome::Kept
+        };
         if let Some(v) = entry.key_version {
             self.store.set_setting(&version_key(entry.guid), &v)?;
         }
-        Ok(report(CaptureOutcome::Queued))
+        Ok(report(outcome))
     }
 
     async fn decrypt_samba_gpg(&self, armored: &SecretString) -> Result<SecretString> {

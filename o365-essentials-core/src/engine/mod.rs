@@ -237,6 +237,7 @@ fn not_started(action: &PlanAction, reason: Option<crate::model::PlanReason>) ->
         _ => (String::new(), None),
     };
     ItemResult {
+        password: None,
         local_user,
         local_guid: action.local_guid(),
         requested_upn: upn,
@@ -1108,6 +1109,7 @@ impl Integration {
 
     async fn apply_item(&self, run: Uuid, action: &PlanAction) -> Result<ItemResult> {
         let base = |local: &LocalVersion, upn: Option<&str>, action: ItemAction| ItemResult {
+            password: None,
             local_user: local.sam_account_name.clone(),
             local_guid: local.guid,
             requested_upn: upn.map(str::to_string),
@@ -1165,17 +1167,42 @@ impl Integration {
                     given_name: current.as_ref().and_then(|u| u.given_name.clone()),
                     surname: current.as_ref().and_then(|u| u.surname.clone()),
                 };
-                let created = match self
-                    .tenant()
-                    .create_account(&new, &initial_password())
-                    .await
-                {
+                // The user's current password when it was captured before the account
+                // existed; else a random one. The tenant refusing the current one (its
+                // own policy) is a refusal before anything was made: a random one then.
+                let kept = self.kept_password(local.guid).ok().flatten();
+                let mut source = if kept.is_some() {
+                    crate::model::PasswordSource::Current
+                } else {
+                    crate::model::PasswordSource::Random
+                };
+                let first = match &kept {
+                    Some(p) => self.tenant().create_account(&new, p).await,
+                    None => {
+                        self.tenant()
+                            .create_account(&new, &initial_password())
+                            .await
+                    }
+                };
+                let first = match first {
+                    Err(e) if kept.is_some() && e.code() == ErrorCode::PasswordPolicy => {
+                        source = crate::model::PasswordSource::Random;
+                        self.tenant()
+                            .create_account(&new, &initial_password())
+                            .await
+                    }
+                    other => other,
+                };
+                let created = match first {
                     Ok(a) => a,
                     Err(e) => {
                         self.store.journal_failed(entry, &e)?;
                         return Ok(fail(r, &e, Outcome::Failed));
                     }
                 };
+                if kept.is_some() {
+                    self.forget_kept_password(local.guid)?;
+                }
                 self.store.put_link(&Link {
                     local_guid: local.guid,
                     online_id: created.id.clone(),
@@ -1187,6 +1214,7 @@ impl Integration {
                 })?;
                 let mut r = r;
                 r.online_id = Some(created.id.clone());
+                r.password = Some(source);
                 if !licences.is_empty()
                     && let Err(e) = self
                         .tenant()

@@ -157,6 +157,17 @@ pub struct PasswordDelivery {
     pub state: PasswordSyncState,
 }
 
+/// A captured password kept for a user without an online account, sealed.
+#[derive(Serialize, Deserialize)]
+struct KeptPassword {
+    nonce: String,
+    ciphertext: String,
+}
+
+fn kept_key(local: ObjectGuid) -> String {
+    format!("capture.kept.{local}")
+}
+
 fn permanent(code: ErrorCode) -> bool {
     matches!(
         code,
@@ -208,6 +219,46 @@ impl Integration {
         let (nonce, ciphertext) = key.seal(local, password)?;
         self.store.enqueue_password(local, &nonce, &ciphertext)?;
         Ok(true)
+    }
+
+    /// Keeps a captured password for a local user who has no online account yet,
+    /// encrypted like the queue, so that the account a bulk create makes for them gets it
+    /// (the newest replaces an older one).
+    pub(super) fn keep_password(&self, local: ObjectGuid, password: &SecretString) -> Result<()> {
+        use base64::Engine as _;
+        let (nonce, ciphertext) = self.key()?.seal(local, password)?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        // Sealed with the key held outside the store: not a secret in the clear.
+        self.store.set_setting(
+            &kept_key(local),
+            &KeptPassword {
+                nonce: b64.encode(nonce),
+                ciphertext: b64.encode(ciphertext),
+            },
+        )
+    }
+
+    /// The password kept for `local` by [`Integration::keep_password`], if any (one the
+    /// key cannot open counts as none: the account then gets a random one).
+    pub(super) fn kept_password(&self, local: ObjectGuid) -> Result<Option<SecretString>> {
+        use base64::Engine as _;
+        let Some(kept) = self.store.setting::<KeptPassword>(&kept_key(local))? else {
+            return Ok(None);
+        };
+        let Ok(key) = self.key() else {
+            return Ok(None);
+        };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (Ok(nonce), Ok(ciphertext)) = (b64.decode(&kept.nonce), b64.decode(&kept.ciphertext))
+        else {
+            return Ok(None);
+        };
+        Ok(key.open(local, &nonce, &ciphertext).ok())
+    }
+
+    /// Forgets the password kept for `local` (its online account has it now).
+    pub(super) fn forget_kept_password(&self, local: ObjectGuid) -> Result<()> {
+        self.store.remove_setting(&kept_key(local))
     }
 
     /// Delivers queued passwords. A transient failure (outage, throttling) leaves the rest

@@ -20,9 +20,9 @@ pub use identity::{
     NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, uac,
 };
 pub use plan::{
-    CheckStatus, ItemAction, ItemResult, LocalVersion, Outcome, Plan, PlanAction, PlanItem,
-    PlanReason, Progress, RequirementCheck, RequirementsReport, RunKind, RunResults, SkipReason,
-    SkippedUser,
+    CheckStatus, ItemAction, ItemResult, LocalVersion, Outcome, PasswordSource, Plan, PlanAction,
+    PlanItem, PlanReason, Progress, RequirementCheck, RequirementsReport, RunKind, RunResults,
+    SkipReason, SkippedUser,
 };
 pub use sharepoint::{Library, NewLibrary, RevokeOutcome, SiteGroup, SiteRole, TeamSite};
 pub use tenant::{

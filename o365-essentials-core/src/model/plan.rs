@@ -389,6 +389,21 @@ pub struct ItemResult {
     /// The online account concerned, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online_id: Option<OnlineAccountId>,
+    /// For an account created: whether it got the user's current password (captured on
+    /// the DC before the account existed) or a random initial one, which the user's next
+    /// password change replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordSource>,
+}
+
+/// Where a new online account's first password came from.
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordSource {
+    /// The user's current local password: they sign in with it from day one.
+    Current,
+    /// A random initial password: the user's next password change replaces it.
+    Random,
 }
 
 /// What a run did: per item results and totals.

@@ -62,6 +62,7 @@ __all__ = [
     "Outcome",
     "PasswordDelivery",
     "PasswordProblem",
+    "PasswordSource",
     "PasswordSyncState",
     "Plan",
     "PlanItem",
@@ -605,6 +606,14 @@ class ErrorCode(Choice):
     FORKED_PROCESS = "forked_process"
 
 
+class PasswordSource(Choice):
+    """Where a new online account's first password came from."""
+    #: The user's current local password: they sign in with it from day one.
+    CURRENT = "current"
+    #: A random initial password: the user's next password change replaces it.
+    RANDOM = "random"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ItemResult(Result):
     """The result of one item of a run — one row of the results file."""
@@ -628,6 +637,11 @@ class ItemResult(Result):
     """What to do next."""
     online_id: Optional[OnlineAccountId] = dataclasses.field(default=None)
     """The online account concerned, if known."""
+    password: Optional[PasswordSource] = dataclasses.field(default=None)
+    """For an account created: whether it got the user's current password (captured on
+    the DC before the account existed) or a random initial one, which the user's next
+    password change replaces.
+    """
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -983,8 +997,10 @@ class CaptureOutcome(Choice):
     DELETED = "deleted"
     #: The account came without a password (set before the key was active, or none).
     NO_PASSWORD = "no_password"
-    #: The local user has no online account: nothing to send.
+    #: The local user has no online account and is not one a bulk create makes an
     NOT_LINKED = "not_linked"
+    #: The local user has no online account yet: the password is kept (encrypted) for
+    KEPT = "kept"
     #: The integration is disabled: nothing propagates (the change is not sent later).
     DISABLED = "disabled"
 

@@ -272,7 +272,10 @@ pub(crate) fn samba_hook(matches: &ArgMatches) -> u8 {
                 CaptureOutcome::Repeated => "already queued (same password version)",
                 CaptureOutcome::Deleted => "deleted: nothing to send",
                 CaptureOutcome::NoPassword => "no password in the change",
-                CaptureOutcome::NotLinked => "no online account: nothing to send",
+                CaptureOutcome::NotLinked => "a system account: nothing to send",
+                CaptureOutcome::Kept => {
+                    "no online account yet: kept for the account a bulk create makes"
+                }
                 CaptureOutcome::Disabled => "integration disabled: not sent",
             };
             let version = r
