@@ -746,3 +746,95 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The Debian package's program as installed (scripts/test builds the package with
+/// scripts/build-deb and installs it with dpkg before this suite): its version, the hook
+/// under its name, and its requirements check against the DC and the emulator.
+#[tokio::test]
+async fn the_installed_package_checks_the_dc_and_the_tenant() {
+    let installed = Path::new("/usr/bin/o365-essentials");
+    assert!(
+        installed.exists(),
+        "the package is not installed: scripts/test builds it (scripts/build-deb) and installs it \
+         (dpkg -i build/deb/o365-essentials_*.deb) before the Rust tests"
+    );
+    let version = text(
+        &Command::new(installed)
+            .arg("--version")
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert_eq!(
+        version.trim(),
+        format!("o365-essentials {}", o365_essentials::VERSION)
+    );
+    let samba = crate::samba::shared();
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ldap = samba.config();
+    let i = emu.info();
+    let config = tmp.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
+                "password": crate::samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
+                "host_name": ldap.host_name}},
+            "tenant": {"tenant_id": i.tenant_id, "client_id": i.client_id,
+                "credential": {"kind": "secret", "secret": i.client_secret},
+                "login_url": i.login_url, "graph_url": i.graph_url,
+                "exchange_url": i.exchange_url, "sharepoint_url": i.sharepoint_url},
+            "store": tmp.path().join("state.db"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut c = Command::new(installed);
+    c.arg("--config")
+        .arg(&config)
+        .args(["--json", "requirements"]);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+    for id in [
+        "single_domain_controller",
+        "tenant_reachable",
+        "graph_licences",
+    ] {
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}: {report}"));
+        assert_eq!(check["status"], "pass", "{check}");
+    }
+    // The hook, as samba-tool runs it: by its name, no arguments, the LDIF on stdin.
+    let mut hook = Command::new("/usr/libexec/o365-essentials/o365-essentials-samba-hook");
+    hook.env("O365_ESSENTIALS_CONFIG", &config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = hook.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nisDeleted: TRUE\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("DONE-EXIT: "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(out.stderr.is_empty(), "nothing on stderr");
+}
