@@ -14,6 +14,8 @@ pub mod engine;
 pub mod error;
 pub mod exchange;
 pub mod frontdoor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod json;
 pub mod ldap;

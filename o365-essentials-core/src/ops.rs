@@ -508,6 +508,33 @@ macro_rules! operations {
             }, )*
         ];
 
+        /// Reads the parameters of the operation `name` from JSON text without running
+        /// it: what a front door (or a fuzzer) checks before a call.
+        ///
+        /// # Errors
+        /// [`ErrorCode::UnknownOperation`]; [`ErrorCode::MalformedJson`] or
+        /// [`ErrorCode::InvalidInput`] as [`Integration::call_json`] would return them.
+        pub fn check_params(name: &str, params: &str) -> Result<()> {
+            let params = match params.trim() {
+                "" | "null" => "{}",
+                p => p,
+            };
+            match name {
+                $( $name => {
+                    let _: $params = crate::config::parse_strict(
+                        params,
+                        ErrorCode::InvalidInput,
+                        concat!("the parameters of `", $name, "`"),
+                    )?;
+                    Ok(())
+                } )*
+                other => Err(Error::new(
+                    ErrorCode::UnknownOperation,
+                    format!("there is no operation `{other}`; the operations are listed by OPERATIONS"),
+                )),
+            }
+        }
+
         impl Integration {
             /// Runs the operation `name` with JSON `params` (an object; `null` for none)
             /// and returns its result as JSON. Long operations take `ctl`'s

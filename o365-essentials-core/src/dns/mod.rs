@@ -5,7 +5,7 @@
 mod check;
 mod flow;
 mod health;
-mod update;
+pub(crate) mod update;
 
 pub use check::{RecordCheck, RecordStatus, check_records, merge_spf, system_resolvers};
 pub use flow::{DomainLinker, DomainProgress, DomainStage};

@@ -253,7 +253,7 @@ fn find_tsig(msg: &[u8]) -> Option<TsigRecord> {
 
 /// Checks that a response is signed with the key over the request's MAC (RFC 8945 §5.3)
 /// and was signed within its fudge of `now`.
-fn verify_response(
+pub(crate) fn verify_response(
     resp: &[u8],
     key: &TsigKey,
     request_mac: &[u8],

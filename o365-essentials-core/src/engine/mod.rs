@@ -44,7 +44,7 @@ pub use plan::{
     BulkCreateRequest, Snapshot, UserChoice, online_id_local_part, plan_bulk_create, suggest_upn,
 };
 pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
-pub use results::{failed_users, results_paths, to_csv, write_results};
+pub use results::{failed_users, failed_users_in, results_paths, to_csv, write_results};
 pub use services::Microsoft365;
 pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync};
 

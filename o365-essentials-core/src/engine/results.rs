@@ -111,12 +111,16 @@ pub fn failed_users(json_file: &Path) -> Result<Vec<ObjectGuid>> {
             format!("cannot read the results file {}: {e}", json_file.display()),
         )
     })?;
-    let r: RunResults = serde_json::from_str(&text).map_err(|e| {
-        Error::invalid_input(format!(
-            "{} is not a results file: {e}",
-            json_file.display()
-        ))
-    })?;
+    failed_users_in(&text, &json_file.display().to_string())
+}
+
+/// [`failed_users`] of a results file's text (`name` names it in errors).
+///
+/// # Errors
+/// [`ErrorCode::InvalidInput`] for text that is not a results file.
+pub fn failed_users_in(text: &str, name: &str) -> Result<Vec<ObjectGuid>> {
+    let r: RunResults = serde_json::from_str(text)
+        .map_err(|e| Error::invalid_input(format!("{name} is not a results file: {e}")))?;
     let mut out: Vec<ObjectGuid> = r
         .items
         .iter()

@@ -21,7 +21,7 @@
 //! checked before they are repeated, so nothing is created twice. Cmdlet errors keep the
 //! exception name (`…ManagementObjectNotFoundException`) as the service code.
 
-mod map;
+pub(crate) mod map;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,7 +14,7 @@
 
 mod auth;
 mod config;
-mod map;
+pub(crate) mod map;
 mod pacer;
 mod send;
 

@@ -16,7 +16,7 @@
 //! # Ok(()) }
 //! ```
 
-mod map;
+pub(crate) mod map;
 
 /// The attributes read for each user (as `ldapsearch` would be asked for them).
 pub const USER_ATTRIBUTES: &[&str] = map::USER_ATTRS;

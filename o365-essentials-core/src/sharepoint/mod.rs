@@ -20,7 +20,7 @@
 //! [`ErrorCode::CertificateRequired`]. Operations that need REST (site groups, grant,
 //! revoke, turning versioning off) check the credential before any request.
 
-mod map;
+pub(crate) mod map;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,3 @@
+#![no_main]
+// o365_essentials_core::fuzzing::results_file: see its documentation for the input's shape.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| o365_essentials_core::fuzzing::results_file(data));
