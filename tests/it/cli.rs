@@ -513,7 +513,7 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
     .await))
     .unwrap();
     assert_eq!(
-        applied["items"][0]["password"], "random",
+        applied["items"][0]["password_source"], "random",
         "nothing captured yet: a random initial password"
     );
     let upn = "hook.ann@contoso.onmicrosoft.com";
@@ -704,7 +704,10 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
     .await))
     .unwrap();
     assert_eq!(applied["items"][0]["outcome"], "succeeded", "{applied}");
-    assert_eq!(applied["items"][0]["password"], "current", "{applied}");
+    assert_eq!(
+        applied["items"][0]["password_source"], "current",
+        "{applied}"
+    );
     assert!(online_password_is(&emu, "hook.dee@contoso.onmicrosoft.com", dee_password).await);
     let csv = walk(tmp.path())
         .into_iter()

@@ -1065,7 +1065,7 @@ async fn the_requirements_check_names_each_missing_permission() {
 
 /// A front door's program that runs steps (`operation TAB params TAB code TAB holds`)
 /// on an integration opened from a JSON configuration file.
-enum StepsRunner {
+pub(crate) enum StepsRunner {
     /// `o365-essentials-ffi/tests/c/steps.c` against the C ABI's shared library.
     C,
     /// `o365-essentials-py/tests/steps.py` with the installed Python package.
@@ -1125,13 +1125,6 @@ async fn directory_steps_on_samba(prefix: &str, runner: StepsRunner) {
         .await
         .unwrap();
 
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|p| p.parent())
-        .unwrap()
-        .to_path_buf();
     let tmp = tempfile::tempdir().unwrap();
     let info = emu.info();
     let ldap = samba.config();
@@ -1209,48 +1202,7 @@ async fn directory_steps_on_samba(prefix: &str, runner: StepsRunner) {
         .collect();
     let steps_file = tmp.path().join("steps.tsv");
     std::fs::write(&steps_file, text).unwrap();
-    let mut command = match runner {
-        StepsRunner::C => {
-            // Build the C program against the library.
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let built = std::process::Command::new(&cargo)
-                .args(["build", "--quiet", "-p", "o365-essentials-ffi"])
-                .current_dir(root)
-                .status()
-                .expect("cargo runs");
-            assert!(built.success(), "the C ABI library builds");
-            let exe = tmp.path().join("steps");
-            let cc = std::process::Command::new("gcc")
-                .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-g", "-I"])
-                .arg(root.join("o365-essentials-ffi/include"))
-                .arg(root.join("o365-essentials-ffi/tests/c/steps.c"))
-                .arg("-L")
-                .arg(&target)
-                .args(["-lo365_essentials", "-o"])
-                .arg(&exe)
-                .status()
-                .expect("gcc runs (scripts/setup installs it)");
-            assert!(cc.success(), "the C program compiles");
-            let mut c = std::process::Command::new(&exe);
-            c.env("LD_LIBRARY_PATH", &target);
-            c
-        }
-        StepsRunner::Python => {
-            let python = root.join("build/venv/bin/python");
-            let found = std::process::Command::new(&python)
-                .args(["-c", "import o365_essentials"])
-                .status();
-            assert!(
-                matches!(found, Ok(s) if s.success()),
-                "{} cannot import o365_essentials: scripts/test builds the wheel and installs it \
-                 there before the Rust tests (or: scripts/setup, then maturin build and pip install)",
-                python.display()
-            );
-            let mut c = std::process::Command::new(python);
-            c.arg(root.join("o365-essentials-py/tests/steps.py"));
-            c
-        }
-    };
+    let mut command = steps_command(&runner, tmp.path());
     command.arg(&config_file).arg(&steps_file);
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
@@ -1296,4 +1248,224 @@ async fn directory_steps_on_samba(prefix: &str, runner: StepsRunner) {
         check["matches"], true,
         "the changed password is the online one"
     );
+}
+
+/// The program of a front door that runs a steps file, ready for its two arguments
+/// (the configuration file, the steps file); built in `dir` when it is the C one.
+pub(crate) fn steps_command(runner: &StepsRunner, dir: &std::path::Path) -> std::process::Command {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .to_path_buf();
+    match runner {
+        StepsRunner::C => {
+            // Build the C program against the library.
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let built = std::process::Command::new(&cargo)
+                .args(["build", "--quiet", "-p", "o365-essentials-ffi"])
+                .current_dir(root)
+                .status()
+                .expect("cargo runs");
+            assert!(built.success(), "the C ABI library builds");
+            let exe = dir.join("steps");
+            let cc = std::process::Command::new("gcc")
+                .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-g", "-I"])
+                .arg(root.join("o365-essentials-ffi/include"))
+                .arg(root.join("o365-essentials-ffi/tests/c/steps.c"))
+                .arg("-L")
+                .arg(&target)
+                .args(["-lo365_essentials", "-o"])
+                .arg(&exe)
+                .status()
+                .expect("gcc runs (scripts/setup installs it)");
+            assert!(cc.success(), "the C program compiles");
+            let mut c = std::process::Command::new(&exe);
+            c.env("LD_LIBRARY_PATH", &target);
+            c
+        }
+        StepsRunner::Python => {
+            let python = root.join("build/venv/bin/python");
+            let found = std::process::Command::new(&python)
+                .args(["-c", "import o365_essentials"])
+                .status();
+            assert!(
+                matches!(found, Ok(s) if s.success()),
+                "{} cannot import o365_essentials: scripts/test builds the wheel and installs it \
+                 there before the Rust tests (or: scripts/setup, then maturin build and pip install)",
+                python.display()
+            );
+            let mut c = std::process::Command::new(python);
+            c.arg(root.join("o365-essentials-py/tests/steps.py"));
+            c
+        }
+    }
+}
+
+/// The safety threshold through every door: users linked from C, Python and the command
+/// line, more than the threshold of them disabled on Samba, then a sync run from the
+/// same door — held, nothing applied online, reported the same way (`"held": 6`).
+#[tokio::test]
+async fn a_mass_disable_is_held_through_c_python_and_the_command_line() {
+    use o365_essentials::model::NewLocalUser;
+    use o365_essentials::ports::Tenant;
+    let samba = crate::samba::shared();
+    let dir = o365_essentials::ldap::LdapDirectory::new(samba.config()).unwrap();
+    for door in ["c", "py", "cli"] {
+        let mut users = Vec::new();
+        for n in 0..8 {
+            let name = format!("mass{door}.u{n}");
+            let u = dir
+                .create_user(
+                    &NewLocalUser {
+                        sam_account_name: name.clone(),
+                        user_principal_name: format!("{name}@essentials.test"),
+                        display_name: format!("Mass {door} {n}"),
+                        ..Default::default()
+                    },
+                    &o365_essentials::SecretString::from("Zebra-Sync-2026!"),
+                )
+                .await
+                .unwrap();
+            users.push(u);
+        }
+        let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let info = emu.info();
+        let ldap = samba.config();
+        let config = tmp.path().join("config.json");
+        std::fs::write(
+            &config,
+            json!({
+                "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
+                    "password": crate::samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
+                    "host_name": ldap.host_name}},
+                "tenant": {"tenant_id": info.tenant_id, "client_id": info.client_id,
+                    "credential": {"kind": "secret", "secret": info.client_secret},
+                    "login_url": info.login_url, "graph_url": info.graph_url},
+                "store": tmp.path().join("state.db"),
+                "results_folder": tmp.path(),
+                "sync": {"threshold_fraction": 0.1, "threshold_min": 5}
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let guids: Vec<String> = users.iter().map(|u| u.guid.to_string()).collect();
+        // Link them (and take the sync run's starting point), through the door.
+        let first = [
+            ("integrate", "{}".to_string(), "ok", String::new()),
+            (
+                "plan_bulk_create",
+                json!({ "users": guids }).to_string(),
+                "ok",
+                format!("mass{door}.u7"),
+            ),
+            (
+                "apply_plan",
+                "{\"plan\": $prev}".into(),
+                "ok",
+                "succeeded".into(),
+            ),
+            ("sync_once", "{}".into(), "ok", "\"held\":0".into()),
+        ];
+        run_door(door, tmp.path(), &config, &first).await;
+        for u in &users[..6] {
+            samba.ldif(
+                "ldapmodify",
+                &format!("dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 514\n-\n", u.dn),
+            );
+        }
+        let second = [(
+            "sync_once",
+            "{}".to_string(),
+            "ok",
+            "\"held\":6".to_string(),
+        )];
+        let out = run_door(door, tmp.path(), &config, &second).await;
+        let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(report["held"], 6, "{door}: {report}");
+        let disabled = report["results"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["action"] == "disable" && i["outcome"] == "succeeded")
+            .count();
+        assert_eq!(disabled, 0, "{door}: nothing applied: {report}");
+        let tenant = crate::graph::tenant_for(&emu);
+        for n in 0..6 {
+            let a = tenant
+                .account(&format!("mass{door}.u{n}@contoso.onmicrosoft.com"))
+                .await
+                .unwrap();
+            assert!(a.account_enabled, "{door}: u{n} still enabled online");
+        }
+    }
+}
+
+/// Runs steps through a door (`c`, `py` or `cli`); returns what it printed, one result
+/// per line (the command line prints each result as `--json`).
+async fn run_door(
+    door: &str,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    steps: &[(&str, String, &str, String)],
+) -> String {
+    if door == "cli" {
+        let mut printed = String::new();
+        let mut prev = String::new();
+        for (op, params, code, holds) in steps {
+            let params = params.replace("$prev", &prev);
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_o365-essentials"));
+            c.arg("--config").arg(config).args([
+                "--json",
+                &op.replace('_', "-"),
+                "--params",
+                &params,
+            ]);
+            let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert_eq!(*code, "ok");
+            assert!(
+                out.status.success(),
+                "{op}: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains(holds.as_str()), "{op}: lacks {holds}: {text}");
+            printed.push_str(&text);
+            printed.push('\n');
+            prev = text;
+        }
+        return printed;
+    }
+    let runner = if door == "c" {
+        StepsRunner::C
+    } else {
+        StepsRunner::Python
+    };
+    let text: String = steps
+        .iter()
+        .map(|(op, p, code, holds)| format!("{op}\t{p}\t{code}\t{holds}\n"))
+        .collect();
+    let steps_file = dir.join("steps.tsv");
+    std::fs::write(&steps_file, text).unwrap();
+    let mut command = steps_command(&runner, dir);
+    command.arg(config).arg(&steps_file);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{door}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each line is `operation TAB result`: the results alone.
+    stdout
+        .lines()
+        .map(|l| l.split_once('\t').map(|(_, r)| r).unwrap_or(l).to_string() + "\n")
+        .collect()
 }

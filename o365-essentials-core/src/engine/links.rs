@@ -389,7 +389,7 @@ impl Integration {
             Vec::with_capacity(chosen.len());
         for a in chosen {
             let item = ItemResult {
-                password: None,
+                password_source: None,
                 local_user: String::new(),
                 local_guid: ObjectGuid(Uuid::nil()),
                 requested_upn: Some(a.user_principal_name.clone()),

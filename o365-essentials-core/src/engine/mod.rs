@@ -237,7 +237,7 @@ fn not_started(action: &PlanAction, reason: Option<crate::model::PlanReason>) ->
         _ => (String::new(), None),
     };
     ItemResult {
-        password: None,
+        password_source: None,
         local_user,
         local_guid: action.local_guid(),
         requested_upn: upn,
@@ -1109,7 +1109,7 @@ impl Integration {
 
     async fn apply_item(&self, run: Uuid, action: &PlanAction) -> Result<ItemResult> {
         let base = |local: &LocalVersion, upn: Option<&str>, action: ItemAction| ItemResult {
-            password: None,
+            password_source: None,
             local_user: local.sam_account_name.clone(),
             local_guid: local.guid,
             requested_upn: upn.map(str::to_string),
@@ -1214,7 +1214,7 @@ impl Integration {
                 })?;
                 let mut r = r;
                 r.online_id = Some(created.id.clone());
-                r.password = Some(source);
+                r.password_source = Some(source);
                 if !licences.is_empty()
                     && let Err(e) = self
                         .tenant()

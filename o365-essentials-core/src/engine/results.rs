@@ -28,7 +28,7 @@ fn outcome_name(o: Outcome) -> &'static str {
 /// recommended action.
 pub fn to_csv(r: &RunResults) -> String {
     let mut out = String::from(
-        "local_user,local_guid,requested_upn,action,outcome,error_code,service_message,recommended_action,password\n",
+        "local_user,local_guid,requested_upn,action,outcome,error_code,service_message,recommended_action,password_source\n",
     );
     for i in &r.items {
         let fields = [
@@ -42,7 +42,7 @@ pub fn to_csv(r: &RunResults) -> String {
                 .unwrap_or_default(),
             i.service_message.clone().unwrap_or_default(),
             i.recommended_action.clone().unwrap_or_default(),
-            match i.password {
+            match i.password_source {
                 Some(crate::model::PasswordSource::Current) => "current".into(),
                 Some(crate::model::PasswordSource::Random) => "random".into(),
                 None => String::new(),
@@ -146,7 +146,7 @@ mod tests {
             finished_at: time::macros::datetime!(2026-11-26 10:01 UTC),
             items: vec![
                 ItemResult {
-                    password: None,
+                    password_source: None,
                     local_user: "o'neil, \"jr\"".into(),
                     local_guid: g,
                     requested_upn: Some("oneil@contoso.com".into()),
@@ -159,7 +159,7 @@ mod tests {
                     online_id: None,
                 },
                 ItemResult {
-                    password: None,
+                    password_source: None,
                     local_user: "ava".into(),
                     local_guid: ObjectGuid::random(),
                     requested_upn: None,

@@ -782,7 +782,7 @@ impl Integration {
     ) -> Result<ItemResult> {
         let action = &item.action;
         let mut r = ItemResult {
-            password: None,
+            password_source: None,
             local_user: item.local_user.clone(),
             local_guid: action.local_guid(),
             requested_upn: None,

@@ -393,7 +393,7 @@ pub struct ItemResult {
     /// the DC before the account existed) or a random initial one, which the user's next
     /// password change replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<PasswordSource>,
+    pub password_source: Option<PasswordSource>,
 }
 
 /// Where a new online account's first password came from.

@@ -177,7 +177,7 @@ fn run_results_come_back_newest_first() {
             started_at: t,
             finished_at: t,
             items: vec![ItemResult {
-                password: None,
+                password_source: None,
                 local_user: "jdoe".into(),
                 local_guid: ObjectGuid::random(),
                 requested_upn: None,

@@ -637,7 +637,7 @@ class ItemResult(Result):
     """What to do next."""
     online_id: Optional[OnlineAccountId] = dataclasses.field(default=None)
     """The online account concerned, if known."""
-    password: Optional[PasswordSource] = dataclasses.field(default=None)
+    password_source: Optional[PasswordSource] = dataclasses.field(default=None)
     """For an account created: whether it got the user's current password (captured on
     the DC before the account existed) or a random initial one, which the user's next
     password change replaces.
