@@ -1,6 +1,9 @@
 // The .NET binding against the emulator, as a dashboard would use it: integrate, match
 // preview, bulk create with progress, the results file, a distribution group of local
-// users, the device policy, cancel from a CancellationToken, error codes and messages.
+// users, the device policy, cancel from a CancellationToken, error codes and messages,
+// and the secrets canary: unique passwords and a client secret used through the binding,
+// then searched for in exception text (ToString, Message, Action, PartialJson), results,
+// events and every file the run left — zero occurrences.
 // usage: mono O365EssentialsTest.exe EMULATOR_BINARY WORK_FOLDER; prints "N passed, N failed".
 using System;
 using System.Diagnostics;
@@ -189,6 +192,72 @@ internal static class Program
                 Expect(loop.Stop() >= 1, "loop rounds");
             }
             Expect(rounds >= 1, "rounds reported");
+
+            Canary(integration, config, work);
+        }
+    }
+
+    private static void Canary(Integration integration, string config, string work)
+    {
+        string password = "Cn#" + Guid.NewGuid().ToString("N").Substring(0, 16) + "x7";
+        string changed = "Cn#" + Guid.NewGuid().ToString("N").Substring(0, 16) + "x8";
+        string secret = "canary-secret-" + Guid.NewGuid().ToString("N");
+        var seen = new System.Text.StringBuilder();
+        Func<string, bool> log = ev => { seen.AppendLine(ev); return true; };
+        string user = "{\"sam_account_name\": \"canary.net\", \"user_principal_name\": \"canary.net@contoso.com\", "
+            + "\"display_name\": \"Canary Net\"}";
+        string made = integration.Call("create_user_with_account",
+            "{\"user\": " + user + ", \"password\": \"" + password + "\"}", log);
+        seen.AppendLine(made);
+        string guid = Field(made, "guid");
+        Expect(guid != null, "made: " + made);
+        seen.AppendLine(integration.Call("password_changed",
+            "{\"local_guid\": \"" + guid + "\", \"password\": \"" + changed + "\"}", log));
+        seen.AppendLine(integration.Call("deliver_passwords", null, log));
+        foreach (string bad in new[] {
+            "{\"user\": " + user + ", \"password\": \"" + password + "\"}",
+            "{\"user\": 5, \"password\": \"" + password + "\"}",
+            "{\"user\": " + user + ", \"password\": \"" + password + "\", \"extra\": 1}",
+        })
+        {
+            try
+            {
+                integration.Call("create_user_with_account", bad, log);
+                Expect(false, "accepted: " + bad);
+            }
+            catch (O365Exception ex)
+            {
+                seen.AppendLine(ex.ToString()).AppendLine(ex.Message).AppendLine(ex.Action)
+                    .AppendLine(ex.PartialJson ?? "").AppendLine(ex.StackTrace ?? "");
+            }
+        }
+        string wrong = config.Replace("\"kind\": \"secret\", \"secret\": \"", "\"kind\": \"secret\", \"secret\": \"" + secret);
+        wrong = wrong.Replace("/state.db", "/canary.db");
+        Expect(wrong.Contains(secret), "the wrong secret is in the configuration");
+        using (var other = new Integration(wrong))
+        {
+            try
+            {
+                other.Call("integrate", null, log);
+                Expect(false, "a wrong secret integrated");
+            }
+            catch (O365Exception ex)
+            {
+                Expect(ex.CodeName == "auth", "wrong secret: " + ex.CodeName);
+                seen.AppendLine(ex.ToString()).AppendLine(ex.Action).AppendLine(ex.StackTrace ?? "");
+            }
+        }
+        string all = seen.ToString();
+        Expect(all.Length > 1000, "what was searched: " + all.Length + " characters");
+        foreach (string file in Directory.GetFiles(work, "*", SearchOption.AllDirectories))
+        {
+            byte[] bytes = File.ReadAllBytes(file);
+            all += System.Text.Encoding.UTF8.GetString(bytes) + System.Text.Encoding.Unicode.GetString(bytes);
+            if (bytes.Length > 1) all += System.Text.Encoding.Unicode.GetString(bytes, 1, bytes.Length - 1);
+        }
+        foreach (string s in new[] { password, changed, secret })
+        {
+            Expect(!all.Contains(s), "a secret leaked: " + s.Substring(0, 6) + "...");
         }
     }
 }

@@ -3,10 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod canary;
 mod cli;
 mod crash;
 mod directory_conformance;
 mod dns;
+mod doors;
 mod engine;
 mod exchange;
 mod graph;
@@ -16,4 +18,5 @@ mod passwords;
 mod processes;
 mod samba;
 mod sharepoint;
+mod soak;
 mod sync;

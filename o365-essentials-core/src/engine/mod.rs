@@ -1050,8 +1050,8 @@ impl Integration {
         }
     }
 
-    /// Saves a run's results, writes its results file when a folder is configured, and
-    /// reports it.
+    /// Saves a run's results, writes its results file when a folder is configured (a
+    /// file that cannot be written is reported as a warning), and reports it.
     pub(crate) fn record_run(
         &self,
         run_id: Uuid,
@@ -1069,7 +1069,14 @@ impl Integration {
         };
         self.store.save_run(&run)?;
         if let Some(folder) = &self.settings.results_folder {
-            write_results(&run, folder)?;
+            // The work is done and its results are in the store: a results file that
+            // cannot be written is a warning, not a failure of the run.
+            if let Err(e) = write_results(&run, folder) {
+                ctl.emit(Event::Warning {
+                    code: e.code(),
+                    message: e.to_string(),
+                });
+            }
         }
         let counts = RunCounts::of(&run.items);
         ctl.emit(Event::RunFinished {

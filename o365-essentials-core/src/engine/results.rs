@@ -76,11 +76,18 @@ fn write_new(path: &Path, data: &[u8]) -> Result<()> {
     })
 }
 
-/// Writes `<kind>-<run id>.json` and `.csv` into `folder`; returns both paths.
+/// Writes `<kind>-<run id>.json` and `.csv` into `folder` (made when missing); returns
+/// both paths.
 ///
 /// # Errors
-/// [`ErrorCode::StoreIo`] naming the file.
+/// [`ErrorCode::StoreIo`] naming the file or folder.
 pub fn write_results(r: &RunResults, folder: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(folder).map_err(|e| {
+        Error::new(
+            ErrorCode::StoreIo,
+            format!("cannot make the results folder {}: {e}", folder.display()),
+        )
+    })?;
     let (json, csv) = results_paths(r, folder);
     let text = serde_json::to_vec_pretty(r)
         .map_err(|e| Error::internal(format!("results do not serialise: {e}")))?;

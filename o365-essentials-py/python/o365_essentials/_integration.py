@@ -107,9 +107,7 @@ class Integration(Operations):
 
         text = self._native.call(
             operation,
-            json.dumps(
-                {k: to_json(v) for k, v in params.items() if v is not _UNSET}, default=_jsonable
-            ),
+            _params_text(operation, params),
             on_event,
             cancel._handle if cancel is not None else None,
             lease_wait,
@@ -159,6 +157,28 @@ class Integration(Operations):
         finally:
             rounds = loop.stop()
         return rounds
+
+
+def _input_error(message: str) -> Exception:
+    """An :class:`InvalidInputError` made here, with the attributes the engine's have."""
+    action = next(a for n, name, _, a in _native.error_codes() if name == "invalid_input")
+    e: Any = _native._CLASSES_BY_CODE[100](message)
+    e.code, e.code_name, e.action = 100, "invalid_input", action
+    e.service_code = e.request_id = e.retry_after = None
+    return e  # type: ignore[no-any-return]
+
+
+def _params_text(operation: str, params: Mapping[str, Any]) -> str:
+    """The parameters as the engine's JSON; values too deep for Python's own JSON writer
+    are refused with a typed error instead of a ``RecursionError``."""
+    try:
+        return json.dumps(
+            {k: to_json(v) for k, v in params.items() if v is not _UNSET}, default=_jsonable
+        )
+    except RecursionError:
+        raise _input_error(
+            f"the parameters of `{operation}` are nested too deeply to be JSON; pass the value the operation takes"
+        ) from None
 
 
 def _jsonable(value: Any) -> Any:

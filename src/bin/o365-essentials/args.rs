@@ -264,6 +264,14 @@ pub(crate) fn command() -> Command {
                 .help("Print the result as JSON (the operation's result shape)"),
         )
         .arg(
+            Arg::new("verbose")
+                .short('v')
+                .long("verbose")
+                .global(true)
+                .action(ArgAction::SetTrue)
+                .help("Print every event of the operation, progress included, as a JSON line on stderr"),
+        )
+        .arg(
             Arg::new("lease-wait")
                 .long("lease-wait")
                 .global(true)
@@ -337,25 +345,38 @@ pub(crate) fn command() -> Command {
 
 /// Reads `@FILE` and `-` (stdin); other text is the value itself.
 fn read_value(text: &str, what: &str) -> Result<String, Error> {
-    if text == "-" {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| {
+    let (bytes, from) = if text == "-" {
+        let mut b = Vec::new();
+        std::io::stdin().read_to_end(&mut b).map_err(|e| {
             Error::new(
                 ErrorCode::InvalidInput,
                 format!("{what}: cannot read stdin: {e}"),
             )
         })?;
-        return Ok(s.strip_suffix('\n').map(str::to_string).unwrap_or(s));
-    }
-    if let Some(path) = text.strip_prefix('@') {
-        return std::fs::read_to_string(path).map_err(|e| {
+        if b.last() == Some(&b'\n') {
+            b.pop();
+        }
+        (b, "stdin".to_string())
+    } else if let Some(path) = text.strip_prefix('@') {
+        let b = std::fs::read(path).map_err(|e| {
             Error::new(
                 ErrorCode::InvalidInput,
                 format!("{what}: cannot read {path}: {e}"),
             )
-        });
-    }
-    Ok(text.to_string())
+        })?;
+        (b, path.to_string())
+    } else {
+        return Ok(text.to_string());
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidUtf8,
+            format!(
+                "{what}: {from} is not UTF-8 text (an invalid byte at offset {}); save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
 }
 
 fn json_value(text: &str, what: &str) -> Result<Value, Error> {

@@ -111,7 +111,8 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
                 Integration::open(config)?
             };
             let lease_wait = matches.get_one::<u64>("lease-wait").copied();
-            rt.block_on(call(&integration, info, &params, lease_wait, json))
+            let verbose = matches.get_flag("verbose");
+            rt.block_on(call(&integration, info, &params, lease_wait, json, verbose))
         }
     }
 }
@@ -122,15 +123,21 @@ async fn call(
     params: &str,
     lease_wait: Option<u64>,
     json: bool,
+    verbose: bool,
 ) -> Result<u8, Error> {
     let cancel = CancelToken::new();
     let progress = info.long_running && !json && std::io::stderr().is_terminal();
     let bar = Arc::new(output::ProgressBar::new(progress));
-    let mut ctl = if info.long_running {
+    let mut ctl = if info.long_running || verbose {
         let bar = bar.clone();
         Control::with_observer(
             cancel.clone(),
-            Arc::new(move |e: &o365_essentials::engine::Event| bar.event(e)),
+            Arc::new(move |e: &o365_essentials::engine::Event| {
+                if verbose {
+                    output::event_line(e);
+                }
+                bar.event(e)
+            }),
         )?
     } else {
         Control::with_cancel(cancel.clone())

@@ -50,6 +50,13 @@ pub(crate) fn error(e: &Error, json: bool) {
     }
 }
 
+/// `--verbose`: one event as a JSON line on stderr.
+pub(crate) fn event_line(e: &Event) {
+    if let Ok(text) = serde_json::to_string(e) {
+        eprintln!("{text}");
+    }
+}
+
 /// Prints a result.
 pub(crate) fn result(_op: &OperationInfo, text: &str, json: bool) {
     let mut out = std::io::stdout().lock();
