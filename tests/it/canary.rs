@@ -176,7 +176,7 @@ async fn no_secret_leaves_through_rust_the_command_line_or_the_hook() {
     };
     let tsig_file = key_file("tsig.key", &tsig);
     let wrong_tsig_file = key_file("wrong-tsig.key", &wrong_tsig);
-    let samba = samba::shared();
+    let samba = samba::capture();
     let ldap = samba.config();
     let i = emu.info();
     let config = |credential: Value, tsig: &Path| {

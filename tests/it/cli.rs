@@ -436,7 +436,7 @@ async fn syncpasswords(samba: &'static crate::samba::Samba, cache: &Path, config
 async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
     use o365_essentials::model::NewLocalUser;
     use o365_essentials::ports::Directory;
-    let samba = crate::samba::shared();
+    let samba = crate::samba::capture();
     let dir = o365_essentials::ldap::LdapDirectory::new(samba.config()).unwrap();
     let first = "Tidal-Basin-4471!";
     let ann = dir

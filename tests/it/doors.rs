@@ -711,6 +711,32 @@ async fn bad_input_through(door: Door) {
             "after the configuration rows something changed:\nbefore {before}\nafter  {after}"
         ));
     }
+    // A results folder that cannot be made: the work is done, its results are in the
+    // store, and the failure to write the file is a warning event.
+    let mut config = w.config.clone();
+    config["results_folder"] = json!(cfg.join("results"));
+    let blocked_cfg = w.write_config("blocked-results.json", &config);
+    let run = run_steps(
+        door,
+        w.tmp.path(),
+        &blocked_cfg,
+        &[
+            step(
+                "plan_bulk_create",
+                json!({ "users": guids }).to_string(),
+                "ok",
+                "",
+            ),
+            step("apply_plan", "{\"plan\": $prev}", "ok", "succeeded"),
+        ],
+    );
+    if !run.status.success() || !run.stderr.contains("cannot make the results folder") {
+        failed.push(format!(
+            "a results folder that cannot be made: want the run done and a warning:\n{}\n{}",
+            run.stdout,
+            tail(&run.stderr)
+        ));
+    }
     assert!(failed.is_empty(), "{door:?}:\n{}", failed.join("\n\n"));
 }
 

@@ -435,3 +435,12 @@ static SHARED: OnceLock<Samba> = OnceLock::new();
 pub(crate) fn shared() -> &'static Samba {
     SHARED.get_or_init(|| Samba::start("shared"))
 }
+
+static CAPTURE: OnceLock<Samba> = OnceLock::new();
+
+/// A second DC, shared by the tests that run `samba-tool user syncpasswords`: its first
+/// pass hands every account of the domain to the hook, one process each, and the shared
+/// DC holds thousands (the 10,000-member group of ldap.rs) by the time they run.
+pub(crate) fn capture() -> &'static Samba {
+    CAPTURE.get_or_init(|| Samba::start("capture"))
+}

@@ -189,7 +189,7 @@ async fn the_service_converges_under_faults_kills_and_local_changes() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2026);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let samba = samba::shared();
+    let samba = samba::capture();
     let dir = LdapDirectory::new(samba.config()).unwrap();
     let emu = Emulator::start(EmulatorConfig {
         random_seed: seed,

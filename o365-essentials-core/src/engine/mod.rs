@@ -962,6 +962,10 @@ impl Integration {
         }
         // One plan applied at a time across every process on this store.
         let _lease = self.lease("apply", ctl).await?;
+        // Steps of an apply that died between intent and answer: a create whose answer
+        // never came is found by its anchor when its user is planned again.
+        self.store
+            .journal_settle(&["create_account", "link"], plan.id)?;
         let started_at = OffsetDateTime::now_utc();
         let total = plan.items.len() as u64;
         ctl.emit(Event::Progress {

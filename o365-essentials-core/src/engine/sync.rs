@@ -28,6 +28,8 @@ const DIRECTORY_CURSOR: &str = "directory";
 const DELTA_CURSOR: &str = "graph_delta";
 const TOUCHED: &str = "sync_touched";
 const EXPIRING: &str = "sync_expiring";
+/// The journal kinds of sync items (their actions' names), written under the sync lease.
+const SYNC_KINDS: &[&str] = &["enable", "disable", "update", "delete"];
 /// At or below this many linked accounts to look at, each is read by itself; above it
 /// the account list may be read in pages of 999 instead.
 const LIST_ABOVE: usize = 200;
@@ -612,6 +614,9 @@ impl Integration {
         }
         let started_at = OffsetDateTime::now_utc();
         let run = plan.id;
+        // Steps of a run that died between intent and answer: this run decides them
+        // again (the cursor did not move past their changes).
+        self.store.journal_settle(SYNC_KINDS, run)?;
         let tenant = self.tenant();
         let directory_cursor = plan.next_cursor.clone();
         let expiring: HashMap<ObjectGuid, OffsetDateTime> = plan

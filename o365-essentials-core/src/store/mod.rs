@@ -765,6 +765,38 @@ impl Store {
         self.query_journal("WHERE state = 'pending'", "")
     }
 
+    /// Settles the entries of `kinds` left pending by runs other than `by` — runs whose
+    /// process died (or stopped on an error) between intent and outcome — as failed, with
+    /// `{"interrupted": true, "settled_by": by}`. Call it holding the lease of the work
+    /// those kinds belong to, so no live run of it has entries in flight; the settling
+    /// run decides the change again from the directory and the tenant. Returns how many
+    /// were settled.
+    ///
+    /// # Errors
+    /// [`ErrorCode::StoreIo`].
+    pub fn journal_settle(&self, kinds: &[&str], by: Uuid) -> Result<usize> {
+        if kinds.is_empty() {
+            return Ok(0);
+        }
+        let marks = vec!["?"; kinds.len()].join(", ");
+        let outcome = serde_json::json!({"interrupted": true, "settled_by": by}).to_string();
+        let by = by.to_string();
+        let t = ts(now());
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&outcome, &t, &by];
+        for k in kinds {
+            args.push(k);
+        }
+        self.write()?
+            .execute(
+                &format!(
+                    "UPDATE journal SET state = 'failed', outcome = ?1, updated_at = ?2
+                     WHERE state = 'pending' AND run_id != ?3 AND kind IN ({marks})"
+                ),
+                args.as_slice(),
+            )
+            .map_err(|e| sql_err(&self.path, e))
+    }
+
     /// Every entry of a run, oldest first.
     ///
     /// # Errors

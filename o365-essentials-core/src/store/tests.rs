@@ -142,6 +142,45 @@ fn journal_records_intent_then_outcome() {
     );
 }
 
+/// A run that died between intent and outcome leaves entries pending; the next run of
+/// the same work settles exactly those (not its own, not other work's).
+#[test]
+fn a_dead_runs_pending_steps_are_settled_by_the_next_run_of_that_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(dir.path().join("s.db")).expect("open");
+    let (dead, next) = (Uuid::new_v4(), Uuid::new_v4());
+    let j = serde_json::json!({});
+    let disable = s.journal_begin(dead, "disable", "a", &j).expect("disable");
+    let create = s
+        .journal_begin(dead, "create_account", "b", &j)
+        .expect("create");
+    let mine = s.journal_begin(next, "update", "c", &j).expect("mine");
+    assert_eq!(
+        s.journal_settle(&["enable", "disable", "update", "delete"], next)
+            .expect("settle"),
+        1
+    );
+    let pending: Vec<i64> = s
+        .journal_pending()
+        .expect("pending")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        pending,
+        vec![create, mine],
+        "other work's and the run's own stay"
+    );
+    let settled = s.journal_of_run(dead).expect("run");
+    let e = settled.iter().find(|e| e.id == disable).expect("entry");
+    assert_eq!(e.state, JournalState::Failed);
+    assert_eq!(
+        e.outcome,
+        Some(serde_json::json!({"interrupted": true, "settled_by": next}))
+    );
+    assert_eq!(s.journal_settle(&[], next).expect("none"), 0);
+}
+
 #[test]
 fn a_newer_password_supersedes_and_survives_delivery_of_the_older() {
     let dir = tempfile::tempdir().expect("tempdir");
