@@ -284,6 +284,14 @@ async fn the_service_converges_under_faults_kills_and_local_changes() {
         c
     };
     let mut capture = syncpasswords().spawn().unwrap();
+    // The requirements check sees the loop running for this DC.
+    let out = cli(&config, &["--json", "requirements"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let running = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == "samba_syncpasswords_running"))
+        .map(|c| c["status"].clone());
+    assert_eq!(running, Some(json!("pass")), "{report}");
 
     let guids: Vec<String> = people.iter().map(|p| p.guid.to_string()).collect();
     let (created, _) = bulk_create(&config, &guids);

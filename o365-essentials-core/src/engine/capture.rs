@@ -485,24 +485,61 @@ pub(crate) async fn requirement_checks(s: &CaptureSettings) -> Vec<crate::model:
             remedy,
         ));
     }
-    let running = run_tool(
-        std::path::Path::new("pgrep"),
-        &["-f".as_ref(), "samba-tool user syncpasswords".as_ref()],
-    )
-    .await;
-    let running = matches!(running, Some((true, _)));
+    let running = syncpasswords_loop_running(&smb_conf);
     out.push(check(
         "samba_syncpasswords_running",
         "samba-tool user syncpasswords runs",
         if running { CheckStatus::Pass } else { CheckStatus::Warn },
         if running {
-            "the syncpasswords loop is running".into()
+            format!("the syncpasswords loop runs for {}", smb_conf.display())
         } else {
-            "no `samba-tool user syncpasswords` process: changed passwords wait until it runs".into()
+            format!(
+                "no `samba-tool user syncpasswords` loop runs for {}: changed passwords wait until it runs",
+                smb_conf.display()
+            )
         },
         "Enable the syncpasswords service: systemctl enable --now o365-essentials-syncpasswords.service (docs/SAMBA-SERVER.md).",
     ));
     out
+}
+
+/// Whether a `samba-tool user syncpasswords` loop (not a `--no-wait` pass) runs for the
+/// DC of `smb_conf` (its `--configfile`, or `-s`; Samba's default file when it names
+/// none), read from the processes' command lines in `/proc`.
+fn syncpasswords_loop_running(smb_conf: &std::path::Path) -> bool {
+    let default = std::path::Path::new("/etc/samba/smb.conf");
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let Ok(raw) = std::fs::read(p.path().join("cmdline")) else {
+            return false;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let tool = args.iter().position(|a| a.ends_with("samba-tool"));
+        let Some(t) = tool else { return false };
+        if args.get(t + 1).map(String::as_str) != Some("user")
+            || args.get(t + 2).map(String::as_str) != Some("syncpasswords")
+            || args
+                .iter()
+                .any(|a| a == "--no-wait" || a == "--cache-ldb-initialize")
+        {
+            return false;
+        }
+        let mut conf: Option<&str> = None;
+        for (k, a) in args.iter().enumerate() {
+            if let Some(v) = a.strip_prefix("--configfile=") {
+                conf = Some(v);
+            } else if a == "--configfile" || a == "-s" {
+                conf = args.get(k + 1).map(String::as_str);
+            }
+        }
+        let conf = conf.map(std::path::Path::new).unwrap_or(default);
+        conf == smb_conf || std::fs::canonicalize(conf).ok() == std::fs::canonicalize(smb_conf).ok()
+    })
 }
 
 #[cfg(test)]
