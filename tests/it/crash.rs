@@ -24,7 +24,7 @@ fn target_bin(rel: &str) -> std::path::PathBuf {
     let p = debug.join(rel);
     assert!(
         p.exists(),
-        "{} is missing: build with `cargo build --workspace --examples --bins` (scripts/test does)",
+        "{} is missing: build with `cargo test --workspace --no-run` (scripts/test does)",
         p.display()
     );
     p

@@ -1262,10 +1262,12 @@ pub(crate) fn steps_command(runner: &StepsRunner, dir: &std::path::Path) -> std:
         .to_path_buf();
     match runner {
         StepsRunner::C => {
-            // Build the C program against the library.
+            // Build the C program against the library: the library as scripts/test builds
+            // it (`cargo test --workspace` resolves one set of features; a `cargo build
+            // -p` would build the core again), at once when it is up to date.
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let built = std::process::Command::new(&cargo)
-                .args(["build", "--quiet", "-p", "o365-essentials-ffi"])
+                .args(["test", "--workspace", "--no-run", "--quiet"])
                 .current_dir(root)
                 .status()
                 .expect("cargo runs");
