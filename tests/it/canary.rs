@@ -21,7 +21,7 @@ use o365_essentials_emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
 use crate::dns::bind::Bind;
-use crate::graph::self_signed_rsa;
+use crate::fixtures;
 use crate::samba;
 
 fn bin() -> PathBuf {
@@ -138,19 +138,7 @@ async fn no_secret_leaves_through_rust_the_command_line_or_the_hook() {
 
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
-    let (cert, key) = self_signed_rsa(work, "canary-app");
-    let pfx = work.join("canary-app.pfx");
-    let made = Command::new("openssl")
-        .args(["pkcs12", "-export", "-passout", "env:CANARY_PASS", "-inkey"])
-        .arg(&key)
-        .arg("-in")
-        .arg(&cert)
-        .arg("-out")
-        .arg(&pfx)
-        .env("CANARY_PASS", &passphrase)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let (cert, key, pfx) = fixtures::pkcs12(work, "canary-app", &passphrase);
     let mut emu_cfg = EmulatorConfig::default();
     emu_cfg.apps[0].client_secret = Some(client_secret.clone());
     emu_cfg.apps[0].certificates = vec![std::fs::read_to_string(&cert).unwrap()];
@@ -163,38 +151,21 @@ async fn no_secret_leaves_through_rust_the_command_line_or_the_hook() {
         .send()
         .await
         .unwrap();
-    let key_file = |name: &str, secret: &str| {
-        let p = work.join(name);
-        std::fs::write(
-            &p,
-            format!(
-                "key \"o365-update\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"
-            ),
-        )
-        .unwrap();
-        p
-    };
-    let tsig_file = key_file("tsig.key", &tsig);
-    let wrong_tsig_file = key_file("wrong-tsig.key", &wrong_tsig);
+    let tsig_file = fixtures::tsig_key_file(work, "tsig.key", &tsig);
+    let wrong_tsig_file = fixtures::tsig_key_file(work, "wrong-tsig.key", &wrong_tsig);
     let samba = samba::capture();
-    let ldap = samba.config();
-    let i = emu.info();
     let config = |credential: Value, tsig: &Path| {
-        json!({
-            "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
-                "password": samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
-                "host_name": ldap.host_name}},
-            "tenant": {"tenant_id": i.tenant_id, "client_id": i.client_id,
-                "credential": credential,
-                "login_url": i.login_url, "graph_url": i.graph_url,
-                "exchange_url": i.exchange_url, "sharepoint_url": i.sharepoint_url},
-            "store": work.join("state.db"),
+        let base = fixtures::config(samba, emu.info(), work);
+        let extra = json!({
             "results_folder": work.join("results"),
-            "usage_location": "GB",
-            "dns": {"server": dns.addr.to_string(), "tsig_key_file": tsig},
-            "password_capture": {"gnupg_home": samba.capture_gnupg, "key_id": samba.key_id,
-                "samba_gnupg_home": samba.samba_gnupg, "smb_conf": samba.dir.join("etc/smb.conf")}
-        })
+            "dns": {"server": dns.addr.to_string(), "tsig_key_file": tsig}
+        });
+        let mut c = fixtures::merged(
+            fixtures::merged(base, extra),
+            fixtures::password_capture(samba),
+        );
+        c["tenant"]["credential"] = credential;
+        c
     };
     let with_secret = config(
         json!({"kind": "secret", "secret": client_secret}),
@@ -436,18 +407,9 @@ async fn no_secret_leaves_through_rust_the_command_line_or_the_hook() {
             b64.encode(utf16)
         ),
     );
+    let cache = fixtures::syncpasswords_cache(samba, &bin(), work);
     let hook = work.join("o365-essentials-samba-hook");
-    std::os::unix::fs::symlink(bin(), &hook).unwrap();
     inputs.push(hook.clone());
-    let cache = work.join("syncpasswords-cache.ldb");
-    let init = samba
-        .samba_tool(&["user", "syncpasswords", "--cache-ldb-initialize"])
-        .arg(format!("--cache-ldb={}", cache.display()))
-        .arg("--attributes=objectGUID,sAMAccountName,userAccountControl,msDS-KeyVersionNumber,virtualSambaGPG")
-        .arg(format!("--script={}", hook.display()))
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
     let pass = samba
         .samba_tool(&["user", "syncpasswords", "--no-wait"])
         .arg(format!("--cache-ldb={}", cache.display()))

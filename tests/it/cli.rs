@@ -11,6 +11,7 @@ use o365_essentials_emulator::config::{Delay, FaultKind, FaultRule};
 use o365_essentials_emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
+use crate::fixtures;
 use crate::graph::admin;
 
 fn bin() -> PathBuf {
@@ -453,28 +454,14 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
         .unwrap();
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let ldap = samba.config();
-    let i = emu.info();
-    let config = tmp.path().join("config.json");
-    std::fs::write(
-        &config,
-        json!({
-            "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
-                "password": crate::samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
-                "host_name": ldap.host_name}},
-            "tenant": {"tenant_id": i.tenant_id, "client_id": i.client_id,
-                "credential": {"kind": "secret", "secret": i.client_secret},
-                "login_url": i.login_url, "graph_url": i.graph_url,
-                "exchange_url": i.exchange_url, "sharepoint_url": i.sharepoint_url},
-            "store": tmp.path().join("state.db"),
-            "results_folder": tmp.path(),
-            "usage_location": "GB",
-            "password_capture": {"gnupg_home": samba.capture_gnupg, "key_id": samba.key_id,
-                "samba_gnupg_home": samba.samba_gnupg, "smb_conf": samba.dir.join("etc/smb.conf")}
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let config = fixtures::write(
+        tmp.path(),
+        "config.json",
+        &fixtures::merged(
+            fixtures::config(samba, emu.info(), tmp.path()),
+            fixtures::password_capture(samba),
+        ),
+    );
     ok(&run(&config, &["integrate"]).await);
     // The requirements check sees the capture set up: the key in smb.conf, its public
     // half in Samba's keyring, its private half in ours; syncpasswords not running yet.
@@ -519,23 +506,11 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
     let upn = "hook.ann@contoso.onmicrosoft.com";
 
     // samba-tool runs the hook by its name: the program linked as o365-essentials-samba-hook.
-    let hook = tmp.path().join("o365-essentials-samba-hook");
-    std::os::unix::fs::symlink(bin(), &hook).unwrap();
-    let cache = tmp.path().join("syncpasswords-cache.ldb");
-    let mut init = samba.samba_tool(&["user", "syncpasswords", "--cache-ldb-initialize"]);
-    init
-        .arg(format!("--cache-ldb={}", cache.display()))
-        .arg("--attributes=objectGUID,sAMAccountName,userAccountControl,msDS-KeyVersionNumber,virtualSambaGPG")
-        .arg(format!("--script={}", hook.display()));
-    let out = tokio::task::spawn_blocking(move || init.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let work = tmp.path().to_path_buf();
+    let cache =
+        tokio::task::spawn_blocking(move || fixtures::syncpasswords_cache(samba, &bin(), &work))
+            .await
+            .unwrap();
 
     // The first run sends every account: ann's current password, decrypted, arrives.
     let out = syncpasswords(samba, &cache, &config).await;
@@ -775,24 +750,11 @@ async fn the_installed_package_checks_the_dc_and_the_tenant() {
     let samba = crate::samba::shared();
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let ldap = samba.config();
-    let i = emu.info();
-    let config = tmp.path().join("config.json");
-    std::fs::write(
-        &config,
-        json!({
-            "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
-                "password": crate::samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
-                "host_name": ldap.host_name}},
-            "tenant": {"tenant_id": i.tenant_id, "client_id": i.client_id,
-                "credential": {"kind": "secret", "secret": i.client_secret},
-                "login_url": i.login_url, "graph_url": i.graph_url,
-                "exchange_url": i.exchange_url, "sharepoint_url": i.sharepoint_url},
-            "store": tmp.path().join("state.db"),
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let config = fixtures::write(
+        tmp.path(),
+        "config.json",
+        &fixtures::config(samba, emu.info(), tmp.path()),
+    );
     let mut c = Command::new(installed);
     c.arg("--config")
         .arg(&config)

@@ -326,20 +326,7 @@ impl World {
         }
         let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let info = emu.info();
-        let ldap = samba.config();
-        let config = json!({
-            "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
-                "password": crate::samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
-                "host_name": ldap.host_name}},
-            "tenant": {"tenant_id": info.tenant_id, "client_id": info.client_id,
-                "credential": {"kind": "secret", "secret": info.client_secret},
-                "login_url": info.login_url, "graph_url": info.graph_url,
-                "exchange_url": info.exchange_url, "sharepoint_url": info.sharepoint_url},
-            "store": tmp.path().join("state.db"),
-            "results_folder": tmp.path(),
-            "usage_location": "GB"
-        });
+        let config = crate::fixtures::config(samba, emu.info(), tmp.path());
         let w = World {
             emu,
             dir,
@@ -844,21 +831,7 @@ async fn no_secret_leaves_through_c_python_or_the_command_line() {
         };
         let tmp = tempfile::tempdir().unwrap();
         let work = tmp.path();
-        let (cert, key) = crate::graph::self_signed_rsa(work, "app");
-        let pfx = work.join("app.pfx");
-        assert!(
-            Command::new("openssl")
-                .args(["pkcs12", "-export", "-passout", "env:P", "-inkey"])
-                .arg(&key)
-                .arg("-in")
-                .arg(&cert)
-                .arg("-out")
-                .arg(&pfx)
-                .env("P", &passphrase)
-                .status()
-                .unwrap()
-                .success()
-        );
+        let (cert, key, pfx) = crate::fixtures::pkcs12(work, "app", &passphrase);
         let mut emu_cfg = EmulatorConfig::default();
         emu_cfg.apps[0].client_secret = Some(secret.clone());
         emu_cfg.apps[0].certificates = vec![std::fs::read_to_string(&cert).unwrap()];
@@ -871,19 +844,8 @@ async fn no_secret_leaves_through_c_python_or_the_command_line() {
             .send()
             .await
             .unwrap();
-        let key_file = |name: &str, s: &str| {
-            let p = work.join(name);
-            std::fs::write(
-                &p,
-                format!("key \"o365-update\" {{ algorithm hmac-sha256; secret \"{s}\"; }};\n"),
-            )
-            .unwrap();
-            p
-        };
-        let (tsig_file, wrong_tsig_file) = (
-            key_file("tsig.key", &tsig),
-            key_file("wrong.key", &wrong_tsig),
-        );
+        let tsig_file = crate::fixtures::tsig_key_file(work, "tsig.key", &tsig);
+        let wrong_tsig_file = crate::fixtures::tsig_key_file(work, "wrong.key", &wrong_tsig);
         // A local user, linked, whose password the door changes.
         let sam = format!("canary{d}.old");
         let old = dir
@@ -898,28 +860,18 @@ async fn no_secret_leaves_through_c_python_or_the_command_line() {
             )
             .await
             .unwrap();
-        let ldap = samba.config();
-        let i = emu.info();
         let config = |credential: Value, tsig: &Path, store: &str| {
-            json!({
-                "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
-                    "password": crate::samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
-                    "host_name": ldap.host_name}},
-                "tenant": {"tenant_id": i.tenant_id, "client_id": i.client_id,
-                    "credential": credential,
-                    "login_url": i.login_url, "graph_url": i.graph_url,
-                    "exchange_url": i.exchange_url, "sharepoint_url": i.sharepoint_url},
+            let extra = json!({
                 "store": work.join(store),
                 "results_folder": work.join("results"),
-                "usage_location": "GB",
                 "dns": {"server": dns.addr.to_string(), "tsig_key_file": tsig}
-            })
+            });
+            let mut c =
+                crate::fixtures::merged(crate::fixtures::config(samba, emu.info(), work), extra);
+            c["tenant"]["credential"] = credential;
+            c
         };
-        let write = |name: &str, v: Value| {
-            let p = work.join(name);
-            std::fs::write(&p, v.to_string()).unwrap();
-            p
-        };
+        let write = |name: &str, v: Value| crate::fixtures::write(work, name, &v);
         let with_secret = write(
             "secret.json",
             config(

@@ -790,6 +790,57 @@ async fn a_concurrent_import_gives_clashing_names_two_users_and_a_cancelled_one_
 }
 
 #[tokio::test]
+async fn an_import_runs_one_at_a_time_and_settles_what_a_dead_one_left_pending() {
+    use o365_essentials::engine::ImportRequest;
+    use o365_essentials::store::JournalState;
+    let mem = Arc::new(MemoryDirectory::new("essentials.test").unwrap());
+    let f = fixture(mem.clone(), EmulatorConfig::default()).await;
+    f.integration.integrate().await.unwrap();
+    seed(
+        &f,
+        json!({"users": [
+            {"user_principal_name": "held.one@contoso.onmicrosoft.com", "display_name": "Held One"},
+            {"user_principal_name": "held.two@contoso.onmicrosoft.com", "display_name": "Held Two"}
+        ]}),
+    )
+    .await;
+    // Another process on the same store is importing: this one is told so and makes
+    // nobody (two imports at once would both make a local user of each account).
+    let other = Store::open(f._tmp.path().join("state.db")).unwrap();
+    let held = other.lease("import", None).unwrap();
+    let e = f
+        .integration
+        .import(&ImportRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::WorkHeld, "{e}");
+    use futures::TryStreamExt as _;
+    let made: Vec<_> = mem.users().try_collect().await.unwrap();
+    assert!(made.is_empty(), "no local user made: {made:?}");
+    assert_eq!(f.integration.status().unwrap().links, 0);
+
+    // That process died in the middle of a step: begun, never answered.
+    let dead = uuid::Uuid::new_v4();
+    other
+        .journal_begin(dead, "import", "an-account", &json!({"sam": "held.one"}))
+        .unwrap();
+    drop(held);
+    let (imported, results) = f
+        .integration
+        .import(&ImportRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(imported.len(), 2, "{results:#?}");
+    assert!(
+        other.journal_pending().unwrap().is_empty(),
+        "the dead import's step is settled, the new one's are finished"
+    );
+    let settled = other.journal_of_run(dead).unwrap();
+    assert_eq!(settled[0].state, JournalState::Failed);
+    assert_eq!(settled[0].outcome.as_ref().unwrap()["interrupted"], true);
+}
+
+#[tokio::test]
 async fn applying_a_plan_never_does_more_than_the_plan() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);

@@ -11,6 +11,7 @@ mod dns;
 mod doors;
 mod engine;
 mod exchange;
+mod fixtures;
 mod graph;
 mod ldap;
 mod operations;

@@ -1126,22 +1126,11 @@ async fn directory_steps_on_samba(prefix: &str, runner: StepsRunner) {
         .unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
-    let info = emu.info();
-    let ldap = samba.config();
-    let config = json!({
-        "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
-            "password": crate::samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
-            "host_name": ldap.host_name}},
-        "tenant": {"tenant_id": info.tenant_id, "client_id": info.client_id,
-            "credential": {"kind": "secret", "secret": info.client_secret},
-            "login_url": info.login_url, "graph_url": info.graph_url,
-            "exchange_url": info.exchange_url, "sharepoint_url": info.sharepoint_url},
-        "store": tmp.path().join("state.db"),
-        "usage_location": "GB",
-        "concurrency": 8
-    });
-    let config_file = tmp.path().join("config.json");
-    std::fs::write(&config_file, config.to_string()).unwrap();
+    let config = crate::fixtures::merged(
+        crate::fixtures::config(samba, emu.info(), tmp.path()),
+        json!({"concurrency": 8}),
+    );
+    let config_file = crate::fixtures::write(tmp.path(), "config.json", &config);
     // The C program finds the password of a user it made in the previous step's result.
     let steps = [
         (
@@ -1265,8 +1254,7 @@ pub(crate) fn steps_command(runner: &StepsRunner, dir: &std::path::Path) -> std:
             // Build the C program against the library: the library as scripts/test builds
             // it (`cargo test --workspace` resolves one set of features; a `cargo build
             // -p` would build the core again), at once when it is up to date.
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let built = std::process::Command::new(&cargo)
+            let built = crate::fixtures::cargo()
                 .args(["test", "--workspace", "--no-run", "--quiet"])
                 .current_dir(root)
                 .status()
@@ -1335,25 +1323,14 @@ async fn a_mass_disable_is_held_through_c_python_and_the_command_line() {
         }
         let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let info = emu.info();
-        let ldap = samba.config();
-        let config = tmp.path().join("config.json");
-        std::fs::write(
-            &config,
-            json!({
-                "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
-                    "password": crate::samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
-                    "host_name": ldap.host_name}},
-                "tenant": {"tenant_id": info.tenant_id, "client_id": info.client_id,
-                    "credential": {"kind": "secret", "secret": info.client_secret},
-                    "login_url": info.login_url, "graph_url": info.graph_url},
-                "store": tmp.path().join("state.db"),
-                "results_folder": tmp.path(),
-                "sync": {"threshold_fraction": 0.1, "threshold_min": 5}
-            })
-            .to_string(),
-        )
-        .unwrap();
+        let config = crate::fixtures::write(
+            tmp.path(),
+            "config.json",
+            &crate::fixtures::merged(
+                crate::fixtures::config(samba, emu.info(), tmp.path()),
+                json!({"sync": {"threshold_fraction": 0.1, "threshold_min": 5}}),
+            ),
+        );
         let guids: Vec<String> = users.iter().map(|u| u.guid.to_string()).collect();
         // Link them (and take the sync run's starting point), through the door.
         let first = [

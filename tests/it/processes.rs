@@ -162,22 +162,7 @@ async fn parent() {
 
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let info = emu.info();
-    let config = json!({
-        "directory": {"ldap": {
-            "url": ldap.url, "bind": ldap.bind, "password": crate::samba::ADMIN_PASSWORD,
-            "ca_file": ldap.ca_file, "host_name": ldap.host_name
-        }},
-        "tenant": {
-            "tenant_id": info.tenant_id, "client_id": info.client_id,
-            "credential": {"kind": "secret", "secret": info.client_secret},
-            "login_url": info.login_url, "graph_url": info.graph_url,
-            "exchange_url": info.exchange_url, "sharepoint_url": info.sharepoint_url
-        },
-        "store": tmp.path().join("state.db"),
-        "results_folder": tmp.path()
-    })
-    .to_string();
+    let config = crate::fixtures::config(samba, emu.info(), tmp.path()).to_string();
 
     // This process links the 200 users whose passwords will change.
     let main = Integration::open(IntegrationConfig::from_json(&config).unwrap()).unwrap();
@@ -236,7 +221,8 @@ async fn parent() {
         let r: Value = reqwest::Client::new()
             .post(format!(
                 "{}/users/{}/check-password",
-                info.admin_url, online.id.0
+                emu.info().admin_url,
+                online.id.0
             ))
             .json(&json!({"password": password_for(*g)}))
             .send()

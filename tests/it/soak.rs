@@ -31,6 +31,7 @@ use o365_essentials_emulator::{Emulator, EmulatorConfig};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::fixtures;
 use crate::graph::admin;
 use crate::samba;
 
@@ -202,31 +203,19 @@ async fn the_service_converges_under_faults_kills_and_local_changes() {
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
-    let ldap = samba.config();
-    let i = emu.info();
-    let config = work.join("config.json");
     // The driver changes users faster than any office: the mass-change guard (tested on
     // its own in operations.rs) is set wide enough not to hold the service's rounds.
-    std::fs::write(
-        &config,
-        json!({
-            "directory": {"ldap": {"url": ldap.url, "bind": ldap.bind,
-                "password": samba::ADMIN_PASSWORD, "ca_file": ldap.ca_file,
-                "host_name": ldap.host_name}},
-            "tenant": {"tenant_id": i.tenant_id, "client_id": i.client_id,
-                "credential": {"kind": "secret", "secret": i.client_secret},
-                "login_url": i.login_url, "graph_url": i.graph_url,
-                "exchange_url": i.exchange_url, "sharepoint_url": i.sharepoint_url},
-            "store": work.join("state.db"),
-            "results_folder": work,
-            "usage_location": "GB",
-            "sync": {"interval_secs": 2, "threshold_min": 50},
-            "password_capture": {"gnupg_home": samba.capture_gnupg, "key_id": samba.key_id,
-                "samba_gnupg_home": samba.samba_gnupg, "smb_conf": samba.dir.join("etc/smb.conf")}
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let config = fixtures::write(
+        work,
+        "config.json",
+        &fixtures::merged(
+            fixtures::merged(
+                fixtures::config(samba, emu.info(), work),
+                json!({"sync": {"interval_secs": 2, "threshold_min": 50}}),
+            ),
+            fixtures::password_capture(samba),
+        ),
+    );
     let out = cli(&config, &["integrate"]);
     assert!(out.status.success(), "{out:?}");
 
@@ -267,17 +256,7 @@ async fn the_service_converges_under_faults_kills_and_local_changes() {
     }
 
     // The password hook, as the syncpasswords unit runs it.
-    let hook = work.join("o365-essentials-samba-hook");
-    std::os::unix::fs::symlink(bin(), &hook).unwrap();
-    let cache = work.join("syncpasswords-cache.ldb");
-    let init = samba
-        .samba_tool(&["user", "syncpasswords", "--cache-ldb-initialize"])
-        .arg(format!("--cache-ldb={}", cache.display()))
-        .arg("--attributes=objectGUID,sAMAccountName,userAccountControl,msDS-KeyVersionNumber,virtualSambaGPG")
-        .arg(format!("--script={}", hook.display()))
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
+    let cache = fixtures::syncpasswords_cache(samba, &bin(), work);
     let syncpasswords = || {
         let mut c = samba.samba_tool(&["user", "syncpasswords"]);
         c.arg(format!("--cache-ldb={}", cache.display()))

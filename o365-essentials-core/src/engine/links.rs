@@ -313,8 +313,9 @@ impl Integration {
     ///
     /// # Errors
     /// [`ErrorCode::AlreadyExists`] when the password file exists (it is never
-    /// overwritten); the directory's and tenant's errors for reading. Per-account
-    /// failures are in the results.
+    /// overwritten); [`ErrorCode::WorkHeld`] when another import runs on this store;
+    /// the directory's and tenant's errors for reading. Per-account failures are in the
+    /// results.
     pub async fn import(&self, request: &ImportRequest) -> Result<(Vec<ImportedUser>, RunResults)> {
         self.import_with(request, &super::Control::none()).await
     }
@@ -332,6 +333,13 @@ impl Integration {
         ctl: &super::Control,
     ) -> Result<(Vec<ImportedUser>, RunResults)> {
         self.require_enabled()?;
+        // One import at a time across every process on this store: two at once would
+        // both see an account unlinked and both make it a local user.
+        let _lease = self.lease("import", ctl).await?;
+        let run = Uuid::new_v4();
+        // Steps of an import that died between intent and answer: their account is
+        // decided again below (linked by then, or not, or anchored and left to a plan).
+        self.store.journal_settle(&["import"], run)?;
         let file = match &request.password_file {
             Some(p) => Some(
                 crate::platform::private_file(p, crate::platform::Create::New).map_err(|e| {
@@ -372,7 +380,6 @@ impl Integration {
                 .collect(),
         };
         let policy = self.dir.password_policy().await?;
-        let run = Uuid::new_v4();
         let started_at = OffsetDateTime::now_utc();
         let total = chosen.len() as u64;
         ctl.emit(super::Event::Progress {
