@@ -129,6 +129,30 @@ def test_errors_are_the_packages_classes_and_the_builtins(emulator, tmp_path):
         o365.Integration({"directory": "demo", "stroe": 1})
 
 
+def test_text_that_is_not_unicode_is_refused_naming_its_field_not_its_content(emulator, tmp_path):
+    integration = o365.Integration(config(emulator, tmp_path))
+    secret = "Sea-Glass-" + b"\xff".decode("utf-8", "surrogateescape")
+    with pytest.raises(o365.InvalidInputError) as e:
+        integration.call(
+            "create_user_with_account",
+            user={"sam_account_name": "ann.new", "user_principal_name": "ann.new@example.org",
+                  "display_name": "Ann New"},
+            password=secret,
+        )
+    assert "`password`" in str(e.value) and "surrogate" in str(e.value)
+    assert "Sea-Glass" not in str(e.value) and "Sea-Glass" not in repr(e.value)
+    with pytest.raises(o365.InvalidInputError, match=r"`users\[1\]`"):
+        integration.call("plan_bulk_create", users=["a", b"\xfe".decode("utf-8", "surrogateescape")])
+    # Non-ASCII text that is Unicode goes through as it is.
+    with pytest.raises(o365.NotIntegratedError):
+        integration.call(
+            "create_user_with_account",
+            user={"sam_account_name": "zoe.new", "user_principal_name": "zoe.new@example.org",
+                  "display_name": "Zoë Nü"},
+            password="Sea-Glass-Wide-7",
+        )
+
+
 def test_asyncio_cancellation_stops_the_engine_and_a_running_loop_works(emulator, tmp_path):
     integration = aio.Integration(config(emulator, tmp_path, people=300))
 

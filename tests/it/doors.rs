@@ -477,7 +477,7 @@ fn rows(w: &World) -> Vec<(&'static str, Step, [&'static str; 3])> {
             ),
             [
                 "invalid_utf8",
-                "malformed_json:user.sam_account_name",
+                "invalid_input:user.sam_account_name",
                 "invalid_utf8:not UTF-8",
             ],
         ),

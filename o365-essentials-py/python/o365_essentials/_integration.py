@@ -169,16 +169,50 @@ def _input_error(message: str) -> Exception:
 
 
 def _params_text(operation: str, params: Mapping[str, Any]) -> str:
-    """The parameters as the engine's JSON; values too deep for Python's own JSON writer
-    are refused with a typed error instead of a ``RecursionError``."""
+    """The parameters as the engine's JSON. Values too deep for Python's own JSON writer,
+    and text that is not Unicode (a lone surrogate), are refused with a typed error that
+    names the field, instead of a ``RecursionError`` or a JSON syntax error the caller
+    never wrote."""
     try:
-        return json.dumps(
-            {k: to_json(v) for k, v in params.items() if v is not _UNSET}, default=_jsonable
-        )
+        value = {k: to_json(v) for k, v in params.items() if v is not _UNSET}
+        text = json.dumps(value, default=_jsonable, ensure_ascii=False)
     except RecursionError:
         raise _input_error(
             f"the parameters of `{operation}` are nested too deeply to be JSON; pass the value the operation takes"
         ) from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        field = _not_unicode(json.loads(text), "") or "a key"
+        raise _input_error(
+            f"`{field}` in the parameters of `{operation}` is not Unicode text (it holds a lone surrogate, as from bytes decoded with surrogateescape); pass text that encodes as UTF-8"
+        ) from None
+    return text
+
+
+def _not_unicode(value: Any, path: str) -> Optional[str]:
+    """The path of the first text under ``value`` that cannot be UTF-8 (never its content,
+    which may be a password)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "the value"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            here = f"{path}.{k}" if path else str(k)
+            if _not_unicode(k, here) is not None:
+                return here
+            found = _not_unicode(v, here)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _not_unicode(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _jsonable(value: Any) -> Any:
