@@ -1243,10 +1243,11 @@ async fn directory_steps_on_samba(prefix: &str, runner: StepsRunner) {
 /// (the configuration file, the steps file); built in `dir` when it is the C one.
 pub(crate) fn steps_command(runner: &StepsRunner, dir: &std::path::Path) -> std::process::Command {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::current_exe()
+    // target/debug/deps: the test binary's folder, where `cargo test` leaves the C ABI's
+    // libraries (it copies up only programs and examples).
+    let deps = std::env::current_exe()
         .unwrap()
         .parent()
-        .and_then(|p| p.parent())
         .unwrap()
         .to_path_buf();
     match runner {
@@ -1260,20 +1261,34 @@ pub(crate) fn steps_command(runner: &StepsRunner, dir: &std::path::Path) -> std:
                 .status()
                 .expect("cargo runs");
             assert!(built.success(), "the C ABI library builds");
+            let library = deps.join("libo365_essentials.so");
+            assert!(library.exists(), "{} is missing", library.display());
             let exe = dir.join("steps");
             let cc = std::process::Command::new("gcc")
                 .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-g", "-I"])
                 .arg(root.join("o365-essentials-ffi/include"))
                 .arg(root.join("o365-essentials-ffi/tests/c/steps.c"))
                 .arg("-L")
-                .arg(&target)
+                .arg(&deps)
                 .args(["-lo365_essentials", "-o"])
                 .arg(&exe)
                 .status()
                 .expect("gcc runs (scripts/setup installs it)");
             assert!(cc.success(), "the C program compiles");
+            // It loads the build tree's library, not an installed package's in /usr/lib.
+            let ldd = std::process::Command::new("ldd")
+                .arg(&exe)
+                .env("LD_LIBRARY_PATH", &deps)
+                .output()
+                .expect("ldd runs");
+            let loads = String::from_utf8_lossy(&ldd.stdout).to_string();
+            assert!(
+                loads.contains(&library.display().to_string()),
+                "the C program loads another libo365_essentials than {}:\n{loads}",
+                library.display()
+            );
             let mut c = std::process::Command::new(&exe);
-            c.env("LD_LIBRARY_PATH", &target);
+            c.env("LD_LIBRARY_PATH", &deps);
             c
         }
         StepsRunner::Python => {
