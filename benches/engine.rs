@@ -272,6 +272,7 @@ fn plan_100k() {
             when_changed: None,
             usn_changed: i as u64,
             critical_system_object: false,
+            standing: Default::default(),
             account_expires: None,
         })
         .collect();
@@ -307,6 +308,7 @@ fn plan_100k() {
         admins: vec![],
         links: vec![],
         verified_domains: vec![],
+        ..Default::default()
     };
     let before_mb = vm_hwm_mb();
     let request = BulkCreateRequest {

@@ -140,6 +140,15 @@ pub struct IntegrationConfig {
     /// Password capture on a Samba DC (`samba-tool user syncpasswords` and the hook).
     #[serde(default)]
     pub password_capture: Option<crate::engine::CaptureSettings>,
+    /// Local users never synced, whatever else they are: sAMAccountNames, UPNs or
+    /// objectGUIDs (a kiosk account, a shared mailbox's owner ...).
+    #[serde(default)]
+    pub exclude_users: Vec<String>,
+    /// Privileged users (in Domain Admins or another privileged group, `adminCount = 1`,
+    /// or online role holders by UPN) that are synced anyway, because the administrator
+    /// named them here. Built-in, system, bind and out-of-scope accounts never are.
+    #[serde(default)]
+    pub allow_protected: Vec<String>,
 }
 
 /// The default of [`IntegrationConfig::concurrency`].

@@ -202,13 +202,16 @@ error_codes! {
     NotIntegrated = 702, "not_integrated", "Integrate with a Microsoft 365 tenant first.";
     /// The plan no longer matches the world it was computed on.
     PlanStale = 703, "plan_stale", "Compute a new plan, review it, and apply that one.";
-    /// The online account holds an administrator role and is protected from matching.
-    ProtectedAccount = 704, "protected_account", "Link administrator accounts by hand, if at all.";
+    /// The account is protected (a built-in, privileged or excluded local user, or an
+    /// online account holding a directory role): the gate refused the write, naming its rule.
+    ProtectedAccount = 704, "protected_account", "Leave the account local; name it in allow_protected only if it really must be synced.";
     /// A state the operation relies on no longer holds (the world changed since planning).
     PreconditionFailed = 705, "precondition_failed", "Review the current state (plan again) and retry.";
     /// Another process (or another call) is doing this work now: a sync run, a password
     /// round, applying a plan, the domain flow.
     WorkHeld = 706, "work_held", "Wait for the holder named in the message to finish, then run again.";
+    /// The local user is outside the configured bases or user filter: it is not synced.
+    OutOfScope = 707, "out_of_scope", "Move the user into a synced OU (or the user filter), or leave it local.";
 
     /// A DNS record is missing or differs from the expected value.
     DnsRecordMismatch = 800, "dns_record_mismatch", "Create or correct the DNS record shown, then check again.";
@@ -513,6 +516,7 @@ mod tests {
         (704, "protected_account"),
         (705, "precondition_failed"),
         (706, "work_held"),
+        (707, "out_of_scope"),
         (800, "dns_record_mismatch"),
         (801, "dns_update_refused"),
         (900, "cancelled"),

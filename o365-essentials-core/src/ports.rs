@@ -101,6 +101,15 @@ pub trait Directory: Send + Sync {
     /// [`NotSupported`](crate::ErrorCode::NotSupported) over a connection without TLS.
     async fn set_password(&self, guid: ObjectGuid, password: &SecretString) -> Result<()>;
 
+    /// The user whose anchor source is `guid`: its `mS-DS-ConsistencyGuid` when set,
+    /// else its `objectGUID`.
+    ///
+    /// # Errors
+    /// [`NotFound`](crate::ErrorCode::NotFound) when no user has it.
+    async fn user_by_anchor(&self, guid: ObjectGuid) -> Result<LocalUser> {
+        self.user(guid).await
+    }
+
     /// Writes `mS-DS-ConsistencyGuid` (the anchor source).
     ///
     /// # Errors

@@ -57,6 +57,10 @@ pub(crate) const ROLE_TEMPLATES: &[(&str, &str)] = &[
         "Billing Administrator",
         "b0f54661-2d74-4c50-afa3-1ec803f12efe",
     ),
+    // Roles whose names lack "Administrator": holding any role protects an account.
+    ("Global Reader", "f2ef992c-3afb-46b9-b7cf-a126ee74c451"),
+    ("Security Reader", "5d6b6bb7-de71-4623-b4af-96380a352509"),
+    ("Reports Reader", "4a5d8f65-41da-4de4-8968-e035b65339cf"),
 ];
 
 pub(crate) fn role_template(name: &str) -> Option<&'static str> {

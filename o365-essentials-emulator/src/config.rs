@@ -238,6 +238,8 @@ pub struct SeedUser {
     pub password: Option<String>,
     /// Directory roles held (`Global Administrator`...).
     pub roles: Vec<String>,
+    /// Directory roles the user is eligible for (PIM) without holding them now.
+    pub eligible_roles: Vec<String>,
     /// SKU part numbers assigned.
     pub licences: Vec<String>,
 }
@@ -277,6 +279,21 @@ pub struct Seed {
     pub domains: Vec<SeedDomain>,
     /// ActiveSync devices of mailboxes (their users must be seeded first).
     pub devices: Vec<SeedDevice>,
+    /// Role-assignable groups: their members (UPNs or earlier groups' names) hold the
+    /// groups' roles transitively.
+    pub role_groups: Vec<SeedRoleGroup>,
+}
+
+/// A seeded role-assignable group.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeedRoleGroup {
+    /// `displayName`.
+    pub display_name: String,
+    /// Members: users' UPNs, or the names of role groups seeded before this one.
+    pub members: Vec<String>,
+    /// Directory roles assigned to the group (`Global Reader` ...).
+    pub roles: Vec<String>,
 }
 
 /// A seeded ActiveSync device.
@@ -373,6 +390,7 @@ impl Default for Seed {
             ],
             domains: Vec::new(),
             devices: Vec::new(),
+            role_groups: Vec::new(),
         }
     }
 }

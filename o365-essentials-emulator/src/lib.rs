@@ -37,6 +37,7 @@ mod edge;
 mod exchange;
 mod odata;
 mod org;
+mod roles;
 mod sharepoint;
 mod state;
 mod throttle;
@@ -211,6 +212,26 @@ fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
         .route("/v1.0/organization", get(org::organization))
         .route("/v1.0/directoryRoles", get(org::directory_roles))
         .route("/v1.0/directoryRoles/{id}/members", get(org::role_members))
+        .route(
+            "/v1.0/roleManagement/directory/roleDefinitions",
+            get(roles::role_definitions),
+        )
+        .route(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            get(roles::role_assignments),
+        )
+        .route(
+            "/v1.0/roleManagement/directory/roleEligibilitySchedules",
+            get(roles::role_eligibility),
+        )
+        .route(
+            "/v1.0/groups/{id}/transitiveMembers",
+            get(roles::transitive_members),
+        )
+        .route(
+            "/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user",
+            get(roles::transitive_members),
+        )
         .route("/v1.0/domains", get(domains::list).post(domains::add))
         .route(
             "/v1.0/domains/{id}",

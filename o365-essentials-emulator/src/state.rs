@@ -255,6 +255,18 @@ pub(crate) struct Role {
     pub template_id: String,
     pub display_name: String,
     pub members: Vec<String>,
+    /// Role-assignable groups holding the role (their members hold it transitively).
+    pub groups: Vec<String>,
+    /// Users eligible for the role (PIM), not active.
+    pub eligible: Vec<String>,
+}
+
+/// A role-assignable security group (`isAssignableToRole`): users and nested groups.
+#[derive(Debug, Clone)]
+pub(crate) struct RoleGroup {
+    pub id: String,
+    pub display_name: String,
+    pub members: Vec<String>,
 }
 
 /// The tenant's directory.
@@ -265,6 +277,8 @@ pub(crate) struct Directory {
     pub skus: Vec<Sku>,
     pub domains: BTreeMap<String, Domain>,
     pub roles: Vec<Role>,
+    /// Role-assignable groups.
+    pub role_groups: Vec<RoleGroup>,
     /// (seq, user id) of every change, for delta.
     pub changes: Vec<(u64, String)>,
     pub seq: u64,
@@ -319,9 +333,20 @@ impl Directory {
     }
 
     pub(crate) fn is_admin(&self, user_id: &str) -> bool {
-        self.roles
-            .iter()
-            .any(|r| r.members.iter().any(|m| m == user_id))
+        self.roles.iter().any(|r| {
+            r.members.iter().chain(&r.eligible).any(|m| m == user_id)
+                || r.groups.iter().any(|g| self.in_role_group(g, user_id, 0))
+        })
+    }
+
+    fn in_role_group(&self, group: &str, user_id: &str, depth: u32) -> bool {
+        depth < 16
+            && self.role_groups.iter().any(|g| {
+                g.id == group
+                    && g.members
+                        .iter()
+                        .any(|m| m == user_id || self.in_role_group(m, user_id, depth + 1))
+            })
     }
 }
 
@@ -444,6 +469,8 @@ impl Emu {
                 template_id: (*template).into(),
                 display_name: (*name).into(),
                 members: Vec::new(),
+                groups: Vec::new(),
+                eligible: Vec::new(),
             });
         }
         drop(d);
@@ -501,9 +528,48 @@ impl Emu {
                     .ok_or_else(|| format!("unknown directory role `{role}`"))?;
                 r.members.push(id.clone());
             }
+            for role in &su.eligible_roles {
+                let r = d
+                    .roles
+                    .iter_mut()
+                    .find(|r| r.display_name.eq_ignore_ascii_case(role))
+                    .ok_or_else(|| format!("unknown directory role `{role}`"))?;
+                r.eligible.push(id.clone());
+            }
             d.users.insert(id.clone(), u);
             d.touch(&id, retention);
             ids.push(id);
+        }
+        for g in &seed.role_groups {
+            let gid = self.stable_id(&format!("role-group:{}", g.display_name));
+            let mut members = Vec::new();
+            for m in &g.members {
+                let id = d
+                    .find_user_id(m)
+                    .or_else(|| {
+                        d.role_groups
+                            .iter()
+                            .find(|x| x.display_name.eq_ignore_ascii_case(m))
+                            .map(|x| x.id.clone())
+                    })
+                    .ok_or_else(|| {
+                        format!("role group {}: unknown member `{m}`", g.display_name)
+                    })?;
+                members.push(id);
+            }
+            for role in &g.roles {
+                let r = d
+                    .roles
+                    .iter_mut()
+                    .find(|r| r.display_name.eq_ignore_ascii_case(role))
+                    .ok_or_else(|| format!("unknown directory role `{role}`"))?;
+                r.groups.push(gid.clone());
+            }
+            d.role_groups.push(crate::state::RoleGroup {
+                id: gid,
+                display_name: g.display_name.clone(),
+                members,
+            });
         }
         crate::exchange::seed_devices(&mut d, &seed.devices)?;
         Ok(ids)

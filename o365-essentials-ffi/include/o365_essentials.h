@@ -101,6 +101,8 @@ enum o365_result
   O365_PRECONDITION_FAILED = 705,
   // `work_held`: see the core's `ErrorCode::WorkHeld`.
   O365_WORK_HELD = 706,
+  // `out_of_scope`: see the core's `ErrorCode::OutOfScope`.
+  O365_OUT_OF_SCOPE = 707,
   // `dns_record_mismatch`: see the core's `ErrorCode::DnsRecordMismatch`.
   O365_DNS_RECORD_MISMATCH = 800,
   // `dns_update_refused`: see the core's `ErrorCode::DnsUpdateRefused`.

@@ -93,6 +93,8 @@ pub enum o365_result {
     O365_PRECONDITION_FAILED = 705,
     /// `work_held`: see the core's `ErrorCode::WorkHeld`.
     O365_WORK_HELD = 706,
+    /// `out_of_scope`: see the core's `ErrorCode::OutOfScope`.
+    O365_OUT_OF_SCOPE = 707,
     /// `dns_record_mismatch`: see the core's `ErrorCode::DnsRecordMismatch`.
     O365_DNS_RECORD_MISMATCH = 800,
     /// `dns_update_refused`: see the core's `ErrorCode::DnsUpdateRefused`.
@@ -152,6 +154,7 @@ impl o365_result {
         o365_result::O365_PROTECTED_ACCOUNT,
         o365_result::O365_PRECONDITION_FAILED,
         o365_result::O365_WORK_HELD,
+        o365_result::O365_OUT_OF_SCOPE,
         o365_result::O365_DNS_RECORD_MISMATCH,
         o365_result::O365_DNS_UPDATE_REFUSED,
         o365_result::O365_CANCELLED,
@@ -214,6 +217,7 @@ impl o365_result {
             o365_result::O365_PROTECTED_ACCOUNT => c"protected_account",
             o365_result::O365_PRECONDITION_FAILED => c"precondition_failed",
             o365_result::O365_WORK_HELD => c"work_held",
+            o365_result::O365_OUT_OF_SCOPE => c"out_of_scope",
             o365_result::O365_DNS_RECORD_MISMATCH => c"dns_record_mismatch",
             o365_result::O365_DNS_UPDATE_REFUSED => c"dns_update_refused",
             o365_result::O365_CANCELLED => c"cancelled",

@@ -909,6 +909,8 @@ async fn the_directory_operations_run_through_the_dispatcher_on_samba() {
         dns: None,
         concurrency: 8,
         password_capture: None,
+        exclude_users: Vec::new(),
+        allow_protected: Vec::new(),
     };
     let o = Opened {
         integration: Integration::open(config).unwrap(),

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::model::ObjectGuid;
+use crate::model::{LinkState, ObjectGuid};
 
 use super::Integration;
 
@@ -40,6 +40,17 @@ pub struct CaptureSettings {
     /// The `gpg` program; `gpg` on the PATH when unset.
     #[serde(default)]
     pub gpg: Option<PathBuf>,
+    /// Days a captured password is kept for a user who has no online account yet (so a
+    /// bulk create can give it to the new account); 7 when unset, 0 keeps none.
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u32,
+}
+
+/// The default of [`CaptureSettings::keep_days`].
+pub(crate) const DEFAULT_KEEP_DAYS: u32 = 7;
+
+fn default_keep_days() -> u32 {
+    DEFAULT_KEEP_DAYS
 }
 
 /// One account as the hook receives it.
@@ -194,6 +205,9 @@ pub enum CaptureOutcome {
     Kept,
     /// The integration is disabled: nothing propagates (the change is not sent later).
     Disabled,
+    /// The user is protected (privileged, built-in, the bind account, excluded) or
+    /// outside the configured scope: the password is neither sent nor kept.
+    Protected,
 }
 
 /// The answer of [`Integration::capture_password`].
@@ -245,11 +259,24 @@ impl Integration {
         if status.as_ref().is_some_and(|s| !s.enabled) {
             return Ok(report(CaptureOutcome::Disabled));
         }
-        let linked = self.store.link_by_local(entry.guid)?.is_some();
+        // Only a password that belongs online is read at all: the gate's rules decide,
+        // from the directory as it is now.
+        let link = self.store.link_by_local(entry.guid)?;
+        let linked = link.as_ref().is_some_and(|l| l.state == LinkState::Active);
+        let user = match self.dir.user(entry.guid).await {
+            Ok(u) => u,
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                return Ok(report(CaptureOutcome::NotLinked));
+            }
+            Err(e) => return Err(e),
+        };
+        if self.gate.policy().local_refusal(&user).is_some() {
+            return Ok(report(CaptureOutcome::Protected));
+        }
         if !linked {
-            // Kept for a bulk create only for users one could make an account for.
-            let user = self.dir.user(entry.guid).await.ok();
-            if user.is_none_or(|u| u.critical_system_object) {
+            // Kept for a bulk create only for an enabled user who has no online account
+            // at all (an unassigned or suspended one gets nothing), and only for a while.
+            if link.is_some() || !user.enabled() || self.keep_for().is_zero() {
                 return Ok(report(CaptureOutcome::NotLinked));
             }
         }

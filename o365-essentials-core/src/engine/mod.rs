@@ -17,6 +17,7 @@
 
 mod capture;
 mod control;
+pub mod guard;
 mod links;
 mod passwords;
 mod plan;
@@ -46,7 +47,7 @@ pub use plan::{
 pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
 pub use results::{failed_users, failed_users_in, results_paths, to_csv, write_results};
 pub use services::Microsoft365;
-pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync};
+pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync, plan_sync_with};
 
 use crate::config::{DirectoryConfig, DnsSettings, IntegrationConfig, SyncSettings};
 use crate::dns::TsigKey;
@@ -106,6 +107,11 @@ pub struct DriftReport {
     pub relinked: Vec<Drift>,
     /// Changes made online while disabled (reported, not overwritten).
     pub changed: Vec<Drift>,
+    /// Linked users who left while the integration was disabled (deleted, disabled,
+    /// expired, protected or out of scope): their sign-in was blocked at once; the next
+    /// sync round deletes the accounts of deleted users.
+    #[serde(default)]
+    pub blocked: Vec<Drift>,
 }
 
 /// Where the engine reads the time from: the system's, or a test's.
@@ -160,6 +166,8 @@ impl Default for Settings {
 /// Graph, Exchange and SharePoint, one state store, the password key.
 pub struct Integration {
     dir: Arc<dyn Directory>,
+    /// Decides every remote write; the tenant port in `m365` is its [`guard::GuardedTenant`].
+    gate: Arc<guard::Gate>,
     m365: RwLock<Arc<Microsoft365>>,
     tenant_config: RwLock<Option<GraphConfig>>,
     pub(crate) store: Arc<Store>,
@@ -320,6 +328,52 @@ fn initial_password() -> SecretString {
     SecretString::from(String::from_utf8_lossy(&chars).into_owned())
 }
 
+/// The free seats of each licence while a plan is applied: a create reserves its
+/// licences' seats before it writes anything, and gives them back when it fails.
+struct SeatLedger {
+    free: std::sync::Mutex<std::collections::HashMap<Uuid, (String, u32)>>,
+}
+
+impl SeatLedger {
+    fn new(skus: Vec<crate::model::Sku>) -> Self {
+        SeatLedger {
+            free: std::sync::Mutex::new(
+                skus.into_iter()
+                    .map(|s| (s.sku_id, (s.sku_part_number.clone(), s.free_units())))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Takes a seat of each licence that has one; returns those taken and the names of
+    /// those without a free seat.
+    fn reserve(&self, wanted: &[LicenceAssignment]) -> (Vec<LicenceAssignment>, Vec<String>) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = Vec::new();
+        let mut missing = Vec::new();
+        for l in wanted {
+            match free.get_mut(&l.sku_id) {
+                Some((_, n)) if *n > 0 => {
+                    *n -= 1;
+                    taken.push(l.clone());
+                }
+                Some((name, _)) => missing.push(name.clone()),
+                None => missing.push(l.sku_id.to_string()),
+            }
+        }
+        (taken, missing)
+    }
+
+    fn release(&self, taken: &[LicenceAssignment]) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        for l in taken {
+            if let Some((_, n)) = free.get_mut(&l.sku_id) {
+                *n = n.saturating_add(1);
+            }
+        }
+    }
+}
+
 impl Integration {
     /// The facade over a directory, a tenant backend (accounts only: Exchange, SharePoint
     /// and domains are not available) and a store — for tests and embedders with their
@@ -330,8 +384,11 @@ impl Integration {
 
     /// The facade over a directory, these Microsoft 365 services and a store.
     pub fn with_services(dir: Arc<dyn Directory>, m365: Microsoft365, store: Arc<Store>) -> Self {
+        let gate = Arc::new(guard::Gate::new(dir.clone(), store.clone()));
+        let m365 = Self::guarded(&gate, m365);
         Integration {
             dir,
+            gate,
             m365: RwLock::new(Arc::new(m365)),
             tenant_config: RwLock::new(None),
             store,
@@ -417,7 +474,33 @@ impl Integration {
             capture: config.password_capture.clone(),
         };
         integration.demo = demo;
+        integration.gate.set_policy(guard::Policy {
+            allow_protected: config.allow_protected.clone(),
+            exclude_users: config.exclude_users.clone(),
+            bind_identity: match &config.directory {
+                DirectoryConfig::Ldap(l) => Some(l.bind.clone()),
+                _ => None,
+            },
+        });
         Ok(integration)
+    }
+
+    /// The services with their tenant port behind the gate.
+    fn guarded(gate: &Arc<guard::Gate>, mut m365: Microsoft365) -> Microsoft365 {
+        m365.tenant = Arc::new(guard::GuardedTenant::new(m365.tenant, gate.clone()));
+        m365
+    }
+
+    /// Who may be synced: the configuration's exclusions and allow list (the bind
+    /// account is taken from the directory configuration by [`Integration::open`]).
+    pub fn with_policy(self, policy: guard::Policy) -> Self {
+        self.gate.set_policy(policy);
+        self
+    }
+
+    /// The rules the gate applies now.
+    pub fn policy(&self) -> Arc<guard::Policy> {
+        self.gate.policy()
     }
 
     /// Reads the date from `clock` (account expiry is decided by it).
@@ -536,7 +619,8 @@ impl Integration {
                 ),
             ));
         }
-        *self.m365.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(services);
+        *self.m365.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Self::guarded(&self.gate, services));
         *self
             .tenant_config
             .write()
@@ -839,6 +923,40 @@ impl Integration {
         }
         s.enabled = true;
         self.store.set_setting(SETTINGS_KEY, &s)?;
+        // Leavers are not left with access until the next round: their sign-in is
+        // blocked now (deletes wait for the sync round and its safety threshold).
+        let now = self.now();
+        let policy = self.gate.policy();
+        for link in self.store.links()? {
+            if link.state != LinkState::Active {
+                continue;
+            }
+            let why = match self.dir.user(link.local_guid).await {
+                Err(e) if e.code() == ErrorCode::NotFound => Some("deleted locally".to_string()),
+                Err(e) => return Err(e),
+                Ok(u) => match policy.local_refusal(&u) {
+                    Some(r) => Some(r.message),
+                    None if !u.active_at(now) => Some(format!(
+                        "{} is disabled or expired locally",
+                        u.sam_account_name
+                    )),
+                    None => None,
+                },
+            };
+            let Some(why) = why else { continue };
+            let what = match self.tenant().set_enabled(&link.online_id, false).await {
+                Ok(()) => format!("{}: sign-in blocked ({why})", link.user_principal_name),
+                Err(e) if e.code() == ErrorCode::NotFound => continue,
+                Err(e) => format!(
+                    "{}: could not be blocked ({why}): {e}",
+                    link.user_principal_name
+                ),
+            };
+            report.blocked.push(Drift {
+                local_guid: link.local_guid,
+                what,
+            });
+        }
         Ok(report)
     }
 
@@ -865,6 +983,8 @@ impl Integration {
             admins: tenant.admin_role_holders().await?,
             links: self.store.links()?,
             verified_domains: tenant.organization().await?.verified_domains,
+            skus: tenant.skus().await?,
+            policy: (*self.gate.policy()).clone(),
         })
     }
 
@@ -966,8 +1086,20 @@ impl Integration {
         // never came is found by its anchor when its user is planned again.
         self.store
             .journal_settle(&["create_account", "link"], plan.id)?;
-        let started_at = OffsetDateTime::now_utc();
+        let started_at = self.now();
         let total = plan.items.len() as u64;
+        // Seats are counted again now, not taken from the plan: each create reserves its
+        // licences' seats before anything is written.
+        let needs_seats = plan.items.iter().any(|i| {
+            matches!(&i.action, PlanAction::CreateAccount { licences, .. } | PlanAction::Licences { add: licences, .. } if !licences.is_empty())
+        });
+        let seats = SeatLedger::new(if needs_seats {
+            self.tenant().skus().await?
+        } else {
+            Vec::new()
+        });
+        let seats = &seats;
+        self.gate.refresh();
         ctl.emit(Event::Progress {
             run_id: plan.id,
             done: 0,
@@ -991,7 +1123,9 @@ impl Integration {
                     if stopped() {
                         return Ok(not_started(&item.action, Some(item.reason)));
                     }
-                    let r = self.apply_item(plan.id, &item.action).await;
+                    let r = self
+                        .apply_item(plan.id, &item.action, seats, plan.allow_unlicensed)
+                        .await;
                     if r.is_err() {
                         failed.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
@@ -1115,10 +1249,55 @@ impl Integration {
                 ),
             ));
         }
+        if !now
+            .sam_account_name
+            .eq_ignore_ascii_case(&local.sam_account_name)
+        {
+            return Err(guard::Refusal {
+                rule: guard::GuardRule::IdentityMismatch,
+                message: format!(
+                    "the plan names {} but the user {} is {}",
+                    local.sam_account_name, local.guid, now.sam_account_name
+                ),
+            }
+            .into_error());
+        }
+        if let Some(r) = self.gate.policy().local_refusal(&now) {
+            return Err(r.into_error());
+        }
         Ok(())
     }
 
-    async fn apply_item(&self, run: Uuid, action: &PlanAction) -> Result<ItemResult> {
+    /// [`Integration::precondition`] and the anchor the item would write, which must be
+    /// the user's own.
+    async fn precondition_anchor(
+        &self,
+        local: &LocalVersion,
+        anchor: &crate::model::Anchor,
+    ) -> Result<()> {
+        self.precondition(local).await?;
+        let user = self.dir.user(local.guid).await?;
+        if user.anchor() != *anchor {
+            return Err(guard::Refusal {
+                rule: guard::GuardRule::IdentityMismatch,
+                message: format!(
+                    "the plan gives {} the anchor {anchor}, but its anchor is {}",
+                    local.sam_account_name,
+                    user.anchor()
+                ),
+            }
+            .into_error());
+        }
+        Ok(())
+    }
+
+    async fn apply_item(
+        &self,
+        run: Uuid,
+        action: &PlanAction,
+        seats: &SeatLedger,
+        allow_unlicensed: bool,
+    ) -> Result<ItemResult> {
         let base = |local: &LocalVersion, upn: Option<&str>, action: ItemAction| ItemResult {
             password_source: None,
             local_user: local.sam_account_name.clone(),
@@ -1154,10 +1333,29 @@ impl Integration {
                 usage_location,
                 licences,
             } => {
-                let r = base(local, Some(user_principal_name), ItemAction::CreateAccount);
-                if let Err(e) = self.precondition(local).await {
+                let mut r = base(local, Some(user_principal_name), ItemAction::CreateAccount);
+                if let Err(e) = self.precondition_anchor(local, anchor).await {
                     return Ok(fail(r, &e, Outcome::Skipped));
                 }
+                if let Err(e) = validate::upn(user_principal_name) {
+                    return Ok(fail(r, &e, Outcome::Skipped));
+                }
+                // The licences' seats, reserved before anything is written.
+                let (licences, unseated) = seats.reserve(licences);
+                if !unseated.is_empty() && !allow_unlicensed {
+                    seats.release(&licences);
+                    let e = guard::Refusal {
+                        rule: guard::GuardRule::LicenceUnavailable,
+                        message: format!(
+                            "no free seat of {} is left for {}; nothing was created (buy seats, or apply with unlicensed accounts allowed)",
+                            unseated.join(", "),
+                            local.sam_account_name
+                        ),
+                    }
+                    .into_error();
+                    return Ok(fail(r, &e, Outcome::Skipped));
+                }
+                let licences = &licences;
                 let current = self.dir.user(local.guid).await.ok();
                 // An expired account is created blocked, like a disabled one.
                 let now = self.now();
@@ -1195,9 +1393,11 @@ impl Integration {
                             .await
                     }
                 };
+                let mut refused_current = None;
                 let first = match first {
                     Err(e) if kept.is_some() && e.code() == ErrorCode::PasswordPolicy => {
                         source = crate::model::PasswordSource::Random;
+                        refused_current = Some(e);
                         self.tenant()
                             .create_account(&new, &initial_password())
                             .await
@@ -1207,6 +1407,7 @@ impl Integration {
                 let created = match first {
                     Ok(a) => a,
                     Err(e) => {
+                        seats.release(licences);
                         self.store.journal_failed(entry, &e)?;
                         return Ok(fail(r, &e, Outcome::Failed));
                     }
@@ -1223,15 +1424,37 @@ impl Integration {
                     origin: LinkOrigin::Created,
                     linked_at: OffsetDateTime::now_utc(),
                 })?;
-                let mut r = r;
                 r.online_id = Some(created.id.clone());
                 r.password_source = Some(source);
+                if let (Some(e), Some(p)) = (&refused_current, &kept) {
+                    // Never hidden: the results say so, and the password problems list
+                    // it until the user's next change is delivered.
+                    let why = e
+                        .service()
+                        .map(|s| s.message.clone())
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or_else(|| e.message().to_string());
+                    r.service_message = Some(format!(
+                        "Microsoft 365 refused the user's current password ({why}); the account got a random one until the user's next password change"
+                    ));
+                    r.recommended_action = Some(
+                        "Ask the user to change their password to one that meets Microsoft 365's rules.".into(),
+                    );
+                    self.record_refused_password(local.guid, p, e)?;
+                }
+                if !unseated.is_empty() {
+                    r.service_message = Some(format!(
+                        "created without {} (no free seat); the next plan proposes it",
+                        unseated.join(", ")
+                    ));
+                }
                 if !licences.is_empty()
                     && let Err(e) = self
                         .tenant()
                         .assign_licences(&created.id, licences, &[])
                         .await
                 {
+                    seats.release(licences);
                     self.store.journal_finish(
                         entry,
                         JournalState::Failed,
@@ -1259,8 +1482,54 @@ impl Integration {
             } => {
                 let mut r = base(local, Some(user_principal_name), ItemAction::Link);
                 r.online_id = Some(online_id.clone());
-                if let Err(e) = self.precondition(local).await {
+                if let Err(e) = self.precondition_anchor(local, anchor).await {
                     return Ok(fail(r, &e, Outcome::Skipped));
+                }
+                // The account the plan names: its name, its anchor, and no role.
+                let account = match self.tenant().account(&online_id.0).await {
+                    Ok(a) => a,
+                    Err(e) => return Ok(fail(r, &e, Outcome::Skipped)),
+                };
+                let mismatch = if !account
+                    .user_principal_name
+                    .eq_ignore_ascii_case(user_principal_name)
+                {
+                    Some(format!(
+                        "the plan names {user_principal_name}, but {online_id} is {}",
+                        account.user_principal_name
+                    ))
+                } else if account.immutable_id.as_ref().is_some_and(|a| a != anchor) {
+                    Some(format!(
+                        "{} carries another user's anchor",
+                        account.user_principal_name
+                    ))
+                } else if *origin == LinkOrigin::HardMatch && account.immutable_id.is_none() {
+                    Some(format!(
+                        "{} carries no anchor, so it is no hard match",
+                        account.user_principal_name
+                    ))
+                } else if self.store.link_by_online(online_id)?.is_some() {
+                    Some(format!(
+                        "{} is linked to another local user",
+                        account.user_principal_name
+                    ))
+                } else {
+                    None
+                };
+                if let Some(m) = mismatch {
+                    let e = guard::Refusal {
+                        rule: guard::GuardRule::IdentityMismatch,
+                        message: m,
+                    }
+                    .into_error();
+                    return Ok(fail(r, &e, Outcome::Skipped));
+                }
+                let admins = match self.tenant().admin_role_holders().await {
+                    Ok(a) => a,
+                    Err(e) => return Ok(fail(r, &e, Outcome::Failed)),
+                };
+                if let Some(refusal) = self.gate.policy().online_refusal(online_id, &admins) {
+                    return Ok(fail(r, &refusal.into_error(), Outcome::Skipped));
                 }
                 let entry = self.store.journal_begin(
                     run,
@@ -1299,6 +1568,54 @@ impl Integration {
                 self.store
                     .journal_finish(entry, JournalState::Done, &json!({}))?;
                 Ok(r)
+            }
+            PlanAction::Licences {
+                local_guid,
+                online_id,
+                add,
+                remove,
+            } => {
+                let name = self
+                    .dir
+                    .user(*local_guid)
+                    .await
+                    .map(|u| u.sam_account_name)
+                    .unwrap_or_default();
+                let local = LocalVersion {
+                    guid: *local_guid,
+                    sam_account_name: name,
+                    usn_changed: 0,
+                };
+                let mut r = base(&local, None, ItemAction::Licences);
+                r.online_id = Some(online_id.clone());
+                let (add, unseated) = seats.reserve(add);
+                if !unseated.is_empty() {
+                    seats.release(&add);
+                    let e = guard::Refusal {
+                        rule: guard::GuardRule::LicenceUnavailable,
+                        message: format!("no free seat of {} is left", unseated.join(", ")),
+                    }
+                    .into_error();
+                    return Ok(fail(r, &e, Outcome::Skipped));
+                }
+                let entry = self.store.journal_begin(
+                    run,
+                    "licences",
+                    &local_guid.to_string(),
+                    &json!({"online_id": online_id}),
+                )?;
+                match self.tenant().assign_licences(online_id, &add, remove).await {
+                    Ok(()) => {
+                        self.store
+                            .journal_finish(entry, JournalState::Done, &json!({}))?;
+                        Ok(r)
+                    }
+                    Err(e) => {
+                        seats.release(&add);
+                        self.store.journal_failed(entry, &e)?;
+                        Ok(fail(r, &e, Outcome::Failed))
+                    }
+                }
             }
             other => {
                 let local = LocalVersion {

@@ -162,16 +162,25 @@ pub struct PasswordDelivery {
 struct KeptPassword {
     nonce: String,
     ciphertext: String,
+    /// When it was kept (Unix seconds); a kept password expires after
+    /// `password_capture.keep_days`. Older entries without it count as expired.
+    #[serde(default)]
+    kept_at: i64,
 }
 
+const KEPT_PREFIX: &str = "capture.kept.";
+
 fn kept_key(local: ObjectGuid) -> String {
-    format!("capture.kept.{local}")
+    format!("{KEPT_PREFIX}{local}")
 }
 
 fn permanent(code: ErrorCode) -> bool {
     matches!(
         code,
         ErrorCode::PasswordPolicy
+            | ErrorCode::ProtectedAccount
+            | ErrorCode::OutOfScope
+            | ErrorCode::PlanStale
             | ErrorCode::PermissionDenied
             | ErrorCode::NotFound
             | ErrorCode::InvalidConfig
@@ -234,8 +243,60 @@ impl Integration {
             &KeptPassword {
                 nonce: b64.encode(nonce),
                 ciphertext: b64.encode(ciphertext),
+                kept_at: self.now().unix_timestamp(),
             },
         )
+    }
+
+    /// How long a captured password is kept for a user without an online account.
+    pub(super) fn keep_for(&self) -> time::Duration {
+        let days = self
+            .settings
+            .capture
+            .as_ref()
+            .map(|c| c.keep_days)
+            .unwrap_or(super::capture::DEFAULT_KEEP_DAYS);
+        time::Duration::days(i64::from(days))
+    }
+
+    /// The users with a kept password (for the sweep and the invariant checks).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn kept_password_users(&self) -> Result<Vec<ObjectGuid>> {
+        Ok(self
+            .store
+            .setting_keys(KEPT_PREFIX)?
+            .iter()
+            .filter_map(|k| k.strip_prefix(KEPT_PREFIX)?.parse().ok())
+            .collect())
+    }
+
+    /// Removes kept passwords that expired, and those of users who were deleted, became
+    /// protected or left the scope, or got an online account some other way. Returns
+    /// how many were removed. Run by every sync round.
+    pub(super) async fn sweep_kept_passwords(&self) -> Result<usize> {
+        let policy = self.gate.policy();
+        let oldest = (self.now() - self.keep_for()).unix_timestamp();
+        let mut removed = 0;
+        for guid in self.kept_password_users()? {
+            let expired = self
+                .store
+                .setting::<KeptPassword>(&kept_key(guid))?
+                .is_none_or(|k| k.kept_at < oldest);
+            let unwanted = expired
+                || self.store.link_by_local(guid)?.is_some()
+                || match self.dir.user(guid).await {
+                    Ok(u) => policy.local_refusal(&u).is_some(),
+                    Err(e) if e.code() == ErrorCode::NotFound => true,
+                    Err(e) => return Err(e),
+                };
+            if unwanted {
+                self.forget_kept_password(guid)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The password kept for `local` by [`Integration::keep_password`], if any (one the
@@ -245,6 +306,10 @@ impl Integration {
         let Some(kept) = self.store.setting::<KeptPassword>(&kept_key(local))? else {
             return Ok(None);
         };
+        if kept.kept_at < (self.now() - self.keep_for()).unix_timestamp() {
+            self.forget_kept_password(local)?;
+            return Ok(None);
+        }
         let Ok(key) = self.key() else {
             return Ok(None);
         };
@@ -254,6 +319,29 @@ impl Integration {
             return Ok(None);
         };
         Ok(key.open(local, &nonce, &ciphertext).ok())
+    }
+
+    /// The user's current password, refused by the tenant when its account was made:
+    /// queued, and marked refused with the tenant's reason, so the password problems
+    /// list it until the user's next change replaces it.
+    pub(super) fn record_refused_password(
+        &self,
+        local: ObjectGuid,
+        password: &SecretString,
+        refusal: &Error,
+    ) -> Result<()> {
+        if !self.password_changed(local, password)? {
+            return Ok(());
+        }
+        if let Some(q) = self
+            .store
+            .queued_passwords()?
+            .into_iter()
+            .find(|q| q.local_guid == local)
+        {
+            self.store.password_attempt_failed(local, q.seq, refusal)?;
+        }
+        Ok(())
     }
 
     /// Forgets the password kept for `local` (its online account has it now).

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::model::{
     AdminRoleHolder, LicenceAssignment, Link, LinkOrigin, LocalUser, LocalVersion, ObjectGuid,
-    OnlineAccount, Plan, PlanAction, PlanItem, PlanReason, SkipReason, SkippedUser,
+    OnlineAccount, Plan, PlanAction, PlanItem, PlanReason, SeatCount, SkipReason, SkippedUser,
 };
 use crate::validate;
 
@@ -25,6 +25,10 @@ pub struct Snapshot {
     /// The tenant's verified domains, read with the accounts (a domain verified since
     /// integrating counts).
     pub verified_domains: Vec<String>,
+    /// The tenant's subscriptions, for counting seats.
+    pub skus: Vec<crate::model::Sku>,
+    /// Who may be synced (the gate's rules, from the configuration).
+    pub policy: super::guard::Policy,
 }
 
 /// The administrator's choice for one user of a bulk create, as the wizard allowed.
@@ -63,6 +67,10 @@ pub struct BulkCreateRequest {
     /// Link existing online accounts with the same user name or mail (never admins).
     #[serde(default)]
     pub allow_soft_match: bool,
+    /// Create the accounts beyond a licence's free seats anyway, without that licence
+    /// (the next plan proposes it); by default those items are refused when applied.
+    #[serde(default)]
+    pub allow_unlicensed: bool,
     /// Per-user choices of online ID and licences.
     #[serde(default)]
     pub choices: Vec<UserChoice>,
@@ -153,7 +161,8 @@ pub fn plan_bulk_create(
 ) -> Plan {
     let linked_local: HashSet<ObjectGuid> = s.links.iter().map(|l| l.local_guid).collect();
     let linked_online: HashSet<&str> = s.links.iter().map(|l| l.online_id.0.as_str()).collect();
-    let admins: HashSet<&str> = s.admins.iter().map(|a| a.id.0.as_str()).collect();
+    let protected_online = super::guard::protected_online(&s.policy, &s.admins);
+    let admins: HashSet<&str> = protected_online.iter().map(String::as_str).collect();
     let by_anchor: HashMap<&str, &OnlineAccount> = s
         .accounts
         .iter()
@@ -199,20 +208,64 @@ pub fn plan_bulk_create(
             guid: u.guid,
             sam_account_name: u.sam_account_name.clone(),
             reason,
+            rule: None,
             message,
         })
     };
     for u in users {
-        if let Some(why) = u.exclusion_reason() {
-            skip(
-                u,
-                SkipReason::NeverSynced,
-                format!("never synced: {why}"),
-                &mut skipped,
-            );
+        if let Some(refusal) = s.policy.local_refusal(u) {
+            use super::guard::GuardRule as G;
+            let reason = match refusal.rule {
+                G::ComputerOrTrustAccount
+                | G::BuiltInAccount
+                | G::CriticalSystemObject
+                | G::ReservedRid => SkipReason::NeverSynced,
+                G::OutOfScope => SkipReason::OutOfScope,
+                _ => SkipReason::Protected,
+            };
+            skipped.push(SkippedUser {
+                guid: u.guid,
+                sam_account_name: u.sam_account_name.clone(),
+                reason,
+                rule: Some(refusal.rule),
+                message: format!("never synced: {}", refusal.message),
+            });
             continue;
         }
+        let allowed_note = if s.policy.allowed_privileged(u) {
+            format!(
+                " — {} is privileged and synced only because allow_protected names it",
+                u.sam_account_name
+            )
+        } else {
+            String::new()
+        };
         if linked_local.contains(&u.guid) {
+            // A linked account left without a licence (no free seat when it was made)
+            // gets it proposed again.
+            let licences = choices
+                .get(&u.guid)
+                .and_then(|c| c.licences.clone())
+                .unwrap_or_else(|| r.licences.clone());
+            let unlicensed = s
+                .links
+                .iter()
+                .find(|l| l.local_guid == u.guid && l.state == crate::model::LinkState::Active)
+                .and_then(|l| s.accounts.iter().find(|a| a.id == l.online_id))
+                .filter(|a| a.assigned_skus.is_empty() && !admins.contains(a.id.0.as_str()));
+            if let (Some(acc), false) = (unlicensed, licences.is_empty()) {
+                items.push((
+                    PlanAction::Licences {
+                        local_guid: u.guid,
+                        online_id: acc.id.clone(),
+                        add: licences,
+                        remove: Vec::new(),
+                    },
+                    PlanReason::Unlicensed,
+                    format!("{} has no licence yet", acc.user_principal_name),
+                ));
+                continue;
+            }
             skip(
                 u,
                 SkipReason::AlreadyLinked,
@@ -223,7 +276,18 @@ pub fn plan_bulk_create(
         }
         let anchor = u.anchor();
         if let Some(acc) = by_anchor.get(anchor.as_str()) {
-            if linked_online.contains(acc.id.0.as_str()) || !taken_online.insert(acc.id.0.as_str())
+            if admins.contains(acc.id.0.as_str()) {
+                skip(
+                    u,
+                    SkipReason::AdministratorAccount,
+                    format!(
+                        "{} carries this user's anchor but holds a directory role; it is never linked automatically",
+                        acc.user_principal_name
+                    ),
+                    &mut skipped,
+                );
+            } else if linked_online.contains(acc.id.0.as_str())
+                || !taken_online.insert(acc.id.0.as_str())
             {
                 skip(
                     u,
@@ -245,7 +309,7 @@ pub fn plan_bulk_create(
                     },
                     PlanReason::HardMatch,
                     format!(
-                        "{} already carries this user's anchor (hard match)",
+                        "{} already carries this user's anchor (hard match){allowed_note}",
                         acc.user_principal_name
                     ),
                 ));
@@ -311,7 +375,7 @@ pub fn plan_bulk_create(
                     },
                     PlanReason::SoftMatch,
                     format!(
-                        "{} has the same user name or mail (soft match)",
+                        "{} has the same user name or mail (soft match){allowed_note}",
                         acc.user_principal_name
                     ),
                 ));
@@ -360,6 +424,7 @@ pub fn plan_bulk_create(
             );
         }
         planned_upns.insert(upn.clone());
+        message.push_str(&allowed_note);
         let nickname = upn.split('@').next().unwrap_or_default().to_string();
         items.push((
             PlanAction::CreateAccount {
@@ -377,22 +442,84 @@ pub fn plan_bulk_create(
             message,
         ));
     }
+    let mut items: Vec<PlanItem> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, (action, reason, message))| PlanItem {
+            seq: i as u32 + 1,
+            action,
+            reason,
+            message,
+            licence_short: false,
+        })
+        .collect();
+    let seats = count_seats(&mut items, &s.skus, r.allow_unlicensed);
     Plan {
         id,
         created_at: now,
         tenant_id: tenant_id.to_string(),
-        items: items
-            .into_iter()
-            .enumerate()
-            .map(|(i, (action, reason, message))| PlanItem {
-                seq: i as u32 + 1,
-                action,
-                reason,
-                message,
-            })
-            .collect(),
+        items,
         skipped,
+        seats,
+        allow_unlicensed: r.allow_unlicensed,
     }
+}
+
+/// Counts the seats each licence of the plan's new accounts takes against the free
+/// seats, in plan order, and marks the items beyond them.
+fn count_seats(
+    items: &mut [PlanItem],
+    skus: &[crate::model::Sku],
+    allow_unlicensed: bool,
+) -> Vec<SeatCount> {
+    let mut seats: Vec<SeatCount> = Vec::new();
+    for item in items.iter_mut() {
+        let licences = match &item.action {
+            PlanAction::CreateAccount { licences, .. }
+            | PlanAction::Licences { add: licences, .. } => licences,
+            _ => continue,
+        };
+        let mut short = Vec::new();
+        for l in licences {
+            let i = match seats.iter().position(|c| c.sku_id == l.sku_id) {
+                Some(i) => i,
+                None => {
+                    let sku = skus.iter().find(|k| k.sku_id == l.sku_id);
+                    seats.push(SeatCount {
+                        sku_id: l.sku_id,
+                        sku_part_number: sku.map(|k| k.sku_part_number.clone()).unwrap_or_default(),
+                        free: sku.map(crate::model::Sku::free_units).unwrap_or(0),
+                        planned: 0,
+                        short: 0,
+                    });
+                    seats.len() - 1
+                }
+            };
+            let c = &mut seats[i];
+            c.planned += 1;
+            if c.planned > c.free {
+                c.short += 1;
+                short.push(if c.sku_part_number.is_empty() {
+                    c.sku_id.to_string()
+                } else {
+                    c.sku_part_number.clone()
+                });
+            }
+        }
+        if !short.is_empty() {
+            item.licence_short = true;
+            item.message.push_str(&format!(
+                "; no free seat of {} is left for it ({})",
+                short.join(", "),
+                if allow_unlicensed {
+                    "it would be created without that licence"
+                } else {
+                    "applied, it is refused unless the plan allows unlicensed accounts"
+                }
+            ));
+        }
+    }
+    seats
 }
 
 /// `local2@domain`, `local3@domain`, ... — the first not taken (lower case).
@@ -431,6 +558,7 @@ mod tests {
             when_changed: None,
             usn_changed: 10,
             critical_system_object: false,
+            standing: Default::default(),
             account_expires: None,
         }
     }
@@ -516,6 +644,7 @@ mod tests {
             admins,
             links: vec![],
             verified_domains: vec![],
+            ..Default::default()
         };
         let off = plan(&s, &req(false));
         assert!(off.items.is_empty());

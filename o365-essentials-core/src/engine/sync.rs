@@ -28,6 +28,9 @@ const DIRECTORY_CURSOR: &str = "directory";
 const DELTA_CURSOR: &str = "graph_delta";
 const TOUCHED: &str = "sync_touched";
 const EXPIRING: &str = "sync_expiring";
+/// Linked users whose online account is known to be blocked (so a round reads again
+/// only the ones whose state may have changed).
+const BLOCKED: &str = "sync_blocked";
 /// The journal kinds of sync items (their actions' names), written under the sync lease.
 const SYNC_KINDS: &[&str] = &["enable", "disable", "update", "delete"];
 /// At or below this many linked accounts to look at, each is read by itself; above it
@@ -135,6 +138,10 @@ pub struct SyncPlan {
     pub full_resync: bool,
     /// Passwords queued for delivery.
     pub passwords_queued: usize,
+    /// Linked users whose online account was seen blocked when the plan was made (kept
+    /// once the plan is applied, with the disables and enables it makes).
+    #[serde(default)]
+    pub blocked: Vec<ObjectGuid>,
 }
 
 /// The local part an online ID would get from a local user now.
@@ -162,9 +169,57 @@ pub fn plan_sync(
     online: &HashMap<String, OnlineAccount>,
     now: OffsetDateTime,
 ) -> Vec<(PlanAction, PlanReason)> {
+    plan_sync_with(
+        upserted,
+        deleted,
+        links,
+        online,
+        now,
+        &super::guard::Policy::default(),
+    )
+}
+
+/// [`plan_sync`] under the gate's rules: a linked user who is protected or out of
+/// scope gets only a block, never an update or an enable.
+pub fn plan_sync_with(
+    upserted: &[LocalUser],
+    deleted: &[ObjectGuid],
+    links: &HashMap<ObjectGuid, Link>,
+    online: &HashMap<String, OnlineAccount>,
+    now: OffsetDateTime,
+    policy: &super::guard::Policy,
+) -> Vec<(PlanAction, PlanReason)> {
     let mut items = Vec::new();
     for u in upserted {
-        let Some(link) = links.get(&u.guid).filter(|l| l.state == LinkState::Active) else {
+        if let Some(refusal) = policy.local_refusal(u) {
+            let Some(link) = links
+                .get(&u.guid)
+                .filter(|l| matches!(l.state, LinkState::Active | LinkState::Suspended))
+            else {
+                continue;
+            };
+            let enabled_online = online
+                .get(&link.online_id.0)
+                .is_none_or(|a| a.account_enabled);
+            if enabled_online || link.state == LinkState::Active {
+                items.push((
+                    PlanAction::Disable {
+                        local: version(u),
+                        online_id: link.online_id.clone(),
+                    },
+                    if refusal.rule == super::guard::GuardRule::OutOfScope {
+                        PlanReason::OutOfScopeLocally
+                    } else {
+                        PlanReason::ProtectedLocally
+                    },
+                ));
+            }
+            continue;
+        }
+        let Some(link) = links
+            .get(&u.guid)
+            .filter(|l| matches!(l.state, LinkState::Active | LinkState::Suspended))
+        else {
             continue;
         };
         let Some(acc) = online.get(&link.online_id.0) else {
@@ -223,8 +278,15 @@ pub fn plan_sync(
             ));
         }
     }
+    let mut seen = HashSet::new();
     for g in deleted {
-        if let Some(link) = links.get(g).filter(|l| l.state == LinkState::Active) {
+        if !seen.insert(*g) {
+            continue;
+        }
+        if let Some(link) = links
+            .get(g)
+            .filter(|l| matches!(l.state, LinkState::Active | LinkState::Suspended))
+        {
             items.push((
                 PlanAction::Delete {
                     local_guid: *g,
@@ -415,7 +477,7 @@ impl Integration {
                         (id.clone(), format!("{id} was removed online ({reason})"))
                     }
                 };
-                if touched.contains(&id.0) {
+                if touched.contains(&id.0) || super::guard::take_own_write(&self.store, &id)? {
                     continue;
                 }
                 if let Some(l) = self.store.link_by_online(&id)? {
@@ -483,8 +545,70 @@ impl Integration {
                 Err(e) => return Err(e),
             }
         }
+        // Every round, the links against the directory itself (one listing), not only the
+        // change cursor: a leaver is never missed — deleted before the first round, while
+        // the service was down, after a lost cursor, or moved out of scope. Only users
+        // whose state may differ online are looked at further.
+        let policy = self.gate.policy();
+        let blocked: HashSet<ObjectGuid> = self.store.setting(BLOCKED)?.unwrap_or_default();
+        let listed: HashMap<ObjectGuid, LocalUser> = self
+            .dir
+            .users()
+            .map_ok(|u| (u.guid, u))
+            .try_collect()
+            .await?;
+        let gone: HashSet<ObjectGuid> = deleted.iter().copied().collect();
+        let mut at: HashMap<ObjectGuid, usize> = upserted
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.guid, i))
+            .collect();
+        for link in links
+            .values()
+            .filter(|l| matches!(l.state, LinkState::Active | LinkState::Suspended))
+        {
+            let g = link.local_guid;
+            if gone.contains(&g) {
+                continue;
+            }
+            let user = match listed.get(&g) {
+                Some(u) => u.clone(),
+                // Not listed: out of scope, no longer syncable, or gone.
+                None => match self.dir.user(g).await {
+                    Ok(u) => u,
+                    Err(e) if e.code() == ErrorCode::NotFound => {
+                        deleted.push(g);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            let refused = policy.local_refusal(&user).is_some();
+            let look = (refused && link.state == LinkState::Active)
+                || (!refused && link.state == LinkState::Suspended)
+                || user.active_at(now) == blocked.contains(&g);
+            match at.get(&g) {
+                // A change the cursor reported: the listing's copy carries the standing.
+                Some(i) => upserted[*i] = user,
+                None if look => {
+                    at.insert(g, upserted.len());
+                    upserted.push(user);
+                }
+                None => {}
+            }
+        }
         let online = self.linked_accounts(&upserted, &links).await?;
-        let planned = plan_sync(&upserted, &deleted, &links, &online, now);
+        let mut now_blocked: HashSet<ObjectGuid> = blocked.difference(&gone).copied().collect();
+        for u in &upserted {
+            if let Some(a) = links.get(&u.guid).and_then(|l| online.get(&l.online_id.0)) {
+                if a.account_enabled {
+                    now_blocked.remove(&u.guid);
+                } else {
+                    now_blocked.insert(u.guid);
+                }
+            }
+        }
+        let planned = plan_sync_with(&upserted, &deleted, &links, &online, now, &policy);
         let active = links
             .values()
             .filter(|l| l.state == LinkState::Active)
@@ -538,6 +662,7 @@ impl Integration {
             drift,
             full_resync: full_resync && cursor.is_some(),
             passwords_queued: self.store.queued_passwords()?.len(),
+            blocked: now_blocked.into_iter().collect(),
         })
     }
 
@@ -707,6 +832,28 @@ impl Integration {
             self.store.set_setting(EXPIRING, &expiring)?;
         }
         self.store.set_setting(TOUCHED, &now_touched)?;
+        let mut blocked: HashSet<ObjectGuid> = plan.blocked.iter().copied().collect();
+        for (item, r) in plan.items.iter().zip(&results) {
+            if r.outcome != Outcome::Succeeded {
+                continue;
+            }
+            match &item.action {
+                PlanAction::Disable { local, .. } => {
+                    blocked.insert(local.guid);
+                }
+                PlanAction::Enable { local, .. } => {
+                    blocked.remove(&local.guid);
+                }
+                PlanAction::Delete { local_guid, .. } => {
+                    blocked.remove(local_guid);
+                }
+                _ => {}
+            }
+        }
+        self.store.set_setting(BLOCKED, &blocked)?;
+        // Passwords kept for users without an account: expired ones, and those of users
+        // who left or became protected, are removed every round.
+        self.sweep_kept_passwords().await?;
         let passwords = if self.password_key.is_none() {
             if plan.passwords_queued > 0
                 || self
@@ -867,6 +1014,23 @@ impl Integration {
         match outcome {
             Ok(id) => {
                 r.online_id = id.cloned();
+                // A protected or out-of-scope user's link is suspended once blocked; it
+                // is active again once the user may be synced and is enabled again.
+                let state = match (action, item.reason) {
+                    (
+                        PlanAction::Disable { .. },
+                        PlanReason::ProtectedLocally | PlanReason::OutOfScopeLocally,
+                    ) => Some(LinkState::Suspended),
+                    (PlanAction::Enable { .. }, _) => Some(LinkState::Active),
+                    _ => None,
+                };
+                if let (Some(state), Some(l)) = (state, links.get(&action.local_guid()))
+                    && l.state != state
+                {
+                    let mut l = l.clone();
+                    l.state = state;
+                    self.store.put_link(&l)?;
+                }
                 if let (PlanAction::Update { update, .. }, Some(l)) =
                     (action, links.get(&action.local_guid()))
                     && let Some(upn) = &update.user_principal_name
@@ -904,7 +1068,7 @@ impl Integration {
         let wanted: HashSet<&str> = users
             .iter()
             .filter_map(|u| links.get(&u.guid))
-            .filter(|l| l.state == LinkState::Active)
+            .filter(|l| matches!(l.state, LinkState::Active | LinkState::Suspended))
             .map(|l| l.online_id.0.as_str())
             .collect();
         let mut online = HashMap::with_capacity(wanted.len());

@@ -16,6 +16,7 @@ mod auth;
 mod config;
 pub(crate) mod map;
 mod pacer;
+mod roles;
 mod send;
 
 use std::sync::Arc;
@@ -895,42 +896,7 @@ impl Tenant for GraphTenant {
     }
 
     async fn admin_role_holders(&self) -> Result<Vec<AdminRoleHolder>> {
-        let roles = self
-            .get("/directoryRoles", "reading directory roles")
-            .await?;
-        let mut holders = Vec::new();
-        for r in roles
-            .get("value")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = r
-                .get("displayName")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let Some(id) = r.get("id").and_then(Value::as_str) else {
-                continue;
-            };
-            if !name.contains("Administrator") {
-                continue;
-            }
-            let members = self
-                .get(
-                    &format!("/directoryRoles/{}/members", enc(id)),
-                    &format!("reading the members of {name}"),
-                )
-                .await?;
-            for m in members
-                .get("value")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                map::add_role_holder(&mut holders, m, name);
-            }
-        }
-        Ok(holders)
+        self.role_holders().await
     }
 
     async fn changes(&self, delta_link: Option<&str>) -> Result<OnlineChanges> {

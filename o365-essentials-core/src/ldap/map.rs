@@ -25,7 +25,42 @@ pub(crate) const USER_ATTRS: &[&str] = &[
     "uSNChanged",
     "isCriticalSystemObject",
     "accountExpires",
+    "objectSid",
+    "adminCount",
+    "primaryGroupID",
 ];
+
+/// A binary `objectSid` → its text form (`S-1-5-21-…-1104`); `None` when malformed.
+pub(crate) fn sid_text(b: &[u8]) -> Option<String> {
+    let (&revision, rest) = b.split_first()?;
+    let (&count, rest) = rest.split_first()?;
+    let authority = rest.get(0..6)?;
+    let subs = rest.get(6..)?;
+    if subs.len() != usize::from(count) * 4 {
+        return None;
+    }
+    let authority = authority
+        .iter()
+        .fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+    let mut out = format!("S-{revision}-{authority}");
+    for c in subs.chunks_exact(4) {
+        let v = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        out.push_str(&format!("-{v}"));
+    }
+    Some(out)
+}
+
+/// The last sub-authority of a SID in text form.
+pub(crate) fn rid_of(sid: &str) -> Option<u32> {
+    sid.rsplit('-').next()?.parse().ok()
+}
+
+/// The SID of the domain a user's SID belongs to (everything but the RID), for
+/// domain-relative groups; `None` for a builtin SID.
+pub(crate) fn domain_sid_of(sid: &str) -> Option<&str> {
+    sid.strip_prefix("S-1-5-21-")?;
+    sid.rsplit_once('-').map(|(d, _)| d)
+}
 
 /// `accountExpires` (a FILETIME: 100 ns ticks since 1601-01-01 UTC) as a time; 0 and
 /// `0x7FFFFFFFFFFFFFFF` mean "never".
@@ -66,6 +101,18 @@ impl<'a> Entry<'a> {
 
     pub(crate) fn text(&self, name: &str) -> Option<String> {
         self.texts(name).into_iter().next()
+    }
+
+    /// Every value as bytes, whether ldap3 filed them as text or binary.
+    pub(crate) fn all_bytes(&self, name: &str) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = self
+            .bin
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        out.extend(self.texts(name).into_iter().map(String::into_bytes));
+        out
     }
 
     /// The first value as bytes, whether ldap3 filed it as text or binary.
@@ -143,7 +190,59 @@ pub(crate) fn user(e: &Entry<'_>) -> Result<LocalUser, Error> {
             .text("accountExpires")
             .as_deref()
             .and_then(account_expires),
+        standing: crate::model::LocalStanding {
+            rid: e
+                .bytes("objectSid")
+                .as_deref()
+                .and_then(sid_text)
+                .as_deref()
+                .and_then(rid_of),
+            admin_count: e
+                .text("adminCount")
+                .is_some_and(|v| v.trim().parse::<i64>().is_ok_and(|n| n != 0)),
+            privileged_groups: Vec::new(),
+            out_of_scope: false,
+        },
     })
+}
+
+/// The privileged groups a listed user is in: its `memberOf` groups and its primary
+/// group, each with what it amounts to through nesting (`closure`: privileged groups by
+/// group DN, group DNs by SID).
+pub(crate) fn privileged_groups(
+    e: &Entry<'_>,
+    u: &LocalUser,
+    closure: &(HashMap<String, Vec<String>>, HashMap<String, String>),
+) -> Vec<String> {
+    let (by_dn, by_sid) = closure;
+    let primary = e
+        .text("primaryGroupID")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .and_then(|rid| {
+            let sid = e.bytes("objectSid").as_deref().and_then(sid_text)?;
+            let domain = domain_sid_of(&sid)?;
+            by_sid.get(&format!("{domain}-{rid}")).cloned()
+        });
+    let mut out: Vec<String> = u
+        .member_of
+        .iter()
+        .map(|m| m.to_ascii_lowercase())
+        .chain(primary)
+        .filter_map(|dn| by_dn.get(&dn))
+        .flatten()
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The SIDs in a `tokenGroups` answer (binary values), as text.
+pub(crate) fn token_group_sids(e: &Entry<'_>) -> Vec<String> {
+    e.all_bytes("tokenGroups")
+        .iter()
+        .filter_map(|b| sid_text(b))
+        .collect()
 }
 
 /// A group entry → [`LocalGroup`].

@@ -21,7 +21,7 @@ pub(crate) mod map;
 /// The attributes read for each user (as `ldapsearch` would be asked for them).
 pub const USER_ATTRIBUTES: &[&str] = map::USER_ATTRS;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -544,6 +544,126 @@ impl LdapDirectory {
             .find(|e| !e.dn.is_empty()))
     }
 
+    /// One base search at `dn` with `filter`; `None` when the entry does not match.
+    async fn read_matching(
+        &self,
+        dn: &str,
+        filter: &str,
+        attrs: &[&str],
+        what: &str,
+    ) -> Result<Option<SearchEntry>> {
+        let attrs: Vec<String> = attrs.iter().map(|a| (*a).to_string()).collect();
+        let entries = self
+            .run(what, |mut l| {
+                let (dn, attrs, filter) = (dn.to_string(), attrs.clone(), filter.to_string());
+                async move {
+                    l.search(&dn, Scope::Base, &filter, attrs)
+                        .await?
+                        .success()
+                        .map(|(e, _)| e)
+                }
+            })
+            .await?;
+        Ok(entries.into_iter().next().map(SearchEntry::construct))
+    }
+
+    /// Whether `dn` is under one of the configured bases.
+    async fn under_bases(&self, dn: &str) -> Result<bool> {
+        let dn = dn.to_ascii_lowercase();
+        Ok(self.bases().await?.iter().any(|b| {
+            let b = b.to_ascii_lowercase();
+            dn == b || dn.ends_with(&format!(",{b}"))
+        }))
+    }
+
+    /// Fills in what the gate decides from, for one user: the privileged groups it is in
+    /// from `tokenGroups` (the server's own transitive answer, primary group included)
+    /// and whether it is in the configured scope.
+    async fn add_standing(&self, u: &mut LocalUser) -> Result<()> {
+        let what = format!("reading the groups of {}", u.sam_account_name);
+        let groups = self
+            .read_object(&u.dn, &["tokenGroups"], &what)
+            .await?
+            .map(|e| map::token_group_sids(&map::Entry::new(&e.dn, &e.attrs, &e.bin_attrs)))
+            .unwrap_or_default();
+        u.standing.privileged_groups = groups
+            .iter()
+            .filter_map(|sid| crate::engine::guard::privileged_group(sid))
+            .collect();
+        u.standing.privileged_groups.sort();
+        let in_scope = self.under_bases(&u.dn).await?
+            && (self.cfg.user_filter.is_none()
+                || self
+                    .read_matching(&u.dn, &self.user_filter(""), &["objectGUID"], &what)
+                    .await?
+                    .is_some());
+        u.standing.out_of_scope = !in_scope;
+        Ok(())
+    }
+
+    /// Every group of the domain that is a privileged well-known group or (nested) in
+    /// one, by DN (lower case), with the privileged groups it amounts to; and the DNs of
+    /// groups by SID (for primary groups). One listing of the domain's groups.
+    async fn privileged_closure(
+        &self,
+    ) -> Result<(HashMap<String, Vec<String>>, HashMap<String, String>)> {
+        struct G {
+            dn: String,
+            sid: Option<String>,
+            member_of: Vec<String>,
+        }
+        let base = self.root().await?.default_nc.clone();
+        let groups = self
+            .search_all(
+                &base,
+                "(objectClass=group)",
+                &["objectSid", "memberOf"],
+                |e| {
+                    Ok(G {
+                        dn: e.dn.to_ascii_lowercase(),
+                        sid: e.bytes("objectSid").as_deref().and_then(map::sid_text),
+                        member_of: e
+                            .texts("memberOf")
+                            .into_iter()
+                            .map(|m| m.to_ascii_lowercase())
+                            .collect(),
+                    })
+                },
+            )
+            .await?;
+        let by_dn: HashMap<&str, &G> = groups.iter().map(|g| (g.dn.as_str(), g)).collect();
+        let by_sid: HashMap<String, String> = groups
+            .iter()
+            .filter_map(|g| g.sid.clone().map(|s| (s, g.dn.clone())))
+            .collect();
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for g in &groups {
+            // Walk up the nesting from this group, each group once (cycles are legal).
+            let mut seen = HashSet::new();
+            let mut todo = vec![g.dn.as_str()];
+            let mut privileged = Vec::new();
+            while let Some(dn) = todo.pop() {
+                if !seen.insert(dn) {
+                    continue;
+                }
+                let Some(x) = by_dn.get(dn) else { continue };
+                if let Some(p) = x
+                    .sid
+                    .as_deref()
+                    .and_then(crate::engine::guard::privileged_group)
+                {
+                    privileged.push(p);
+                }
+                todo.extend(x.member_of.iter().map(String::as_str));
+            }
+            if !privileged.is_empty() {
+                privileged.sort();
+                out.insert(g.dn.clone(), privileged);
+            }
+        }
+        Ok((out, by_sid))
+    }
+
     async fn dn_of(&self, guid: ObjectGuid) -> Result<String> {
         let f = format!("(&(objectClass=user){})", map::guid_filter(guid));
         self.find_one(&f, &["objectGUID"], &format!("looking up user {guid}"))
@@ -744,6 +864,8 @@ impl Directory for LdapDirectory {
             bases: Option<VecDeque<String>>,
             current: Option<Stream>,
             done: bool,
+            /// Privileged groups by group DN, and group DNs by SID.
+            closure: (HashMap<String, Vec<String>>, HashMap<String, String>),
         }
         let attrs: Vec<String> = map::USER_ATTRS.iter().map(|a| a.to_string()).collect();
         let filter = self.user_filter("");
@@ -751,6 +873,7 @@ impl Directory for LdapDirectory {
             bases: None,
             current: None,
             done: false,
+            closure: Default::default(),
         };
         futures::stream::unfold(start, move |mut w| {
             let attrs = attrs.clone();
@@ -763,6 +886,13 @@ impl Directory for LdapDirectory {
                     if w.bases.is_none() {
                         match self.bases().await {
                             Ok(b) => w.bases = Some(b.into()),
+                            Err(e) => {
+                                w.done = true;
+                                return Some((Err(e), w));
+                            }
+                        }
+                        match self.privileged_closure().await {
+                            Ok(c) => w.closure = c,
                             Err(e) => {
                                 w.done = true;
                                 return Some((Err(e), w));
@@ -783,8 +913,13 @@ impl Directory for LdapDirectory {
                     match stream.next().await {
                         Ok(Some(entry)) => {
                             let e = SearchEntry::construct(entry);
-                            match map::user(&map::Entry::new(&e.dn, &e.attrs, &e.bin_attrs)) {
-                                Ok(u) if u.is_syncable() => return Some((Ok(u), w)),
+                            let entry = map::Entry::new(&e.dn, &e.attrs, &e.bin_attrs);
+                            match map::user(&entry) {
+                                Ok(mut u) if u.is_syncable() => {
+                                    u.standing.privileged_groups =
+                                        map::privileged_groups(&entry, &u, &w.closure);
+                                    return Some((Ok(u), w));
+                                }
                                 Ok(_) => continue,
                                 Err(err) => return Some((Err(err), w)),
                             }
@@ -818,7 +953,28 @@ impl Directory for LdapDirectory {
             .find_one(&f, map::USER_ATTRS, &format!("reading user {guid}"))
             .await?
             .ok_or_else(|| Error::not_found(format!("no local user has objectGUID {guid}")))?;
-        map::user(&map::Entry::new(&e.dn, &e.attrs, &e.bin_attrs))
+        let mut u = map::user(&map::Entry::new(&e.dn, &e.attrs, &e.bin_attrs))?;
+        self.add_standing(&mut u).await?;
+        Ok(u)
+    }
+
+    async fn user_by_anchor(&self, guid: ObjectGuid) -> Result<LocalUser> {
+        let consistency = map::guid_filter(guid).replacen("objectGUID", "mS-DS-ConsistencyGuid", 1);
+        let f = format!(
+            "(&(objectClass=user)(|{consistency}{}))",
+            map::guid_filter(guid)
+        );
+        let e = self
+            .find_one(
+                &f,
+                map::USER_ATTRS,
+                &format!("looking up the anchor {guid}"),
+            )
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no local user has the anchor {guid}")))?;
+        let mut u = map::user(&map::Entry::new(&e.dn, &e.attrs, &e.bin_attrs))?;
+        self.add_standing(&mut u).await?;
+        Ok(u)
     }
 
     async fn find_user(&self, name: &str) -> Result<Option<LocalUser>> {

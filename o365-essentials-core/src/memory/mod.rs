@@ -28,6 +28,25 @@ const SAM_MAX_LEN: usize = 20;
 struct Group {
     group: LocalGroup,
     members: Vec<ObjectGuid>,
+    /// The SID of a well-known group (`Domain Admins` …); ordinary groups have none here.
+    sid: Option<String>,
+}
+
+/// The memory directory's domain SID (its well-known groups are relative to it).
+const DOMAIN_SID: &str = "S-1-5-21-1000-2000-3000";
+
+/// `u` with what the gate needs: the privileged groups it is a member of.
+fn with_standing(s: &State, u: &LocalUser) -> LocalUser {
+    let mut u = u.clone();
+    u.standing.privileged_groups = s
+        .groups
+        .values()
+        .filter(|g| g.members.contains(&u.guid))
+        .filter_map(|g| g.sid.as_deref())
+        .filter_map(crate::engine::guard::privileged_group)
+        .collect();
+    u.standing.privileged_groups.sort();
+    u
 }
 
 struct State {
@@ -129,7 +148,50 @@ impl MemoryDirectory {
                 let u = new_user_record(&mut s, dn, sam, None, None, None, sam, None, bits);
                 let mut u = u;
                 u.critical_system_object = critical;
+                u.standing.rid = Some(match sam {
+                    "Administrator" => 500,
+                    "Guest" => 501,
+                    "krbtgt" => 502,
+                    _ => 1000,
+                });
                 s.users.insert(u.guid, u);
+            }
+            // The privileged groups a provisioned domain has, the Administrator in them.
+            let admin = s
+                .users
+                .values()
+                .find(|u| u.sam_account_name == "Administrator")
+                .map(|u| u.guid);
+            for (name, rid) in [("Domain Admins", 512), ("Administrators", 544)] {
+                let guid = ObjectGuid::random();
+                let (sid, dn) = if rid == 544 {
+                    (
+                        format!("S-1-5-32-{rid}"),
+                        format!("CN={name},CN=Builtin,{base_dn}"),
+                    )
+                } else {
+                    (
+                        format!("{DOMAIN_SID}-{rid}"),
+                        format!("CN={name},CN=Users,{base_dn}"),
+                    )
+                };
+                s.groups.insert(
+                    guid,
+                    Group {
+                        group: LocalGroup {
+                            guid,
+                            dn: dn.clone(),
+                            sam_account_name: name.to_string(),
+                            display_name: Some(name.to_string()),
+                            mail: None,
+                        },
+                        members: admin.into_iter().collect(),
+                        sid: Some(sid),
+                    },
+                );
+                if let Some(a) = admin.and_then(|a| s.users.get_mut(&a)) {
+                    a.member_of.push(dn);
+                }
             }
         }
         Ok(dir)
@@ -277,9 +339,55 @@ impl MemoryDirectory {
             Group {
                 group: group.clone(),
                 members,
+                sid: None,
             },
         );
         Ok(group)
+    }
+
+    /// Adds a user to a group (by the group's sAMAccountName), as an administrator
+    /// would; the user's uSN moves, as AD's `memberOf` back link does not but its
+    /// `tokenGroups` does — the gate reads membership live either way.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`] for the group or the user.
+    pub fn add_to_group(&self, group: &str, user: ObjectGuid) -> Result<()> {
+        self.set_membership(group, user, true)
+    }
+
+    /// Removes a user from a group (by the group's sAMAccountName).
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`] for the group or the user.
+    pub fn remove_from_group(&self, group: &str, user: ObjectGuid) -> Result<()> {
+        self.set_membership(group, user, false)
+    }
+
+    fn set_membership(&self, group: &str, user: ObjectGuid, member: bool) -> Result<()> {
+        let mut s = self.lock()?;
+        if !s.users.contains_key(&user) {
+            return Err(not_found(user));
+        }
+        let g = s
+            .groups
+            .values_mut()
+            .find(|g| g.group.sam_account_name.eq_ignore_ascii_case(group))
+            .ok_or_else(|| Error::not_found(format!("no local group is named `{group}`")))?;
+        let dn = g.group.dn.clone();
+        g.members.retain(|m| *m != user);
+        if member {
+            g.members.push(user);
+        }
+        s.usn += 1;
+        let usn = s.usn;
+        if let Some(u) = s.users.get_mut(&user) {
+            u.member_of.retain(|m| *m != dn);
+            if member {
+                u.member_of.push(dn);
+            }
+            u.usn_changed = usn;
+        }
+        Ok(())
     }
 
     /// Changes a user as an administrator would in "Active Directory Users and
@@ -459,6 +567,7 @@ fn new_user_record(
         when_changed: Some(OffsetDateTime::now_utc()),
         usn_changed: s.usn,
         critical_system_object: false,
+        standing: Default::default(),
         account_expires: None,
     }
 }
@@ -579,8 +688,7 @@ impl Directory for MemoryDirectory {
                 .users
                 .values()
                 .filter(|u| u.is_syncable())
-                .cloned()
-                .map(Ok)
+                .map(|u| Ok(with_standing(&s, u)))
                 .collect(),
             Err(e) => vec![Err(e)],
         };
@@ -588,10 +696,19 @@ impl Directory for MemoryDirectory {
     }
 
     async fn user(&self, guid: ObjectGuid) -> Result<LocalUser> {
-        self.lock()?
-            .users
+        let s = self.lock()?;
+        s.users
             .get(&guid)
-            .cloned()
+            .map(|u| with_standing(&s, u))
+            .ok_or_else(|| not_found(guid))
+    }
+
+    async fn user_by_anchor(&self, guid: ObjectGuid) -> Result<LocalUser> {
+        let s = self.lock()?;
+        s.users
+            .values()
+            .find(|u| u.consistency_guid.unwrap_or(u.guid) == guid)
+            .map(|u| with_standing(&s, u))
             .ok_or_else(|| not_found(guid))
     }
 

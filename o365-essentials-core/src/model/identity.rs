@@ -174,6 +174,30 @@ pub struct LocalUser {
     )]
     #[schemars(with = "Option<crate::json::Rfc3339>")]
     pub account_expires: Option<OffsetDateTime>,
+    /// What the directory says about the account's privileges and scope, read with it;
+    /// [`crate::engine::guard`] decides from it who is protected.
+    #[serde(default)]
+    pub standing: LocalStanding,
+}
+
+/// What the directory says about a local user's privileges and scope. The engine's gate
+/// ([`crate::engine::guard`]) turns it into a decision; backends only report it.
+#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalStanding {
+    /// The relative identifier (the last part of `objectSid`); below 1000 for the
+    /// accounts the domain made itself (Administrator 500, Guest 501, krbtgt 502).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<u32>,
+    /// `adminCount = 1`: the account is or was in a protected group (AdminSDHolder).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin_count: bool,
+    /// The privileged well-known groups the user is in, nested and primary group
+    /// included, as `name (SID)` — Domain Admins, Administrators, Backup Operators ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub privileged_groups: Vec<String>,
+    /// Outside the configured bases or not matching the configured user filter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_scope: bool,
 }
 
 impl LocalUser {
@@ -418,6 +442,10 @@ pub enum LinkState {
     Unassigned,
     /// The local user was deleted; the online account was deleted (soft) or is pending.
     Deleted,
+    /// The local user became protected (privileged, excluded) or left the configured
+    /// scope: sign-in is blocked and nothing propagates; the link becomes active again
+    /// when the user may be synced again.
+    Suspended,
 }
 
 /// How a link was established.
@@ -479,6 +507,7 @@ mod tests {
             usn_changed: 0,
             critical_system_object: false,
             account_expires: None,
+            standing: LocalStanding::default(),
         }
     }
 

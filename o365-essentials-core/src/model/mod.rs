@@ -16,13 +16,13 @@ pub use exchange::{
     NewDistributionGroup, WipeKind, WipeStatus,
 };
 pub use identity::{
-    AccountUpdate, Anchor, Link, LinkOrigin, LinkState, LocalGroup, LocalUser, NewLocalUser,
-    NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, uac,
+    AccountUpdate, Anchor, Link, LinkOrigin, LinkState, LocalGroup, LocalStanding, LocalUser,
+    NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, uac,
 };
 pub use plan::{
     CheckStatus, ItemAction, ItemResult, LocalVersion, Outcome, PasswordSource, Plan, PlanAction,
     PlanItem, PlanReason, Progress, RequirementCheck, RequirementsReport, RunKind, RunResults,
-    SkipReason, SkippedUser,
+    SeatCount, SkipReason, SkippedUser,
 };
 pub use sharepoint::{Library, NewLibrary, RevokeOutcome, SiteGroup, SiteRole, TeamSite};
 pub use tenant::{
@@ -60,6 +60,7 @@ mod tests {
                     },
                     reason: PlanReason::NoOnlineAccount,
                     message: "no online account yet".into(),
+                    licence_short: false,
                 },
                 PlanItem {
                     seq: 2,
@@ -69,9 +70,12 @@ mod tests {
                     },
                     reason: PlanReason::DisabledLocally,
                     message: "disabled locally".into(),
+                    licence_short: false,
                 },
             ],
             skipped: vec![],
+            seats: vec![],
+            allow_unlicensed: false,
         };
         let json = serde_json::to_string_pretty(&plan).expect("serialise");
         assert!(json.contains("\"action\": \"create_account\""));

@@ -145,6 +145,10 @@ pub struct PlanItem {
     pub reason: PlanReason,
     /// The same in words for the administrator (never read by code).
     pub message: String,
+    /// Beyond the free seats of a licence it would get: applied, it is refused (or
+    /// created unlicensed when the plan allows it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub licence_short: bool,
 }
 
 /// A reviewable, serialisable set of changes; `apply` executes exactly this.
@@ -163,6 +167,13 @@ pub struct Plan {
     /// Users considered but left alone, with why (excluded, already linked...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedUser>,
+    /// Seats per licence the plan's new accounts take, against the free seats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seats: Vec<SeatCount>,
+    /// Create accounts whose licence has no free seat anyway, unlicensed (the next plan
+    /// proposes the licence); otherwise such items are refused when applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unlicensed: bool,
 }
 
 /// A local user a plan leaves alone, with the reason.
@@ -174,8 +185,27 @@ pub struct SkippedUser {
     pub sam_account_name: String,
     /// Why, as a stable name.
     pub reason: SkipReason,
+    /// The gate's rule, when the user is protected or out of scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<crate::engine::guard::GuardRule>,
     /// The same in words for the administrator (never read by code).
     pub message: String,
+}
+
+/// Seats of one licence across a plan: how many are free now and how many the plan's
+/// new accounts would take.
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatCount {
+    /// `skuId`.
+    pub sku_id: Uuid,
+    /// `skuPartNumber` (empty when the tenant has no such subscription).
+    pub sku_part_number: String,
+    /// Seats free when the plan was made.
+    pub free: u32,
+    /// Seats the plan would take.
+    pub planned: u32,
+    /// Items beyond the free seats (they would be left without this licence).
+    pub short: u32,
 }
 
 /// Outcome of one check of the requirements report.
@@ -256,6 +286,13 @@ pub enum PlanReason {
     ChangedLocally,
     /// The local user was deleted.
     DeletedLocally,
+    /// The linked online account has no licence (none was free when it was made).
+    Unlicensed,
+    /// The local user became protected (privileged, excluded) or left the scope: its
+    /// online account is blocked.
+    ProtectedLocally,
+    /// The local user is no longer in the configured bases or user filter.
+    OutOfScopeLocally,
 }
 
 /// Why a local user is not in a bulk-create plan.
@@ -278,6 +315,11 @@ pub enum SkipReason {
     LinkedToAnotherUser,
     /// No valid online ID can be made (or the one chosen is invalid).
     InvalidOnlineId,
+    /// A protected user (privileged, the bind account, or excluded by the
+    /// configuration): never synced unless `allow_protected` names it.
+    Protected,
+    /// Outside the configured bases or user filter.
+    OutOfScope,
 }
 
 /// What a run item did.

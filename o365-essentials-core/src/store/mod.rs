@@ -559,6 +559,24 @@ impl Store {
             .transpose()
     }
 
+    /// The keys of the settings that start with `prefix`.
+    ///
+    /// # Errors
+    /// [`ErrorCode::StoreIo`].
+    pub fn setting_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let c = self.conn()?;
+        let mut stmt = c
+            .prepare("SELECT key FROM settings WHERE substr(key, 1, ?2) = ?1 ORDER BY key")
+            .map_err(|e| sql_err(&self.path, e))?;
+        let rows = stmt
+            .query_map(params![prefix, prefix.len() as i64], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| sql_err(&self.path, e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| sql_err(&self.path, e))
+    }
+
     /// Removes a setting; absent is fine.
     ///
     /// # Errors

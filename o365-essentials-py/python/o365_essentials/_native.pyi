@@ -101,6 +101,8 @@ class PreconditionFailedError(O365EngineError):
     CODE: int
 class WorkHeldError(O365EngineError):
     CODE: int
+class OutOfScopeError(O365EngineError):
+    CODE: int
 class DnsRecordMismatchError(O365DnsError):
     CODE: int
 class DnsUpdateRefusedError(O365DnsError):

@@ -272,7 +272,8 @@ pub(crate) fn samba_hook(matches: &ArgMatches) -> u8 {
                 CaptureOutcome::Repeated => "already queued (same password version)",
                 CaptureOutcome::Deleted => "deleted: nothing to send",
                 CaptureOutcome::NoPassword => "no password in the change",
-                CaptureOutcome::NotLinked => "a system account: nothing to send",
+                CaptureOutcome::NotLinked => "no online account and none to be made: nothing kept",
+                CaptureOutcome::Protected => "protected or out of scope: neither sent nor kept",
                 CaptureOutcome::Kept => {
                     "no online account yet: kept for the account a bulk create makes"
                 }
