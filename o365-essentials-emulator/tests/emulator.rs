@@ -908,8 +908,26 @@ async fn futures_runs(g: &Graph) -> Vec<Vec<String>> {
 
 // ---------------------------------------------------------------- throttling and faults
 
+/// `Retry-After` is `HTTP-date / delay-seconds` with `delay-seconds = 1*DIGIT` (RFC 9110
+/// §10.2.3), and Graph's throttling guidance (learn.microsoft.com/graph/throttling) says
+/// to wait "the number of seconds specified in the Retry-After header". The CLI for
+/// Microsoft 365 reads it with `parseInt`: a fractional `1.96` made it retry early, and
+/// below one second at once, in a loop (issue 31).
+fn whole_seconds(v: &str) -> u64 {
+    assert!(
+        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()),
+        "Retry-After `{v}` is not delta-seconds"
+    );
+    let n: u64 = v.parse().unwrap();
+    assert!(
+        n >= 1,
+        "Retry-After 0 on a 429 sends the client straight back"
+    );
+    n
+}
+
 #[tokio::test]
-async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
+async fn throttling_answers_429_with_whole_second_retry_after_and_headers() {
     let mut cfg = EmulatorConfig::default();
     cfg.throttling.resource_units = Some(10);
     let emu = Emulator::start(cfg).await.unwrap();
@@ -930,12 +948,8 @@ async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
         assert_eq!(r.headers()["x-ms-resource-unit"], "2");
     }
     let r = throttled.expect("10 RU allow five GET /users");
-    let after: f64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(after > 0.0 && after <= 10.0, "{after}");
+    let after = whole_seconds(r.headers()["retry-after"].to_str().unwrap());
+    assert!(after <= 10, "{after}");
     assert!(
         r.headers()["x-ms-throttle-scope"]
             .to_str()
@@ -964,12 +978,31 @@ async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
         .find(|r| r["status"] == 429)
         .expect("a throttled item")
         .clone();
-    assert!(item["headers"]["Retry-After"].is_string());
+    whole_seconds(item["headers"]["Retry-After"].as_str().unwrap());
 
     // A time scale of 1000 refills the 10 s window in 10 ms.
     admin_put(&emu, "/throttling", &json!({"time_scale": 1000.0})).await;
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     assert_eq!(g.get("/users").await.0, 200);
+    // An injected 429 at that time scale (a 1 ms wait) says 1, not 0.001 nor 0.
+    admin_put(
+        &emu,
+        "/faults",
+        &json!({"rules": [{"path": "/v1.0/organization", "kind": "status", "status": 429, "limit": 1}]}),
+    )
+    .await;
+    let r = g
+        .http
+        .get(g.url("/organization"))
+        .bearer_auth(&g.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(
+        whole_seconds(r.headers()["retry-after"].to_str().unwrap()),
+        1
+    );
 }
 
 #[tokio::test]
