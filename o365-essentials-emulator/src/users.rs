@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Claims;
-use crate::ctx::{GraphError, json_response, no_content, now_rfc3339, read_json};
+use crate::ctx::{GraphError, canonical_names, json_response, no_content, now_rfc3339, read_json};
 use crate::odata::{self, Query, Schema};
 use crate::state::{Directory, Emu, USER_EXTRA_STRINGS, USER_PROPERTIES, User, hash_password};
 
@@ -183,6 +183,30 @@ const WRITABLE: &[&str] = &[
     "otherMails",
 ];
 
+/// The members of `passwordProfile` (CSDL `microsoft.graph.passwordProfile`).
+const PASSWORD_PROFILE: &[&str] = &[
+    "forceChangePasswordNextSignIn",
+    "forceChangePasswordNextSignInWithMfa",
+    "password",
+];
+
+/// A create or update body with its property names spelled as declared (Graph matches
+/// them ignoring case), `passwordProfile`'s members included.
+fn user_body(body: Map<String, Value>) -> Result<Map<String, Value>, GraphError> {
+    let mut body = canonical_names(body, &[WRITABLE, USER_EXTRA_STRINGS, USER_PROPERTIES])?;
+    match body.remove("passwordProfile") {
+        Some(Value::Object(p)) => {
+            let p = canonical_names(p, &[PASSWORD_PROFILE])?;
+            body.insert("passwordProfile".into(), Value::Object(p));
+        }
+        Some(other) => {
+            body.insert("passwordProfile".into(), other);
+        }
+        None => {}
+    }
+    Ok(body)
+}
+
 fn check_known_properties(body: &Map<String, Value>) -> Result<(), GraphError> {
     for k in body.keys() {
         if k.starts_with("@odata.") {
@@ -260,7 +284,7 @@ pub(crate) async fn create(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, WRITE_USERS)?;
-    let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let body = user_body(read_json(&headers, body, emu.cfg.max_body_bytes).await?)?;
     check_known_properties(&body)?;
     let enabled = match body.get("accountEnabled") {
         Some(Value::Bool(b)) => *b,
@@ -524,7 +548,7 @@ pub(crate) async fn update(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, WRITE_USERS)?;
-    let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let body = user_body(read_json(&headers, body, emu.cfg.max_body_bytes).await?)?;
     check_known_properties(&body)?;
     let mut d = emu.dir();
     let uid = d
@@ -685,6 +709,14 @@ pub(crate) async fn assign_license(
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, LICENCE_PERMS)?;
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let mut body = canonical_names(body, &[&["addLicenses", "removeLicenses"]])?;
+    if let Some(Value::Array(items)) = body.get_mut("addLicenses") {
+        for item in items.iter_mut() {
+            if let Value::Object(m) = item {
+                *m = canonical_names(std::mem::take(m), &[&["disabledPlans", "skuId"]])?;
+            }
+        }
+    }
     let bad = |m: &str| GraphError::bad_request("Request_BadRequest", m.to_string());
     let add = body
         .get("addLicenses")

@@ -1935,3 +1935,107 @@ async fn random_cmdlets_and_sharepoint_calls_never_crash_it_or_get_a_5xx() {
     }
     assert!(ok > 10, "some random calls are valid: {ok}");
 }
+
+// ---------------------------------------------------------------- issue 31: a third client
+
+/// Graph's directory endpoints match property names ignoring case. Source: the CLI for
+/// Microsoft 365's `m365 entra user add` (pnp/cli-microsoft365,
+/// src/m365/entra/commands/user/user-add.ts) posts `mailNickName` and `surName`, and
+/// creates users against the real service; against the emulator it created 0 of 200
+/// (issue 31). Answers keep the declared spelling (`mailNickname`, `surname`).
+#[tokio::test]
+async fn property_names_are_matched_ignoring_case_like_graphs_directory() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    // The body `m365 entra user add --displayName … --userName … --lastName Doe` sends,
+    // with its Accept header.
+    let cli_body = json!({
+        "accountEnabled": true,
+        "displayName": "Jane Doe",
+        "userPrincipalName": "jane.doe@contoso.onmicrosoft.com",
+        "mailNickName": "jane.doe",
+        "passwordProfile": {
+            "forceChangePasswordNextSignIn": false,
+            "forceChangePasswordNextSignInWithMfa": false,
+            "password": "Winter-2026!x"
+        },
+        "givenName": "Jane",
+        "surName": "Doe",
+        "jobTitle": "Tester"
+    });
+    let r = g
+        .http
+        .post(g.url("/users"))
+        .bearer_auth(&g.token)
+        .header("accept", "application/json;odata.metadata=none")
+        .json(&cli_body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["surname"], "Doe", "{created}");
+    assert!(
+        created.get("surName").is_none(),
+        "answers use the declared name"
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, got) = g
+        .get(&format!(
+            "/users/{id}?$select=mailNickname,surname,givenName"
+        ))
+        .await;
+    assert_eq!(got["mailNickname"], "jane.doe");
+    assert_eq!(got["surname"], "Doe");
+    // Updates too, `passwordProfile`'s members included.
+    let (status, body) = g
+        .patch(
+            &format!("/users/{id}"),
+            &json!({"SURNAME": "Roe", "JobTitle": "Lead", "PasswordProfile": {"Password": "Spring-2027!y"}}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert!(check_password(&emu, &id, "Spring-2027!y").await);
+    let (_, got) = g
+        .get(&format!("/users/{id}?$select=surname,jobTitle"))
+        .await;
+    assert_eq!(
+        (got["surname"].clone(), got["jobTitle"].clone()),
+        (json!("Roe"), json!("Lead"))
+    );
+    // Before: 400 "Property 'mailNickName' does not exist…". A name that exists in no
+    // spelling is still refused, and one property under two spellings is no guess.
+    let (status, body) = g
+        .patch(&format!("/users/{id}"), &json!({"favouriteColour": "blue"}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("favouriteColour")
+    );
+    let (status, _) = g
+        .patch(
+            &format!("/users/{id}"),
+            &json!({"surname": "A", "surName": "B"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    // The same rule on a domain and a licence assignment.
+    admin_put(&emu, "/dns", &json!({"verify_without_dns": true})).await;
+    let (status, body) = g.post("/domains", &json!({"ID": "case.example"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = g
+        .patch(&format!("/users/{id}"), &json!({"UsageLocation": "GB"}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = g
+        .post(
+            &format!("/users/{id}/assignLicense"),
+            &json!({"AddLicenses": [{"SkuId": "f245ecc8-75af-4f8e-b61f-27d8114de5f3", "DisabledPlans": []}], "RemoveLicenses": []}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
