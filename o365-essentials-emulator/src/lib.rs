@@ -37,6 +37,7 @@ mod edge;
 mod exchange;
 mod odata;
 mod org;
+mod route;
 mod sharepoint;
 mod state;
 mod throttle;
@@ -157,26 +158,7 @@ mod tempdir {
     }
 }
 
-/// Strips `microsoft.graph.` from action segments and `()` from function calls, so
-/// `/users/microsoft.graph.delta()` and `/users/delta` reach the same handler.
-pub(crate) fn normalize_uri(uri: &str) -> String {
-    let (path, query) = match uri.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (uri, None),
-    };
-    let path: Vec<String> = path
-        .split('/')
-        .map(|seg| {
-            let s = seg.strip_prefix("microsoft.graph.").unwrap_or(seg);
-            s.strip_suffix("()").unwrap_or(s).to_string()
-        })
-        .collect();
-    let path = path.join("/");
-    match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    }
-}
+pub(crate) use route::normalize_uri;
 
 fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
     let auth_state = (emu.clone(), Resource::Graph);
@@ -194,6 +176,14 @@ fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
         .route(
             "/v1.0/users/{id}/assignLicense",
             post(users::assign_license),
+        )
+        .route(
+            "/v1.0/users/{id}/licenseDetails",
+            get(users::license_details),
+        )
+        .route(
+            "/v1.0/users/{id}/licenseDetails/{detail}",
+            get(users::license_detail),
         )
         .route(
             "/v1.0/directory/deletedItems/user",
@@ -300,16 +290,11 @@ fn sharepoint_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
 }
 
 async fn graph_fallback(uri: axum::http::Uri) -> ctx::GraphError {
-    let seg = uri
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .nth(1)
-        .unwrap_or("")
-        .to_string();
+    let seg = route::unknown_segment(uri.path());
     if seg.is_empty() {
         return ctx::GraphError::bad_request("BadRequest", "Invalid version.");
     }
+    // Graph names the segment it could not resolve, not the first one.
     ctx::GraphError::bad_request(
         "BadRequest",
         format!("Resource not found for the segment '{seg}'."),
@@ -588,27 +573,5 @@ impl Emulator {
             self.info.listen,
             last.map(|e| e.to_string()).unwrap_or_default()
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_uri;
-
-    #[test]
-    fn sdk_paths_are_normalised() {
-        assert_eq!(
-            normalize_uri("/v1.0/users/delta()?$select=id"),
-            "/v1.0/users/delta?$select=id"
-        );
-        assert_eq!(
-            normalize_uri("/v1.0/users/x/microsoft.graph.revokeSignInSessions"),
-            "/v1.0/users/x/revokeSignInSessions"
-        );
-        assert_eq!(
-            normalize_uri("/v1.0/directory/deletedItems/microsoft.graph.user"),
-            "/v1.0/directory/deletedItems/user"
-        );
-        assert_eq!(normalize_uri("/v1.0/users"), "/v1.0/users");
     }
 }

@@ -50,6 +50,9 @@ const FILTERABLE: &[&str] = &[
     "assignedLicenses/skuId",
     "jobTitle",
     "department",
+    // Graph documents `$filter` (eq, ne, not, in) on userType; the CLI for Microsoft 365
+    // lists members with `$filter=userType eq 'Member'`.
+    "userType",
 ];
 
 pub(crate) const USER_SCHEMA: Schema<'static> = Schema {
@@ -428,6 +431,89 @@ pub(crate) async fn get(
     Ok(json_response(
         StatusCode::OK,
         &Value::Object(reorder_context(out)),
+    ))
+}
+
+/// One `licenseDetails` per assigned SKU (CSDL `microsoft.graph.licenseDetails`: `id`,
+/// `servicePlans`, `skuId`, `skuPartNumber`).
+fn license_details_of(emu: &Emu, d: &Directory, u: &User) -> Vec<Value> {
+    u.assigned_licenses
+        .iter()
+        .map(|(sku, disabled)| {
+            let part = d
+                .skus
+                .iter()
+                .find(|s| s.sku_id.eq_ignore_ascii_case(sku))
+                .map(|s| s.part_number.clone());
+            // Graph's ids here are opaque base64 strings, stable per user and SKU.
+            let id = B64URL.encode(format!("{}:{sku}", u.id));
+            json!({
+                "id": id,
+                "servicePlans": crate::org::service_plans(emu, sku, disabled),
+                "skuId": sku,
+                "skuPartNumber": part,
+            })
+        })
+        .collect()
+}
+
+/// `GET /users/{id}/licenseDetails`.
+pub(crate) async fn license_details(
+    State(emu): State<Arc<Emu>>,
+    Extension(claims): Extension<Claims>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response<Body>, GraphError> {
+    need(&claims, READ_USERS)?;
+    let q = odata::parse_query(raw.as_deref(), &["select", "top", "count"], None)?;
+    let d = emu.dir();
+    let u = d.find_user(&id).ok_or_else(|| GraphError::not_found(&id))?;
+    let uid = u.id.clone();
+    let mut value = license_details_of(&emu, &d, u);
+    drop(d);
+    if let Some(props) = &q.select {
+        for v in &mut value {
+            if let Value::Object(m) = v {
+                m.retain(|k, _| props.iter().any(|p| p.eq_ignore_ascii_case(k)));
+            }
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "@odata.context": context(&emu, &format!("users('{uid}')/licenseDetails")),
+            "value": value,
+        }),
+    ))
+}
+
+/// `GET /users/{id}/licenseDetails/{licenseDetailsId}`.
+pub(crate) async fn license_detail(
+    State(emu): State<Arc<Emu>>,
+    Extension(claims): Extension<Claims>,
+    Path((id, detail)): Path<(String, String)>,
+) -> Result<Response<Body>, GraphError> {
+    need(&claims, READ_USERS)?;
+    let d = emu.dir();
+    let u = d.find_user(&id).ok_or_else(|| GraphError::not_found(&id))?;
+    let uid = u.id.clone();
+    let found = license_details_of(&emu, &d, u)
+        .into_iter()
+        .find(|v| v["id"].as_str() == Some(detail.as_str()));
+    drop(d);
+    let Some(Value::Object(mut m)) = found else {
+        return Err(GraphError::not_found(&detail));
+    };
+    m.insert(
+        "@odata.context".into(),
+        json!(context(
+            &emu,
+            &format!("users('{uid}')/licenseDetails/$entity")
+        )),
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        &Value::Object(reorder_context(m)),
     ))
 }
 

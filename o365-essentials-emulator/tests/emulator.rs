@@ -2039,3 +2039,275 @@ async fn property_names_are_matched_ignoring_case_like_graphs_directory() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A SharePoint token from a certificate assertion (SharePoint REST refuses app-only
+/// tokens got with a secret), asked at `token_url`.
+async fn sharepoint_token(
+    http: &reqwest::Client,
+    token_url: &str,
+    client_id: &str,
+    cert_pem: &str,
+    key_der: &[u8],
+) -> String {
+    let now = now_secs();
+    let assertion = sign_assertion(
+        key_der,
+        "PS256",
+        &sha256_thumbprint(cert_pem),
+        &json!({"aud": token_url, "iss": client_id, "sub": client_id, "jti": uuid_like(), "nbf": now, "exp": now + 300}),
+    );
+    let r = http
+        .post(token_url)
+        .form(&[
+            ("client_id", client_id),
+            ("scope", "https://contoso.sharepoint.com/.default"),
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let tok: Value = r.json().await.unwrap();
+    tok["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no SharePoint token: {tok}"))
+        .to_string()
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        now_secs() as u128 * 1_000_003 + u128::from(rand::random::<u32>())
+    )
+}
+
+/// OData's key-in-parentheses form addresses the same entity as the key segment (OData
+/// 4.01 URL conventions §4.3.1); Graph accepts `users('{id|userPrincipalName}')` and
+/// writes keys so in its own `@odata.context`. The CLI for Microsoft 365 sends
+/// `…/users('{id}')/…`. Before: 400 "Resource not found for the segment
+/// 'users('…')'".
+#[tokio::test]
+async fn odata_keys_in_parentheses_address_the_entity() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let (_, created) = g.post("/users", &new_user("paren", "Winter-2026!x")).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    for path in [
+        "/users('paren@contoso.onmicrosoft.com')".to_string(),
+        "/users('PAREN@contoso.onmicrosoft.com')?$select=id".to_string(),
+        "/users(%27paren%40contoso.onmicrosoft.com%27)".to_string(),
+        format!("/users('{id}')"),
+        format!("/users({id})"),
+    ] {
+        let (status, body) = g.get(&path).await;
+        assert_eq!(
+            (status, body["id"].as_str()),
+            (200, Some(id.as_str())),
+            "{path}: {body}"
+        );
+    }
+    let (status, _) = g
+        .patch(&format!("/users('{id}')"), &json!({"jobTitle": "Paren"}))
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = g.get(&format!("/users('{id}')/licenseDetails")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = g.get("/domains('contoso.onmicrosoft.com')").await;
+    assert_eq!(
+        (status, body["id"].clone()),
+        (200, json!("contoso.onmicrosoft.com"))
+    );
+    // Inside `$batch` too.
+    let (status, body) = g
+        .post(
+            "/$batch",
+            &json!({"requests": [{"id": "1", "method": "GET", "url": "/users('paren@contoso.onmicrosoft.com')"}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["responses"][0]["status"], 200, "{body}");
+    assert_eq!(body["responses"][0]["body"]["id"], json!(id));
+}
+
+/// `$filter` on `userType` is documented for user (eq, ne, not, in; Graph's user
+/// resource page), and `m365 entra user list --type Member` sends
+/// `$filter=userType eq 'Member'` (before: 400 Request_UnsupportedQuery).
+/// `GET /users/{id}/licenseDetails` is a navigation of user in the published schema
+/// (`licenseDetails`: id, servicePlans, skuId, skuPartNumber), read by `m365 entra user
+/// license list` (before: not routed). An unknown segment is named in Graph's error
+/// ("Resource not found for the segment 'nope'."), not the first segment of the path.
+#[tokio::test]
+async fn user_type_filter_license_details_and_the_unknown_segment() {
+    let schema = csdl::Schema::load();
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let (status, body) = g
+        .get("/users?$filter=userType eq 'Member'&$select=id,userType")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let members = body["value"].as_array().unwrap();
+    assert!(!members.is_empty());
+    assert!(members.iter().all(|u| u["userType"] == "Member"));
+    let (status, body) = g.get("/users?$filter=userType eq 'Guest'").await;
+    assert_eq!((status, body["value"].as_array().unwrap().len()), (200, 0));
+
+    let mut u = new_user("lic", "Winter-2026!x");
+    u["usageLocation"] = json!("GB");
+    let (_, created) = g.post("/users", &u).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, body) = g.get(&format!("/users/{id}/licenseDetails")).await;
+    assert_eq!((status, body["value"].clone()), (200, json!([])), "{body}");
+    let sku = "f245ecc8-75af-4f8e-b61f-27d8114de5f3";
+    let (_, skus) = g.get("/subscribedSkus").await;
+    let plan = skus["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["skuId"] == sku)
+        .unwrap()["servicePlans"][0]["servicePlanId"]
+        .clone();
+    let (status, body) = g
+        .post(
+            &format!("/users/{id}/assignLicense"),
+            &json!({"addLicenses": [{"skuId": sku, "disabledPlans": [plan]}], "removeLicenses": []}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = g
+        .get("/users/lic@contoso.onmicrosoft.com/licenseDetails")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/$metadata#users('{id}')/licenseDetails"))
+    );
+    let details = body["value"].as_array().unwrap();
+    assert_eq!(details.len(), 1);
+    let d = &details[0];
+    let errors = schema.check("microsoft.graph.licenseDetails", d);
+    assert!(errors.is_empty(), "{errors:#?}\n{d}");
+    assert_eq!(d["skuId"], sku);
+    assert_eq!(d["skuPartNumber"], "O365_BUSINESS_PREMIUM");
+    let disabled: Vec<&Value> = d["servicePlans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["provisioningStatus"] == "Disabled")
+        .collect();
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0]["servicePlanId"], plan);
+    let detail_id = d["id"].as_str().unwrap();
+    let (status, one) = g
+        .get(&format!("/users/{id}/licenseDetails/{detail_id}"))
+        .await;
+    assert_eq!((status, one["skuId"].clone()), (200, json!(sku)), "{one}");
+    assert!(
+        schema
+            .check("microsoft.graph.licenseDetails", &{
+                let mut o = one.clone();
+                o.as_object_mut().unwrap().remove("@odata.context");
+                o
+            })
+            .is_empty()
+    );
+    let (status, _) = g.get(&format!("/users/{id}/licenseDetails/nope")).await;
+    assert_eq!(status, 404);
+
+    for (path, seg) in [
+        (format!("/users/{id}/nope"), "nope"),
+        ("/nope".to_string(), "nope"),
+        (
+            format!("/users/{id}/licenseDetails/{detail_id}/more"),
+            "more",
+        ),
+        ("/domains/contoso.onmicrosoft.com/nope".to_string(), "nope"),
+    ] {
+        let (status, body) = g.get(&path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(
+            body["error"]["message"],
+            format!("Resource not found for the segment '{seg}'."),
+            "{path}"
+        );
+    }
+}
+
+/// SharePoint's `_api` URLs are case-insensitive: Microsoft's REST reference writes
+/// `…/_api/web/sitegroups/getById(id)` and `sitegroups(groupid)/users`, client libraries
+/// `SiteGroups/GetById(5)` (the CLI for Microsoft 365 among them; before: unknown), and
+/// a group id may come as a string literal, `GetById('5')` (before: not parsed).
+#[tokio::test]
+async fn sharepoint_rest_paths_ignore_case_and_take_quoted_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_der) = make_rsa_certificate(dir.path(), "sp");
+    let mut cfg = EmulatorConfig::default();
+    cfg.apps[0].certificates = vec![cert_pem.clone()];
+    let emu = Emulator::start(cfg).await.unwrap();
+    let info = emu.info().clone();
+    let http = reqwest::Client::new();
+    let token = sharepoint_token(
+        &http,
+        &emu.token_url(),
+        &info.client_id,
+        &cert_pem,
+        &key_der,
+    )
+    .await;
+    let sp = |p: &str| format!("{}{p}", info.sharepoint_url);
+    let get = |url: String| {
+        let http = http.clone();
+        let token = token.clone();
+        async move {
+            let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for path in [
+        "/_api/web/sitegroups/getbyid(5)",
+        "/_api/Web/SiteGroups/GetById(5)",
+        "/_API/WEB/SITEGROUPS/GETBYID(5)",
+        "/_api/web/SiteGroups/GetById('5')",
+        "/_api/web/sitegroups(5)",
+    ] {
+        let (status, body) = get(sp(path)).await;
+        assert_eq!(
+            (status, body["Id"].clone()),
+            (200, json!(5)),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = get(sp("/_api/Web/AssociatedOwnerGroup")).await;
+    assert_eq!((status, body["Id"].clone()), (200, json!(3)), "{body}");
+    let r = http
+        .post(sp("/_api/Web/SiteGroups/GetById('5')/Users"))
+        .bearer_auth(&token)
+        .json(&json!({"LoginName": "i:0#.f|membership|admin@contoso.onmicrosoft.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (status, body) = get(sp("/_api/web/SiteGroups(5)/Users")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["value"].as_array().unwrap().len(), 1, "{body}");
+    let r = http
+        .post(sp(
+            "/_api/Web/SiteGroups/GetById(5)/Users/RemoveByLoginName(@v)?@v='i%3A0%23.f%7Cmembership%7Cadmin%40contoso.onmicrosoft.com'",
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, body) = get(sp("/_api/web/sitegroups/getbyid(5)/users")).await;
+    assert_eq!(body["value"], json!([]));
+    // A group that is not there is still SharePoint's 404, whatever the spelling.
+    let (status, _) = get(sp("/_api/Web/SiteGroups/GetById('99')")).await;
+    assert_eq!(status, 404);
+}
