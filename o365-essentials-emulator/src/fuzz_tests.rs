@@ -109,11 +109,21 @@ proptest! {
             0..16,
         ),
     ) {
+        let hosts = route::PublicHosts::new(
+            Some("https://graph.microsoft.com"),
+            Some("https://login.microsoftonline.com"),
+            None,
+            Some("https://contoso.sharepoint.com/sites/x"),
+        );
         let joined = parts.concat();
         for u in [s.as_str(), joined.as_str()] {
             let _ = route::normalize_uri(u);
             let _ = route::unknown_segment(u);
             let _ = route::by_id_argument(u);
+            let _ = route::split_url(u);
+            for host in ["contoso.sharepoint.com", u, "[", ""] {
+                let _ = hosts.internal(Some(host), u);
+            }
         }
     }
 

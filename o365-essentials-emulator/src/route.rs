@@ -1,7 +1,7 @@
 //! What a request's URL means before the router sees it: the spellings the real services
 //! accept for one resource (OData keys in parentheses, `microsoft.graph.` prefixes, the
-//! case of SharePoint REST paths), and which segment of an unknown Graph path Graph
-//! names in its error. Pure functions over
+//! case of SharePoint REST paths), the public host a request came in under, and which
+//! segment of an unknown Graph path Graph names in its error. Pure functions over
 //! strings; nothing here panics, whatever the input.
 
 /// Rewrites a path and query (`/v1.0/users('a@b.c')?$select=id`) to the one form the
@@ -133,6 +133,110 @@ pub(crate) fn by_id_argument(seg: &str) -> Option<u32> {
     inner.trim().parse().ok()
 }
 
+/// A public base URL the emulator answers under, and where its requests go inside.
+#[derive(Debug, Clone, PartialEq)]
+struct PublicBase {
+    /// Host name, lower case, without the port.
+    host: String,
+    /// The base URL's path (`""` or `/sharepoint`), without a trailing `/`.
+    path: String,
+    /// The internal path prefix the router knows the service under.
+    internal: &'static str,
+}
+
+/// Maps requests that came in under a public host name (`contoso.sharepoint.com/_api/web`)
+/// to the emulator's own paths (`/sharepoint/_api/web`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct PublicHosts {
+    bases: Vec<PublicBase>,
+}
+
+/// Splits `https://host:port/path` into (host, path); `None` when it is no http(s) URL.
+pub(crate) fn split_url(url: &str) -> Option<(String, String)> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let host = host_of(authority)?;
+    Some((host, path.trim_end_matches('/').to_string()))
+}
+
+/// The host name of an authority (`Graph.Microsoft.com:443` → `graph.microsoft.com`).
+fn host_of(authority: &str) -> Option<String> {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+impl PublicHosts {
+    /// From the public URLs of Graph, the identity platform, Exchange and SharePoint
+    /// (each `None` when the service answers under the listen address only).
+    pub(crate) fn new(
+        graph: Option<&str>,
+        login: Option<&str>,
+        exchange: Option<&str>,
+        sharepoint: Option<&str>,
+    ) -> PublicHosts {
+        let mut bases = Vec::new();
+        for (url, internal) in [
+            (sharepoint, "/sharepoint"),
+            (graph, ""),
+            (login, ""),
+            (exchange, ""),
+        ] {
+            if let Some((host, path)) = url.and_then(split_url) {
+                bases.push(PublicBase {
+                    host,
+                    path,
+                    internal,
+                });
+            }
+        }
+        PublicHosts { bases }
+    }
+
+    /// The internal path and query for a request to `authority` (the `Host` header or
+    /// the HTTP/2 `:authority`); `None` when it is already the internal one.
+    pub(crate) fn internal(&self, authority: Option<&str>, path_and_query: &str) -> Option<String> {
+        let host = host_of(authority?)?;
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        // The longest matching base path wins (SharePoint's `/sharepoint` over Graph's ``
+        // when both share one host).
+        let base = self
+            .bases
+            .iter()
+            .filter(|b| b.host == host)
+            .filter(|b| {
+                b.path.is_empty()
+                    || (starts_with_ci(path, &b.path)
+                        && matches!(path.as_bytes().get(b.path.len()), None | Some(b'/')))
+            })
+            .max_by_key(|b| b.path.len())?;
+        let rest = path.get(base.path.len()..).unwrap_or("");
+        if base.internal == "/sharepoint" && !starts_with_ci(rest, "/_api") {
+            return None;
+        }
+        let mapped = format!("{}{rest}", base.internal);
+        if mapped == path {
+            return None;
+        }
+        Some(match query {
+            Some(q) => format!("{mapped}?{q}"),
+            None => mapped,
+        })
+    }
+}
+
 /// Graph's route table as segment patterns (`{}` is a key), for naming the segment an
 /// unknown path goes wrong at.
 const GRAPH_ROUTES: &[&str] = &[
@@ -254,6 +358,44 @@ mod tests {
         assert_eq!(by_id_argument("getbyid( 5 )"), Some(5));
         assert_eq!(by_id_argument("getbyid('x')"), None);
         assert_eq!(by_id_argument("getbyid(5"), None);
+    }
+
+    #[test]
+    fn public_host_names_map_to_the_emulators_paths() {
+        let p = PublicHosts::new(
+            Some("https://graph.microsoft.com"),
+            Some("https://login.microsoftonline.com"),
+            Some("https://outlook.office365.com"),
+            Some("https://contoso.sharepoint.com"),
+        );
+        assert_eq!(
+            p.internal(Some("contoso.sharepoint.com"), "/_api/web?x=1"),
+            Some("/sharepoint/_api/web?x=1".into())
+        );
+        assert_eq!(
+            p.internal(Some("Contoso.SharePoint.com:443"), "/_API/web"),
+            Some("/sharepoint/_API/web".into())
+        );
+        assert_eq!(p.internal(Some("graph.microsoft.com"), "/v1.0/users"), None);
+        assert_eq!(p.internal(Some("127.0.0.1:8080"), "/_api/web"), None);
+        assert_eq!(p.internal(None, "/_api/web"), None);
+        // One base for everything keeps the emulator's own layout.
+        let one = PublicHosts::new(
+            Some("https://emu.test:8443"),
+            Some("https://emu.test:8443"),
+            Some("https://emu.test:8443"),
+            Some("https://emu.test:8443/sharepoint"),
+        );
+        assert_eq!(
+            one.internal(Some("emu.test:8443"), "/sharepoint/_api/web"),
+            None
+        );
+        assert_eq!(one.internal(Some("emu.test"), "/v1.0/users"), None);
+        assert_eq!(split_url("not a url"), None);
+        assert_eq!(
+            split_url("https://[::1]:8443/x/"),
+            Some(("::1".into(), "/x".into()))
+        );
     }
 
     /// Graph names the segment it could not resolve: `GET /v1.0/users/{id}/nope` answers

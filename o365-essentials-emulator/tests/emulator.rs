@@ -1938,6 +1938,51 @@ async fn random_cmdlets_and_sharepoint_calls_never_crash_it_or_get_a_5xx() {
 
 // ---------------------------------------------------------------- issue 31: a third client
 
+/// A SharePoint token from a certificate assertion (SharePoint REST refuses app-only
+/// tokens got with a secret), asked at `token_url`.
+async fn sharepoint_token(
+    http: &reqwest::Client,
+    token_url: &str,
+    client_id: &str,
+    cert_pem: &str,
+    key_der: &[u8],
+) -> String {
+    let now = now_secs();
+    let assertion = sign_assertion(
+        key_der,
+        "PS256",
+        &sha256_thumbprint(cert_pem),
+        &json!({"aud": token_url, "iss": client_id, "sub": client_id, "jti": uuid_like(), "nbf": now, "exp": now + 300}),
+    );
+    let r = http
+        .post(token_url)
+        .form(&[
+            ("client_id", client_id),
+            ("scope", "https://contoso.sharepoint.com/.default"),
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let tok: Value = r.json().await.unwrap();
+    tok["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no SharePoint token: {tok}"))
+        .to_string()
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        now_secs() as u128 * 1_000_003 + u128::from(rand::random::<u32>())
+    )
+}
+
 /// Graph's directory endpoints match property names ignoring case. Source: the CLI for
 /// Microsoft 365's `m365 entra user add` (pnp/cli-microsoft365,
 /// src/m365/entra/commands/user/user-add.ts) posts `mailNickName` and `surName`, and
@@ -2038,51 +2083,6 @@ async fn property_names_are_matched_ignoring_case_like_graphs_directory() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-}
-
-/// A SharePoint token from a certificate assertion (SharePoint REST refuses app-only
-/// tokens got with a secret), asked at `token_url`.
-async fn sharepoint_token(
-    http: &reqwest::Client,
-    token_url: &str,
-    client_id: &str,
-    cert_pem: &str,
-    key_der: &[u8],
-) -> String {
-    let now = now_secs();
-    let assertion = sign_assertion(
-        key_der,
-        "PS256",
-        &sha256_thumbprint(cert_pem),
-        &json!({"aud": token_url, "iss": client_id, "sub": client_id, "jti": uuid_like(), "nbf": now, "exp": now + 300}),
-    );
-    let r = http
-        .post(token_url)
-        .form(&[
-            ("client_id", client_id),
-            ("scope", "https://contoso.sharepoint.com/.default"),
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", assertion.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let tok: Value = r.json().await.unwrap();
-    tok["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no SharePoint token: {tok}"))
-        .to_string()
-}
-
-fn uuid_like() -> String {
-    format!(
-        "{:x}",
-        now_secs() as u128 * 1_000_003 + u128::from(rand::random::<u32>())
-    )
 }
 
 /// OData's key-in-parentheses form addresses the same entity as the key segment (OData
@@ -2310,4 +2310,372 @@ async fn sharepoint_rest_paths_ignore_case_and_take_quoted_ids() {
     // A group that is not there is still SharePoint's 404, whatever the spelling.
     let (status, _) = get(sp("/_api/Web/SiteGroups/GetById('99')")).await;
     assert_eq!(status, 404);
+}
+
+/// Behind Microsoft's own host names (resolved here to the emulator's loopback address,
+/// as a test's resolver or /etc/hosts would), an unmodified client reaches every service
+/// at its real URL, over TLS with a certificate that covers those names, and each
+/// answer names the public URL: an MSAL-based client derives the token audience from a
+/// next link's host, so a link to 127.0.0.1 cannot be followed (issue 31).
+#[tokio::test]
+async fn answers_as_microsofts_hosts_behind_names_resolved_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_der) = make_rsa_certificate(dir.path(), "public");
+    let ca_file = dir.path().join("ca.pem");
+    let mut cfg = EmulatorConfig::default();
+    cfg.apps[0].certificates = vec![cert_pem.clone()];
+    cfg.tls.enabled = true;
+    cfg.tls.ca_file = Some(ca_file.clone());
+    cfg.public = o365_essentials_emulator::PublicUrls::microsoft("contoso");
+    cfg.seed
+        .users
+        .push(o365_essentials_emulator::config::SeedUser {
+            user_principal_name: "second@contoso.onmicrosoft.com".into(),
+            display_name: "Second".into(),
+            ..Default::default()
+        });
+    let emu = Emulator::start(cfg).await.unwrap();
+    let info = emu.info().clone();
+    let public = info.public.clone().expect("the public URLs are printed");
+    assert_eq!(
+        public.graph_url.as_deref(),
+        Some("https://graph.microsoft.com")
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_file).unwrap()).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .tls_built_in_root_certs(false);
+    for host in [
+        "graph.microsoft.com",
+        "login.microsoftonline.com",
+        "contoso.sharepoint.com",
+        "outlook.office365.com",
+    ] {
+        builder = builder.resolve(host, info.listen);
+    }
+    let http = builder.build().unwrap();
+    let tenant = &info.tenant_id;
+
+    // The identity platform: OpenID configuration and token endpoint.
+    let oidc: Value = http
+        .get(format!(
+            "https://login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token_url = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token");
+    assert_eq!(oidc["token_endpoint"], json!(token_url));
+    assert!(
+        oidc["issuer"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://login.microsoftonline.com/")
+    );
+    let tok: Value = http
+        .post(&token_url)
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_deref().unwrap()),
+            ("scope", GRAPH_SCOPE),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = tok["access_token"].as_str().unwrap().to_string();
+
+    // Graph: context, next link (followed), Location.
+    let page: Value = http
+        .get("https://graph.microsoft.com/v1.0/users?$top=1")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["@odata.context"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://graph.microsoft.com/v1.0/$metadata#users"),
+        "{page}"
+    );
+    let next = page["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.starts_with("https://graph.microsoft.com/v1.0/users?"),
+        "{next}"
+    );
+    let r = http.get(next).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post("https://graph.microsoft.com/v1.0/users")
+        .bearer_auth(&token)
+        .json(&new_user("public", "Winter-2026!x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("https://graph.microsoft.com/v1.0/"),
+        "{location}"
+    );
+    // WWW-Authenticate names the public identity platform.
+    let r = http
+        .get("https://graph.microsoft.com/v1.0/users")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("https://login.microsoftonline.com/")
+    );
+
+    // SharePoint REST at the site's root, with a certificate token asked at the public
+    // token endpoint (the assertion's audience is that URL).
+    let sp_token = sharepoint_token(&http, &token_url, &info.client_id, &cert_pem, &key_der).await;
+    let r = http
+        .get("https://contoso.sharepoint.com/_api/web/SiteGroups/GetById(3)")
+        .bearer_auth(&sp_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let web: Value = http
+        .get("https://contoso.sharepoint.com/_api/web")
+        .bearer_auth(&sp_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(web["Url"], "https://contoso.sharepoint.com");
+
+    // The Exchange admin API.
+    let exo_tok: Value = http
+        .post(&token_url)
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_deref().unwrap()),
+            ("scope", "https://outlook.office365.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http
+        .post(format!(
+            "https://outlook.office365.com/adminapi/beta/{tenant}/InvokeCommand"
+        ))
+        .bearer_auth(exo_tok["access_token"].as_str().unwrap())
+        .json(&json!({"CmdletInput": {"CmdletName": "Get-DistributionGroup", "Parameters": {}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!(
+                "https://outlook.office365.com/adminapi/beta/{tenant}/"
+            )),
+        "{body}"
+    );
+
+    // The listen address still answers (the certificate covers 127.0.0.1 too), and its
+    // links name the public URL all the same.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_file).unwrap()).unwrap();
+    let direct = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let page: Value = direct
+        .get(format!("{}/users?$top=1", info.graph_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://graph.microsoft.com/v1.0/")
+    );
+}
+
+/// `--tls-cert`/`--tls-key` (the configuration's `tls.cert_file`/`key_file`): the
+/// emulator serves a certificate it is given, e.g. one from the organisation's test CA
+/// for the names a proxy puts in front; a public base URL puts that proxy's name in
+/// the links.
+#[tokio::test]
+async fn a_given_certificate_and_one_public_base_url() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["emu.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let mut cfg = EmulatorConfig::default();
+    cfg.tls.enabled = true;
+    cfg.tls.cert_file = Some(cert_file.clone());
+    cfg.tls.key_file = Some(key_file.clone());
+    cfg.public = o365_essentials_emulator::PublicUrls::one_base("https://emu.test:8443");
+    cfg.seed
+        .users
+        .push(o365_essentials_emulator::config::SeedUser {
+            user_principal_name: "second@contoso.onmicrosoft.com".into(),
+            display_name: "Second".into(),
+            ..Default::default()
+        });
+    let emu = Emulator::start(cfg).await.unwrap();
+    let info = emu.info().clone();
+    assert!(
+        info.ca_file.is_none(),
+        "no CA is generated for a given certificate"
+    );
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .tls_built_in_root_certs(false)
+        .resolve("emu.test", info.listen)
+        .build()
+        .unwrap();
+    let base = format!("https://emu.test:{}", info.listen.port());
+    let tok: Value = http
+        .post(format!("{base}/{}/oauth2/v2.0/token", info.tenant_id))
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_deref().unwrap()),
+            ("scope", GRAPH_SCOPE),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page: Value = http
+        .get(format!("{base}/v1.0/users?$top=1"))
+        .bearer_auth(tok["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://emu.test:8443/v1.0/users?"),
+        "{page}"
+    );
+    // A key without its certificate is refused at start.
+    let mut cfg = EmulatorConfig::default();
+    cfg.tls.enabled = true;
+    cfg.tls.key_file = Some(key_file);
+    assert!(Emulator::start(cfg).await.is_err());
+    let mut cfg = EmulatorConfig::default();
+    cfg.public.graph_url = Some("graph.microsoft.com".into());
+    assert!(
+        Emulator::start(cfg).await.is_err(),
+        "a public URL needs its scheme"
+    );
+}
+
+/// `--help` documents every option the binary takes; `--microsoft-hosts` prints the
+/// public URLs in the one JSON line.
+#[test]
+fn the_binary_documents_every_option_and_prints_public_urls() {
+    use std::io::BufRead;
+    let bin = env!("CARGO_BIN_EXE_o365-essentials-emulator");
+    let out = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--listen",
+        "--config",
+        "--tls ",
+        "--tls-cert",
+        "--tls-key",
+        "--ca-file",
+        "--public-base-url",
+        "--microsoft-hosts",
+        "--help",
+    ] {
+        assert!(help.contains(opt), "--help does not mention {opt}:\n{help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tls",
+            "--microsoft-hosts",
+            "--ca-file",
+        ])
+        .arg(&ca)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        info["public"]["graph_url"], "https://graph.microsoft.com",
+        "{line}"
+    );
+    assert_eq!(
+        info["public"]["sharepoint_url"],
+        "https://contoso.sharepoint.com"
+    );
+    assert_eq!(info["ca_file"], json!(ca));
+    assert!(
+        std::fs::metadata(&ca).unwrap().len() > 0,
+        "--ca-file is written"
+    );
+    for bad in [
+        vec!["--tls-cert", "x.pem"],
+        vec!["--public-base-url", "https://a", "--microsoft-hosts"],
+        vec!["--public-base-url", "ftp://a"],
+    ] {
+        let out = std::process::Command::new(bin).args(&bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
 }
