@@ -268,7 +268,8 @@ pub(crate) fn unknown_segment(path: &str) -> String {
         let n = pattern
             .iter()
             .zip(&segs)
-            .take_while(|(p, s)| **p == "{}" || p.eq_ignore_ascii_case(s))
+            // As the router matches: literally.
+            .take_while(|(p, s)| **p == "{}" || *p == *s)
             .count();
         matched = matched.max(n);
     }
@@ -409,6 +410,7 @@ mod tests {
         assert_eq!(unknown_segment("/v1.0/directory/nope"), "nope");
         assert_eq!(unknown_segment("/v1.0/sites/root/lists/l/drive/x"), "x");
         assert_eq!(unknown_segment("/v1.0/caf%C3%A9"), "café");
+        assert_eq!(unknown_segment("/v1.0/Users/abc/nope"), "Users");
         assert_eq!(unknown_segment("/v1.0/"), "");
     }
 }

@@ -289,11 +289,13 @@ impl Directory {
         }
     }
 
+    /// By id (a GUID, in any case) or userPrincipalName (ignoring case).
     pub(crate) fn find_user(&self, id_or_upn: &str) -> Option<&User> {
         self.users.get(id_or_upn).or_else(|| {
-            self.users
-                .values()
-                .find(|u| u.user_principal_name.eq_ignore_ascii_case(id_or_upn))
+            self.users.values().find(|u| {
+                u.user_principal_name.eq_ignore_ascii_case(id_or_upn)
+                    || u.id.eq_ignore_ascii_case(id_or_upn)
+            })
         })
     }
 

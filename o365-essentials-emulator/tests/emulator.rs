@@ -2102,6 +2102,7 @@ async fn odata_keys_in_parentheses_address_the_entity() {
         "/users(%27paren%40contoso.onmicrosoft.com%27)".to_string(),
         format!("/users('{id}')"),
         format!("/users({id})"),
+        format!("/users/{}", id.to_uppercase()),
     ] {
         let (status, body) = g.get(&path).await;
         assert_eq!(
