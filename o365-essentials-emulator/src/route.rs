@@ -7,7 +7,7 @@
 /// Rewrites a path and query (`/v1.0/users('a@b.c')?$select=id`) to the one form the
 /// router knows.
 ///
-/// - Graph (`/v1.0/...`): `microsoft.graph.` is dropped from action segments and `()` from
+/// - Graph (`/v1.0/...`): empty segments are dropped (`/v1.0//users`); `microsoft.graph.` is dropped from action segments and `()` from
 ///   function calls, so `/users/microsoft.graph.delta()` is `/users/delta`; an OData key in
 ///   parentheses, `users('a@b.c')` or `domains('contoso.com')`, is the key as a segment,
 ///   `users/a@b.c` (OData 4.01 URL conventions §4.3.1 and §4.3.6: both address the
@@ -41,8 +41,11 @@ fn starts_with_ci(s: &str, prefix: &str) -> bool {
 }
 
 fn graph_path(path: &str) -> String {
-    let mut out: Vec<String> = Vec::new();
-    for seg in path.split('/') {
+    let mut out: Vec<String> = vec![String::new()];
+    // Empty segments are dropped: msgraph-sdk (Python, 1.x with kiota-http) with its
+    // default base URL asks for `https://graph.microsoft.com/v1.0//users`, and that is
+    // the SDK's documented first call, so Graph serves it.
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
         let s = seg.strip_prefix("microsoft.graph.").unwrap_or(seg);
         let s = s.strip_suffix("()").unwrap_or(s);
         match key_in_parentheses(s) {
@@ -299,6 +302,8 @@ mod tests {
             "/v1.0/directory/deletedItems/user"
         );
         assert_eq!(normalize_uri("/v1.0/users"), "/v1.0/users");
+        assert_eq!(normalize_uri("/v1.0//users?$top=2"), "/v1.0/users?$top=2");
+        assert_eq!(normalize_uri("/v1.0/users/x//"), "/v1.0/users/x");
     }
 
     /// OData 4.01 URL conventions §4.3.1: `Products(1)` and key-as-segment `Products/1`
