@@ -215,7 +215,7 @@ pub(crate) async fn openid_configuration(
     State(emu): State<Arc<Emu>>,
     Path(tenant): Path<String>,
 ) -> Response<Body> {
-    let b = &emu.base_url;
+    let b = &emu.urls.login;
     let t = &emu.cfg.tenant.id;
     let known = tenant.eq_ignore_ascii_case(t)
         || emu
@@ -546,7 +546,7 @@ pub(crate) async fn require_token(
                 header::WWW_AUTHENTICATE,
                 format!(
                     "Bearer realm=\"\", authorization_uri=\"{}/{}/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"",
-                    emu.base_url, emu.cfg.tenant.id
+                    emu.urls.login, emu.cfg.tenant.id
                 ),
             )
             .into_response()

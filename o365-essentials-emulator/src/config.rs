@@ -395,14 +395,90 @@ impl Default for Seed {
     }
 }
 
-/// Serve over HTTPS with a generated certificate.
+/// Serve over HTTPS, with a generated certificate or a given one.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// Whether to serve HTTPS.
     pub enabled: bool,
-    /// Where to write the CA certificate (PEM); a temporary file when unset.
+    /// Where to write the generated CA certificate (PEM); a temporary file when unset.
+    /// Unused with `cert_file`.
     pub ca_file: Option<std::path::PathBuf>,
+    /// A certificate chain to serve (PEM, leaf first) instead of a generated one; needs
+    /// `key_file`. Its names must cover the host names clients use.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// The URLs clients reach the emulator under when they are not its listen address: a
+/// proxy's name, or Microsoft's own host names resolved to the emulator's address. The
+/// emulator writes them into what it answers (`@odata.nextLink`, `@odata.context`,
+/// `Location`, its OpenID configuration) and routes requests that arrive with these
+/// host names. Each is a base URL without a trailing `/`; unset ones stay the listen
+/// address's.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicUrls {
+    /// The identity platform (`https://login.microsoftonline.com`): token endpoint and
+    /// OpenID configuration are `{login_url}/{tenant}/...`.
+    pub login_url: Option<String>,
+    /// Graph, without the version (`https://graph.microsoft.com`).
+    pub graph_url: Option<String>,
+    /// The Exchange admin API host (`https://outlook.office365.com`); `/adminapi/beta`
+    /// follows.
+    pub exchange_url: Option<String>,
+    /// SharePoint REST's site (`https://contoso.sharepoint.com`); `/_api/web` follows.
+    pub sharepoint_url: Option<String>,
+}
+
+impl PublicUrls {
+    /// Microsoft's own host names, for a SharePoint host label (`contoso` of
+    /// `contoso.sharepoint.com`).
+    pub fn microsoft(sharepoint_label: &str) -> PublicUrls {
+        PublicUrls {
+            login_url: Some("https://login.microsoftonline.com".into()),
+            graph_url: Some("https://graph.microsoft.com".into()),
+            exchange_url: Some("https://outlook.office365.com".into()),
+            sharepoint_url: Some(format!(
+                "https://{}.sharepoint.com",
+                sharepoint_label.to_ascii_lowercase()
+            )),
+        }
+    }
+
+    /// Everything under one base (a reverse proxy in front of the emulator), in the
+    /// emulator's own layout: Graph at `{base}/v1.0`, SharePoint at `{base}/sharepoint`.
+    pub fn one_base(base: &str) -> PublicUrls {
+        let b = base.trim_end_matches('/');
+        PublicUrls {
+            login_url: Some(b.to_string()),
+            graph_url: Some(b.to_string()),
+            exchange_url: Some(b.to_string()),
+            sharepoint_url: Some(format!("{b}/sharepoint")),
+        }
+    }
+
+    /// The host names of these URLs (for a generated certificate).
+    pub fn host_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for u in [
+            &self.login_url,
+            &self.graph_url,
+            &self.exchange_url,
+            &self.sharepoint_url,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some((host, _)) = crate::route::split_url(u)
+                && !out.contains(&host)
+            {
+                out.push(host);
+            }
+        }
+        out
+    }
 }
 
 /// The whole configuration.
@@ -427,6 +503,8 @@ pub struct EmulatorConfig {
     pub dns: DnsConfig,
     /// HTTPS.
     pub tls: TlsConfig,
+    /// The URLs clients reach it under, when not the listen address.
+    pub public: PublicUrls,
     /// Initial content.
     pub seed: Seed,
     /// Largest request body accepted (Graph: 4 MiB).
@@ -437,6 +515,22 @@ pub struct EmulatorConfig {
     pub exchange: ExchangeConfig,
     /// SharePoint Online.
     pub sharepoint: SharePointConfig,
+}
+
+impl EmulatorConfig {
+    /// The SharePoint host label: `sharepoint.host_label`, else the first label of the
+    /// initial domain (`contoso` of `contoso.onmicrosoft.com`), in lower case.
+    pub fn sharepoint_label(&self) -> String {
+        if let Some(label) = &self.sharepoint.host_label {
+            return label.to_ascii_lowercase();
+        }
+        self.tenant
+            .initial_domain
+            .split('.')
+            .next()
+            .unwrap_or("contoso")
+            .to_ascii_lowercase()
+    }
 }
 
 impl Default for EmulatorConfig {
@@ -451,6 +545,7 @@ impl Default for EmulatorConfig {
             random_seed: 0x0365,
             dns: DnsConfig::default(),
             tls: TlsConfig::default(),
+            public: PublicUrls::default(),
             seed: Seed::default(),
             max_body_bytes: 4 * 1024 * 1024,
             delta_retention_changes: 100_000,

@@ -224,3 +224,71 @@ pub(crate) async fn read_bytes(body: Body, limit: usize) -> Result<Bytes, GraphE
 /// Marks a `$batch` sub-request.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Internal;
+
+/// Renames a request body's property names to their declared spelling, ignoring case,
+/// as Graph's directory endpoints do: `mailNickName` is `mailNickname` and `surName` is
+/// `surname` (the CLI for Microsoft 365's `m365 entra user add` sends both, and the real
+/// service creates the user). Names not in `declared` stay as they came, for the caller
+/// to refuse; instance annotations (`@odata.type`, `x@odata.bind`) stay untouched. A
+/// property given twice under two spellings is refused rather than guessed.
+pub(crate) fn canonical_names(
+    body: serde_json::Map<String, Value>,
+    declared: &[&[&str]],
+) -> Result<serde_json::Map<String, Value>, GraphError> {
+    let mut out = serde_json::Map::new();
+    for (k, v) in body {
+        let name = if k.contains('@') {
+            k
+        } else {
+            declared
+                .iter()
+                .flat_map(|list| list.iter())
+                .find(|d| d.eq_ignore_ascii_case(&k))
+                .map_or(k, |d| (*d).to_string())
+        };
+        if out.contains_key(&name) {
+            return Err(GraphError::bad_request(
+                "Request_BadRequest",
+                format!("The property '{name}' was given more than once."),
+            ));
+        }
+        out.insert(name, v);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: Value, declared: &[&str]) -> Result<Vec<String>, GraphError> {
+        let m = v.as_object().cloned().unwrap_or_default();
+        canonical_names(m, &[declared]).map(|m| {
+            let mut k: Vec<String> = m.keys().cloned().collect();
+            k.sort();
+            k
+        })
+    }
+
+    #[test]
+    fn property_names_are_matched_ignoring_case_as_graph_does() {
+        // What `m365 entra user add` (pnp/cli-microsoft365, user-add.ts) sends.
+        let got = names(
+            json!({"mailNickName": "a", "surName": "b", "GIVENNAME": "c", "@odata.type": "#x", "unknown": 1}),
+            &["mailNickname", "surname", "givenName"],
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            got,
+            vec![
+                "@odata.type",
+                "givenName",
+                "mailNickname",
+                "surname",
+                "unknown"
+            ]
+        );
+        let twice = names(json!({"surname": "a", "surName": "b"}), &["surname"]);
+        assert!(twice.is_err());
+    }
+}

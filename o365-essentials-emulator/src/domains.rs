@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::auth::Claims;
-use crate::ctx::{GraphError, json_response, no_content, read_json};
+use crate::ctx::{GraphError, canonical_names, json_response, no_content, read_json};
 use crate::state::{Domain, Emu};
 use crate::users::need;
 
@@ -95,7 +95,10 @@ pub(crate) async fn add(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, DOMAIN_WRITE)?;
-    let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let body = canonical_names(
+        read_json(&headers, body, emu.cfg.max_body_bytes).await?,
+        &[&["id"]],
+    )?;
     for k in body.keys() {
         if k != "id" && !k.starts_with("@odata.") {
             return Err(GraphError::bad_request(
@@ -378,7 +381,10 @@ pub(crate) async fn update(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, DOMAIN_WRITE)?;
-    let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let body = canonical_names(
+        read_json(&headers, body, emu.cfg.max_body_bytes).await?,
+        &[&["isDefault", "supportedServices"]],
+    )?;
     let dom = find(&emu, &name)?;
     let mut services = None;
     let mut make_default = None;
@@ -496,7 +502,10 @@ pub(crate) async fn force_delete(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, DOMAIN_WRITE)?;
-    let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let body = canonical_names(
+        read_json(&headers, body, emu.cfg.max_body_bytes).await?,
+        &[&["disableUserAccounts"]],
+    )?;
     let disable = body
         .get("disableUserAccounts")
         .and_then(Value::as_bool)

@@ -1643,14 +1643,14 @@ pub(crate) async fn invoke(
     };
     let end = (offset + page).min(rows.len());
     let mut out = json!({
-        "@odata.context": format!("{}/adminapi/beta/{tenant}/$metadata#Collection(Exchange.GenericHashTable)", emu.base_url),
+        "@odata.context": format!("{}/adminapi/beta/{tenant}/$metadata#Collection(Exchange.GenericHashTable)", emu.urls.exchange),
         "@adminapi.warnings": [],
         "value": rows[offset..end].to_vec(),
     });
     if end < rows.len() {
         out["@odata.nextLink"] = json!(format!(
             "{}/adminapi/beta/{tenant}/InvokeCommand?$skiptoken={end}",
-            emu.base_url
+            emu.urls.exchange
         ));
     }
     respond(StatusCode::OK, &out, limit, remaining, reset)

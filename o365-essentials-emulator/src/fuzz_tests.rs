@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::{auth, batch, ctx, odata, users};
+use crate::{auth, batch, ctx, odata, route, users};
 
 fn filterish() -> impl Strategy<Value = String> {
     let atoms = prop::sample::select(vec![
@@ -94,6 +94,36 @@ proptest! {
     fn batch_payloads_never_panic(v in json_value()) {
         if let Value::Object(m) = v {
             let _ = batch::parse_for_test(&m);
+        }
+    }
+
+    #[test]
+    fn urls_never_panic(
+        s in ".{0,120}",
+        parts in prop::collection::vec(
+            prop::sample::select(vec![
+                "/v1.0", "/sharepoint", "/_api", "/users", "(", ")", "'", "''", "%27", "/",
+                "é", "getbyid(", "sitegroups(", "microsoft.graph.", "()", "?", "@", ":",
+                "8f3c2d4e-6a1b-4c5d-9e7f-0a1b2c3d4e5f", "[", "]",
+            ]),
+            0..16,
+        ),
+    ) {
+        let hosts = route::PublicHosts::new(
+            Some("https://graph.microsoft.com"),
+            Some("https://login.microsoftonline.com"),
+            None,
+            Some("https://contoso.sharepoint.com/sites/x"),
+        );
+        let joined = parts.concat();
+        for u in [s.as_str(), joined.as_str()] {
+            let _ = route::normalize_uri(u);
+            let _ = route::unknown_segment(u);
+            let _ = route::by_id_argument(u);
+            let _ = route::split_url(u);
+            for host in ["contoso.sharepoint.com", u, "[", ""] {
+                let _ = hosts.internal(Some(host), u);
+            }
         }
     }
 

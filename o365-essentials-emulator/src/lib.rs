@@ -38,6 +38,7 @@ mod exchange;
 mod odata;
 mod org;
 mod roles;
+mod route;
 mod sharepoint;
 mod state;
 mod throttle;
@@ -46,7 +47,7 @@ mod users;
 #[cfg(test)]
 mod fuzz_tests;
 
-pub use config::EmulatorConfig;
+pub use config::{EmulatorConfig, PublicUrls};
 
 use auth::Resource;
 use state::Emu;
@@ -87,6 +88,10 @@ pub struct EmulatorInfo {
     pub ca_file: Option<PathBuf>,
     /// The socket address it listens on.
     pub listen: SocketAddr,
+    /// The URLs its answers name when clients reach it under other names (a proxy, or
+    /// Microsoft's host names resolved to `listen`); see [`PublicUrls`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<PublicUrls>,
 }
 
 /// A running emulator; dropping it stops it.
@@ -96,6 +101,7 @@ pub struct Emulator {
     task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     router: Router,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    hosts: Arc<route::PublicHosts>,
     _ca_dir: Option<tempdir::TempDir>,
 }
 
@@ -120,6 +126,7 @@ fn spawn_accept_loop(
     listener: tokio::net::TcpListener,
     router: Router,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    hosts: Arc<route::PublicHosts>,
 ) -> tokio::task::AbortHandle {
     tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
@@ -130,14 +137,15 @@ fn spawn_accept_loop(
             let _ = stream.set_nodelay(true);
             let router = router.clone();
             let acceptor = acceptor.clone();
+            let hosts = hosts.clone();
             conns.spawn(async move {
                 match acceptor {
                     Some(a) => {
                         if let Ok(tls) = a.accept(stream).await {
-                            serve_connection(tls, router).await;
+                            serve_connection(tls, router, hosts).await;
                         }
                     }
-                    None => serve_connection(stream, router).await,
+                    None => serve_connection(stream, router, hosts).await,
                 }
             });
             while conns.try_join_next().is_some() {}
@@ -158,26 +166,7 @@ mod tempdir {
     }
 }
 
-/// Strips `microsoft.graph.` from action segments and `()` from function calls, so
-/// `/users/microsoft.graph.delta()` and `/users/delta` reach the same handler.
-pub(crate) fn normalize_uri(uri: &str) -> String {
-    let (path, query) = match uri.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (uri, None),
-    };
-    let path: Vec<String> = path
-        .split('/')
-        .map(|seg| {
-            let s = seg.strip_prefix("microsoft.graph.").unwrap_or(seg);
-            s.strip_suffix("()").unwrap_or(s).to_string()
-        })
-        .collect();
-    let path = path.join("/");
-    match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    }
-}
+pub(crate) use route::normalize_uri;
 
 fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
     let auth_state = (emu.clone(), Resource::Graph);
@@ -195,6 +184,14 @@ fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
         .route(
             "/v1.0/users/{id}/assignLicense",
             post(users::assign_license),
+        )
+        .route(
+            "/v1.0/users/{id}/licenseDetails",
+            get(users::license_details),
+        )
+        .route(
+            "/v1.0/users/{id}/licenseDetails/{detail}",
+            get(users::license_detail),
         )
         .route(
             "/v1.0/directory/deletedItems/user",
@@ -321,16 +318,11 @@ fn sharepoint_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
 }
 
 async fn graph_fallback(uri: axum::http::Uri) -> ctx::GraphError {
-    let seg = uri
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .nth(1)
-        .unwrap_or("")
-        .to_string();
+    let seg = route::unknown_segment(uri.path());
     if seg.is_empty() {
         return ctx::GraphError::bad_request("BadRequest", "Invalid version.");
     }
+    // Graph names the segment it could not resolve, not the first one.
     ctx::GraphError::bad_request(
         "BadRequest",
         format!("Resource not found for the segment '{seg}'."),
@@ -383,10 +375,18 @@ fn build_router(emu: &Arc<Emu>) -> Router {
         .with_state(emu.clone())
 }
 
-fn tls_acceptor(ca_path: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, EmulatorError> {
+fn tls_err(e: &dyn std::fmt::Display) -> EmulatorError {
+    EmulatorError(format!("cannot make the TLS certificate: {e}"))
+}
+
+/// A certificate for `names` (DNS names and IP addresses) signed by a CA made for this
+/// instance, whose certificate is written to `ca_path` for clients to trust.
+fn generated_tls(
+    ca_path: &std::path::Path,
+    names: Vec<String>,
+) -> Result<tokio_rustls::TlsAcceptor, EmulatorError> {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let err =
-        |e: &dyn std::fmt::Display| EmulatorError(format!("cannot make the TLS certificate: {e}"));
+    let err = tls_err;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(&e))?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     // Each instance's CA has a name of its own: a client trusting two emulators at once
@@ -398,8 +398,7 @@ fn tls_acceptor(ca_path: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, 
     );
     let ca_key = KeyPair::generate().map_err(|e| err(&e))?;
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| err(&e))?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .map_err(|e| err(&e))?;
+    let mut params = CertificateParams::new(names).map_err(|e| err(&e))?;
     params
         .distinguished_name
         .push(DnType::CommonName, "o365-essentials emulator");
@@ -412,27 +411,97 @@ fn tls_acceptor(ca_path: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, 
         ))
     })?;
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    acceptor_for(vec![cert.der().clone()], key_der)
+}
+
+/// The names the generated certificate covers: the loopback names, the listen address,
+/// and the public host names clients may reach it under.
+fn certificate_names(listen: SocketAddr, public: &PublicUrls) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    for n in std::iter::once(listen.ip().to_string()).chain(public.host_names()) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
+/// A given certificate chain and key (PEM files).
+fn given_tls(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, EmulatorError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| EmulatorError(format!("cannot read {}: {e}", p.display())))
+    };
+    let cert_pem = read(cert_file)?;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut cert_pem.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                EmulatorError(format!(
+                    "{} is no PEM certificate chain: {e}",
+                    cert_file.display()
+                ))
+            })?;
+    if chain.is_empty() {
+        return Err(EmulatorError(format!(
+            "{} holds no certificate",
+            cert_file.display()
+        )));
+    }
+    let key_pem = read(key_file)?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| EmulatorError(format!("{} is no PEM key: {e}", key_file.display())))?
+        .ok_or_else(|| EmulatorError(format!("{} holds no private key", key_file.display())))?;
+    acceptor_for(chain, key)
+}
+
+fn acceptor_for(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<tokio_rustls::TlsAcceptor, EmulatorError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| err(&e))?
+        .map_err(|e| tls_err(&e))?
         .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key_der)
-        .map_err(|e| err(&e))?;
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_err(&e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn serve_connection<I>(io: I, router: Router)
+async fn serve_connection<I>(io: I, router: Router, hosts: Arc<route::PublicHosts>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let router = router.clone();
+        let hosts = hosts.clone();
         async move {
             let (mut parts, body) = req.into_parts();
-            let fixed = normalize_uri(&parts.uri.to_string());
-            if let Ok(u) = fixed.parse() {
+            let path_and_query = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            // HTTP/2 names the host in `:authority`, HTTP/1.1 in `Host`.
+            let authority = parts
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    parts
+                        .headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_string)
+                });
+            let internal = hosts
+                .internal(authority.as_deref(), &path_and_query)
+                .unwrap_or(path_and_query);
+            if let Ok(u) = normalize_uri(&internal).parse() {
                 parts.uri = u;
             }
             let req = hyper::Request::from_parts(parts, Body::new(body));
@@ -502,31 +571,52 @@ impl Emulator {
         let local = listener
             .local_addr()
             .map_err(|e| EmulatorError(e.to_string()))?;
-        let (acceptor, ca_file, ca_dir) = if config.tls.enabled {
-            let (path, dir) = match &config.tls.ca_file {
-                Some(p) => (p.clone(), None),
-                None => {
-                    let dir = std::env::temp_dir().join(format!(
-                        "o365-emulator-{}-{}",
-                        std::process::id(),
-                        local.port()
-                    ));
-                    std::fs::create_dir_all(&dir).map_err(|e| {
-                        EmulatorError(format!("cannot create {}: {e}", dir.display()))
-                    })?;
-                    (dir.join("ca.pem"), Some(tempdir::TempDir(dir)))
-                }
-            };
-            (Some(tls_acceptor(&path)?), Some(path), dir)
-        } else {
-            (None, None, None)
+        let (acceptor, ca_file, ca_dir) = match (&config.tls.cert_file, &config.tls.key_file) {
+            _ if !config.tls.enabled => (None, None, None),
+            (Some(cert), Some(key)) => (Some(given_tls(cert, key)?), None, None),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(EmulatorError(
+                    "tls.cert_file and tls.key_file go together".into(),
+                ));
+            }
+            (None, None) => {
+                let (path, dir) = match &config.tls.ca_file {
+                    Some(p) => (p.clone(), None),
+                    None => {
+                        let dir = std::env::temp_dir().join(format!(
+                            "o365-emulator-{}-{}",
+                            std::process::id(),
+                            local.port()
+                        ));
+                        std::fs::create_dir_all(&dir).map_err(|e| {
+                            EmulatorError(format!("cannot create {}: {e}", dir.display()))
+                        })?;
+                        (dir.join("ca.pem"), Some(tempdir::TempDir(dir)))
+                    }
+                };
+                let names = certificate_names(local, &config.public);
+                (Some(generated_tls(&path, names)?), Some(path), dir)
+            }
         };
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         let base = format!("{scheme}://{local}");
         let emu = Arc::new(Emu::new(config, base.clone()).map_err(EmulatorError)?);
         let router = build_router(&emu);
         let _ = emu.router.set(router.clone());
-        let task = spawn_accept_loop(listener, router.clone(), acceptor.clone());
+        let u = &emu.urls;
+        let public = (emu.cfg.public != PublicUrls::default()).then(|| PublicUrls {
+            login_url: Some(u.login.clone()),
+            graph_url: Some(u.graph.clone()),
+            exchange_url: Some(u.exchange.clone()),
+            sharepoint_url: Some(u.sharepoint.clone()),
+        });
+        let hosts = Arc::new(route::PublicHosts::new(
+            emu.cfg.public.graph_url.as_deref(),
+            emu.cfg.public.login_url.as_deref(),
+            emu.cfg.public.exchange_url.as_deref(),
+            emu.cfg.public.sharepoint_url.as_deref(),
+        ));
+        let task = spawn_accept_loop(listener, router.clone(), acceptor.clone(), hosts.clone());
         let app = &emu.cfg.apps[0];
         let info = EmulatorInfo {
             login_url: base.clone(),
@@ -539,6 +629,7 @@ impl Emulator {
             client_secret: app.client_secret.clone(),
             ca_file,
             listen: local,
+            public,
         };
         Ok(Emulator {
             info,
@@ -546,6 +637,7 @@ impl Emulator {
             task: std::sync::Mutex::new(Some(task)),
             router,
             acceptor,
+            hosts,
             _ca_dir: ca_dir,
         })
     }
@@ -595,8 +687,12 @@ impl Emulator {
         for _ in 0..50 {
             match tokio::net::TcpListener::bind(self.info.listen).await {
                 Ok(listener) => {
-                    let task =
-                        spawn_accept_loop(listener, self.router.clone(), self.acceptor.clone());
+                    let task = spawn_accept_loop(
+                        listener,
+                        self.router.clone(),
+                        self.acceptor.clone(),
+                        self.hosts.clone(),
+                    );
                     *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
                     return Ok(());
                 }
@@ -609,27 +705,5 @@ impl Emulator {
             self.info.listen,
             last.map(|e| e.to_string()).unwrap_or_default()
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_uri;
-
-    #[test]
-    fn sdk_paths_are_normalised() {
-        assert_eq!(
-            normalize_uri("/v1.0/users/delta()?$select=id"),
-            "/v1.0/users/delta?$select=id"
-        );
-        assert_eq!(
-            normalize_uri("/v1.0/users/x/microsoft.graph.revokeSignInSessions"),
-            "/v1.0/users/x/revokeSignInSessions"
-        );
-        assert_eq!(
-            normalize_uri("/v1.0/directory/deletedItems/microsoft.graph.user"),
-            "/v1.0/directory/deletedItems/user"
-        );
-        assert_eq!(normalize_uri("/v1.0/users"), "/v1.0/users");
     }
 }

@@ -99,6 +99,29 @@ pub(crate) async fn organization(
     ))
 }
 
+/// The service plans of a SKU (`servicePlanInfo`), those in `disabled` (plan ids) marked
+/// `Disabled`.
+pub(crate) fn service_plans(emu: &Emu, sku_id: &str, disabled: &[String]) -> Value {
+    let plans = [
+        ("exchange", "EXCHANGE_S_STANDARD"),
+        ("sharepoint", "SHAREPOINTSTANDARD"),
+    ];
+    Value::Array(
+        plans
+            .iter()
+            .map(|(key, name)| {
+                let id = emu.stable_id(&format!("plan:{key}:{sku_id}"));
+                let status = if disabled.iter().any(|d| d.eq_ignore_ascii_case(&id)) {
+                    "Disabled"
+                } else {
+                    "Success"
+                };
+                json!({"servicePlanId": id, "servicePlanName": name, "provisioningStatus": status, "appliesTo": "User"})
+            })
+            .collect(),
+    )
+}
+
 fn sku_json(emu: &Emu, d: &Directory, s: &crate::state::Sku) -> Value {
     json!({
         "accountId": emu.cfg.tenant.id,
@@ -108,10 +131,7 @@ fn sku_json(emu: &Emu, d: &Directory, s: &crate::state::Sku) -> Value {
         "consumedUnits": d.consumed(&s.sku_id),
         "id": format!("{}_{}", emu.cfg.tenant.id, s.sku_id),
         "prepaidUnits": {"enabled": s.enabled, "lockedOut": 0, "suspended": 0, "warning": 0},
-        "servicePlans": [
-            {"servicePlanId": emu.stable_id(&format!("plan:exchange:{}", s.sku_id)), "servicePlanName": "EXCHANGE_S_STANDARD", "provisioningStatus": "Success", "appliesTo": "User"},
-            {"servicePlanId": emu.stable_id(&format!("plan:sharepoint:{}", s.sku_id)), "servicePlanName": "SHAREPOINTSTANDARD", "provisioningStatus": "Success", "appliesTo": "User"}
-        ],
+        "servicePlans": service_plans(emu, &s.sku_id, &[]),
         "skuId": s.sku_id,
         "skuPartNumber": s.part_number,
         "subscriptionIds": [emu.stable_id(&format!("subscription:{}", s.sku_id))]

@@ -642,15 +642,9 @@ fn user_json(d: &Directory, site_id: u32, account_id: &str) -> Option<Value> {
     }))
 }
 
-/// `GetById(3)` → 3.
+/// `getbyid(3)` or `getbyid('3')` → 3 (the path is lower case by then).
 fn by_id(seg: &str) -> Option<u32> {
-    let lower = seg.to_ascii_lowercase();
-    lower
-        .strip_prefix("getbyid(")?
-        .strip_suffix(')')?
-        .trim()
-        .parse()
-        .ok()
+    crate::route::by_id_argument(seg)
 }
 
 /// `GET /_api/web`.
@@ -837,8 +831,9 @@ pub(crate) async fn remove_group_user(
         return group_missing();
     };
     let Some(arg) = call
-        .strip_prefix("removeByLoginName(")
-        .or_else(|| call.strip_prefix("removebyloginname("))
+        .get(.."removebyloginname(".len())
+        .filter(|p| p.eq_ignore_ascii_case("removebyloginname("))
+        .and_then(|_| call.get("removebyloginname(".len()..))
         .and_then(|a| a.strip_suffix(')'))
     else {
         return sp_error(
@@ -884,8 +879,9 @@ pub(crate) async fn merge_list(
     body: Body,
 ) -> Response<Body> {
     let id = seg
-        .strip_prefix("lists(guid'")
-        .or_else(|| seg.strip_prefix("Lists(guid'"))
+        .get(.."lists(guid'".len())
+        .filter(|p| p.eq_ignore_ascii_case("lists(guid'"))
+        .and_then(|_| seg.get("lists(guid'".len()..))
         .and_then(|s| s.strip_suffix("')"))
         .map(str::to_string);
     let merge = headers

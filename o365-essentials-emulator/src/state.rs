@@ -303,11 +303,13 @@ impl Directory {
         }
     }
 
+    /// By id (a GUID, in any case) or userPrincipalName (ignoring case).
     pub(crate) fn find_user(&self, id_or_upn: &str) -> Option<&User> {
         self.users.get(id_or_upn).or_else(|| {
-            self.users
-                .values()
-                .find(|u| u.user_principal_name.eq_ignore_ascii_case(id_or_upn))
+            self.users.values().find(|u| {
+                u.user_principal_name.eq_ignore_ascii_case(id_or_upn)
+                    || u.id.eq_ignore_ascii_case(id_or_upn)
+            })
         })
     }
 
@@ -387,10 +389,54 @@ pub(crate) struct Runtime {
     pub dns_server: Option<std::net::SocketAddr>,
 }
 
+/// The base URLs the emulator writes into its answers: the public ones when configured,
+/// else the listen address's.
+#[derive(Debug, Clone)]
+pub(crate) struct Urls {
+    /// The identity platform (`{login}/{tenant}/oauth2/v2.0/token`).
+    pub login: String,
+    /// Graph without the version.
+    pub graph: String,
+    /// The Exchange admin API host (`{exchange}/adminapi/beta`).
+    pub exchange: String,
+    /// SharePoint REST's site (`{sharepoint}/_api/web`).
+    pub sharepoint: String,
+}
+
+impl Urls {
+    pub(crate) fn new(base: &str, public: &crate::config::PublicUrls) -> Result<Urls, String> {
+        let pick = |name: &str, v: &Option<String>, default: String| -> Result<String, String> {
+            match v {
+                None => Ok(default),
+                Some(u) => {
+                    let u = u.trim_end_matches('/');
+                    if crate::route::split_url(u).is_none() || u.contains(['?', '#', ' ']) {
+                        return Err(format!("public.{name} `{u}` is not an http(s) base URL"));
+                    }
+                    Ok(u.to_string())
+                }
+            }
+        };
+        Ok(Urls {
+            login: pick("login_url", &public.login_url, base.to_string())?,
+            graph: pick("graph_url", &public.graph_url, base.to_string())?,
+            exchange: pick("exchange_url", &public.exchange_url, base.to_string())?,
+            sharepoint: pick(
+                "sharepoint_url",
+                &public.sharepoint_url,
+                format!("{base}/sharepoint"),
+            )?,
+        })
+    }
+}
+
 /// Everything the handlers share.
 pub(crate) struct Emu {
     pub cfg: EmulatorConfig,
+    /// The listen address's base URL (`https://127.0.0.1:PORT`).
     pub base_url: String,
+    /// The base URLs answers name.
+    pub urls: Urls,
     pub token_key: hmac::Key,
     pub dir: Mutex<Directory>,
     pub runtime: Mutex<Runtime>,
@@ -428,7 +474,9 @@ impl Emu {
             dns_server: cfg.dns.server,
         };
         let throttle = Throttle::new(&cfg);
+        let urls = Urls::new(&base_url, &cfg.public)?;
         let emu = Emu {
+            urls,
             dir: Mutex::new(Directory::default()),
             runtime: Mutex::new(runtime),
             throttle: Mutex::new(throttle),
@@ -689,16 +737,7 @@ impl Emu {
 
     /// The SharePoint host label: `contoso` of `contoso.onmicrosoft.com`.
     pub(crate) fn sharepoint_tenant(&self) -> String {
-        if let Some(label) = &self.cfg.sharepoint.host_label {
-            return label.to_ascii_lowercase();
-        }
-        self.cfg
-            .tenant
-            .initial_domain
-            .split('.')
-            .next()
-            .unwrap_or("contoso")
-            .to_ascii_lowercase()
+        self.cfg.sharepoint_label()
     }
 
     pub(crate) fn audience(&self, r: Resource) -> String {
@@ -736,6 +775,7 @@ impl Emu {
         let mut v = Vec::new();
         for t in [tenant_in_path, self.cfg.tenant.id.as_str()] {
             v.push(format!("{}/{t}/oauth2/v2.0/token", self.base_url));
+            v.push(format!("{}/{t}/oauth2/v2.0/token", self.urls.login));
             v.push(format!(
                 "https://login.microsoftonline.com/{t}/oauth2/v2.0/token"
             ));
@@ -743,7 +783,8 @@ impl Emu {
         v
     }
 
+    /// Graph's versioned root as clients name it (`https://graph.microsoft.com/v1.0`).
     pub(crate) fn graph_root(&self) -> String {
-        format!("{}/v1.0", self.base_url)
+        format!("{}/v1.0", self.urls.graph)
     }
 }

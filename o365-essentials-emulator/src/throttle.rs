@@ -270,11 +270,17 @@ pub(crate) fn too_many_requests(
     resp
 }
 
-/// Seconds with up to three decimals, at least a millisecond.
+/// `Retry-After` as HTTP defines it: an HTTP-date or `delta-seconds`, a non-negative
+/// integer (RFC 9110 §10.2.3), and Graph sends whole seconds. Rounded up, so a client
+/// that waits what it is told finds the budget there, and never 0: `0` (or `0.4` read
+/// by `parseInt`) sends a client straight back into the 429 in a loop. Capped at a day.
 pub(crate) fn format_retry_after(secs: f64) -> String {
-    let ms = (secs * 1000.0).ceil().max(1.0) / 1000.0;
-    let s = format!("{ms:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+    let whole = if secs.is_finite() {
+        secs.ceil().clamp(1.0, 86_400.0)
+    } else {
+        1.0
+    };
+    format!("{}", whole as u64)
 }
 
 /// Middleware on Graph routes (after authentication).
@@ -395,10 +401,23 @@ mod tests {
         ));
     }
 
+    /// RFC 9110 §10.2.3: `Retry-After = HTTP-date / delay-seconds`, `delay-seconds =
+    /// 1*DIGIT`; Graph's throttling guidance: "wait the number of seconds specified in
+    /// the Retry-After header". A fraction (`1.96`) is no valid value, and a client
+    /// reading it with `parseInt` waits 1 s too little, or 0 s below one.
     #[test]
-    fn retry_after_is_fractional() {
-        assert_eq!(format_retry_after(1.5), "1.5");
-        assert_eq!(format_retry_after(0.0001), "0.001");
+    fn retry_after_is_whole_seconds_rounded_up_and_never_zero() {
+        assert_eq!(format_retry_after(1.5), "2");
+        assert_eq!(format_retry_after(1.96), "2");
+        assert_eq!(format_retry_after(0.0001), "1");
+        assert_eq!(format_retry_after(0.0), "1");
         assert_eq!(format_retry_after(2.0), "2");
+        assert_eq!(format_retry_after(f64::NAN), "1");
+        assert_eq!(format_retry_after(f64::INFINITY), "1");
+        assert_eq!(format_retry_after(1e12), "86400");
+        for s in [0.001, 0.5, 3.2, 149.9] {
+            let v = format_retry_after(s);
+            assert!(v.bytes().all(|b| b.is_ascii_digit()), "{v}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Claims;
-use crate::ctx::{GraphError, json_response, no_content, now_rfc3339, read_json};
+use crate::ctx::{GraphError, canonical_names, json_response, no_content, now_rfc3339, read_json};
 use crate::odata::{self, Query, Schema};
 use crate::state::{Directory, Emu, USER_EXTRA_STRINGS, USER_PROPERTIES, User, hash_password};
 
@@ -50,6 +50,9 @@ const FILTERABLE: &[&str] = &[
     "assignedLicenses/skuId",
     "jobTitle",
     "department",
+    // Graph documents `$filter` (eq, ne, not, in) on userType; the CLI for Microsoft 365
+    // lists members with `$filter=userType eq 'Member'`.
+    "userType",
 ];
 
 pub(crate) const USER_SCHEMA: Schema<'static> = Schema {
@@ -183,6 +186,30 @@ const WRITABLE: &[&str] = &[
     "otherMails",
 ];
 
+/// The members of `passwordProfile` (CSDL `microsoft.graph.passwordProfile`).
+const PASSWORD_PROFILE: &[&str] = &[
+    "forceChangePasswordNextSignIn",
+    "forceChangePasswordNextSignInWithMfa",
+    "password",
+];
+
+/// A create or update body with its property names spelled as declared (Graph matches
+/// them ignoring case), `passwordProfile`'s members included.
+fn user_body(body: Map<String, Value>) -> Result<Map<String, Value>, GraphError> {
+    let mut body = canonical_names(body, &[WRITABLE, USER_EXTRA_STRINGS, USER_PROPERTIES])?;
+    match body.remove("passwordProfile") {
+        Some(Value::Object(p)) => {
+            let p = canonical_names(p, &[PASSWORD_PROFILE])?;
+            body.insert("passwordProfile".into(), Value::Object(p));
+        }
+        Some(other) => {
+            body.insert("passwordProfile".into(), other);
+        }
+        None => {}
+    }
+    Ok(body)
+}
+
 fn check_known_properties(body: &Map<String, Value>) -> Result<(), GraphError> {
     for k in body.keys() {
         if k.starts_with("@odata.") {
@@ -260,7 +287,7 @@ pub(crate) async fn create(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, WRITE_USERS)?;
-    let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let body = user_body(read_json(&headers, body, emu.cfg.max_body_bytes).await?)?;
     check_known_properties(&body)?;
     let enabled = match body.get("accountEnabled") {
         Some(Value::Bool(b)) => *b,
@@ -407,6 +434,89 @@ pub(crate) async fn get(
     ))
 }
 
+/// One `licenseDetails` per assigned SKU (CSDL `microsoft.graph.licenseDetails`: `id`,
+/// `servicePlans`, `skuId`, `skuPartNumber`).
+fn license_details_of(emu: &Emu, d: &Directory, u: &User) -> Vec<Value> {
+    u.assigned_licenses
+        .iter()
+        .map(|(sku, disabled)| {
+            let part = d
+                .skus
+                .iter()
+                .find(|s| s.sku_id.eq_ignore_ascii_case(sku))
+                .map(|s| s.part_number.clone());
+            // Graph's ids here are opaque base64 strings, stable per user and SKU.
+            let id = B64URL.encode(format!("{}:{sku}", u.id));
+            json!({
+                "id": id,
+                "servicePlans": crate::org::service_plans(emu, sku, disabled),
+                "skuId": sku,
+                "skuPartNumber": part,
+            })
+        })
+        .collect()
+}
+
+/// `GET /users/{id}/licenseDetails`.
+pub(crate) async fn license_details(
+    State(emu): State<Arc<Emu>>,
+    Extension(claims): Extension<Claims>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response<Body>, GraphError> {
+    need(&claims, READ_USERS)?;
+    let q = odata::parse_query(raw.as_deref(), &["select", "top", "count"], None)?;
+    let d = emu.dir();
+    let u = d.find_user(&id).ok_or_else(|| GraphError::not_found(&id))?;
+    let uid = u.id.clone();
+    let mut value = license_details_of(&emu, &d, u);
+    drop(d);
+    if let Some(props) = &q.select {
+        for v in &mut value {
+            if let Value::Object(m) = v {
+                m.retain(|k, _| props.iter().any(|p| p.eq_ignore_ascii_case(k)));
+            }
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "@odata.context": context(&emu, &format!("users('{uid}')/licenseDetails")),
+            "value": value,
+        }),
+    ))
+}
+
+/// `GET /users/{id}/licenseDetails/{licenseDetailsId}`.
+pub(crate) async fn license_detail(
+    State(emu): State<Arc<Emu>>,
+    Extension(claims): Extension<Claims>,
+    Path((id, detail)): Path<(String, String)>,
+) -> Result<Response<Body>, GraphError> {
+    need(&claims, READ_USERS)?;
+    let d = emu.dir();
+    let u = d.find_user(&id).ok_or_else(|| GraphError::not_found(&id))?;
+    let uid = u.id.clone();
+    let found = license_details_of(&emu, &d, u)
+        .into_iter()
+        .find(|v| v["id"].as_str() == Some(detail.as_str()));
+    drop(d);
+    let Some(Value::Object(mut m)) = found else {
+        return Err(GraphError::not_found(&detail));
+    };
+    m.insert(
+        "@odata.context".into(),
+        json!(context(
+            &emu,
+            &format!("users('{uid}')/licenseDetails/$entity")
+        )),
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        &Value::Object(reorder_context(m)),
+    ))
+}
+
 fn encode_token(v: &Value) -> String {
     B64URL.encode(v.to_string())
 }
@@ -524,7 +634,7 @@ pub(crate) async fn update(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, WRITE_USERS)?;
-    let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let body = user_body(read_json(&headers, body, emu.cfg.max_body_bytes).await?)?;
     check_known_properties(&body)?;
     let mut d = emu.dir();
     let uid = d
@@ -685,6 +795,14 @@ pub(crate) async fn assign_license(
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, LICENCE_PERMS)?;
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
+    let mut body = canonical_names(body, &[&["addLicenses", "removeLicenses"]])?;
+    if let Some(Value::Array(items)) = body.get_mut("addLicenses") {
+        for item in items.iter_mut() {
+            if let Value::Object(m) = item {
+                *m = canonical_names(std::mem::take(m), &[&["disabledPlans", "skuId"]])?;
+            }
+        }
+    }
     let bad = |m: &str| GraphError::bad_request("Request_BadRequest", m.to_string());
     let add = body
         .get("addLicenses")

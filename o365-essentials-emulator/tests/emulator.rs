@@ -908,8 +908,26 @@ async fn futures_runs(g: &Graph) -> Vec<Vec<String>> {
 
 // ---------------------------------------------------------------- throttling and faults
 
+/// `Retry-After` is `HTTP-date / delay-seconds` with `delay-seconds = 1*DIGIT` (RFC 9110
+/// §10.2.3), and Graph's throttling guidance (learn.microsoft.com/graph/throttling) says
+/// to wait "the number of seconds specified in the Retry-After header". The CLI for
+/// Microsoft 365 reads it with `parseInt`: a fractional `1.96` made it retry early, and
+/// below one second at once, in a loop (issue 31).
+fn whole_seconds(v: &str) -> u64 {
+    assert!(
+        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()),
+        "Retry-After `{v}` is not delta-seconds"
+    );
+    let n: u64 = v.parse().unwrap();
+    assert!(
+        n >= 1,
+        "Retry-After 0 on a 429 sends the client straight back"
+    );
+    n
+}
+
 #[tokio::test]
-async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
+async fn throttling_answers_429_with_whole_second_retry_after_and_headers() {
     let mut cfg = EmulatorConfig::default();
     cfg.throttling.resource_units = Some(10);
     let emu = Emulator::start(cfg).await.unwrap();
@@ -930,12 +948,8 @@ async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
         assert_eq!(r.headers()["x-ms-resource-unit"], "2");
     }
     let r = throttled.expect("10 RU allow five GET /users");
-    let after: f64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(after > 0.0 && after <= 10.0, "{after}");
+    let after = whole_seconds(r.headers()["retry-after"].to_str().unwrap());
+    assert!(after <= 10, "{after}");
     assert!(
         r.headers()["x-ms-throttle-scope"]
             .to_str()
@@ -964,12 +978,31 @@ async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
         .find(|r| r["status"] == 429)
         .expect("a throttled item")
         .clone();
-    assert!(item["headers"]["Retry-After"].is_string());
+    whole_seconds(item["headers"]["Retry-After"].as_str().unwrap());
 
     // A time scale of 1000 refills the 10 s window in 10 ms.
     admin_put(&emu, "/throttling", &json!({"time_scale": 1000.0})).await;
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     assert_eq!(g.get("/users").await.0, 200);
+    // An injected 429 at that time scale (a 1 ms wait) says 1, not 0.001 nor 0.
+    admin_put(
+        &emu,
+        "/faults",
+        &json!({"rules": [{"path": "/v1.0/organization", "kind": "status", "status": 429, "limit": 1}]}),
+    )
+    .await;
+    let r = g
+        .http
+        .get(g.url("/organization"))
+        .bearer_auth(&g.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(
+        whole_seconds(r.headers()["retry-after"].to_str().unwrap()),
+        1
+    );
 }
 
 #[tokio::test]
@@ -1901,4 +1934,749 @@ async fn random_cmdlets_and_sharepoint_calls_never_crash_it_or_get_a_5xx() {
         }
     }
     assert!(ok > 10, "some random calls are valid: {ok}");
+}
+
+// ---------------------------------------------------------------- issue 31: a third client
+
+/// A SharePoint token from a certificate assertion (SharePoint REST refuses app-only
+/// tokens got with a secret), asked at `token_url`.
+async fn sharepoint_token(
+    http: &reqwest::Client,
+    token_url: &str,
+    client_id: &str,
+    cert_pem: &str,
+    key_der: &[u8],
+) -> String {
+    let now = now_secs();
+    let assertion = sign_assertion(
+        key_der,
+        "PS256",
+        &sha256_thumbprint(cert_pem),
+        &json!({"aud": token_url, "iss": client_id, "sub": client_id, "jti": uuid_like(), "nbf": now, "exp": now + 300}),
+    );
+    let r = http
+        .post(token_url)
+        .form(&[
+            ("client_id", client_id),
+            ("scope", "https://contoso.sharepoint.com/.default"),
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let tok: Value = r.json().await.unwrap();
+    tok["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no SharePoint token: {tok}"))
+        .to_string()
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        now_secs() as u128 * 1_000_003 + u128::from(rand::random::<u32>())
+    )
+}
+
+/// Graph's directory endpoints match property names ignoring case. Source: the CLI for
+/// Microsoft 365's `m365 entra user add` (pnp/cli-microsoft365,
+/// src/m365/entra/commands/user/user-add.ts) posts `mailNickName` and `surName`, and
+/// creates users against the real service; against the emulator it created 0 of 200
+/// (issue 31). Answers keep the declared spelling (`mailNickname`, `surname`).
+#[tokio::test]
+async fn property_names_are_matched_ignoring_case_like_graphs_directory() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    // The body `m365 entra user add --displayName … --userName … --lastName Doe` sends,
+    // with its Accept header.
+    let cli_body = json!({
+        "accountEnabled": true,
+        "displayName": "Jane Doe",
+        "userPrincipalName": "jane.doe@contoso.onmicrosoft.com",
+        "mailNickName": "jane.doe",
+        "passwordProfile": {
+            "forceChangePasswordNextSignIn": false,
+            "forceChangePasswordNextSignInWithMfa": false,
+            "password": "Winter-2026!x"
+        },
+        "givenName": "Jane",
+        "surName": "Doe",
+        "jobTitle": "Tester"
+    });
+    let r = g
+        .http
+        .post(g.url("/users"))
+        .bearer_auth(&g.token)
+        .header("accept", "application/json;odata.metadata=none")
+        .json(&cli_body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["surname"], "Doe", "{created}");
+    assert!(
+        created.get("surName").is_none(),
+        "answers use the declared name"
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, got) = g
+        .get(&format!(
+            "/users/{id}?$select=mailNickname,surname,givenName"
+        ))
+        .await;
+    assert_eq!(got["mailNickname"], "jane.doe");
+    assert_eq!(got["surname"], "Doe");
+    // Updates too, `passwordProfile`'s members included.
+    let (status, body) = g
+        .patch(
+            &format!("/users/{id}"),
+            &json!({"SURNAME": "Roe", "JobTitle": "Lead", "PasswordProfile": {"Password": "Spring-2027!y"}}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert!(check_password(&emu, &id, "Spring-2027!y").await);
+    let (_, got) = g
+        .get(&format!("/users/{id}?$select=surname,jobTitle"))
+        .await;
+    assert_eq!(
+        (got["surname"].clone(), got["jobTitle"].clone()),
+        (json!("Roe"), json!("Lead"))
+    );
+    // Before: 400 "Property 'mailNickName' does not exist…". A name that exists in no
+    // spelling is still refused, and one property under two spellings is no guess.
+    let (status, body) = g
+        .patch(&format!("/users/{id}"), &json!({"favouriteColour": "blue"}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("favouriteColour")
+    );
+    let (status, _) = g
+        .patch(
+            &format!("/users/{id}"),
+            &json!({"surname": "A", "surName": "B"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    // The same rule on a domain and a licence assignment.
+    admin_put(&emu, "/dns", &json!({"verify_without_dns": true})).await;
+    let (status, body) = g.post("/domains", &json!({"ID": "case.example"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = g
+        .patch(&format!("/users/{id}"), &json!({"UsageLocation": "GB"}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = g
+        .post(
+            &format!("/users/{id}/assignLicense"),
+            &json!({"AddLicenses": [{"SkuId": "f245ecc8-75af-4f8e-b61f-27d8114de5f3", "DisabledPlans": []}], "RemoveLicenses": []}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// OData's key-in-parentheses form addresses the same entity as the key segment (OData
+/// 4.01 URL conventions §4.3.1); Graph accepts `users('{id|userPrincipalName}')` and
+/// writes keys so in its own `@odata.context`. The CLI for Microsoft 365 sends
+/// `…/users('{id}')/…`. Before: 400 "Resource not found for the segment
+/// 'users('…')'".
+#[tokio::test]
+async fn odata_keys_in_parentheses_address_the_entity() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let (_, created) = g.post("/users", &new_user("paren", "Winter-2026!x")).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    for path in [
+        "/users('paren@contoso.onmicrosoft.com')".to_string(),
+        "/users('PAREN@contoso.onmicrosoft.com')?$select=id".to_string(),
+        "/users(%27paren%40contoso.onmicrosoft.com%27)".to_string(),
+        format!("/users('{id}')"),
+        format!("/users({id})"),
+        format!("/users/{}", id.to_uppercase()),
+    ] {
+        let (status, body) = g.get(&path).await;
+        assert_eq!(
+            (status, body["id"].as_str()),
+            (200, Some(id.as_str())),
+            "{path}: {body}"
+        );
+    }
+    let (status, _) = g
+        .patch(&format!("/users('{id}')"), &json!({"jobTitle": "Paren"}))
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = g.get(&format!("/users('{id}')/licenseDetails")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = g.get("/domains('contoso.onmicrosoft.com')").await;
+    assert_eq!(
+        (status, body["id"].clone()),
+        (200, json!("contoso.onmicrosoft.com"))
+    );
+    // Inside `$batch` too.
+    let (status, body) = g
+        .post(
+            "/$batch",
+            &json!({"requests": [{"id": "1", "method": "GET", "url": "/users('paren@contoso.onmicrosoft.com')"}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["responses"][0]["status"], 200, "{body}");
+    assert_eq!(body["responses"][0]["body"]["id"], json!(id));
+}
+
+/// `$filter` on `userType` is documented for user (eq, ne, not, in; Graph's user
+/// resource page), and `m365 entra user list --type Member` sends
+/// `$filter=userType eq 'Member'` (before: 400 Request_UnsupportedQuery).
+/// `GET /users/{id}/licenseDetails` is a navigation of user in the published schema
+/// (`licenseDetails`: id, servicePlans, skuId, skuPartNumber), read by `m365 entra user
+/// license list` (before: not routed). An unknown segment is named in Graph's error
+/// ("Resource not found for the segment 'nope'."), not the first segment of the path.
+#[tokio::test]
+async fn user_type_filter_license_details_and_the_unknown_segment() {
+    let schema = csdl::Schema::load();
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let g = Graph::connect(&emu).await;
+    let (status, body) = g
+        .get("/users?$filter=userType eq 'Member'&$select=id,userType")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let members = body["value"].as_array().unwrap();
+    assert!(!members.is_empty());
+    assert!(members.iter().all(|u| u["userType"] == "Member"));
+    let (status, body) = g.get("/users?$filter=userType eq 'Guest'").await;
+    assert_eq!((status, body["value"].as_array().unwrap().len()), (200, 0));
+
+    let mut u = new_user("lic", "Winter-2026!x");
+    u["usageLocation"] = json!("GB");
+    let (_, created) = g.post("/users", &u).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, body) = g.get(&format!("/users/{id}/licenseDetails")).await;
+    assert_eq!((status, body["value"].clone()), (200, json!([])), "{body}");
+    let sku = "f245ecc8-75af-4f8e-b61f-27d8114de5f3";
+    let (_, skus) = g.get("/subscribedSkus").await;
+    let plan = skus["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["skuId"] == sku)
+        .unwrap()["servicePlans"][0]["servicePlanId"]
+        .clone();
+    let (status, body) = g
+        .post(
+            &format!("/users/{id}/assignLicense"),
+            &json!({"addLicenses": [{"skuId": sku, "disabledPlans": [plan]}], "removeLicenses": []}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = g
+        .get("/users/lic@contoso.onmicrosoft.com/licenseDetails")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/$metadata#users('{id}')/licenseDetails"))
+    );
+    let details = body["value"].as_array().unwrap();
+    assert_eq!(details.len(), 1);
+    let d = &details[0];
+    let errors = schema.check("microsoft.graph.licenseDetails", d);
+    assert!(errors.is_empty(), "{errors:#?}\n{d}");
+    assert_eq!(d["skuId"], sku);
+    assert_eq!(d["skuPartNumber"], "O365_BUSINESS_PREMIUM");
+    let disabled: Vec<&Value> = d["servicePlans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["provisioningStatus"] == "Disabled")
+        .collect();
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0]["servicePlanId"], plan);
+    let detail_id = d["id"].as_str().unwrap();
+    let (status, one) = g
+        .get(&format!("/users/{id}/licenseDetails/{detail_id}"))
+        .await;
+    assert_eq!((status, one["skuId"].clone()), (200, json!(sku)), "{one}");
+    assert!(
+        schema
+            .check("microsoft.graph.licenseDetails", &{
+                let mut o = one.clone();
+                o.as_object_mut().unwrap().remove("@odata.context");
+                o
+            })
+            .is_empty()
+    );
+    let (status, _) = g.get(&format!("/users/{id}/licenseDetails/nope")).await;
+    assert_eq!(status, 404);
+
+    for (path, seg) in [
+        (format!("/users/{id}/nope"), "nope"),
+        ("/nope".to_string(), "nope"),
+        (
+            format!("/users/{id}/licenseDetails/{detail_id}/more"),
+            "more",
+        ),
+        ("/domains/contoso.onmicrosoft.com/nope".to_string(), "nope"),
+    ] {
+        let (status, body) = g.get(&path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(
+            body["error"]["message"],
+            format!("Resource not found for the segment '{seg}'."),
+            "{path}"
+        );
+    }
+}
+
+/// SharePoint's `_api` URLs are case-insensitive: Microsoft's REST reference writes
+/// `…/_api/web/sitegroups/getById(id)` and `sitegroups(groupid)/users`, client libraries
+/// `SiteGroups/GetById(5)` (the CLI for Microsoft 365 among them; before: unknown), and
+/// a group id may come as a string literal, `GetById('5')` (before: not parsed).
+#[tokio::test]
+async fn sharepoint_rest_paths_ignore_case_and_take_quoted_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_der) = make_rsa_certificate(dir.path(), "sp");
+    let mut cfg = EmulatorConfig::default();
+    cfg.apps[0].certificates = vec![cert_pem.clone()];
+    let emu = Emulator::start(cfg).await.unwrap();
+    let info = emu.info().clone();
+    let http = reqwest::Client::new();
+    let token = sharepoint_token(
+        &http,
+        &emu.token_url(),
+        &info.client_id,
+        &cert_pem,
+        &key_der,
+    )
+    .await;
+    let sp = |p: &str| format!("{}{p}", info.sharepoint_url);
+    let get = |url: String| {
+        let http = http.clone();
+        let token = token.clone();
+        async move {
+            let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for path in [
+        "/_api/web/sitegroups/getbyid(5)",
+        "/_api/Web/SiteGroups/GetById(5)",
+        "/_API/WEB/SITEGROUPS/GETBYID(5)",
+        "/_api/web/SiteGroups/GetById('5')",
+        "/_api/web/sitegroups(5)",
+    ] {
+        let (status, body) = get(sp(path)).await;
+        assert_eq!(
+            (status, body["Id"].clone()),
+            (200, json!(5)),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = get(sp("/_api/Web/AssociatedOwnerGroup")).await;
+    assert_eq!((status, body["Id"].clone()), (200, json!(3)), "{body}");
+    let r = http
+        .post(sp("/_api/Web/SiteGroups/GetById('5')/Users"))
+        .bearer_auth(&token)
+        .json(&json!({"LoginName": "i:0#.f|membership|admin@contoso.onmicrosoft.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (status, body) = get(sp("/_api/web/SiteGroups(5)/Users")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["value"].as_array().unwrap().len(), 1, "{body}");
+    let r = http
+        .post(sp(
+            "/_api/Web/SiteGroups/GetById(5)/Users/RemoveByLoginName(@v)?@v='i%3A0%23.f%7Cmembership%7Cadmin%40contoso.onmicrosoft.com'",
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, body) = get(sp("/_api/web/sitegroups/getbyid(5)/users")).await;
+    assert_eq!(body["value"], json!([]));
+    // A group that is not there is still SharePoint's 404, whatever the spelling.
+    let (status, _) = get(sp("/_api/Web/SiteGroups/GetById('99')")).await;
+    assert_eq!(status, 404);
+}
+
+/// Behind Microsoft's own host names (resolved here to the emulator's loopback address,
+/// as a test's resolver or /etc/hosts would), an unmodified client reaches every service
+/// at its real URL, over TLS with a certificate that covers those names, and each
+/// answer names the public URL: an MSAL-based client derives the token audience from a
+/// next link's host, so a link to 127.0.0.1 cannot be followed (issue 31).
+#[tokio::test]
+async fn answers_as_microsofts_hosts_behind_names_resolved_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_der) = make_rsa_certificate(dir.path(), "public");
+    let ca_file = dir.path().join("ca.pem");
+    let mut cfg = EmulatorConfig::default();
+    cfg.apps[0].certificates = vec![cert_pem.clone()];
+    cfg.tls.enabled = true;
+    cfg.tls.ca_file = Some(ca_file.clone());
+    cfg.public = o365_essentials_emulator::PublicUrls::microsoft("contoso");
+    cfg.seed
+        .users
+        .push(o365_essentials_emulator::config::SeedUser {
+            user_principal_name: "second@contoso.onmicrosoft.com".into(),
+            display_name: "Second".into(),
+            ..Default::default()
+        });
+    let emu = Emulator::start(cfg).await.unwrap();
+    let info = emu.info().clone();
+    let public = info.public.clone().expect("the public URLs are printed");
+    assert_eq!(
+        public.graph_url.as_deref(),
+        Some("https://graph.microsoft.com")
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_file).unwrap()).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .tls_built_in_root_certs(false);
+    for host in [
+        "graph.microsoft.com",
+        "login.microsoftonline.com",
+        "contoso.sharepoint.com",
+        "outlook.office365.com",
+    ] {
+        builder = builder.resolve(host, info.listen);
+    }
+    let http = builder.build().unwrap();
+    let tenant = &info.tenant_id;
+
+    // The identity platform: OpenID configuration and token endpoint.
+    let oidc: Value = http
+        .get(format!(
+            "https://login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token_url = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token");
+    assert_eq!(oidc["token_endpoint"], json!(token_url));
+    assert!(
+        oidc["issuer"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://login.microsoftonline.com/")
+    );
+    let tok: Value = http
+        .post(&token_url)
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_deref().unwrap()),
+            ("scope", GRAPH_SCOPE),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = tok["access_token"].as_str().unwrap().to_string();
+
+    // Graph: context, next link (followed), Location.
+    let page: Value = http
+        .get("https://graph.microsoft.com/v1.0/users?$top=1")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["@odata.context"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://graph.microsoft.com/v1.0/$metadata#users"),
+        "{page}"
+    );
+    let next = page["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.starts_with("https://graph.microsoft.com/v1.0/users?"),
+        "{next}"
+    );
+    let r = http.get(next).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post("https://graph.microsoft.com/v1.0/users")
+        .bearer_auth(&token)
+        .json(&new_user("public", "Winter-2026!x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("https://graph.microsoft.com/v1.0/"),
+        "{location}"
+    );
+    // WWW-Authenticate names the public identity platform.
+    let r = http
+        .get("https://graph.microsoft.com/v1.0/users")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("https://login.microsoftonline.com/")
+    );
+
+    // SharePoint REST at the site's root, with a certificate token asked at the public
+    // token endpoint (the assertion's audience is that URL).
+    let sp_token = sharepoint_token(&http, &token_url, &info.client_id, &cert_pem, &key_der).await;
+    let r = http
+        .get("https://contoso.sharepoint.com/_api/web/SiteGroups/GetById(3)")
+        .bearer_auth(&sp_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let web: Value = http
+        .get("https://contoso.sharepoint.com/_api/web")
+        .bearer_auth(&sp_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(web["Url"], "https://contoso.sharepoint.com");
+
+    // The Exchange admin API.
+    let exo_tok: Value = http
+        .post(&token_url)
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_deref().unwrap()),
+            ("scope", "https://outlook.office365.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http
+        .post(format!(
+            "https://outlook.office365.com/adminapi/beta/{tenant}/InvokeCommand"
+        ))
+        .bearer_auth(exo_tok["access_token"].as_str().unwrap())
+        .json(&json!({"CmdletInput": {"CmdletName": "Get-DistributionGroup", "Parameters": {}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!(
+                "https://outlook.office365.com/adminapi/beta/{tenant}/"
+            )),
+        "{body}"
+    );
+
+    // The listen address still answers (the certificate covers 127.0.0.1 too), and its
+    // links name the public URL all the same.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_file).unwrap()).unwrap();
+    let direct = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let page: Value = direct
+        .get(format!("{}/users?$top=1", info.graph_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://graph.microsoft.com/v1.0/")
+    );
+}
+
+/// `--tls-cert`/`--tls-key` (the configuration's `tls.cert_file`/`key_file`): the
+/// emulator serves a certificate it is given, e.g. one from the organisation's test CA
+/// for the names a proxy puts in front; a public base URL puts that proxy's name in
+/// the links.
+#[tokio::test]
+async fn a_given_certificate_and_one_public_base_url() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["emu.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let mut cfg = EmulatorConfig::default();
+    cfg.tls.enabled = true;
+    cfg.tls.cert_file = Some(cert_file.clone());
+    cfg.tls.key_file = Some(key_file.clone());
+    cfg.public = o365_essentials_emulator::PublicUrls::one_base("https://emu.test:8443");
+    cfg.seed
+        .users
+        .push(o365_essentials_emulator::config::SeedUser {
+            user_principal_name: "second@contoso.onmicrosoft.com".into(),
+            display_name: "Second".into(),
+            ..Default::default()
+        });
+    let emu = Emulator::start(cfg).await.unwrap();
+    let info = emu.info().clone();
+    assert!(
+        info.ca_file.is_none(),
+        "no CA is generated for a given certificate"
+    );
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .tls_built_in_root_certs(false)
+        .resolve("emu.test", info.listen)
+        .build()
+        .unwrap();
+    let base = format!("https://emu.test:{}", info.listen.port());
+    let tok: Value = http
+        .post(format!("{base}/{}/oauth2/v2.0/token", info.tenant_id))
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_deref().unwrap()),
+            ("scope", GRAPH_SCOPE),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page: Value = http
+        .get(format!("{base}/v1.0/users?$top=1"))
+        .bearer_auth(tok["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://emu.test:8443/v1.0/users?"),
+        "{page}"
+    );
+    // A key without its certificate is refused at start.
+    let mut cfg = EmulatorConfig::default();
+    cfg.tls.enabled = true;
+    cfg.tls.key_file = Some(key_file);
+    assert!(Emulator::start(cfg).await.is_err());
+    let mut cfg = EmulatorConfig::default();
+    cfg.public.graph_url = Some("graph.microsoft.com".into());
+    assert!(
+        Emulator::start(cfg).await.is_err(),
+        "a public URL needs its scheme"
+    );
+}
+
+/// `--help` documents every option the binary takes; `--microsoft-hosts` prints the
+/// public URLs in the one JSON line.
+#[test]
+fn the_binary_documents_every_option_and_prints_public_urls() {
+    use std::io::BufRead;
+    let bin = env!("CARGO_BIN_EXE_o365-essentials-emulator");
+    let out = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--listen",
+        "--config",
+        "--tls ",
+        "--tls-cert",
+        "--tls-key",
+        "--ca-file",
+        "--public-base-url",
+        "--microsoft-hosts",
+        "--help",
+    ] {
+        assert!(help.contains(opt), "--help does not mention {opt}:\n{help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tls",
+            "--microsoft-hosts",
+            "--ca-file",
+        ])
+        .arg(&ca)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        info["public"]["graph_url"], "https://graph.microsoft.com",
+        "{line}"
+    );
+    assert_eq!(
+        info["public"]["sharepoint_url"],
+        "https://contoso.sharepoint.com"
+    );
+    assert_eq!(info["ca_file"], json!(ca));
+    assert!(
+        std::fs::metadata(&ca).unwrap().len() > 0,
+        "--ca-file is written"
+    );
+    for bad in [
+        vec!["--tls-cert", "x.pem"],
+        vec!["--public-base-url", "https://a", "--microsoft-hosts"],
+        vec!["--public-base-url", "ftp://a"],
+    ] {
+        let out = std::process::Command::new(bin).args(&bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
 }

@@ -10,8 +10,10 @@ import asyncio
 import json
 import os
 import pathlib
+import random
 import ssl
 import subprocess
+import sys
 import urllib.request
 
 import httpx
@@ -314,3 +316,112 @@ def test_batches_in_the_real_wire_format(emulator):
         assert by_id["4"]["body"]["error"]["message"] == "Resource not found for the segment 'https:'."
 
     run(go())
+
+
+# Microsoft's own host names, resolved to the emulator as a test resolver would.
+MICROSOFT_HOSTS = [
+    "graph.microsoft.com",
+    "login.microsoftonline.com",
+    "contoso.sharepoint.com",
+    "outlook.office365.com",
+]
+
+
+@pytest.fixture
+def emulator_as_microsoft(tmp_path):
+    """The emulator started with --tls --microsoft-hosts on port 443 of a loopback address
+    of its own: clients keep the URL's port, so it must listen on 443 (root or
+    CAP_NET_BIND_SERVICE, as the suite runs)."""
+    binary = os.environ.get("O365_EMULATOR_BIN", str(ROOT / "target/debug/o365-essentials-emulator"))
+    if not os.path.exists(binary):
+        pytest.fail(f"the emulator binary {binary} is missing: build it with cargo build -p o365-essentials-emulator")
+    ca = tmp_path / "ca.pem"
+    address = f"127.65.{os.getpid() % 250 + 1}.{random.randrange(1, 250)}"
+    proc = subprocess.Popen(
+        [binary, "--listen", f"{address}:443", "--tls", "--microsoft-hosts", "--ca-file", str(ca)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    if not line:
+        err = proc.stderr.read()
+        proc.kill()
+        pytest.fail(f"the emulator could not start on {address}:443 (root or CAP_NET_BIND_SERVICE is needed): {err}")
+    info = json.loads(line)
+    yield info, address, ca
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+# Run in a fresh interpreter: aiohttp reads the trusted CAs once, at import, and this
+# client must see only its environment (SSL_CERT_FILE) and its resolver.
+UNMODIFIED_CLIENT = """
+import asyncio, json, socket, sys
+from azure.identity.aio import ClientSecretCredential
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from msgraph import GraphServiceClient
+from msgraph.generated.models.password_profile import PasswordProfile
+from msgraph.generated.models.user import User
+from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+
+info, address, hosts = json.loads(sys.argv[1]), sys.argv[2], set(json.loads(sys.argv[3]))
+real_getaddrinfo = socket.getaddrinfo
+
+def resolve(host, service, *args, **kwargs):
+    name = host.decode() if isinstance(host, bytes) else host
+    return real_getaddrinfo(address if name in hosts else host, service, *args, **kwargs)
+
+# The test's resolver: requests, aiohttp and httpx all ask socket.getaddrinfo.
+socket.getaddrinfo = resolve
+
+async def go():
+    credential = ClientSecretCredential(info["tenant_id"], info["client_id"], info["client_secret"])
+    client = GraphServiceClient(credentials=credential, scopes=["https://graph.microsoft.com/.default"])
+    try:
+        for i in range(3):
+            await client.users.post(User(
+                account_enabled=True, display_name=f"Public {i}", mail_nickname=f"public{i}",
+                user_principal_name=f"public{i}@contoso.onmicrosoft.com",
+                password_profile=PasswordProfile(password="Winter-2026!", force_change_password_next_sign_in=False),
+            ))
+        config = RequestConfiguration(
+            query_parameters=UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(top=2)
+        )
+        page = await client.users.get(request_configuration=config)
+        links = [page.odata_next_link]
+        seen = len(page.value)
+        while page.odata_next_link:
+            page = await client.users.with_url(page.odata_next_link).get()
+            seen += len(page.value)
+        print(json.dumps({"first_next_link": links[0], "seen": seen}))
+    finally:
+        await credential.close()
+
+asyncio.run(go())
+"""
+
+
+def test_an_unmodified_sdk_reaches_it_as_graph_microsoft_com(emulator_as_microsoft, tmp_path):
+    """msgraph-sdk and azure-identity with their defaults: no base URL, no authority, no
+    allowed-hosts list, only the CA trusted and the names resolved. The SDK attaches its
+    token only to hosts it knows as Graph's (kiota's allowed hosts), so a next link naming
+    127.0.0.1 went out without one; with the public URLs every link names
+    https://graph.microsoft.com (issue 31). The SDK's default base URL also makes it ask
+    for /v1.0//users, which Graph serves."""
+    info, address, ca = emulator_as_microsoft
+    assert info["public"]["graph_url"] == "https://graph.microsoft.com"
+    env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
+    env["SSL_CERT_FILE"] = str(ca)
+    env["REQUESTS_CA_BUNDLE"] = str(ca)
+    out = subprocess.run(
+        [sys.executable, "-c", UNMODIFIED_CLIENT, json.dumps(info), address, json.dumps(MICROSOFT_HOSTS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["first_next_link"].startswith("https://graph.microsoft.com/v1.0/users?")
+    assert result["seen"] == 4
