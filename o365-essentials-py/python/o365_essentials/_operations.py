@@ -72,11 +72,11 @@ class Operations:
         Parameters: ``MatchPreviewParams``; returns ``engine::MatchPreview``."""
         return convert(_types.MatchPreview, self.call("match_preview", domain=domain))  # type: ignore[no-any-return]
 
-    def plan_bulk_create(self, *, domain: Any = _UNSET, users: Any = _UNSET, usage_location: Any = _UNSET, licences: Any = _UNSET, allow_soft_match: Any = _UNSET, choices: Any = _UNSET) -> _types.Plan:
+    def plan_bulk_create(self, *, domain: Any = _UNSET, users: Any = _UNSET, usage_location: Any = _UNSET, licences: Any = _UNSET, allow_soft_match: Any = _UNSET, allow_unlicensed: Any = _UNSET, choices: Any = _UNSET) -> _types.Plan:
         """Plans online accounts for local users: a reviewable plan, nothing written.
 
         Parameters: ``BulkCreateRequest``; returns ``Plan``."""
-        return convert(_types.Plan, self.call("plan_bulk_create", domain=domain, users=users, usage_location=usage_location, licences=licences, allow_soft_match=allow_soft_match, choices=choices))  # type: ignore[no-any-return]
+        return convert(_types.Plan, self.call("plan_bulk_create", domain=domain, users=users, usage_location=usage_location, licences=licences, allow_soft_match=allow_soft_match, allow_unlicensed=allow_unlicensed, choices=choices))  # type: ignore[no-any-return]
 
     def apply_plan(self, *, plan: Any = _UNSET, progress: Optional[Progress] = None, cancel: Optional[CancelToken] = None, lease_wait: Optional[float] = None) -> _types.RunResults:
         """Applies exactly a bulk-create plan, with a journal and a results file.
@@ -422,11 +422,11 @@ class AsyncOperations:
         Parameters: ``MatchPreviewParams``; returns ``engine::MatchPreview``."""
         return convert(_types.MatchPreview, await self.call("match_preview", domain=domain))  # type: ignore[no-any-return]
 
-    async def plan_bulk_create(self, *, domain: Any = _UNSET, users: Any = _UNSET, usage_location: Any = _UNSET, licences: Any = _UNSET, allow_soft_match: Any = _UNSET, choices: Any = _UNSET) -> _types.Plan:
+    async def plan_bulk_create(self, *, domain: Any = _UNSET, users: Any = _UNSET, usage_location: Any = _UNSET, licences: Any = _UNSET, allow_soft_match: Any = _UNSET, allow_unlicensed: Any = _UNSET, choices: Any = _UNSET) -> _types.Plan:
         """Plans online accounts for local users: a reviewable plan, nothing written.
 
         Parameters: ``BulkCreateRequest``; returns ``Plan``."""
-        return convert(_types.Plan, await self.call("plan_bulk_create", domain=domain, users=users, usage_location=usage_location, licences=licences, allow_soft_match=allow_soft_match, choices=choices))  # type: ignore[no-any-return]
+        return convert(_types.Plan, await self.call("plan_bulk_create", domain=domain, users=users, usage_location=usage_location, licences=licences, allow_soft_match=allow_soft_match, allow_unlicensed=allow_unlicensed, choices=choices))  # type: ignore[no-any-return]
 
     async def apply_plan(self, *, plan: Any = _UNSET, progress: Optional[Progress] = None, lease_wait: Optional[float] = None) -> _types.RunResults:
         """Applies exactly a bulk-create plan, with a journal and a results file.
