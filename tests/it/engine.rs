@@ -230,25 +230,28 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
         (ava_item.outcome, ava_item.error_code),
         (Outcome::Skipped, Some(ErrorCode::PlanStale))
     );
-    // Only 3 licence seats: the rest fail with a clear code, and the account is still linked.
-    let failed: Vec<_> = results
+    // Only 3 licence seats: the preview said so, and the rest are refused before anything
+    // is written for them (no account without its licence, unless asked).
+    let seats = plan.seats.iter().find(|c| c.sku_id == essentials).unwrap();
+    assert_eq!((seats.free, seats.planned, seats.short), (3, 12, 9));
+    assert_eq!(plan.items.iter().filter(|i| i.licence_short).count(), 9);
+    let refused: Vec<_> = results
         .items
         .iter()
-        .filter(|i| i.outcome == Outcome::Failed)
+        .filter(|i| i.error_code == Some(ErrorCode::LicenceUnavailable))
         .collect();
-    assert_eq!(failed.len(), 8, "{results:#?}");
+    assert_eq!(refused.len(), 8, "{results:#?}");
+    assert!(refused.iter().all(|i| i.outcome == Outcome::Skipped && i.online_id.is_none()));
     assert!(
-        failed
-            .iter()
-            .all(|i| i.error_code == Some(ErrorCode::LicenceUnavailable))
-    );
-    assert!(
-        failed[0]
-            .recommended_action
+        refused[0]
+            .service_message
             .as_deref()
             .unwrap()
-            .contains("seats")
+            .contains("no free seat")
     );
+    assert_eq!(f.integration.status().unwrap().links, 3);
+    let state = admin_state(&f).await;
+    assert_eq!(state["users"].as_array().unwrap().len(), 4, "3 created + the admin");
 
     let dir = tempfile::tempdir().unwrap();
     let (json_file, csv_file) = write_results(&results, dir.path()).unwrap();
@@ -260,24 +263,52 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
         !text.contains("passwordProfile") && !text.to_lowercase().contains("password\":"),
         "no secret in the results file"
     );
+    // The retry plans the refused and the stale: 8 without a seat, and Ava.
     let retry = failed_users(&json_file).unwrap();
-    assert_eq!(retry.len(), 8);
+    assert_eq!(retry.len(), 9);
 
-    // More seats; the retry plans only the failures — which are linked now, so the
-    // planner reports them as having accounts (the licence is the part 2 sync's job).
+    // Asked to, the retry creates them without the licence; the next plan proposes it.
     let again = f
         .integration
         .plan_bulk_create(
             &f.integration.snapshot().await.unwrap(),
             &BulkCreateRequest {
                 users: Some(retry),
+                allow_unlicensed: true,
                 ..request(Some(essentials))
             },
         )
         .unwrap();
+    assert!(again.allow_unlicensed);
+    let unlicensed = f
+        .integration
+        .apply(&again, &o365_essentials::engine::Control::none())
+        .await
+        .unwrap();
+    assert_eq!(unlicensed.count(Outcome::Succeeded), 9, "{unlicensed:#?}");
     assert!(
-        again
+        unlicensed
             .items
+            .iter()
+            .filter(|i| i.local_user != "ava.adams")
+            .all(|i| i.service_message.as_deref().unwrap_or_default().contains("created without"))
+    );
+    assert_eq!(f.integration.status().unwrap().links, 12);
+    let next = f
+        .integration
+        .plan_bulk_create(
+            &f.integration.snapshot().await.unwrap(),
+            &request(Some(essentials)),
+        )
+        .unwrap();
+    let proposed = next
+        .items
+        .iter()
+        .filter(|i| matches!(i.action, PlanAction::Licences { .. }))
+        .count();
+    assert!(proposed >= 8, "{:#?}", next.items);
+    assert!(
+        next.items
             .iter()
             .all(|i| !matches!(i.action, PlanAction::CreateAccount { .. })),
         "nothing is created twice"
@@ -1006,7 +1037,11 @@ async fn bulk_create_with_injected_faults_ends_exact() {
     let f = fixture(mem, cfg).await;
     f.integration.integrate().await.unwrap();
     let sku = f.tenant.skus().await.unwrap()[0].sku_id;
-    let req = request(Some(sku));
+    // More users than seats: the ones beyond are made without the licence, as asked.
+    let req = BulkCreateRequest {
+        allow_unlicensed: true,
+        ..request(Some(sku))
+    };
     let cfg_seats = f
         .tenant
         .skus()
@@ -1026,18 +1061,21 @@ async fn bulk_create_with_injected_faults_ends_exact() {
         .apply(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
-    let licensed_ok = results.count(Outcome::Succeeded);
-    let seat_failures = results
+    assert_eq!(
+        results.count(Outcome::Succeeded),
+        52,
+        "nothing may fail: {results:#?}"
+    );
+    let unlicensed = results
         .items
         .iter()
-        .filter(|i| i.error_code == Some(ErrorCode::LicenceUnavailable))
-        .count();
-    assert_eq!(
-        licensed_ok + seat_failures,
-        52,
-        "only running out of seats may fail: {results:#?}"
-    );
-    assert_eq!(licensed_ok as u32, cfg_seats.min(52));
+        .filter(|i| {
+            i.service_message
+                .as_deref()
+                .is_some_and(|m| m.contains("created without"))
+        })
+        .count() as u32;
+    assert_eq!(unlicensed, 52 - cfg_seats.min(52), "exactly the seats were used");
     let stats: Value = reqwest::get(format!("{}/stats", f.emu_admin))
         .await
         .unwrap()

@@ -119,11 +119,12 @@ async fn open(dns: &Bind) -> Opened {
     }
 }
 
-/// An online account with no local user, made straight through Graph.
+/// An online account with no local user, made straight through Graph (as an admin would
+/// in the portal: the engine's own tenant port refuses to create accounts for no one).
 async fn online_only(o: &Opened, nick: &str, name: &str) -> o365_essentials::model::OnlineAccount {
-    o.integration
-        .microsoft365()
-        .tenant
+    use o365_essentials::ports::Tenant as _;
+    o365_essentials::graph::GraphTenant::new(crate::graph::config_for(&o.emu))
+        .unwrap()
         .create_account(
             &o365_essentials::model::NewOnlineAccount {
                 user_principal_name: format!("{nick}@contoso.onmicrosoft.com"),

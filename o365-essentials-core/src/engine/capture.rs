@@ -262,7 +262,11 @@ impl Integration {
         // Only a password that belongs online is read at all: the gate's rules decide,
         // from the directory as it is now.
         let link = self.store.link_by_local(entry.guid)?;
-        let linked = link.as_ref().is_some_and(|l| l.state == LinkState::Active);
+        // An unassigned account keeps the user's password current (it may be assigned
+        // again); a suspended (protected, out of scope) or deleted one gets nothing.
+        let linked = link
+            .as_ref()
+            .is_some_and(|l| matches!(l.state, LinkState::Active | LinkState::Unassigned));
         let user = match self.dir.user(entry.guid).await {
             Ok(u) => u,
             Err(e) if e.code() == ErrorCode::NotFound => {

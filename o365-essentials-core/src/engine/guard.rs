@@ -303,17 +303,21 @@ impl Policy {
 }
 
 fn own_write_key(id: &OnlineAccountId) -> String {
-    format!("own_write.{}", id.0)
+    format!("{OWN_WRITE_PREFIX}{}", id.0)
 }
 
-/// Whether the engine wrote `id` itself since the last delta round (and forgets it).
-pub(crate) fn take_own_write(store: &Store, id: &OnlineAccountId) -> Result<bool> {
-    let key = own_write_key(id);
-    let mine = store.setting::<bool>(&key)?.unwrap_or(false);
-    if mine {
-        store.remove_setting(&key)?;
-    }
-    Ok(mine)
+const OWN_WRITE_PREFIX: &str = "own_write.";
+
+/// The online accounts the engine wrote itself since the markers were last cleared,
+/// with the markers' keys (read before a delta round; the round skips their changes
+/// and then clears exactly these markers, so a write made meanwhile keeps its own).
+pub(crate) fn own_writes(store: &Store) -> Result<(HashSet<String>, Vec<String>)> {
+    let keys = store.setting_keys(OWN_WRITE_PREFIX)?;
+    let ids = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix(OWN_WRITE_PREFIX).map(str::to_string))
+        .collect();
+    Ok((ids, keys))
 }
 
 /// How long the role holders read for the gate stay fresh.

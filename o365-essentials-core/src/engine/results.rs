@@ -131,7 +131,9 @@ pub fn failed_users_in(text: &str, name: &str) -> Result<Vec<ObjectGuid>> {
     let mut out: Vec<ObjectGuid> = r
         .items
         .iter()
-        .filter(|i| i.outcome == Outcome::Failed)
+        // Failed, and refused before anything was written (no seat left, the user
+        // changed since planning): both are worth another plan.
+        .filter(|i| matches!(i.outcome, Outcome::Failed | Outcome::Skipped))
         .map(|i| i.local_guid)
         .collect();
     out.dedup();

@@ -142,6 +142,10 @@ pub struct SyncPlan {
     /// once the plan is applied, with the disables and enables it makes).
     #[serde(default)]
     pub blocked: Vec<ObjectGuid>,
+    /// The engine's own-write markers this plan's drift skipped (cleared when applied).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) own_write_markers: Vec<String>,
 }
 
 /// The local part an online ID would get from a local user now.
@@ -457,7 +461,22 @@ impl Integration {
         }
     }
 
-    async fn online_drift(&self, touched: &HashSet<String>) -> Result<(Vec<Drift>, String)> {
+    /// Online changes since the stored delta link, less the engine's own writes (their
+    /// markers are returned, for the run that moves the delta link to clear).
+    async fn online_drift(
+        &self,
+        touched: &HashSet<String>,
+    ) -> Result<(Vec<Drift>, String, Vec<String>)> {
+        let (own, markers) = super::guard::own_writes(&self.store)?;
+        let (drift, link) = self.online_drift_skipping(touched, &own).await?;
+        Ok((drift, link, markers))
+    }
+
+    async fn online_drift_skipping(
+        &self,
+        touched: &HashSet<String>,
+        own: &HashSet<String>,
+    ) -> Result<(Vec<Drift>, String)> {
         let tenant = self.tenant();
         let Some(link) = self.store.cursor(DELTA_CURSOR)? else {
             // The first run reads every linked account itself: the delta starts now.
@@ -477,7 +496,7 @@ impl Integration {
                         (id.clone(), format!("{id} was removed online ({reason})"))
                     }
                 };
-                if touched.contains(&id.0) || super::guard::take_own_write(&self.store, &id)? {
+                if touched.contains(&id.0) || own.contains(&id.0) {
                     continue;
                 }
                 if let Some(l) = self.store.link_by_online(&id)? {
@@ -495,7 +514,7 @@ impl Integration {
         let status = self.require_enabled()?;
         let now = self.now();
         let touched: HashSet<String> = self.store.setting(TOUCHED)?.unwrap_or_default();
-        let (drift, delta_link) = self.online_drift(&touched).await?;
+        let (drift, delta_link, own_write_markers) = self.online_drift(&touched).await?;
 
         let cursor = self.store.cursor(DIRECTORY_CURSOR)?.map(DirectoryCursor);
         let DirectoryChanges {
@@ -663,6 +682,7 @@ impl Integration {
             full_resync: full_resync && cursor.is_some(),
             passwords_queued: self.store.queued_passwords()?.len(),
             blocked: now_blocked.into_iter().collect(),
+            own_write_markers,
         })
     }
 
@@ -754,6 +774,9 @@ impl Integration {
             })
             .collect();
         self.store.set_cursor(DELTA_CURSOR, &plan.delta_link)?;
+        for k in &plan.own_write_markers {
+            self.store.remove_setting(k)?;
+        }
         let links = self.links_by_local()?;
         let total = plan.items.len() as u64;
         ctl.emit(Event::Progress {
