@@ -353,6 +353,10 @@ params! {
         /// The services (Email when absent).
         #[serde(default)]
         services: Option<Vec<DomainService>>,
+        /// Give Microsoft 365's MX the best preference even when the domain has other
+        /// mail servers (mail moves at once); otherwise it is published after them.
+        #[serde(default)]
+        take_over_mail: bool,
     }
     /// Operations on one domain.
     DomainParams {
@@ -899,9 +903,13 @@ operations! {
         |i, p, c| {
             let domain = i.domain_or_configured(p.domain)?;
             let services = p.services.unwrap_or_else(|| vec![DomainService::Email]);
-            let linker = i.domain_linker()?;
+            let linker = i.domain_linker()?.with_mail_takeover(p.take_over_mail);
             let _lease = i.lease("domain", c).await?;
-            until_cancelled(c, "linking the domain", linker.run(&domain, &services)).await?
+            let progress = until_cancelled(c, "linking the domain", linker.run(&domain, &services)).await?;
+            if progress.stage >= crate::dns::DomainStage::Verified {
+                i.refresh_verified_domains().await?;
+            }
+            progress
         };
     "domain_stage", DomainParams => crate::dns::DomainStage, false,
         "How far the linking of a domain has come.",

@@ -226,7 +226,7 @@ fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
             get(roles::transitive_members),
         )
         .route(
-            "/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user",
+            "/v1.0/groups/{id}/transitiveMembers/user",
             get(roles::transitive_members),
         )
         .route("/v1.0/domains", get(domains::list).post(domains::add))

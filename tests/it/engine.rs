@@ -241,7 +241,11 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
         .filter(|i| i.error_code == Some(ErrorCode::LicenceUnavailable))
         .collect();
     assert_eq!(refused.len(), 8, "{results:#?}");
-    assert!(refused.iter().all(|i| i.outcome == Outcome::Skipped && i.online_id.is_none()));
+    assert!(
+        refused
+            .iter()
+            .all(|i| i.outcome == Outcome::Skipped && i.online_id.is_none())
+    );
     assert!(
         refused[0]
             .service_message
@@ -251,7 +255,11 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
     );
     assert_eq!(f.integration.status().unwrap().links, 3);
     let state = admin_state(&f).await;
-    assert_eq!(state["users"].as_array().unwrap().len(), 4, "3 created + the admin");
+    assert_eq!(
+        state["users"].as_array().unwrap().len(),
+        4,
+        "3 created + the admin"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let (json_file, csv_file) = write_results(&results, dir.path()).unwrap();
@@ -291,7 +299,11 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
             .items
             .iter()
             .filter(|i| i.local_user != "ava.adams")
-            .all(|i| i.service_message.as_deref().unwrap_or_default().contains("created without"))
+            .all(|i| i
+                .service_message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("created without"))
     );
     assert_eq!(f.integration.status().unwrap().links, 12);
     let next = f
@@ -1075,7 +1087,11 @@ async fn bulk_create_with_injected_faults_ends_exact() {
                 .is_some_and(|m| m.contains("created without"))
         })
         .count() as u32;
-    assert_eq!(unlicensed, 52 - cfg_seats.min(52), "exactly the seats were used");
+    assert_eq!(
+        unlicensed,
+        52 - cfg_seats.min(52),
+        "exactly the seats were used"
+    );
     let stats: Value = reqwest::get(format!("{}/stats", f.emu_admin))
         .await
         .unwrap()

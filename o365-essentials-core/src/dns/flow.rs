@@ -55,6 +55,22 @@ pub struct DomainLinker {
     dns: SocketAddr,
     /// When the company's own DNS server hosts the zone: the key to update it with.
     update_key: Option<super::TsigKey>,
+    /// Give Microsoft 365's MX the best preference even when the domain has other MX
+    /// records (mail moves at once); by default it goes after them.
+    take_over_mail: bool,
+}
+
+/// Whether an MX host is one of Microsoft 365's own.
+fn microsoft_mx(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h.ends_with(".mail.protection.outlook.com") || h.contains(".mx.microsoft")
+}
+
+/// Whether an MX host is a domain verification record's (`ms12345.msv1.invalid`).
+pub(crate) fn verification_mx(host: &str) -> bool {
+    host.trim_end_matches('.')
+        .to_ascii_lowercase()
+        .ends_with(".msv1.invalid")
 }
 
 fn key(domain: &str) -> String {
@@ -69,7 +85,15 @@ impl DomainLinker {
             store,
             dns,
             update_key: None,
+            take_over_mail: false,
         }
+    }
+
+    /// Gives Microsoft 365's MX the best preference even beside the company's own MX
+    /// records (the administrator's choice: mail moves to Microsoft 365 at once).
+    pub fn with_mail_takeover(mut self, take_over: bool) -> Self {
+        self.take_over_mail = take_over;
+        self
     }
 
     /// Publishes the records itself, with RFC 2136 updates signed by `key`, on the DNS
@@ -167,12 +191,61 @@ impl DomainLinker {
             stage = DomainStage::Verified;
             self.save(&name, stage)?;
         }
+        // Verified: the verification records have done their work. Left in the zone,
+        // the verification MX reads as a mail server to every sender and health check.
+        let mut notes = Vec::new();
+        if stage < DomainStage::Done {
+            let verification = self.domains.verification_records(&name).await?;
+            match &self.update_key {
+                Some(key) => {
+                    super::update::remove_records(self.dns, &name, key, &verification).await?;
+                }
+                None => {
+                    let present = check_records(self.dns, &verification)
+                        .await?
+                        .into_iter()
+                        .filter(|c| c.status == RecordStatus::Present)
+                        .map(|c| c.advice)
+                        .collect::<Vec<_>>();
+                    if !present.is_empty() {
+                        notes.push(format!(
+                            "remove the verification record(s), no longer needed: {}",
+                            present.join("; ")
+                        ));
+                    }
+                }
+            }
+        }
         if stage < DomainStage::ServicesSet {
             self.domains.set_supported_services(&name, services).await?;
             stage = DomainStage::ServicesSet;
             self.save(&name, stage)?;
         }
-        let records = self.domains.service_records(&name).await?;
+        let mut records = self.domains.service_records(&name).await?;
+        // The company's own mail servers keep the mail until the administrator moves it:
+        // Microsoft 365's MX goes after theirs unless taking over was asked for.
+        let others: Vec<u16> = super::check::query_mx(self.dns, &name)
+            .await?
+            .into_iter()
+            .filter(|(_, h)| !microsoft_mx(h) && !verification_mx(h))
+            .map(|(p, _)| p)
+            .collect();
+        if let (Some(worst), false) = (others.iter().max(), self.take_over_mail) {
+            for r in &mut records {
+                if let crate::model::RecordData::Mx {
+                    exchange,
+                    preference,
+                } = &mut r.data
+                    && microsoft_mx(exchange)
+                    && *preference <= *worst
+                {
+                    *preference = worst.saturating_add(10);
+                    notes.push(format!(
+                        "Microsoft 365's MX is published at preference {preference}, after the domain's own mail server(s), so mail keeps arriving where it does now; link again with take_over_mail when the mailboxes are ready"
+                    ));
+                }
+            }
+        }
         if let Some(key) = &self.update_key {
             super::apply_records(self.dns, &name, key, &records, false).await?;
         }
@@ -184,7 +257,11 @@ impl DomainLinker {
         let next = if missing.is_empty() {
             stage = DomainStage::Done;
             self.save(&name, stage)?;
-            format!("{name} is linked and every service record is in DNS")
+            notes.insert(
+                0,
+                format!("{name} is linked and every service record is in DNS"),
+            );
+            notes.join("; ")
         } else {
             format!(
                 "publish {} service record(s): {}",

@@ -52,7 +52,26 @@ fn c(id: &str, status: CheckStatus, detail: String, fix: &str) -> HealthCheck {
 /// [`ErrorCode::Transport`](crate::ErrorCode::Transport) when the server does not answer.
 pub async fn health_report(server: SocketAddr, domain: &str) -> Result<HealthReport> {
     let mut checks = Vec::new();
-    let mx = query_mx(server, domain).await?;
+    let all_mx = query_mx(server, domain).await?;
+    // A domain verification MX left behind is no mail server: said as what it is.
+    let (leftover, mx): (Vec<_>, Vec<_>) = all_mx
+        .into_iter()
+        .partition(|(_, h)| super::flow::verification_mx(h));
+    if !leftover.is_empty() {
+        checks.push(c(
+            "verification_mx",
+            CheckStatus::Warn,
+            format!(
+                "the domain verification record is still published (MX {})",
+                leftover
+                    .iter()
+                    .map(|(_, h)| h.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "Remove the verification MX record; the domain is verified and no longer needs it.",
+        ));
+    }
     let ms = mx
         .iter()
         .filter(|(_, h)| h.ends_with(".mail.protection.outlook.com") || h.contains(".mx.microsoft"))

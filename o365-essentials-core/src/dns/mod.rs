@@ -10,7 +10,7 @@ pub(crate) mod update;
 pub use check::{RecordCheck, RecordStatus, check_records, merge_spf, system_resolvers};
 pub use flow::{DomainLinker, DomainProgress, DomainStage};
 pub use health::{HealthCheck, HealthReport, health_report};
-pub use update::{ApplyOutcome, TsigKey, apply_records};
+pub use update::{ApplyOutcome, TsigKey, apply_records, remove_records};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

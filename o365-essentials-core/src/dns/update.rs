@@ -372,6 +372,43 @@ pub async fn apply_records(
     if adds.is_empty() && deletes.is_empty() {
         return Ok(out);
     }
+    send_update(server, zone, key, &deletes, &adds).await?;
+    out.added = adds;
+    Ok(out)
+}
+
+/// Removes `records` from `zone` (RFC 2136, signed with `key`) where they are present
+/// (the domain's verification records, once the tenant has verified it); returns those
+/// removed.
+///
+/// # Errors
+/// As [`apply_records`].
+pub async fn remove_records(
+    server: SocketAddr,
+    zone: &str,
+    key: &TsigKey,
+    records: &[DnsRecord],
+) -> Result<Vec<DnsRecord>> {
+    let present: Vec<DnsRecord> = check_records(server, records)
+        .await?
+        .into_iter()
+        .filter(|c| c.status == RecordStatus::Present)
+        .map(|c| c.record)
+        .collect();
+    if !present.is_empty() {
+        send_update(server, zone, key, &present, &[]).await?;
+    }
+    Ok(present)
+}
+
+/// One signed DNS UPDATE of `zone`: `deletes` removed, `adds` added, atomically.
+async fn send_update(
+    server: SocketAddr,
+    zone: &str,
+    key: &TsigKey,
+    deletes: &[DnsRecord],
+    adds: &[DnsRecord],
+) -> Result<()> {
     let mut msg = Message::new();
     msg.set_id(rand::random())
         .set_message_type(MessageType::Query)
@@ -381,12 +418,12 @@ pub async fn apply_records(
         .set_query_class(DNSClass::IN)
         .set_query_type(RecordType::SOA);
     msg.add_query(zq);
-    for d in &deletes {
+    for d in deletes {
         let mut rec = to_record(d)?;
         rec.set_dns_class(DNSClass::NONE).set_ttl(0);
         msg.add_name_server(rec);
     }
-    for a in &adds {
+    for a in adds {
         msg.add_name_server(to_record(a)?);
     }
     let bytes = msg
@@ -452,8 +489,7 @@ pub async fn apply_records(
                     ),
                 )
             })?;
-            out.added = adds;
-            Ok(out)
+            Ok(())
         }
         ResponseCode::NotAuth => Err(Error::new(
             ErrorCode::Auth,

@@ -63,6 +63,8 @@ use crate::store::{JournalState, Store};
 use crate::validate;
 
 const SETTINGS_KEY: &str = "integration";
+/// How many online accounts the last bulk create left without their licence.
+const UNLICENSED: &str = "unlicensed_accounts";
 
 /// Where the integration stands.
 #[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +89,10 @@ pub struct IntegrationStatus {
     /// Whether local password changes can be queued and delivered (no password key → no).
     #[serde(default)]
     pub password_sync: PasswordSyncState,
+    /// What needs the administrator's attention (a password key beside the store,
+    /// accounts left without their licence ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One difference found between a link and the tenant.
@@ -144,6 +150,8 @@ pub(crate) struct Settings {
     pub(crate) tsig: Option<TsigKey>,
     /// Password capture on a Samba DC.
     pub(crate) capture: Option<CaptureSettings>,
+    /// Where the password key is (to warn when it sits beside the store).
+    pub(crate) password_key_path: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -158,6 +166,7 @@ impl Default for Settings {
             dns: None,
             tsig: None,
             capture: None,
+            password_key_path: None,
         }
     }
 }
@@ -472,6 +481,7 @@ impl Integration {
             dns: config.dns.clone(),
             tsig,
             capture: config.password_capture.clone(),
+            password_key_path: Some(config.password_key_path()),
         };
         integration.demo = demo;
         integration.gate.set_policy(guard::Policy {
@@ -771,7 +781,8 @@ impl Integration {
             ));
         }
         if let Some(d) = custom_domain {
-            let r = validate::domain_name(d);
+            // The same definition of a linkable domain as the domain operations use.
+            let r = crate::dns::registrable_domain(d).map(|_| ());
             checks.push(check(
                 "custom_domain",
                 "The custom domain is a valid name",
@@ -789,6 +800,15 @@ impl Integration {
         }
         if let Some(capture) = &self.settings.capture {
             checks.extend(capture::requirement_checks(capture).await);
+        }
+        if let Some(w) = self.key_beside_store() {
+            checks.push(check(
+                "password_key_location",
+                "The password key is kept apart from the state store",
+                CheckStatus::Warn,
+                w,
+                "Move the key file out of the store's folder (e.g. to /etc/o365-essentials/password.key, 0600) and set password_key to it.",
+            ));
         }
         RequirementsReport { checks }
     }
@@ -829,9 +849,26 @@ impl Integration {
             enabled: true,
             links: self.store.links()?.len(),
             password_sync: self.password_sync_state(),
+            warnings: Vec::new(),
         };
         self.store.set_setting(SETTINGS_KEY, &status)?;
         Ok(status)
+    }
+
+    /// A warning when the password key sits in the store's folder (a copy of the state
+    /// folder would carry the key to its queued passwords).
+    fn key_beside_store(&self) -> Option<String> {
+        let key = self.settings.password_key_path.as_ref()?;
+        let folder = |p: &std::path::Path| {
+            p.parent()
+                .map(|f| f.canonicalize().unwrap_or_else(|_| f.to_path_buf()))
+        };
+        (self.password_key.is_some() && folder(key) == folder(self.store.path())).then(|| {
+            format!(
+                "the password key {} is in the state store's folder",
+                key.display()
+            )
+        })
     }
 
     /// Where the integration stands; works offline.
@@ -847,7 +884,35 @@ impl Integration {
         })?;
         s.links = self.store.links()?.len();
         s.password_sync = self.password_sync_state();
+        s.warnings = self.key_beside_store().into_iter().collect();
+        let unlicensed = self.store.setting::<usize>(UNLICENSED)?.unwrap_or(0);
+        if unlicensed > 0 {
+            s.warnings.push(format!(
+                "{unlicensed} online account(s) were made without their licence (no free seat); the next bulk-create plan proposes it"
+            ));
+        }
         Ok(s)
+    }
+
+    /// Reads the tenant's verified domains now and records them in the status (a
+    /// domain verified since integrating shows there).
+    ///
+    /// # Errors
+    /// The tenant's errors; store errors.
+    pub async fn refresh_verified_domains(&self) -> Result<Vec<String>> {
+        let verified = self.tenant().organization().await?.verified_domains;
+        self.note_verified_domains(&verified)?;
+        Ok(verified)
+    }
+
+    fn note_verified_domains(&self, verified: &[String]) -> Result<()> {
+        if let Some(mut s) = self.store.setting::<IntegrationStatus>(SETTINGS_KEY)?
+            && s.verified_domains != verified
+        {
+            s.verified_domains = verified.to_vec();
+            self.store.set_setting(SETTINGS_KEY, &s)?;
+        }
+        Ok(())
     }
 
     /// Stops propagation, locally only (works with no network); links are kept.
@@ -977,12 +1042,14 @@ impl Integration {
     /// The directory's and the tenant's errors.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let tenant = self.tenant();
+        let verified_domains = tenant.organization().await?.verified_domains;
+        self.note_verified_domains(&verified_domains)?;
         Ok(Snapshot {
             users: self.dir.users().try_collect().await?,
             accounts: tenant.accounts().try_collect().await?,
             admins: tenant.admin_role_holders().await?,
             links: self.store.links()?,
-            verified_domains: tenant.organization().await?.verified_domains,
+            verified_domains,
             skus: tenant.skus().await?,
             policy: (*self.gate.policy()).clone(),
         })
@@ -1167,6 +1234,23 @@ impl Integration {
         if let Some(e) = first_error {
             return Err(e);
         }
+        let unlicensed = items
+            .iter()
+            .filter(|i| {
+                i.service_message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("created without"))
+            })
+            .count();
+        let licensed = items
+            .iter()
+            .filter(|i| i.action == ItemAction::Licences && i.outcome == Outcome::Succeeded)
+            .count();
+        let before = self.store.setting::<usize>(UNLICENSED)?.unwrap_or(0);
+        let now_unlicensed = before.saturating_sub(licensed) + unlicensed;
+        if now_unlicensed != before {
+            self.store.set_setting(UNLICENSED, &now_unlicensed)?;
+        }
         self.finish_run(plan.id, RunKind::BulkCreate, started_at, items, ctl)
     }
 
@@ -1262,10 +1346,18 @@ impl Integration {
             }
             .into_error());
         }
-        if let Some(r) = self.gate.policy().local_refusal(&now) {
-            return Err(r.into_error());
-        }
         Ok(())
+    }
+
+    /// [`Integration::precondition`] for a write that gives access: the user may also
+    /// be synced now (not protected, in scope).
+    async fn precondition_granting(&self, local: &LocalVersion) -> Result<()> {
+        self.precondition(local).await?;
+        let now = self.dir.user(local.guid).await?;
+        match self.gate.policy().local_refusal(&now) {
+            Some(r) => Err(r.into_error()),
+            None => Ok(()),
+        }
     }
 
     /// [`Integration::precondition`] and the anchor the item would write, which must be
@@ -1275,7 +1367,7 @@ impl Integration {
         local: &LocalVersion,
         anchor: &crate::model::Anchor,
     ) -> Result<()> {
-        self.precondition(local).await?;
+        self.precondition_granting(local).await?;
         let user = self.dir.user(local.guid).await?;
         if user.anchor() != *anchor {
             return Err(guard::Refusal {

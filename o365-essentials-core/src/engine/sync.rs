@@ -603,9 +603,13 @@ impl Integration {
                 },
             };
             let refused = policy.local_refusal(&user).is_some();
-            let look = (refused && link.state == LinkState::Active)
-                || (!refused && link.state == LinkState::Suspended)
-                || user.active_at(now) == blocked.contains(&g);
+            // Looked at further: a user to block or to open again, or whose online state
+            // may not match (active locally but last seen blocked, or the reverse).
+            let look = if refused {
+                link.state == LinkState::Active
+            } else {
+                link.state == LinkState::Suspended || user.active_at(now) == blocked.contains(&g)
+            };
             match at.get(&g) {
                 // A change the cursor reported: the listing's copy carries the standing.
                 Some(i) => upserted[*i] = user,
@@ -983,15 +987,15 @@ impl Integration {
             r.error_code = Some(ErrorCode::Cancelled);
             return Ok(r);
         }
-        let local = match action {
-            PlanAction::Disable { local, .. }
-            | PlanAction::Enable { local, .. }
-            | PlanAction::Update { local, .. } => Some(local),
+        let check = match action {
+            // Taking access away needs only the user to be as planned.
+            PlanAction::Disable { local, .. } => Some(self.precondition(local).await),
+            PlanAction::Enable { local, .. } | PlanAction::Update { local, .. } => {
+                Some(self.precondition_granting(local).await)
+            }
             _ => None,
         };
-        if let Some(local) = local
-            && let Err(e) = self.precondition(local).await
-        {
+        if let Some(Err(e)) = check {
             r.outcome = Outcome::Skipped;
             r.error_code = Some(e.code());
             r.service_message = Some(e.message().to_string());
@@ -1023,14 +1027,15 @@ impl Integration {
                 online_id,
                 local_guid,
             } => match tenant.delete_account(online_id).await {
-                Ok(()) => {
+                // Gone already: deleted online, or an earlier delete's answer was lost.
+                Err(e) if e.code() != ErrorCode::NotFound => Err(e),
+                _ => {
                     if let Some(mut l) = links.get(local_guid).cloned() {
                         l.state = LinkState::Deleted;
                         self.store.put_link(&l)?;
                     }
                     Ok(Some(online_id))
                 }
-                Err(e) => Err(e),
             },
             _ => Ok(None),
         };

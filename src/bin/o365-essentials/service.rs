@@ -52,7 +52,18 @@ pub(crate) fn load_config(matches: &ArgMatches) -> Result<IntegrationConfig, Err
             format!("cannot read it ({e}); write one with `o365-essentials init {path}` or pass --config"),
         )
     })?;
-    IntegrationConfig::from_json(&config_json(path, &text)?)
+    let mut config = IntegrationConfig::from_json(&config_json(path, &text)?)?;
+    // The password key's default lives with the configuration, not beside the store (a
+    // copy of the state folder must not carry the key to its queue); an existing key
+    // beside the store from an earlier version is used, and `requirements` warns of it.
+    if config.password_key.is_none() && !config.password_key_path().exists() {
+        let folder = std::path::Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        config.password_key = Some(folder.join("password.key"));
+    }
+    Ok(config)
 }
 
 /// The starting configuration `init` writes (TOML, commented).
