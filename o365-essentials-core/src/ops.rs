@@ -903,6 +903,7 @@ operations! {
         |i, p, c| {
             let domain = i.domain_or_configured(p.domain)?;
             let services = p.services.unwrap_or_else(|| vec![DomainService::Email]);
+            i.require_writes()?;
             let linker = i.domain_linker()?.with_mail_takeover(p.take_over_mail);
             let _lease = i.lease("domain", c).await?;
             let progress = until_cancelled(c, "linking the domain", linker.run(&domain, &services)).await?;
@@ -942,6 +943,7 @@ operations! {
     "apply_records", ApplyRecordsParams => crate::dns::ApplyOutcome, false,
         "Publishes the missing records on the company's DNS server (RFC 2136 + TSIG).",
         |i, p, c| {
+            i.require_writes()?;
             let domain = dns::registrable_domain(&i.domain_or_configured(p.domain)?)?;
             let key = i.settings.tsig.clone().ok_or_else(|| Error::new(ErrorCode::InvalidConfig, "no TSIG key is configured (`dns.tsig_key_file`); publish the records by hand from the records file"))?;
             let records = i.domain_records(&domain).await?;

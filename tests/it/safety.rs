@@ -615,3 +615,102 @@ async fn online_role_holders_are_never_matched_linked_or_written_whatever_the_ro
         "nothing written to the role holder"
     );
 }
+
+#[tokio::test]
+async fn a_refused_current_password_is_never_hidden_and_own_creates_are_not_drift_on_samba() {
+    let samba = crate::samba::shared();
+    let staff = ou(samba, "SafeDrift");
+    let admin_dir = LdapDirectory::new(samba.config()).unwrap();
+    let a = user(&admin_dir, "drift.a", Some(&staff)).await;
+    let b = user(&admin_dir, "drift.b", Some(&staff)).await;
+    let c = user(&admin_dir, "drift.c", Some(&staff)).await;
+    let o = open(samba, EmulatorConfig::default(), None, Some(&staff), &[]).await;
+    // drift.a is linked and the sync is running: the delta cursor exists.
+    let first = o
+        .integration
+        .plan_bulk_create(
+            &o.integration.snapshot().await.unwrap(),
+            &BulkCreateRequest {
+                users: Some(vec![a.guid]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        o.integration
+            .apply(&first, &Control::none())
+            .await
+            .unwrap()
+            .count(Outcome::Succeeded),
+        1
+    );
+    o.sync().await;
+    // drift.b's password changes to one the domain takes (7 characters) and Microsoft 365
+    // refuses (8 at least): kept for the account to come.
+    let r = o
+        .integration
+        .capture_password(&hook_ldif(&b, 3, "Ab1!xyz"))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(r.outcome).unwrap(), "kept");
+    let plan = o
+        .integration
+        .plan_bulk_create(
+            &o.integration.snapshot().await.unwrap(),
+            &BulkCreateRequest::default(),
+        )
+        .unwrap();
+    assert_eq!(plan.items.len(), 2);
+    let made = o.integration.apply(&plan, &Control::none()).await.unwrap();
+    assert_eq!(made.count(Outcome::Succeeded), 2, "{made:#?}");
+    let b_item = made.items.iter().find(|i| i.local_guid == b.guid).unwrap();
+    assert_eq!(
+        b_item.password_source,
+        Some(o365_essentials::model::PasswordSource::Random)
+    );
+    let said = b_item.service_message.as_deref().unwrap_or_default();
+    assert!(
+        said.contains("refused the user's current password") && said.contains("8 characters"),
+        "{said}"
+    );
+    let problems = o.integration.password_problems().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.local_guid == b.guid && p.error_code == ErrorCode::PasswordPolicy),
+        "{problems:?}"
+    );
+    assert!(o.integration.kept_password_users().unwrap().is_empty());
+    // The round after the bulk create: the two new accounts are the engine's own work.
+    let quiet = o.sync().await;
+    assert!(quiet.drift.is_empty(), "{:?}", quiet.drift);
+    assert_eq!(quiet.passwords.delivered, 0);
+    // Someone else's change is still reported.
+    let c_online = crate::graph::tenant_for(&o.emu)
+        .account("drift.c@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    crate::graph::tenant_for(&o.emu)
+        .update_account(
+            &c_online.id,
+            &o365_essentials::model::AccountUpdate {
+                display_name: Some("Set in the portal".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let drift = o.sync().await;
+    assert_eq!(drift.drift.len(), 1, "{:?}", drift.drift);
+    assert_eq!(drift.drift[0].local_guid, c.guid);
+    // drift.b's next change is one Microsoft 365 takes: delivered, and the problem is gone.
+    let r = o
+        .integration
+        .capture_password(&hook_ldif(&b, 4, "Longer-Safe-2027!"))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(r.outcome).unwrap(), "queued");
+    let delivered = o.sync().await;
+    assert_eq!(delivered.passwords.delivered, 1);
+    assert!(o.integration.password_problems().unwrap().is_empty());
+}

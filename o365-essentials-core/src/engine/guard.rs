@@ -375,7 +375,7 @@ impl Gate {
         Ok(fresh)
     }
 
-    fn require_enabled(&self) -> Result<()> {
+    pub(crate) fn require_enabled(&self) -> Result<()> {
         let status: Option<super::IntegrationStatus> = self.store.setting(super::SETTINGS_KEY)?;
         match status {
             Some(s) if s.enabled => Ok(()),

@@ -18,6 +18,7 @@
 mod capture;
 mod control;
 pub mod guard;
+mod guard_services;
 mod links;
 mod passwords;
 mod plan;
@@ -497,7 +498,26 @@ impl Integration {
 
     /// The services with their tenant port behind the gate.
     fn guarded(gate: &Arc<guard::Gate>, mut m365: Microsoft365) -> Microsoft365 {
+        use guard_services::{GuardedDomains, GuardedExchange, GuardedSharePoint};
         m365.tenant = Arc::new(guard::GuardedTenant::new(m365.tenant, gate.clone()));
+        m365.exchange = m365.exchange.map(|inner| {
+            Arc::new(GuardedExchange {
+                inner,
+                gate: gate.clone(),
+            }) as Arc<dyn crate::ports::Exchange>
+        });
+        m365.sharepoint = m365.sharepoint.map(|inner| {
+            Arc::new(GuardedSharePoint {
+                inner,
+                gate: gate.clone(),
+            }) as Arc<dyn crate::ports::SharePoint>
+        });
+        m365.domains = m365.domains.map(|inner| {
+            Arc::new(GuardedDomains {
+                inner,
+                gate: gate.clone(),
+            }) as Arc<dyn crate::ports::Domains>
+        });
         m365
     }
 
@@ -506,6 +526,12 @@ impl Integration {
     pub fn with_policy(self, policy: guard::Policy) -> Self {
         self.gate.set_policy(policy);
         self
+    }
+
+    /// Refuses a remote write outside the tenant's ports (a DNS update of the company's
+    /// zone) while the integration is disabled or not integrated: the gate's first rule.
+    pub(crate) fn require_writes(&self) -> Result<()> {
+        self.gate.require_enabled()
     }
 
     /// The rules the gate applies now.

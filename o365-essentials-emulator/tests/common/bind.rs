@@ -91,6 +91,14 @@ impl Bind {
         bind
     }
 
+    /// The size of the zone's journal: it grows with every dynamic update the server
+    /// took (0 before the first).
+    pub fn journal_len(&self) -> u64 {
+        std::fs::metadata(self._dir.path().join("zone.db.jnl"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
     fn wait_ready(&self, zone: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
