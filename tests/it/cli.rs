@@ -458,8 +458,12 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
         tmp.path(),
         "config.json",
         &fixtures::merged(
-            fixtures::config(samba, emu.info(), tmp.path()),
-            fixtures::password_capture(samba),
+            fixtures::merged(
+                fixtures::config(samba, emu.info(), tmp.path()),
+                fixtures::password_capture(samba),
+            ),
+            // Users marked `description: outside` are out of the synced scope.
+            json!({"directory": {"ldap": {"user_filter": "(!(description=outside))"}}}),
         ),
     );
     ok(&run(&config, &["integrate"]).await);
@@ -691,10 +695,78 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
         .collect::<String>();
     assert!(csv.contains(",current") && csv.contains(",random"), "{csv}");
 
+    // A Domain Admin's and an out-of-scope user's password changes, through the real
+    // samba-tool: neither queued nor kept; the hook says why.
+    let da_password = "Granite-Admin-8841!";
+    let mut outsiders = Vec::new();
+    for sam in ["hook.da", "hook.out"] {
+        outsiders.push(
+            dir.create_user(
+                &NewLocalUser {
+                    sam_account_name: sam.into(),
+                    user_principal_name: format!("{sam}@essentials.test"),
+                    display_name: format!("Hook {sam}"),
+                    ..Default::default()
+                },
+                &o365_essentials::SecretString::from(da_password),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let added = samba
+        .samba_tool(&["group", "addmembers", "Domain Admins", "hook.da"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    samba.ldif(
+        "ldapmodify",
+        &format!(
+            "dn: {}\nchangetype: modify\nreplace: description\ndescription: outside\n-\n",
+            outsiders[1].dn
+        ),
+    );
+    let da_reset = "Granite-Admin-9952!";
+    for u in &outsiders {
+        samba.ldif(
+            "ldapmodify",
+            &format!(
+                "dn: {}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {}\n-\n",
+                u.dn,
+                unicode_pwd(da_reset)
+            ),
+        );
+    }
+    let out = syncpasswords(samba, &cache, &config).await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        said.contains("hook.da: protected") && said.contains("hook.out: protected"),
+        "{said}"
+    );
+    let kept = store.setting_keys("capture.kept.").unwrap();
+    let queued = store.queued_passwords().unwrap();
+    for u in &outsiders {
+        assert!(
+            !kept.iter().any(|k| k.ends_with(&u.guid.to_string())),
+            "a password is kept for {}",
+            u.sam_account_name
+        );
+        assert!(!queued.iter().any(|q| q.local_guid == u.guid));
+    }
+    assert_eq!(deliver(&config).await, 0);
+
     // No cleartext anywhere the integration writes: store, WAL, journal, results.
     for entry in walk(tmp.path()) {
         let bytes = std::fs::read(&entry).unwrap();
         for p in [
+            da_password,
+            da_reset,
             first,
             reset,
             own,

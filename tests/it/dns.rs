@@ -536,6 +536,134 @@ async fn with_dynamic_updates_the_flow_links_a_domain_in_one_run() {
     );
 }
 
+/// A company that already receives mail: linking the domain publishes Microsoft 365's MX
+/// after the company's own (mail keeps arriving where it does) unless taking over is
+/// asked for, and removes the verification records once the tenant has verified.
+#[tokio::test]
+async fn linking_keeps_the_companys_mail_server_first_and_leaves_no_verification_record() {
+    use o365_essentials::dns::{DomainLinker, DomainStage, TsigKey};
+    use std::sync::Arc;
+    let secret = "bzM2NS1lc3NlbnRpYWxzLXRlc3Qta2V5LTMyYnl0ZXMhIQ==";
+    let zone = "fabrikam.co.uk";
+    let dns = bind::Bind::start_with_key(
+        zone,
+        &[format!("@ 3600 IN MX 10 mail.{zone}.")],
+        Some(("o365-update", secret)),
+    );
+    let emu = o365_essentials_emulator::Emulator::start(
+        o365_essentials_emulator::EmulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    reqwest::Client::new()
+        .put(format!("{}/dns", emu.info().admin_url))
+        .json(&serde_json::json!({"server": dns.addr.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    let tenant = Arc::new(crate::graph::tenant_for(&emu));
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap());
+    let key = TsigKey {
+        name: "o365-update".into(),
+        secret: o365_essentials::SecretString::from(secret),
+    };
+    let p = DomainLinker::new(tenant.clone(), store.clone(), dns.addr)
+        .with_dynamic_updates(key.clone())
+        .run(zone, &[o365_essentials::model::DomainService::Email])
+        .await
+        .unwrap();
+    assert_eq!(p.stage, DomainStage::Done, "{}", p.next);
+    assert!(p.next.contains("after the domain's own"), "{}", p.next);
+    let mx = dig(dns.addr, zone, "MX");
+    assert!(
+        mx.iter().any(|m| m == &format!("10 mail.{zone}.")),
+        "{mx:?}"
+    );
+    let ms: Vec<&String> = mx
+        .iter()
+        .filter(|m| m.contains("mail.protection.outlook.com"))
+        .collect();
+    assert_eq!(ms.len(), 1, "{mx:?}");
+    let pref: u16 = ms[0].split(' ').next().unwrap().parse().unwrap();
+    assert!(pref > 10, "Microsoft 365's MX must not come first: {mx:?}");
+    assert!(
+        !mx.iter().any(|m| m.contains("msv1.invalid")),
+        "the verification MX was left behind: {mx:?}"
+    );
+    assert!(
+        !dig(dns.addr, zone, "TXT")
+            .iter()
+            .any(|t| t.contains("MS=ms")),
+        "the verification TXT was left behind"
+    );
+    let health = o365_essentials::dns::health_report(dns.addr, zone)
+        .await
+        .unwrap();
+    assert!(
+        !format!("{health:?}").contains("verification_mx"),
+        "{health:?}"
+    );
+}
+
+/// `dig +short` answers, one a line.
+fn dig(server: std::net::SocketAddr, name: &str, rtype: &str) -> Vec<String> {
+    let out = std::process::Command::new("dig")
+        .args([
+            "+short",
+            "+time=2",
+            "-p",
+            &server.port().to_string(),
+            &format!("@{}", server.ip()),
+            name,
+            rtype,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The requirements check and the domain operations agree on what a linkable domain is.
+#[tokio::test]
+async fn requirements_refuse_a_domain_the_domain_operations_refuse() {
+    use std::sync::Arc;
+    let emu = o365_essentials_emulator::Emulator::start(
+        o365_essentials_emulator::EmulatorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let integration = o365_essentials::engine::Integration::new(
+        Arc::new(o365_essentials::memory::MemoryDirectory::demo_company().unwrap()),
+        Arc::new(crate::graph::tenant_for(&emu)),
+        Arc::new(o365_essentials::store::Store::open(tmp.path().join("s.db")).unwrap()),
+    );
+    for (domain, ok) in [
+        ("co.uk", false),
+        ("contoso.co.uk", true),
+        ("github.io", false),
+    ] {
+        let check = integration
+            .requirements(Some(domain))
+            .await
+            .checks
+            .into_iter()
+            .find(|c| c.id == "custom_domain")
+            .unwrap();
+        let linkable = o365_essentials::dns::registrable_domain(domain).is_ok();
+        assert_eq!(linkable, ok, "{domain}");
+        assert_eq!(
+            check.status == o365_essentials::model::CheckStatus::Pass,
+            linkable,
+            "{domain}: {check:?}"
+        );
+    }
+}
+
 /// A verification that fails for another reason than "the record is not seen yet" (here
 /// the app lost its permission) reaches the caller instead of being reported as waiting.
 #[tokio::test]

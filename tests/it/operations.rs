@@ -536,6 +536,12 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     assert_eq!(o.ok("domain_stage", json!({})).await, json!("new"));
     let progress = o.ok("link_domain", json!({})).await;
     assert_eq!(progress["stage"], "done", "{progress:#}");
+    // The status shows the domain verified since integrating.
+    let verified = o.ok("status", json!({})).await["verified_domains"].clone();
+    assert!(
+        verified.as_array().unwrap().iter().any(|d| d == ZONE),
+        "{verified}"
+    );
     assert_eq!(o.ok("domain_stage", json!({})).await, json!("done"));
     let fragment = o.ok("zone_fragment", json!({})).await;
     assert!(
@@ -559,6 +565,11 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
         "everything was published already: {applied:#}"
     );
     let health = o.ok("health_report", json!({})).await;
+    // The verification records are gone from the zone once the domain is verified.
+    assert!(
+        !health.to_string().contains("msv1.invalid"),
+        "the verification MX was left behind: {health:#}"
+    );
     assert!(
         health["checks"]
             .as_array()

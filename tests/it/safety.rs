@@ -714,3 +714,105 @@ async fn a_refused_current_password_is_never_hidden_and_own_creates_are_not_drif
     assert_eq!(delivered.passwords.delivered, 1);
     assert!(o.integration.password_problems().unwrap().is_empty());
 }
+
+/// The system clock moved on by whole days.
+#[derive(Default)]
+struct LaterClock(std::sync::atomic::AtomicI64);
+
+impl o365_essentials::engine::Clock for LaterClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+            + time::Duration::days(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn kept_passwords_expire_and_enabling_blocks_leavers_at_once_on_samba() {
+    let samba = crate::samba::shared();
+    let staff = ou(samba, "SafeKeep");
+    let admin_dir = LdapDirectory::new(samba.config()).unwrap();
+    let a = user(&admin_dir, "keep.a", Some(&staff)).await;
+    let b = user(&admin_dir, "keep.b", Some(&staff)).await;
+    let c = user(&admin_dir, "keep.c", Some(&staff)).await;
+    let Opened {
+        emu,
+        _tmp,
+        integration,
+        ..
+    } = open(samba, EmulatorConfig::default(), None, Some(&staff), &[]).await;
+    let clock = Arc::new(LaterClock::default());
+    let integration = integration.with_clock(clock.clone());
+    let plan = integration
+        .plan_bulk_create(
+            &integration.snapshot().await.unwrap(),
+            &BulkCreateRequest {
+                users: Some(vec![b.guid, c.guid]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let made = integration.apply(&plan, &Control::none()).await.unwrap();
+    assert_eq!(made.count(Outcome::Succeeded), 2);
+    integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+
+    // keep.a has no account: the password is kept, for 7 days.
+    let r = integration
+        .capture_password(&hook_ldif(&a, 2, "Autumn-Keep-2027!"))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(r.outcome).unwrap(), "kept");
+    assert_eq!(integration.kept_password_users().unwrap(), vec![a.guid]);
+    clock.0.store(6, std::sync::atomic::Ordering::SeqCst);
+    integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(integration.kept_password_users().unwrap(), vec![a.guid]);
+    clock.0.store(8, std::sync::atomic::Ordering::SeqCst);
+    integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        integration.kept_password_users().unwrap().is_empty(),
+        "expired after 7 days"
+    );
+
+    // While the integration is disabled, keep.b is deleted and keep.c disabled locally.
+    integration.disable().unwrap();
+    admin_dir.delete_user(b.guid).await.unwrap();
+    admin_dir.set_enabled(c.guid, false).await.unwrap();
+    let report = integration.enable().await.unwrap();
+    let blocked: Vec<_> = report.blocked.iter().map(|d| d.local_guid).collect();
+    assert!(
+        blocked.contains(&b.guid) && blocked.contains(&c.guid),
+        "{report:?}"
+    );
+    let graph = crate::graph::tenant_for(&emu);
+    for nick in ["keep.b", "keep.c"] {
+        assert!(
+            !graph
+                .account(&format!("{nick}@contoso.onmicrosoft.com"))
+                .await
+                .unwrap()
+                .account_enabled,
+            "{nick} blocked at once"
+        );
+    }
+    // The next round deletes the account of the user who is gone.
+    let r = integration
+        .run_sync_once(&SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        r.results
+            .items
+            .iter()
+            .any(|i| i.local_guid == b.guid && i.action == ItemAction::Delete),
+        "{:#?}",
+        r.results.items
+    );
+}

@@ -150,11 +150,8 @@ impl Integration {
     pub async fn assign(&self, local: ObjectGuid, online: &OnlineAccountId) -> Result<Link> {
         self.require_enabled()?;
         let user = self.dir.user(local).await?;
-        if let Some(why) = user.exclusion_reason() {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                format!("{} is never synced: {why}", user.sam_account_name),
-            ));
+        if let Some(refusal) = self.gate.policy().local_refusal(&user) {
+            return Err(refusal.into_error());
         }
         let account = self.tenant().account(&online.0).await?;
         if self.store.link_by_local(local)?.is_some() {
@@ -185,6 +182,12 @@ impl Integration {
             ));
         }
         let anchor = user.anchor();
+        let entry = self.store.journal_begin(
+            Uuid::new_v4(),
+            "link",
+            &local.to_string(),
+            &json!({"online_id": online, "anchor": anchor}),
+        )?;
         match &account.immutable_id {
             Some(a) if *a != anchor => {
                 return Err(Error::new(
@@ -197,7 +200,8 @@ impl Integration {
             }
             Some(_) => {}
             None => {
-                self.tenant()
+                if let Err(e) = self
+                    .tenant()
                     .update_account(
                         online,
                         &AccountUpdate {
@@ -205,7 +209,11 @@ impl Integration {
                             ..Default::default()
                         },
                     )
-                    .await?
+                    .await
+                {
+                    self.store.journal_failed(entry, &e)?;
+                    return Err(e);
+                }
             }
         }
         let link = Link {
@@ -215,9 +223,11 @@ impl Integration {
             user_principal_name: account.user_principal_name,
             state: LinkState::Active,
             origin: LinkOrigin::Manual,
-            linked_at: OffsetDateTime::now_utc(),
+            linked_at: self.now(),
         };
         self.store.put_link(&link)?;
+        self.store
+            .journal_finish(entry, JournalState::Done, &json!({}))?;
         Ok(link)
     }
 
@@ -270,7 +280,22 @@ impl Integration {
                 display_name: Some(&user.display_name),
             },
         )?;
-        let local = self.dir.create_user(user, password).await?;
+        // One journal entry for the multi-step write: a process killed between the
+        // local create and the online one leaves an entry naming the user to look at.
+        let run = Uuid::new_v4();
+        let entry = self.store.journal_begin(
+            run,
+            "create_user_with_account",
+            &user.sam_account_name,
+            &serde_json::json!({"domain": domain}),
+        )?;
+        let local = match self.dir.create_user(user, password).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.store.journal_failed(entry, &e)?;
+                return Err(e);
+            }
+        };
         let upn = super::suggest_upn(&local, domain);
         let new = NewOnlineAccount {
             user_principal_name: upn.clone(),
@@ -282,18 +307,27 @@ impl Integration {
             immutable_id: Some(local.anchor()),
             account_enabled: true,
         };
-        let online = match self.tenant().create_account(&new, password).await {
+        // The gate decides the online account like any other: a user created where the
+        // integration does not sync (outside the bases) gets none.
+        let mut online = match self.tenant().create_account(&new, password).await {
             Ok(a) => a,
             Err(e) => {
-                let _ = self.dir.delete_user(local.guid).await;
-                return Err(e.context(format!("the online account for {} could not be created, so the local user was removed again", local.sam_account_name)));
+                self.store.journal_failed(entry, &e)?;
+                let undo = self.dir.delete_user(local.guid).await;
+                let what = match undo {
+                    Ok(()) => format!(
+                        "the online account for {} could not be created, so the local user was removed again",
+                        local.sam_account_name
+                    ),
+                    Err(u) => format!(
+                        "the online account for {} could not be created, and removing the local user again failed too ({}): remove it by hand",
+                        local.sam_account_name,
+                        u.message()
+                    ),
+                };
+                return Err(e.context(what));
             }
         };
-        if !licences.is_empty() {
-            self.tenant()
-                .assign_licences(&online.id, licences, &[])
-                .await?;
-        }
         self.store.put_link(&Link {
             local_guid: local.guid,
             online_id: online.id.clone(),
@@ -301,8 +335,31 @@ impl Integration {
             user_principal_name: online.user_principal_name.clone(),
             state: LinkState::Active,
             origin: LinkOrigin::Created,
-            linked_at: OffsetDateTime::now_utc(),
+            linked_at: self.now(),
         })?;
+        if !licences.is_empty() {
+            if let Err(e) = self
+                .tenant()
+                .assign_licences(&online.id, licences, &[])
+                .await
+            {
+                self.store.journal_finish(
+                    entry,
+                    JournalState::Failed,
+                    &serde_json::json!({"online_id": online.id, "licence": e.code().name()}),
+                )?;
+                return Err(e.context(format!(
+                    "{} and the online account {} were made and linked, but the licence",
+                    local.sam_account_name, online.user_principal_name
+                )));
+            }
+            online.assigned_skus = licences.iter().map(|l| l.sku_id).collect();
+        }
+        self.store.journal_finish(
+            entry,
+            JournalState::Done,
+            &serde_json::json!({"online_id": online.id}),
+        )?;
         Ok((local, online))
     }
 
