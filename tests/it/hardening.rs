@@ -1,0 +1,365 @@
+//! Issue 28: the attacks an adversarial review found, each reproduced against the real
+//! component — links from an answer that lead the token elsewhere, listings that never
+//! end, token lifetimes that overflow, secret files others can read.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use futures::TryStreamExt;
+use o365_essentials::ErrorCode;
+use o365_essentials::graph::GraphTenant;
+use o365_essentials::ports::Tenant;
+use o365_essentials_emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A tiny HTTP/1.1 server on `ip`, answering every request with `answer(path, port)`
+/// as JSON, and keeping every request's head (request line and headers) it received.
+pub(crate) struct Listener {
+    pub(crate) addr: SocketAddr,
+    pub(crate) heads: Arc<Mutex<Vec<String>>>,
+    pub(crate) connections: Arc<Mutex<u32>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener {
+    pub(crate) async fn start(
+        ip: &str,
+        answer: impl Fn(&str, u16) -> (u16, Value) + Send + Sync + 'static,
+    ) -> Listener {
+        let socket = TcpListener::bind((ip, 0))
+            .await
+            .unwrap_or_else(|e| panic!("cannot listen on {ip}: {e}"));
+        let addr = socket.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(0));
+        let answer = Arc::new(answer);
+        let (h, c) = (heads.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = socket.accept().await else {
+                    return;
+                };
+                *c.lock().unwrap() += 1;
+                let (h, answer) = (h.clone(), answer.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let mut buf = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !buf.ends_with(b"\r\n\r\n") {
+                            match s.read(&mut byte).await {
+                                Ok(1) => buf.push(byte[0]),
+                                _ => return,
+                            }
+                        }
+                        let head = String::from_utf8_lossy(&buf).to_string();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        let mut body = vec![0u8; len];
+                        if s.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                        h.lock().unwrap().push(head);
+                        let (status, v) = answer(&path, addr.port());
+                        let text = v.to_string();
+                        let out = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+                            text.len()
+                        );
+                        if s.write_all(out.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Listener {
+            addr,
+            heads,
+            connections,
+            task,
+        }
+    }
+
+    pub(crate) fn requests(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// A Graph that answers the account listing with `next` as the next link; the token
+/// still comes from the emulator's identity platform.
+async fn graph_with_next_link(
+    emu: &Emulator,
+    next: impl Fn(u16) -> String + Send + Sync + 'static,
+) -> (Listener, GraphTenant) {
+    let fake = Listener::start("127.0.0.1", move |_path, port| {
+        (200, json!({"value": [], "@odata.nextLink": next(port)}))
+    })
+    .await;
+    let mut cfg = crate::graph::config_for(emu);
+    cfg.graph_url = format!("http://{}/v1.0", fake.addr);
+    cfg.max_pages = 5;
+    (fake, GraphTenant::new(cfg).unwrap())
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_address_gets_no_request_and_no_token() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let rogue = Listener::start("127.0.0.2", |_, _| (200, json!({"value": []}))).await;
+    let rogue_url = format!("http://{}/v1.0/users?page=2", rogue.addr);
+    let (fake, tenant) = graph_with_next_link(&emu, move |_| rogue_url.clone()).await;
+    let e = tenant
+        .accounts()
+        .try_collect::<Vec<_>>()
+        .await
+        .expect_err("the rogue link is refused");
+    assert_eq!(e.code(), ErrorCode::UntrustedResponse, "{e}");
+    assert!(e.message().contains("127.0.0.2"), "{e}");
+    assert_eq!(fake.requests().len(), 1);
+    assert!(
+        fake.requests()[0]
+            .to_ascii_lowercase()
+            .contains("authorization: bearer"),
+        "the configured Graph gets the token"
+    );
+    assert_eq!(
+        *rogue.connections.lock().unwrap(),
+        0,
+        "{:?}",
+        rogue.requests()
+    );
+    assert!(rogue.requests().is_empty());
+
+    // The same origin on another port is another origin; so is another scheme.
+    let other_port = format!("http://127.0.0.1:{}/v1.0/users", rogue.addr.port());
+    let (_fake, tenant) = graph_with_next_link(&emu, move |_| other_port.clone()).await;
+    let e = tenant.accounts().try_collect::<Vec<_>>().await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UntrustedResponse, "{e}");
+    let other_scheme = |port: u16| format!("https://127.0.0.1:{port}/v1.0/users");
+    let (_fake, tenant) = graph_with_next_link(&emu, other_scheme).await;
+    let e = tenant.accounts().try_collect::<Vec<_>>().await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UntrustedResponse, "{e}");
+}
+
+#[tokio::test]
+async fn a_self_referencing_next_link_stops_at_the_page_cap() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let (fake, tenant) = graph_with_next_link(&emu, |port| {
+        format!("http://127.0.0.1:{port}/v1.0/users?again")
+    })
+    .await;
+    let e = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tenant.accounts().try_collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the listing ends")
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UntrustedResponse, "{e}");
+    assert!(e.message().contains("max_pages"), "{e}");
+    assert_eq!(
+        fake.requests().len(),
+        5,
+        "exactly max_pages pages were read"
+    );
+}
+
+#[tokio::test]
+async fn a_delta_link_to_another_address_is_refused_before_it_is_kept() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let rogue = Listener::start("127.0.0.2", |_, _| (200, json!({"value": []}))).await;
+    let rogue_url = format!("http://{}/v1.0/users/delta?token=x", rogue.addr);
+    let fake = Listener::start("127.0.0.1", move |_, _| {
+        (200, json!({"value": [], "@odata.deltaLink": rogue_url}))
+    })
+    .await;
+    let mut cfg = crate::graph::config_for(&emu);
+    cfg.graph_url = format!("http://{}/v1.0", fake.addr);
+    let tenant = GraphTenant::new(cfg).unwrap();
+    let e = tenant.changes(None).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UntrustedResponse, "{e}");
+    // A stored delta link that leads elsewhere is not followed either.
+    let stored = format!("http://{}/v1.0/users/delta?token=y", rogue.addr);
+    let e = tenant.changes(Some(&stored)).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput, "{e}");
+    assert_eq!(*rogue.connections.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_huge_token_lifetime_or_retry_after_does_not_panic() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let login = Listener::start("127.0.0.1", |_, _| {
+        (
+            200,
+            json!({"access_token": "t", "token_type": "Bearer", "expires_in": 18446744073709551615u64}),
+        )
+    })
+    .await;
+    let graph = Listener::start("127.0.0.1", |_, _| (200, json!({"value": []}))).await;
+    let mut cfg = crate::graph::config_for(&emu);
+    cfg.login_url = format!("http://{}", login.addr);
+    cfg.graph_url = format!("http://{}/v1.0", graph.addr);
+    let tenant = GraphTenant::new(cfg).unwrap();
+    let accounts: Vec<_> = tenant.accounts().try_collect().await.unwrap();
+    assert!(accounts.is_empty());
+    // The second call uses the cached token: its refresh time was computed safely.
+    let accounts: Vec<_> = tenant.accounts().try_collect().await.unwrap();
+    assert!(accounts.is_empty());
+    assert_eq!(login.requests().len(), 1);
+}
+
+/// A TCP listener on `ip` that keeps every byte it is sent.
+async fn byte_sink(ip: &str) -> (SocketAddr, Arc<Mutex<Vec<u8>>>, Arc<Mutex<u32>>) {
+    let socket = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(Mutex::new(0));
+    let (g, c) = (got.clone(), connections.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = socket.accept().await {
+            *c.lock().unwrap() += 1;
+            let g = g.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    g.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (addr, got, connections)
+}
+
+/// Forwards connections on `ip` to `to`: the DC reached under another address.
+async fn forward(ip: &str, to: SocketAddr) -> SocketAddr {
+    let socket = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut a, _)) = socket.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut b) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_plain_ldap_listener_receives_no_password_unless_the_admin_says_so_loudly() {
+    use o365_essentials::ldap::{LdapConfig, LdapDirectory};
+    use o365_essentials::ports::Directory;
+    const PASSWORD: &str = "Plain-Text-Bind-Passw0rd";
+    let (addr, got, connections) = byte_sink("127.0.0.3").await;
+    let mut c = LdapConfig::new(format!("ldap://{addr}"), "svc@essentials.test", PASSWORD);
+    c.allow_plain = true;
+    c.timeout_secs = 2.0;
+    assert!(c.security_warnings().is_empty());
+    let e = LdapDirectory::new(c.clone())
+        .unwrap()
+        .topology()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidConfig, "{e}");
+    assert!(e.message().contains("allow_plain_password"), "{e}");
+    assert!(!e.to_string().contains(PASSWORD));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        *connections.lock().unwrap(),
+        0,
+        "no connection is even made"
+    );
+    assert!(got.lock().unwrap().is_empty());
+
+    // Said explicitly: it is sent (that is the point of the setting), and warned about.
+    c.allow_plain_password = true;
+    let w = c.security_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("unencrypted"), "{w:?}");
+    let _ = LdapDirectory::new(c).unwrap().topology().await;
+    let sent = String::from_utf8_lossy(&got.lock().unwrap()).to_string();
+    assert!(sent.contains(PASSWORD), "the opt-in works as documented");
+}
+
+#[tokio::test]
+async fn certificate_verification_cannot_be_switched_off_only_replaced_by_a_pin() {
+    use o365_essentials::ldap::LdapDirectory;
+    use o365_essentials::ports::Directory;
+    let s = crate::samba::shared();
+    let mut c = s.config();
+    c.verify_certificates = false;
+    let e = LdapDirectory::new(c).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidConfig);
+    assert!(e.message().contains("certificate_sha256"), "{e}");
+
+    // The DC's own certificate, pinned as the docs say: no CA needed.
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(s.dir.join("tls/cert.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let pin = line.trim().rsplit('=').next().unwrap().to_string();
+    let mut c = s.config();
+    c.ca_file = None;
+    c.certificate_sha256 = Some(pin.clone());
+    LdapDirectory::new(c).unwrap().topology().await.unwrap();
+
+    // Another certificate (the CA's own fingerprint) is an impostor.
+    let mut wrong = pin.replace(':', "");
+    let last = if wrong.ends_with('0') { "1" } else { "0" };
+    wrong.replace_range(63.., last);
+    let mut c = s.config();
+    c.ca_file = None;
+    c.certificate_sha256 = Some(wrong);
+    let e = LdapDirectory::new(c).unwrap().topology().await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Tls, "{e}");
+
+    let mut c = s.config();
+    c.certificate_sha256 = Some("not hex".into());
+    assert_eq!(
+        LdapDirectory::new(c).unwrap_err().code(),
+        ErrorCode::InvalidConfig
+    );
+}
+
+#[tokio::test]
+async fn host_name_is_the_tls_name_when_the_url_has_another_address() {
+    use o365_essentials::ldap::LdapDirectory;
+    use o365_essentials::ports::Directory;
+    let s = crate::samba::shared();
+    let dc: SocketAddr = format!("{}:636", s.ip).parse().unwrap();
+    let other = forward("127.0.0.4", dc).await;
+    let mut c = s.config();
+    c.url = format!("ldaps://{other}");
+    c.host_name = Some("dc1.essentials.test".into());
+    let t = LdapDirectory::new(c.clone())
+        .unwrap()
+        .topology()
+        .await
+        .unwrap();
+    assert_eq!(t.connected_dc, "dc1.essentials.test");
+    // Neither the address nor the name given matches: refused.
+    c.host_name = Some("impostor.essentials.test".into());
+    let e = LdapDirectory::new(c).unwrap().topology().await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Tls, "{e}");
+}
