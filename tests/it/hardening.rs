@@ -363,3 +363,301 @@ async fn host_name_is_the_tls_name_when_the_url_has_another_address() {
     let e = LdapDirectory::new(c).unwrap().topology().await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::Tls, "{e}");
 }
+
+fn bin() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_o365-essentials"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+/// A configuration (JSON) of the demo company on the emulator, holding the client
+/// secret, written with `mode`.
+fn demo_config(emu: &Emulator, dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let i = emu.info();
+    let config = json!({
+        "directory": "demo",
+        "tenant": {"tenant_id": i.tenant_id, "client_id": i.client_id,
+                   "login_url": i.login_url, "graph_url": i.graph_url,
+                   "exchange_url": i.exchange_url, "sharepoint_url": i.sharepoint_url,
+                   "credential": {"kind": "secret", "secret": i.client_secret}},
+        "store": dir.join("state.db"),
+        "sync": {"interval_secs": 1}
+    });
+    let path = dir.join("o365-essentials.json");
+    crate::fixtures::write_private(&path, config.to_string());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_files_others_can_read_are_refused_with_the_chmod_to_run() {
+    use o365_essentials::config::IntegrationConfig;
+    use o365_essentials::engine::Integration;
+    use std::os::unix::fs::PermissionsExt;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The configuration holding the client secret, 0644.
+    let cfg = demo_config(&emu, tmp.path(), 0o644);
+    let out = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("mode 0644"), "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", cfg.display())),
+        "{err}"
+    );
+    let secret = emu.info().client_secret.clone().unwrap_or_default();
+    assert!(!err.contains(&secret));
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        !text(&out.stderr).contains("chmod"),
+        "0600 is accepted: {}",
+        text(&out.stderr)
+    );
+
+    // The password key, 0644.
+    let base: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let key = tmp.path().join("password.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut c = base.clone();
+    c["password_key"] = json!(key);
+    let config = IntegrationConfig::from_json(&c.to_string()).unwrap();
+    let e = Integration::open(config).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidConfig, "{e}");
+    assert!(e.message().contains("password key file"), "{e}");
+    assert!(
+        e.message()
+            .contains(&format!("chmod 600 {}", key.display())),
+        "{e}"
+    );
+
+    // The TSIG key, 0640 (group-readable is refused too).
+    let tsig = crate::fixtures::tsig_key_file(tmp.path(), "tsig.key", "c2VjcmV0");
+    std::fs::set_permissions(&tsig, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mut c = base.clone();
+    c["dns"] = json!({"tsig_key_file": tsig});
+    let config = IntegrationConfig::from_json(&c.to_string()).unwrap();
+    let e = Integration::open(config).unwrap_err();
+    assert!(e.message().contains("TSIG key file"), "{e}");
+    assert!(e.message().contains("mode 0640"), "{e}");
+
+    // The certificate's private key, 0644.
+    let (cert, key) = crate::graph::self_signed_rsa(tmp.path(), "app");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut g = crate::graph::config_for(&emu);
+    g.credential = o365_essentials::graph::Credential::Certificate {
+        certificate_pem: None,
+        certificate_file: Some(cert),
+        private_key_pem: None,
+        private_key_file: Some(key.clone()),
+    };
+    let e = GraphTenant::new(g).unwrap_err();
+    assert!(e.message().contains("private key file"), "{e}");
+    assert!(
+        e.message()
+            .contains(&format!("chmod 600 {}", key.display())),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_from_a_missing_file_is_never_echoed_and_an_inline_one_is_warned_about() {
+    for json_flag in [false, true] {
+        let mut c = std::process::Command::new(bin());
+        if json_flag {
+            c.arg("--json");
+        }
+        let out = c
+            .args([
+                "password-changed",
+                "--local-guid",
+                "00000000-0000-0000-0000-000000000001",
+                "--password",
+                "@Rest-Of-The-Passw0rd",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert!(!all.contains("Rest-Of"), "{all}");
+        assert!(all.contains("cannot be read"), "{all}");
+    }
+    // Inline: a warning pointing at `-` and `@FILE` (the run then fails on the missing
+    // configuration, which is beside the point).
+    let out = std::process::Command::new(bin())
+        .args(["--config", "/nonexistent/o365.toml"])
+        .args([
+            "password-changed",
+            "--local-guid",
+            "00000000-0000-0000-0000-000000000001",
+            "--password",
+            "Inline-Passw0rd",
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(err.contains("warning: --password"), "{err}");
+    assert!(err.contains("`-`") && err.contains("`@FILE`"), "{err}");
+    assert!(!err.contains("Inline-Passw0rd"), "{err}");
+}
+
+/// Starts `serve` on `cfg` with `env`; its JSON log lines come through the receiver.
+fn serve(
+    cfg: &std::path::Path,
+    env: &[(&str, String)],
+) -> (std::process::Child, std::sync::mpsc::Receiver<Value>) {
+    let mut c = std::process::Command::new(bin());
+    c.arg("--config")
+        .arg(cfg)
+        .args(["serve", "--interval", "1", "--delivery-interval", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn wait_exit(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the service did not exit within {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_the_service_that_dies_makes_serve_exit_non_zero() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = demo_config(&emu, tmp.path(), 0o600);
+    let (mut child, rx) = serve(
+        &cfg,
+        &[("O365_ESSENTIALS_TEST_PANIC", "delivery".to_string())],
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        wait_exit(&mut child, std::time::Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert!(!status.success(), "{status}");
+    assert_eq!(status.code(), Some(10), "an internal error's exit code");
+    let lines: Vec<Value> = rx.try_iter().collect();
+    let failed = lines
+        .iter()
+        .find(|v| v["event"] == "failed")
+        .unwrap_or_else(|| panic!("no `failed` line: {lines:?}"));
+    assert_eq!(failed["level"], "error");
+    assert!(
+        failed["message"].as_str().unwrap().contains("panicked"),
+        "{failed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_tells_systemd_it_is_ready_pets_the_watchdog_and_status_shows_its_last_good_round() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = demo_config(&emu, tmp.path(), 0o600);
+    let integrate = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("integrate")
+        .output()
+        .unwrap();
+    assert!(integrate.status.success(), "{}", text(&integrate.stderr));
+    let socket_path = tmp.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let (mut child, rx) = serve(
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", socket_path.display().to_string()),
+            ("WATCHDOG_USEC", "1000000".to_string()),
+        ],
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(got.iter().any(|m: &String| m.contains("READY=1"))
+        && got.iter().any(|m| m == "WATCHDOG=1"))
+    {
+        let n = socket.recv(&mut buf).expect("a notification within 30 s");
+        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    // A good round, then the health file says when.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("log lines");
+        if v["event"] == "sync_round_finished" && v.get("error_code").is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no good round");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    let shown = text(&status.stdout);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(shown.contains("last_good_round: 20"), "{shown}");
+    assert!(shown.contains("last_delivery: 20"), "{shown}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(&mut child, std::time::Duration::from_secs(30));
+    assert!(status.success(), "SIGTERM is a clean stop: {status}");
+    let n = socket.recv(&mut buf).unwrap();
+    let mut rest = vec![String::from_utf8_lossy(&buf[..n]).to_string()];
+    socket.set_nonblocking(true).unwrap();
+    while let Ok(n) = socket.recv(&mut buf) {
+        rest.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(rest.iter().any(|m| m == "STOPPING=1"), "{rest:?}");
+}

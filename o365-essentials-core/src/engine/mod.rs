@@ -379,7 +379,8 @@ impl Integration {
         };
         let tsig = match config.dns.as_ref().and_then(|d| d.tsig_key_file.as_ref()) {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+                crate::platform::check_secret_path(path, "TSIG key file (dns.tsig_key_file)")?;
+                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                     Error::new(
                         ErrorCode::InvalidConfig,
                         format!(
@@ -387,7 +388,7 @@ impl Integration {
                             path.display()
                         ),
                     )
-                })?;
+                })?);
                 Some(TsigKey::from_bind_conf(&text).map_err(|e| {
                     e.context(format!(
                         "the configuration at `dns.tsig_key_file` ({})",

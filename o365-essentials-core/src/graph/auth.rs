@@ -78,11 +78,26 @@ impl LoadedCredential {
                         ));
                     }
                 };
-                let key_pem: Vec<u8> = match (private_key_pem, private_key_file) {
-                    (Some(p), _) => p.expose_secret().as_bytes().to_vec(),
-                    (None, Some(f)) => read_file(f, "private key file")?,
-                    (None, None) => cert_pem.clone(),
-                };
+                let key_pem: zeroize::Zeroizing<Vec<u8>> =
+                    zeroize::Zeroizing::new(match (private_key_pem, private_key_file) {
+                        (Some(p), _) => p.expose_secret().as_bytes().to_vec(),
+                        (None, Some(f)) => {
+                            crate::platform::check_secret_path(
+                                f,
+                                "certificate's private key file",
+                            )?;
+                            read_file(f, "private key file")?
+                        }
+                        (None, None) => {
+                            if let Some(f) = certificate_file {
+                                crate::platform::check_secret_path(
+                                    f,
+                                    "certificate file (it holds the private key too)",
+                                )?;
+                            }
+                            cert_pem.clone()
+                        }
+                    });
                 let cert = rustls_pemfile::certs(&mut cert_pem.as_slice())
                     .next()
                     .ok_or_else(|| bad_config("no CERTIFICATE block in the certificate PEM"))?
@@ -105,7 +120,8 @@ impl LoadedCredential {
                 })))
             }
             Credential::Pkcs12 { path, password } => {
-                let data = read_file(path, "PKCS#12 file")?;
+                crate::platform::check_secret_path(path, "PKCS#12 file")?;
+                let data = zeroize::Zeroizing::new(read_file(path, "PKCS#12 file")?);
                 let ks = p12_keystore::KeyStore::from_pkcs12(
                     &data,
                     password.expose_secret(),
