@@ -502,6 +502,7 @@ mod tests {
         (403, "timeout"),
         (404, "unexpected_response"),
         (405, "tls"),
+        (406, "untrusted_response"),
         (500, "password_policy"),
         (501, "licence_unavailable"),
         (502, "domain_not_verified"),

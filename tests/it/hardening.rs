@@ -661,3 +661,61 @@ async fn serve_tells_systemd_it_is_ready_pets_the_watchdog_and_status_shows_its_
     }
     assert!(rest.iter().any(|m| m == "STOPPING=1"), "{rest:?}");
 }
+
+/// `systemd-analyze security`'s overall exposure of a unit file (0 safe … 10 unsafe).
+fn exposure(unit: &str) -> f64 {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/systemd")
+        .join(unit);
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&path)
+        .output()
+        .expect(
+            "systemd-analyze (package systemd) is needed for this test; scripts/setup installs it",
+        );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no overall exposure for {unit}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    line.split(':')
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the exposure from {line}"))
+}
+
+#[test]
+fn the_units_are_sandboxed_to_the_scores_promised() {
+    for (unit, at_most) in [
+        ("o365-essentials.service", 2.5),
+        ("o365-essentials@.service", 2.5),
+        ("o365-essentials-syncpasswords.service", 5.0),
+    ] {
+        let e = exposure(unit);
+        assert!(e <= at_most, "{unit} is rated {e}, more than {at_most}");
+    }
+    let service = include_str!("../../packaging/systemd/o365-essentials.service");
+    for line in [
+        "User=o365-essentials",
+        "Type=notify",
+        "WatchdogSec=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "CapabilityBoundingSet=\n",
+        "RestrictAddressFamilies=",
+        "SystemCallFilter=@system-service",
+        "UMask=0077",
+    ] {
+        assert!(service.contains(line), "the service unit lacks {line}");
+    }
+}

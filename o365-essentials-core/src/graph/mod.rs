@@ -1193,12 +1193,15 @@ impl Domains for GraphTenant {
                 &format!("reading the verification records of {name}"),
             )
             .await?;
-        Ok(v.get("value")
+        let records: Vec<DnsRecord> = v
+            .get("value")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter_map(|r| map::dns_record(r, RecordPurpose::Verification))
-            .collect())
+            .collect();
+        crate::dns::validate_records(name, &records)?;
+        Ok(records)
     }
 
     async fn verify(&self, name: &str) -> Result<Domain> {
@@ -1223,12 +1226,15 @@ impl Domains for GraphTenant {
                 &format!("reading the service records of {name}"),
             )
             .await?;
-        Ok(v.get("value")
+        let records: Vec<DnsRecord> = v
+            .get("value")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter_map(|r| map::dns_record(r, RecordPurpose::Service))
-            .collect())
+            .collect();
+        crate::dns::validate_records(name, &records)?;
+        Ok(records)
     }
 
     async fn set_supported_services(&self, name: &str, services: &[DomainService]) -> Result<()> {

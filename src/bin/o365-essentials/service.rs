@@ -42,15 +42,16 @@ pub(crate) fn config_json(path: &str, text: &str) -> Result<String, Error> {
 
 /// Reads the configuration named by `--config` (or `O365_ESSENTIALS_CONFIG`).
 pub(crate) fn load_config(matches: &ArgMatches) -> Result<IntegrationConfig, Error> {
-    let path = matches
-        .get_one::<String>("config")
-        .map(String::as_str)
-        .unwrap_or("/etc/o365-essentials/o365-essentials.toml");
+    let path = config_path(matches);
     let text = std::fs::read_to_string(path).map_err(|e| {
-        config_error(
-            path,
-            format!("cannot read it ({e}); write one with `o365-essentials init {path}` or pass --config"),
-        )
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            format!(
+                "; the service runs as the user o365-essentials, whose file it must be: chown o365-essentials: {path}"
+            )
+        } else {
+            format!("; write one with `o365-essentials init {path}` or pass --config")
+        };
+        config_error(path, format!("cannot read it ({e}){hint}"))
     })?;
     let text = zeroize::Zeroizing::new(text);
     let json = zeroize::Zeroizing::new(config_json(path, &text)?);
@@ -62,6 +63,60 @@ pub(crate) fn load_config(matches: &ArgMatches) -> Result<IntegrationConfig, Err
         )?;
     }
     Ok(config)
+}
+
+/// The configuration file named by `--config` (or `O365_ESSENTIALS_CONFIG`).
+pub(crate) fn config_path(matches: &ArgMatches) -> &str {
+    matches
+        .get_one::<String>("config")
+        .map(String::as_str)
+        .unwrap_or("/etc/o365-essentials/o365-essentials.toml")
+}
+
+/// The hook runs as root under samba-tool (its ldapi socket needs root), but nothing the
+/// hook does needs root: reading the configuration, decrypting with the capture keyring
+/// and queueing in the store are the service user's. When root runs it and the
+/// configuration belongs to another user, the hook becomes that user (its primary group,
+/// no supplementary groups) before it reads anything of it, so the service user's
+/// files can never make root run what they say (`password_capture.gpg`, say). Must be
+/// called while the process has one thread.
+fn become_config_owner(path: &str) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    if rustix::process::geteuid().as_raw() != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // Reading it says what is wrong.
+    };
+    let uid = meta.uid();
+    if uid == 0 {
+        return Ok(());
+    }
+    let gid = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 3 && f[2].parse::<u32>().ok() == Some(uid))
+                    .then(|| f[3].parse::<u32>().ok())
+                    .flatten()
+            })
+        })
+        .unwrap_or(meta.gid());
+    let fail = |what: &str, e: rustix::io::Errno| {
+        Error::internal(format!(
+            "the hook could not become the owner of {path} (uid {uid}): {what}: {e}"
+        ))
+    };
+    // One thread (no runtime yet): the thread's ids are the process's.
+    rustix::thread::set_thread_groups(&[]).map_err(|e| fail("setgroups", e))?;
+    let g = rustix::process::Gid::from_raw(gid);
+    rustix::thread::set_thread_res_gid(g, g, g).map_err(|e| fail("setresgid", e))?;
+    let u = rustix::process::Uid::from_raw(uid);
+    rustix::thread::set_thread_res_uid(u, u, u).map_err(|e| fail("setresuid", e))?;
+    // Dropping ids resets the dumpable flag: set it again.
+    let _ = o365_essentials::platform::set_non_dumpable();
+    Ok(())
 }
 
 /// Whether the configuration itself holds a secret (a client secret, a private key, a
@@ -502,6 +557,9 @@ pub(crate) fn samba_hook(matches: &ArgMatches) -> u8 {
         );
         1
     };
+    if let Err(e) = become_config_owner(config_path(matches)) {
+        return fail(&e);
+    }
     let mut text = String::new();
     if let Err(e) = std::io::stdin().read_to_string(&mut text) {
         return fail(&Error::new(
