@@ -50,7 +50,10 @@ impl PasswordKey {
             let mut tmp = path.as_os_str().to_owned();
             tmp.push(format!(".new-{}", std::process::id()));
             let tmp = std::path::PathBuf::from(tmp);
-            let written = crate::platform::private_file(&tmp, crate::platform::Create::Truncate)
+            // A leftover of a crashed start is removed; the new file is created exclusively
+            // (O_EXCL, O_NOFOLLOW): nothing planted at that name receives the key.
+            let _ = std::fs::remove_file(&tmp);
+            let written = crate::platform::private_file(&tmp, crate::platform::Create::New)
                 .and_then(|mut f| {
                     f.write_all(k.as_ref())?;
                     f.sync_all()
