@@ -294,9 +294,31 @@ async fn a_plain_ldap_listener_receives_no_password_unless_the_admin_says_so_lou
     let w = c.security_warnings();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("unencrypted"), "{w:?}");
-    let _ = LdapDirectory::new(c).unwrap().topology().await;
+    let _ = LdapDirectory::new(c.clone()).unwrap().topology().await;
     let sent = String::from_utf8_lossy(&got.lock().unwrap()).to_string();
     assert!(sent.contains(PASSWORD), "the opt-in works as documented");
+
+    // The requirements check says so on every run, through every door.
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = o365_essentials::config::IntegrationConfig::from_json(
+        &json!({"tenant": {"tenant_id": "t", "client_id": "c",
+                           "credential": {"kind": "secret", "secret": "s"}},
+                "store": tmp.path().join("state.db")})
+        .to_string(),
+    )
+    .unwrap();
+    config.tenant = crate::graph::config_for(&emu);
+    config.directory = o365_essentials::config::DirectoryConfig::Ldap(c);
+    let integration = o365_essentials::engine::Integration::open(config).unwrap();
+    let report = integration.requirements(None).await;
+    let warned = report
+        .checks
+        .iter()
+        .find(|k| k.id == "directory_password_in_clear")
+        .unwrap_or_else(|| panic!("no warning: {report:?}"));
+    assert_eq!(warned.status, o365_essentials::model::CheckStatus::Warn);
+    assert!(!format!("{report:?}").contains(PASSWORD));
 }
 
 #[tokio::test]

@@ -138,6 +138,9 @@ pub(crate) struct Settings {
     pub(crate) tsig: Option<TsigKey>,
     /// Password capture on a Samba DC.
     pub(crate) capture: Option<CaptureSettings>,
+    /// Settings that weaken the protection of a secret (the directory's password sent in
+    /// clear): the requirements check warns about each on every run.
+    pub(crate) security_warnings: Vec<String>,
 }
 
 impl Default for Settings {
@@ -152,6 +155,7 @@ impl Default for Settings {
             dns: None,
             tsig: None,
             capture: None,
+            security_warnings: Vec::new(),
         }
     }
 }
@@ -416,6 +420,10 @@ impl Integration {
             dns: config.dns.clone(),
             tsig,
             capture: config.password_capture.clone(),
+            security_warnings: match &config.directory {
+                DirectoryConfig::Ldap(l) => l.security_warnings(),
+                _ => Vec::new(),
+            },
         };
         integration.demo = demo;
         Ok(integration)
@@ -706,6 +714,15 @@ impl Integration {
         }
         if let Some(capture) = &self.settings.capture {
             checks.extend(capture::requirement_checks(capture).await);
+        }
+        for w in &self.settings.security_warnings {
+            checks.push(check(
+                "directory_password_in_clear",
+                "The directory's password is sent encrypted",
+                CheckStatus::Warn,
+                w.clone(),
+                "Use an ldaps:// URL or starttls and remove allow_plain_password.",
+            ));
         }
         RequirementsReport { checks }
     }
