@@ -465,12 +465,16 @@ impl Integration {
     /// Takes the lease of `work` for this call: at once, or waiting as `ctl` allows
     /// (polling without blocking the runtime; a cancelled call stops waiting).
     pub(crate) async fn lease(&self, work: &str, ctl: &Control) -> Result<crate::store::Lease> {
-        let deadline = ctl.lease_wait().map(|w| std::time::Instant::now() + w);
+        // A wait too long for the clock (a caller's u64::MAX seconds) is no deadline at all.
+        let deadline = ctl
+            .lease_wait()
+            .map(|w| std::time::Instant::now().checked_add(w));
         loop {
             match self.store.lease(work, None) {
                 Err(e)
                     if e.code() == ErrorCode::WorkHeld
-                        && deadline.is_some_and(|d| std::time::Instant::now() < d) =>
+                        && deadline
+                            .is_some_and(|d| d.is_none_or(|d| std::time::Instant::now() < d)) =>
                 {
                     ctl.cancel
                         .sleep(std::time::Duration::from_millis(100))
