@@ -751,3 +751,126 @@ fn a_lease_wait_too_long_for_the_clock_does_not_panic() {
         .expect("a free lease is taken at once");
     drop(lease);
 }
+
+/// The hook runs as root under samba-tool. A configuration the service user owns (and so
+/// could rewrite) names the program the hook runs to decrypt (`password_capture.gpg`):
+/// the hook must have become the service user before it reads that file, or the service
+/// user could make root run anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hook_run_by_root_becomes_the_configurations_owner_before_reading_it() {
+    use o365_essentials::ldap::LdapDirectory;
+    use o365_essentials::ports::Directory;
+    use std::os::unix::fs::{PermissionsExt, chown};
+    assert_eq!(
+        effective_uid(),
+        0,
+        "this test runs as root, as samba-tool runs the hook"
+    );
+    const NOBODY: u32 = 65534;
+    let s = crate::samba::shared();
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    // A user of the DC whose password the hook is handed.
+    let sam = format!("hookpriv{}", std::process::id() % 100_000);
+    s.ldif(
+        "ldapadd",
+        &format!(
+            "dn: CN={sam},CN=Users,{}\nobjectClass: user\nsAMAccountName: {sam}\nuserPrincipalName: {sam}@{}\n\n",
+            crate::samba::BASE_DN,
+            crate::samba::REALM
+        ),
+    );
+    let user = LdapDirectory::new(s.config())
+        .unwrap()
+        .find_user(&sam)
+        .await
+        .unwrap()
+        .expect("the user was made");
+
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let state = tmp.path().join("state");
+    let gnupg = state.join("gnupg");
+    std::fs::create_dir_all(&gnupg).unwrap();
+    for d in [&state, &gnupg] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    // The "gpg" the configuration names: it says who ran it.
+    let evil = tmp.path().join("evil-gpg");
+    std::fs::write(
+        &evil,
+        format!(
+            "#!/bin/sh\nid -u > {}/ran-as\ncat >/dev/null\nexit 2\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The DC pinned (the service user cannot read the test CA's folder).
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(s.dir.join("tls/cert.pem"))
+        .output()
+        .unwrap();
+    let pin = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut config = crate::fixtures::config(s, emu.info(), &state);
+    config["directory"]["ldap"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ca_file");
+    config["directory"]["ldap"]["certificate_sha256"] = json!(pin);
+    config["password_capture"] = json!({"gnupg_home": gnupg, "gpg": evil});
+    let cfg = crate::fixtures::write(tmp.path(), "o365-essentials.json", &config);
+    chown(&cfg, Some(NOBODY), Some(NOBODY)).unwrap();
+
+    let ldif = format!(
+        "objectGUID: {}\nmsDS-KeyVersionNumber: 4\nvirtualSambaGPG:: LS0tLS1CRUdJTiBQR1AgTUVTU0FHRS0tLS0tCgpoUUVNQQotLS0tLUVORCBQR1AgTUVTU0FHRS0tLS0tCg==\n",
+        user.guid
+    );
+    let mut hook = std::process::Command::new(bin());
+    hook.arg("--config")
+        .arg(&cfg)
+        .arg("samba-hook")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = hook.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let ran_as = std::fs::read_to_string(state.join("ran-as")).unwrap_or_else(|e| {
+        panic!(
+            "the decrypting program did not run ({e}): {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    assert_eq!(ran_as.trim(), NOBODY.to_string(), "never root");
+    assert!(
+        !out.status.success(),
+        "the fake gpg fails the decryption: {}",
+        text(&out.stdout)
+    );
+}
+
+fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file this process just made is its effective user.
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().metadata().unwrap().uid()
+}
