@@ -829,6 +829,25 @@ async fn the_hook_run_by_root_becomes_the_configurations_owner_before_reading_it
     let cfg = crate::fixtures::write(tmp.path(), "o365-essentials.json", &config);
     chown(&cfg, Some(NOBODY), Some(NOBODY)).unwrap();
 
+    // An administrator's command as root works as the owner too: the store it makes is
+    // the service user's.
+    let mut status = std::process::Command::new(bin());
+    status.arg("--config").arg(&cfg).arg("status");
+    let out = tokio::task::spawn_blocking(move || status.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !text(&out.stderr).contains("belongs to uid"),
+        "{}",
+        text(&out.stderr)
+    );
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(state.join("state.db"))
+            .unwrap_or_else(|e| panic!("no store ({e}): {}", text(&out.stderr)));
+        assert_eq!(meta.uid(), NOBODY, "the store is the owner's, not root's");
+    }
+
     let ldif = format!(
         "objectGUID: {}\nmsDS-KeyVersionNumber: 4\nvirtualSambaGPG:: LS0tLS1CRUdJTiBQR1AgTUVTU0FHRS0tLS0tCgpoUUVNQQotLS0tLUVORCBQR1AgTUVTU0FHRS0tLS0tCg==\n",
         user.guid

@@ -97,6 +97,7 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
         }
         "samba-hook" => Ok(service::samba_hook(matches)),
         "serve" => {
+            service::become_config_owner(service::config_path(matches))?;
             let config = service::load_config(matches)?;
             let setup = service::ServeSetup::from_config(&config);
             let rt = runtime()?;
@@ -108,6 +109,10 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
             let info = args::operation(op).ok_or_else(|| {
                 Error::new(ErrorCode::UnknownOperation, format!("no command `{op}`"))
             })?;
+            // Root (an administrator, a Cockpit page) works as the configuration's owner,
+            // the service user: its files decide nothing root does, and what it writes
+            // stays the service's. Still one thread here.
+            service::become_config_owner(service::config_path(matches))?;
             let params = args::params(info, sub)?;
             let config = service::load_config(matches)?;
             // The requirements report has the warnings as checks of its own.

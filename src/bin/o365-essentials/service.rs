@@ -73,14 +73,16 @@ pub(crate) fn config_path(matches: &ArgMatches) -> &str {
         .unwrap_or("/etc/o365-essentials/o365-essentials.toml")
 }
 
-/// The hook runs as root under samba-tool (its ldapi socket needs root), but nothing the
-/// hook does needs root: reading the configuration, decrypting with the capture keyring
-/// and queueing in the store are the service user's. When root runs it and the
-/// configuration belongs to another user, the hook becomes that user (its primary group,
-/// no supplementary groups) before it reads anything of it, so the service user's
-/// files can never make root run what they say (`password_capture.gpg`, say). Must be
-/// called while the process has one thread.
-fn become_config_owner(path: &str) -> Result<(), Error> {
+/// The hook runs as root under samba-tool (its ldapi socket needs root), and an
+/// administrator or a Cockpit page may run commands as root, but nothing they do with an
+/// integration needs root: reading the configuration, decrypting with the capture
+/// keyring, the store are the service user's. When root runs the program and the
+/// configuration belongs to another user, it becomes that user (its primary group, no
+/// supplementary groups) before it reads anything of it, so the service user's files
+/// can never make root run or write what they say (`password_capture.gpg`,
+/// `results_folder`), and what it writes stays the service's. Must be called while the
+/// process has one thread.
+pub(crate) fn become_config_owner(path: &str) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
     if rustix::process::geteuid().as_raw() != 0 {
         return Ok(());
