@@ -25,6 +25,9 @@ use crate::model::LicenceAssignment;
 use crate::validate;
 
 /// Where local users come from.
+// One per process, read once: the LDAP variant's size does not matter, and boxing it
+// would change the public shape every caller matches on.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DirectoryConfig {
@@ -264,8 +267,65 @@ impl IntegrationConfig {
                 format!("{} is not between 1 and 256", self.concurrency),
             );
         }
-        if self.sync.interval_secs == 0 {
-            return bad("sync.interval_secs", "must be at least 1".into());
+        if self.sync.interval_secs == 0 || self.sync.interval_secs > 7 * 24 * 3600 {
+            return bad(
+                "sync.interval_secs",
+                format!(
+                    "{} is not between 1 and 604800 (a week)",
+                    self.sync.interval_secs
+                ),
+            );
+        }
+        for (field, value) in [
+            (
+                "tenant.connect_timeout_secs",
+                self.tenant.connect_timeout_secs,
+            ),
+            (
+                "tenant.request_timeout_secs",
+                self.tenant.request_timeout_secs,
+            ),
+        ] {
+            if let Err(e) = validate::seconds(field, value, validate::MAX_TIMEOUT_SECS) {
+                return bad(field, e.message().to_string());
+            }
+        }
+        if let DirectoryConfig::Ldap(l) = &self.directory
+            && let Err(e) = validate::seconds(
+                "directory.ldap.timeout_secs",
+                l.timeout_secs,
+                validate::MAX_TIMEOUT_SECS,
+            )
+        {
+            return bad("directory.ldap.timeout_secs", e.message().to_string());
+        }
+        if !(1..=100).contains(&self.tenant.max_attempts) {
+            return bad(
+                "tenant.max_attempts",
+                format!("{} is not between 1 and 100", self.tenant.max_attempts),
+            );
+        }
+        if !(1..=1024).contains(&self.tenant.max_concurrency) {
+            return bad(
+                "tenant.max_concurrency",
+                format!("{} is not between 1 and 1024", self.tenant.max_concurrency),
+            );
+        }
+        if !(1..=999).contains(&self.tenant.page_size) {
+            return bad(
+                "tenant.page_size",
+                format!("{} is not between 1 and 999", self.tenant.page_size),
+            );
+        }
+        if !(1..=crate::graph::MAX_PAGES_LIMIT).contains(&self.tenant.max_pages) {
+            return bad(
+                "tenant.max_pages",
+                format!(
+                    "{} is not between 1 and {}",
+                    self.tenant.max_pages,
+                    crate::graph::MAX_PAGES_LIMIT
+                ),
+            );
         }
         if !(self.sync.threshold_fraction > 0.0 && self.sync.threshold_fraction <= 1.0) {
             return bad(
@@ -386,6 +446,46 @@ mod tests {
                 .message()
                 .contains("threshold_fraction")
         );
+    }
+
+    #[test]
+    fn durations_and_limits_out_of_range_are_refused_with_the_field_named() {
+        for (field, json) in [
+            (
+                "tenant.connect_timeout_secs",
+                r#""connect_timeout_secs": 1e300"#,
+            ),
+            (
+                "tenant.request_timeout_secs",
+                r#""request_timeout_secs": -1"#,
+            ),
+            (
+                "tenant.request_timeout_secs",
+                r#""request_timeout_secs": 0"#,
+            ),
+            ("tenant.max_attempts", r#""max_attempts": 0"#),
+            ("tenant.max_pages", r#""max_pages": 0"#),
+            ("tenant.page_size", r#""page_size": 5000"#),
+        ] {
+            let text = MINIMAL.replace(
+                r#""client_id": "c","#,
+                &format!(r#""client_id": "c", {json},"#),
+            );
+            let e = IntegrationConfig::from_json(&text).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidConfig, "{json}");
+            assert!(e.message().contains(&format!("`{field}`")), "{json}: {e}");
+        }
+        let text = MINIMAL.replace(
+            "\"store\"",
+            "\"sync\": {\"interval_secs\": 18446744073709551615}, \"store\"",
+        );
+        let e = IntegrationConfig::from_json(&text).unwrap_err();
+        assert!(e.message().contains("`sync.interval_secs`"), "{e}");
+        // A GraphTenant built from a struct (not JSON) checks too, rather than panicking.
+        let mut g = crate::graph::GraphConfig::with_secret("t", "c", "s");
+        g.connect_timeout_secs = 1e300;
+        let e = crate::graph::GraphTenant::new(g).unwrap_err();
+        assert!(e.message().contains("connect_timeout_secs"), "{e}");
     }
 
     #[test]

@@ -175,6 +175,10 @@ error_codes! {
     UnexpectedResponse = 404, "unexpected_response", "Retry; if it persists, report the request-id to support.";
     /// TLS failed: certificate not trusted, wrong host name, or handshake error.
     Tls = 405, "tls", "Check the server certificate or configure the CA that issued it.";
+    /// A service's answer broke a safety limit: a link to another address than the
+    /// configured service, more pages than allowed, or a larger body than allowed. Nothing
+    /// was sent to the other address.
+    UntrustedResponse = 406, "untrusted_response", "Check for a proxy or device rewriting the service's answers; raise the limit named if the data really is that large.";
 
     /// A password breaks the directory's or Microsoft 365's password rules.
     PasswordPolicy = 500, "password_policy", "Choose a password meeting every rule listed in the message.";
@@ -501,6 +505,7 @@ mod tests {
         (403, "timeout"),
         (404, "unexpected_response"),
         (405, "tls"),
+        (406, "untrusted_response"),
         (500, "password_policy"),
         (501, "licence_unavailable"),
         (502, "domain_not_verified"),

@@ -484,6 +484,43 @@ pub fn password(
     ))
 }
 
+/// The longest timeout a configuration may set, in seconds (one hour): longer is a typo,
+/// and values like `1e300` do not fit a duration at all.
+pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
+/// Checks a duration setting in seconds: finite, above zero, at most `max`.
+///
+/// # Errors
+/// [`ErrorCode::InvalidConfig`] naming `field` and the range.
+pub fn seconds(field: &str, value: f64, max: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 && value <= max {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::InvalidConfig,
+            format!("{field} {value} is outside the range (0, {max}] seconds"),
+        ))
+    }
+}
+
+/// `text` with control characters (C0, DEL, C1 — terminal escape sequences among them)
+/// written as `\u{..}` escapes, so a value from the network or a directory cannot drive
+/// the reader's terminal. Tabs, newlines and carriage returns are escaped too.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

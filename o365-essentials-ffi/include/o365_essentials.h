@@ -71,6 +71,8 @@ enum o365_result
   O365_UNEXPECTED_RESPONSE = 404,
   // `tls`: see the core's `ErrorCode::Tls`.
   O365_TLS = 405,
+  // `untrusted_response`: see the core's `ErrorCode::UntrustedResponse`.
+  O365_UNTRUSTED_RESPONSE = 406,
   // `password_policy`: see the core's `ErrorCode::PasswordPolicy`.
   O365_PASSWORD_POLICY = 500,
   // `licence_unavailable`: see the core's `ErrorCode::LicenceUnavailable`.

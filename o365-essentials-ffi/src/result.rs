@@ -63,6 +63,8 @@ pub enum o365_result {
     O365_UNEXPECTED_RESPONSE = 404,
     /// `tls`: see the core's `ErrorCode::Tls`.
     O365_TLS = 405,
+    /// `untrusted_response`: see the core's `ErrorCode::UntrustedResponse`.
+    O365_UNTRUSTED_RESPONSE = 406,
     /// `password_policy`: see the core's `ErrorCode::PasswordPolicy`.
     O365_PASSWORD_POLICY = 500,
     /// `licence_unavailable`: see the core's `ErrorCode::LicenceUnavailable`.
@@ -139,6 +141,7 @@ impl o365_result {
         o365_result::O365_TIMEOUT,
         o365_result::O365_UNEXPECTED_RESPONSE,
         o365_result::O365_TLS,
+        o365_result::O365_UNTRUSTED_RESPONSE,
         o365_result::O365_PASSWORD_POLICY,
         o365_result::O365_LICENCE_UNAVAILABLE,
         o365_result::O365_DOMAIN_NOT_VERIFIED,
@@ -202,6 +205,7 @@ impl o365_result {
             o365_result::O365_TIMEOUT => c"timeout",
             o365_result::O365_UNEXPECTED_RESPONSE => c"unexpected_response",
             o365_result::O365_TLS => c"tls",
+            o365_result::O365_UNTRUSTED_RESPONSE => c"untrusted_response",
             o365_result::O365_PASSWORD_POLICY => c"password_policy",
             o365_result::O365_LICENCE_UNAVAILABLE => c"licence_unavailable",
             o365_result::O365_DOMAIN_NOT_VERIFIED => c"domain_not_verified",

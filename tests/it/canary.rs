@@ -301,11 +301,11 @@ async fn no_secret_leaves_through_rust_the_command_line_or_the_hook() {
 
     // The command line, with the PKCS#12 credential: human and --json output, errors.
     let cfg = work.join("config.json");
-    std::fs::write(&cfg, with_pfx.to_string()).unwrap();
+    crate::fixtures::write_private(&cfg, with_pfx.to_string());
     let mut wrong = with_pfx.clone();
     wrong["tenant"]["credential"]["password"] = json!(wrong_passphrase);
     let wrong_cfg = work.join("wrong.json");
-    std::fs::write(&wrong_cfg, wrong.to_string()).unwrap();
+    crate::fixtures::write_private(&wrong_cfg, wrong.to_string());
     let pw_file = |name: &str, p: &str| {
         let f = work.join(name);
         std::fs::write(&f, p).unwrap();

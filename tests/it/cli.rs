@@ -59,7 +59,7 @@ fn tenant_toml(emu: &Emulator) -> String {
 
 fn demo_config(emu: &Emulator, dir: &Path, people: usize) -> PathBuf {
     let cfg = dir.join("contoso.toml");
-    std::fs::write(
+    crate::fixtures::write_private(
         &cfg,
         format!(
             "store = \"{}\"\nresults_folder = \"{}\"\nusage_location = \"GB\"\nconcurrency = 8\n\
@@ -68,8 +68,7 @@ fn demo_config(emu: &Emulator, dir: &Path, people: usize) -> PathBuf {
             dir.display(),
             tenant_toml(emu)
         ),
-    )
-    .unwrap();
+    );
     cfg
 }
 

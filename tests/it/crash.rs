@@ -89,7 +89,7 @@ fn a_bulk_create_killed_at_twenty_points_ends_with_each_account_exactly_once() {
         "results_folder": work.path()
     });
     let config_file = work.path().join("quickstart.json");
-    std::fs::write(&config_file, config.to_string()).unwrap();
+    crate::fixtures::write_private(&config_file, config.to_string());
     let run = || {
         Command::new(&quickstart)
             .arg("--config")

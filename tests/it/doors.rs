@@ -366,7 +366,7 @@ impl World {
 
     fn write_config(&self, name: &str, config: &Value) -> PathBuf {
         let p = self.tmp.path().join(name);
-        std::fs::write(&p, config.to_string()).unwrap();
+        crate::fixtures::write_private(&p, config.to_string());
         p
     }
 
@@ -649,7 +649,7 @@ async fn bad_input_through(door: Door) {
 
     // The password key: another store's (wrong) and one that cannot be read.
     let other_key = w.tmp.path().join("other.key");
-    std::fs::write(&other_key, [7u8; 32]).unwrap();
+    crate::fixtures::write_private(&other_key, [7u8; 32]);
     let mut config = w.config.clone();
     config["password_key"] = json!(other_key);
     let wrong_cfg = w.write_config("wrong-key.json", &config);

@@ -58,11 +58,29 @@ pub(crate) fn password_capture(samba: &Samba) -> Value {
         "samba_gnupg_home": samba.samba_gnupg, "smb_conf": samba.dir.join("etc/smb.conf")}})
 }
 
-/// `value` written as JSON to `dir/name`; its path.
+/// `value` written as JSON to `dir/name`, readable by its owner only (a configuration
+/// holding a secret must be, as ssh wants of a key); its path.
 pub(crate) fn write(dir: &Path, name: &str, value: &Value) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, value.to_string()).unwrap();
+    write_private(&path, value.to_string());
     path
+}
+
+/// Writes `contents` to `path` with mode 0600 (created or truncated): how an
+/// administrator keeps a configuration or a key file o365-essentials will accept.
+pub(crate) fn write_private(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .unwrap();
+    f.write_all(contents.as_ref()).unwrap();
 }
 
 /// A certificate credential in `dir`: the self-signed certificate, its key, and both in
@@ -87,17 +105,17 @@ pub(crate) fn pkcs12(dir: &Path, name: &str, passphrase: &str) -> (PathBuf, Path
         .status()
         .unwrap();
     assert!(made.success(), "openssl pkcs12 -export");
+    std::fs::set_permissions(&pfx, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     (cert, key, pfx)
 }
 
 /// A BIND key file for the key `o365-update` with this (base64) secret.
 pub(crate) fn tsig_key_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(
+    write_private(
         &path,
         format!("key \"o365-update\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"),
-    )
-    .unwrap();
+    );
     path
 }
 

@@ -75,6 +75,8 @@ pub(crate) fn self_signed_rsa(
         .status()
         .expect("openssl must be installed (scripts/setup installs it)");
     assert!(ok.success(), "openssl could not make a certificate");
+    // A private key others can read is refused (as ssh refuses one).
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     (cert, key)
 }
 
@@ -749,6 +751,7 @@ async fn https_with_a_custom_ca_and_certificate_credentials() {
         .status()
         .expect("openssl pkcs12");
     assert!(ok.success());
+    std::fs::set_permissions(&p12, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut cfg = EmulatorConfig::default();
     cfg.tls.enabled = true;
     cfg.apps[0].certificates = vec![std::fs::read_to_string(&cert).unwrap()];

@@ -67,15 +67,13 @@ async fn tls_is_verified_and_plain_ldap_needs_consent() {
     assert_eq!(e.code(), ErrorCode::InvalidConfig);
     assert!(e.message().contains("allow_plain"));
 
-    // Allowed plain: Samba itself refuses a simple bind without encryption, and a
-    // password is never sent that way.
+    // Allowed plain: the service account's password is not sent that way without
+    // allow_plain_password (and Samba itself refuses a simple bind without encryption).
     c.allow_plain = true;
     let plain = LdapDirectory::new(c.clone()).unwrap();
     let e = plain.topology().await.unwrap_err();
-    assert!(
-        matches!(e.code(), ErrorCode::NotSupported | ErrorCode::Auth),
-        "{e}"
-    );
+    assert_eq!(e.code(), ErrorCode::InvalidConfig, "{e}");
+    assert!(e.message().contains("allow_plain_password"), "{e}");
     let g = o365_essentials::model::ObjectGuid::random();
     assert_eq!(
         plain.set_password(g, &pw()).await.unwrap_err().code(),

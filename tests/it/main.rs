@@ -13,6 +13,7 @@ mod engine;
 mod exchange;
 mod fixtures;
 mod graph;
+mod hardening;
 mod ldap;
 mod operations;
 mod passwords;

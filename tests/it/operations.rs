@@ -93,11 +93,10 @@ async fn open(dns: &Bind) -> Opened {
     )
     .await;
     let key_file = dir.path().join("tsig.key");
-    std::fs::write(
+    crate::fixtures::write_private(
         &key_file,
         format!("key \"o365-update\" {{ algorithm hmac-sha256; secret \"{TSIG_SECRET}\"; }};"),
-    )
-    .unwrap();
+    );
     let info = emu.info();
     let config = json!({
         "directory": "demo",

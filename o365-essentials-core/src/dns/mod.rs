@@ -102,7 +102,70 @@ fn relative(name: &str, domain: &str) -> String {
     }
 }
 
-/// A TXT string in zone-file syntax: quoted, `"` and `\` escaped, split into 255-byte
+/// Whether `name` is a host name a record may hold: labels of letters, digits, `-` and
+/// `_` (SRV and DKIM owners), 1–63 bytes each, 253 in all, an optional final dot.
+fn host_name_ok(name: &str) -> bool {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Checks records that came from the tenant before they reach a zone fragment, a records
+/// file or a dynamic update: every owner name inside `domain`, every target a host name,
+/// TXT text printable (no line breaks or control characters that would start a new
+/// zone-file line), at most 4,000 bytes.
+///
+/// # Errors
+/// [`ErrorCode::UntrustedResponse`] naming the record and the rule it breaks.
+pub fn validate_records(domain: &str, records: &[DnsRecord]) -> Result<()> {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    for r in records {
+        let shown = crate::validate::printable(&r.name).into_owned();
+        let bad = |why: &str| {
+            Err(Error::new(
+                ErrorCode::UntrustedResponse,
+                format!(
+                    "Microsoft 365 sent a {} record for `{shown}` that {why}; it was not used",
+                    r.data.type_name()
+                ),
+            ))
+        };
+        let n = r.name.trim_end_matches('.').to_ascii_lowercase();
+        if !host_name_ok(&n) {
+            return bad("has a malformed name");
+        }
+        if n != d && !n.ends_with(&format!(".{d}")) {
+            return bad(&format!("is outside the domain {domain}"));
+        }
+        match &r.data {
+            RecordData::Mx { exchange: t, .. }
+            | RecordData::Cname { target: t }
+            | RecordData::Srv { target: t, .. } => {
+                if !host_name_ok(t) {
+                    return bad("points at a malformed host name");
+                }
+            }
+            RecordData::Txt { text } => {
+                if text.len() > 4000 {
+                    return bad("has a text longer than 4,000 bytes");
+                }
+                if text.chars().any(char::is_control) {
+                    return bad("has control characters in its text");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A TXT string in zone-file syntax: quoted, `"` and `\` escaped, control characters
+/// written as `\DDD` (so no text can start a new line of the zone), split into 255-byte
 /// character-strings.
 fn txt_quoted(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -110,7 +173,16 @@ fn txt_quoted(text: &str) -> String {
     for chunk in bytes.chunks(255) {
         let s: String = String::from_utf8_lossy(chunk)
             .replace('\\', "\\\\")
-            .replace('"', "\\\"");
+            .replace('"', "\\\"")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_control() {
+                    format!("\\{:03}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
         parts.push(format!("\"{s}\""));
     }
     if parts.is_empty() {
@@ -236,6 +308,7 @@ pub fn records_file_text(domain: &str, records: &[DnsRecord]) -> String {
 /// [`ErrorCode::StoreIo`] naming the folder.
 pub fn write_records_file(folder: &Path, domain: &str, records: &[DnsRecord]) -> Result<PathBuf> {
     use std::io::Write;
+    validate_records(domain, records)?;
     let text = records_file_text(domain, records);
     for _ in 0..100 {
         let n: u32 = rand::random::<u32>() % 1_000_000;
@@ -386,6 +459,64 @@ mod tests {
                 RecordPurpose::Service,
             ),
         ]
+    }
+
+    #[test]
+    fn records_from_the_tenant_are_checked_before_they_reach_a_zone() {
+        let rec = |name: &str, data: RecordData| DnsRecord {
+            name: name.into(),
+            ttl: 3600,
+            data,
+            purpose: RecordPurpose::Service,
+            supported_service: None,
+            optional: false,
+        };
+        let txt = |t: &str| RecordData::Txt { text: t.into() };
+        let good = [
+            rec(
+                "contoso.com",
+                txt("v=spf1 include:spf.protection.outlook.com -all"),
+            ),
+            rec(
+                "_sip._tls.contoso.com",
+                RecordData::Srv {
+                    service: "_sip".into(),
+                    protocol: "_tls".into(),
+                    priority: 100,
+                    weight: 1,
+                    port: 443,
+                    target: "sipdir.online.lync.com".into(),
+                },
+            ),
+        ];
+        validate_records("contoso.com", &good).unwrap();
+        for bad in [
+            rec("contoso.com", txt("x\"\n@ IN NS evil.example.")),
+            rec("evil.example", txt("MS=ms1")),
+            rec("a b.contoso.com", txt("x")),
+            rec(
+                "contoso.com",
+                RecordData::Mx {
+                    exchange: "mx.example.\n$INCLUDE /etc/shadow".into(),
+                    preference: 0,
+                },
+            ),
+            rec(
+                "www.contoso.com",
+                RecordData::Cname {
+                    target: "evil example".into(),
+                },
+            ),
+        ] {
+            let e = validate_records("contoso.com", std::slice::from_ref(&bad)).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::UntrustedResponse, "{bad:?}");
+            let dir = tempfile::tempdir().unwrap();
+            assert!(write_records_file(dir.path(), "contoso.com", &[bad]).is_err());
+        }
+        // And the fragment itself never lets a text start a line.
+        let z = zone_fragment("contoso.com", &[rec("contoso.com", txt("a\nb"))]);
+        assert_eq!(z.lines().count(), 3, "{z}");
+        assert!(z.contains("\"a\\010b\""), "{z}");
     }
 
     #[test]

@@ -316,6 +316,10 @@ impl Integration {
                  `password_capture.gnupg_home` is not configured",
             ));
         };
+        crate::platform::check_secret_path(
+            &settings.gnupg_home,
+            "GnuPG home (password_capture.gnupg_home)",
+        )?;
         let gpg = settings.gpg.clone().unwrap_or_else(|| PathBuf::from("gpg"));
         let mut child = tokio::process::Command::new(&gpg)
             .args(["--batch", "--quiet", "--no-tty", "--yes", "--homedir"])

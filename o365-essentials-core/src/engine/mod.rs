@@ -153,6 +153,9 @@ pub(crate) struct Settings {
     pub(crate) capture: Option<CaptureSettings>,
     /// Where the password key is (to warn when it sits beside the store).
     pub(crate) password_key_path: Option<PathBuf>,
+    /// Settings that weaken the protection of a secret (the directory's password sent in
+    /// clear): the requirements check warns about each on every run.
+    pub(crate) security_warnings: Vec<String>,
 }
 
 impl Default for Settings {
@@ -168,6 +171,7 @@ impl Default for Settings {
             tsig: None,
             capture: None,
             password_key_path: None,
+            security_warnings: Vec::new(),
         }
     }
 }
@@ -446,7 +450,8 @@ impl Integration {
         };
         let tsig = match config.dns.as_ref().and_then(|d| d.tsig_key_file.as_ref()) {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+                crate::platform::check_secret_path(path, "TSIG key file (dns.tsig_key_file)")?;
+                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                     Error::new(
                         ErrorCode::InvalidConfig,
                         format!(
@@ -454,7 +459,7 @@ impl Integration {
                             path.display()
                         ),
                     )
-                })?;
+                })?);
                 Some(TsigKey::from_bind_conf(&text).map_err(|e| {
                     e.context(format!(
                         "the configuration at `dns.tsig_key_file` ({})",
@@ -483,6 +488,10 @@ impl Integration {
             tsig,
             capture: config.password_capture.clone(),
             password_key_path: Some(config.password_key_path()),
+            security_warnings: match &config.directory {
+                DirectoryConfig::Ldap(l) => l.security_warnings(),
+                _ => Vec::new(),
+            },
         };
         integration.demo = demo;
         integration.gate.set_policy(guard::Policy {
@@ -575,12 +584,16 @@ impl Integration {
     /// Takes the lease of `work` for this call: at once, or waiting as `ctl` allows
     /// (polling without blocking the runtime; a cancelled call stops waiting).
     pub(crate) async fn lease(&self, work: &str, ctl: &Control) -> Result<crate::store::Lease> {
-        let deadline = ctl.lease_wait().map(|w| std::time::Instant::now() + w);
+        // A wait too long for the clock (a caller's u64::MAX seconds) is no deadline at all.
+        let deadline = ctl
+            .lease_wait()
+            .map(|w| std::time::Instant::now().checked_add(w));
         loop {
             match self.store.lease(work, None) {
                 Err(e)
                     if e.code() == ErrorCode::WorkHeld
-                        && deadline.is_some_and(|d| std::time::Instant::now() < d) =>
+                        && deadline
+                            .is_some_and(|d| d.is_none_or(|d| std::time::Instant::now() < d)) =>
                 {
                     ctl.cancel
                         .sleep(std::time::Duration::from_millis(100))
@@ -834,6 +847,15 @@ impl Integration {
                 CheckStatus::Warn,
                 w,
                 "Move the key file out of the store's folder (e.g. to /etc/o365-essentials/password.key, 0600) and set password_key to it.",
+            ));
+        }
+        for w in &self.settings.security_warnings {
+            checks.push(check(
+                "directory_password_in_clear",
+                "The directory's password is sent encrypted",
+                CheckStatus::Warn,
+                w.clone(),
+                "Use an ldaps:// URL or starttls and remove allow_plain_password.",
             ));
         }
         RequirementsReport { checks }

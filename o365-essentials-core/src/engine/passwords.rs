@@ -43,16 +43,19 @@ impl PasswordKey {
         // key exists): a process starting at the same moment reads a complete key or
         // none, never a half-written one.
         if !path.exists() {
-            let mut k = [0u8; 32];
+            let mut k = zeroize::Zeroizing::new([0u8; 32]);
             SystemRandom::new()
-                .fill(&mut k)
+                .fill(k.as_mut())
                 .map_err(|_| Error::internal("no randomness for the password key"))?;
             let mut tmp = path.as_os_str().to_owned();
             tmp.push(format!(".new-{}", std::process::id()));
             let tmp = std::path::PathBuf::from(tmp);
-            let written = crate::platform::private_file(&tmp, crate::platform::Create::Truncate)
+            // A leftover of a crashed start is removed; the new file is created exclusively
+            // (O_EXCL, O_NOFOLLOW): nothing planted at that name receives the key.
+            let _ = std::fs::remove_file(&tmp);
+            let written = crate::platform::private_file(&tmp, crate::platform::Create::New)
                 .and_then(|mut f| {
-                    f.write_all(&k)?;
+                    f.write_all(k.as_ref())?;
                     f.sync_all()
                 });
             let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
@@ -63,7 +66,8 @@ impl PasswordKey {
                 Err(e) => return Err(io(e)),
             }
         }
-        let mut bytes = Vec::new();
+        crate::platform::check_secret_path(path, "password key file")?;
+        let mut bytes = zeroize::Zeroizing::new(Vec::new());
         std::fs::File::open(path)
             .map_err(io)?
             .read_to_end(&mut bytes)
@@ -82,6 +86,7 @@ impl PasswordKey {
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| Error::internal("no randomness for a nonce"))?;
+        // The plaintext is encrypted in place: this buffer holds the ciphertext after.
         let mut data = password.expose_secret().as_bytes().to_vec();
         self.0
             .seal_in_place_append_tag(
@@ -101,7 +106,8 @@ impl PasswordKey {
             )
         };
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| bad())?;
-        let mut data = ciphertext.to_vec();
+        // Decrypted in place: wiped when dropped, whatever happens after.
+        let mut data = zeroize::Zeroizing::new(ciphertext.to_vec());
         let plain = self
             .0
             .open_in_place(
@@ -110,8 +116,8 @@ impl PasswordKey {
                 &mut data,
             )
             .map_err(|_| bad())?;
-        let text = String::from_utf8(plain.to_vec()).map_err(|_| bad())?;
-        Ok(SecretString::from(text))
+        let text = std::str::from_utf8(plain).map_err(|_| bad())?;
+        Ok(SecretString::from(text.to_string()))
     }
 }
 

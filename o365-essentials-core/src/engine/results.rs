@@ -6,11 +6,20 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{ObjectGuid, Outcome, RunResults};
 
+/// One CSV cell. A value that a spreadsheet would read as a formula (starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return: OWASP's CSV-injection list) gets a
+/// leading `'`, so a name chosen by someone else can never run in the reader's
+/// spreadsheet; then it is quoted as CSV needs.
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s.into_owned()
     }
 }
 
@@ -184,6 +193,21 @@ mod tests {
         };
         let csv = to_csv(&r);
         assert!(csv.contains("\"o'neil, \"\"jr\"\"\""));
+        // OWASP's CSV injection: a cell a spreadsheet would run is made text.
+        for (cell, want) in [
+            (
+                "=HYPERLINK(\"http://x\")",
+                "\"'=HYPERLINK(\"\"http://x\"\")\"",
+            ),
+            ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            ("ann@contoso.com", "ann@contoso.com"),
+        ] {
+            assert_eq!(csv_field(cell), want, "{cell:?}");
+        }
         assert!(csv.contains(",failed,already_exists,"));
         let dir = tempfile::tempdir().expect("tmp");
         let (json, csv_path) = write_results(&r, dir.path()).expect("write");

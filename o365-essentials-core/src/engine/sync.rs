@@ -331,6 +331,31 @@ impl SyncLoop {
         rounds
     }
 
+    /// Waits until the loop ends by itself, which it never does before it is stopped
+    /// unless something broke (a panic in a round): returns why. Cancel-safe: after a
+    /// `select!` chose another branch the loop can still be stopped. A loop on a
+    /// runtime of its own (no `runtime` given) is never reported.
+    pub async fn ended(&mut self) -> String {
+        let Some(task) = self.task.as_mut() else {
+            return std::future::pending().await;
+        };
+        let r = task.await;
+        self.task = None;
+        match r {
+            Ok(rounds) => format!("the sync loop ended after {rounds} rounds"),
+            Err(e) if e.is_panic() => {
+                let p = e.into_panic();
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                format!("the sync loop panicked: {why}")
+            }
+            Err(e) => format!("the sync loop's task ended: {e}"),
+        }
+    }
+
     /// [`SyncLoop::stop`] for async callers.
     pub async fn stop_async(mut self) -> usize {
         self.cancel.cancel();

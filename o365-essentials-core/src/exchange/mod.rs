@@ -267,33 +267,17 @@ impl ExchangeOnline {
         let base = self.inner.url.clone();
         let mut url = base.clone();
         let mut rows = Vec::new();
-        let mut pages = 0u32;
+        // Only follow links to the same service: the token goes with them.
+        let mut pages = crate::graph::Pages::new(
+            &base,
+            "Exchange Online",
+            self.inner.graph.config().max_pages,
+        );
         loop {
             let page = self.send(&url, &body, cmdlet, retry, what).await?;
             rows.extend(page.rows);
-            pages += 1;
             match page.next {
-                Some(next) if pages < 10_000 => {
-                    // Only follow links to the same service: the token goes with them.
-                    let origin = |u: &str| {
-                        reqwest::Url::parse(u).ok().map(|u| {
-                            (
-                                u.scheme().to_string(),
-                                u.host_str().map(str::to_ascii_lowercase),
-                                u.port_or_known_default(),
-                            )
-                        })
-                    };
-                    if origin(&next).is_none() || origin(&next) != origin(&base) {
-                        return Err(Error::new(
-                            ErrorCode::UnexpectedResponse,
-                            format!(
-                                "{what}: Exchange sent a next link to another address ({next})"
-                            ),
-                        ));
-                    }
-                    url = next;
-                }
+                Some(next) => url = pages.follow(&next, what)?,
                 _ => return Ok(rows),
             }
         }

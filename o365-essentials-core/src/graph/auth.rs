@@ -16,6 +16,8 @@ use crate::error::{Error, ErrorCode, Result, ServiceDetail};
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// How long a refused credential is remembered.
 const FAILURE_MEMORY: Duration = Duration::from_secs(30);
+/// The longest token lifetime believed (the identity platform issues about an hour).
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// What signs client assertions.
 pub(crate) struct CertificateKey {
@@ -76,11 +78,26 @@ impl LoadedCredential {
                         ));
                     }
                 };
-                let key_pem: Vec<u8> = match (private_key_pem, private_key_file) {
-                    (Some(p), _) => p.expose_secret().as_bytes().to_vec(),
-                    (None, Some(f)) => read_file(f, "private key file")?,
-                    (None, None) => cert_pem.clone(),
-                };
+                let key_pem: zeroize::Zeroizing<Vec<u8>> =
+                    zeroize::Zeroizing::new(match (private_key_pem, private_key_file) {
+                        (Some(p), _) => p.expose_secret().as_bytes().to_vec(),
+                        (None, Some(f)) => {
+                            crate::platform::check_secret_path(
+                                f,
+                                "certificate's private key file",
+                            )?;
+                            read_file(f, "private key file")?
+                        }
+                        (None, None) => {
+                            if let Some(f) = certificate_file {
+                                crate::platform::check_secret_path(
+                                    f,
+                                    "certificate file (it holds the private key too)",
+                                )?;
+                            }
+                            cert_pem.clone()
+                        }
+                    });
                 let cert = rustls_pemfile::certs(&mut cert_pem.as_slice())
                     .next()
                     .ok_or_else(|| bad_config("no CERTIFICATE block in the certificate PEM"))?
@@ -103,7 +120,8 @@ impl LoadedCredential {
                 })))
             }
             Credential::Pkcs12 { path, password } => {
-                let data = read_file(path, "PKCS#12 file")?;
+                crate::platform::check_secret_path(path, "PKCS#12 file")?;
+                let data = zeroize::Zeroizing::new(read_file(path, "PKCS#12 file")?);
                 let ks = p12_keystore::KeyStore::from_pkcs12(
                     &data,
                     password.expose_secret(),
@@ -273,16 +291,31 @@ async fn fetch(
                 "the token response has no access_token",
             )
         })?;
-        let lifetime = body["expires_in"].as_u64().unwrap_or(3599);
-        let lifetime = Duration::from_secs(lifetime);
-        // Refresh 5 minutes early, or at 80% of a short lifetime.
-        let margin = REFRESH_MARGIN.min(lifetime / 5);
         return Ok(Token {
             value: SecretString::from(value.to_string()),
-            refresh_at: started + lifetime - margin,
+            refresh_at: refresh_at(started, &body["expires_in"]),
         });
     }
     Err(token_error(status, &body))
+}
+
+/// When to fetch a new token: 5 minutes before it expires, or at 80% of a short
+/// lifetime. `expires_in` comes from the network: a number or a numeric string, bounded
+/// to a day (a larger, negative or missing value is not trusted), so the arithmetic
+/// cannot overflow.
+fn refresh_at(started: Instant, expires_in: &Value) -> Instant {
+    let secs = match expires_in {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|s| s.is_finite() && *s >= 0.0)
+    .map_or(3599, |s| s.min(MAX_TOKEN_LIFETIME.as_secs_f64()) as u64);
+    let lifetime = Duration::from_secs(secs);
+    let margin = REFRESH_MARGIN.min(lifetime / 5);
+    started
+        .checked_add(lifetime.saturating_sub(margin))
+        .unwrap_or(started)
 }
 
 /// Maps an identity platform error (`invalid_client`, `AADSTS7000215`...) to an [`Error`].
@@ -355,6 +388,31 @@ mod tests {
         assert_eq!(
             token_error(503, &Value::Null).code(),
             ErrorCode::ServiceUnavailable
+        );
+    }
+
+    #[test]
+    fn token_lifetimes_from_the_network_never_overflow() {
+        let now = Instant::now();
+        for v in [
+            json!(u64::MAX),
+            json!(1e300),
+            json!(-5),
+            json!("18446744073709551615"),
+            json!("NaN"),
+            json!(null),
+            json!({"x": 1}),
+        ] {
+            let at = refresh_at(now, &v);
+            assert!(at <= now + MAX_TOKEN_LIFETIME, "{v}");
+        }
+        assert_eq!(
+            refresh_at(now, &json!(3600)),
+            now + Duration::from_secs(3300)
+        );
+        assert_eq!(
+            refresh_at(now, &json!("100")),
+            now + Duration::from_secs(80)
         );
     }
 

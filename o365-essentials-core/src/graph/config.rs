@@ -101,6 +101,13 @@ fn default_page_size() -> u32 {
     999
 }
 
+fn default_max_pages() -> u32 {
+    10_000
+}
+
+/// The largest [`GraphConfig::max_pages`] accepted.
+pub(crate) const MAX_PAGES_LIMIT: u32 = 1_000_000;
+
 /// Everything the Graph backend needs.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -148,6 +155,10 @@ pub struct GraphConfig {
     /// `$top` for listings (1–999).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Pages one listing follows before it stops with `untrusted_response` (10,000; at
+    /// most 1,000,000): a service that keeps sending a next link cannot loop forever.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
 }
 
 impl GraphConfig {
@@ -175,6 +186,7 @@ impl GraphConfig {
             max_attempts: default_max_attempts(),
             max_concurrency: default_concurrency(),
             page_size: default_page_size(),
+            max_pages: default_max_pages(),
         }
     }
 }

@@ -31,6 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub(crate) use config::MAX_PAGES_LIMIT;
 pub use config::{Credential, GraphConfig};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -181,13 +182,112 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_secs_f64(rand::random::<f64>() * base.min(10.0) + 0.05)
 }
 
+/// The longest wait a `Retry-After` may ask for: a hostile or broken answer cannot park
+/// the service for days.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The largest answer body read from a service (Graph, Exchange, SharePoint): a page of
+/// 999 accounts is about 2 MB, so 32 MiB leaves room without letting an answer exhaust
+/// the memory of the domain controller.
+pub(crate) const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s.min(300.0)))
+        .and_then(retry_after_value)
+}
+
+/// A `Retry-After` value: delta-seconds or an HTTP-date (RFC 9110), bounded to
+/// 0..=[`MAX_RETRY_AFTER`]. A negative wait or a date in the past is no wait; a value
+/// that is neither form (NaN, garbage) is `None`, so the caller backs off its own way.
+pub(crate) fn retry_after_value(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if !secs.is_finite() {
+            return None;
+        }
+        return Some(Duration::from_secs_f64(
+            secs.clamp(0.0, MAX_RETRY_AFTER.as_secs_f64()),
+        ));
+    }
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = time::PrimitiveDateTime::parse(v, &fmt).ok()?.assume_utc();
+    let wait = at - time::OffsetDateTime::now_utc();
+    Some(
+        Duration::try_from(wait)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
+/// The scheme, host and port of a URL: links are followed only within one origin, since
+/// the bearer token goes with them.
+pub(crate) fn origin(url: &str) -> Option<(String, String, u16)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    Some((
+        u.scheme().to_ascii_lowercase(),
+        u.host_str()?.to_ascii_lowercase(),
+        u.port_or_known_default()?,
+    ))
+}
+
+/// Whether `link` (from a service's answer) points at the same origin as `base` (from
+/// the configuration).
+pub(crate) fn same_origin(link: &str, base: &str) -> bool {
+    matches!((origin(link), origin(base)), (Some(a), Some(b)) if a == b)
+}
+
+/// The error for a link in an answer that leads away from the configured service.
+pub(crate) fn foreign_link(what: &str, service: &str, link: &str) -> Error {
+    let shown: String = link.chars().take(200).collect();
+    Error::new(
+        ErrorCode::UntrustedResponse,
+        format!(
+            "{what}: {service} answered with a link to another address ({}); it was not followed, and no token was sent there",
+            crate::validate::printable(&shown)
+        ),
+    )
+}
+
+/// Counts the pages of one listing and checks every link to the next page: same origin
+/// as the configured service, and no more than the configured number of pages.
+pub(crate) struct Pages {
+    base: String,
+    service: &'static str,
+    max: u32,
+    seen: u32,
+}
+
+impl Pages {
+    pub(crate) fn new(base: &str, service: &'static str, max: u32) -> Pages {
+        Pages {
+            base: base.to_string(),
+            service,
+            max: max.max(1),
+            seen: 1,
+        }
+    }
+
+    /// The next page's link, checked; errors name the limit that was reached.
+    pub(crate) fn follow(&mut self, link: &str, what: &str) -> Result<String> {
+        if !same_origin(link, &self.base) {
+            return Err(foreign_link(what, self.service, link));
+        }
+        if self.seen >= self.max {
+            return Err(Error::new(
+                ErrorCode::UntrustedResponse,
+                format!(
+                    "{what}: {} sent more than {} pages (tenant.max_pages); the listing was stopped",
+                    self.service, self.max
+                ),
+            ));
+        }
+        self.seen += 1;
+        Ok(link.to_string())
+    }
 }
 
 impl GraphTenant {
@@ -220,8 +320,24 @@ impl GraphTenant {
             reqwest::Url::parse(url)
                 .map_err(|e| bad(format!("{name} `{url}` is not a URL: {e}")))?;
         }
-        if !(cfg.connect_timeout_secs > 0.0 && cfg.request_timeout_secs > 0.0) {
-            return Err(bad("timeouts must be positive".into()));
+        crate::validate::seconds(
+            "connect_timeout_secs",
+            cfg.connect_timeout_secs,
+            crate::validate::MAX_TIMEOUT_SECS,
+        )
+        .map_err(|e| bad(e.message().to_string()))?;
+        crate::validate::seconds(
+            "request_timeout_secs",
+            cfg.request_timeout_secs,
+            crate::validate::MAX_TIMEOUT_SECS,
+        )
+        .map_err(|e| bad(e.message().to_string()))?;
+        if !(1..=config::MAX_PAGES_LIMIT).contains(&cfg.max_pages) {
+            return Err(bad(format!(
+                "max_pages {} is outside 1–{}",
+                cfg.max_pages,
+                config::MAX_PAGES_LIMIT
+            )));
         }
         let cred = LoadedCredential::load(&cfg.credential)?;
         let mut builder = reqwest::Client::builder()
@@ -309,12 +425,30 @@ impl GraphTenant {
         self.inner.pacer.write_rate()
     }
 
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("https://") || path.starts_with("http://") {
-            path.to_string()
+    /// The URL of a request: a path under the configured Graph base, or a link from an
+    /// answer (`@odata.nextLink`, a stored `@odata.deltaLink`), which must stay on the
+    /// configured Graph origin since the token goes with it.
+    fn url(&self, path: &str, what: &str) -> Result<String> {
+        if path.contains("://") {
+            if !same_origin(path, &self.inner.cfg.graph_url) {
+                return Err(foreign_link(what, "Microsoft Graph", path));
+            }
+            Ok(path.to_string())
         } else {
-            format!("{}{path}", self.inner.cfg.graph_url.trim_end_matches('/'))
+            Ok(format!(
+                "{}{path}",
+                self.inner.cfg.graph_url.trim_end_matches('/')
+            ))
         }
+    }
+
+    /// A page counter for one Graph listing.
+    pub(crate) fn pages(&self) -> Pages {
+        Pages::new(
+            &self.inner.cfg.graph_url,
+            "Microsoft Graph",
+            self.inner.cfg.max_pages,
+        )
     }
 
     /// Gets a token (checks the credential) without doing anything else.
@@ -340,7 +474,7 @@ impl GraphTenant {
     ) -> Result<Reply> {
         let i = &*self.inner;
         let write = method != Method::GET;
-        let url = self.url(path);
+        let url = self.url(path, what)?;
         let build = |http: &reqwest::Client| {
             let req = http.request(method.clone(), &url);
             match body {
@@ -448,9 +582,11 @@ impl GraphTenant {
                                 .fetch_add(1, Ordering::Relaxed);
                             let after = r
                                 .pointer("/headers/Retry-After")
-                                .and_then(Value::as_str)
-                                .and_then(|s| s.parse::<f64>().ok())
-                                .map(Duration::from_secs_f64)
+                                .and_then(|v| match v {
+                                    Value::String(s) => retry_after_value(s),
+                                    Value::Number(n) => retry_after_value(&n.to_string()),
+                                    _ => None,
+                                })
                                 .unwrap_or_else(|| backoff(attempt));
                             longest_wait = longest_wait.max(after);
                             throttled_items += 1;
@@ -468,7 +604,12 @@ impl GraphTenant {
                 }
                 if !longest_wait.is_zero() {
                     // Retry-After is the wait for one more request; these need that many.
-                    tokio::time::sleep(longest_wait * throttled_items.max(1)).await;
+                    tokio::time::sleep(
+                        longest_wait
+                            .saturating_mul(throttled_items.max(1))
+                            .min(MAX_RETRY_AFTER),
+                    )
+                    .await;
                 }
             }
             pending = still;
@@ -515,10 +656,12 @@ impl GraphTenant {
     }
 
     async fn delta_round(&self, start: &str) -> Result<OnlineChanges> {
+        const WHAT: &str = "reading account changes";
         let mut url = start.to_string();
         let mut changes = Vec::new();
+        let mut pages = self.pages();
         loop {
-            let page = self.get(&url, "reading account changes").await?;
+            let page = self.get(&url, WHAT).await?;
             for v in page
                 .get("value")
                 .and_then(Value::as_array)
@@ -546,8 +689,12 @@ impl GraphTenant {
                 }
             }
             if let Some(next) = page.get("@odata.nextLink").and_then(Value::as_str) {
-                url = next.to_string();
+                url = pages.follow(next, WHAT)?;
             } else if let Some(delta) = page.get("@odata.deltaLink").and_then(Value::as_str) {
+                // Kept for the next round: it must lead back to Graph, like the pages.
+                if !same_origin(delta, &self.inner.cfg.graph_url) {
+                    return Err(foreign_link(WHAT, "Microsoft Graph", delta));
+                }
                 return Ok(OnlineChanges {
                     changes,
                     delta_link: delta.to_string(),
@@ -592,24 +739,35 @@ impl Tenant for GraphTenant {
             self.inner.cfg.page_size,
             map::USER_SELECT
         );
-        futures::stream::try_unfold(Some(first), move |next| async move {
-            let Some(url) = next else { return Ok(None) };
-            let page = self.get(&url, "listing online accounts").await?;
-            let mut items = Vec::new();
-            for v in page
-                .get("value")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                items.push(map::account(v));
-            }
-            let next = page
-                .get("@odata.nextLink")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            Ok::<_, Error>(Some((futures::stream::iter(items), next)))
-        })
+        const WHAT: &str = "listing online accounts";
+        futures::stream::try_unfold(
+            (Some(first), self.pages()),
+            move |(next, mut pages)| async move {
+                let Some(url) = next else { return Ok(None) };
+                let page = self.get(&url, WHAT).await?;
+                let mut items = Vec::new();
+                for v in page
+                    .get("value")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    items.push(map::account(v));
+                }
+                let next = match page.get("@odata.nextLink").and_then(Value::as_str) {
+                    Some(link) => match pages.follow(link, WHAT) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            // The accounts of this page, then the refusal.
+                            items.push(Err(e));
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                Ok::<_, Error>(Some((futures::stream::iter(items), (next, pages))))
+            },
+        )
         .map(|r| match r {
             Ok(s) => s.boxed(),
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
@@ -908,7 +1066,8 @@ impl Tenant for GraphTenant {
                 Ok(r)
             }
             Some(link) => {
-                let own = link.starts_with(self.inner.cfg.graph_url.trim_end_matches('/'));
+                let base = &self.inner.cfg.graph_url;
+                let own = same_origin(link, base) && link.starts_with(base.trim_end_matches('/'));
                 if !own {
                     return Err(Error::invalid_input(
                         "the delta link does not belong to this tenant's Graph URL",
@@ -1000,12 +1159,15 @@ impl Domains for GraphTenant {
                 &format!("reading the verification records of {name}"),
             )
             .await?;
-        Ok(v.get("value")
+        let records: Vec<DnsRecord> = v
+            .get("value")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter_map(|r| map::dns_record(r, RecordPurpose::Verification))
-            .collect())
+            .collect();
+        crate::dns::validate_records(name, &records)?;
+        Ok(records)
     }
 
     async fn verify(&self, name: &str) -> Result<Domain> {
@@ -1030,12 +1192,15 @@ impl Domains for GraphTenant {
                 &format!("reading the service records of {name}"),
             )
             .await?;
-        Ok(v.get("value")
+        let records: Vec<DnsRecord> = v
+            .get("value")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter_map(|r| map::dns_record(r, RecordPurpose::Service))
-            .collect())
+            .collect();
+        crate::dns::validate_records(name, &records)?;
+        Ok(records)
     }
 
     async fn set_supported_services(&self, name: &str, services: &[DomainService]) -> Result<()> {
@@ -1081,5 +1246,71 @@ impl Domains for GraphTenant {
             }
         }
         Err(Error::new(ErrorCode::ServiceUnavailable, what))
+    }
+}
+
+#[cfg(test)]
+mod hardening_tests {
+    use super::*;
+
+    #[test]
+    fn every_retry_after_is_bounded_in_both_forms() {
+        assert_eq!(retry_after_value("2"), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after_value(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after_value("-1"), Some(Duration::ZERO));
+        assert_eq!(retry_after_value("1000000000"), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after_value("1e300"), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after_value("NaN"), None);
+        assert_eq!(retry_after_value("inf"), None);
+        assert_eq!(retry_after_value("soon"), None);
+        // HTTP-date: the past is no wait, the far future is the cap.
+        assert_eq!(
+            retry_after_value("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after_value("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(MAX_RETRY_AFTER)
+        );
+        let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let fmt = time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        );
+        let d = retry_after_value(&soon.format(&fmt).unwrap()).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn pages_follow_only_the_configured_origin_and_stop_at_the_cap() {
+        let mut p = Pages::new("https://graph.microsoft.com/v1.0", "Microsoft Graph", 3);
+        assert!(
+            p.follow("https://graph.microsoft.com/v1.0/users?$skiptoken=a", "x")
+                .is_ok()
+        );
+        assert!(
+            p.follow("https://GRAPH.microsoft.com:443/v1.0/users?b", "x")
+                .is_ok()
+        );
+        let e = p
+            .follow("https://graph.microsoft.com/v1.0/users?c", "x")
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::UntrustedResponse);
+        let mut p = Pages::new("https://graph.microsoft.com/v1.0", "Microsoft Graph", 100);
+        for link in [
+            "http://graph.microsoft.com/v1.0/users",
+            "https://graph.microsoft.com:8443/v1.0/users",
+            "https://graph.microsoft.com.evil.example/v1.0/users",
+            "https://evil.example/?https://graph.microsoft.com/v1.0",
+            "https://graph.microsoft.com@evil.example/v1.0/users",
+            "/v1.0/users",
+            "not a url \u{1b}]0;title\u{7}",
+        ] {
+            let e = p.follow(link, "x").unwrap_err();
+            assert_eq!(e.code(), ErrorCode::UntrustedResponse, "{link}");
+            assert!(!e.message().contains('\u{1b}'), "{e}");
+        }
     }
 }

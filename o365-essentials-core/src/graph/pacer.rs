@@ -91,7 +91,8 @@ impl Pacer {
     pub(crate) fn throttled(&self, retry_after: Duration, write: bool) {
         self.with(|s| {
             let now = Instant::now();
-            let until = now + retry_after;
+            let retry_after = retry_after.min(super::MAX_RETRY_AFTER);
+            let until = now.checked_add(retry_after).unwrap_or(now);
             if until > s.not_before {
                 s.not_before = until;
             }
@@ -99,7 +100,7 @@ impl Pacer {
                 s.tokens = 0.0;
                 if now >= s.cooldown_until {
                     s.rate = (s.rate * 0.8).max(MIN_RATE);
-                    s.cooldown_until = now + COOLDOWN.max(retry_after);
+                    s.cooldown_until = now.checked_add(COOLDOWN.max(retry_after)).unwrap_or(now);
                 }
             }
             s.streak = 0;

@@ -55,7 +55,9 @@ pub(crate) struct Hold {
 impl Hold {
     /// Pushes the hold out to `d` from now (never pulls it in).
     pub(crate) fn extend(&self, d: Duration) {
-        let until = Instant::now() + d;
+        let Some(until) = Instant::now().checked_add(d.min(super::MAX_RETRY_AFTER)) else {
+            return;
+        };
         let mut h = self.until.lock().unwrap_or_else(|p| p.into_inner());
         if h.is_none_or(|t| t < until) {
             *h = Some(until);
@@ -105,6 +107,36 @@ pub(crate) fn reset_in(v: &str) -> Option<Duration> {
             .unwrap_or(Duration::ZERO)
             .min(Duration::from_secs(3600)),
     )
+}
+
+/// Reads an answer's body, at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES): a larger
+/// one is refused before it fills the memory. A body cut off by the network reads as
+/// empty, as before.
+async fn read_body(mut resp: reqwest::Response, what: &str) -> Result<String> {
+    let limit = super::MAX_BODY_BYTES;
+    let too_large = || {
+        Error::new(
+            ErrorCode::UntrustedResponse,
+            format!("{what}: the answer is larger than {limit} bytes; it was not read"),
+        )
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len().saturating_add(chunk.len()) > limit {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => return Ok(String::new()),
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// What differs between the services around one request.
@@ -180,7 +212,7 @@ impl GraphTenant {
                 .or_else(|| headers.get("sprequestguid"))
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let text = resp.text().await.unwrap_or_default();
+            let text = read_body(resp, what).await?;
             let body = if text.trim().is_empty() {
                 Value::Null
             } else {

@@ -72,12 +72,26 @@ pub struct LdapConfig {
     /// Upgrade an `ldap://` connection with StartTLS.
     #[serde(default)]
     pub starttls: bool,
-    /// Allow an unencrypted `ldap://` connection (never used for passwords).
+    /// Allow an unencrypted `ldap://` connection. The service account's password is
+    /// still not sent over it unless `allow_plain_password` is set too.
     #[serde(default)]
     pub allow_plain: bool,
-    /// Verify the server certificate (on by default).
+    /// Send the service account's password over an unencrypted connection anyway (a
+    /// simple bind in clear). Anyone on the network path can read it; the requirements
+    /// check and `status` warn on every run while this is set.
+    #[serde(default)]
+    pub allow_plain_password: bool,
+    /// Verify the server certificate. Only `true` is accepted: switching verification
+    /// off sent the password to any impostor; pin the DC's certificate with
+    /// `certificate_sha256` instead.
     #[serde(default = "yes")]
     pub verify_certificates: bool,
+    /// The SHA-256 fingerprint of the DC's own certificate (hex, colons allowed, as
+    /// `openssl x509 -noout -fingerprint -sha256` prints it). When set, exactly that
+    /// certificate is accepted, whoever issued it and whatever names it holds — for a
+    /// DC whose certificate no CA signed or has no subjectAltName (Samba's own).
+    #[serde(default)]
+    pub certificate_sha256: Option<String>,
     /// CA certificates (PEM) that issued the DC's certificate, inline.
     #[serde(default)]
     pub ca_pem: Option<String>,
@@ -104,7 +118,10 @@ pub struct LdapConfig {
     /// Seconds for connecting and for each operation.
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
-    /// This host's DNS name, to tell whether it is the DC; the system's when unset.
+    /// The DC's DNS name as its certificate has it: the certificate is checked against
+    /// this name as well as the URL's host (so a URL with an address keeps verification
+    /// on), and the requirements check compares it with the DC it reached. The system's
+    /// host name when unset.
     #[serde(default)]
     pub host_name: Option<String>,
 }
@@ -115,7 +132,9 @@ impl std::fmt::Debug for LdapConfig {
             .field("url", &self.url)
             .field("starttls", &self.starttls)
             .field("allow_plain", &self.allow_plain)
+            .field("allow_plain_password", &self.allow_plain_password)
             .field("verify_certificates", &self.verify_certificates)
+            .field("certificate_sha256", &self.certificate_sha256)
             .field("bind", &self.bind)
             .field("password", &"<redacted>")
             .field("base_dns", &self.base_dns)
@@ -135,7 +154,9 @@ impl LdapConfig {
             url: url.into(),
             starttls: false,
             allow_plain: false,
+            allow_plain_password: false,
             verify_certificates: true,
+            certificate_sha256: None,
             ca_pem: None,
             ca_file: None,
             bind: bind.into(),
@@ -151,6 +172,124 @@ impl LdapConfig {
 
     fn encrypted(&self) -> bool {
         self.url.to_ascii_lowercase().starts_with("ldaps://") || self.starttls
+    }
+
+    /// What in this configuration weakens the protection of the service account's
+    /// password, for the requirements check and `status` to show on every run.
+    pub fn security_warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.encrypted() && self.allow_plain_password {
+            w.push(format!(
+                "directory.ldap.allow_plain_password is set: the service account's password is sent unencrypted to {}; use ldaps:// or starttls",
+                self.url
+            ));
+        }
+        w
+    }
+}
+
+/// A SHA-256 fingerprint in hex (colons and spaces allowed) → 32 bytes.
+fn parse_fingerprint(text: &str) -> Result<[u8; 32]> {
+    let hex: String = text.chars().filter(|c| !matches!(c, ':' | ' ')).collect();
+    let bad = || {
+        bad_config(
+            "certificate_sha256 is not a SHA-256 fingerprint (64 hex digits, colons allowed, as `openssl x509 -noout -fingerprint -sha256 -in cert.pem` prints it)",
+        )
+    };
+    let hex = hex
+        .strip_prefix("sha256 Fingerprint=")
+        .or_else(|| hex.strip_prefix("SHA256Fingerprint="))
+        .unwrap_or(&hex);
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// Checks the DC's certificate: the configured CA with the URL's host or `host_name`,
+/// or exactly the pinned certificate. Handshake signatures are always verified.
+#[derive(Debug)]
+struct DcVerifier {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    /// Chain and name verification; `None` when a pin replaces it.
+    webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// `host_name`, tried when the URL's host does not match.
+    also: Option<rustls_pki_types::ServerName<'static>>,
+    pin: Option<[u8; 32]>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for DcVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Some(pin) = &self.pin {
+            let got = ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref());
+            return if got.as_ref() == pin.as_slice() {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ))
+            };
+        }
+        let Some(webpki) = &self.webpki else {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ));
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Ok(v) => Ok(v),
+            Err(first) => match &self.also {
+                Some(name) => webpki
+                    .verify_server_cert(end_entity, intermediates, name, ocsp_response, now)
+                    .map_err(|_| first),
+                None => Err(first),
+            },
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -259,6 +398,11 @@ impl LdapDirectory {
                 "an ldap:// URL sends the service account's password in clear: use ldaps://, set starttls, or set allow_plain",
             ));
         }
+        if !cfg.verify_certificates {
+            return Err(bad_config(
+                "verify_certificates = false is no longer accepted: it sent the service account's password to any server that answered. Remove it and either configure ca_file (the CA that issued the DC's certificate) or pin the DC's own certificate with certificate_sha256 = the output of `openssl x509 -noout -fingerprint -sha256 -in /var/lib/samba/private/tls/cert.pem`",
+            ));
+        }
         if cfg.bind.trim().is_empty() {
             return Err(bad_config("bind (the service account) is empty"));
         }
@@ -268,9 +412,11 @@ impl LdapDirectory {
                 cfg.page_size
             )));
         }
-        if cfg.timeout_secs.is_nan() || cfg.timeout_secs <= 0.0 {
-            return Err(bad_config("timeout_secs must be positive"));
-        }
+        crate::validate::seconds(
+            "timeout_secs",
+            cfg.timeout_secs,
+            crate::validate::MAX_TIMEOUT_SECS,
+        )?;
         let tls = LdapDirectory::tls_config(&cfg)?;
         Ok(LdapDirectory {
             ops: std::sync::atomic::AtomicU64::new(0),
@@ -291,25 +437,59 @@ impl LdapDirectory {
             (None, None) => None,
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| bad_config(format!("TLS setup failed: {e}")))?;
-        if !cfg.verify_certificates {
-            return Ok(None); // ldap3 skips verification with set_no_tls_verify.
+        let pin = cfg
+            .certificate_sha256
+            .as_deref()
+            .map(parse_fingerprint)
+            .transpose()?;
+        let also = match cfg.host_name.as_deref().map(str::trim) {
+            Some(h) if !h.is_empty() => Some(
+                rustls_pki_types::ServerName::try_from(h.to_string()).map_err(|_| {
+                    bad_config(format!("host_name `{h}` is not a DNS name or address"))
+                })?,
+            ),
+            _ => None,
+        };
+        if pin.is_none() && pem.is_none() {
+            return Ok(None); // ldap3's own roots, checked against the URL's host.
         }
-        let Some(pem) = pem else { return Ok(None) };
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let c = c.map_err(|e| bad_config(format!("the CA PEM is malformed: {e}")))?;
-            roots
-                .add(c)
-                .map_err(|e| bad_config(format!("a CA certificate is not usable: {e}")))?;
-        }
-        if roots.is_empty() {
-            return Err(bad_config("the CA PEM holds no certificate"));
-        }
+        let webpki = match (&pin, pem) {
+            (Some(_), _) | (None, None) => None,
+            (None, Some(pem)) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let c = c.map_err(|e| bad_config(format!("the CA PEM is malformed: {e}")))?;
+                    roots
+                        .add(c)
+                        .map_err(|e| bad_config(format!("a CA certificate is not usable: {e}")))?;
+                }
+                if roots.is_empty() {
+                    return Err(bad_config("the CA PEM holds no certificate"));
+                }
+                Some(
+                    rustls::client::WebPkiServerVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider.clone(),
+                    )
+                    .build()
+                    .map_err(|e| bad_config(format!("the CA certificates are not usable: {e}")))?,
+                )
+            }
+        };
+        let verifier = DcVerifier {
+            provider,
+            webpki,
+            also,
+            pin,
+        };
         Ok(Some(Arc::new(
-            builder.with_root_certificates(roots).with_no_client_auth(),
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth(),
         )))
     }
 
@@ -320,8 +500,15 @@ impl LdapDirectory {
         if let Some(c) = &self.tls {
             settings = settings.set_config(c.clone());
         }
-        if !self.cfg.verify_certificates {
-            settings = settings.set_no_tls_verify(true);
+        if !self.cfg.encrypted() && !self.cfg.allow_plain_password {
+            // Refused before connecting: nothing of the password leaves this host.
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "signing in to the directory as {}: {} is not encrypted, and the service account's password is not sent in clear; use ldaps:// or starttls (or set allow_plain_password to send it anyway, which is warned about on every run)",
+                    self.cfg.bind, self.cfg.url
+                ),
+            ));
         }
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.cfg.url)
             .await

@@ -370,13 +370,11 @@ impl SharePointOnline {
             "/sites/{}/lists?$select=id,name,displayName,description,webUrl,list",
             site.id
         ));
+        const WHAT: &str = "listing the team site's lists";
         let mut out = Vec::new();
+        let mut pages = self.inner.graph.pages();
         while let Some(url) = next {
-            let page = self
-                .inner
-                .graph
-                .get(&url, "listing the team site's lists")
-                .await?;
+            let page = self.inner.graph.get(&url, WHAT).await?;
             out.extend(
                 page.get("value")
                     .and_then(Value::as_array)
@@ -386,7 +384,8 @@ impl SharePointOnline {
             next = page
                 .get("@odata.nextLink")
                 .and_then(Value::as_str)
-                .map(str::to_string);
+                .map(|link| pages.follow(link, WHAT))
+                .transpose()?;
         }
         Ok(out)
     }

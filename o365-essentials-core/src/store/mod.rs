@@ -315,11 +315,14 @@ impl Store {
         let lease_path = PathBuf::from(p);
         let mut file = crate::platform::private_file(&lease_path, crate::platform::Create::Keep)
             .map_err(|e| io_err(&self.path, "create a lease file of", e))?;
-        let deadline = std::time::Instant::now() + wait.unwrap_or_default();
+        // A wait too long for the clock is no deadline at all.
+        let deadline = std::time::Instant::now().checked_add(wait.unwrap_or_default());
         loop {
             match file.try_lock() {
                 Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                Err(std::fs::TryLockError::WouldBlock)
+                    if deadline.is_none_or(|d| std::time::Instant::now() < d) =>
+                {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {

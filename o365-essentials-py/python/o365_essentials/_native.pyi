@@ -71,6 +71,8 @@ class UnexpectedResponseError(O365ServiceError):
     CODE: int
 class TlsError(O365ServiceError):
     CODE: int
+class UntrustedResponseError(O365ServiceError):
+    CODE: int
 class PasswordPolicyError(O365PolicyError):
     CODE: int
 class LicenceUnavailableError(O365PolicyError):

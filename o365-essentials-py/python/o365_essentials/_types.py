@@ -663,6 +663,7 @@ class ErrorCode(Choice):
     TIMEOUT = "timeout"
     UNEXPECTED_RESPONSE = "unexpected_response"
     TLS = "tls"
+    UNTRUSTED_RESPONSE = "untrusted_response"
     PASSWORD_POLICY = "password_policy"
     LICENCE_UNAVAILABLE = "licence_unavailable"
     DOMAIN_NOT_VERIFIED = "domain_not_verified"

@@ -343,6 +343,54 @@ pub(crate) fn command() -> Command {
     cmd
 }
 
+/// Whether a parameter holds a secret (a password, a client secret): its value is never
+/// echoed, and given inline it is warned about.
+fn is_secret(field: &str) -> bool {
+    field == "password"
+        || field.ends_with("_password")
+        || field.contains("secret")
+        // A captured account's LDIF carries its new password in clear.
+        || field == "ldif"
+}
+
+/// A secret given inline is visible to every user in the process list.
+fn warn_inline_secret(what: &str) {
+    eprintln!(
+        "warning: {what} given on the command line is visible to other users of this host (ps, /proc); pass `-` to read it from stdin or `@FILE` to read it from a 0600 file"
+    );
+}
+
+/// Reads a secret parameter: like [`read_value`], but an error never echoes any part
+/// of the value (a password may itself start with `@`), and an inline value is warned
+/// about.
+fn read_secret(text: &str, what: &str) -> Result<String, Error> {
+    if text == "-" {
+        return read_value(text, what);
+    }
+    if let Some(path) = text.strip_prefix('@') {
+        return match std::fs::read(path) {
+            Ok(b) => String::from_utf8(b).map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidUtf8,
+                    format!(
+                        "{what}: the file is not UTF-8 text (an invalid byte at offset {}); save it as UTF-8",
+                        e.utf8_error().valid_up_to()
+                    ),
+                )
+            }),
+            Err(e) => Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "{what}: the file named after `@` cannot be read ({}); the name is not shown, as it may be a password starting with `@` — pass such a password with `-` (stdin)",
+                    e.kind()
+                ),
+            )),
+        };
+    }
+    warn_inline_secret(what);
+    Ok(text.to_string())
+}
+
 /// Reads `@FILE` and `-` (stdin); other text is the value itself.
 fn read_value(text: &str, what: &str) -> Result<String, Error> {
     let (bytes, from) = if text == "-" {
@@ -394,7 +442,12 @@ pub(crate) fn params(op: &OperationInfo, m: &ArgMatches) -> Result<String, Error
     if let Some(all) = m.get_one::<String>("params") {
         let text = read_value(all, "--params")?;
         match json_value(&text, "--params")? {
-            Value::Object(o) => out.extend(o),
+            Value::Object(o) => {
+                if all != "-" && !all.starts_with('@') && o.keys().any(|k| is_secret(k)) {
+                    warn_inline_secret("a secret in --params");
+                }
+                out.extend(o)
+            }
             Value::Null => {}
             _ => {
                 return Err(Error::new(
@@ -411,6 +464,7 @@ pub(crate) fn params(op: &OperationInfo, m: &ArgMatches) -> Result<String, Error
         };
         let values: Vec<&String> = values.collect();
         let value = match kind {
+            Kind::Text if is_secret(field) => Value::String(read_secret(values[0], &what)?),
             Kind::Text => Value::String(read_value(values[0], &what)?),
             Kind::Json => json_value(&read_value(values[0], &what)?, &what)?,
             Kind::List { items_text } => {
@@ -518,6 +572,16 @@ mod tests {
             params(info, sub).unwrap_or_else(|e| panic!("{e}")),
             r#"{"device_id":"12345"}"#
         );
+    }
+
+    #[test]
+    fn a_secret_from_a_missing_file_is_never_echoed() {
+        let e = read_secret("@Rest-Of-The-Passw0rd", "--password").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput);
+        assert!(!e.to_string().contains("Rest-Of"), "{e}");
+        assert!(!format!("{e:?}").contains("Rest-Of"), "{e:?}");
+        assert!(is_secret("password") && is_secret("new_password") && is_secret("ldif"));
+        assert!(!is_secret("password_file") && !is_secret("min_password_length"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
+mod notify;
 mod output;
 mod service;
 
@@ -45,6 +46,9 @@ pub(crate) fn exit_code(e: &Error) -> u8 {
 const HOOK_NAME: &str = "o365-essentials-samba-hook";
 
 fn main() -> ExitCode {
+    // Passwords and keys pass through this process (the service, the hook, --password):
+    // no core dump keeps them, and no other process of the same user may read its memory.
+    let _ = o365_essentials::platform::set_non_dumpable();
     let called = std::env::args_os().next().unwrap_or_default();
     let as_hook =
         std::path::Path::new(&called).file_name() == Some(std::ffi::OsStr::new(HOOK_NAME));
@@ -93,18 +97,30 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
         }
         "samba-hook" => Ok(service::samba_hook(matches)),
         "serve" => {
+            service::become_config_owner(service::config_path(matches))?;
             let config = service::load_config(matches)?;
+            let setup = service::ServeSetup::from_config(&config);
             let rt = runtime()?;
             let _guard = rt.enter();
             let integration = Arc::new(Integration::open(config)?);
-            rt.block_on(service::serve(integration, sub))
+            rt.block_on(service::serve(integration, sub, setup))
         }
         op => {
             let info = args::operation(op).ok_or_else(|| {
                 Error::new(ErrorCode::UnknownOperation, format!("no command `{op}`"))
             })?;
+            // Root (an administrator, a Cockpit page) works as the configuration's owner,
+            // the service user: its files decide nothing root does, and what it writes
+            // stays the service's. Still one thread here.
+            service::become_config_owner(service::config_path(matches))?;
             let params = args::params(info, sub)?;
             let config = service::load_config(matches)?;
+            // The requirements report has the warnings as checks of its own.
+            let shows_health = op == "status";
+            let warnings = service::config_warnings(&config);
+            let health = (op == "status")
+                .then(|| service::read_health(&config))
+                .flatten();
             let rt = runtime()?;
             let integration = {
                 let _guard = rt.enter();
@@ -112,7 +128,19 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
             };
             let lease_wait = matches.get_one::<u64>("lease-wait").copied();
             let verbose = matches.get_flag("verbose");
-            rt.block_on(call(&integration, info, &params, lease_wait, json, verbose))
+            let code = rt.block_on(call(&integration, info, &params, lease_wait, json, verbose));
+            if shows_health {
+                for w in &warnings {
+                    eprintln!("warning: {}", o365_essentials::validate::printable(w));
+                }
+            }
+            if let Some(h) = health
+                && !json
+                && code.is_ok()
+            {
+                output::service_health(&h);
+            }
+            code
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use o365_essentials::Error;
 use o365_essentials::engine::Event;
 use o365_essentials::ops::OperationInfo;
+use o365_essentials::validate::printable;
 
 /// Prints an error: on stderr for people (message, what to do, the service's code and
 /// request id), as a JSON object on stdout with `--json`.
@@ -30,7 +31,9 @@ pub(crate) fn error(e: &Error, json: bool) {
         println!("{v}");
         return;
     }
-    eprintln!("error: {e}");
+    // Names in a message may come from the directory or the tenant: no escape sequence
+    // reaches the terminal.
+    eprintln!("error: {}", printable(&e.to_string()));
     eprintln!("  what to do: {}", e.action());
     if let Some(items) = e
         .partial()
@@ -68,6 +71,19 @@ pub(crate) fn result(_op: &OperationInfo, text: &str, json: bool) {
     let _ = write!(out, "{}", human(&value, 0));
 }
 
+/// What `status` adds from the service's health file: when it last did its work.
+pub(crate) fn service_health(h: &crate::service::ServiceHealth) {
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "never".into());
+    println!("service:");
+    println!("  pid: {}", h.pid);
+    println!("  last_good_round: {}", show(&h.last_good_round));
+    println!("  last_delivery: {}", show(&h.last_delivery));
+    println!(
+        "  last_password_delivered: {}",
+        show(&h.last_password_delivered)
+    );
+}
+
 /// The table of operations.
 pub(crate) fn operations(json: bool) {
     if json {
@@ -98,7 +114,9 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Null => Some("-".into()),
         Value::Bool(b) => Some(if *b { "yes" } else { "no" }.into()),
         Value::Number(n) => Some(n.to_string()),
-        Value::String(s) => Some(s.clone()),
+        // A name from the tenant or the directory (a phone's FriendlyName...) may hold
+        // terminal escape sequences: shown escaped, never interpreted.
+        Value::String(s) => Some(printable(s).into_owned()),
         Value::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) => {
             Some(a.iter().filter_map(scalar).collect::<Vec<_>>().join(", "))
         }
@@ -139,7 +157,8 @@ fn table(items: &[Value], indent: usize) -> String {
                 .collect()
         })
         .collect();
-    let widths: Vec<usize> = columns
+    let header: Vec<String> = columns.iter().map(|c| printable(c).into_owned()).collect();
+    let widths: Vec<usize> = header
         .iter()
         .enumerate()
         .map(|(n, c)| {
@@ -147,7 +166,7 @@ fn table(items: &[Value], indent: usize) -> String {
                 .map(|r| r[n].chars().count())
                 .max()
                 .unwrap_or(0)
-                .max(c.len())
+                .max(c.chars().count())
         })
         .collect();
     let pad = " ".repeat(indent);
@@ -161,7 +180,7 @@ fn table(items: &[Value], indent: usize) -> String {
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut s = line(&columns);
+    let mut s = line(&header);
     for r in &rows {
         s.push_str(&line(r));
     }
@@ -181,9 +200,9 @@ pub(crate) fn human(v: &Value, indent: usize) -> String {
             let mut s = String::new();
             for (k, v) in o {
                 match scalar(v) {
-                    Some(text) => s.push_str(&format!("{pad}{k}: {text}\n")),
+                    Some(text) => s.push_str(&format!("{pad}{}: {text}\n", printable(k))),
                     None => {
-                        s.push_str(&format!("{pad}{k}:\n"));
+                        s.push_str(&format!("{pad}{}:\n", printable(k)));
                         s.push_str(&human(v, indent + 2));
                     }
                 }
@@ -227,7 +246,7 @@ impl ProgressBar {
                 "\r\x1b[K[{}{}] {done}/{total} {}",
                 "#".repeat(filled),
                 ".".repeat(30 - filled.min(30)),
-                current.as_deref().unwrap_or("")
+                printable(current.as_deref().unwrap_or(""))
             );
             let _ = err.flush();
             *self.drawn.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -237,6 +256,27 @@ impl ProgressBar {
     pub(crate) fn finish(&self) {
         if *self.drawn.lock().unwrap_or_else(|p| p.into_inner()) {
             eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escapes_from_names_are_shown_escaped() {
+        // A phone's FriendlyName that would set the window title, write the clipboard
+        // (OSC 52) and conceal text.
+        let name =
+            "Ann's phone\u{1b}]0;owned\u{7}\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}\u{1b}[8m\u{9b}31m";
+        for out in [
+            human(&serde_json::json!({ "friendly_name": name }), 0),
+            human(&serde_json::json!([{ "friendly_name": name }]), 0),
+            human(&serde_json::json!({ name: 1 }), 0),
+        ] {
+            assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+            assert!(out.contains("Ann's phone\\u{1b}]0;owned"), "{out}");
         }
     }
 }
