@@ -288,11 +288,11 @@ class Operations:
         Parameters: ``DeviceParams``; returns ``model::WipeStatus``."""
         return convert(_types.WipeStatus, self.call("wipe_status", device_id=device_id))  # type: ignore[no-any-return]
 
-    def link_domain(self, *, domain: Any = _UNSET, services: Any = _UNSET, progress: Optional[Progress] = None, cancel: Optional[CancelToken] = None, lease_wait: Optional[float] = None) -> _types.DomainProgress:
+    def link_domain(self, *, domain: Any = _UNSET, services: Any = _UNSET, take_over_mail: Any = _UNSET, progress: Optional[Progress] = None, cancel: Optional[CancelToken] = None, lease_wait: Optional[float] = None) -> _types.DomainProgress:
         """Links the custom domain as far as DNS allows (resumable): add, verify, services, records.
 
         Parameters: ``LinkDomainParams``; returns ``dns::DomainProgress``."""
-        return convert(_types.DomainProgress, self.call("link_domain", domain=domain, services=services, progress=progress, cancel=cancel, lease_wait=lease_wait))  # type: ignore[no-any-return]
+        return convert(_types.DomainProgress, self.call("link_domain", domain=domain, services=services, take_over_mail=take_over_mail, progress=progress, cancel=cancel, lease_wait=lease_wait))  # type: ignore[no-any-return]
 
     def domain_stage(self, *, domain: Any = _UNSET) -> _types.DomainStage:
         """How far the linking of a domain has come.
@@ -638,11 +638,11 @@ class AsyncOperations:
         Parameters: ``DeviceParams``; returns ``model::WipeStatus``."""
         return convert(_types.WipeStatus, await self.call("wipe_status", device_id=device_id))  # type: ignore[no-any-return]
 
-    async def link_domain(self, *, domain: Any = _UNSET, services: Any = _UNSET, progress: Optional[Progress] = None, lease_wait: Optional[float] = None) -> _types.DomainProgress:
+    async def link_domain(self, *, domain: Any = _UNSET, services: Any = _UNSET, take_over_mail: Any = _UNSET, progress: Optional[Progress] = None, lease_wait: Optional[float] = None) -> _types.DomainProgress:
         """Links the custom domain as far as DNS allows (resumable): add, verify, services, records.
 
         Parameters: ``LinkDomainParams``; returns ``dns::DomainProgress``."""
-        return convert(_types.DomainProgress, await self.call("link_domain", domain=domain, services=services, progress=progress, lease_wait=lease_wait))  # type: ignore[no-any-return]
+        return convert(_types.DomainProgress, await self.call("link_domain", domain=domain, services=services, take_over_mail=take_over_mail, progress=progress, lease_wait=lease_wait))  # type: ignore[no-any-return]
 
     async def domain_stage(self, *, domain: Any = _UNSET) -> _types.DomainStage:
         """How far the linking of a domain has come.

@@ -170,6 +170,10 @@ class IntegrationStatus(Result):
     """Links recorded."""
     password_sync: PasswordSyncState
     """Whether local password changes can be queued and delivered (no password key → no)."""
+    warnings: Optional[List[str]] = dataclasses.field(default=None)
+    """What needs the administrator's attention (a password key beside the store,
+    accounts left without their licence ...).
+    """
 
 
 #: An Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form.
