@@ -9,6 +9,7 @@
 //!    emulator in another process): the first plan, which reads everything, and one after
 //!    1,000 local changes — seconds and the peak memory of the planning process.
 #![allow(
+    clippy::disallowed_methods,
     clippy::print_stdout,
     clippy::unwrap_used,
     clippy::expect_used,

@@ -14,6 +14,7 @@
 //! println!("Graph at {}", emu.info().graph_url);
 //! # Ok(()) }
 //! ```
+#![allow(clippy::disallowed_methods)] // only the engine must read time from its Clock
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -771,19 +771,19 @@ async fn the_hook_run_by_root_becomes_the_configurations_owner_before_reading_it
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     // A user of the DC whose password the hook is handed.
     let sam = format!("hookpriv{}", std::process::id() % 100_000);
-    s.ldif(
-        "ldapadd",
-        &format!(
-            "dn: CN={sam},CN=Users,{}\nobjectClass: user\nsAMAccountName: {sam}\nuserPrincipalName: {sam}@{}\n\n",
-            crate::samba::BASE_DN,
-            crate::samba::REALM
-        ),
-    );
+    // An enabled user without an online account: one whose password the hook keeps.
     let user = LdapDirectory::new(s.config())
         .unwrap()
-        .find_user(&sam)
+        .create_user(
+            &o365_essentials::model::NewLocalUser {
+                sam_account_name: sam.clone(),
+                user_principal_name: format!("{sam}@{}", crate::samba::REALM),
+                display_name: format!("Hook {sam}"),
+                ..Default::default()
+            },
+            &o365_essentials::SecretString::from("Zebra-Hook-2026!"),
+        )
         .await
-        .unwrap()
         .expect("the user was made");
 
     let tmp = tempfile::tempdir().unwrap();
@@ -826,6 +826,9 @@ async fn the_hook_run_by_root_becomes_the_configurations_owner_before_reading_it
         .remove("ca_file");
     config["directory"]["ldap"]["certificate_sha256"] = json!(pin);
     config["password_capture"] = json!({"gnupg_home": gnupg, "gpg": evil});
+    // The key in the service user's folder (its default is beside the configuration,
+    // in a folder root owns here).
+    config["password_key"] = json!(state.join("password.key"));
     let cfg = crate::fixtures::write(tmp.path(), "o365-essentials.json", &config);
     chown(&cfg, Some(NOBODY), Some(NOBODY)).unwrap();
 

@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use time::OffsetDateTime;
+
 use uuid::Uuid;
 
 use super::{Integration, initial_password};
@@ -437,7 +437,7 @@ impl Integration {
                 .collect(),
         };
         let policy = self.dir.password_policy().await?;
-        let started_at = OffsetDateTime::now_utc();
+        let started_at = self.now();
         let total = chosen.len() as u64;
         ctl.emit(super::Event::Progress {
             run_id: run,
@@ -665,7 +665,7 @@ impl Integration {
             user_principal_name: a.user_principal_name.clone(),
             state: LinkState::Active,
             origin: LinkOrigin::Imported,
-            linked_at: OffsetDateTime::now_utc(),
+            linked_at: self.now(),
         })?;
         self.store
             .journal_finish(entry, JournalState::Done, &json!({"local": local.guid}))?;

@@ -132,6 +132,8 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    // The one place the engine reads the system's time.
+    #[allow(clippy::disallowed_methods)]
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }
@@ -893,7 +895,7 @@ impl Integration {
             organization: org.display_name,
             initial_domain: org.initial_domain,
             verified_domains: org.verified_domains,
-            integrated_at: OffsetDateTime::now_utc(),
+            integrated_at: self.now(),
             enabled: true,
             links: self.store.links()?.len(),
             password_sync: self.password_sync_state(),
@@ -1171,7 +1173,7 @@ impl Integration {
             snapshot,
             &request,
             Uuid::new_v4(),
-            OffsetDateTime::now_utc(),
+            self.now(),
             &status.tenant_id,
         ))
     }
@@ -1334,7 +1336,7 @@ impl Integration {
             run_id,
             kind,
             started_at,
-            finished_at: OffsetDateTime::now_utc(),
+            finished_at: self.now(),
             items,
         };
         self.store.save_run(&run)?;
@@ -1562,7 +1564,7 @@ impl Integration {
                     user_principal_name: created.user_principal_name.clone(),
                     state: LinkState::Active,
                     origin: LinkOrigin::Created,
-                    linked_at: OffsetDateTime::now_utc(),
+                    linked_at: self.now(),
                 })?;
                 r.online_id = Some(created.id.clone());
                 r.password_source = Some(source);
@@ -1699,7 +1701,7 @@ impl Integration {
                     user_principal_name: user_principal_name.clone(),
                     state: LinkState::Active,
                     origin: *origin,
-                    linked_at: OffsetDateTime::now_utc(),
+                    linked_at: self.now(),
                 };
                 if let Err(e) = self.store.put_link(&link) {
                     self.store.journal_failed(entry, &e)?;

@@ -66,6 +66,9 @@ impl PasswordKey {
                 Err(e) => return Err(io(e)),
             }
         }
+        if path.is_dir() {
+            return Err(io(std::io::Error::other("it is a folder, not a key file")));
+        }
         crate::platform::check_secret_path(path, "password key file")?;
         let mut bytes = zeroize::Zeroizing::new(Vec::new());
         std::fs::File::open(path)

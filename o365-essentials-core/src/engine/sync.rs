@@ -786,7 +786,7 @@ impl Integration {
                 "another sync run applied changes since this plan was made; plan again",
             ));
         }
-        let started_at = OffsetDateTime::now_utc();
+        let started_at = self.now();
         let run = plan.id;
         // Steps of a run that died between intent and answer: this run decides them
         // again (the cursor did not move past their changes).
@@ -947,7 +947,7 @@ impl Integration {
             run_id: run,
             kind: RunKind::Sync,
             started_at,
-            finished_at: OffsetDateTime::now_utc(),
+            finished_at: self.now(),
             items: results,
         };
         self.store.save_run(&results)?;

@@ -18,6 +18,10 @@
 //!   [`ErrorCode::WorkHeld`] naming the holder.
 //! * No secret is stored in clear: the password queue holds ciphertext and nonce only.
 
+// Transport, store and demo code keep wall-clock time of their own (token expiry,
+// TSIG, timestamps); only the engine must read it from its Clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
