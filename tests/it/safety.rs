@@ -816,3 +816,111 @@ async fn kept_passwords_expire_and_enabling_blocks_leavers_at_once_on_samba() {
         r.results.items
     );
 }
+
+#[tokio::test]
+async fn seats_are_counted_before_anything_is_written_on_samba() {
+    let samba = crate::samba::shared();
+    let staff = ou(samba, "SafeSeats");
+    let admin_dir = LdapDirectory::new(samba.config()).unwrap();
+    for n in ["seat.a", "seat.b", "seat.c"] {
+        user(&admin_dir, n, Some(&staff)).await;
+    }
+    let mut cfg = EmulatorConfig::default();
+    cfg.seed.skus[1].enabled = 1;
+    let o = open(samba, cfg, None, Some(&staff), &[]).await;
+    let sku = crate::graph::tenant_for(&o.emu)
+        .skus()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.enabled_units == 1)
+        .unwrap();
+    let licences = vec![o365_essentials::model::LicenceAssignment {
+        sku_id: sku.sku_id,
+        disabled_plans: vec![],
+    }];
+    let request = BulkCreateRequest {
+        licences: licences.clone(),
+        ..Default::default()
+    };
+    let plan = o
+        .integration
+        .plan_bulk_create(&o.integration.snapshot().await.unwrap(), &request)
+        .unwrap();
+    // The preview: 3 planned, 1 free, 2 beyond.
+    assert_eq!(plan.seats.len(), 1);
+    assert_eq!(
+        (plan.seats[0].free, plan.seats[0].planned, plan.seats[0].short),
+        (1, 3, 2)
+    );
+    assert_eq!(plan.items.iter().filter(|i| i.licence_short).count(), 2);
+    let before = o.online_upns().await.len();
+    let r = o.integration.apply(&plan, &Control::none()).await.unwrap();
+    assert_eq!(r.count(Outcome::Succeeded), 1, "{r:#?}");
+    assert_eq!(
+        r.items
+            .iter()
+            .filter(|i| i.error_code == Some(ErrorCode::LicenceUnavailable)
+                && i.outcome == Outcome::Skipped)
+            .count(),
+        2
+    );
+    assert_eq!(o.online_upns().await.len(), before + 1, "no account without its licence");
+    // Asked to, the rest are made without it: status says so, the next plan proposes it.
+    let plan = o
+        .integration
+        .plan_bulk_create(
+            &o.integration.snapshot().await.unwrap(),
+            &BulkCreateRequest {
+                allow_unlicensed: true,
+                ..request.clone()
+            },
+        )
+        .unwrap();
+    let r = o.integration.apply(&plan, &Control::none()).await.unwrap();
+    assert_eq!(r.count(Outcome::Succeeded), 2, "{r:#?}");
+    let status = o.integration.status().unwrap();
+    assert!(
+        status.warnings.iter().any(|w| w.contains("2 online account(s)")),
+        "{:?}",
+        status.warnings
+    );
+    let next = o
+        .integration
+        .plan_bulk_create(&o.integration.snapshot().await.unwrap(), &request)
+        .unwrap();
+    assert_eq!(
+        next.items
+            .iter()
+            .filter(|i| matches!(i.action, PlanAction::Licences { .. }) && i.licence_short)
+            .count(),
+        2,
+        "{next:#?}"
+    );
+    // A user made with an account says which licences it really got.
+    let mut cfg2 = EmulatorConfig::default();
+    cfg2.seed.skus[1].enabled = 5;
+    let o2 = open(samba, cfg2, None, Some(&staff), &[]).await;
+    let sku2 = crate::graph::tenant_for(&o2.emu).skus().await.unwrap()[1].sku_id;
+    let (_, online) = o2
+        .integration
+        .create_user_with_account(
+            &NewLocalUser {
+                sam_account_name: "seat.new".into(),
+                user_principal_name: format!("seat.new@{REALM}"),
+                display_name: "Seat New".into(),
+                ou: Some(staff.clone()),
+                ..Default::default()
+            },
+            &SecretString::from(PASSWORD),
+            "contoso.onmicrosoft.com",
+            Some("GB"),
+            &[o365_essentials::model::LicenceAssignment {
+                sku_id: sku2,
+                disabled_plans: vec![],
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(online.assigned_skus, vec![sku2]);
+}
