@@ -24,6 +24,7 @@ mod plan;
 mod preview;
 mod results;
 mod services;
+mod setup;
 mod sync;
 
 use std::path::PathBuf;
@@ -47,6 +48,10 @@ pub use plan::{
 pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
 pub use results::{failed_users, failed_users_in, results_paths, to_csv, write_results};
 pub use services::Microsoft365;
+pub use setup::{
+    APPLICATION_PERMISSIONS, DEFAULT_PUBLIC_CLIENT, DIRECTORY_ROLES, RENEW_DAYS, SetupParams,
+    SetupReport,
+};
 pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync, plan_sync_with};
 
 use crate::config::{DirectoryConfig, DnsSettings, IntegrationConfig, SyncSettings};

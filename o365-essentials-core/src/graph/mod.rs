@@ -12,7 +12,7 @@
 //! # Ok(()) }
 //! ```
 
-mod auth;
+pub(crate) mod auth;
 mod config;
 pub(crate) mod map;
 mod pacer;
