@@ -18,6 +18,7 @@ mod operations;
 mod passwords;
 mod processes;
 mod samba;
+mod setup;
 mod sharepoint;
 mod soak;
 mod sync;

@@ -103,7 +103,10 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
             let info = args::operation(op).ok_or_else(|| {
                 Error::new(ErrorCode::UnknownOperation, format!("no command `{op}`"))
             })?;
-            let params = args::params(info, sub)?;
+            let mut params = args::params(info, sub)?;
+            if info.name == "setup" {
+                params = with_config_file(&params, &service::config_path(matches));
+            }
             let config = service::load_config(matches)?;
             let rt = runtime()?;
             let integration = {
@@ -115,6 +118,18 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
             rt.block_on(call(&integration, info, &params, lease_wait, json, verbose))
         }
     }
+}
+
+/// `setup` writes the tenant section of the configuration it runs with, unless told
+/// another file.
+fn with_config_file(params: &str, path: &str) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(params).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.entry("config_file")
+            .or_insert_with(|| serde_json::Value::String(path.to_string()));
+    }
+    v.to_string()
 }
 
 async fn call(
@@ -133,6 +148,15 @@ async fn call(
         Control::with_observer(
             cancel.clone(),
             Arc::new(move |e: &o365_essentials::engine::Event| {
+                // The sign-in code goes out whatever else is shown: setup waits for it.
+                if let o365_essentials::engine::Event::SignIn { message, .. } = e {
+                    if json {
+                        output::event_line(e);
+                    } else {
+                        eprintln!("{message}");
+                    }
+                    return;
+                }
                 if verbose {
                     output::event_line(e);
                 }

@@ -41,11 +41,18 @@ pub(crate) fn config_json(path: &str, text: &str) -> Result<String, Error> {
 }
 
 /// Reads the configuration named by `--config` (or `O365_ESSENTIALS_CONFIG`).
-pub(crate) fn load_config(matches: &ArgMatches) -> Result<IntegrationConfig, Error> {
-    let path = matches
+/// The configuration file the command runs with.
+pub(crate) fn config_path(matches: &ArgMatches) -> String {
+    matches
         .get_one::<String>("config")
         .map(String::as_str)
-        .unwrap_or("/etc/o365-essentials/o365-essentials.toml");
+        .unwrap_or("/etc/o365-essentials/o365-essentials.toml")
+        .to_string()
+}
+
+pub(crate) fn load_config(matches: &ArgMatches) -> Result<IntegrationConfig, Error> {
+    let path = config_path(matches);
+    let path = path.as_str();
     let text = std::fs::read_to_string(path).map_err(|e| {
         config_error(
             path,
