@@ -193,7 +193,14 @@ async fn setup_registers_the_app_from_one_sign_in_then_integrate_works_and_rerun
     let dry = run_signed_in(
         &emu,
         &cfg,
-        &["--json", "setup", "--server-name", "dc1", "--dry-run", "true"],
+        &[
+            "--json",
+            "setup",
+            "--server-name",
+            "dc1",
+            "--dry-run",
+            "true",
+        ],
         ADMIN,
     )
     .await;
@@ -223,7 +230,8 @@ async fn setup_registers_the_app_from_one_sign_in_then_integrate_works_and_rerun
     );
     assert!(run.stderr.contains("/devicelogin"), "{}", run.stderr);
     let key = tmp.path().join("o365-essentials-app.key");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     let written = std::fs::read_to_string(&cfg).unwrap();
     assert!(written.contains("kind = \"certificate\""), "{written}");
@@ -231,11 +239,13 @@ async fn setup_registers_the_app_from_one_sign_in_then_integrate_works_and_rerun
     assert!(!run.stdout.contains("PRIVATE KEY") && !run.stderr.contains("eyJ"));
 
     // The configuration works: integrate on the created app.
-    let out = Command::new(bin())
+    let mut integrate = Command::new(bin());
+    integrate
         .arg("--config")
         .arg(&cfg)
-        .args(["--json", "integrate"])
-        .output()
+        .args(["--json", "integrate"]);
+    let out = tokio::task::spawn_blocking(move || integrate.output().unwrap())
+        .await
         .unwrap();
     assert!(
         out.status.success(),
@@ -307,10 +317,7 @@ async fn setup_registers_the_app_from_one_sign_in_then_integrate_works_and_rerun
             .any(|c| c.contains("Office 365 Exchange Online Exchange.ManageAsApp")),
         "{changes:?}"
     );
-    assert!(
-        !changes.iter().any(|c| c.contains("create")),
-        "{changes:?}"
-    );
+    assert!(!changes.iter().any(|c| c.contains("create")), "{changes:?}");
     let apps = graph_get(&emu, &token, "/applications").await;
     assert_eq!(apps["value"].as_array().unwrap().len(), 1);
 
@@ -340,7 +347,14 @@ async fn setup_without_the_roles_names_the_missing_role_and_changes_nothing() {
         APP_ADMIN_ONLY,
     )
     .await;
-    assert_eq!(run.code, Some(3), "code {:?} out {} err {}", run.code, run.stdout, run.stderr);
+    assert_eq!(
+        run.code,
+        Some(3),
+        "code {:?} out {} err {}",
+        run.code,
+        run.stdout,
+        run.stderr
+    );
     assert!(run.stdout.contains("admin_role_missing"), "{}", run.stdout);
     assert!(
         run.stdout.contains("Privileged Role Administrator"),
