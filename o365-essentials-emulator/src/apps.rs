@@ -544,7 +544,10 @@ pub(crate) async fn create_app(
     let mut out = app_json(&app);
     out.insert(
         "@odata.context".into(),
-        json!(format!("{}/$metadata#applications/$entity", emu.graph_root())),
+        json!(format!(
+            "{}/$metadata#applications/$entity",
+            emu.graph_root()
+        )),
     );
     emu.dir().apps.applications.push(app);
     Ok(json_response(StatusCode::CREATED, &Value::Object(out)))
@@ -604,8 +607,13 @@ pub(crate) async fn update_app(
     require(&claims, APP_WRITE, APP_ADMINS)?;
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
     for k in body.keys() {
-        if !["displayName", "notes", "requiredResourceAccess", "keyCredentials"]
-            .contains(&k.as_str())
+        if ![
+            "displayName",
+            "notes",
+            "requiredResourceAccess",
+            "keyCredentials",
+        ]
+        .contains(&k.as_str())
         {
             return Err(GraphError::bad_request(
                 "Request_BadRequest",
@@ -654,7 +662,9 @@ pub(crate) async fn delete_app(
     require(&claims, APP_WRITE, APP_ADMINS)?;
     let mut d = emu.dir();
     let app_id = find_app(&mut d, &id)?.app_id.clone();
-    d.apps.applications.retain(|a| !a.id.eq_ignore_ascii_case(&id));
+    d.apps
+        .applications
+        .retain(|a| !a.id.eq_ignore_ascii_case(&id));
     let sps: Vec<String> = d
         .apps
         .service_principals
@@ -721,7 +731,9 @@ fn verify_proof(app: &Application, proof: &str, now: i64) -> Result<(), GraphErr
                 .is_ok()
         });
     if !valid {
-        return Err(bad("it is not signed by a current certificate of the application"));
+        return Err(bad(
+            "it is not signed by a current certificate of the application",
+        ));
     }
     if claims["aud"].as_str() != Some(PROOF_AUDIENCE) {
         return Err(bad("aud must be 00000002-0000-0000-c000-000000000000"));
@@ -966,7 +978,11 @@ pub(crate) async fn grant(
         .iter()
         .find(|s| s.id.eq_ignore_ascii_case(&resource))
         .ok_or_else(|| GraphError::not_found(&resource))?;
-    if !res.app_roles.iter().any(|(r, _)| r.eq_ignore_ascii_case(&role)) {
+    if !res
+        .app_roles
+        .iter()
+        .any(|(r, _)| r.eq_ignore_ascii_case(&role))
+    {
         return Err(GraphError::bad_request(
             "Request_BadRequest",
             "Permission being assigned was not found on application",
@@ -980,9 +996,11 @@ pub(crate) async fn grant(
     {
         return Err(GraphError::not_found(&principal));
     }
-    if d.apps.assignments.iter().any(|a| {
-        a.principal_id == principal && a.resource_id == resource && a.app_role_id == role
-    }) {
+    if d.apps
+        .assignments
+        .iter()
+        .any(|a| a.principal_id == principal && a.resource_id == resource && a.app_role_id == role)
+    {
         return Err(GraphError::bad_request(
             "Request_BadRequest",
             "Permission being assigned already exists on the object",
@@ -1051,9 +1069,9 @@ pub(crate) async fn revoke(
     let id = id.to_ascii_lowercase();
     let mut d = emu.dir();
     let before = d.apps.assignments.len();
-    d.apps.assignments.retain(|a| {
-        !(a.id == assignment && (a.resource_id == id || a.principal_id == id))
-    });
+    d.apps
+        .assignments
+        .retain(|a| !(a.id == assignment && (a.resource_id == id || a.principal_id == id)));
     if d.apps.assignments.len() == before {
         return Err(GraphError::not_found(&assignment));
     }

@@ -212,7 +212,12 @@ pub(crate) fn verify_token(key: &hmac::Key, token: &str, now: i64) -> Result<Cla
     Ok(claims)
 }
 
-pub(crate) fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response<Body> {
+pub(crate) fn aad_error(
+    status: StatusCode,
+    error: &str,
+    code: u32,
+    description: &str,
+) -> Response<Body> {
     let trace = uuid::Uuid::new_v4();
     let correlation = uuid::Uuid::new_v4();
     let ts = now_rfc3339();
@@ -325,7 +330,9 @@ pub(crate) async fn token_endpoint(
     }
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
-        Some(crate::devicecode::GRANT_TYPE) => return crate::devicecode::poll(&emu, &tenant, &form),
+        Some(crate::devicecode::GRANT_TYPE) => {
+            return crate::devicecode::poll(&emu, &tenant, &form);
+        }
         Some(other) => {
             return aad_error(
                 StatusCode::BAD_REQUEST,
