@@ -176,6 +176,8 @@ pub(crate) struct Application {
     pub keys: Vec<KeyCredential>,
     pub required_resource_access: Value,
     pub created: i64,
+    /// Milliseconds since the epoch of its creation (for the replication delay).
+    pub created_ms: i64,
     pub notes: Option<String>,
 }
 
@@ -227,6 +229,10 @@ pub(crate) fn init(d: &mut Directory, emu: &Emu) {
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn rfc3339(t: i64) -> String {
@@ -536,6 +542,7 @@ pub(crate) async fn create_app(
         keys: key_list(body.get("keyCredentials"))?,
         required_resource_access: required_resource_access(body.get("requiredResourceAccess"))?,
         created: now(),
+        created_ms: now_ms(),
         notes: body
             .get("notes")
             .and_then(Value::as_str)
@@ -1215,8 +1222,7 @@ pub(crate) fn client_credentials(
         .find(|a| a.app_id.eq_ignore_ascii_case(client_id))?
         .clone();
     let delay_ms = emu.cfg.identity.app_replication_delay_ms as i64;
-    let age_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-        - app.created * 1000;
+    let age_ms = now_ms() - app.created_ms;
     let sp = d
         .apps
         .service_principals
