@@ -30,6 +30,18 @@ class Operations:
              **params: Any) -> Any:
         raise NotImplementedError
 
+    def setup(self, *, server_name: Any = _UNSET, public_client_id: Any = _UNSET, config_file: Any = _UNSET, credential_dir: Any = _UNSET, dry_run: Any = _UNSET, wait_secs: Any = _UNSET, progress: Optional[Progress] = None, cancel: Optional[CancelToken] = None, lease_wait: Optional[float] = None) -> _types.SetupReport:
+        """Signs the administrator in with a device code, then makes or repairs the app registration, its certificate, permissions and roles, and switches to it.
+
+        Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
+        return convert(_types.SetupReport, self.call("setup", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, cancel=cancel, lease_wait=lease_wait))  # type: ignore[no-any-return]
+
+    def teardown(self, *, server_name: Any = _UNSET, public_client_id: Any = _UNSET, config_file: Any = _UNSET, credential_dir: Any = _UNSET, dry_run: Any = _UNSET, wait_secs: Any = _UNSET, progress: Optional[Progress] = None, cancel: Optional[CancelToken] = None, lease_wait: Optional[float] = None) -> _types.SetupReport:
+        """Signs the administrator in with a device code and removes the app registration setup made.
+
+        Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
+        return convert(_types.SetupReport, self.call("teardown", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, cancel=cancel, lease_wait=lease_wait))  # type: ignore[no-any-return]
+
     def requirements(self, *, custom_domain: Any = _UNSET) -> _types.RequirementsReport:
         """Checks one DC, running on it, every Microsoft 365 endpoint and permission, the custom domain.
 
@@ -72,11 +84,11 @@ class Operations:
         Parameters: ``MatchPreviewParams``; returns ``engine::MatchPreview``."""
         return convert(_types.MatchPreview, self.call("match_preview", domain=domain))  # type: ignore[no-any-return]
 
-    def plan_bulk_create(self, *, domain: Any = _UNSET, users: Any = _UNSET, usage_location: Any = _UNSET, licences: Any = _UNSET, allow_soft_match: Any = _UNSET, choices: Any = _UNSET) -> _types.Plan:
+    def plan_bulk_create(self, *, domain: Any = _UNSET, users: Any = _UNSET, usage_location: Any = _UNSET, licences: Any = _UNSET, allow_soft_match: Any = _UNSET, allow_unlicensed: Any = _UNSET, choices: Any = _UNSET) -> _types.Plan:
         """Plans online accounts for local users: a reviewable plan, nothing written.
 
         Parameters: ``BulkCreateRequest``; returns ``Plan``."""
-        return convert(_types.Plan, self.call("plan_bulk_create", domain=domain, users=users, usage_location=usage_location, licences=licences, allow_soft_match=allow_soft_match, choices=choices))  # type: ignore[no-any-return]
+        return convert(_types.Plan, self.call("plan_bulk_create", domain=domain, users=users, usage_location=usage_location, licences=licences, allow_soft_match=allow_soft_match, allow_unlicensed=allow_unlicensed, choices=choices))  # type: ignore[no-any-return]
 
     def apply_plan(self, *, plan: Any = _UNSET, progress: Optional[Progress] = None, cancel: Optional[CancelToken] = None, lease_wait: Optional[float] = None) -> _types.RunResults:
         """Applies exactly a bulk-create plan, with a journal and a results file.
@@ -380,6 +392,18 @@ class AsyncOperations:
                    lease_wait: Optional[float] = None, **params: Any) -> Any:
         raise NotImplementedError
 
+    async def setup(self, *, server_name: Any = _UNSET, public_client_id: Any = _UNSET, config_file: Any = _UNSET, credential_dir: Any = _UNSET, dry_run: Any = _UNSET, wait_secs: Any = _UNSET, progress: Optional[Progress] = None, lease_wait: Optional[float] = None) -> _types.SetupReport:
+        """Signs the administrator in with a device code, then makes or repairs the app registration, its certificate, permissions and roles, and switches to it.
+
+        Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
+        return convert(_types.SetupReport, await self.call("setup", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, lease_wait=lease_wait))  # type: ignore[no-any-return]
+
+    async def teardown(self, *, server_name: Any = _UNSET, public_client_id: Any = _UNSET, config_file: Any = _UNSET, credential_dir: Any = _UNSET, dry_run: Any = _UNSET, wait_secs: Any = _UNSET, progress: Optional[Progress] = None, lease_wait: Optional[float] = None) -> _types.SetupReport:
+        """Signs the administrator in with a device code and removes the app registration setup made.
+
+        Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
+        return convert(_types.SetupReport, await self.call("teardown", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, lease_wait=lease_wait))  # type: ignore[no-any-return]
+
     async def requirements(self, *, custom_domain: Any = _UNSET) -> _types.RequirementsReport:
         """Checks one DC, running on it, every Microsoft 365 endpoint and permission, the custom domain.
 
@@ -422,11 +446,11 @@ class AsyncOperations:
         Parameters: ``MatchPreviewParams``; returns ``engine::MatchPreview``."""
         return convert(_types.MatchPreview, await self.call("match_preview", domain=domain))  # type: ignore[no-any-return]
 
-    async def plan_bulk_create(self, *, domain: Any = _UNSET, users: Any = _UNSET, usage_location: Any = _UNSET, licences: Any = _UNSET, allow_soft_match: Any = _UNSET, choices: Any = _UNSET) -> _types.Plan:
+    async def plan_bulk_create(self, *, domain: Any = _UNSET, users: Any = _UNSET, usage_location: Any = _UNSET, licences: Any = _UNSET, allow_soft_match: Any = _UNSET, allow_unlicensed: Any = _UNSET, choices: Any = _UNSET) -> _types.Plan:
         """Plans online accounts for local users: a reviewable plan, nothing written.
 
         Parameters: ``BulkCreateRequest``; returns ``Plan``."""
-        return convert(_types.Plan, await self.call("plan_bulk_create", domain=domain, users=users, usage_location=usage_location, licences=licences, allow_soft_match=allow_soft_match, choices=choices))  # type: ignore[no-any-return]
+        return convert(_types.Plan, await self.call("plan_bulk_create", domain=domain, users=users, usage_location=usage_location, licences=licences, allow_soft_match=allow_soft_match, allow_unlicensed=allow_unlicensed, choices=choices))  # type: ignore[no-any-return]
 
     async def apply_plan(self, *, plan: Any = _UNSET, progress: Optional[Progress] = None, lease_wait: Optional[float] = None) -> _types.RunResults:
         """Applies exactly a bulk-create plan, with a journal and a results file.

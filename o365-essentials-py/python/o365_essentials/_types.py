@@ -34,6 +34,7 @@ __all__ = [
     "Drift",
     "DriftReport",
     "ErrorCode",
+    "GuardRule",
     "HealthCheck",
     "HealthReport",
     "ImportResult",
@@ -50,6 +51,7 @@ __all__ = [
     "LinkOrigin",
     "LinkState",
     "LinkedUser",
+    "LocalStanding",
     "LocalUser",
     "LocalVersion",
     "MatchConflict",
@@ -86,6 +88,8 @@ __all__ = [
     "RevokeOutcome",
     "RunKind",
     "RunResults",
+    "SeatCount",
+    "SetupReport",
     "Side",
     "SiteGroup",
     "SiteRole",
@@ -106,6 +110,29 @@ __all__ = [
     "WipeStatus",
     "ZoneFragment",
 ]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SetupReport(Result):
+    """What `setup` (or `teardown`) did, or would do."""
+    dry_run: bool
+    """Nothing was changed."""
+    display_name: str
+    """The app registration's display name."""
+    client_id: Optional[str] = dataclasses.field(default=None)
+    """Its application (client) id, once it exists."""
+    changes: List[str]
+    """What was made, changed or removed (or would be, in a dry run), in order."""
+    certificate_file: Optional[str] = dataclasses.field(default=None)
+    """The certificate file."""
+    private_key_file: Optional[str] = dataclasses.field(default=None)
+    """The private key file (0600)."""
+    certificate_expires: Optional[str] = dataclasses.field(default=None)
+    """When the certificate expires (RFC 3339)."""
+    config_written: Optional[str] = dataclasses.field(default=None)
+    """The configuration file written."""
+    tenant: Optional[Any] = dataclasses.field(default=None)
+    """The tenant section (the same as written), without secrets."""
 
 
 class CheckStatus(Choice):
@@ -186,6 +213,8 @@ class LinkState(Choice):
     UNASSIGNED = "unassigned"
     #: The local user was deleted; the online account was deleted (soft) or is pending.
     DELETED = "deleted"
+    #: The local user became protected (privileged, excluded) or left the configured
+    SUSPENDED = "suspended"
 
 
 class LinkOrigin(Choice):
@@ -239,6 +268,11 @@ class DriftReport(Result):
     """Links moved to the account now carrying their anchor."""
     changed: List[Drift]
     """Changes made online while disabled (reported, not overwritten)."""
+    blocked: List[Drift]
+    """Linked users who left while the integration was disabled (deleted, disabled,
+    expired, protected or out of scope): their sign-in was blocked at once; the next
+    sync round deletes the accounts of deleted users.
+    """
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -308,6 +342,12 @@ class PlanReason(Choice):
     CHANGED_LOCALLY = "changed_locally"
     #: The local user was deleted.
     DELETED_LOCALLY = "deleted_locally"
+    #: The linked online account has no licence (none was free when it was made).
+    UNLICENSED = "unlicensed"
+    #: The local user became protected (privileged, excluded) or left the scope: its
+    PROTECTED_LOCALLY = "protected_locally"
+    #: The local user is no longer in the configured bases or user filter.
+    OUT_OF_SCOPE_LOCALLY = "out_of_scope_locally"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -319,6 +359,10 @@ class PlanItem(Result):
     """Why, as a stable name a dashboard can branch on and translate."""
     message: str
     """The same in words for the administrator (never read by code)."""
+    licence_short: Optional[bool] = dataclasses.field(default=None)
+    """Beyond the free seats of a licence it would get: applied, it is refused (or
+    created unlicensed when the plan allows it).
+    """
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -480,6 +524,42 @@ class SkipReason(Choice):
     LINKED_TO_ANOTHER_USER = "linked_to_another_user"
     #: No valid online ID can be made (or the one chosen is invalid).
     INVALID_ONLINE_ID = "invalid_online_id"
+    #: A protected user (privileged, the bind account, or excluded by the
+    PROTECTED = "protected"
+    #: Outside the configured bases or user filter.
+    OUT_OF_SCOPE = "out_of_scope"
+
+
+class GuardRule(Choice):
+    """The rule a refused write broke (in results files, errors and previews)."""
+    #: A computer or trust account.
+    COMPUTER_OR_TRUST_ACCOUNT = "computer_or_trust_account"
+    #: One of the domain's built-in accounts (Administrator, Guest, krbtgt ...).
+    BUILT_IN_ACCOUNT = "built_in_account"
+    #: `isCriticalSystemObject = TRUE`.
+    CRITICAL_SYSTEM_OBJECT = "critical_system_object"
+    #: A relative id below 1000 (made by the domain itself).
+    RESERVED_RID = "reserved_rid"
+    #: `adminCount = 1`: in a protected group now or before.
+    ADMIN_COUNT = "admin_count"
+    #: In a privileged well-known group (nested or primary included).
+    PRIVILEGED_GROUP = "privileged_group"
+    #: The account o365-essentials binds to the directory with.
+    BIND_ACCOUNT = "bind_account"
+    #: Named in the configuration's `exclude_users`.
+    EXCLUDED_BY_CONFIGURATION = "excluded_by_configuration"
+    #: Outside the configured bases or user filter.
+    OUT_OF_SCOPE = "out_of_scope"
+    #: The online account holds a directory role.
+    DIRECTORY_ROLE = "directory_role"
+    #: The integration is disabled (or not integrated): nothing propagates.
+    INTEGRATION_DISABLED = "integration_disabled"
+    #: No local user carries the anchor or owns the link the write is for.
+    NO_LOCAL_USER = "no_local_user"
+    #: What the plan says of the user no longer matches the directory.
+    IDENTITY_MISMATCH = "identity_mismatch"
+    #: No free seat of the licence.
+    LICENCE_UNAVAILABLE = "licence_unavailable"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -491,8 +571,27 @@ class SkippedUser(Result):
     """`sAMAccountName`."""
     reason: SkipReason
     """Why, as a stable name."""
+    rule: Optional[GuardRule] = dataclasses.field(default=None)
+    """The gate's rule, when the user is protected or out of scope."""
     message: str
     """The same in words for the administrator (never read by code)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SeatCount(Result):
+    """Seats of one licence across a plan: how many are free now and how many the plan's
+    new accounts would take.
+    """
+    sku_id: str
+    """`skuId`."""
+    sku_part_number: str
+    """`skuPartNumber` (empty when the tenant has no such subscription)."""
+    free: int
+    """Seats free when the plan was made."""
+    planned: int
+    """Seats the plan would take."""
+    short: int
+    """Items beyond the free seats (they would be left without this licence)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -508,6 +607,12 @@ class Plan(Result):
     """The items, in execution order."""
     skipped: Optional[List[SkippedUser]] = dataclasses.field(default=None)
     """Users considered but left alone, with why (excluded, already linked...)."""
+    seats: Optional[List[SeatCount]] = dataclasses.field(default=None)
+    """Seats per licence the plan's new accounts take, against the free seats."""
+    allow_unlicensed: Optional[bool] = dataclasses.field(default=None)
+    """Create accounts whose licence has no free seat anyway, unlicensed (the next plan
+    proposes the licence); otherwise such items are refused when applied.
+    """
 
 
 class RunKind(Choice):
@@ -573,6 +678,7 @@ class ErrorCode(Choice):
     AUTH = "auth"
     PERMISSION_DENIED = "permission_denied"
     CERTIFICATE_REQUIRED = "certificate_required"
+    ADMIN_ROLE_MISSING = "admin_role_missing"
     NOT_FOUND = "not_found"
     ALREADY_EXISTS = "already_exists"
     CONFLICT = "conflict"
@@ -597,6 +703,7 @@ class ErrorCode(Choice):
     PROTECTED_ACCOUNT = "protected_account"
     PRECONDITION_FAILED = "precondition_failed"
     WORK_HELD = "work_held"
+    OUT_OF_SCOPE = "out_of_scope"
     DNS_RECORD_MISMATCH = "dns_record_mismatch"
     DNS_UPDATE_REFUSED = "dns_update_refused"
     CANCELLED = "cancelled"
@@ -660,6 +767,25 @@ class RunResults(Result):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class LocalStanding(Result):
+    """What the directory says about a local user's privileges and scope. The engine's gate
+    ([`crate::engine::guard`]) turns it into a decision; backends only report it.
+    """
+    rid: Optional[int] = dataclasses.field(default=None)
+    """The relative identifier (the last part of `objectSid`); below 1000 for the
+    accounts the domain made itself (Administrator 500, Guest 501, krbtgt 502).
+    """
+    admin_count: Optional[bool] = dataclasses.field(default=None)
+    """`adminCount = 1`: the account is or was in a protected group (AdminSDHolder)."""
+    privileged_groups: Optional[List[str]] = dataclasses.field(default=None)
+    """The privileged well-known groups the user is in, nested and primary group
+    included, as `name (SID)` — Domain Admins, Administrators, Backup Operators ...
+    """
+    out_of_scope: Optional[bool] = dataclasses.field(default=None)
+    """Outside the configured bases or not matching the configured user filter."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LocalUser(Result):
     """A user of the on-premises directory."""
     guid: ObjectGuid
@@ -694,6 +820,10 @@ class LocalUser(Result):
     """`isCriticalSystemObject`."""
     account_expires: Optional[datetime.datetime] = dataclasses.field(default=None)
     """`accountExpires`, when the account has an end date (`None` = never expires)."""
+    standing: LocalStanding
+    """What the directory says about the account's privileges and scope, read with it;
+    [`crate::engine::guard`] decides from it who is protected.
+    """
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -985,6 +1115,10 @@ class SyncPlan(Result):
     """Whether the directory would be read whole (no usable cursor)."""
     passwords_queued: int
     """Passwords queued for delivery."""
+    blocked: List[ObjectGuid]
+    """Linked users whose online account was seen blocked when the plan was made (kept
+    once the plan is applied, with the disables and enables it makes).
+    """
 
 
 class CaptureOutcome(Choice):
@@ -1003,6 +1137,8 @@ class CaptureOutcome(Choice):
     KEPT = "kept"
     #: The integration is disabled: nothing propagates (the change is not sent later).
     DISABLED = "disabled"
+    #: The user is protected (privileged, built-in, the bind account, excluded) or
+    PROTECTED = "protected"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
