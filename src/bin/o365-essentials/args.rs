@@ -27,6 +27,8 @@ pub(crate) const TASKS: &[(&str, &[&str])] = &[
             "disable",
             "enable",
             "change_credentials",
+            "setup",
+            "teardown",
         ],
     ),
     (
