@@ -49,8 +49,8 @@ pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
 pub use results::{failed_users, failed_users_in, results_paths, to_csv, write_results};
 pub use services::Microsoft365;
 pub use setup::{
-    APPLICATION_PERMISSIONS, DEFAULT_PUBLIC_CLIENT, DIRECTORY_ROLES, RENEW_DAYS, SetupParams,
-    SetupReport,
+    APPLICATION_PERMISSIONS, CredentialInfo, DEFAULT_PUBLIC_CLIENT, DIRECTORY_ROLES, RENEW_DAYS,
+    RollReport, SetupParams, SetupReport,
 };
 pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync, plan_sync_with};
 
@@ -92,6 +92,9 @@ pub struct IntegrationStatus {
     /// Whether local password changes can be queued and delivered (no password key → no).
     #[serde(default)]
     pub password_sync: PasswordSyncState,
+    /// The app's credential: its kind, expiry and a warning 30 days ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialInfo>,
 }
 
 /// One difference found between a link and the tenant.
@@ -834,6 +837,7 @@ impl Integration {
             enabled: true,
             links: self.store.links()?.len(),
             password_sync: self.password_sync_state(),
+            credential: self.credential_info(),
         };
         self.store.set_setting(SETTINGS_KEY, &status)?;
         Ok(status)
@@ -852,6 +856,7 @@ impl Integration {
         })?;
         s.links = self.store.links()?.len();
         s.password_sync = self.password_sync_state();
+        s.credential = self.credential_info();
         Ok(s)
     }
 

@@ -663,7 +663,7 @@ async fn app_token_works(
     cfg: &GraphConfig,
     client_id: &str,
     cert: &LocalCert,
-) -> Result<()> {
+) -> Result<SecretString> {
     let token_url = format!(
         "{}/{}/oauth2/v2.0/token",
         cfg.login_url.trim_end_matches('/'),
@@ -698,8 +698,10 @@ async fn app_token_works(
         .map_err(|e| crate::graph::transport_error(&e, "asking for the new app's token"))?;
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if status == 200 {
-        return Ok(());
+    if status == 200
+        && let Some(t) = body["access_token"].as_str()
+    {
+        return Ok(SecretString::from(t.to_string()));
     }
     Err(crate::graph::auth::token_error(status, &body))
 }
@@ -823,7 +825,8 @@ impl Integration {
                 local = Some(make_cert(&dir, &cert_file, &key_file, &name)?);
             }
         }
-        let key_json = |c: &LocalCert| json!({"type": "AsymmetricX509Cert", "usage": "Verify", "key": B64.encode(&c.der), "displayName": format!("CN={name}")});
+        let new_key_id = uuid::Uuid::new_v4().to_string();
+        let key_json = |c: &LocalCert| json!({"keyId": new_key_id, "type": "AsymmetricX509Cert", "usage": "Verify", "key": B64.encode(&c.der), "displayName": format!("CN={name}")});
         let app = match existing {
             Some(app) => {
                 let id = app["id"].as_str().unwrap_or("").to_string();
@@ -880,6 +883,18 @@ impl Integration {
             }
         };
         let app_id = app["appId"].as_str().map(str::to_string);
+        let object_id = app["id"].as_str().unwrap_or("").to_string();
+        // The key credential of this server's certificate (for rolling it later).
+        let key_id = match &local {
+            Some(c) => app["keyCredentials"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|k| k["customKeyIdentifier"].as_str() == Some(B64.encode(&c.sha1).as_str()))
+                .and_then(|k| k["keyId"].as_str())
+                .map_or_else(|| new_key_id.clone(), str::to_string),
+            None => new_key_id.clone(),
+        };
         report.client_id = app_id.clone();
         // Its service principal.
         let sp_id = match &app_id {
@@ -992,7 +1007,7 @@ impl Integration {
         let mut delay = Duration::from_millis(500);
         loop {
             match app_token_works(&http, &cfg, &app_id, &cert).await {
-                Ok(()) => break,
+                Ok(_) => break,
                 Err(_) if started.elapsed() < Duration::from_secs(p.wait_secs) => {}
                 Err(e) => {
                     return Err(Error::new(
@@ -1052,6 +1067,14 @@ impl Integration {
             );
             report.config_written = Some(path.clone());
         }
+        self.store.set_setting(
+            REGISTRATION_KEY,
+            &Registration {
+                client_id: app_id,
+                object_id,
+                key_id,
+            },
+        )?;
         report.tenant = Some(tenant);
         Ok(report)
     }
@@ -1202,4 +1225,236 @@ fn same_access(a: &Value, b: &Value) -> bool {
         out
     };
     set(a) == set(b)
+}
+
+/// The app's credential as this server holds it: its kind and, for a certificate, its
+/// expiry; a warning when it expires within [`RENEW_DAYS`] days or is a secret (whose
+/// expiry the server cannot see).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CredentialInfo {
+    /// `secret`, `certificate` or `pkcs12`.
+    pub kind: String,
+    /// When the certificate expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Whole days left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
+    /// What the administrator should do, when anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// What `roll_credential` did.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RollReport {
+    /// The new certificate's key credential id.
+    pub added_key_id: String,
+    /// The old one's, removed.
+    pub removed_key_id: String,
+    /// When the new certificate expires (RFC 3339).
+    pub certificate_expires: String,
+}
+
+/// What `setup` remembers in the store to roll the certificate later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Registration {
+    client_id: String,
+    object_id: String,
+    key_id: String,
+}
+
+const REGISTRATION_KEY: &str = "setup.registration";
+
+fn cert_not_after(cfg: &GraphConfig) -> Option<i64> {
+    let pem = match &cfg.credential {
+        Credential::Certificate {
+            certificate_pem: Some(p),
+            ..
+        } => p.as_bytes().to_vec(),
+        Credential::Certificate {
+            certificate_file: Some(f),
+            ..
+        } => std::fs::read(f).ok()?,
+        _ => return None,
+    };
+    let der = rustls_pemfile::certs(&mut pem.as_slice()).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+impl Integration {
+    /// The credential's kind and expiry, with a warning 30 days ahead.
+    pub fn credential_info(&self) -> Option<CredentialInfo> {
+        let cfg = self.current_tenant_config().ok()?;
+        let now = self.now().unix_timestamp();
+        Some(match &cfg.credential {
+            Credential::Secret { .. } => CredentialInfo {
+                kind: "secret".into(),
+                expires: None,
+                days_left: None,
+                warning: Some(
+                    "a client secret expires (after two years at most) without this server seeing it; run `o365-essentials setup` to replace it with a certificate made here".into(),
+                ),
+            },
+            Credential::Pkcs12 { .. } => CredentialInfo {
+                kind: "pkcs12".into(),
+                expires: None,
+                days_left: None,
+                warning: None,
+            },
+            Credential::Certificate { .. } => {
+                let end = cert_not_after(&cfg);
+                let days = end.map(|e| (e - now).div_euclid(86_400));
+                let warning = match days {
+                    Some(d) if d < 0 => Some(
+                        "the certificate has expired: Microsoft 365 refuses it; run `o365-essentials setup` to make a new one".to_string(),
+                    ),
+                    Some(d) if d <= RENEW_DAYS => Some(format!(
+                        "the certificate expires in {d} days; run `o365-essentials roll-credential` (or `setup`) to replace it"
+                    )),
+                    _ => None,
+                };
+                CredentialInfo {
+                    kind: "certificate".into(),
+                    expires: end.map(rfc3339),
+                    days_left: days,
+                    warning,
+                }
+            }
+        })
+    }
+
+    /// Replaces the app's certificate with a new one made here, through Graph's
+    /// `addKey` and `removeKey` with proofs signed by the current key: the new key is
+    /// added and proven to get a token before the integration switches to it, and only
+    /// then is the old one removed.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotSupported`] when `setup` did not make this registration or the
+    /// credential is not a certificate file; Graph's and the identity platform's errors
+    /// (the old certificate stays in use).
+    pub async fn roll_credential(&self) -> Result<RollReport> {
+        let cfg = self.current_tenant_config()?;
+        let reg: Registration = self.store.setting(REGISTRATION_KEY)?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::NotSupported,
+                "this registration was not made by `o365-essentials setup`; run setup to take it over",
+            )
+        })?;
+        let Credential::Certificate {
+            certificate_file: Some(cert_file),
+            private_key_file: Some(key_file),
+            ..
+        } = &cfg.credential
+        else {
+            return Err(Error::new(
+                ErrorCode::NotSupported,
+                "rolling needs a certificate credential in files; run `o365-essentials setup` to make one",
+            ));
+        };
+        let old = read_local_cert(cert_file, key_file).ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidConfig,
+                "the current certificate cannot be read",
+            )
+        })?;
+        let http = http_client(&cfg)?;
+        let token = app_token(&http, &cfg, &reg.client_id, &old).await?;
+        let dir = cert_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.results_folder());
+        let new_cert_file = cert_file.with_extension("pem.next");
+        let new_key_file = key_file.with_extension("key.next");
+        let new = make_cert(&dir, &new_cert_file, &new_key_file, "o365-essentials")?;
+        let graph = cfg.graph_url.trim_end_matches('/').to_string();
+        let proof = |c: &LocalCert| -> Result<String> {
+            let key = std::fs::read(&c.key_file).map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!("cannot read {}: {e}", c.key_file.display()),
+                )
+            })?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            signed_jwt(
+                &key,
+                &c.der,
+                &json!({"aud": "00000002-0000-0000-c000-000000000000", "iss": reg.object_id, "nbf": now, "exp": now + 600}),
+            )
+        };
+        let s = Session {
+            http: http.clone(),
+            graph,
+            token,
+        };
+        let added = s
+            .send(
+                reqwest::Method::POST,
+                &format!("/applications/{}/addKey", reg.object_id),
+                Some(&json!({
+                    "keyCredential": {"type": "AsymmetricX509Cert", "usage": "Verify", "key": B64.encode(&new.der)},
+                    "passwordCredential": null,
+                    "proof": proof(&old)?,
+                })),
+            )
+            .await?;
+        let added_key_id = added["keyId"].as_str().unwrap_or("").to_string();
+        // The new key must work before anything switches to it.
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match app_token(&http, &cfg, &reg.client_id, &new).await {
+                Ok(_) => break,
+                Err(e) if started.elapsed() > Duration::from_secs(300) => {
+                    return Err(
+                        e.context("the new certificate got no token; the old one stays in use")
+                    );
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(15));
+                }
+            }
+        }
+        let io = |e: std::io::Error| {
+            Error::new(
+                ErrorCode::InvalidConfig,
+                format!("cannot move the new certificate into place: {e}"),
+            )
+        };
+        std::fs::rename(&new_key_file, key_file).map_err(io)?;
+        std::fs::rename(&new_cert_file, cert_file).map_err(io)?;
+        let current = read_local_cert(cert_file, key_file)
+            .ok_or_else(|| Error::internal("the new certificate cannot be read back"))?;
+        self.adopt_tenant_config(cfg.clone()).await?;
+        s.send(
+            reqwest::Method::POST,
+            &format!("/applications/{}/removeKey", reg.object_id),
+            Some(&json!({"keyId": reg.key_id, "proof": proof(&current)?})),
+        )
+        .await?;
+        self.store.set_setting(
+            REGISTRATION_KEY,
+            &Registration {
+                key_id: added_key_id.clone(),
+                ..reg.clone()
+            },
+        )?;
+        Ok(RollReport {
+            added_key_id,
+            removed_key_id: reg.key_id,
+            certificate_expires: rfc3339(current.not_after),
+        })
+    }
+}
+
+/// A client credentials token for Graph from `cert`.
+async fn app_token(
+    http: &reqwest::Client,
+    cfg: &GraphConfig,
+    client_id: &str,
+    cert: &LocalCert,
+) -> Result<SecretString> {
+    app_token_works(http, cfg, client_id, cert).await
 }

@@ -29,6 +29,7 @@ pub(crate) const TASKS: &[(&str, &[&str])] = &[
             "change_credentials",
             "setup",
             "teardown",
+            "roll_credential",
         ],
     ),
     (
