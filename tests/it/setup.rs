@@ -19,6 +19,21 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_o365-essentials"))
 }
 
+/// A clock standing at a given time.
+struct Later(time::OffsetDateTime);
+
+impl o365_essentials::engine::Clock for Later {
+    fn now(&self) -> time::OffsetDateTime {
+        self.0
+    }
+}
+
+/// The TOML configuration as the JSON `IntegrationConfig::from_json` reads.
+fn toml_as_json(path: &Path) -> String {
+    let t: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    serde_json::to_string(&t).unwrap()
+}
+
 fn emulator_config() -> EmulatorConfig {
     let mut cfg = EmulatorConfig::default();
     cfg.identity.device_code_interval_secs = 1;
@@ -320,6 +335,80 @@ async fn setup_registers_the_app_from_one_sign_in_then_integrate_works_and_rerun
     assert!(!changes.iter().any(|c| c.contains("create")), "{changes:?}");
     let apps = graph_get(&emu, &token, "/applications").await;
     assert_eq!(apps["value"].as_array().unwrap().len(), 1);
+
+    // The credential's lifecycle: status knows the certificate's expiry and warns 30 days
+    // ahead (time moved through the engine's clock) ...
+    let later = {
+        let config =
+            o365_essentials::config::IntegrationConfig::from_json(&toml_as_json(&cfg)).unwrap();
+        let integration = o365_essentials::engine::Integration::open(config)
+            .unwrap()
+            .with_clock(std::sync::Arc::new(Later(
+                time::OffsetDateTime::now_utc() + time::Duration::days(710),
+            )));
+        let now = integration.status().unwrap().credential.unwrap();
+        assert_eq!(now.kind, "certificate");
+        assert!(now.days_left.unwrap() <= 20, "{now:?}");
+        assert!(now.warning.unwrap().contains("expires in"));
+        drop(integration);
+        let config =
+            o365_essentials::config::IntegrationConfig::from_json(&toml_as_json(&cfg)).unwrap();
+        let today = o365_essentials::engine::Integration::open(config).unwrap();
+        let c = today.status().unwrap().credential.unwrap();
+        assert!(c.days_left.unwrap() >= 728 && c.warning.is_none(), "{c:?}");
+        c
+    };
+    // ... and rolls it: a new key added with a proof from the old, proven, then the old
+    // one removed; the service keeps working on the new one.
+    let old_pem = std::fs::read_to_string(tmp.path().join("o365-essentials-app.pem")).unwrap();
+    let mut roll = Command::new(bin());
+    roll.arg("--config")
+        .arg(&cfg)
+        .args(["--json", "roll-credential"]);
+    let out = tokio::task::spawn_blocking(move || roll.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "roll: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rolled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(rolled["added_key_id"], rolled["removed_key_id"]);
+    let new_pem = std::fs::read_to_string(tmp.path().join("o365-essentials-app.pem")).unwrap();
+    assert_ne!(old_pem, new_pem);
+    let app = graph_get(
+        &emu,
+        &token,
+        "/applications?$filter=displayName%20eq%20'o365-essentials%20(dc1)'",
+    )
+    .await;
+    let keys = app["value"][0]["keyCredentials"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["keyId"], rolled["added_key_id"]);
+    let key = tmp.path().join("o365-essentials-app.key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let _ = later;
+    let mut status = Command::new(bin());
+    status
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--json", "match-preview"]);
+    let out = tokio::task::spawn_blocking(move || status.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "after the roll: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // teardown removes it.
     let down = run_signed_in(
