@@ -201,6 +201,8 @@ async def scenario(i, emulator, tmp_path):
         error = await i.fails(name, o365.AdminRoleMissingError, server_name="ops", dry_run=True)
         approver.join()
         assert "Privileged Role Administrator" in str(error)
+    # Rolling the certificate needs a registration setup made.
+    await i.fails("roll_credential", o365.NotSupportedError)
 
     error = await i.fails(
         "change_credentials", o365.AuthError, credential={"kind": "secret", "secret": "Wrong-Canary-7731"}

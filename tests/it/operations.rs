@@ -631,6 +631,9 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
         assert_eq!(e.code(), ErrorCode::AdminRoleMissing, "{name}: {e}");
         assert!(e.message().contains("Privileged Role Administrator"), "{e}");
     }
+    // Rolling the certificate needs a registration setup made.
+    let e = o.call("roll_credential", json!({})).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotSupported, "{e}");
 
     // Credentials, disable, enable.
     let e = o

@@ -42,6 +42,12 @@ class Operations:
         Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
         return convert(_types.SetupReport, self.call("teardown", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, cancel=cancel, lease_wait=lease_wait))  # type: ignore[no-any-return]
 
+    def roll_credential(self) -> _types.RollReport:
+        """Replaces the app's certificate with a new one made here (addKey proven by the current key, the new one proven before the old is removed).
+
+        Parameters: ``NoParams``; returns ``engine::RollReport``."""
+        return convert(_types.RollReport, self.call("roll_credential"))  # type: ignore[no-any-return]
+
     def requirements(self, *, custom_domain: Any = _UNSET) -> _types.RequirementsReport:
         """Checks one DC, running on it, every Microsoft 365 endpoint and permission, the custom domain.
 
@@ -403,6 +409,12 @@ class AsyncOperations:
 
         Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
         return convert(_types.SetupReport, await self.call("teardown", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, lease_wait=lease_wait))  # type: ignore[no-any-return]
+
+    async def roll_credential(self) -> _types.RollReport:
+        """Replaces the app's certificate with a new one made here (addKey proven by the current key, the new one proven before the old is removed).
+
+        Parameters: ``NoParams``; returns ``engine::RollReport``."""
+        return convert(_types.RollReport, await self.call("roll_credential"))  # type: ignore[no-any-return]
 
     async def requirements(self, *, custom_domain: Any = _UNSET) -> _types.RequirementsReport:
         """Checks one DC, running on it, every Microsoft 365 endpoint and permission, the custom domain.

@@ -20,6 +20,7 @@ __all__ = [
     "CaptureReport",
     "CheckStatus",
     "CreatedUser",
+    "CredentialInfo",
     "DeviceAccessState",
     "DeviceCharacteristic",
     "DevicePolicy",
@@ -86,6 +87,7 @@ __all__ = [
     "RequirementCheck",
     "RequirementsReport",
     "RevokeOutcome",
+    "RollReport",
     "RunKind",
     "RunResults",
     "SeatCount",
@@ -135,6 +137,17 @@ class SetupReport(Result):
     """The tenant section (the same as written), without secrets."""
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RollReport(Result):
+    """What `roll_credential` did."""
+    added_key_id: str
+    """The new certificate's key credential id."""
+    removed_key_id: str
+    """The old one's, removed."""
+    certificate_expires: str
+    """When the new certificate expires (RFC 3339)."""
+
+
 class CheckStatus(Choice):
     """Outcome of one check of the requirements report."""
     #: Fine.
@@ -176,6 +189,22 @@ class PasswordSyncState(Choice):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class CredentialInfo(Result):
+    """The app's credential as this server holds it: its kind and, for a certificate, its
+    expiry; a warning when it expires within [`RENEW_DAYS`] days or is a secret (whose
+    expiry the server cannot see).
+    """
+    kind: str
+    """`secret`, `certificate` or `pkcs12`."""
+    expires: Optional[str] = dataclasses.field(default=None)
+    """When the certificate expires (RFC 3339)."""
+    days_left: Optional[int] = dataclasses.field(default=None)
+    """Whole days left."""
+    warning: Optional[str] = dataclasses.field(default=None)
+    """What the administrator should do, when anything."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class IntegrationStatus(Result):
     """Where the integration stands."""
     tenant_id: str
@@ -194,6 +223,8 @@ class IntegrationStatus(Result):
     """Links recorded."""
     password_sync: PasswordSyncState
     """Whether local password changes can be queued and delivered (no password key → no)."""
+    credential: Optional[CredentialInfo] = dataclasses.field(default=None)
+    """The app's credential: its kind, expiry and a warning 30 days ahead."""
 
 
 #: An Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form.
