@@ -1322,7 +1322,7 @@ pub(crate) fn client_credentials(
     let wids: Vec<String> = d
         .roles
         .iter()
-        .filter(|r| r.members.iter().any(|m| *m == sp.id))
+        .filter(|r| r.members.contains(&sp.id))
         .map(|r| r.template_id.clone())
         .collect();
     drop(d);

@@ -325,7 +325,7 @@ pub(crate) fn poll(emu: &Emu, tenant: &str, form: &HashMap<String, String>) -> R
             let wids: Vec<String> = d
                 .roles
                 .iter()
-                .filter(|r| r.members.iter().any(|m| *m == user.id))
+                .filter(|r| r.members.contains(&user.id))
                 .map(|r| r.template_id.clone())
                 .collect();
             drop(d);
