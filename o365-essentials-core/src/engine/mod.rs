@@ -798,6 +798,28 @@ impl Integration {
         if let Some(capture) = &self.settings.capture {
             checks.extend(capture::requirement_checks(capture).await);
         }
+        if let Some(c) = self.credential_info() {
+            let status = match (c.days_left, &c.warning) {
+                (Some(d), _) if d < 0 => CheckStatus::Fail,
+                (_, Some(_)) => CheckStatus::Warn,
+                _ => CheckStatus::Pass,
+            };
+            let detail = match (&c.expires, c.days_left) {
+                (Some(e), Some(d)) => {
+                    format!("a {} credential, valid until {e} ({d} days)", c.kind)
+                }
+                _ => format!("a {} credential; its expiry is not known here", c.kind),
+            };
+            checks.push(check(
+                "credential_expiry",
+                "The app's credential stays valid",
+                status,
+                detail,
+                c.warning.as_deref().unwrap_or(
+                    "Replace the credential before it expires: `o365-essentials roll-credential` or `setup`.",
+                ),
+            ));
+        }
         RequirementsReport { checks }
     }
 
