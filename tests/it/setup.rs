@@ -350,6 +350,18 @@ async fn setup_registers_the_app_from_one_sign_in_then_integrate_works_and_rerun
         assert_eq!(now.kind, "certificate");
         assert!(now.days_left.unwrap() <= 20, "{now:?}");
         assert!(now.warning.unwrap().contains("expires in"));
+        let report = integration.requirements(None).await;
+        let check = report
+            .checks
+            .iter()
+            .find(|c| c.id == "credential_expiry")
+            .unwrap();
+        assert_eq!(
+            check.status,
+            o365_essentials::model::CheckStatus::Warn,
+            "{check:?}"
+        );
+        assert!(check.remedy.contains("roll-credential"), "{check:?}");
         drop(integration);
         let config =
             o365_essentials::config::IntegrationConfig::from_json(&toml_as_json(&cfg)).unwrap();
@@ -408,6 +420,79 @@ async fn setup_registers_the_app_from_one_sign_in_then_integrate_works_and_rerun
         "after the roll: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The service rolls the certificate itself when it is due (`--roll-days` beyond its
+    // two years makes it due at once) and keeps delivering rounds on the new one.
+    let before = std::fs::read_to_string(tmp.path().join("o365-essentials-app.pem")).unwrap();
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["serve", "--interval", "1", "--roll-days", "800"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let events = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut rolled = false;
+        while Instant::now() < deadline {
+            let Ok(v) = rx.recv_timeout(Duration::from_secs(1)) else {
+                continue;
+            };
+            seen.push(v.clone());
+            if v["event"] == "credential_rolled" {
+                rolled = true;
+            }
+            if rolled && v["event"] == "sync_round_finished" && v.get("error_code").is_none() {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait().unwrap()).await;
+    let _ = reader.join();
+    let rolled = events
+        .iter()
+        .position(|v| v["event"] == "credential_rolled");
+    let after_roll = rolled.and_then(|i| {
+        events[i..]
+            .iter()
+            .position(|v| v["event"] == "sync_round_finished" && v.get("error_code").is_none())
+    });
+    assert!(
+        after_roll.is_some(),
+        "a round on the new certificate: {events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|v| v["event"] == "sync_round_finished" && v.get("error_code").is_some()),
+        "no failed round: {events:?}"
+    );
+    assert_ne!(
+        before,
+        std::fs::read_to_string(tmp.path().join("o365-essentials-app.pem")).unwrap()
     );
 
     // teardown removes it.
