@@ -82,20 +82,25 @@ fn default_wait() -> u64 {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetupParams {
-    /// This server's name, in the app registration's name `o365-essentials (<server>)`
-    /// (the host name when absent).
+    /// This server's name, for the app's name `o365-essentials (<server>)` (host name).
+    ///
+    /// The host name when absent.
     #[serde(default)]
     pub server_name: Option<String>,
-    /// The public client the administrator signs in through (Microsoft Graph Command
-    /// Line Tools when absent).
+    /// The public client to sign in through (Microsoft Graph Command Line Tools).
+    ///
+    /// Microsoft Graph Command Line Tools when absent.
     #[serde(default)]
     pub public_client_id: Option<String>,
-    /// The configuration file whose `tenant` section is written (TOML, or JSON for
-    /// `.json`); nothing is written when absent (the result carries the section).
+    /// The configuration file whose `tenant` section setup writes (the command line's).
+    ///
+    /// TOML, or JSON for `.json`; nothing is written when absent (the result carries the
+    /// section).
     #[serde(default)]
     pub config_file: Option<PathBuf>,
-    /// Where the certificate and its private key go (the configuration file's folder,
-    /// else the results folder, when absent).
+    /// The folder of the certificate and its private key (the configuration's).
+    ///
+    /// The configuration file's folder, else the results folder, when absent.
     #[serde(default)]
     pub credential_dir: Option<PathBuf>,
     /// List what would be made or changed, changing nothing.
