@@ -308,7 +308,7 @@ pub(crate) fn poll(emu: &Emu, tenant: &str, form: &HashMap<String, String>) -> R
             StatusCode::BAD_REQUEST,
             "authorization_pending",
             70016,
-            "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+            "The provided request has not yet been authorized by the user. The user must input their code.",
         ),
         CodeState::Approved(user_id) => {
             dc.state = CodeState::Redeemed;
