@@ -534,6 +534,13 @@ fn make_cert(dir: &Path, cert_file: &Path, key_file: &Path, subject: &str) -> Re
     })
 }
 
+/// The time written into assertions and proofs: Entra checks them against its own clock,
+/// so they carry the wall clock's, not the engine's (which tests move).
+#[allow(clippy::disallowed_methods)]
+fn wall_clock() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
 fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
@@ -680,7 +687,7 @@ async fn app_token_works(
             format!("cannot read {}: {e}", cert.key_file.display()),
         )
     })?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = wall_clock().unix_timestamp();
     let assertion = signed_jwt(
         &key_pem,
         &cert.der,
@@ -798,7 +805,7 @@ impl Integration {
         let dir = config_dir(&p, self);
         let cert_file = dir.join("o365-essentials-app.pem");
         let key_file = dir.join("o365-essentials-app.key");
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = self.now().unix_timestamp();
         let mut local = read_local_cert(&cert_file, &key_file)
             .filter(|c| c.not_after - now > RENEW_DAYS * 86_400);
         // The app registration.
@@ -831,7 +838,7 @@ impl Integration {
             }
         }
         let new_key_id = uuid::Uuid::new_v4().to_string();
-        let key_json = |c: &LocalCert| json!({"keyId": new_key_id, "type": "AsymmetricX509Cert", "usage": "Verify", "key": B64.encode(&c.der), "displayName": format!("CN={name}")});
+        let key_json = |c: &LocalCert| json!({"keyId": new_key_id, "type": "AsymmetricX509Cert", "usage": "Verify", "key": B64.encode(&c.der), "customKeyIdentifier": B64.encode(&c.sha1), "displayName": format!("CN={name}")});
         let app = match existing {
             Some(app) => {
                 let id = app["id"].as_str().unwrap_or("").to_string();
@@ -1381,7 +1388,7 @@ impl Integration {
                     format!("cannot read {}: {e}", c.key_file.display()),
                 )
             })?;
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let now = wall_clock().unix_timestamp();
             signed_jwt(
                 &key,
                 &c.der,
