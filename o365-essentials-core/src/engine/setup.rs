@@ -1470,3 +1470,70 @@ async fn app_token(
 ) -> Result<SecretString> {
     app_token_works(http, cfg, client_id, cert).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_role_ids_are_read_by_value_for_application_members_only() {
+        let sp = json!({"appRoles": [
+            {"id": "A", "value": "Sites.FullControl.All", "allowedMemberTypes": ["User"]},
+            {"id": "B", "value": "Sites.FullControl.All", "allowedMemberTypes": ["Application"]},
+            {"id": "C", "value": "User.ReadWrite.All"},
+        ]});
+        assert_eq!(role_id(&sp, "Sites.FullControl.All").as_deref(), Some("b"));
+        assert_eq!(role_id(&sp, "User.ReadWrite.All").as_deref(), Some("c"));
+        assert_eq!(role_id(&sp, "Mail.Send"), None);
+        assert_eq!(role_id(&json!({"appRoles": "no"}), "x"), None);
+        assert_eq!(role_id(&Value::Null, "x"), None);
+    }
+
+    #[test]
+    fn required_access_compares_ignoring_order_and_case() {
+        let a = json!([{"resourceAppId": "G", "resourceAccess": [{"id": "X"}, {"id": "y"}]}]);
+        let b = json!([{"resourceAppId": "g", "resourceAccess": [{"id": "Y"}, {"id": "x"}]}]);
+        assert!(same_access(&a, &b));
+        assert!(!same_access(&a, &json!([])));
+        assert!(same_access(&Value::Null, &json!([])));
+    }
+
+    #[test]
+    fn the_tenant_section_is_written_and_the_rest_kept_in_toml_and_json() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("o365-setup-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let tenant = json!({"tenant_id": "t", "client_id": "c", "credential": {"kind": "certificate", "certificate_file": "/a.pem", "private_key_file": "/a.key"}});
+        let toml_file = dir.join("c.toml");
+        std::fs::write(
+            &toml_file,
+            "store = \"/s.db\"\n[tenant]\ntenant_id = \"t\"\nclient_id = \"0\"\nlogin_url = \"http://x\"\n[tenant.credential]\nkind = \"secret\"\nsecret = \"old\"\n",
+        )
+        .unwrap_or_default();
+        assert!(write_config(&toml_file, &tenant).is_ok());
+        let text = std::fs::read_to_string(&toml_file).unwrap_or_default();
+        let t: toml::Table = toml::from_str(&text).unwrap_or_default();
+        assert_eq!(t["store"].as_str(), Some("/s.db"));
+        assert_eq!(t["tenant"]["client_id"].as_str(), Some("c"));
+        assert_eq!(t["tenant"]["login_url"].as_str(), Some("http://x"));
+        assert_eq!(
+            t["tenant"]["credential"]["kind"].as_str(),
+            Some("certificate")
+        );
+        assert!(!text.contains("old"), "the secret is gone");
+        let mode = std::fs::metadata(&toml_file)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        assert_eq!(mode & 0o777, 0o600);
+        let json_file = dir.join("c.json");
+        std::fs::write(&json_file, r#"{"store": "/s.db", "tenant": {"tenant_id": "t", "client_id": "0", "credential": {"kind": "secret", "secret": "old"}}}"#).unwrap_or_default();
+        assert!(write_config(&json_file, &tenant).is_ok());
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap_or_default())
+                .unwrap_or_default();
+        assert_eq!(v["tenant"]["client_id"], "c");
+        assert_eq!(v["store"], "/s.db");
+        assert!(write_config(&dir.join("missing.toml"), &tenant).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
