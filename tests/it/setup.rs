@@ -269,6 +269,76 @@ async fn setup_registers_the_app_from_one_sign_in_then_integrate_works_and_rerun
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The quickstart's walk on the created app: accounts for the local users, a sync
+    // round, Exchange and SharePoint (whose REST API takes only a certificate).
+    for args in [
+        vec!["--json", "requirements"],
+        vec!["--json", "match-preview"],
+        vec!["--json", "sync-once"],
+        vec!["--json", "list-distribution-groups"],
+        vec!["--json", "list-site-groups"],
+        vec!["--json", "licences"],
+    ] {
+        let mut c = Command::new(bin());
+        c.arg("--config").arg(&cfg).args(&args);
+        let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args[1] == "requirements" {
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let failed: Vec<&Value> = report["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["status"] == "fail")
+                .collect();
+            assert!(
+                failed.is_empty(),
+                "the created app lacks nothing: {failed:?}"
+            );
+        }
+    }
+    let mut plan = Command::new(bin());
+    plan.arg("--config")
+        .arg(&cfg)
+        .args(["--json", "plan-bulk-create"]);
+    let out = tokio::task::spawn_blocking(move || plan.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let plan_file = tmp.path().join("plan.json");
+    std::fs::write(&plan_file, &out.stdout).unwrap();
+    let mut apply = Command::new(bin());
+    apply
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--json", "apply-plan", "--plan"])
+        .arg(format!("@{}", plan_file.display()));
+    let out = tokio::task::spawn_blocking(move || apply.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "apply-plan: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        results.to_string().contains("succeeded"),
+        "accounts made on the created app: {results}"
+    );
+
     // A removed grant is repaired by running setup again; still one app.
     let token = delegated_token(&emu, ADMIN).await;
     let apps = graph_get(
