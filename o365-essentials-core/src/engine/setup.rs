@@ -31,8 +31,9 @@ use crate::graph::{Credential, GraphConfig};
 /// in through.
 pub const DEFAULT_PUBLIC_CLIENT: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
 
-/// The delegated Graph scopes the sign-in asks for.
+/// The delegated Graph scopes the sign-in asks for (`User.Read` for `/me`: who signed in).
 const SCOPES: &[&str] = &[
+    "User.Read",
     "Application.ReadWrite.All",
     "AppRoleAssignment.ReadWrite.All",
     "RoleManagement.ReadWrite.Directory",
