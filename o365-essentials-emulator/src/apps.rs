@@ -1166,6 +1166,18 @@ pub(crate) async fn me(
             "/me request is only valid with delegated authentication flow.",
         ));
     }
+    crate::users::need(
+        &claims,
+        &[
+            "User.Read",
+            "User.ReadWrite",
+            "User.ReadBasic.All",
+            "User.Read.All",
+            "User.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ],
+    )?;
     let d = emu.dir();
     let u = d
         .users

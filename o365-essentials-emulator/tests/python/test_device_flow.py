@@ -81,7 +81,9 @@ def msal_app(info):
 
 def test_msal_device_flow_signs_in_and_the_token_carries_scopes_and_roles(emulator):
     app = msal_app(emulator)
-    flow = app.initiate_device_flow(scopes=["https://graph.microsoft.com/Application.ReadWrite.All"])
+    flow = app.initiate_device_flow(
+        scopes=["https://graph.microsoft.com/User.Read", "https://graph.microsoft.com/Application.ReadWrite.All"]
+    )
     assert "user_code" in flow, flow
     assert flow["user_code"] in flow["message"]
     assert flow["verification_uri"].endswith("/devicelogin")
@@ -93,7 +95,7 @@ def test_msal_device_flow_signs_in_and_the_token_carries_scopes_and_roles(emulat
     assert "access_token" in result, result
     c = claims(result["access_token"])
     assert c["idtyp"] == "user"
-    assert c["scp"] == "Application.ReadWrite.All"
+    assert set(c["scp"].split()) == {"User.Read", "Application.ReadWrite.All"}
     assert GLOBAL_ADMIN in c["wids"]
     assert result["id_token_claims"]["preferred_username"] == ADMIN
     me = graph_get(emulator, result["access_token"], "/me")
