@@ -606,6 +606,23 @@ async fn setup_without_the_roles_names_the_missing_role_and_changes_nothing() {
         run.stdout
     );
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), before);
+
+    // A declined sign-in stops it too, as a sign-in failure.
+    let child = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--json", "setup", "--server-name", "dc1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    try_approve_next(&emu, ADMIN, true).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("declined"));
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), before);
     let token = delegated_token(&emu, ADMIN).await;
     let apps = graph_get(&emu, &token, "/applications").await;
     assert_eq!(apps["value"].as_array().unwrap().len(), 0);
