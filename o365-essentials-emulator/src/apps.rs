@@ -471,12 +471,36 @@ fn list_answer(emu: &Emu, set: &str, items: Vec<Value>) -> Response<Body> {
     )
 }
 
+/// An application by object id, or by `appId=…` (`applications(appId='…')`).
 fn find_app<'a>(d: &'a mut Directory, id: &str) -> Result<&'a mut Application, GraphError> {
+    let by_app_id = id.strip_prefix("appId=");
     d.apps
         .applications
         .iter_mut()
-        .find(|a| a.id.eq_ignore_ascii_case(id))
+        .find(|a| match by_app_id {
+            Some(app_id) => a.app_id.eq_ignore_ascii_case(app_id),
+            None => a.id.eq_ignore_ascii_case(id),
+        })
         .ok_or_else(|| GraphError::not_found(id))
+}
+
+/// The path's service principal key as an id (`appId=…` resolved; others as given).
+fn resolve_sp(emu: &Emu, id: String) -> String {
+    let d = emu.dir();
+    sp_id(&d, &id).unwrap_or(id)
+}
+
+/// A service principal's id from its id or `appId=…` (`servicePrincipals(appId='…')`).
+fn sp_id(d: &Directory, id: &str) -> Option<String> {
+    let by_app_id = id.strip_prefix("appId=");
+    d.apps
+        .service_principals
+        .iter()
+        .find(|s| match by_app_id {
+            Some(app_id) => s.app_id.eq_ignore_ascii_case(app_id),
+            None => s.id.eq_ignore_ascii_case(id),
+        })
+        .map(|s| s.id.clone())
 }
 
 fn required_resource_access(v: Option<&Value>) -> Result<Value, GraphError> {
@@ -914,11 +938,12 @@ pub(crate) async fn get_sp(
 ) -> Result<Response<Body>, GraphError> {
     crate::users::need(&claims, APP_READ)?;
     let d = emu.dir();
+    let found = sp_id(&d, &id).ok_or_else(|| GraphError::not_found(&id))?;
     let sp = d
         .apps
         .service_principals
         .iter()
-        .find(|s| s.id.eq_ignore_ascii_case(&id))
+        .find(|s| s.id == found)
         .ok_or_else(|| GraphError::not_found(&id))?;
     Ok(json_response(StatusCode::OK, &Value::Object(sp_json(sp))))
 }
@@ -929,6 +954,7 @@ pub(crate) async fn delete_sp(
     Extension(claims): Extension<Claims>,
     Path(id): Path<String>,
 ) -> Result<Response<Body>, GraphError> {
+    let id = resolve_sp(&emu, id);
     require(&claims, APP_WRITE, APP_ADMINS)?;
     let mut d = emu.dir();
     let sp = d
@@ -951,6 +977,7 @@ pub(crate) async fn grant(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
+    let id = resolve_sp(&emu, id);
     require(&claims, GRANT_WRITE, ROLE_ADMINS)?;
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
     let field = |k: &str| {
@@ -1031,6 +1058,7 @@ pub(crate) async fn assigned_to(
     Extension(claims): Extension<Claims>,
     Path(id): Path<String>,
 ) -> Result<Response<Body>, GraphError> {
+    let id = resolve_sp(&emu, id);
     crate::users::need(&claims, APP_READ)?;
     let id = id.to_ascii_lowercase();
     let d = emu.dir();
@@ -1051,6 +1079,7 @@ pub(crate) async fn assignments(
     Extension(claims): Extension<Claims>,
     Path(id): Path<String>,
 ) -> Result<Response<Body>, GraphError> {
+    let id = resolve_sp(&emu, id);
     crate::users::need(&claims, APP_READ)?;
     let id = id.to_ascii_lowercase();
     let d = emu.dir();
@@ -1072,6 +1101,7 @@ pub(crate) async fn revoke(
     Extension(claims): Extension<Claims>,
     Path((id, assignment)): Path<(String, String)>,
 ) -> Result<Response<Body>, GraphError> {
+    let id = resolve_sp(&emu, id);
     require(&claims, GRANT_WRITE, ROLE_ADMINS)?;
     let id = id.to_ascii_lowercase();
     let mut d = emu.dir();

@@ -329,6 +329,20 @@ async fn a_created_app_gets_exactly_its_grants_and_rolls_its_key_with_a_proof() 
             .any(|r| r["value"] == "User.ReadWrite.All" && r["id"] == GRAPH_RW)
     );
     let graph_id = graph["id"].as_str().unwrap().to_string();
+    // Graph's alternate key addresses the same service principal.
+    let (status, by_app_id) = call(
+        &http,
+        &emu,
+        &admin,
+        Method::GET,
+        "/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, by_app_id["id"].as_str()),
+        (200, Some(graph_id.as_str()))
+    );
     let grant = json!({"principalId": sp_id, "resourceId": graph_id, "appRoleId": GRAPH_RW});
     let (status, _) = call(
         &http,
