@@ -226,9 +226,14 @@ pub(crate) async fn serve(integration: Arc<Integration>, m: &ArgMatches) -> Resu
         let integration = integration.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            // A warning once a day is enough to be seen in the journal.
+            let mut warned: Option<std::time::Instant> = None;
             loop {
                 if let Some(c) = integration.credential_info() {
-                    if let Some(w) = &c.warning {
+                    let due_warning =
+                        warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(86_400));
+                    if let Some(w) = c.warning.as_ref().filter(|_| due_warning) {
+                        warned = Some(std::time::Instant::now());
                         log(
                             "warn",
                             "credential_expiring",
