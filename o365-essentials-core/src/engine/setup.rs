@@ -221,8 +221,13 @@ impl Session {
             if let Some(items) = v["value"].as_array() {
                 out.extend(items.iter().cloned());
             }
+            // The administrator's token goes only where Graph is: a next link elsewhere
+            // ends the listing rather than carry the token away.
             if pages < 1000 {
-                next = v["@odata.nextLink"].as_str().map(str::to_string);
+                next = v["@odata.nextLink"]
+                    .as_str()
+                    .filter(|l| l.starts_with(&format!("{}/", self.graph)))
+                    .map(str::to_string);
             }
         }
         Ok(out)
