@@ -155,6 +155,8 @@ error_codes! {
     PermissionDenied = 201, "permission_denied", "Grant the permission or directory role named in the message.";
     /// The service accepts only certificate credentials for this resource.
     CertificateRequired = 202, "certificate_required", "Configure a certificate credential for the app registration.";
+    /// The administrator who signed in lacks a directory role the operation needs.
+    AdminRoleMissing = 203, "admin_role_missing", "Sign in as a Global Administrator, or as an Application Administrator who is also a Privileged Role Administrator.";
 
     /// The object does not exist.
     NotFound = 300, "not_found", "Check the name or id; the object may have been deleted.";
@@ -496,6 +498,7 @@ mod tests {
         (200, "auth"),
         (201, "permission_denied"),
         (202, "certificate_required"),
+        (203, "admin_role_missing"),
         (300, "not_found"),
         (301, "already_exists"),
         (302, "conflict"),

@@ -722,6 +722,15 @@ impl Integration {
 }
 
 operations! {
+    "setup", crate::engine::SetupParams => crate::engine::SetupReport, true,
+        "Signs the administrator in with a device code, then makes or repairs the app registration, its certificate, permissions and roles, and switches to it.",
+        |i, p, c| i.setup(p, c).await?;
+    "teardown", crate::engine::SetupParams => crate::engine::SetupReport, true,
+        "Signs the administrator in with a device code and removes the app registration setup made.",
+        |i, p, c| i.teardown(p, c).await?;
+    "roll_credential", NoParams => crate::engine::RollReport, false,
+        "Replaces the app's certificate with a new one made here (addKey proven by the current key, the new one proven before the old is removed).",
+        |i, p, c| i.roll_credential().await?;
     "requirements", RequirementsParams => crate::model::RequirementsReport, false,
         "Checks one DC, running on it, every Microsoft 365 endpoint and permission, the custom domain.",
         |i, p, c| i.requirements(p.custom_domain.as_deref()).await;

@@ -57,6 +57,18 @@ pub(crate) const ROLE_TEMPLATES: &[(&str, &str)] = &[
         "Billing Administrator",
         "b0f54661-2d74-4c50-afa3-1ec803f12efe",
     ),
+    (
+        "Application Administrator",
+        "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",
+    ),
+    (
+        "Cloud Application Administrator",
+        "158c047a-c907-4556-b7ef-446551a6b5f7",
+    ),
+    (
+        "Privileged Role Administrator",
+        "e8611ab8-c189-46e8-94e1-60213ab1f814",
+    ),
     // Roles whose names lack "Administrator": holding any role protects an account.
     ("Global Reader", "f2ef992c-3afb-46b9-b7cf-a126ee74c451"),
     ("Security Reader", "5d6b6bb7-de71-4623-b4af-96380a352509"),
@@ -129,6 +141,9 @@ pub(crate) struct Claims {
     pub wids: Vec<String>,
     pub uti: String,
     pub ver: String,
+    /// Delegated scopes (space separated) of a token issued to a signed-in user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<String>,
 }
 
 impl Claims {
@@ -136,6 +151,15 @@ impl Claims {
         self.roles
             .iter()
             .any(|r| perms.iter().any(|p| r.eq_ignore_ascii_case(p)))
+            || self.scp.as_deref().is_some_and(|scp| {
+                scp.split_whitespace()
+                    .any(|s| perms.iter().any(|p| s.eq_ignore_ascii_case(p)))
+            })
+    }
+
+    /// Whether a signed-in user (not an app) holds this token.
+    pub(crate) fn is_delegated(&self) -> bool {
+        self.idtyp == "user"
     }
 
     pub(crate) fn has_role(&self, name: &str) -> bool {
@@ -188,7 +212,12 @@ pub(crate) fn verify_token(key: &hmac::Key, token: &str, now: i64) -> Result<Cla
     Ok(claims)
 }
 
-fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response<Body> {
+pub(crate) fn aad_error(
+    status: StatusCode,
+    error: &str,
+    code: u32,
+    description: &str,
+) -> Response<Body> {
     let trace = uuid::Uuid::new_v4();
     let correlation = uuid::Uuid::new_v4();
     let ts = now_rfc3339();
@@ -301,6 +330,9 @@ pub(crate) async fn token_endpoint(
     }
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
+        Some(crate::devicecode::GRANT_TYPE) => {
+            return crate::devicecode::poll(&emu, &tenant, &form);
+        }
         Some(other) => {
             return aad_error(
                 StatusCode::BAD_REQUEST,
@@ -326,6 +358,11 @@ pub(crate) async fn token_endpoint(
             "The request body must contain the following parameter: 'client_id'.",
         );
     };
+    if emu.app(client_id).is_none()
+        && let Some(resp) = crate::apps::client_credentials(&emu, &tenant, &form, client_id)
+    {
+        return resp;
+    }
     let Some(app) = emu.app(client_id) else {
         return aad_error(
             StatusCode::BAD_REQUEST,
@@ -417,6 +454,7 @@ pub(crate) async fn token_endpoint(
             .collect(),
         uti: B64URL.encode(uuid::Uuid::new_v4().as_bytes()),
         ver: "1.0".into(),
+        scp: None,
     };
     let _ = resource;
     let token = sign_token(&emu.token_key, &claims);
@@ -427,7 +465,7 @@ pub(crate) async fn token_endpoint(
     )
 }
 
-fn verify_assertion(
+pub(crate) fn verify_assertion(
     assertion: &str,
     client_id: &str,
     audiences: &[String],
@@ -601,6 +639,7 @@ mod tests {
             wids: vec![],
             uti: "u".into(),
             ver: "1.0".into(),
+            scp: None,
         };
         let t = sign_token(&key, &c);
         assert!(verify_token(&key, &t, 150).is_ok());

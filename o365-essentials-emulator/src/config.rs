@@ -515,6 +515,36 @@ pub struct EmulatorConfig {
     pub exchange: ExchangeConfig,
     /// SharePoint Online.
     pub sharepoint: SharePointConfig,
+    /// The identity platform's sign-in side: device code flow, created apps.
+    pub identity: IdentityConfig,
+}
+
+/// The device authorization grant and app registrations created through Graph.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Public clients allowed to start a device code sign-in (by default Microsoft
+    /// Graph Command Line Tools, `14d82eec-204b-4c2f-b7e8-296a70dab67e`).
+    pub public_clients: Vec<String>,
+    /// Seconds a client must wait between polls (`interval`; 5 like the real service).
+    pub device_code_interval_secs: u64,
+    /// Seconds a device code lives (`expires_in`; 900 like the real service).
+    pub device_code_expires_secs: u64,
+    /// Milliseconds after an app is created through Graph before its client
+    /// credentials tokens work (Entra replicates a new app for seconds to minutes;
+    /// until then the token endpoint answers `AADSTS700016`).
+    pub app_replication_delay_ms: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            public_clients: vec!["14d82eec-204b-4c2f-b7e8-296a70dab67e".into()],
+            device_code_interval_secs: 5,
+            device_code_expires_secs: 900,
+            app_replication_delay_ms: 0,
+        }
+    }
 }
 
 impl EmulatorConfig {
@@ -551,6 +581,7 @@ impl Default for EmulatorConfig {
             delta_retention_changes: 100_000,
             exchange: ExchangeConfig::default(),
             sharepoint: SharePointConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }

@@ -28,10 +28,12 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
 mod admin;
+mod apps;
 mod auth;
 mod batch;
 pub mod config;
 mod ctx;
+mod devicecode;
 mod dns;
 mod domains;
 mod edge;
@@ -216,7 +218,48 @@ fn graph_router(emu: &Arc<Emu>) -> Router<Arc<Emu>> {
         )
         .route(
             "/v1.0/roleManagement/directory/roleAssignments",
-            get(roles::role_assignments),
+            get(roles::role_assignments).post(apps::assign_role),
+        )
+        .route(
+            "/v1.0/roleManagement/directory/roleAssignments/{id}",
+            axum::routing::delete(apps::unassign_role),
+        )
+        .route("/v1.0/me", get(apps::me))
+        .route(
+            "/v1.0/applications",
+            get(apps::list_apps).post(apps::create_app),
+        )
+        .route(
+            "/v1.0/applications/{id}",
+            get(apps::get_app)
+                .patch(apps::update_app)
+                .delete(apps::delete_app),
+        )
+        .route("/v1.0/applications/{id}/addKey", post(apps::add_key))
+        .route("/v1.0/applications/{id}/removeKey", post(apps::remove_key))
+        .route(
+            "/v1.0/servicePrincipals",
+            get(apps::list_sps).post(apps::create_sp),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}",
+            get(apps::get_sp).delete(apps::delete_sp),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/appRoleAssignedTo",
+            get(apps::assigned_to).post(apps::grant),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/appRoleAssignedTo/{assignment}",
+            axum::routing::delete(apps::revoke),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/appRoleAssignments",
+            get(apps::assignments).post(apps::grant),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/appRoleAssignments/{assignment}",
+            axum::routing::delete(apps::revoke),
         )
         .route(
             "/v1.0/roleManagement/directory/roleEligibilitySchedules",
@@ -357,9 +400,16 @@ fn build_router(emu: &Arc<Emu>) -> Router {
             "/_emulator/users/{id}/check-password",
             post(admin::check_password),
         )
-        .route("/_emulator/delta/expire", post(admin::expire_delta));
+        .route("/_emulator/delta/expire", post(admin::expire_delta))
+        .route("/_emulator/devicecode", get(devicecode::pending))
+        .route("/_emulator/devicecode/approve", post(devicecode::approve))
+        .route("/_emulator/devicecode/expire", post(devicecode::expire));
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token_endpoint))
+        .route(
+            "/{tenant}/oauth2/v2.0/devicecode",
+            post(devicecode::authorize),
+        )
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(auth::openid_configuration),

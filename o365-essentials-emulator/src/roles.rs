@@ -110,6 +110,9 @@ fn principal(d: &Directory, id: &str) -> Value {
             "isAssignableToRole": true,
         });
     }
+    if let Some(sp) = crate::apps::principal_json(d, id) {
+        return sp;
+    }
     json!({"@odata.type": "#microsoft.graph.directoryObject", "id": id})
 }
 

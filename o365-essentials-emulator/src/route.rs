@@ -69,6 +69,12 @@ fn key_in_parentheses(seg: &str) -> Option<(&str, String)> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
         return None;
     }
+    // The alternate key of applications and service principals:
+    // `applications(appId='…')` is `applications/appId=…`.
+    if let Some(rest) = inner.strip_prefix("appId=") {
+        let (_, key) = key_in_parentheses(&format!("x({rest})"))?;
+        return Some((name, format!("appId={key}")));
+    }
     let quoted = inner
         .strip_prefix('\'')
         .and_then(|s| s.strip_suffix('\''))
@@ -304,6 +310,28 @@ mod tests {
         assert_eq!(normalize_uri("/v1.0/users"), "/v1.0/users");
         assert_eq!(normalize_uri("/v1.0//users?$top=2"), "/v1.0/users?$top=2");
         assert_eq!(normalize_uri("/v1.0/users/x//"), "/v1.0/users/x");
+    }
+
+    /// Graph's alternate key of applications and service principals:
+    /// `applications(appId='{appId}')/addKey`, `servicePrincipals(appId='{appId}')`.
+    #[test]
+    fn app_id_alternate_keys_are_key_segments() {
+        assert_eq!(
+            normalize_uri(
+                "/v1.0/applications(appId='0e8b5a3c-1d2f-4b6a-8c9d-7e5f4a3b2c1d')/addKey"
+            ),
+            "/v1.0/applications/appId=0e8b5a3c-1d2f-4b6a-8c9d-7e5f4a3b2c1d/addKey"
+        );
+        assert_eq!(
+            normalize_uri(
+                "/v1.0/servicePrincipals(appId=%2700000003-0000-0000-c000-000000000000%27)"
+            ),
+            "/v1.0/servicePrincipals/appId=00000003-0000-0000-c000-000000000000"
+        );
+        assert_eq!(
+            normalize_uri("/v1.0/applications(appId=x)"),
+            "/v1.0/applications(appId=x)"
+        );
     }
 
     /// OData 4.01 URL conventions §4.3.1: `Products(1)` and key-as-segment `Products/1`

@@ -290,6 +290,10 @@ pub(crate) struct Directory {
     pub exo: crate::exchange::ExoState,
     /// SharePoint Online.
     pub spo: crate::sharepoint::SpoState,
+    /// App registrations and service principals made through Graph.
+    pub apps: crate::apps::AppsState,
+    /// Device codes of the device authorization grant.
+    pub device_codes: crate::devicecode::DeviceCodes,
 }
 
 impl Directory {
@@ -511,6 +515,7 @@ impl Emu {
             },
         );
         crate::sharepoint::init(&mut d, self);
+        crate::apps::init(&mut d, self);
         for (name, template) in crate::auth::ROLE_TEMPLATES {
             d.roles.push(Role {
                 id: self.stable_id(&format!("role:{template}")),

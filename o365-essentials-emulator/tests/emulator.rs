@@ -7,6 +7,7 @@
     unreachable_pub
 )]
 
+mod apps;
 mod common;
 mod csdl;
 

@@ -53,6 +53,8 @@ enum o365_result
   O365_PERMISSION_DENIED = 201,
   // `certificate_required`: see the core's `ErrorCode::CertificateRequired`.
   O365_CERTIFICATE_REQUIRED = 202,
+  // `admin_role_missing`: see the core's `ErrorCode::AdminRoleMissing`.
+  O365_ADMIN_ROLE_MISSING = 203,
   // `not_found`: see the core's `ErrorCode::NotFound`.
   O365_NOT_FOUND = 300,
   // `already_exists`: see the core's `ErrorCode::AlreadyExists`.

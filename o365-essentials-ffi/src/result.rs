@@ -45,6 +45,8 @@ pub enum o365_result {
     O365_PERMISSION_DENIED = 201,
     /// `certificate_required`: see the core's `ErrorCode::CertificateRequired`.
     O365_CERTIFICATE_REQUIRED = 202,
+    /// `admin_role_missing`: see the core's `ErrorCode::AdminRoleMissing`.
+    O365_ADMIN_ROLE_MISSING = 203,
     /// `not_found`: see the core's `ErrorCode::NotFound`.
     O365_NOT_FOUND = 300,
     /// `already_exists`: see the core's `ErrorCode::AlreadyExists`.
@@ -132,6 +134,7 @@ impl o365_result {
         o365_result::O365_AUTH,
         o365_result::O365_PERMISSION_DENIED,
         o365_result::O365_CERTIFICATE_REQUIRED,
+        o365_result::O365_ADMIN_ROLE_MISSING,
         o365_result::O365_NOT_FOUND,
         o365_result::O365_ALREADY_EXISTS,
         o365_result::O365_CONFLICT,
@@ -196,6 +199,7 @@ impl o365_result {
             o365_result::O365_AUTH => c"auth",
             o365_result::O365_PERMISSION_DENIED => c"permission_denied",
             o365_result::O365_CERTIFICATE_REQUIRED => c"certificate_required",
+            o365_result::O365_ADMIN_ROLE_MISSING => c"admin_role_missing",
             o365_result::O365_NOT_FOUND => c"not_found",
             o365_result::O365_ALREADY_EXISTS => c"already_exists",
             o365_result::O365_CONFLICT => c"conflict",

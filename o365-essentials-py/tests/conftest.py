@@ -51,7 +51,9 @@ def emulator(tmp_path):
 @pytest.fixture()
 def seeded_emulator(tmp_path):
     """The emulator with :data:`SEED` (a wipe is acknowledged only after a minute)."""
-    proc, info = start_emulator(tmp_path, seed=SEED, exchange={"wipe_ack_delay_ms": 60000})
+    proc, info = start_emulator(
+        tmp_path, seed=SEED, exchange={"wipe_ack_delay_ms": 60000}, identity={"device_code_interval_secs": 1}
+    )
     yield info
     proc.terminate()
     proc.wait(timeout=10)

@@ -10,6 +10,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -192,6 +193,17 @@ async def scenario(i, emulator, tmp_path):
     pad = await i.launchpad()
     assert isinstance(pad, o365.Launchpad) and pad.team_site and pad.team_site.startswith("https://")
 
+    # setup and teardown sign an administrator in with a device code; Alex holds no
+    # directory role, so both stop with the role named.
+    for name in ("setup", "teardown"):
+        approver = threading.Thread(target=approve_device_code, args=(emulator, "alex@contoso.onmicrosoft.com"))
+        approver.start()
+        error = await i.fails(name, o365.AdminRoleMissingError, server_name="ops", dry_run=True)
+        approver.join()
+        assert "Privileged Role Administrator" in str(error)
+    # Rolling the certificate needs a registration setup made.
+    await i.fails("roll_credential", o365.NotSupportedError)
+
     error = await i.fails(
         "change_credentials", o365.AuthError, credential={"kind": "secret", "secret": "Wrong-Canary-7731"}
     )
@@ -201,6 +213,25 @@ async def scenario(i, emulator, tmp_path):
     await i.fails("integrate", o365.IntegrationDisabledError)
     drift = await i.enable()
     assert isinstance(drift, o365.DriftReport) and drift.missing == []
+
+
+def approve_device_code(info, user):
+    """Plays the person who enters the next device code and signs in as ``user``."""
+    import time
+    import urllib.request
+
+    for _ in range(300):
+        with urllib.request.urlopen(info["admin_url"] + "/devicecode") as r:
+            pending = json.loads(r.read())["value"]
+        if pending:
+            body = json.dumps({"userCode": pending[0]["userCode"], "user": user}).encode()
+            req = urllib.request.Request(
+                info["admin_url"] + "/devicecode/approve", data=body, headers={"Content-Type": "application/json"}
+            )
+            urllib.request.urlopen(req).close()
+            return
+        time.sleep(0.1)
+    raise AssertionError("no device code appeared")
 
 
 def check_all_called(recorder):

@@ -20,6 +20,7 @@ mod passwords;
 mod processes;
 mod safety;
 mod samba;
+mod setup;
 mod sharepoint;
 mod soak;
 mod sync;

@@ -49,9 +49,37 @@ impl Opened {
     }
 }
 
+/// Plays the person who enters the next device code and signs in as `user`.
+async fn approve_device_code(admin_url: String, user: &'static str) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        let v: Value = http
+            .get(format!("{admin_url}/devicecode"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(code) = v["value"][0]["userCode"].as_str() {
+            let r = http
+                .post(format!("{admin_url}/devicecode/approve"))
+                .json(&json!({"userCode": code, "user": user}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no device code appeared");
+}
+
 fn emulator_config(cert_pem: String) -> EmulatorConfig {
     let mut cfg = EmulatorConfig::default();
     cfg.apps[0].certificates = vec![cert_pem];
+    cfg.identity.device_code_interval_secs = 1;
     cfg.sharepoint.drive_delay_ms = 100;
     cfg.exchange.wipe_ack_delay_ms = 60_000;
     cfg.seed = Seed {
@@ -207,7 +235,7 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
             .unwrap()
             .iter()
             .filter(|c| c["id"] != "single_domain_controller" && c["id"] != "running_on_dc")
-            .filter(|c| c["id"] != "password_key_location")
+            .filter(|c| c["id"] != "password_key_location" && c["id"] != "credential_expiry")
             .all(|c| c["status"] == "pass"),
         "{report:#}"
     );
@@ -220,6 +248,14 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
             .any(|c| c["id"] == "password_key_location" && c["status"] == "warn"),
         "{report:#}"
     );
+    // The test's certificate lasts two days: its expiry is warned about.
+    let expiry = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "credential_expiry")
+        .unwrap();
+    assert_eq!(expiry["status"], "warn", "{expiry}");
     assert_eq!(
         o.call("status", json!({})).await.unwrap_err().code(),
         ErrorCode::NotIntegrated
@@ -615,6 +651,25 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     );
     let pad = o.ok("launchpad", json!({})).await;
     assert!(pad["team_site"].as_str().unwrap().starts_with("https://"));
+
+    // setup and teardown sign an administrator in with a device code; Alex holds no
+    // directory role, so both stop with the role named and nothing changed.
+    for name in ["setup", "teardown"] {
+        let approver = tokio::spawn(approve_device_code(
+            o.emu.info().admin_url.clone(),
+            "alex@contoso.onmicrosoft.com",
+        ));
+        let e = o
+            .call(name, json!({"server_name": "ops", "dry_run": true}))
+            .await
+            .unwrap_err();
+        approver.await.unwrap();
+        assert_eq!(e.code(), ErrorCode::AdminRoleMissing, "{name}: {e}");
+        assert!(e.message().contains("Privileged Role Administrator"), "{e}");
+    }
+    // Rolling the certificate needs a registration setup made.
+    let e = o.call("roll_credential", json!({})).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotSupported, "{e}");
 
     // Credentials, disable, enable.
     let e = o

@@ -850,7 +850,11 @@ async fn seats_are_counted_before_anything_is_written_on_samba() {
     // The preview: 3 planned, 1 free, 2 beyond.
     assert_eq!(plan.seats.len(), 1);
     assert_eq!(
-        (plan.seats[0].free, plan.seats[0].planned, plan.seats[0].short),
+        (
+            plan.seats[0].free,
+            plan.seats[0].planned,
+            plan.seats[0].short
+        ),
         (1, 3, 2)
     );
     assert_eq!(plan.items.iter().filter(|i| i.licence_short).count(), 2);
@@ -865,7 +869,11 @@ async fn seats_are_counted_before_anything_is_written_on_samba() {
             .count(),
         2
     );
-    assert_eq!(o.online_upns().await.len(), before + 1, "no account without its licence");
+    assert_eq!(
+        o.online_upns().await.len(),
+        before + 1,
+        "no account without its licence"
+    );
     // Asked to, the rest are made without it: status says so, the next plan proposes it.
     let plan = o
         .integration
@@ -881,7 +889,10 @@ async fn seats_are_counted_before_anything_is_written_on_samba() {
     assert_eq!(r.count(Outcome::Succeeded), 2, "{r:#?}");
     let status = o.integration.status().unwrap();
     assert!(
-        status.warnings.iter().any(|w| w.contains("2 online account(s)")),
+        status
+            .warnings
+            .iter()
+            .any(|w| w.contains("2 online account(s)")),
         "{:?}",
         status.warnings
     );

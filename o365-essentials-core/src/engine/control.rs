@@ -158,6 +158,18 @@ pub enum Event {
         /// Why.
         error_code: ErrorCode,
     },
+    /// `setup` waits for the administrator to sign in: open `verification_uri` and
+    /// enter `user_code`.
+    SignIn {
+        /// The code to enter.
+        user_code: String,
+        /// Where to enter it.
+        verification_uri: String,
+        /// The identity platform's own instructions.
+        message: String,
+        /// Seconds before the code expires.
+        expires_in_secs: u64,
+    },
     /// Something the administrator should know that did not stop the work.
     Warning {
         /// The code of the problem.

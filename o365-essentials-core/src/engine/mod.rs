@@ -25,6 +25,7 @@ mod plan;
 mod preview;
 mod results;
 mod services;
+mod setup;
 mod sync;
 
 use std::path::PathBuf;
@@ -48,6 +49,10 @@ pub use plan::{
 pub use preview::{MatchConflict, MatchPair, MatchPreview, Side, match_preview};
 pub use results::{failed_users, failed_users_in, results_paths, to_csv, write_results};
 pub use services::Microsoft365;
+pub use setup::{
+    APPLICATION_PERMISSIONS, CredentialInfo, DEFAULT_PUBLIC_CLIENT, DIRECTORY_ROLES, RENEW_DAYS,
+    RollReport, SetupParams, SetupReport,
+};
 pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync, plan_sync_with};
 
 use crate::config::{DirectoryConfig, DnsSettings, IntegrationConfig, SyncSettings};
@@ -94,6 +99,9 @@ pub struct IntegrationStatus {
     /// accounts left without their licence ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The app's credential: its kind, expiry and a warning 30 days ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialInfo>,
 }
 
 /// One difference found between a link and the tenant.
@@ -860,6 +868,28 @@ impl Integration {
                 "Use an ldaps:// URL or starttls and remove allow_plain_password.",
             ));
         }
+        if let Some(c) = self.credential_info() {
+            let status = match (c.days_left, &c.warning) {
+                (Some(d), _) if d < 0 => CheckStatus::Fail,
+                (_, Some(_)) => CheckStatus::Warn,
+                _ => CheckStatus::Pass,
+            };
+            let detail = match (&c.expires, c.days_left) {
+                (Some(e), Some(d)) => {
+                    format!("a {} credential, valid until {e} ({d} days)", c.kind)
+                }
+                _ => format!("a {} credential; its expiry is not known here", c.kind),
+            };
+            checks.push(check(
+                "credential_expiry",
+                "The app's credential stays valid",
+                status,
+                detail,
+                c.warning.as_deref().unwrap_or(
+                    "Replace the credential before it expires: `o365-essentials roll-credential` or `setup`.",
+                ),
+            ));
+        }
         RequirementsReport { checks }
     }
 
@@ -900,6 +930,7 @@ impl Integration {
             links: self.store.links()?.len(),
             password_sync: self.password_sync_state(),
             warnings: Vec::new(),
+            credential: self.credential_info(),
         };
         self.store.set_setting(SETTINGS_KEY, &status)?;
         Ok(status)
@@ -941,6 +972,7 @@ impl Integration {
                 "{unlicensed} online account(s) were made without their licence (no free seat); the next bulk-create plan proposes it"
             ));
         }
+        s.credential = self.credential_info();
         Ok(s)
     }
 

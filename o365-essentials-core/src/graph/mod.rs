@@ -16,7 +16,7 @@
 // TSIG, timestamps); only the engine must read it from its Clock.
 #![allow(clippy::disallowed_methods)]
 
-mod auth;
+pub(crate) mod auth;
 mod config;
 pub(crate) mod map;
 mod pacer;

@@ -53,6 +53,8 @@ class PermissionDeniedError(O365AuthError):
     CODE: int
 class CertificateRequiredError(O365AuthError):
     CODE: int
+class AdminRoleMissingError(O365AuthError):
+    CODE: int
 class NotFoundError(O365ObjectError):
     CODE: int
 class AlreadyExistsError(O365ObjectError):

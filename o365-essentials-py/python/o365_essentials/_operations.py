@@ -30,6 +30,24 @@ class Operations:
              **params: Any) -> Any:
         raise NotImplementedError
 
+    def setup(self, *, server_name: Any = _UNSET, public_client_id: Any = _UNSET, config_file: Any = _UNSET, credential_dir: Any = _UNSET, dry_run: Any = _UNSET, wait_secs: Any = _UNSET, progress: Optional[Progress] = None, cancel: Optional[CancelToken] = None, lease_wait: Optional[float] = None) -> _types.SetupReport:
+        """Signs the administrator in with a device code, then makes or repairs the app registration, its certificate, permissions and roles, and switches to it.
+
+        Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
+        return convert(_types.SetupReport, self.call("setup", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, cancel=cancel, lease_wait=lease_wait))  # type: ignore[no-any-return]
+
+    def teardown(self, *, server_name: Any = _UNSET, public_client_id: Any = _UNSET, config_file: Any = _UNSET, credential_dir: Any = _UNSET, dry_run: Any = _UNSET, wait_secs: Any = _UNSET, progress: Optional[Progress] = None, cancel: Optional[CancelToken] = None, lease_wait: Optional[float] = None) -> _types.SetupReport:
+        """Signs the administrator in with a device code and removes the app registration setup made.
+
+        Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
+        return convert(_types.SetupReport, self.call("teardown", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, cancel=cancel, lease_wait=lease_wait))  # type: ignore[no-any-return]
+
+    def roll_credential(self) -> _types.RollReport:
+        """Replaces the app's certificate with a new one made here (addKey proven by the current key, the new one proven before the old is removed).
+
+        Parameters: ``NoParams``; returns ``engine::RollReport``."""
+        return convert(_types.RollReport, self.call("roll_credential"))  # type: ignore[no-any-return]
+
     def requirements(self, *, custom_domain: Any = _UNSET) -> _types.RequirementsReport:
         """Checks one DC, running on it, every Microsoft 365 endpoint and permission, the custom domain.
 
@@ -379,6 +397,24 @@ class AsyncOperations:
     async def call(self, operation: str, *, progress: Optional[Progress] = None,
                    lease_wait: Optional[float] = None, **params: Any) -> Any:
         raise NotImplementedError
+
+    async def setup(self, *, server_name: Any = _UNSET, public_client_id: Any = _UNSET, config_file: Any = _UNSET, credential_dir: Any = _UNSET, dry_run: Any = _UNSET, wait_secs: Any = _UNSET, progress: Optional[Progress] = None, lease_wait: Optional[float] = None) -> _types.SetupReport:
+        """Signs the administrator in with a device code, then makes or repairs the app registration, its certificate, permissions and roles, and switches to it.
+
+        Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
+        return convert(_types.SetupReport, await self.call("setup", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, lease_wait=lease_wait))  # type: ignore[no-any-return]
+
+    async def teardown(self, *, server_name: Any = _UNSET, public_client_id: Any = _UNSET, config_file: Any = _UNSET, credential_dir: Any = _UNSET, dry_run: Any = _UNSET, wait_secs: Any = _UNSET, progress: Optional[Progress] = None, lease_wait: Optional[float] = None) -> _types.SetupReport:
+        """Signs the administrator in with a device code and removes the app registration setup made.
+
+        Parameters: ``engine::SetupParams``; returns ``engine::SetupReport``."""
+        return convert(_types.SetupReport, await self.call("teardown", server_name=server_name, public_client_id=public_client_id, config_file=config_file, credential_dir=credential_dir, dry_run=dry_run, wait_secs=wait_secs, progress=progress, lease_wait=lease_wait))  # type: ignore[no-any-return]
+
+    async def roll_credential(self) -> _types.RollReport:
+        """Replaces the app's certificate with a new one made here (addKey proven by the current key, the new one proven before the old is removed).
+
+        Parameters: ``NoParams``; returns ``engine::RollReport``."""
+        return convert(_types.RollReport, await self.call("roll_credential"))  # type: ignore[no-any-return]
 
     async def requirements(self, *, custom_domain: Any = _UNSET) -> _types.RequirementsReport:
         """Checks one DC, running on it, every Microsoft 365 endpoint and permission, the custom domain.

@@ -27,6 +27,9 @@ pub(crate) const TASKS: &[(&str, &[&str])] = &[
             "disable",
             "enable",
             "change_credentials",
+            "setup",
+            "teardown",
+            "roll_credential",
         ],
     ),
     (
@@ -308,6 +311,14 @@ pub(crate) fn command() -> Command {
                         .default_value("5")
                         .value_parser(clap::value_parser!(u64).range(1..))
                         .help("Seconds between deliveries of captured passwords"),
+                )
+                .arg(
+                    Arg::new("roll-days")
+                        .long("roll-days")
+                        .value_name("DAYS")
+                        .default_value("14")
+                        .value_parser(clap::value_parser!(i64).range(0..))
+                        .help("Roll a certificate setup made this many days before it expires (0: never)"),
                 ),
         )
         .subcommand(

@@ -113,7 +113,10 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
             // the service user: its files decide nothing root does, and what it writes
             // stays the service's. Still one thread here.
             service::become_config_owner(service::config_path(matches))?;
-            let params = args::params(info, sub)?;
+            let mut params = args::params(info, sub)?;
+            if info.name == "setup" {
+                params = with_config_file(&params, service::config_path(matches));
+            }
             let config = service::load_config(matches)?;
             // The requirements report has the warnings as checks of its own.
             let shows_health = op == "status";
@@ -145,6 +148,18 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
     }
 }
 
+/// `setup` writes the tenant section of the configuration it runs with, unless told
+/// another file.
+fn with_config_file(params: &str, path: &str) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(params).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.entry("config_file")
+            .or_insert_with(|| serde_json::Value::String(path.to_string()));
+    }
+    v.to_string()
+}
+
 async fn call(
     integration: &Integration,
     info: &o365_essentials::ops::OperationInfo,
@@ -161,6 +176,15 @@ async fn call(
         Control::with_observer(
             cancel.clone(),
             Arc::new(move |e: &o365_essentials::engine::Event| {
+                // The sign-in code goes out whatever else is shown: setup waits for it.
+                if let o365_essentials::engine::Event::SignIn { message, .. } = e {
+                    if json {
+                        output::event_line(e);
+                    } else {
+                        eprintln!("{message}");
+                    }
+                    return;
+                }
                 if verbose {
                     output::event_line(e);
                 }

@@ -490,6 +490,51 @@ pub(crate) async fn serve(
             }
         }
     };
+    // The credential: warned about 30 days ahead, rolled `--roll-days` ahead (a
+    // certificate setup made), checked at start and every hour.
+    let roll_days = m.get_one::<i64>("roll-days").copied().unwrap_or(14);
+    let credential = {
+        let integration = integration.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            // A warning once a day is enough to be seen in the journal.
+            let mut warned: Option<std::time::Instant> = None;
+            loop {
+                if let Some(c) = integration.credential_info() {
+                    let due_warning =
+                        warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(86_400));
+                    if let Some(w) = c.warning.as_ref().filter(|_| due_warning) {
+                        warned = Some(std::time::Instant::now());
+                        log(
+                            "warn",
+                            "credential_expiring",
+                            json!({"kind": c.kind, "expires": c.expires, "days_left": c.days_left, "message": w}),
+                        );
+                    }
+                    let due = c.kind == "certificate"
+                        && roll_days > 0
+                        && c.days_left.is_some_and(|d| d <= roll_days);
+                    if due {
+                        match integration.roll_credential().await {
+                            Ok(r) => log(
+                                "info",
+                                "credential_rolled",
+                                json!({"added_key_id": r.added_key_id, "removed_key_id": r.removed_key_id, "certificate_expires": r.certificate_expires}),
+                            ),
+                            Err(e) => log(
+                                "warn",
+                                "credential_roll_failed",
+                                json!({"code": e.code().name(), "message": e.to_string()}),
+                            ),
+                        }
+                    }
+                }
+                if cancel.sleep(Duration::from_secs(3600)).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::internal(format!("cannot watch SIGTERM: {e}")))?;
     let died = tokio::select! {
@@ -522,6 +567,8 @@ pub(crate) async fn serve(
     }
     let rounds = sync_loop.stop_async().await;
     let _ = deliver.await;
+    // A roll under way finishes (its new key proven or not) rather than stop half way.
+    let _ = tokio::time::timeout(Duration::from_secs(30), credential).await;
     log("info", "stopped", json!({"rounds": rounds}));
     Ok(0)
 }
