@@ -20,6 +20,7 @@ __all__ = [
     "CaptureReport",
     "CheckStatus",
     "CreatedUser",
+    "CredentialInfo",
     "DeviceAccessState",
     "DeviceCharacteristic",
     "DevicePolicy",
@@ -86,9 +87,11 @@ __all__ = [
     "RequirementCheck",
     "RequirementsReport",
     "RevokeOutcome",
+    "RollReport",
     "RunKind",
     "RunResults",
     "SeatCount",
+    "SetupReport",
     "Side",
     "SiteGroup",
     "SiteRole",
@@ -109,6 +112,40 @@ __all__ = [
     "WipeStatus",
     "ZoneFragment",
 ]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SetupReport(Result):
+    """What `setup` (or `teardown`) did, or would do."""
+    dry_run: bool
+    """Nothing was changed."""
+    display_name: str
+    """The app registration's display name."""
+    client_id: Optional[str] = dataclasses.field(default=None)
+    """Its application (client) id, once it exists."""
+    changes: List[str]
+    """What was made, changed or removed (or would be, in a dry run), in order."""
+    certificate_file: Optional[str] = dataclasses.field(default=None)
+    """The certificate file."""
+    private_key_file: Optional[str] = dataclasses.field(default=None)
+    """The private key file (0600)."""
+    certificate_expires: Optional[str] = dataclasses.field(default=None)
+    """When the certificate expires (RFC 3339)."""
+    config_written: Optional[str] = dataclasses.field(default=None)
+    """The configuration file written."""
+    tenant: Optional[Any] = dataclasses.field(default=None)
+    """The tenant section (the same as written), without secrets."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RollReport(Result):
+    """What `roll_credential` did."""
+    added_key_id: str
+    """The new certificate's key credential id."""
+    removed_key_id: str
+    """The old one's, removed."""
+    certificate_expires: str
+    """When the new certificate expires (RFC 3339)."""
 
 
 class CheckStatus(Choice):
@@ -152,6 +189,22 @@ class PasswordSyncState(Choice):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class CredentialInfo(Result):
+    """The app's credential as this server holds it: its kind and, for a certificate, its
+    expiry; a warning when it expires within [`RENEW_DAYS`] days or is a secret (whose
+    expiry the server cannot see).
+    """
+    kind: str
+    """`secret`, `certificate` or `pkcs12`."""
+    expires: Optional[str] = dataclasses.field(default=None)
+    """When the certificate expires (RFC 3339)."""
+    days_left: Optional[int] = dataclasses.field(default=None)
+    """Whole days left."""
+    warning: Optional[str] = dataclasses.field(default=None)
+    """What the administrator should do, when anything."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class IntegrationStatus(Result):
     """Where the integration stands."""
     tenant_id: str
@@ -174,6 +227,8 @@ class IntegrationStatus(Result):
     """What needs the administrator's attention (a password key beside the store,
     accounts left without their licence ...).
     """
+    credential: Optional[CredentialInfo] = dataclasses.field(default=None)
+    """The app's credential: its kind, expiry and a warning 30 days ahead."""
 
 
 #: An Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form.
@@ -658,6 +713,7 @@ class ErrorCode(Choice):
     AUTH = "auth"
     PERMISSION_DENIED = "permission_denied"
     CERTIFICATE_REQUIRED = "certificate_required"
+    ADMIN_ROLE_MISSING = "admin_role_missing"
     NOT_FOUND = "not_found"
     ALREADY_EXISTS = "already_exists"
     CONFLICT = "conflict"
