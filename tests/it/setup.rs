@@ -52,7 +52,8 @@ fn emulator_config() -> EmulatorConfig {
 fn config(emu: &Emulator, dir: &Path) -> PathBuf {
     let i = emu.info();
     let cfg = dir.join("o365-essentials.toml");
-    std::fs::write(
+    // 0600: it holds a (placeholder) secret, and a readable one is refused.
+    crate::fixtures::write_private(
         &cfg,
         format!(
             "store = \"{}\"\nresults_folder = \"{}\"\nusage_location = \"GB\"\n\
@@ -68,8 +69,7 @@ fn config(emu: &Emulator, dir: &Path) -> PathBuf {
             i.exchange_url,
             i.sharepoint_url,
         ),
-    )
-    .unwrap();
+    );
     cfg
 }
 
