@@ -711,7 +711,13 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
     let calls = o.calls.lock().unwrap().clone();
     let mut refused = BTreeSet::new();
     for (name, params) in calls {
-        if matches!(name.as_str(), "enable" | "integrate" | "disable") {
+        // setup and teardown act on the app registration after an administrator's
+        // interactive sign-in (nobody approves one here), roll_credential on the app's own
+        // key: none of them propagates anything of the directory.
+        if matches!(
+            name.as_str(),
+            "enable" | "integrate" | "disable" | "setup" | "teardown" | "roll_credential"
+        ) {
             continue;
         }
         if let Err(e) = o.integration.call(&name, params, &Control::none()).await
