@@ -25,6 +25,28 @@ pub(crate) struct Samba {
     pub capture_gnupg: PathBuf,
     /// The capture key's fingerprint (`password hash gpg key ids`).
     pub key_id: String,
+    /// Ends the GnuPG agents of both homes when this test process ends (its end of the
+    /// pipe closes then, however the process ends), as Samba's own stdin ends Samba.
+    _reaper: Option<(Child, ChildStdin)>,
+}
+
+/// A shell that waits for its stdin to close, then stops the gpg-agents of `homes`.
+fn agent_reaper(homes: &[&Path]) -> Option<(Child, ChildStdin)> {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(r#"cat >/dev/null; for h in "$@"; do gpgconf --homedir "$h" --kill gpg-agent; done"#)
+        .arg("agent-reaper");
+    for h in homes {
+        c.arg(h);
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdin = child.stdin.take()?;
+    Some((child, stdin))
 }
 
 fn need(tool: &str) -> PathBuf {
@@ -268,6 +290,7 @@ impl Samba {
             ca_file: tls.join("ca.pem"),
             dir,
             process: Mutex::new(None),
+            _reaper: agent_reaper(&[&samba_gnupg, &capture_gnupg]),
             samba_gnupg,
             capture_gnupg,
             key_id,
