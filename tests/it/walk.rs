@@ -17,8 +17,9 @@
 //! 6. the results files agree with the tenant (every account a run says it created
 //!    exists, with the anchor of the user it names).
 //!
-//! `O365_WALK_SEED` replays a seed (printed at the start); `O365_WALK_STEPS` sets the
-//! length (24 in the suite; RELIABILITY.md has the figures of long runs).
+//! The suite walks seed 20261206 for 24 steps; `O365_WALK_SEED` walks another (the seed is
+//! printed at the start), `O365_WALK_STEPS` sets the length (RELIABILITY.md has the
+//! figures of long runs).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -341,7 +342,9 @@ async fn the_safety_invariants_hold_after_every_round_of_a_random_walk() {
     let seed: u64 = std::env::var("O365_WALK_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
+        // The suite walks one fixed seed (a failure then replays exactly); other seeds
+        // are walked by hand with O365_WALK_SEED (RELIABILITY.md).
+        .unwrap_or(20261206);
     let steps: usize = std::env::var("O365_WALK_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
