@@ -148,26 +148,23 @@ pub(crate) async fn role_definitions(
     Ok(json_response(StatusCode::OK, &page))
 }
 
-/// `GET /roleManagement/directory/roleAssignments` (active assignments, `$expand=principal`).
-pub(crate) async fn role_assignments(
-    State(emu): State<Arc<Emu>>,
-    Extension(claims): Extension<Claims>,
-    RawQuery(raw): RawQuery,
+/// One page of role grants: each `(role, principal)` pair `grants` yields, as
+/// `shape(role, principal)` plus the principal when `$expand=principal` is asked for.
+fn grants_page(
+    emu: &Emu,
+    raw: Option<&str>,
+    path: &str,
+    grants: impl Fn(&crate::state::Role) -> Vec<String>,
+    shape: impl Fn(&crate::state::Role, &str) -> Value,
 ) -> Result<Response<Body>, GraphError> {
-    need(&claims, ROLE_READ)?;
-    let expand = expands_principal(raw.as_deref());
+    let expand = expands_principal(raw);
     let d = emu.dir();
     let mut all = Vec::new();
     for r in &d.roles {
-        for p in r.members.iter().chain(&r.groups) {
-            let mut a = json!({
-                "id": format!("{}_{p}", r.template_id),
-                "principalId": p,
-                "roleDefinitionId": r.template_id,
-                "directoryScopeId": "/",
-            });
+        for p in grants(r) {
+            let mut a = shape(r, &p);
             if expand {
-                a["principal"] = principal(&d, p);
+                a["principal"] = principal(&d, &p);
             }
             all.push(a);
         }
@@ -178,14 +175,31 @@ pub(crate) async fn role_assignments(
     } else {
         &[]
     };
-    let page = page_of(
-        &emu,
-        "/roleManagement/directory/roleAssignments",
-        extra,
-        all,
-        raw.as_deref(),
-    )?;
+    let page = page_of(emu, path, extra, all, raw)?;
     Ok(json_response(StatusCode::OK, &page))
+}
+
+/// `GET /roleManagement/directory/roleAssignments` (active assignments, `$expand=principal`).
+pub(crate) async fn role_assignments(
+    State(emu): State<Arc<Emu>>,
+    Extension(claims): Extension<Claims>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response<Body>, GraphError> {
+    need(&claims, ROLE_READ)?;
+    grants_page(
+        &emu,
+        raw.as_deref(),
+        "/roleManagement/directory/roleAssignments",
+        |r| r.members.iter().chain(&r.groups).cloned().collect(),
+        |r, p| {
+            json!({
+                "id": format!("{}_{p}", r.template_id),
+                "principalId": p,
+                "roleDefinitionId": r.template_id,
+                "directoryScopeId": "/",
+            })
+        },
+    )
 }
 
 /// `GET /roleManagement/directory/roleEligibilitySchedules` (PIM eligible assignments).
@@ -195,12 +209,13 @@ pub(crate) async fn role_eligibility(
     RawQuery(raw): RawQuery,
 ) -> Result<Response<Body>, GraphError> {
     need(&claims, ROLE_READ)?;
-    let expand = expands_principal(raw.as_deref());
-    let d = emu.dir();
-    let mut all = Vec::new();
-    for r in &d.roles {
-        for p in &r.eligible {
-            let mut a = json!({
+    grants_page(
+        &emu,
+        raw.as_deref(),
+        "/roleManagement/directory/roleEligibilitySchedules",
+        |r| r.eligible.clone(),
+        |r, p| {
+            json!({
                 "id": format!("eligible_{}_{p}", r.template_id),
                 "principalId": p,
                 "roleDefinitionId": r.template_id,
@@ -208,27 +223,9 @@ pub(crate) async fn role_eligibility(
                 "memberType": "Direct",
                 "status": "Provisioned",
                 "scheduleInfo": {"startDateTime": "2026-01-01T00:00:00Z", "expiration": {"type": "noExpiration"}},
-            });
-            if expand {
-                a["principal"] = principal(&d, p);
-            }
-            all.push(a);
-        }
-    }
-    drop(d);
-    let extra: &[(&str, &str)] = if expand {
-        &[("$expand", "principal")]
-    } else {
-        &[]
-    };
-    let page = page_of(
-        &emu,
-        "/roleManagement/directory/roleEligibilitySchedules",
-        extra,
-        all,
-        raw.as_deref(),
-    )?;
-    Ok(json_response(StatusCode::OK, &page))
+            })
+        },
+    )
 }
 
 /// `GET /groups/{id}/transitiveMembers` (and `…/microsoft.graph.user`): the users in a
