@@ -1,13 +1,17 @@
-// The .NET binding against the emulator, as a dashboard would use it: integrate, match
-// preview, bulk create with progress, the results file, a distribution group of local
-// users, the device policy, cancel from a CancellationToken, error codes and messages,
+// The .NET binding against the emulator, as a dashboard would use it, through the typed
+// methods: every operation of the table has its typed methods; integrate, match preview,
+// bulk create with progress (IProgress), cancelled by a token and by a handler (the task
+// ends Canceled, the exception carries the partial results), the lease wait, the results
+// file, a distribution group of local users, the device policy, error codes and families,
 // and the secrets canary: unique passwords and a client secret used through the binding,
 // then searched for in exception text (ToString, Message, Action, PartialJson), results,
 // events and every file the run left — zero occurrences.
 // usage: mono O365EssentialsTest.exe EMULATOR_BINARY WORK_FOLDER; prints "N passed, N failed".
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Linq;
 using System.Text.RegularExpressions;
 using System.Threading;
 using System.Threading.Tasks;
@@ -27,6 +31,18 @@ internal static class Program
     {
         var m = Regex.Match(json, "\"" + key + "\":\"([^\"]*)\"");
         return m.Success ? m.Groups[1].Value : null;
+    }
+
+    private sealed class Reporter : IProgress<Event>
+    {
+        private readonly Action<Event> on;
+        public Reporter(Action<Event> on) { this.on = on; }
+        public void Report(Event value) { on(value); }
+    }
+
+    private static string Camel(string name)
+    {
+        return string.Concat(name.Split('_').Select(p => p.Substring(0, 1).ToUpperInvariant() + p.Substring(1)));
     }
 
     private static int Count(string hay, string needle)
@@ -100,8 +116,8 @@ internal static class Program
             {
                 Expect(ex.CodeName == "not_integrated", "not integrated: " + ex);
             }
-            string status = integration.Call("integrate");
-            Expect(status.Contains("\"enabled\":true"), "integrated");
+            IntegrationStatus status = integration.Integrate();
+            Expect(status.Enabled && status.PasswordSync == PasswordSyncState.NoKey || status.Enabled, "integrated");
             try
             {
                 integration.Call("plan_bulk_create", "{\"domian\": \"x\"}");
@@ -109,80 +125,187 @@ internal static class Program
             }
             catch (O365Exception ex)
             {
-                Expect(ex.Code == 105 && ex.Message.Contains("domian"), "unknown field: " + ex);
+                Expect(ex.Code == 105 && ex.Message.Contains("domian") && ex is O365InputException, "unknown field: " + ex);
             }
 
-            // Match preview, then the bulk create with progress.
-            string preview = integration.Call("match_preview");
-            Expect(preview.StartsWith("{"), "a preview");
-            string plan = integration.Call("plan_bulk_create");
-            Expect(Count(plan, "\"no_online_account\"") == 212, "212 planned");
+            // Every operation of the table has its typed methods, sync and async.
+            var table = JsonValue.Parse(Integration.Operations).AsList(o => o["name"].AsString());
+            Expect(table.Count >= 56, "the table: " + table.Count);
+            foreach (string op in table)
+            {
+                string method = Camel(op);
+                Expect(typeof(Integration).GetMethod(method) != null, "no typed method for " + op);
+                Expect(typeof(Integration).GetMethod(method + "Async") != null, "no typed async method for " + op);
+                Expect(Integration.TypedOperations.Contains(op), "not generated: " + op);
+            }
+            Expect(Integration.TypedOperations.Count == table.Count, "typed operations the table lacks");
 
-            // Cancelled from a CancellationToken part way.
+            // Typed: match preview, the plan, its items by case, enums, the results.
+            MatchPreview preview = integration.MatchPreview(new MatchPreviewParams());
+            Expect(preview.HardMatches != null && preview.Conflicts != null, "a preview");
+            Plan plan = integration.PlanBulkCreate(null);
+            int planned = plan.Items.Count(i => i.Reason == PlanReason.NoOnlineAccount);
+            Expect(planned == 212, "212 planned: " + planned);
+            Expect(plan.Items.All(i => i is PlanItemCreateAccount || i.Reason != PlanReason.NoOnlineAccount),
+                "a new account is a create_account case");
+            Expect(Plan.FromJson(plan.ToJson()).ToJson() == plan.ToJson(), "a plan reads back what it writes");
+
+            // Cancelled from a CancellationToken part way: the task ends Canceled, awaiting
+            // it throws O365CanceledException with the partial results.
             var cts = new CancellationTokenSource();
             int finished = 0;
-            Func<string, bool> cancelSoon = ev =>
+            var cancelSoon = new Reporter(ev =>
             {
-                if (ev.Contains("\"event\":\"item_finished\"") && Interlocked.Increment(ref finished) == 20) cts.Cancel();
-                return true;
-            };
+                if (ev.Kind == "item_finished" && Interlocked.Increment(ref finished) == 20) cts.Cancel();
+            });
+            Task<RunResults> cancelled = integration.ApplyPlanAsync(new ApplyPlanParams { Plan = plan }, cts.Token, cancelSoon);
             try
             {
-                integration.CallAsync("apply_plan", "{\"plan\": " + plan + "}", cancelSoon, cts.Token).Wait();
+                cancelled.GetAwaiter().GetResult();
                 Expect(false, "not cancelled");
             }
-            catch (AggregateException ae)
+            catch (O365CanceledException ex)
             {
-                var oce = ae.InnerException as OperationCanceledException;
-                var inner = oce == null ? null : oce.InnerException as O365Exception;
-                Expect(inner != null && inner.CodeName == "cancelled", "cancelled: " + ae.InnerException);
-                Expect(inner != null && Count(inner.PartialJson, "\"outcome\":\"succeeded\"") >= 20,
-                    "partial results kept");
+                Expect(ex.CancellationToken.IsCancellationRequested, "the exception names the cancelled token");
+                RunResults partial = ex.Partial(RunResults.FromJson);
+                Expect(partial != null && partial.Items.Count(i => i.Outcome == Outcome.Succeeded) >= 20,
+                    "partial results kept: " + ex.PartialJson);
+                Expect(ex.ErrorCode == ErrorCode.Cancelled && ex.Code == 900, "code 900");
             }
+            try { cancelled.Wait(); } catch (AggregateException) { }
+            Expect(cancelled.Status == TaskStatus.Canceled, "token: the task ends Canceled, not " + cancelled.Status);
 
-            // The rest, with progress; a managed exception in the callback comes back.
-            plan = integration.Call("plan_bulk_create");
+            // Cancelled by the handler returning false: the same exception, the same status.
+            plan = integration.PlanBulkCreate(null);
+            int seen = 0;
+            Task<string> stopped = integration.CallAsync("apply_plan", new ApplyPlanParams { Plan = plan }.ToJson(),
+                ev => !(ev.Contains("\"event\":\"item_finished\"") && ++seen == 5));
             try
             {
-                integration.Call("apply_plan", "{\"plan\": " + plan + "}",
-                    ev => { throw new InvalidOperationException("dashboard bug"); });
+                stopped.GetAwaiter().GetResult();
+                Expect(false, "not stopped by the handler");
+            }
+            catch (O365CanceledException ex)
+            {
+                Expect(ex.Partial(RunResults.FromJson).Items.Count >= 5, "handler: partial results kept");
+            }
+            try { stopped.Wait(); } catch (AggregateException) { }
+            Expect(stopped.Status == TaskStatus.Canceled, "handler: the task ends Canceled, not " + stopped.Status);
+            // Sync, typed: the same exception.
+            plan = integration.PlanBulkCreate(null);
+            try
+            {
+                integration.ApplyPlan(new ApplyPlanParams { Plan = plan }, ev => ev.Kind != "item_finished");
+                Expect(false, "not stopped by the typed handler");
+            }
+            catch (O365CanceledException ex)
+            {
+                Expect(ex.Partial(RunResults.FromJson).Items.Count >= 1, "sync: partial results kept");
+            }
+
+            // A managed exception in the callback comes back.
+            plan = integration.PlanBulkCreate(null);
+            try
+            {
+                integration.ApplyPlan(new ApplyPlanParams { Plan = plan }, ev => { throw new InvalidOperationException("dashboard bug"); });
                 Expect(false, "the callback's exception was lost");
             }
             catch (InvalidOperationException ex)
             {
                 Expect(ex.Message == "dashboard bug", "rethrown: " + ex.Message);
             }
-            plan = integration.Call("plan_bulk_create");
-            int rest = Count(plan, "\"no_online_account\"");
-            int progress = 0;
-            string results = integration.Call("apply_plan", "{\"plan\": " + plan + "}",
-                ev => { if (ev.Contains("\"event\":\"progress\"")) progress++; return true; });
-            Expect(Count(results, "\"outcome\":\"succeeded\"") == rest && rest > 0, "the rest created: " + rest);
-            Expect(progress > 0, "progress reported");
-            Expect(Count(integration.Call("plan_bulk_create"), "\"create_account\"") == 0, "nothing left");
+
+            // The lease: a second integration on the same store waits for the first's apply.
+            plan = integration.PlanBulkCreate(null);
+            int rest = plan.Items.Count(i => i is PlanItemCreateAccount);
+            var events = new List<Event>();
+            var progress = new Reporter(ev => { lock (events) events.Add(ev); });
+            Task<RunResults> running = integration.ApplyPlanAsync(new ApplyPlanParams { Plan = plan }, CancellationToken.None, progress);
+            using (var second = new Integration(config))
+            {
+                for (int i = 0; i < 500 && events.Count == 0; i++) Thread.Sleep(10);
+                try
+                {
+                    second.ApplyPlan(new ApplyPlanParams { Plan = plan });
+                    Expect(false, "the lease was not held");
+                }
+                catch (O365EngineException ex)
+                {
+                    Expect(ex.ErrorCode == ErrorCode.WorkHeld, "held: " + ex);
+                }
+                // With a lease wait it waits for the first to finish, then runs.
+                var empty = new Plan { Id = Guid.NewGuid().ToString(), CreatedAt = DateTimeOffset.UtcNow,
+                    TenantId = plan.TenantId, Items = new List<PlanItem>(), Skipped = new List<SkippedUser>(),
+                    Seats = new List<SeatCount>() };
+                RunResults after = second.ApplyPlanAsync(new ApplyPlanParams { Plan = empty },
+                    CancellationToken.None, null, 120000).Result;
+                Expect(running.IsCompleted, "waited for the lease: " + running.Status);
+                Expect(after.Items.Count == 0, "then ran: " + after);
+            }
+            RunResults results = running.Result;
+            Expect(results.Items.Count(i => i.Outcome == Outcome.Succeeded) == rest && rest > 0, "the rest created: " + rest);
+            Expect(events.Any(e => e.Kind == "progress" && e.Total.HasValue), "progress reported through IProgress");
+            Expect(integration.PlanBulkCreate(null).Items.Count(i => i is PlanItemCreateAccount) == 0, "nothing left");
 
             // The results file.
-            string runId = Field(results, "run_id").Replace("-", "");
-            Expect(File.Exists(Path.Combine(work, "bulk_create-" + runId + ".json")), "results file");
+            Expect(File.Exists(Path.Combine(work, "bulk_create-" + results.RunId.Replace("-", "") + ".json")), "results file");
 
             // A distribution group of local users.
-            string group = integration.Call("create_distribution_group",
-                "{\"name\": \"Office\", \"alias\": \"office\", \"primary_smtp_address\": \"office@contoso.onmicrosoft.com\", "
-                + "\"members\": [\"chloe.carter@contoso.onmicrosoft.com\", \"staff0007@contoso.onmicrosoft.com\"]}");
-            Expect(group.Contains("office@contoso.onmicrosoft.com"), "group " + group);
-            Expect(integration.Call("list_distribution_groups").Contains("staff0007@contoso.onmicrosoft.com"), "members");
+            DistributionGroup group = integration.CreateDistributionGroup(new NewDistributionGroup
+            {
+                Name = "Office",
+                Alias = "office",
+                PrimarySmtpAddress = "office@contoso.onmicrosoft.com",
+                Members = new List<string> { "chloe.carter@contoso.onmicrosoft.com", "staff0007@contoso.onmicrosoft.com" },
+            });
+            Expect(group.PrimarySmtpAddress == "office@contoso.onmicrosoft.com", "group " + group);
+            Expect(integration.ListDistributionGroups().Any(g => g.Members.Contains("staff0007@contoso.onmicrosoft.com")
+                || g.MemberUserNames.Contains("staff0007@contoso.onmicrosoft.com")), "members");
+            integration.AddGroupMembers(new GroupMembersParams { Group = group.Id, Members = new List<string> { "staff0008@contoso.onmicrosoft.com" } });
+            integration.DeleteDistributionGroup(new GroupParams { Group = group.Id });
+            Expect(!integration.ListDistributionGroups().Any(g => g.Id == group.Id), "group deleted");
+            try
+            {
+                integration.CreateDistributionGroup(new NewDistributionGroup { Name = "No address", Alias = "noaddr" });
+                Expect(false, "a group without its address");
+            }
+            catch (ArgumentNullException ex)
+            {
+                Expect(ex.ParamName == "PrimarySmtpAddress", "the missing field named: " + ex.ParamName);
+            }
 
-            // The device policy.
-            integration.Call("set_device_policy", "{\"password_enabled\": true, \"min_password_length\": 8, "
-                + "\"max_password_failed_attempts\": {\"value\": 10}, \"max_inactivity_lock_minutes\": {\"value\": 5}, "
-                + "\"alphanumeric_password_required\": true}");
-            Expect(integration.Call("get_device_policy").Contains("\"min_password_length\":8"), "device policy");
+            // The device policy, its limits typed.
+            integration.SetDevicePolicy(new DevicePolicy
+            {
+                PasswordEnabled = true,
+                MinPasswordLength = 8,
+                MaxPasswordFailedAttempts = new Limit { Value = 10 },
+                MaxInactivityLockMinutes = Limit.Unlimited,
+                AlphanumericPasswordRequired = true,
+            });
+            DevicePolicy policy = integration.GetDevicePolicy();
+            Expect(policy.MinPasswordLength == 8 && policy.MaxPasswordFailedAttempts.Value == 10
+                && policy.MaxInactivityLockMinutes.Named == "unlimited", "device policy " + policy);
+            Expect(integration.Licences().Count > 0, "licences");
+            Expect(integration.ListLinks(new ListLinksParams()).Count >= 212, "links");
+            Expect(Enum.IsDefined(typeof(AccessLevel), integration.GetDefaultAccessLevel()), "default access level read");
+
+            // Errors: typed codes and families.
+            try
+            {
+                integration.DeleteDistributionGroup(new GroupParams { Group = "no-such-group" });
+                Expect(false, "deleted a group that is not there");
+            }
+            catch (O365ObjectException ex)
+            {
+                Expect(ex.ErrorCode == ErrorCode.NotFound && ex.Family == "object", "not found: " + ex);
+            }
 
             // Four threads share the integration.
-            var tasks = new Task<string>[4];
-            for (int i = 0; i < 4; i++) tasks[i] = integration.CallAsync("status");
+            var tasks = new Task<IntegrationStatus>[4];
+            for (int i = 0; i < 4; i++) tasks[i] = integration.StatusAsync();
             Task.WaitAll(tasks);
-            Expect(Array.TrueForAll(tasks, t => t.Result.Contains("\"enabled\":true")), "threads");
+            Expect(Array.TrueForAll(tasks, t => t.Result.Enabled), "threads");
 
             // The sync loop.
             int rounds = 0;
