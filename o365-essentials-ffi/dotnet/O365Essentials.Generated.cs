@@ -353,8 +353,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SetupParams Read(JsonValue v)
         {
@@ -437,8 +437,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SetupReport Read(JsonValue v)
         {
@@ -490,8 +490,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static NoParams Read(JsonValue v)
         {
@@ -531,8 +531,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static RollReport Read(JsonValue v)
         {
@@ -578,8 +578,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static RequirementsParams Read(JsonValue v)
         {
@@ -649,8 +649,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static RequirementCheck Read(JsonValue v)
         {
@@ -702,8 +702,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static RequirementsReport Read(JsonValue v)
         {
@@ -773,8 +773,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static CredentialInfo Read(JsonValue v)
         {
@@ -856,8 +856,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static IntegrationStatus Read(JsonValue v)
         {
@@ -998,8 +998,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static Link Read(JsonValue v)
         {
@@ -1061,8 +1061,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static Drift Read(JsonValue v)
         {
@@ -1117,8 +1117,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DriftReport Read(JsonValue v)
         {
@@ -1282,8 +1282,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static Credential Read(JsonValue v)
         {
@@ -1332,8 +1332,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ChangeCredentialsParams Read(JsonValue v)
         {
@@ -1373,8 +1373,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static MatchPreviewParams Read(JsonValue v)
         {
@@ -1425,8 +1425,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static MatchPair Read(JsonValue v)
         {
@@ -1506,8 +1506,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static MatchConflict Read(JsonValue v)
         {
@@ -1567,8 +1567,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static MatchPreview Read(JsonValue v)
         {
@@ -1622,8 +1622,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static LicenceAssignment Read(JsonValue v)
         {
@@ -1672,8 +1672,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static UserChoice Read(JsonValue v)
         {
@@ -1747,8 +1747,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static BulkCreateRequest Read(JsonValue v)
         {
@@ -1856,8 +1856,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static LocalVersion Read(JsonValue v)
         {
@@ -2067,8 +2067,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static AccountUpdate Read(JsonValue v)
         {
@@ -2377,8 +2377,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static PlanItem Read(JsonValue v)
         {
@@ -2566,8 +2566,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SkippedUser Read(JsonValue v)
         {
@@ -2634,8 +2634,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SeatCount Read(JsonValue v)
         {
@@ -2713,8 +2713,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static Plan Read(JsonValue v)
         {
@@ -2768,8 +2768,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ApplyPlanParams Read(JsonValue v)
         {
@@ -2959,8 +2959,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ItemResult Read(JsonValue v)
         {
@@ -3037,8 +3037,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static RunResults Read(JsonValue v)
         {
@@ -3093,8 +3093,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static PlanRetryParams Read(JsonValue v)
         {
@@ -3145,8 +3145,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ImportRequest Read(JsonValue v)
         {
@@ -3204,8 +3204,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static LocalStanding Read(JsonValue v)
         {
@@ -3320,8 +3320,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static LocalUser Read(JsonValue v)
         {
@@ -3409,8 +3409,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ImportedAccount Read(JsonValue v)
         {
@@ -3459,8 +3459,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ImportResult Read(JsonValue v)
         {
@@ -3505,8 +3505,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static AssignParams Read(JsonValue v)
         {
@@ -3548,8 +3548,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ListLinksParams Read(JsonValue v)
         {
@@ -3612,8 +3612,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static LinkedUser Read(JsonValue v)
         {
@@ -3675,8 +3675,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static UnassignParams Read(JsonValue v)
         {
@@ -3741,8 +3741,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static NewLocalUser Read(JsonValue v)
         {
@@ -3814,8 +3814,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static CreateUserParams Read(JsonValue v)
         {
@@ -3914,8 +3914,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static OnlineAccount Read(JsonValue v)
         {
@@ -3983,8 +3983,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static CreatedUser Read(JsonValue v)
         {
@@ -4025,8 +4025,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static OnlineUserNamesParams Read(JsonValue v)
         {
@@ -4079,8 +4079,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static Sku Read(JsonValue v)
         {
@@ -4132,8 +4132,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SyncParams Read(JsonValue v)
         {
@@ -4180,8 +4180,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static PasswordProblem Read(JsonValue v)
         {
@@ -4241,8 +4241,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static PasswordDelivery Read(JsonValue v)
         {
@@ -4308,8 +4308,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SyncReport Read(JsonValue v)
         {
@@ -4758,8 +4758,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SyncItem Read(JsonValue v)
         {
@@ -4880,8 +4880,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SyncPlan Read(JsonValue v)
         {
@@ -4959,8 +4959,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ApplySyncPlanParams Read(JsonValue v)
         {
@@ -5001,8 +5001,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static PasswordChangedParams Read(JsonValue v)
         {
@@ -5044,8 +5044,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static CapturePasswordParams Read(JsonValue v)
         {
@@ -5139,8 +5139,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static CaptureReport Read(JsonValue v)
         {
@@ -5214,8 +5214,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DistributionGroup Read(JsonValue v)
         {
@@ -5302,8 +5302,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static NewDistributionGroup Read(JsonValue v)
         {
@@ -5358,8 +5358,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static GroupMembersParams Read(JsonValue v)
         {
@@ -5406,8 +5406,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DistributionGroupUpdate Read(JsonValue v)
         {
@@ -5448,8 +5448,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static GroupUpdateParams Read(JsonValue v)
         {
@@ -5490,8 +5490,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static GroupParams Read(JsonValue v)
         {
@@ -5536,8 +5536,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static Limit Read(JsonValue v)
         {
@@ -5592,8 +5592,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DevicePolicy Read(JsonValue v)
         {
@@ -5661,8 +5661,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static AccessLevelParams Read(JsonValue v)
         {
@@ -5737,8 +5737,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static AccessRule Read(JsonValue v)
         {
@@ -5793,8 +5793,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static NewAccessRule Read(JsonValue v)
         {
@@ -5837,8 +5837,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static IdParams Read(JsonValue v)
         {
@@ -5875,8 +5875,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DevicesParams Read(JsonValue v)
         {
@@ -5992,8 +5992,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static MobileDevice Read(JsonValue v)
         {
@@ -6061,8 +6061,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DeviceAccessParams Read(JsonValue v)
         {
@@ -6125,8 +6125,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static WipeParams Read(JsonValue v)
         {
@@ -6170,8 +6170,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DeviceParams Read(JsonValue v)
         {
@@ -6267,8 +6267,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static LinkDomainParams Read(JsonValue v)
         {
@@ -6530,8 +6530,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DnsRecord Read(JsonValue v)
         {
@@ -6669,8 +6669,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static RecordCheck Read(JsonValue v)
         {
@@ -6739,8 +6739,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DomainProgress Read(JsonValue v)
         {
@@ -6793,8 +6793,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static DomainParams Read(JsonValue v)
         {
@@ -6835,8 +6835,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static RecordsFileParams Read(JsonValue v)
         {
@@ -6873,8 +6873,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static RecordsFile Read(JsonValue v)
         {
@@ -6911,8 +6911,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ZoneFragment Read(JsonValue v)
         {
@@ -6961,8 +6961,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static HealthCheck Read(JsonValue v)
         {
@@ -7018,8 +7018,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static HealthReport Read(JsonValue v)
         {
@@ -7069,8 +7069,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ApplyRecordsParams Read(JsonValue v)
         {
@@ -7115,8 +7115,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static ApplyOutcome Read(JsonValue v)
         {
@@ -7184,8 +7184,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static Library Read(JsonValue v)
         {
@@ -7249,8 +7249,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static NewLibrary Read(JsonValue v)
         {
@@ -7322,8 +7322,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SiteGroup Read(JsonValue v)
         {
@@ -7374,8 +7374,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static SiteAccessParams Read(JsonValue v)
         {
@@ -7443,8 +7443,8 @@ namespace O365Essentials
         /// <summary>Its JSON text, as the engine reads it.</summary>
         public string ToJson() { return ToJsonValue().ToJson(); }
 
-        /// <summary>Its JSON text.</summary>
-        public override string ToString() { return ToJson(); }
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
 
         internal static Launchpad Read(JsonValue v)
         {
@@ -8243,6 +8243,18 @@ namespace O365Essentials
             }
         }
 
+    }
+
+    /// <summary>The fields that hold secrets, by wire name: ToString() of a model redacts them.</summary>
+    internal static class Secrets
+    {
+        internal static readonly HashSet<string> Keys = new HashSet<string>
+        {
+            "initial_password",
+            "password",
+            "private_key_pem",
+            "secret",
+        };
     }
 
     public sealed partial class Integration

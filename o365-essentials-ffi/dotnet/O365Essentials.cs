@@ -739,6 +739,29 @@ namespace O365Essentials
             return map;
         }
 
+        /// <summary>A copy with the string values of members named in keys replaced, at any depth.</summary>
+        internal JsonValue Redacted(ICollection<string> keys)
+        {
+            switch (Kind)
+            {
+                case JsonKind.Array:
+                    var a = NewArray();
+                    foreach (var x in items) a.Add(x.Redacted(keys));
+                    return a;
+                case JsonKind.Object:
+                    var o = NewObject();
+                    foreach (var kv in members)
+                    {
+                        bool secret = keys.Contains(kv.Key) && kv.Value.Kind == JsonKind.String;
+                        o.members.Add(new KeyValuePair<string, JsonValue>(kv.Key,
+                            secret ? From("<redacted>") : kv.Value.Redacted(keys)));
+                    }
+                    return o;
+                default:
+                    return this;
+            }
+        }
+
         /// <summary>Its JSON text (compact).</summary>
         public string ToJson()
         {

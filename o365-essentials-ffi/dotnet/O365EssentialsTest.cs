@@ -370,6 +370,16 @@ internal static class Program
                 seen.AppendLine(ex.ToString()).AppendLine(ex.Action).AppendLine(ex.StackTrace ?? "");
             }
         }
+        // Models print (ToString, what a debugger or a log shows) without their secrets.
+        var typedUser = new CreateUserParams
+        {
+            User = new NewLocalUser { SamAccountName = "canary.net", UserPrincipalName = "canary.net@contoso.com", DisplayName = "Canary Net" },
+            Password = password,
+        };
+        seen.AppendLine(typedUser.ToString());
+        seen.AppendLine(new ChangeCredentialsParams { Credential = new CredentialSecret { Secret = secret } }.ToString());
+        Expect(typedUser.ToString().Contains("<redacted>") && typedUser.ToJson().Contains(password),
+            "ToString redacts, ToJson sends");
         string all = seen.ToString();
         Expect(all.Length > 1000, "what was searched: " + all.Length + " characters");
         // The closed integration's store finishes closing on its own (its WAL folded in).
