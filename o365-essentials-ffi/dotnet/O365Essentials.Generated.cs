@@ -8356,6 +8356,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Signs the administrator in with a device code, then makes or repairs the app registration, its certificate, permissions and roles, and switches to it.
+        /// (<c>setup</c>, long-running: reports progress.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.SetupParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.SetupReport> SetupAsync(global::O365Essentials.SetupParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("setup", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.SetupReport.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Signs the administrator in with a device code and removes the app registration setup made.
         /// (<c>teardown</c>, long-running: reports progress.)
         /// </summary>
@@ -8387,6 +8403,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Signs the administrator in with a device code and removes the app registration setup made.
+        /// (<c>teardown</c>, long-running: reports progress.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.SetupParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.SetupReport> TeardownAsync(global::O365Essentials.SetupParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("teardown", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.SetupReport.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Replaces the app's certificate with a new one made here (addKey proven by the current key, the new one proven before the old is removed).
         /// (<c>roll_credential</c>.)
         /// </summary>
@@ -8412,6 +8444,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("roll_credential", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.RollReport.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Replaces the app's certificate with a new one made here (addKey proven by the current key, the new one proven before the old is removed).
+        /// (<c>roll_credential</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.RollReport> RollCredentialAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("roll_credential", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.RollReport.Read(JsonValue.Parse(json));
         }
 
@@ -8447,6 +8494,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Checks one DC, running on it, every Microsoft 365 endpoint and permission, the custom domain.
+        /// (<c>requirements</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.RequirementsParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.RequirementsReport> RequirementsAsync(global::O365Essentials.RequirementsParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("requirements", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.RequirementsReport.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Checks the credentials and permissions and records the tenant.
         /// (<c>integrate</c>.)
         /// </summary>
@@ -8472,6 +8535,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("integrate", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.IntegrationStatus.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Checks the credentials and permissions and records the tenant.
+        /// (<c>integrate</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.IntegrationStatus> IntegrateAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("integrate", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.IntegrationStatus.Read(JsonValue.Parse(json));
         }
 
@@ -8505,6 +8583,21 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Where the integration stands (works offline).
+        /// (<c>status</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.IntegrationStatus> StatusAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("status", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.IntegrationStatus.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Stops propagation, locally only.
         /// (<c>disable</c>.)
         /// </summary>
@@ -8529,6 +8622,20 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             await CallTypedAsync("disable", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
+        /// Stops propagation, locally only.
+        /// (<c>disable</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task DisableAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("disable", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
         }
 
         /// <summary>
@@ -8557,6 +8664,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("enable", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.DriftReport.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Resumes propagation, checking every link by its anchor.
+        /// (<c>enable</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.DriftReport> EnableAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("enable", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.DriftReport.Read(JsonValue.Parse(json));
         }
 
@@ -8590,6 +8712,21 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Switches Graph, Exchange and SharePoint to a new credential after checking it.
+        /// (<c>change_credentials</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.ChangeCredentialsParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task ChangeCredentialsAsync(global::O365Essentials.ChangeCredentialsParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("change_credentials", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
         /// Candidates and conflicts between local users and online accounts, before anything is written.
         /// (<c>match_preview</c>.)
         /// </summary>
@@ -8617,6 +8754,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("match_preview", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.MatchPreview.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Candidates and conflicts between local users and online accounts, before anything is written.
+        /// (<c>match_preview</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.MatchPreviewParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.MatchPreview> MatchPreviewAsync(global::O365Essentials.MatchPreviewParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("match_preview", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.MatchPreview.Read(JsonValue.Parse(json));
         }
 
@@ -8652,6 +8805,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Plans online accounts for local users: a reviewable plan, nothing written.
+        /// (<c>plan_bulk_create</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.BulkCreateRequest"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.Plan> PlanBulkCreateAsync(global::O365Essentials.BulkCreateRequest parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("plan_bulk_create", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.Plan.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Applies exactly a bulk-create plan, with a journal and a results file.
         /// (<c>apply_plan</c>, long-running: reports progress.)
         /// </summary>
@@ -8679,6 +8848,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("apply_plan", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.RunResults.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Applies exactly a bulk-create plan, with a journal and a results file.
+        /// (<c>apply_plan</c>, long-running: reports progress.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.ApplyPlanParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.RunResults> ApplyPlanAsync(global::O365Essentials.ApplyPlanParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("apply_plan", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.RunResults.Read(JsonValue.Parse(json));
         }
 
@@ -8714,6 +8899,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Plans again the users that failed in a results file.
+        /// (<c>plan_retry</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.PlanRetryParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.Plan> PlanRetryAsync(global::O365Essentials.PlanRetryParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("plan_retry", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.Plan.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Creates local users for existing online accounts and links them.
         /// (<c>import_users</c>, long-running: reports progress.)
         /// </summary>
@@ -8741,6 +8942,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("import_users", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.ImportResult.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Creates local users for existing online accounts and links them.
+        /// (<c>import_users</c>, long-running: reports progress.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.ImportRequest"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.ImportResult> ImportUsersAsync(global::O365Essentials.ImportRequest parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("import_users", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.ImportResult.Read(JsonValue.Parse(json));
         }
 
@@ -8776,6 +8993,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Links an existing online account to an existing local user.
+        /// (<c>assign</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.AssignParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.Link> AssignAsync(global::O365Essentials.AssignParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("assign", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.Link.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// The linked users: each local user with its online account, state and origin.
         /// (<c>list_links</c>.)
         /// </summary>
@@ -8803,6 +9036,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("list_links", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.LinkedUser.Read(x0));
+        }
+
+        /// <summary>
+        /// The linked users: each local user with its online account, state and origin.
+        /// (<c>list_links</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.ListLinksParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<global::O365Essentials.LinkedUser>> ListLinksAsync(global::O365Essentials.ListLinksParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("list_links", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.LinkedUser.Read(x0));
         }
 
@@ -8838,6 +9087,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Releases the licences, blocks sign-in, keeps the link marked unassigned.
+        /// (<c>unassign</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.UnassignParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.Link> UnassignAsync(global::O365Essentials.UnassignParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("unassign", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.Link.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Creates a local user and its online account in one step, with the same password.
         /// (<c>create_user_with_account</c>.)
         /// </summary>
@@ -8865,6 +9130,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("create_user_with_account", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.CreatedUser.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Creates a local user and its online account in one step, with the same password.
+        /// (<c>create_user_with_account</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.CreateUserParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.CreatedUser> CreateUserWithAccountAsync(global::O365Essentials.CreateUserParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("create_user_with_account", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.CreatedUser.Read(JsonValue.Parse(json));
         }
 
@@ -8900,6 +9181,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// The online user names of local users (for groups and site access).
+        /// (<c>online_user_names</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.OnlineUserNamesParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<string>> OnlineUserNamesAsync(global::O365Essentials.OnlineUserNamesParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("online_user_names", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => x0.AsString());
+        }
+
+        /// <summary>
         /// The tenant's subscriptions (SKUs) with free and used seats.
         /// (<c>licences</c>.)
         /// </summary>
@@ -8925,6 +9222,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("licences", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.Sku.Read(x0));
+        }
+
+        /// <summary>
+        /// The tenant's subscriptions (SKUs) with free and used seats.
+        /// (<c>licences</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<global::O365Essentials.Sku>> LicencesAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("licences", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.Sku.Read(x0));
         }
 
@@ -8960,6 +9272,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// One sync run: lifecycle changes, drift, threshold, password delivery.
+        /// (<c>sync_once</c>, long-running: reports progress.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.SyncParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.SyncReport> SyncOnceAsync(global::O365Essentials.SyncParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("sync_once", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.SyncReport.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// What a sync run would do now; writes nothing.
         /// (<c>plan_sync</c>.)
         /// </summary>
@@ -8987,6 +9315,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("plan_sync", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.SyncPlan.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// What a sync run would do now; writes nothing.
+        /// (<c>plan_sync</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.SyncParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.SyncPlan> PlanSyncAsync(global::O365Essentials.SyncParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("plan_sync", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.SyncPlan.Read(JsonValue.Parse(json));
         }
 
@@ -9022,6 +9366,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Applies exactly a reviewed sync plan (items whose local user changed since are skipped).
+        /// (<c>apply_sync_plan</c>, long-running: reports progress.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.ApplySyncPlanParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.SyncReport> ApplySyncPlanAsync(global::O365Essentials.ApplySyncPlanParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("apply_sync_plan", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.SyncReport.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Queues a local password change for delivery (false: the user has no online account).
         /// (<c>password_changed</c>.)
         /// </summary>
@@ -9049,6 +9409,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("password_changed", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsBool();
+        }
+
+        /// <summary>
+        /// Queues a local password change for delivery (false: the user has no online account).
+        /// (<c>password_changed</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.PasswordChangedParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<bool> PasswordChangedAsync(global::O365Essentials.PasswordChangedParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("password_changed", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return JsonValue.Parse(json).AsBool();
         }
 
@@ -9084,6 +9460,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// The Samba password hook: one account's LDIF from samba-tool syncpasswords, its new password queued once.
+        /// (<c>capture_password</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.CapturePasswordParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.CaptureReport> CapturePasswordAsync(global::O365Essentials.CapturePasswordParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("capture_password", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.CaptureReport.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Delivers queued passwords to the tenant.
         /// (<c>deliver_passwords</c>, long-running: reports progress.)
         /// </summary>
@@ -9109,6 +9501,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("deliver_passwords", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.PasswordDelivery.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Delivers queued passwords to the tenant.
+        /// (<c>deliver_passwords</c>, long-running: reports progress.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.PasswordDelivery> DeliverPasswordsAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("deliver_passwords", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.PasswordDelivery.Read(JsonValue.Parse(json));
         }
 
@@ -9142,6 +9549,21 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Passwords the tenant refused, for the dashboard.
+        /// (<c>password_problems</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<global::O365Essentials.PasswordProblem>> PasswordProblemsAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("password_problems", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.PasswordProblem.Read(x0));
+        }
+
+        /// <summary>
         /// Distribution groups with their members.
         /// (<c>list_distribution_groups</c>.)
         /// </summary>
@@ -9167,6 +9589,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("list_distribution_groups", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.DistributionGroup.Read(x0));
+        }
+
+        /// <summary>
+        /// Distribution groups with their members.
+        /// (<c>list_distribution_groups</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<global::O365Essentials.DistributionGroup>> ListDistributionGroupsAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("list_distribution_groups", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.DistributionGroup.Read(x0));
         }
 
@@ -9202,6 +9639,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Creates a distribution group.
+        /// (<c>create_distribution_group</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.NewDistributionGroup"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.DistributionGroup> CreateDistributionGroupAsync(global::O365Essentials.NewDistributionGroup parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("create_distribution_group", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.DistributionGroup.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Adds members to a distribution group.
         /// (<c>add_group_members</c>.)
         /// </summary>
@@ -9228,6 +9681,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             await CallTypedAsync("add_group_members", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
+        /// Adds members to a distribution group.
+        /// (<c>add_group_members</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.GroupMembersParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task AddGroupMembersAsync(global::O365Essentials.GroupMembersParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("add_group_members", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
         }
 
         /// <summary>
@@ -9260,6 +9728,21 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Removes members from a distribution group.
+        /// (<c>remove_group_members</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.GroupMembersParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task RemoveGroupMembersAsync(global::O365Essentials.GroupMembersParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("remove_group_members", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
         /// Sets a distribution group's members to exactly these.
         /// (<c>replace_group_members</c>.)
         /// </summary>
@@ -9286,6 +9769,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             await CallTypedAsync("replace_group_members", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
+        /// Sets a distribution group's members to exactly these.
+        /// (<c>replace_group_members</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.GroupMembersParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task ReplaceGroupMembersAsync(global::O365Essentials.GroupMembersParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("replace_group_members", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
         }
 
         /// <summary>
@@ -9320,6 +9818,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Changes a group's display name or whether outside senders may write to it.
+        /// (<c>update_distribution_group</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.GroupUpdateParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.DistributionGroup> UpdateDistributionGroupAsync(global::O365Essentials.GroupUpdateParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("update_distribution_group", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.DistributionGroup.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Deletes a distribution group.
         /// (<c>delete_distribution_group</c>.)
         /// </summary>
@@ -9349,6 +9863,21 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Deletes a distribution group.
+        /// (<c>delete_distribution_group</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.GroupParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task DeleteDistributionGroupAsync(global::O365Essentials.GroupParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("delete_distribution_group", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
         /// The mobile device mailbox policy.
         /// (<c>get_device_policy</c>.)
         /// </summary>
@@ -9374,6 +9903,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("get_device_policy", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.DevicePolicy.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// The mobile device mailbox policy.
+        /// (<c>get_device_policy</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.DevicePolicy> GetDevicePolicyAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("get_device_policy", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.DevicePolicy.Read(JsonValue.Parse(json));
         }
 
@@ -9407,6 +9951,21 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Sets the mobile device mailbox policy.
+        /// (<c>set_device_policy</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DevicePolicy"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task SetDevicePolicyAsync(global::O365Essentials.DevicePolicy parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("set_device_policy", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
         /// What happens to devices no rule names.
         /// (<c>get_default_access_level</c>.)
         /// </summary>
@@ -9432,6 +9991,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("get_default_access_level", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return WireNames.ReadAccessLevel(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// What happens to devices no rule names.
+        /// (<c>get_default_access_level</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.AccessLevel> GetDefaultAccessLevelAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("get_default_access_level", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return WireNames.ReadAccessLevel(JsonValue.Parse(json));
         }
 
@@ -9465,6 +10039,21 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Sets what happens to devices no rule names.
+        /// (<c>set_default_access_level</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.AccessLevelParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task SetDefaultAccessLevelAsync(global::O365Essentials.AccessLevelParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("set_default_access_level", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
         /// Device access rules (allow / block / quarantine a model, type, OS).
         /// (<c>list_access_rules</c>.)
         /// </summary>
@@ -9490,6 +10079,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("list_access_rules", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.AccessRule.Read(x0));
+        }
+
+        /// <summary>
+        /// Device access rules (allow / block / quarantine a model, type, OS).
+        /// (<c>list_access_rules</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<global::O365Essentials.AccessRule>> ListAccessRulesAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("list_access_rules", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.AccessRule.Read(x0));
         }
 
@@ -9525,6 +10129,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Adds a device access rule.
+        /// (<c>add_access_rule</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.NewAccessRule"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.AccessRule> AddAccessRuleAsync(global::O365Essentials.NewAccessRule parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("add_access_rule", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.AccessRule.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Removes a device access rule.
         /// (<c>remove_access_rule</c>.)
         /// </summary>
@@ -9551,6 +10171,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             await CallTypedAsync("remove_access_rule", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
+        /// Removes a device access rule.
+        /// (<c>remove_access_rule</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.IdParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task RemoveAccessRuleAsync(global::O365Essentials.IdParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("remove_access_rule", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
         }
 
         /// <summary>
@@ -9581,6 +10216,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("list_devices", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.MobileDevice.Read(x0));
+        }
+
+        /// <summary>
+        /// A user's mobile devices.
+        /// (<c>list_devices</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DevicesParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<global::O365Essentials.MobileDevice>> ListDevicesAsync(global::O365Essentials.DevicesParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("list_devices", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.MobileDevice.Read(x0));
         }
 
@@ -9616,6 +10267,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Allows or blocks one device on its mailbox.
+        /// (<c>set_device_access</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DeviceAccessParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.DeviceAccessState> SetDeviceAccessAsync(global::O365Essentials.DeviceAccessParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("set_device_access", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return WireNames.ReadDeviceAccessState(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Wipes a lost device (full or account-only); the device id typed again confirms.
         /// (<c>wipe_device</c>.)
         /// </summary>
@@ -9643,6 +10310,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("wipe_device", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return WireNames.ReadWipeStatus(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Wipes a lost device (full or account-only); the device id typed again confirms.
+        /// (<c>wipe_device</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.WipeParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.WipeStatus> WipeDeviceAsync(global::O365Essentials.WipeParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("wipe_device", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return WireNames.ReadWipeStatus(JsonValue.Parse(json));
         }
 
@@ -9678,6 +10361,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Cancels a pending wipe.
+        /// (<c>cancel_wipe</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DeviceParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.WipeStatus> CancelWipeAsync(global::O365Essentials.DeviceParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("cancel_wipe", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return WireNames.ReadWipeStatus(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Where a wipe stands.
         /// (<c>wipe_status</c>.)
         /// </summary>
@@ -9705,6 +10404,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("wipe_status", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return WireNames.ReadWipeStatus(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// Where a wipe stands.
+        /// (<c>wipe_status</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DeviceParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.WipeStatus> WipeStatusAsync(global::O365Essentials.DeviceParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("wipe_status", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return WireNames.ReadWipeStatus(JsonValue.Parse(json));
         }
 
@@ -9740,6 +10455,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Links the custom domain as far as DNS allows (resumable): add, verify, services, records.
+        /// (<c>link_domain</c>, long-running: reports progress.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.LinkDomainParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.DomainProgress> LinkDomainAsync(global::O365Essentials.LinkDomainParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("link_domain", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.DomainProgress.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// How far the linking of a domain has come.
         /// (<c>domain_stage</c>.)
         /// </summary>
@@ -9767,6 +10498,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("domain_stage", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return WireNames.ReadDomainStage(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// How far the linking of a domain has come.
+        /// (<c>domain_stage</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DomainParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.DomainStage> DomainStageAsync(global::O365Essentials.DomainParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("domain_stage", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return WireNames.ReadDomainStage(JsonValue.Parse(json));
         }
 
@@ -9802,6 +10549,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Writes the domain's DNS records as a records file (NewDNSRecords_&lt;n&gt;.txt).
+        /// (<c>write_records_file</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.RecordsFileParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.RecordsFile> WriteRecordsFileAsync(global::O365Essentials.RecordsFileParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("write_records_file", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.RecordsFile.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// The domain's DNS records as a zone-file fragment.
         /// (<c>zone_fragment</c>.)
         /// </summary>
@@ -9829,6 +10592,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("zone_fragment", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.ZoneFragment.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// The domain's DNS records as a zone-file fragment.
+        /// (<c>zone_fragment</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DomainParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.ZoneFragment> ZoneFragmentAsync(global::O365Essentials.DomainParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("zone_fragment", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.ZoneFragment.Read(JsonValue.Parse(json));
         }
 
@@ -9864,6 +10643,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Checks each of the domain's records in DNS (present / missing / different).
+        /// (<c>check_records</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DomainParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<global::O365Essentials.RecordCheck>> CheckRecordsAsync(global::O365Essentials.DomainParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("check_records", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.RecordCheck.Read(x0));
+        }
+
+        /// <summary>
         /// The domain's mail DNS health: MX, SPF, DKIM, DMARC, autodiscover.
         /// (<c>health_report</c>.)
         /// </summary>
@@ -9891,6 +10686,22 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("health_report", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.HealthReport.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// The domain's mail DNS health: MX, SPF, DKIM, DMARC, autodiscover.
+        /// (<c>health_report</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DomainParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.HealthReport> HealthReportAsync(global::O365Essentials.DomainParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("health_report", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.HealthReport.Read(JsonValue.Parse(json));
         }
 
@@ -9926,6 +10737,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Publishes the missing records on the company's DNS server (RFC 2136 + TSIG).
+        /// (<c>apply_records</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.ApplyRecordsParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.ApplyOutcome> ApplyRecordsAsync(global::O365Essentials.ApplyRecordsParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("apply_records", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.ApplyOutcome.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// The team site's document libraries.
         /// (<c>list_libraries</c>.)
         /// </summary>
@@ -9951,6 +10778,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("list_libraries", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.Library.Read(x0));
+        }
+
+        /// <summary>
+        /// The team site's document libraries.
+        /// (<c>list_libraries</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<global::O365Essentials.Library>> ListLibrariesAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("list_libraries", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.Library.Read(x0));
         }
 
@@ -9986,6 +10828,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Creates a document library (waits for its drive).
+        /// (<c>create_library</c>, long-running: reports progress.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.NewLibrary"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.Library> CreateLibraryAsync(global::O365Essentials.NewLibrary parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("create_library", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.Library.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// Deletes a document library.
         /// (<c>delete_library</c>.)
         /// </summary>
@@ -10012,6 +10870,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             await CallTypedAsync("delete_library", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
+        /// Deletes a document library.
+        /// (<c>delete_library</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.IdParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task DeleteLibraryAsync(global::O365Essentials.IdParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("delete_library", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
         }
 
         /// <summary>
@@ -10044,6 +10917,21 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// The team site's owners, members and visitors.
+        /// (<c>list_site_groups</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<List<global::O365Essentials.SiteGroup>> ListSiteGroupsAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("list_site_groups", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return JsonValue.Parse(json).AsList(x0 => global::O365Essentials.SiteGroup.Read(x0));
+        }
+
+        /// <summary>
         /// Adds a user to the team site's owners, members or visitors.
         /// (<c>grant_site_access</c>.)
         /// </summary>
@@ -10070,6 +10958,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             await CallTypedAsync("grant_site_access", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+        }
+
+        /// <summary>
+        /// Adds a user to the team site's owners, members or visitors.
+        /// (<c>grant_site_access</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.SiteAccessParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task GrantSiteAccessAsync(global::O365Essentials.SiteAccessParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            await CallTypedAsync("grant_site_access", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
         }
 
         /// <summary>
@@ -10104,6 +11007,22 @@ namespace O365Essentials
         }
 
         /// <summary>
+        /// Removes a user from one of the team site's groups.
+        /// (<c>revoke_site_access</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.SiteAccessParams"/>); null sends none.</param>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.RevokeOutcome> RevokeSiteAccessAsync(global::O365Essentials.SiteAccessParams parameters, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("revoke_site_access", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
+            return WireNames.ReadRevokeOutcome(JsonValue.Parse(json));
+        }
+
+        /// <summary>
         /// The tenant's service URLs: portal, mail, admin centre, team site.
         /// (<c>launchpad</c>.)
         /// </summary>
@@ -10129,6 +11048,21 @@ namespace O365Essentials
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             string json = await CallTypedAsync("launchpad", "{}", cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
+            return global::O365Essentials.Launchpad.Read(JsonValue.Parse(json));
+        }
+
+        /// <summary>
+        /// The tenant's service URLs: portal, mail, admin centre, team site.
+        /// (<c>launchpad</c>.)
+        /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
+        /// </summary>
+        /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
+        /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
+        /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
+        public async Task<global::O365Essentials.Launchpad> LaunchpadAsync(Func<Event, bool> onEvent,
+            CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
+        {
+            string json = await CallTypedAsync("launchpad", "{}", onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);
             return global::O365Essentials.Launchpad.Read(JsonValue.Parse(json));
         }
 

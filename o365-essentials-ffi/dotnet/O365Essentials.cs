@@ -413,6 +413,15 @@ namespace O365Essentials
             return CallCore(operation, paramsJson, handler, cancellationToken, leaseWaitMs);
         }
 
+        /// <summary>The typed methods' async call with a handler that can cancel.</summary>
+        private Task<string> CallTypedAsync(string operation, string paramsJson, Func<Event, bool> onEvent,
+            CancellationToken cancellationToken, uint leaseWaitMs)
+        {
+            Func<string, bool> handler = null;
+            if (onEvent != null) handler = json => onEvent(Event.Parse(json));
+            return RunAsync(operation, paramsJson, handler, cancellationToken, leaseWaitMs);
+        }
+
         /// <summary>The typed methods' async call.</summary>
         private Task<string> CallTypedAsync(string operation, string paramsJson,
             CancellationToken cancellationToken, IProgress<Event> progress, uint leaseWaitMs)

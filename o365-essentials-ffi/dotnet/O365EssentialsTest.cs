@@ -137,8 +137,13 @@ internal static class Program
             foreach (string op in table)
             {
                 string method = Camel(op);
-                Expect(typeof(Integration).GetMethod(method) != null, "no typed method for " + op);
-                Expect(typeof(Integration).GetMethod(method + "Async") != null, "no typed async method for " + op);
+                var methods = typeof(Integration).GetMethods().Where(m => m.Name == method || m.Name == method + "Async").ToList();
+                Expect(methods.Count(m => m.Name == method) == 1, "no typed method for " + op);
+                Expect(methods.Any(m => m.Name == method + "Async"
+                    && m.GetParameters().Any(p => p.ParameterType == typeof(IProgress<Event>))
+                    && m.GetParameters().Any(p => p.ParameterType == typeof(CancellationToken))), "no typed async method (IProgress) for " + op);
+                Expect(methods.Any(m => m.Name == method + "Async"
+                    && m.GetParameters().Any(p => p.ParameterType == typeof(Func<Event, bool>))), "no typed async method (handler) for " + op);
                 Expect(Integration.TypedOperations.Contains(op), "not generated: " + op);
             }
             Expect(Integration.TypedOperations.Count == table.Count, "typed operations the table lacks");
@@ -194,6 +199,20 @@ internal static class Program
             }
             try { stopped.Wait(); } catch (AggregateException) { }
             Expect(stopped.Status == TaskStatus.Canceled, "handler: the task ends Canceled, not " + stopped.Status);
+            // Typed async with a handler returning false: the same.
+            plan = integration.PlanBulkCreate(null);
+            Task<RunResults> handled = integration.ApplyPlanAsync(new ApplyPlanParams { Plan = plan }, ev => ev.Kind != "item_finished");
+            try
+            {
+                handled.GetAwaiter().GetResult();
+                Expect(false, "not stopped by the typed async handler");
+            }
+            catch (O365CanceledException ex)
+            {
+                Expect(ex.Partial(RunResults.FromJson).Items.Count >= 1, "typed async handler: partial results kept");
+            }
+            try { handled.Wait(); } catch (AggregateException) { }
+            Expect(handled.Status == TaskStatus.Canceled, "typed async handler: Canceled, not " + handled.Status);
             // Sync, typed: the same exception.
             plan = integration.PlanBulkCreate(null);
             try
