@@ -1653,7 +1653,7 @@ namespace O365Essentials
     public sealed class UserChoice : IJsonModel
     {
         /// <summary>
-        /// The local user.
+        /// The local user: its object GUID, sAMAccountName or user principal name.
         /// </summary>
         public string User { get; set; }
         /// <summary>
@@ -1711,7 +1711,9 @@ namespace O365Essentials
         /// </summary>
         public string Domain { get; set; }
         /// <summary>
-        /// Only these local users; every syncable user without an online account when <c>None</c>.
+        /// Only these local users, each by its object GUID, sAMAccountName or user principal
+        /// name (<c>"ava.adams"</c>, <c>"ava.adams@contoso.com"</c>); every syncable user without an
+        /// online account when absent.
         /// (Optional: null leaves it out.)
         /// </summary>
         public List<string> Users { get; set; }
@@ -3007,6 +3009,71 @@ namespace O365Essentials
     }
 
     /// <summary>
+    /// Counts of a finished run, by outcome.
+    /// </summary>
+    public sealed class RunCounts : IJsonModel
+    {
+        /// <summary>
+        /// Items that succeeded.
+        /// </summary>
+        public ulong Succeeded { get; set; }
+        /// <summary>
+        /// Items that failed.
+        /// </summary>
+        public ulong Failed { get; set; }
+        /// <summary>
+        /// Items skipped (refused before any write).
+        /// </summary>
+        public ulong Skipped { get; set; }
+        /// <summary>
+        /// Items held by the safety threshold.
+        /// </summary>
+        public ulong Held { get; set; }
+        /// <summary>
+        /// Items not started because the run was cancelled.
+        /// </summary>
+        public ulong Cancelled { get; set; }
+        /// <summary>Reads one from its JSON text.</summary>
+        public static RunCounts FromJson(string json) { return Read(JsonValue.Parse(json)); }
+
+        /// <summary>Its JSON text, as the engine reads it.</summary>
+        public string ToJson() { return ToJsonValue().ToJson(); }
+
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
+
+        internal static RunCounts Read(JsonValue v)
+        {
+            v.Expect(JsonKind.Object, "RunCounts");
+            var o = new RunCounts();
+            JsonValue f;
+            f = v.Field("succeeded", "RunCounts");
+            o.Succeeded = f.AsULong();
+            f = v.Field("failed", "RunCounts");
+            o.Failed = f.AsULong();
+            f = v.Field("skipped", "RunCounts");
+            o.Skipped = f.AsULong();
+            f = v.Field("held", "RunCounts");
+            o.Held = f.AsULong();
+            f = v.Field("cancelled", "RunCounts");
+            o.Cancelled = f.AsULong();
+            return o;
+        }
+
+        /// <summary>This object as a JSON value.</summary>
+        public JsonValue ToJsonValue()
+        {
+            var o = JsonValue.NewObject();
+            o.Add("succeeded", JsonValue.From(Succeeded));
+            o.Add("failed", JsonValue.From(Failed));
+            o.Add("skipped", JsonValue.From(Skipped));
+            o.Add("held", JsonValue.From(Held));
+            o.Add("cancelled", JsonValue.From(Cancelled));
+            return o;
+        }
+    }
+
+    /// <summary>
     /// What a run did: per item results and totals.
     /// </summary>
     public sealed class RunResults : IJsonModel
@@ -3031,6 +3098,21 @@ namespace O365Essentials
         /// One result per item.
         /// </summary>
         public List<ItemResult> Items { get; set; }
+        /// <summary>
+        /// How many items ended each way (succeeded, failed, skipped, held, cancelled).
+        /// </summary>
+        public RunCounts Counts { get; set; }
+        /// <summary>
+        /// The results file (JSON) this run wrote, for <c>plan_retry</c>'s <c>results_file</c>; absent
+        /// when no results folder is configured or the file could not be written.
+        /// (Optional: null leaves it out.)
+        /// </summary>
+        public string ResultsFile { get; set; }
+        /// <summary>
+        /// The same results as CSV (for a spreadsheet), written beside the JSON file.
+        /// (Optional: null leaves it out.)
+        /// </summary>
+        public string ResultsCsv { get; set; }
         /// <summary>Reads one from its JSON text.</summary>
         public static RunResults FromJson(string json) { return Read(JsonValue.Parse(json)); }
 
@@ -3055,6 +3137,10 @@ namespace O365Essentials
             o.FinishedAt = f.AsTime();
             f = v.Field("items", "RunResults");
             o.Items = f.AsList(x0 => global::O365Essentials.ItemResult.Read(x0));
+            f = v.Field("counts", "RunResults");
+            o.Counts = global::O365Essentials.RunCounts.Read(f);
+            if (v.TryField("results_file", out f) && !f.IsNull) o.ResultsFile = (string)f.AsString();
+            if (v.TryField("results_csv", out f) && !f.IsNull) o.ResultsCsv = (string)f.AsString();
             return o;
         }
 
@@ -3069,6 +3155,10 @@ namespace O365Essentials
             o.Add("finished_at", JsonValue.From(FinishedAt));
             if (Items == null) throw new ArgumentNullException("Items", "items is required");
             o.Add("items", JsonValue.FromList(Items, (ItemResult x0) => JsonValue.Of(x0)));
+            if (Counts == null) throw new ArgumentNullException("Counts", "counts is required");
+            o.Add("counts", JsonValue.Of(Counts));
+            if (ResultsFile != null) o.Add("results_file", JsonValue.From(ResultsFile));
+            if (ResultsCsv != null) o.Add("results_csv", JsonValue.From(ResultsCsv));
             return o;
         }
     }
@@ -5623,6 +5713,72 @@ namespace O365Essentials
             if (MaxInactivityLockMinutes == null) throw new ArgumentNullException("MaxInactivityLockMinutes", "max_inactivity_lock_minutes is required");
             o.Add("max_inactivity_lock_minutes", JsonValue.Of(MaxInactivityLockMinutes));
             o.Add("alphanumeric_password_required", JsonValue.From(AlphanumericPasswordRequired));
+            return o;
+        }
+    }
+
+    /// <summary>
+    /// <c>set_device_policy</c>: the fields to change; fields not given keep their current
+    /// value. Limits take a number, <c>{"value": n}</c> or <c>"unlimited"</c>.
+    /// </summary>
+    public sealed class DevicePolicyParams : IJsonModel
+    {
+        /// <summary>
+        /// <c>PasswordEnabled</c>.
+        /// (Optional: null leaves it out.)
+        /// </summary>
+        public bool? PasswordEnabled { get; set; }
+        /// <summary>
+        /// <c>MinPasswordLength</c>, 1–16.
+        /// (Optional: null leaves it out.)
+        /// </summary>
+        public int? MinPasswordLength { get; set; }
+        /// <summary>
+        /// <c>MaxPasswordFailedAttempts</c>, 4–16 or <c>"unlimited"</c>.
+        /// (Optional: null leaves it out.)
+        /// </summary>
+        public Limit MaxPasswordFailedAttempts { get; set; }
+        /// <summary>
+        /// <c>MaxInactivityTimeLock</c> in minutes, 1–60 or <c>"unlimited"</c>.
+        /// (Optional: null leaves it out.)
+        /// </summary>
+        public Limit MaxInactivityLockMinutes { get; set; }
+        /// <summary>
+        /// <c>AlphanumericPasswordRequired</c>.
+        /// (Optional: null leaves it out.)
+        /// </summary>
+        public bool? AlphanumericPasswordRequired { get; set; }
+        /// <summary>Reads one from its JSON text.</summary>
+        public static DevicePolicyParams FromJson(string json) { return Read(JsonValue.Parse(json)); }
+
+        /// <summary>Its JSON text, as the engine reads it.</summary>
+        public string ToJson() { return ToJsonValue().ToJson(); }
+
+        /// <summary>Its JSON text with secrets (passwords, client secrets, private keys) redacted: for logs and debuggers. <see cref="ToJson"/> has them.</summary>
+        public override string ToString() { return ToJsonValue().Redacted(Secrets.Keys).ToJson(); }
+
+        internal static DevicePolicyParams Read(JsonValue v)
+        {
+            v.Expect(JsonKind.Object, "DevicePolicyParams");
+            var o = new DevicePolicyParams();
+            JsonValue f;
+            if (v.TryField("password_enabled", out f) && !f.IsNull) o.PasswordEnabled = (bool?)f.AsBool();
+            if (v.TryField("min_password_length", out f) && !f.IsNull) o.MinPasswordLength = (int?)(int)f.AsLong();
+            if (v.TryField("max_password_failed_attempts", out f) && !f.IsNull) o.MaxPasswordFailedAttempts = (Limit)global::O365Essentials.Limit.Read(f);
+            if (v.TryField("max_inactivity_lock_minutes", out f) && !f.IsNull) o.MaxInactivityLockMinutes = (Limit)global::O365Essentials.Limit.Read(f);
+            if (v.TryField("alphanumeric_password_required", out f) && !f.IsNull) o.AlphanumericPasswordRequired = (bool?)f.AsBool();
+            return o;
+        }
+
+        /// <summary>This object as a JSON value.</summary>
+        public JsonValue ToJsonValue()
+        {
+            var o = JsonValue.NewObject();
+            if (PasswordEnabled.HasValue) o.Add("password_enabled", JsonValue.From(PasswordEnabled.Value));
+            if (MinPasswordLength.HasValue) o.Add("min_password_length", JsonValue.From(MinPasswordLength.Value));
+            if (MaxPasswordFailedAttempts != null) o.Add("max_password_failed_attempts", JsonValue.Of(MaxPasswordFailedAttempts));
+            if (MaxInactivityLockMinutes != null) o.Add("max_inactivity_lock_minutes", JsonValue.Of(MaxInactivityLockMinutes));
+            if (AlphanumericPasswordRequired.HasValue) o.Add("alphanumeric_password_required", JsonValue.From(AlphanumericPasswordRequired.Value));
             return o;
         }
     }
@@ -9922,44 +10078,44 @@ namespace O365Essentials
         }
 
         /// <summary>
-        /// Sets the mobile device mailbox policy.
+        /// Changes the mobile device mailbox policy: the fields given; the others keep their value.
         /// (<c>set_device_policy</c>.)
         /// </summary>
-        /// <param name="parameters">The parameters (<see cref="O365Essentials.DevicePolicy"/>); null sends none.</param>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DevicePolicyParams"/>); null sends none.</param>
         /// <param name="onEvent">Gets each event on this thread; returning false cancels.</param>
         /// <param name="cancellationToken">Cancels the engine's work (then <see cref="O365CanceledException"/>).</param>
         /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
-        public void SetDevicePolicy(global::O365Essentials.DevicePolicy parameters, Func<Event, bool> onEvent = null,
+        public void SetDevicePolicy(global::O365Essentials.DevicePolicyParams parameters, Func<Event, bool> onEvent = null,
             CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
         {
             CallTyped("set_device_policy", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs);
         }
 
         /// <summary>
-        /// Sets the mobile device mailbox policy.
+        /// Changes the mobile device mailbox policy: the fields given; the others keep their value.
         /// (<c>set_device_policy</c>.)
         /// On a pool thread; a cancelled call ends the task Canceled.
         /// </summary>
-        /// <param name="parameters">The parameters (<see cref="O365Essentials.DevicePolicy"/>); null sends none.</param>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DevicePolicyParams"/>); null sends none.</param>
         /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
         /// <param name="progress">Gets each event (<see cref="IProgress{T}.Report"/>).</param>
         /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
-        public async Task SetDevicePolicyAsync(global::O365Essentials.DevicePolicy parameters, CancellationToken cancellationToken = default(CancellationToken),
+        public async Task SetDevicePolicyAsync(global::O365Essentials.DevicePolicyParams parameters, CancellationToken cancellationToken = default(CancellationToken),
             IProgress<Event> progress = null, uint leaseWaitMs = 0)
         {
             await CallTypedAsync("set_device_policy", parameters == null ? "{}" : parameters.ToJson(), cancellationToken, progress, leaseWaitMs).ConfigureAwait(false);
         }
 
         /// <summary>
-        /// Sets the mobile device mailbox policy.
+        /// Changes the mobile device mailbox policy: the fields given; the others keep their value.
         /// (<c>set_device_policy</c>.)
         /// On a pool thread; onEvent returning false cancels, as the token does: the task ends Canceled.
         /// </summary>
-        /// <param name="parameters">The parameters (<see cref="O365Essentials.DevicePolicy"/>); null sends none.</param>
+        /// <param name="parameters">The parameters (<see cref="O365Essentials.DevicePolicyParams"/>); null sends none.</param>
         /// <param name="onEvent">Gets each event on the pool thread; returning false cancels.</param>
         /// <param name="cancellationToken">Cancels the engine's work; the task ends Canceled (<see cref="O365CanceledException"/>).</param>
         /// <param name="leaseWaitMs">How long to wait for another process's lease (0: the integration's default).</param>
-        public async Task SetDevicePolicyAsync(global::O365Essentials.DevicePolicy parameters, Func<Event, bool> onEvent,
+        public async Task SetDevicePolicyAsync(global::O365Essentials.DevicePolicyParams parameters, Func<Event, bool> onEvent,
             CancellationToken cancellationToken = default(CancellationToken), uint leaseWaitMs = 0)
         {
             await CallTypedAsync("set_device_policy", parameters == null ? "{}" : parameters.ToJson(), onEvent, cancellationToken, leaseWaitMs).ConfigureAwait(false);

@@ -270,7 +270,8 @@ internal static class Program
             Expect(integration.PlanBulkCreate(null).Items.Count(i => i is PlanItemCreateAccount) == 0, "nothing left");
 
             // The results file.
-            Expect(File.Exists(Path.Combine(work, "bulk_create-" + results.RunId.Replace("-", "") + ".json")), "results file");
+            Expect(results.ResultsFile != null && File.Exists(results.ResultsFile), "results file: " + results.ResultsFile);
+            Expect(results.Counts.Succeeded == (ulong)rest && results.Counts.Failed == 0, "counts: " + results.Counts);
 
             // A distribution group of local users.
             DistributionGroup group = integration.CreateDistributionGroup(new NewDistributionGroup
@@ -297,7 +298,7 @@ internal static class Program
             }
 
             // The device policy, its limits typed.
-            integration.SetDevicePolicy(new DevicePolicy
+            integration.SetDevicePolicy(new DevicePolicyParams
             {
                 PasswordEnabled = true,
                 MinPasswordLength = 8,

@@ -773,7 +773,7 @@ inline void from_json(const nlohmann::json &j, licence_assignment &v) {
 
 // The administrator's choice for one user of a bulk create, as the wizard allowed.
 struct user_choice {
-  // The local user.
+  // The local user: its object GUID, sAMAccountName or user principal name.
   std::string user{};
   // The online ID to give instead of the suggested one (on a verified domain).
   std::optional<std::string> user_principal_name{};
@@ -800,7 +800,9 @@ struct bulk_create_request {
   // The domain of the new online IDs (a verified domain of the tenant); the
   // configuration's custom domain, else the tenant's initial domain, when empty.
   std::optional<std::string> domain{};
-  // Only these local users; every syncable user without an online account when `None`.
+  // Only these local users, each by its object GUID, sAMAccountName or user principal
+  // name (`"ava.adams"`, `"ava.adams@contoso.com"`); every syncable user without an
+  // online account when absent.
   std::optional<std::vector<std::string>> users{};
   // `usageLocation` for the new accounts (needed for licences).
   std::optional<std::string> usage_location{};
@@ -2013,6 +2015,38 @@ inline void from_json(const nlohmann::json &j, item_result &v) {
   (void)v;
 }
 
+// Counts of a finished run, by outcome.
+struct run_counts {
+  // Items that succeeded.
+  std::uint64_t succeeded{};
+  // Items that failed.
+  std::uint64_t failed{};
+  // Items skipped (refused before any write).
+  std::uint64_t skipped{};
+  // Items held by the safety threshold.
+  std::uint64_t held{};
+  // Items not started because the run was cancelled.
+  std::uint64_t cancelled{};
+};
+inline void to_json(nlohmann::json &j, const run_counts &v) {
+  j = nlohmann::json::object();
+  j["succeeded"] = v.succeeded;
+  j["failed"] = v.failed;
+  j["skipped"] = v.skipped;
+  j["held"] = v.held;
+  j["cancelled"] = v.cancelled;
+  (void)v;
+}
+inline void from_json(const nlohmann::json &j, run_counts &v) {
+  if (!j.is_object()) throw std::invalid_argument("run_counts: expected a JSON object");
+  j.at("succeeded").get_to(v.succeeded);
+  j.at("failed").get_to(v.failed);
+  j.at("skipped").get_to(v.skipped);
+  j.at("held").get_to(v.held);
+  j.at("cancelled").get_to(v.cancelled);
+  (void)v;
+}
+
 // What a run did: per item results and totals.
 struct run_results {
   // Run id.
@@ -2025,6 +2059,13 @@ struct run_results {
   std::string finished_at{};
   // One result per item.
   std::vector<::o365::types::item_result> items{};
+  // How many items ended each way (succeeded, failed, skipped, held, cancelled).
+  ::o365::types::run_counts counts{};
+  // The results file (JSON) this run wrote, for `plan_retry`'s `results_file`; absent
+  // when no results folder is configured or the file could not be written.
+  std::optional<std::string> results_file{};
+  // The same results as CSV (for a spreadsheet), written beside the JSON file.
+  std::optional<std::string> results_csv{};
 };
 inline void to_json(nlohmann::json &j, const run_results &v) {
   j = nlohmann::json::object();
@@ -2033,6 +2074,9 @@ inline void to_json(nlohmann::json &j, const run_results &v) {
   j["started_at"] = v.started_at;
   j["finished_at"] = v.finished_at;
   j["items"] = v.items;
+  j["counts"] = v.counts;
+  if (v.results_file) j["results_file"] = *v.results_file;
+  if (v.results_csv) j["results_csv"] = *v.results_csv;
   (void)v;
 }
 inline void from_json(const nlohmann::json &j, run_results &v) {
@@ -2042,6 +2086,9 @@ inline void from_json(const nlohmann::json &j, run_results &v) {
   j.at("started_at").get_to(v.started_at);
   j.at("finished_at").get_to(v.finished_at);
   j.at("items").get_to(v.items);
+  j.at("counts").get_to(v.counts);
+  if (auto it = j.find("results_file"); it != j.end() && !it->is_null()) v.results_file = it->get<std::string>();
+  if (auto it = j.find("results_csv"); it != j.end() && !it->is_null()) v.results_csv = it->get<std::string>();
   (void)v;
 }
 
@@ -3443,6 +3490,39 @@ inline void from_json(const nlohmann::json &j, device_policy &v) {
   j.at("max_password_failed_attempts").get_to(v.max_password_failed_attempts);
   j.at("max_inactivity_lock_minutes").get_to(v.max_inactivity_lock_minutes);
   j.at("alphanumeric_password_required").get_to(v.alphanumeric_password_required);
+  (void)v;
+}
+
+// `set_device_policy`: the fields to change; fields not given keep their current
+// value. Limits take a number, `{"value": n}` or `"unlimited"`.
+struct device_policy_params {
+  // `PasswordEnabled`.
+  std::optional<bool> password_enabled{};
+  // `MinPasswordLength`, 1–16.
+  std::optional<std::int32_t> min_password_length{};
+  // `MaxPasswordFailedAttempts`, 4–16 or `"unlimited"`.
+  std::optional<::o365::types::limit> max_password_failed_attempts{};
+  // `MaxInactivityTimeLock` in minutes, 1–60 or `"unlimited"`.
+  std::optional<::o365::types::limit> max_inactivity_lock_minutes{};
+  // `AlphanumericPasswordRequired`.
+  std::optional<bool> alphanumeric_password_required{};
+};
+inline void to_json(nlohmann::json &j, const device_policy_params &v) {
+  j = nlohmann::json::object();
+  if (v.password_enabled) j["password_enabled"] = *v.password_enabled;
+  if (v.min_password_length) j["min_password_length"] = *v.min_password_length;
+  if (v.max_password_failed_attempts) j["max_password_failed_attempts"] = *v.max_password_failed_attempts;
+  if (v.max_inactivity_lock_minutes) j["max_inactivity_lock_minutes"] = *v.max_inactivity_lock_minutes;
+  if (v.alphanumeric_password_required) j["alphanumeric_password_required"] = *v.alphanumeric_password_required;
+  (void)v;
+}
+inline void from_json(const nlohmann::json &j, device_policy_params &v) {
+  if (!j.is_object()) throw std::invalid_argument("device_policy_params: expected a JSON object");
+  if (auto it = j.find("password_enabled"); it != j.end() && !it->is_null()) v.password_enabled = it->get<bool>();
+  if (auto it = j.find("min_password_length"); it != j.end() && !it->is_null()) v.min_password_length = it->get<std::int32_t>();
+  if (auto it = j.find("max_password_failed_attempts"); it != j.end() && !it->is_null()) v.max_password_failed_attempts = it->get<::o365::types::limit>();
+  if (auto it = j.find("max_inactivity_lock_minutes"); it != j.end() && !it->is_null()) v.max_inactivity_lock_minutes = it->get<::o365::types::limit>();
+  if (auto it = j.find("alphanumeric_password_required"); it != j.end() && !it->is_null()) v.alphanumeric_password_required = it->get<bool>();
   (void)v;
 }
 
@@ -4870,8 +4950,8 @@ inline ::o365::types::device_policy get_device_policy(const integration &i, cons
   return nlohmann::json::parse(i.call("get_device_policy", "{}", options)).get<::o365::types::device_policy>();
 }
 
-// Sets the mobile device mailbox policy. (`set_device_policy`)
-inline void set_device_policy(const integration &i, const ::o365::types::device_policy &params = {}, const call_options &options = call_options()) {
+// Changes the mobile device mailbox policy: the fields given; the others keep their value. (`set_device_policy`)
+inline void set_device_policy(const integration &i, const ::o365::types::device_policy_params &params = {}, const call_options &options = call_options()) {
   i.call("set_device_policy", nlohmann::json(params).dump(), options);
 }
 

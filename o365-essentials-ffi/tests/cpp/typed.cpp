@@ -96,11 +96,11 @@ int main(int argc, char **argv) {
            "listed");
     o365::ops::delete_distribution_group(integration, t::group_params{made.id});
 
-    t::device_policy policy;
+    t::device_policy_params policy;  // what is left out stays as it is
     policy.password_enabled = true;
     policy.min_password_length = 8;
-    policy.max_password_failed_attempts.value = 10;
-    policy.max_inactivity_lock_minutes.named = "unlimited";
+    policy.max_password_failed_attempts = t::limit{std::nullopt, 10};
+    policy.max_inactivity_lock_minutes = t::limit{"unlimited", std::nullopt};
     policy.alphanumeric_password_required = true;
     o365::ops::set_device_policy(integration, policy);
     t::device_policy back = o365::ops::get_device_policy(integration);
