@@ -5613,6 +5613,8 @@ namespace O365Essentials
         /// <c>"unlimited"</c>: No limit.
         /// </summary>
         public static Limit Unlimited { get { return new Limit { Named = "unlimited" }; } }
+        /// <summary>The value itself: <c>{"value": value}</c>.</summary>
+        public static implicit operator Limit(int value) { return new Limit { Value = value }; }
         /// <summary>The named value (<c>"unlimited"</c>), or null for the fields.</summary>
         public string Named { get; set; }
         /// <summary>

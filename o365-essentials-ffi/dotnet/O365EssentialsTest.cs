@@ -302,7 +302,7 @@ internal static class Program
             {
                 PasswordEnabled = true,
                 MinPasswordLength = 8,
-                MaxPasswordFailedAttempts = new Limit { Value = 10 },
+                MaxPasswordFailedAttempts = 10,
                 MaxInactivityLockMinutes = Limit.Unlimited,
                 AlphanumericPasswordRequired = true,
             });
