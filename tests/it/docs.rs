@@ -191,15 +191,16 @@ fn program_commands(code: &str) -> Vec<Vec<String>> {
 }
 
 /// A doc's configuration for the examples: the demo company's directory and a fresh
-/// emulator's tenant, its store and results in the doc's own folder.
-fn write_config(emu: &Emulator, dir: &Path) -> PathBuf {
+/// emulator's tenant (the app's certificate credential), its store and results in the
+/// doc's own folder.
+fn write_config(emu: &Emulator, dir: &Path, cert: &Path, key: &Path) -> PathBuf {
     let i = emu.info();
     let config = json!({
         "directory": "demo",
         "tenant": {
             "tenant_id": i.tenant_id,
             "client_id": i.client_id,
-            "credential": {"kind": "secret", "secret": i.client_secret.clone().unwrap_or_default()},
+            "credential": {"kind": "certificate", "certificate_file": cert, "private_key_file": key},
             "login_url": i.login_url,
             "graph_url": i.graph_url,
             "exchange_url": i.exchange_url,
@@ -304,8 +305,14 @@ async fn run_doc(doc: &str) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let config = write_config(&emu, tmp.path());
+    let (cert, key) = crate::graph::self_signed_rsa(tmp.path(), "app");
+    let mut emu_config = EmulatorConfig::default();
+    // The app signs in with a certificate, as `setup` makes it (SharePoint REST takes
+    // no other); new libraries get their drive at once.
+    emu_config.apps[0].certificates = vec![std::fs::read_to_string(&cert).unwrap()];
+    emu_config.sharepoint.drive_delay_ms = 100;
+    let emu = Emulator::start(emu_config).await.unwrap();
+    let config = write_config(&emu, tmp.path(), &cert, &key);
     let mut sh = String::new();
     let mut python = String::new();
     let mut sh_lines = Vec::new();
@@ -397,6 +404,15 @@ async fn run_doc(doc: &str) -> Vec<String> {
             )),
         }
     }
+    if sh.contains("o365-essentials-emulator") {
+        let emulator = PathBuf::from(env!("CARGO_BIN_EXE_o365-essentials"))
+            .with_file_name("o365-essentials-emulator");
+        assert!(
+            emulator.exists(),
+            "{doc} runs {}: build it first (`cargo test --workspace --no-run`, as scripts/test does)",
+            emulator.display()
+        );
+    }
     if !sh.is_empty() {
         let script = tmp.path().join("examples.sh");
         std::fs::write(&script, format!("set -euo pipefail\n{sh}")).unwrap();
@@ -407,6 +423,12 @@ async fn run_doc(doc: &str) -> Vec<String> {
         // with it.
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
         let out = output_killing_group(c).await;
+        // Shown with --nocapture: what the doc's reader would see.
+        println!(
+            "{doc}, shell:\n{}\n{}",
+            tail(&out.stdout),
+            tail(&out.stderr)
+        );
         if !out.status.success() {
             failures.push(format!(
                 "{doc}: the shell examples (lines {sh_lines:?}) failed ({}):\n{}\n{}",
