@@ -3,6 +3,8 @@
 //! ("Examples in docs"). A doc with an example in a language nothing here runs, or a
 //! fence without a language, fails its test.
 
+#![allow(clippy::print_stdout)] // a doc's output is shown with --nocapture
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
