@@ -501,6 +501,7 @@ async fn run_compiled(lang: &str, code: &str, work: &Path, config: &Path) -> Res
             let mut c = Command::new("mcs");
             c.arg(format!("-out:{}", exe.display()))
                 .arg(root().join("o365-essentials-ffi/dotnet/O365Essentials.cs"))
+                .arg(root().join("o365-essentials-ffi/dotnet/O365Essentials.Generated.cs"))
                 .arg(&src);
             let mut r = Command::new("mono");
             r.arg(&exe).env("LD_LIBRARY_PATH", &deps);
