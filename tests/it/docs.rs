@@ -518,6 +518,8 @@ async fn run_compiled(lang: &str, code: &str, work: &Path, config: &Path) -> Res
         ));
     }
     prelude(&mut run, work, config);
+    // The prelude drops the test's own LD_LIBRARY_PATH: the build's library, again.
+    run.env("LD_LIBRARY_PATH", &deps);
     let out = output(run).await;
     if !out.status.success() {
         return Err(format!(
