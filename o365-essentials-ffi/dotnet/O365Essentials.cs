@@ -293,7 +293,9 @@ namespace O365Essentials
             CancellationToken cancellationToken, uint leaseWaitMs)
         {
             if (operation == null) throw new ArgumentNullException("operation");
-            cancellationToken.ThrowIfCancellationRequested();
+            if (cancellationToken.IsCancellationRequested)
+                throw new O365CanceledException("cancelled before " + operation + " started",
+                    "Nothing was done; run the operation again.", null, cancellationToken);
             ExceptionDispatchInfo thrown = null;
             Native.EventFn fn = null;
             if (onEvent != null)

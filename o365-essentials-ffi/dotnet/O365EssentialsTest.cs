@@ -183,6 +183,17 @@ internal static class Program
             try { cancelled.Wait(); } catch (AggregateException) { }
             Expect(cancelled.Status == TaskStatus.Canceled, "token: the task ends Canceled, not " + cancelled.Status);
 
+            // A token cancelled before the call: the same exception, nothing done.
+            try
+            {
+                integration.PlanBulkCreate(null, null, cts.Token);
+                Expect(false, "ran with a cancelled token");
+            }
+            catch (O365CanceledException ex)
+            {
+                Expect(ex.PartialJson == null && ex.CancellationToken == cts.Token, "cancelled before it started");
+            }
+
             // Cancelled by the handler returning false: the same exception, the same status.
             plan = integration.PlanBulkCreate(null);
             int seen = 0;
