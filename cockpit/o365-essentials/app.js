@@ -413,7 +413,7 @@ function go(tab) {
         li.firstChild.setAttribute("aria-selected", on ? "true" : "false");
     }
     const page = document.getElementById("page");
-    page.replaceChildren($("h2", { class: "pf-c-title pf-m-xl o365-tab-title" }, PAGES[tab].label), BUILDERS[tab]());
+    page.replaceChildren($("h2", { class: "pf-c-title pf-m-xl o365-tab-title" }, PAGES[tab].label), ...BUILDERS[tab]());
     page.dataset.tab = tab;
 }
 
