@@ -22,7 +22,7 @@ const $ = (tag, attrs = {}, ...children) => {
         else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
         else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
         if (c === null || c === undefined) continue;
         e.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -420,7 +420,7 @@ function go(tab) {
 async function start() {
     const tabs = document.getElementById("tabs");
     for (const [key, p] of Object.entries(PAGES)) {
-        tabs.append($("li", { class: "pf-c-tabs__item", "data-tab": key },
+        tabs.append($("li", { class: "pf-c-tabs__item", "data-tab": key, role: "presentation" },
             $("button", { class: "pf-c-tabs__link", type: "button", role: "tab", id: `tab-${key}`, "aria-selected": "false",
                 onclick: () => cockpit.location.go([key]) },
             $("span", { class: "pf-c-tabs__item-text" }, p.label))));
