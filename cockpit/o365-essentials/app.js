@@ -119,7 +119,8 @@ export function render(v) {
 }
 
 function errorBox(error) {
-    return $("div", { class: "pf-c-alert pf-m-danger pf-m-inline o365-error", role: "alert" },
+    const level = error.code_name === "cancelled" ? "warning" : "danger";
+    return $("div", { class: `pf-c-alert pf-m-${level} pf-m-inline o365-error`, role: "alert" },
         $("p", { class: "pf-c-alert__title" }, error.message || "failed"),
         $("div", { class: "pf-c-alert__description" },
             error.action ? $("p", { class: "o365-action" }, "What to do: " + error.action) : null,

@@ -6,7 +6,8 @@ afterwards what the engine recorded. Every wait is for something on the page (no
 Exit 0 and a last line "N passed, 0 failed" when every scenario passed.
 """
 import argparse
-import json
+import os
+import subprocess
 import sys
 import time
 import traceback
@@ -24,6 +25,11 @@ A.add_argument("--out", required=True)
 A.add_argument("--axe", required=True)
 A.add_argument("--admin-url", required=True)
 A.add_argument("--users", type=int, default=30)
+# The DC (the password in DASHBOARD_LDAP_PASSWORD): the test disables a user there.
+A.add_argument("--ldap-uri", required=True)
+A.add_argument("--ldap-ca", required=True)
+A.add_argument("--ldap-bind", required=True)
+A.add_argument("--disable-dn", required=True)
 ARGS = A.parse_args()
 OUT = Path(ARGS.out)
 OUT.mkdir(parents=True, exist_ok=True)
@@ -54,7 +60,9 @@ def one(css):
     return wait(lambda: (q(css) or [None])[0], what=css)
 
 
-def shot(name):
+def shot(name, css=None):
+    if css and q(css):
+        driver.execute_script("arguments[0].scrollIntoView({behavior: 'instant', block: 'start'})", q(css)[0])
     driver.save_screenshot(str(OUT / f"{name}.png"))
 
 
@@ -152,7 +160,7 @@ try:
         r = run_form("assign", {"local_guid": "not-a-guid", "online_id": "x"})
         err = r.find_element(By.CSS_SELECTOR, ".o365-error")
         assert "What to do:" in err.text, err.text
-        shot("bad-input")
+        shot("bad-input", 'details[data-form="assign"]')
 
     @scenario
     def bulk_create_with_progress_cancel_and_a_rerun_of_the_rest():
@@ -163,12 +171,12 @@ try:
         one('button[data-run="apply_plan"]').click()
         # The bar moves: at least one user done, then Cancel.
         wait(lambda: int(one(".o365-progress").get_attribute("aria-valuenow")) > 0, what="progress")
-        shot("bulk-create-progress")
+        shot("bulk-create-progress", 'button[data-run="plan_bulk_create"]')
         one('button[data-run="cancel"]').click()
         res = result_of('[data-result="apply_plan"]')
         wait(lambda: "Done before it stopped" in res.text, what="the partial results")
         assert res.find_element(By.CSS_SELECTOR, "a[download]").get_attribute("href").startswith("data:application/json")
-        shot("bulk-create-cancelled")
+        shot("bulk-create-cancelled", ".o365-progress")
         # The rerun plans exactly the rest and creates it.
         one('button[data-run="plan_rest"]').click()
         result_of('[data-result="plan_bulk_create"]')
@@ -176,10 +184,28 @@ try:
         wait(lambda: q('[data-result="apply_plan"]')[0].text.strip() != "" and q('.o365-progress-text')[0].text.startswith("Finished"),
              timeout=120, what="the rerun to finish")
         assert "failed" not in q('.o365-progress-text')[0].text.replace("0 failed", ""), q('.o365-progress-text')[0].text
-        shot("bulk-create-done")
+        shot("bulk-create-done", ".o365-progress")
         links = result_of('[data-op="list_links"]')
         wait(lambda: len(links.find_elements(By.CSS_SELECTOR, "table.o365-table > tbody > tr")) >= ARGS.users,
              what=f"{ARGS.users} linked users")
+
+    @scenario
+    def a_disabled_user_is_shown_blocked_after_a_sync():
+        # The service's first round reads the directory whole (its starting point).
+        tab("service")
+        r = run_form("sync_once", {})
+        assert not r.find_elements(By.CSS_SELECTOR, ".o365-error"), r.text
+        ldif = f"dn: {ARGS.disable_dn}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 546\n"
+        subprocess.run(["ldapmodify", "-H", ARGS.ldap_uri, "-x", "-D", ARGS.ldap_bind,
+                        "-w", os.environ["DASHBOARD_LDAP_PASSWORD"]],
+                       input=ldif.encode(), check=True, env={**os.environ, "LDAPTLS_CACERT": ARGS.ldap_ca},
+                       stdout=subprocess.DEVNULL)
+        user = ARGS.disable_dn.split(",")[0].split("=")[1].replace(" ", "").lower()
+        one('details[data-form="sync_once"] button[data-run="sync_once"]').click()
+        r = result_of('details[data-form="sync_once"] [data-result="sync_once"]')
+        rows = [tr.text for tr in r.find_elements(By.CSS_SELECTOR, "tbody tr") if user in tr.text]
+        assert any("disable" in row and "succeeded" in row for row in rows), f"{user}: {rows}\n{r.text[:800]}"
+        shot("sync-blocked", 'details[data-form="sync_once"]')
 
     @scenario
     def a_distribution_group():
@@ -199,7 +225,7 @@ try:
         r = run_form("wipe_device", {"device_id": device, "kind": "full", "confirm": device[:-1]})
         err = r.find_element(By.CSS_SELECTOR, ".o365-error")
         assert "What to do:" in err.text, err.text
-        shot("wipe-refused")
+        shot("wipe-refused", 'details[data-form="wipe_device"]')
         r = run_form("wipe_device", {"device_id": device, "kind": "full", "confirm": device})
         assert not r.find_elements(By.CSS_SELECTOR, ".o365-error"), r.text
         shot("devices")

@@ -49,10 +49,7 @@ fn page_table() -> (BTreeSet<String>, BTreeSet<String>) {
         if let Some((name, reason)) = line.split_once(": \"")
             && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
         {
-            assert!(
-                reason.len() > 40,
-                "{name}: say why the page leaves it out"
-            );
+            assert!(reason.len() > 40, "{name}: say why the page leaves it out");
             out.insert(name.to_string());
         }
     }
@@ -71,8 +68,14 @@ fn every_operation_an_administrator_needs_has_a_place_in_the_page() {
         missing.is_empty(),
         "operations with no place in the Cockpit page (add them to a tab in cockpit/o365-essentials/operations.js and app.js, or to NOT_IN_PAGE with the reason): {missing:?}"
     );
-    let unknown: Vec<_> = used.union(&left_out).filter(|n| !table.contains(*n)).collect();
-    assert!(unknown.is_empty(), "the page names operations the engine lacks: {unknown:?}");
+    let unknown: Vec<_> = used
+        .union(&left_out)
+        .filter(|n| !table.contains(*n))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the page names operations the engine lacks: {unknown:?}"
+    );
     let both: Vec<_> = used.intersection(&left_out).collect();
     assert!(both.is_empty(), "both used and left out: {both:?}");
     // Every operation a tab names is reachable from app.js's code for that tab: app.js
@@ -82,7 +85,10 @@ fn every_operation_an_administrator_needs_has_a_place_in_the_page() {
         .iter()
         .filter(|n| !app.contains(&format!("\"{n}\"")))
         .collect();
-    assert!(unreached.is_empty(), "named in operations.js but not in app.js: {unreached:?}");
+    assert!(
+        unreached.is_empty(),
+        "named in operations.js but not in app.js: {unreached:?}"
+    );
 }
 
 /// Every process of a group this test started ends with the test.
@@ -90,18 +96,20 @@ struct Group(Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let pgid = self.0.id() as i32;
-        // SAFETY: kill(2) on the process group this test made (process_group(0)).
-        unsafe {
-            libc_kill(-pgid, 9);
-        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.wait();
     }
 }
 
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
+/// The test's own DC (30 users of its own), stopped with the test.
+struct Dc(Samba);
+
+impl Drop for Dc {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 fn free_port() -> u16 {
@@ -179,23 +187,27 @@ async fn the_dashboard_in_a_real_browser_against_cockpit_samba_and_the_emulator(
         .expect("cockpit/build runs (npm is needed for PatternFly)");
     assert!(built.success(), "cockpit/build failed");
 
-    let dc = tokio::task::spawn_blocking(|| Samba::start("dashboard"))
+    let dc = Dc(tokio::task::spawn_blocking(|| Samba::start("dashboard"))
         .await
-        .unwrap();
+        .unwrap());
+    let dc = &dc.0;
     let mut ldif = String::new();
     for i in 0..30 {
         ldif.push_str(&format!(
             "dn: CN=Dash {i:02},CN=Users,{BASE_DN}\nobjectClass: user\nsAMAccountName: dash{i:02}\n\
-             userPrincipalName: dash{i:02}@{REALM}\ndisplayName: Dash {i:02}\n\n"
+             userPrincipalName: dash{i:02}@{REALM}\ndisplayName: Dash {i:02}\n\
+             userAccountControl: 544\n\n"
         ));
     }
+    // Enabled (a normal account with no password required: 544), so the browser's
+    // disable (546) is a change the next sync propagates.
     dc.ldif("ldapadd", &ldif);
 
     let emu = Emulator::start(emulator_config()).await.unwrap();
     let results = work.path().join("results");
     std::fs::create_dir_all(&results).unwrap();
     let config = crate::fixtures::merged(
-        crate::fixtures::config(&dc, emu.info(), work.path()),
+        crate::fixtures::config(dc, emu.info(), work.path()),
         json!({"results_folder": results, "concurrency": 2}),
     );
     let config_file = crate::fixtures::write(work.path(), "o365-essentials.json", &config);
@@ -252,13 +264,22 @@ async fn the_dashboard_in_a_real_browser_against_cockpit_samba_and_the_emulator(
     let mut script = Command::new(python);
     script
         .arg(root().join("tests/dashboard/browser.py"))
-        .args(["--url", &format!("http://127.0.0.1:{port}/cockpit/@localhost/o365-essentials/index.html")])
+        .args([
+            "--url",
+            &format!("http://127.0.0.1:{port}/cockpit/@localhost/o365-essentials/index.html"),
+        ])
         .arg("--out")
         .arg(&out_dir)
         .arg("--axe")
         .arg(root().join("cockpit/node_modules/axe-core/axe.min.js"))
         .args(["--admin-url", &admin])
         .args(["--users", "30"])
+        .args(["--ldap-uri", &format!("ldaps://{}", dc.ip)])
+        .arg("--ldap-ca")
+        .arg(&dc.ca_file)
+        .args(["--ldap-bind", &format!("Administrator@{REALM}")])
+        .args(["--disable-dn", &format!("CN=Dash 05,CN=Users,{BASE_DN}")])
+        .env("DASHBOARD_LDAP_PASSWORD", crate::samba::ADMIN_PASSWORD)
         .process_group(0);
     let output = tokio::task::spawn_blocking(move || script.output().unwrap())
         .await
@@ -275,11 +296,21 @@ async fn the_dashboard_in_a_real_browser_against_cockpit_samba_and_the_emulator(
     // What the page did, as the engine recorded it: the first run stopped part way by
     // Cancel, the rerun created exactly the rest — each of the 30 once.
     let runs = results_files(&results);
-    assert!(runs.len() >= 2, "a cancelled run and its rerun: {} results files", runs.len());
+    assert!(
+        runs.len() >= 2,
+        "a cancelled run and its rerun: {} results files",
+        runs.len()
+    );
     let first = succeeded(&runs[0]);
-    assert!(first > 0 && first < 30, "Cancel landed part way: {first} of 30");
+    assert!(
+        first > 0 && first < 30,
+        "Cancel landed part way: {first} of 30"
+    );
     let total: usize = runs.iter().map(succeeded).sum();
-    assert_eq!(total, 30, "each of the 30 created exactly once over the runs");
+    assert_eq!(
+        total, 30,
+        "each of the 30 created exactly once over the runs"
+    );
     let stats: Value = reqwest::get(format!("{admin}/stats"))
         .await
         .unwrap()
@@ -287,5 +318,8 @@ async fn the_dashboard_in_a_real_browser_against_cockpit_samba_and_the_emulator(
         .await
         .unwrap();
     assert_eq!(stats["user_created"].as_u64(), Some(30), "{stats}");
-    println!("dashboard browser test: {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "dashboard browser test: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
