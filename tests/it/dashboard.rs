@@ -323,3 +323,114 @@ async fn the_dashboard_in_a_real_browser_against_cockpit_samba_and_the_emulator(
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Cockpit's `close("terminate")` (the page closed mid-run) sends SIGTERM: the program
+/// stops a bulk create at an item boundary as on Ctrl-C, saves what was done and exits
+/// 130; a rerun plans exactly the rest. The progress events of `--verbose` say when the
+/// run is under way (no sleep). The program runs blocking on one worker; the emulator
+/// answers on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_bulk_create_at_an_item_boundary() {
+    use std::io::BufRead;
+    let mut cfg = EmulatorConfig::default();
+    cfg.latency.write = Delay {
+        fixed_ms: 25,
+        jitter_ms: 10,
+    };
+    let emu = Emulator::start(cfg).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let i = emu.info();
+    let config = json!({
+        "directory": {"demo_company": {"people": 300}},
+        "tenant": {"tenant_id": i.tenant_id, "client_id": i.client_id,
+            "credential": {"kind": "secret", "secret": i.client_secret},
+            "login_url": i.login_url, "graph_url": i.graph_url,
+            "exchange_url": i.exchange_url, "sharepoint_url": i.sharepoint_url},
+        "store": tmp.path().join("state.db"), "results_folder": tmp.path(),
+        "usage_location": "GB", "concurrency": 4
+    });
+    let cfg = crate::fixtures::write(tmp.path(), "c.json", &config);
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_o365-essentials"));
+    let run = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["integrate"]);
+    let plan: Value = serde_json::from_str(&run(&["--json", "plan-bulk-create"])).unwrap();
+    let planned = plan["items"].as_array().unwrap().len();
+    let plan_file = tmp.path().join("plan.json");
+    std::fs::write(&plan_file, plan.to_string()).unwrap();
+    let (stdout, child_err, pid) = tokio::task::spawn_blocking({
+        let bin = bin.clone();
+        let cfg = cfg.clone();
+        move || {
+            let mut child = Command::new(bin)
+                .arg("--config")
+                .arg(&cfg)
+                .args(["--json", "-v", "apply-plan", "--plan"])
+                .arg(format!("@{}", plan_file.display()))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let pid = child.id();
+            let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+            let mut line = String::new();
+            loop {
+                line.clear();
+                assert!(
+                    err.read_line(&mut line).unwrap() > 0,
+                    "ended before any progress"
+                );
+                if let Ok(e) = serde_json::from_str::<Value>(&line)
+                    && e["event"] == "progress"
+                    && e["done"].as_u64().unwrap_or(0) > 0
+                {
+                    break;
+                }
+            }
+            assert!(
+                Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            // stderr drained beside stdout (a full pipe would stop the program).
+            let drain = std::thread::spawn(move || {
+                let mut rest = String::new();
+                let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+                rest
+            });
+            let out = child.wait_with_output().unwrap();
+            (out, drain.join().unwrap(), pid)
+        }
+    })
+    .await
+    .unwrap();
+    let _ = pid;
+    assert_eq!(stdout.status.code(), Some(130), "{child_err}");
+    let answer: Value = serde_json::from_slice(&stdout.stdout).unwrap();
+    assert_eq!(answer["error"]["code_name"], "cancelled", "{answer}");
+    let done = succeeded(&answer["error"]["partial"]);
+    assert!(done > 0 && done < planned, "{done} of {planned}");
+    let runs = results_files(tmp.path());
+    assert_eq!(runs.len(), 1);
+    assert_eq!(succeeded(&runs[0]), done, "the results file says the same");
+    let rest: Value = serde_json::from_str(&run(&["--json", "plan-bulk-create"])).unwrap();
+    assert_eq!(
+        rest["items"].as_array().unwrap().len(),
+        planned - done,
+        "nothing lost, nothing twice"
+    );
+}
