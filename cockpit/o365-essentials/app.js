@@ -31,6 +31,15 @@ const $ = (tag, attrs = {}, ...children) => {
 const cli = op => op.replace(/_/g, "-");
 const label = name => name.replace(/_/g, " ").replace(/^./, c => c.toUpperCase());
 
+/// A secret as typed: a JSON object (a credential: `{"kind": "secret", ...}`) goes as
+/// that object, anything else as the text typed. The engine checks either.
+function secretValue(v) {
+    if (typeof v === "string" && v.trim().startsWith("{")) {
+        try { return JSON.parse(v) } catch (_) { return v }
+    }
+    return v;
+}
+
 /// Runs one operation. `params` maps parameter names to text as typed (passed as the
 /// program's options, which parse and check it) or to JSON values and secrets (passed on
 /// standard input). Resolves to {value} or {error} (the engine's error object).
@@ -43,7 +52,7 @@ export function run(op, params = {}, { onEvent, onStart } = {}) {
     for (const [k, v] of Object.entries(params)) {
         if (v === undefined || v === null || v === "") continue;
         if (typeof v === "string" && !SECRETS.has(k)) argv.push("--" + cli(k), v);
-        else input[k] = v;
+        else input[k] = secretValue(v);
     }
     const viaStdin = Object.keys(input).length > 0;
     if (viaStdin) argv.push("--params", "-");
@@ -108,7 +117,7 @@ export function render(v) {
         if (v.every(isObject)) {
             const keys = [];
             for (const row of v) for (const k of Object.keys(row)) if (!keys.includes(k)) keys.push(k);
-            return $("table", { class: "o365-table pf-c-table pf-m-compact", role: "grid" },
+            return $("table", { class: "o365-table pf-c-table pf-m-compact pf-m-grid-md", role: "grid" },
                 $("thead", {}, $("tr", {}, keys.map(k => $("th", { scope: "col" }, label(k))))),
                 $("tbody", {}, v.map(row => $("tr", {}, keys.map(k => $("td", { "data-label": label(k) }, render(row[k])))))));
         }
