@@ -66,12 +66,24 @@ def shot(name, css=None):
     driver.save_screenshot(str(OUT / f"{name}.png"))
 
 
+def click(el):
+    """Clicks as a person would: the element scrolled into the middle of the view first."""
+    driver.execute_script("arguments[0].scrollIntoView({behavior: 'instant', block: 'center', inline: 'center'})", el)
+    el.click()
+
+
+def settled():
+    """The tab's views have the engine's answers (their Loading… is gone)."""
+    wait(lambda: "Loading…" not in driver.find_element(By.ID, "page").text, what="the tab's views")
+
+
 def tab(name):
     b = one(f'#tabs li[data-tab="{name}"] button')
     # The tab strip scrolls sideways at phone width, as PatternFly's tabs do.
     driver.execute_script("arguments[0].scrollIntoView({behavior: 'instant', block: 'nearest', inline: 'center'})", b)
     b.click()
     wait(lambda: driver.find_element(By.ID, "page").get_attribute("data-tab") == name, what=f"tab {name}")
+    settled()
 
 
 def result_of(container_css):
@@ -88,7 +100,7 @@ def result_of(container_css):
 def open_form(op, index=0):
     d = wait(lambda: q(f'details[data-form="{op}"]')[index] if len(q(f'details[data-form="{op}"]')) > index else None, what=op)
     if d.get_attribute("open") is None:
-        d.find_element(By.TAG_NAME, "summary").click()
+        click(d.find_element(By.TAG_NAME, "summary"))
     return d
 
 
@@ -98,7 +110,7 @@ def run_form(op, values, index=0):
         el = d.find_element(By.CSS_SELECTOR, f'input[name="{name}"]')
         el.clear()
         el.send_keys(value)
-    d.find_element(By.CSS_SELECTOR, f'button[data-run="{op}"]').click()
+    click(d.find_element(By.CSS_SELECTOR, f'button[data-run="{op}"]'))
     return result_of(f'details[data-form="{op}"] [data-result="{op}"]') if index == 0 else \
         wait(lambda: (lambda r: r if r.text and not r.text.startswith("Working") else None)(
             q(f'details[data-form="{op}"]')[index].find_element(By.CSS_SELECTOR, f'[data-result="{op}"]')), what=op)
@@ -165,22 +177,22 @@ try:
     @scenario
     def bulk_create_with_progress_cancel_and_a_rerun_of_the_rest():
         tab("accounts")
-        one('button[data-run="plan_bulk_create"]').click()
+        click(one('button[data-run="plan_bulk_create"]'))
         plan = result_of('[data-result="plan_bulk_create"]')
         assert plan.find_elements(By.CSS_SELECTOR, "table tbody tr"), plan.text[:500]
-        one('button[data-run="apply_plan"]').click()
+        click(one('button[data-run="apply_plan"]'))
         # The bar moves: at least one user done, then Cancel.
         wait(lambda: int(one(".o365-progress").get_attribute("aria-valuenow")) > 0, what="progress")
         shot("bulk-create-progress", 'button[data-run="plan_bulk_create"]')
-        one('button[data-run="cancel"]').click()
+        click(one('button[data-run="cancel"]'))
         res = result_of('[data-result="apply_plan"]')
         wait(lambda: "Done before it stopped" in res.text, what="the partial results")
         assert res.find_element(By.CSS_SELECTOR, "a[download]").get_attribute("href").startswith("data:application/json")
         shot("bulk-create-cancelled", ".o365-progress")
         # The rerun plans exactly the rest and creates it.
-        one('button[data-run="plan_rest"]').click()
+        click(one('button[data-run="plan_rest"]'))
         result_of('[data-result="plan_bulk_create"]')
-        one('button[data-run="apply_plan"]').click()
+        click(one('button[data-run="apply_plan"]'))
         wait(lambda: q('[data-result="apply_plan"]')[0].text.strip() != "" and q('.o365-progress-text')[0].text.startswith("Finished"),
              timeout=120, what="the rerun to finish")
         assert "failed" not in q('.o365-progress-text')[0].text.replace("0 failed", ""), q('.o365-progress-text')[0].text
@@ -201,7 +213,7 @@ try:
                        input=ldif.encode(), check=True, env={**os.environ, "LDAPTLS_CACERT": ARGS.ldap_ca},
                        stdout=subprocess.DEVNULL)
         user = ARGS.disable_dn.split(",")[0].split("=")[1].replace(" ", "").lower()
-        one('details[data-form="sync_once"] button[data-run="sync_once"]').click()
+        click(one('details[data-form="sync_once"] button[data-run="sync_once"]'))
         r = result_of('details[data-form="sync_once"] [data-result="sync_once"]')
         rows = [tr.text for tr in r.find_elements(By.CSS_SELECTOR, "tbody tr") if user in tr.text]
         assert any("disable" in row and "succeeded" in row for row in rows), f"{user}: {rows}\n{r.text[:800]}"
@@ -235,7 +247,7 @@ try:
         tab("domain")
         el = one('#page input[name="domain"]')
         el.send_keys("contoso.com")
-        one('button[data-run="zone_fragment"]').click()
+        click(one('button[data-run="zone_fragment"]'))
         out = result_of('[data-result="domain"]')
         wait(lambda: out.find_elements(By.CSS_SELECTOR, "button[data-copy]") or out.find_elements(By.CSS_SELECTOR, ".o365-error"), what="records")
         assert not out.find_elements(By.CSS_SELECTOR, ".o365-error"), out.text
