@@ -255,6 +255,20 @@ async fn the_dashboard_in_a_real_browser_against_cockpit_samba_and_the_emulator(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Cockpit lists the page in its menu (the shell builds the menu from the manifests).
+    let manifests: Value = reqwest::get(format!(
+        "http://127.0.0.1:{port}/cockpit/@localhost/manifests.json"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        manifests["o365-essentials"]["menu"]["index"]["label"], "Microsoft 365",
+        "the page is in Cockpit's menu"
+    );
+
     // The browser's part.
     let out_dir = root().join("build/dashboard");
     std::fs::create_dir_all(&out_dir).unwrap();
