@@ -86,13 +86,19 @@ export function run(op, params = {}, { onEvent, onStart } = {}) {
             if (last && typeof last === "object" && last.error && !Array.isArray(last)) {
                 resolve({ error: last.error, notes });
             } else if (problem && last === null) {
+                // Cockpit's own refusal (no administrative access) or no program at all.
+                const denied = ["access-denied", "not-authorized", "authentication-failed"].includes(problem.problem);
                 resolve({
                     error: {
-                        message: notes.join("\n") || problem.message || String(problem),
-                        action: "check that the o365-essentials package is installed and that you may administer this server",
+                        message: notes.join("\n") || problem.message || (denied
+                            ? "Cockpit did not run o365-essentials as root: this session has no administrative access."
+                            : `o365-essentials could not be run (${problem.problem || problem}).`),
+                        action: denied
+                            ? "Turn on administrative access (Cockpit's top bar): the page runs o365-essentials as root, as an administrator would."
+                            : "Check that the o365-essentials package is installed (the program o365-essentials on the PATH).",
                         code_name: problem.problem || "spawn_failed",
                     },
-                    notes,
+                    notes: [],
                 });
             } else {
                 resolve({ value: last, notes });

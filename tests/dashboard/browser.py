@@ -25,6 +25,8 @@ A.add_argument("--out", required=True)
 A.add_argument("--axe", required=True)
 A.add_argument("--admin-url", required=True)
 A.add_argument("--users", type=int, default=30)
+# The same page served to a user without administrative access.
+A.add_argument("--unprivileged-url", required=True)
 # The DC (the password in DASHBOARD_LDAP_PASSWORD): the test disables a user there.
 A.add_argument("--ldap-uri", required=True)
 A.add_argument("--ldap-ca", required=True)
@@ -270,6 +272,12 @@ try:
         axe("phone")
         shot("phone")
         driver.set_window_size(1280, 800)
+    @scenario
+    def without_administrative_access_the_page_says_what_to_do():
+        driver.get(ARGS.unprivileged_url)
+        err = one(".o365-error")
+        assert "administrative access" in err.text, err.text
+        shot("no-admin-access")
 finally:
     driver.quit()
 

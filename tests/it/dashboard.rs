@@ -255,6 +255,44 @@ async fn the_dashboard_in_a_real_browser_against_cockpit_samba_and_the_emulator(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The same page for a user without administrative access (nobody): cockpit-ws as that
+    // user, the package readable, the configuration not.
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let nobody_home = work.path().join("home-nobody");
+    std::fs::create_dir_all(&nobody_home).unwrap();
+    std::os::unix::fs::chown(&nobody_home, Some(65534), Some(65534)).unwrap();
+    let port_nobody = free_port();
+    let ws_nobody = Group(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(ws_bin)
+            .args(["--address", "127.0.0.1", "--port", &port_nobody.to_string()])
+            .arg("--local-session=cockpit-bridge")
+            .env("PATH", &path)
+            .env("HOME", &nobody_home)
+            .env("XDG_DATA_DIRS", format!("{}:/usr/share", share.display()))
+            .env("O365_ESSENTIALS_CONFIG", &config_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("cockpit-ws starts as nobody"),
+    );
+    for p in [port, port_nobody] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "cockpit-ws did not listen on 127.0.0.1:{p}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     // Cockpit lists the page in its menu (the shell builds the menu from the manifests).
     let manifests: Value = reqwest::get(format!(
         "http://127.0.0.1:{port}/cockpit/@localhost/manifests.json"
@@ -288,6 +326,12 @@ async fn the_dashboard_in_a_real_browser_against_cockpit_samba_and_the_emulator(
         .arg(root().join("cockpit/node_modules/axe-core/axe.min.js"))
         .args(["--admin-url", &admin])
         .args(["--users", "30"])
+        .args([
+            "--unprivileged-url",
+            &format!(
+                "http://127.0.0.1:{port_nobody}/cockpit/@localhost/o365-essentials/index.html"
+            ),
+        ])
         .args(["--ldap-uri", &format!("ldaps://{}", dc.ip)])
         .arg("--ldap-ca")
         .arg(&dc.ca_file)
@@ -306,6 +350,7 @@ async fn the_dashboard_in_a_real_browser_against_cockpit_samba_and_the_emulator(
     println!("{said}");
     assert!(output.status.success(), "the browser test failed:\n{said}");
     drop(ws);
+    drop(ws_nobody);
 
     // What the page did, as the engine recorded it: the first run stopped part way by
     // Cancel, the rerun created exactly the rest — each of the 30 once.
