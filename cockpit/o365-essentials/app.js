@@ -192,8 +192,15 @@ function form(op, { title, fields, values = {}, kind = "primary", ok = "Done.", 
         if (confirmText && !window.confirm(confirmText)) return;
         const params = {};
         for (const [n, i] of Object.entries(inputs)) params[n] = i.value.trim();
-        out.replaceChildren($("p", {}, "Working…"));
-        const r = await run(op, params);
+        // Shown while it runs: the sign-in code (setup, teardown) and how far it has come.
+        const live = $("p", { class: "o365-live", "aria-live": "polite" }, "Working…");
+        out.replaceChildren(live);
+        const r = await run(op, params, {
+            onEvent: e => {
+                if (e.event === "sign_in") live.textContent = e.message;
+                else if (e.event === "progress" && e.total) live.textContent = `Working… ${e.done} of ${e.total}`;
+            },
+        });
         show(out, r, { ok });
         if (after && !r.error) after(r.value);
     };
