@@ -254,7 +254,50 @@ function accounts() {
     // Bulk create, as the WSE wizard did: choose, preview, apply with progress, results.
     const [gUsers, users] = field("users", { help: "the local users' object GUIDs, comma-separated; empty: every local user without an online account" });
     const [gDomain, domain] = field("domain");
-    const [gLic, licences] = field("licences", { help: "SKU part numbers, comma-separated" });
+    // The licences to give: the tenant's subscriptions, each with its free seats.
+    const gLic = $("fieldset", { class: "pf-c-form__group o365-licences" }, $("legend", { class: "pf-c-form__label" }, "Licences"), $("span", {}, "Loading…"));
+    run("licences").then(r => {
+        gLic.lastChild.remove();
+        if (r.error) return gLic.append(errorBox(r.error));
+        for (const sku of r.value) {
+            const id = `lic-${sku.sku_id}`;
+            gLic.append($("div", { class: "pf-c-check" },
+                $("input", { class: "pf-c-check__input", type: "checkbox", id, value: sku.sku_id, "data-licence": sku.sku_part_number }),
+                $("label", { class: "pf-c-check__label", for: id }, `${sku.sku_part_number} (${sku.consumed_units} used of ${sku.enabled_units})`)));
+        }
+    });
+    const chosenLicences = () => [...gLic.querySelectorAll("input:checked")].map(i => ({ sku_id: i.value }));
+    // Each planned user: included or not, and the online ID to give (the engine's
+    // suggestion first); "Preview with these choices" plans again with them.
+    const choicesOut = $("div", { class: "o365-choices" });
+    const choose = value => {
+        const rows = (value.items || []).filter(i => i.action === "create_account");
+        choicesOut.replaceChildren();
+        if (!rows.length) return;
+        choicesOut.append($("h3", { class: "pf-c-title pf-m-md" }, "Choose users and their online IDs"),
+            $("table", { class: "o365-table pf-c-table pf-m-compact pf-m-grid-md", role: "grid" },
+                $("thead", {}, $("tr", {}, $("th", { scope: "col" }, "Create"), $("th", { scope: "col" }, "Local user"), $("th", { scope: "col" }, "Online ID"))),
+                $("tbody", {}, rows.map(i => {
+                    const name = i.local.sam_account_name;
+                    return $("tr", { "data-user": i.local.guid, "data-upn": i.user_principal_name },
+                        $("td", { "data-label": "Create" }, $("input", { type: "checkbox", checked: true, "aria-label": `Create an account for ${name}`, "data-include": "" })),
+                        $("td", { "data-label": "Local user" }, name),
+                        $("td", { "data-label": "Online ID" }, $("input", { class: "pf-c-form-control", type: "text", value: i.user_principal_name, "aria-label": `Online ID of ${name}`, "data-online-id": "" })));
+                }))),
+            $("div", { class: "o365-actions" }, button("Preview with these choices", () => {
+                const chosen = [...choicesOut.querySelectorAll("tbody tr")].filter(tr => tr.querySelector("[data-include]").checked);
+                previewPlan("plan_bulk_create", {
+                    ...request(),
+                    users: chosen.map(tr => tr.dataset.user),
+                    choices: chosen.filter(tr => tr.querySelector("[data-online-id]").value.trim() !== tr.dataset.upn)
+                        .map(tr => ({ user: tr.dataset.user, user_principal_name: tr.querySelector("[data-online-id]").value.trim() })),
+                }, false);
+            }, "secondary", { "data-run": "preview_choices" })));
+    };
+    const request = () => {
+        const lic = chosenLicences();
+        return { users: users.value.trim(), domain: domain.value.trim(), licences: lic.length ? lic : undefined, usage_location: location.value.trim() };
+    };
     const [gLoc, location] = field("usage_location");
     const planOut = $("div", { class: "o365-result", "data-result": "plan_bulk_create" });
     const progress = $("div", { class: "o365-progress", role: "progressbar", "aria-label": "Bulk create progress", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": "0" }, $("div"));
@@ -264,13 +307,14 @@ function accounts() {
     let stopper = null;
     const applyBtn = button("Apply", () => apply(), "primary", { disabled: true, "data-run": "apply_plan" });
     const cancelBtn = button("Cancel", () => { if (stopper) { stopper.stop(); cancelBtn.disabled = true; progressText.textContent += " — stopping at the next user" } }, "danger", { disabled: true, "data-run": "cancel" });
-    const previewPlan = async (op = "plan_bulk_create", params) => {
-        params = params || { users: users.value.trim(), domain: domain.value.trim(), licences: licences.value.trim(), usage_location: location.value.trim() };
+    const previewPlan = async (op = "plan_bulk_create", params, offerChoices = true) => {
+        params = params || request();
         planOut.replaceChildren($("p", {}, "Planning…"));
         const r = await run(op, params);
         show(planOut, r);
         plan = r.error ? null : r.value;
         applyBtn.disabled = !plan;
+        if (plan && offerChoices) choose(plan);
     };
     const apply = async () => {
         if (!plan) return;
@@ -302,8 +346,7 @@ function accounts() {
             runOut.append($("div", { class: "o365-actions" },
                 download(`${results.kind || "bulk_create"}-${results.run_id}.json`, JSON.stringify(results, null, 2)),
                 failed.length ? button(`Retry the ${failed.length} failed`, () => previewPlan("plan_bulk_create", {
-                    users: failed.map(i => i.local_guid).join(","), domain: domain.value.trim(), licences: licences.value.trim(),
-                    usage_location: location.value.trim(),
+                    ...request(), users: failed.map(i => i.local_guid),
                 }), "secondary", { "data-run": "retry" }) : null,
                 button("Plan the rest", () => previewPlan(), "secondary", { "data-run": "plan_rest" })));
         }
@@ -312,7 +355,7 @@ function accounts() {
     const bulk = card("Create online accounts for local users",
         $("form", { class: "o365-form", onsubmit: e => { e.preventDefault(); previewPlan() } }, gUsers, gDomain, gLic, gLoc),
         $("div", { class: "o365-actions" }, button("Preview", () => previewPlan(), "secondary", { "data-run": "plan_bulk_create" }), applyBtn, cancelBtn),
-        planOut, progress, progressText, runOut);
+        choicesOut, planOut, progress, progressText, runOut);
     const more = card("Other account tasks",
         form("assign", { title: "Assign an existing account", after: refreshLinks }),
         form("unassign", { title: "Unassign (release licences, block sign-in)", kind: "warning", after: refreshLinks }),

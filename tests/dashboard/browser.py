@@ -179,9 +179,23 @@ try:
     @scenario
     def bulk_create_with_progress_cancel_and_a_rerun_of_the_rest():
         tab("accounts")
+        # The subscriptions to choose from, with their seats.
+        wait(lambda: q("input[data-licence]"), what="the licences to choose")
+        assert "used of" in one(".o365-licences").text
         click(one('button[data-run="plan_bulk_create"]'))
         plan = result_of('[data-result="plan_bulk_create"]')
         assert plan.find_elements(By.CSS_SELECTOR, "table tbody tr"), plan.text[:500]
+        # Choose: every user, the first with an online ID of the administrator's choosing.
+        rows = wait(lambda: q(".o365-choices tbody tr"), what="the users to choose")
+        assert len(rows) == ARGS.users, len(rows)
+        mine = rows[0].find_element(By.CSS_SELECTOR, "input[data-online-id]")
+        chosen = "first." + mine.get_attribute("value")
+        mine.clear()
+        mine.send_keys(chosen)
+        click(one('button[data-run="preview_choices"]'))
+        plan = result_of('[data-result="plan_bulk_create"]')
+        wait(lambda: chosen in q('[data-result="plan_bulk_create"]')[0].text, what="the chosen online ID in the plan")
+        shot("bulk-create-choose", ".o365-licences")
         click(one('button[data-run="apply_plan"]'))
         # The bar moves: at least one user done, then Cancel.
         wait(lambda: int(one(".o365-progress").get_attribute("aria-valuenow")) > 0, what="progress")
