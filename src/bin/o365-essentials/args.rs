@@ -409,12 +409,13 @@ fn read_secret(text: &str, what: &str) -> Result<String, Error> {
     Ok(text.to_string())
 }
 
-/// Reads `@FILE` and `-` (stdin); other text is the value itself.
 /// `--stop-on-input`: standard input is lines, the first a value read with `-`, the next
 /// (or the end) the request to stop.
 pub(crate) static STDIN_IS_LINES: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Reads `@FILE` and `-` (stdin; its first line only with `--stop-on-input`); other text
+/// is the value itself.
 fn read_value(text: &str, what: &str) -> Result<String, Error> {
     let (bytes, from) = if text == "-" {
         let mut b = Vec::new();
