@@ -6,6 +6,7 @@
 mod canary;
 mod cli;
 mod crash;
+mod dashboard;
 mod directory_conformance;
 mod dns;
 mod docs;

@@ -6,7 +6,7 @@
 //! or a password kept out of the process list).
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::sync::OnceLock;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -312,6 +312,13 @@ pub(crate) fn command() -> Command {
                 .help("Print every event of the operation, progress included, as a JSON line on stderr"),
         )
         .arg(
+            Arg::new("stop-on-input")
+                .long("stop-on-input")
+                .global(true)
+                .action(ArgAction::SetTrue)
+                .help("A line (or the end) of standard input stops long work at its next item boundary, as Ctrl-C does (for a page that runs the program); `--params -` then reads one line before it"),
+        )
+        .arg(
             Arg::new("lease-wait")
                 .long("lease-wait")
                 .global(true)
@@ -439,11 +446,22 @@ fn read_secret(text: &str, what: &str) -> Result<String, Error> {
     Ok(text.to_string())
 }
 
-/// Reads `@FILE` and `-` (stdin); other text is the value itself.
+/// `--stop-on-input`: standard input is lines, the first a value read with `-`, the next
+/// (or the end) the request to stop.
+pub(crate) static STDIN_IS_LINES: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Reads `@FILE` and `-` (stdin; its first line only with `--stop-on-input`); other text
+/// is the value itself.
 fn read_value(text: &str, what: &str) -> Result<String, Error> {
     let (bytes, from) = if text == "-" {
         let mut b = Vec::new();
-        std::io::stdin().read_to_end(&mut b).map_err(|e| {
+        let read = if STDIN_IS_LINES.load(std::sync::atomic::Ordering::Relaxed) {
+            std::io::stdin().lock().read_until(b'\n', &mut b)
+        } else {
+            std::io::stdin().read_to_end(&mut b)
+        };
+        read.map_err(|e| {
             Error::new(
                 ErrorCode::InvalidInput,
                 format!("{what}: cannot read stdin: {e}"),

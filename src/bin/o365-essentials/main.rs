@@ -142,6 +142,9 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
             // the service user: its files decide nothing root does, and what it writes
             // stays the service's. Still one thread here.
             service::become_config_owner(service::config_path(matches))?;
+            if matches.get_flag("stop-on-input") {
+                args::STDIN_IS_LINES.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let mut params = args::params(info, sub)?;
             if info.name == "setup" {
                 params = with_config_file(&params, service::config_path(matches));
@@ -160,7 +163,20 @@ fn run(matches: &clap::ArgMatches, json: bool) -> Result<u8, Error> {
             };
             let lease_wait = matches.get_one::<u64>("lease-wait").copied();
             let verbose = matches.get_flag("verbose");
-            let code = rt.block_on(call(&integration, info, &params, lease_wait, json, verbose));
+            let stop_on_input = matches.get_flag("stop-on-input");
+            // With --json, `status` carries the service's health as `service` (the
+            // Cockpit page's Service tab reads it).
+            let service_json = health.as_ref().filter(|_| json).map(|h| h.to_json());
+            let code = rt.block_on(call(
+                &integration,
+                info,
+                &params,
+                lease_wait,
+                json,
+                verbose,
+                stop_on_input,
+                service_json,
+            ));
             if shows_health {
                 for w in &warnings {
                     eprintln!("warning: {}", o365_essentials::validate::printable(w));
@@ -189,6 +205,7 @@ fn with_config_file(params: &str, path: &str) -> String {
     v.to_string()
 }
 
+#[allow(clippy::too_many_arguments)] // the program's switches, passed as they are
 async fn call(
     integration: &Integration,
     info: &o365_essentials::ops::OperationInfo,
@@ -196,6 +213,8 @@ async fn call(
     lease_wait: Option<u64>,
     json: bool,
     verbose: bool,
+    stop_on_input: bool,
+    service_json: Option<serde_json::Value>,
 ) -> Result<u8, Error> {
     let cancel = CancelToken::new();
     let progress = info.long_running && !json && std::io::stderr().is_terminal();
@@ -226,11 +245,23 @@ async fn call(
     if let Some(secs) = lease_wait {
         ctl = ctl.with_lease_wait(std::time::Duration::from_secs(secs));
     }
-    // Ctrl-C stops long work at its next item boundary; a second one ends the program.
+    // Ctrl-C or SIGTERM (Cockpit's `close("terminate")`) stops long work at its next item
+    // boundary; a second one ends the program.
     let watcher = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let stop = async {
+                match term.as_mut() {
+                    Some(t) => tokio::select! {
+                        r = tokio::signal::ctrl_c() => r.is_ok(),
+                        r = t.recv() => r.is_some(),
+                    },
+                    None => tokio::signal::ctrl_c().await.is_ok(),
+                }
+            };
+            if stop.await {
                 eprintln!("\nstopping at the next item boundary (Ctrl-C again to quit at once)");
                 cancel.cancel();
                 if tokio::signal::ctrl_c().await.is_ok() {
@@ -239,11 +270,28 @@ async fn call(
             }
         })
     };
+    // `--stop-on-input`: a page that runs the program (Cockpit) asks it to stop by writing
+    // a line to its standard input (or closing it), and still reads what was done.
+    // The reading thread may stay blocked until the program ends: it holds nothing.
+    if stop_on_input {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            cancel.cancel();
+        });
+    }
     let outcome = integration.call_json(info.name, params, &ctl).await;
     drop(ctl);
     watcher.abort();
     bar.finish();
-    let text = outcome?;
+    let mut text = outcome?;
+    if let Some(service) = service_json
+        && let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str(&text)
+    {
+        o.insert("service".into(), service);
+        text = serde_json::Value::Object(o).to_string();
+    }
     output::result(info, &text, json);
     Ok(outcome_code(info.name, &text))
 }

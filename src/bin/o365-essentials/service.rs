@@ -248,7 +248,7 @@ pub(crate) struct ServiceHealth {
 }
 
 impl ServiceHealth {
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "pid": self.pid,
             "last_good_round": self.last_good_round,
