@@ -548,6 +548,119 @@ impl Default for IdentityConfig {
 }
 
 impl EmulatorConfig {
+    /// Reads a configuration from JSON (the binary's `--config FILE`). Field names may be
+    /// snake_case (`token_lifetime_secs`, as documented) or camelCase
+    /// (`tokenLifetimeSecs`, `userPrincipalName` in the seed); fields left out keep their
+    /// defaults, so `{}` is valid. The values are checked as well as their types.
+    ///
+    /// # Errors
+    /// A message naming the field (`seed.users[0].user_principal_name: ...`) and what to
+    /// write instead.
+    pub fn from_json(text: &str) -> Result<EmulatorConfig, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        if !v.is_object() {
+            return Err("the configuration is one JSON object ({} for the defaults)".into());
+        }
+        let cfg: EmulatorConfig = crate::input::read(v)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the values the types cannot: positive windows and lifetimes,
+    /// probabilities between 0 and 1, GUIDs where Microsoft 365 wants GUIDs, at least one
+    /// app. The seed is checked when the emulator starts (it needs the tenant).
+    ///
+    /// # Errors
+    /// A message naming the field and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        let guid = |field: &str, v: &str| {
+            if uuid::Uuid::try_parse(v).is_ok() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{field}: `{v}` is not a GUID (write it as 8-4-4-4-12 hexadecimal digits)"
+                ))
+            }
+        };
+        let positive = |field: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{field}: {v} must be a positive number"))
+            }
+        };
+        guid("tenant.id", &self.tenant.id)?;
+        let domain = &self.tenant.initial_domain;
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+            return Err(format!(
+                "tenant.initial_domain: `{domain}` is not a domain name (e.g. contoso.onmicrosoft.com)"
+            ));
+        }
+        if self.apps.is_empty() {
+            return Err(
+                "apps: the configuration needs at least one app registration (leave `apps` out for the default one)"
+                    .into(),
+            );
+        }
+        for (i, a) in self.apps.iter().enumerate() {
+            if a.client_id.trim().is_empty() {
+                return Err(format!(
+                    "apps[{i}].client_id: empty; give the app's client id (a GUID)"
+                ));
+            }
+            if a.client_secret.is_none() && a.certificates.is_empty() {
+                return Err(format!(
+                    "apps[{i}]: neither client_secret nor certificates; the app could never get a token"
+                ));
+            }
+        }
+        if self.token_lifetime_secs == 0 {
+            return Err(
+                "token_lifetime_secs: must be at least 1 (3599 like the real service)".into(),
+            );
+        }
+        positive("throttling.time_scale", self.throttling.time_scale)?;
+        positive(
+            "throttling.app_tenant_write_window_secs",
+            self.throttling.app_tenant_write_window_secs,
+        )?;
+        positive(
+            "throttling.tenant_write_window_secs",
+            self.throttling.tenant_write_window_secs,
+        )?;
+        positive(
+            "throttling.resource_unit_window_secs",
+            self.throttling.resource_unit_window_secs,
+        )?;
+        for (i, f) in self.faults.iter().enumerate() {
+            if !(0.0..=1.0).contains(&f.probability) {
+                return Err(format!(
+                    "faults[{i}].probability: {} is not between 0 and 1",
+                    f.probability
+                ));
+            }
+        }
+        if self.max_body_bytes == 0 {
+            return Err("max_body_bytes: must be at least 1 (Graph takes 4194304)".into());
+        }
+        if self.delta_retention_changes == 0 {
+            return Err("delta_retention_changes: must be at least 1".into());
+        }
+        positive("exchange.window_secs", self.exchange.window_secs)?;
+        positive("sharepoint.window_secs", self.sharepoint.window_secs)?;
+        if self.identity.device_code_interval_secs == 0 {
+            return Err(
+                "identity.device_code_interval_secs: must be at least 1 (5 like the real service)"
+                    .into(),
+            );
+        }
+        for (i, c) in self.identity.public_clients.iter().enumerate() {
+            guid(&format!("identity.public_clients[{i}]"), c)?;
+        }
+        Ok(())
+    }
+
     /// The SharePoint host label: `sharepoint.host_label`, else the first label of the
     /// initial domain (`contoso` of `contoso.onmicrosoft.com`), in lower case.
     pub fn sharepoint_label(&self) -> String {

@@ -38,6 +38,7 @@ mod dns;
 mod domains;
 mod edge;
 mod exchange;
+mod input;
 mod odata;
 mod org;
 mod roles;
@@ -611,11 +612,7 @@ impl Emulator {
                 "the emulator listens on loopback addresses only (127.0.0.0/8 or ::1), not {addr}"
             )));
         }
-        if config.apps.is_empty() {
-            return Err(EmulatorError(
-                "the configuration needs at least one app registration".into(),
-            ));
-        }
+        config.validate().map_err(EmulatorError)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| EmulatorError(format!("cannot listen on {addr}: {e}")))?;
