@@ -575,3 +575,75 @@ fn the_guide_and_help_document_every_configuration_and_seed_field() {
     }
     assert!(help.contains("check-password"));
 }
+
+/// Every `sh` example of docs/EMULATOR.md, run as written (bash, `-e`, with the built
+/// binary first on PATH, in a directory of its own), ends with status 0 within a minute
+/// and leaves no process behind (each stops its emulator on exit; the example's process
+/// group is killed should it hang).
+#[test]
+fn the_guides_shell_examples_run() {
+    use std::os::unix::process::CommandExt;
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/EMULATOR.md"
+    ))
+    .unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_o365-essentials-emulator"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in guide.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```sh") => current = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                current = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(blocks.len() >= 5, "the guide's examples were not found");
+    for block in blocks {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &block])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id() as i32;
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if started.elapsed() > std::time::Duration::from_secs(60) {
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        // Whatever the example left in its group (nothing, when it went well).
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "this example of docs/EMULATOR.md failed ({status:?}):\n{block}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
