@@ -583,11 +583,9 @@ fn the_guide_and_help_document_every_configuration_and_seed_field() {
 #[test]
 fn the_guides_shell_examples_run() {
     use std::os::unix::process::CommandExt;
-    let guide = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/EMULATOR.md"
-    ))
-    .unwrap();
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/EMULATOR.md"))
+            .unwrap();
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_o365-essentials-emulator"));
     let path = format!(
         "{}:{}",
