@@ -73,9 +73,10 @@ fields are refused with the field's name. Names are snake_case as below; camelCa
   public        {login_url, graph_url, exchange_url, sharepoint_url}
   seed          the tenant's first content (below); a section left out keeps its
                 default (the admin user and two SKUs)
-  max_body_bytes (4194304), delta_retention_changes (100000),
-  exchange      {wipe_ack_delay_ms, requests_per_window, window_secs},
-  sharepoint    {drive_delay_ms, host_label, resource_units, window_secs},
+  max_body_bytes        largest request body, default 4194304 (Graph's 4 MiB)
+  delta_retention_changes   delta tokens older than this many changes expire (100000)
+  exchange      {wipe_ack_delay_ms, requests_per_window, window_secs}
+  sharepoint    {drive_delay_ms, host_label, resource_units, window_secs}
   identity      {public_clients: [GUID], device_code_interval_secs,
                  device_code_expires_secs, app_replication_delay_ms}
 
@@ -96,7 +97,8 @@ is an error, never a duplicate.
                 pendingDiscovery}]
 The answer is {\"userIds\": [...]}, in the order of users.
 
-Passwords: seeded passwords are stored hashed and never shown. To check one:
+Passwords (seeded, or set through Graph) are stored hashed and never shown, not even
+in the state. To check one:
   POST {admin_url}/users/{UPN or id}/check-password {\"password\": \"...\"}
   answers {\"matches\": true|false, \"forceChangePasswordNextSignIn\": ...}.
 
