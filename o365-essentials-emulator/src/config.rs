@@ -267,7 +267,12 @@ pub struct SeedDomain {
     pub verified: bool,
 }
 
-/// Initial tenant content.
+/// Tenant content: the configuration's `seed` (a section left out keeps its default)
+/// or the body of `POST /_emulator/seed` (a section left out adds nothing). In JSON the
+/// fields are documented in camelCase (`userPrincipalName`, `roleGroups`), as the state
+/// dump names them; snake_case is accepted too. A seed is checked whole before any of
+/// it is applied, and refuses what the tenant already has rather than duplicating it
+/// (docs/EMULATOR.md, "The seed").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Seed {
@@ -481,7 +486,8 @@ impl PublicUrls {
     }
 }
 
-/// The whole configuration.
+/// The whole configuration. [`EmulatorConfig::from_json`] reads it from a file's text
+/// (snake_case field names, camelCase accepted too) and checks it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmulatorConfig {
