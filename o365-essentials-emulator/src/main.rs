@@ -101,6 +101,9 @@ Passwords (seeded, or set through Graph) are stored hashed and never shown, not 
 in the state. To check one:
   POST {admin_url}/users/{UPN or id}/check-password {\"password\": \"...\"}
   answers {\"matches\": true|false, \"forceChangePasswordNextSignIn\": ...}.
+Or as a client of a real tenant would: the token endpoint's grant_type=password
+(client_id one of identity.public_clients, username, password, scope) answers the
+user's token, or invalid_grant with AADSTS50126 for a wrong password.
 
 Example:
   $ cat emulator.json

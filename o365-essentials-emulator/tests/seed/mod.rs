@@ -645,3 +645,115 @@ fn the_guides_shell_examples_run() {
         );
     }
 }
+
+/// A password proven as a client of a real tenant would: the resource owner password
+/// grant of a public client answers the user's token, or Entra's `invalid_grant`.
+#[tokio::test]
+async fn the_password_grant_proves_a_password_as_a_real_tenant_would() {
+    const CLI: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let (status, body) = post_seed(
+        &emu,
+        &json!({"users": [
+            {"userPrincipalName": "pat@contoso.onmicrosoft.com", "displayName": "Pat", "password": "Correct-Horse-7"},
+            {"userPrincipalName": "off@contoso.onmicrosoft.com", "displayName": "Off", "password": "Correct-Horse-7", "accountEnabled": false}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let http = reqwest::Client::new();
+    let grant = |client: &str, user: &str, pw: &str| {
+        http.post(emu.token_url())
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", client),
+                ("username", user),
+                ("password", pw),
+                (
+                    "scope",
+                    "https://graph.microsoft.com/User.Read openid profile",
+                ),
+            ])
+            .send()
+    };
+    let r = grant(CLI, "PAT@contoso.onmicrosoft.com", "Correct-Horse-7")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    let claims = decode_jwt_claims(t["access_token"].as_str().unwrap());
+    assert_eq!(claims["idtyp"], "user");
+    let me: Value = http
+        .get(format!("{}/me", emu.info().graph_url))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["userPrincipalName"], "pat@contoso.onmicrosoft.com");
+    for (client, user, pw, error, code) in [
+        (
+            CLI,
+            "pat@contoso.onmicrosoft.com",
+            "wrong",
+            "invalid_grant",
+            50126,
+        ),
+        (
+            CLI,
+            "nobody@contoso.onmicrosoft.com",
+            "x",
+            "invalid_grant",
+            50034,
+        ),
+        (
+            CLI,
+            "off@contoso.onmicrosoft.com",
+            "Correct-Horse-7",
+            "invalid_grant",
+            50057,
+        ),
+        (
+            "0e8b5a3c-1d2f-4b6a-8c9d-7e5f4a3b2c1d",
+            "pat@contoso.onmicrosoft.com",
+            "Correct-Horse-7",
+            "unauthorized_client",
+            700016,
+        ),
+    ] {
+        let r = grant(client, user, pw).await.unwrap();
+        assert_eq!(r.status(), 400, "{user} {pw}");
+        let text = r.text().await.unwrap();
+        assert!(
+            !text.contains("Correct-Horse-7"),
+            "the password is echoed: {text}"
+        );
+        let b: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (
+                b["error"].as_str().unwrap(),
+                b["error_codes"][0].as_u64().unwrap()
+            ),
+            (error, code),
+            "{text}"
+        );
+    }
+    // A password an administrator set with "change at next sign-in" must be changed first.
+    let g = Graph::connect(&emu).await;
+    let (status, _) = g
+        .patch(
+            "/users/pat@contoso.onmicrosoft.com",
+            &json!({"passwordProfile": {"password": "Temp-Passw0rd-1", "forceChangePasswordNextSignIn": true}}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let b: Value = grant(CLI, "pat@contoso.onmicrosoft.com", "Temp-Passw0rd-1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["error_codes"][0], 50055, "{b}");
+}
