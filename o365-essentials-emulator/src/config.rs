@@ -46,8 +46,8 @@ impl Default for TenantConfig {
     }
 }
 
-/// An app registration allowed to get tokens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An app registration allowed to get tokens. Its `Debug` leaves the secret out.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
     /// Application (client) id.
@@ -208,8 +208,8 @@ pub struct DnsConfig {
     pub verify_without_dns: bool,
 }
 
-/// A user to seed.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// A user to seed. Its `Debug` leaves the password out.
+#[derive(Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct SeedUser {
     /// Id; generated when empty.
@@ -702,5 +702,76 @@ impl Default for EmulatorConfig {
             sharepoint: SharePointConfig::default(),
             identity: IdentityConfig::default(),
         }
+    }
+}
+
+/// `Some(<redacted>)` or `None`: whether a secret is set, never the secret.
+fn redacted(v: &Option<String>) -> Option<&'static str> {
+    v.as_ref().map(|_| "<redacted>")
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("client_id", &self.client_id)
+            .field("display_name", &self.display_name)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("certificates", &self.certificates.len())
+            .field("permissions", &self.permissions)
+            .field("directory_roles", &self.directory_roles)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SeedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedUser")
+            .field("id", &self.id)
+            .field("user_principal_name", &self.user_principal_name)
+            .field("display_name", &self.display_name)
+            .field("mail_nickname", &self.mail_nickname)
+            .field("given_name", &self.given_name)
+            .field("surname", &self.surname)
+            .field("mail", &self.mail)
+            .field("account_enabled", &self.account_enabled)
+            .field("usage_location", &self.usage_location)
+            .field("on_premises_immutable_id", &self.on_premises_immutable_id)
+            .field("proxy_addresses", &self.proxy_addresses)
+            .field("password", &redacted(&self.password))
+            .field("roles", &self.roles)
+            .field("eligible_roles", &self.eligible_roles)
+            .field("licences", &self.licences)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_no_secret_or_password() {
+        let cfg = EmulatorConfig::default();
+        let text = format!("{cfg:?}");
+        assert!(!text.contains("emulator-secret-do-not-use-in-production"), "{text}");
+        assert!(!text.contains("Admin-Passw0rd!"), "{text}");
+        assert!(text.contains("client_secret: Some(\"<redacted>\")"), "{text}");
+        assert!(text.contains("password: Some(\"<redacted>\")"), "{text}");
+    }
+
+    #[test]
+    fn a_configuration_is_read_in_either_case_and_checked() {
+        let cfg = EmulatorConfig::from_json(
+            r#"{"tokenLifetimeSecs": 60, "seed": {"users": [], "role_groups": []}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.token_lifetime_secs, 60);
+        assert!(cfg.seed.users.is_empty());
+        assert_eq!(cfg.seed.skus.len(), 2, "a seed section left out keeps its default");
+        let e = EmulatorConfig::from_json(r#"{"identity": {"public_clients": ["cli"]}}"#)
+            .unwrap_err();
+        assert!(e.starts_with("identity.public_clients[0]: `cli` is not a GUID"), "{e}");
+        let e = EmulatorConfig::from_json(r#"{"exchange": {"window_secs": -1}}"#).unwrap_err();
+        assert!(e.starts_with("exchange.window_secs"), "{e}");
     }
 }

@@ -1083,8 +1083,11 @@ pub(crate) fn check_seed(d: &Directory, seed: &crate::config::Seed) -> Result<()
             ));
         }
         for (j, m) in g.members.iter().enumerate() {
+            // As applying resolves them: a user by UPN or id, or a role group by name.
             let known = d.find_user_id(m).is_some()
-                || seeded_user(m)
+                || seed.users.iter().any(|u| {
+                    eq(&u.user_principal_name, m) || u.id.as_deref().is_some_and(|id| eq(id, m))
+                })
                 || d.role_groups.iter().any(|x| eq(&x.display_name, m))
                 || groups.iter().any(|x| eq(x, m));
             if !known {
