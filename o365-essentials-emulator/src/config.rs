@@ -753,9 +753,15 @@ mod tests {
     fn debug_output_shows_no_secret_or_password() {
         let cfg = EmulatorConfig::default();
         let text = format!("{cfg:?}");
-        assert!(!text.contains("emulator-secret-do-not-use-in-production"), "{text}");
+        assert!(
+            !text.contains("emulator-secret-do-not-use-in-production"),
+            "{text}"
+        );
         assert!(!text.contains("Admin-Passw0rd!"), "{text}");
-        assert!(text.contains("client_secret: Some(\"<redacted>\")"), "{text}");
+        assert!(
+            text.contains("client_secret: Some(\"<redacted>\")"),
+            "{text}"
+        );
         assert!(text.contains("password: Some(\"<redacted>\")"), "{text}");
     }
 
@@ -767,10 +773,17 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.token_lifetime_secs, 60);
         assert!(cfg.seed.users.is_empty());
-        assert_eq!(cfg.seed.skus.len(), 2, "a seed section left out keeps its default");
-        let e = EmulatorConfig::from_json(r#"{"identity": {"public_clients": ["cli"]}}"#)
-            .unwrap_err();
-        assert!(e.starts_with("identity.public_clients[0]: `cli` is not a GUID"), "{e}");
+        assert_eq!(
+            cfg.seed.skus.len(),
+            2,
+            "a seed section left out keeps its default"
+        );
+        let e =
+            EmulatorConfig::from_json(r#"{"identity": {"public_clients": ["cli"]}}"#).unwrap_err();
+        assert!(
+            e.starts_with("identity.public_clients[0]: `cli` is not a GUID"),
+            "{e}"
+        );
         let e = EmulatorConfig::from_json(r#"{"exchange": {"window_secs": -1}}"#).unwrap_err();
         assert!(e.starts_with("exchange.window_secs"), "{e}");
     }
