@@ -53,11 +53,6 @@ mod fuzz_tests;
 
 pub use config::{EmulatorConfig, PublicUrls};
 
-/// The Rust examples of docs/EMULATOR.md, run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/EMULATOR.md")]
-struct GuideExamples;
-
 use auth::Resource;
 use state::Emu;
 
