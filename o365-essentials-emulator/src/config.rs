@@ -765,6 +765,19 @@ mod tests {
         assert!(text.contains("password: Some(\"<redacted>\")"), "{text}");
     }
 
+    #[tokio::test]
+    async fn a_running_emulators_debug_shows_no_secret() {
+        let emu = crate::Emulator::start(EmulatorConfig::default())
+            .await
+            .unwrap();
+        let text = format!("{:?} {emu:?}", emu.info());
+        assert!(
+            !text.contains("emulator-secret-do-not-use-in-production"),
+            "{text}"
+        );
+        assert!(text.contains(&emu.info().client_id), "{text}");
+    }
+
     #[test]
     fn a_configuration_is_read_in_either_case_and_checked() {
         let cfg = EmulatorConfig::from_json(
