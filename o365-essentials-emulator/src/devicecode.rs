@@ -498,8 +498,9 @@ fn delegated_token(
     )
 }
 
+/// Read with [`crate::input::read`]: `userCode` (as documented) or `user_code`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct ApproveBody {
     /// The user code shown to the user (any case, dashes ignored).
     user_code: String,
@@ -518,7 +519,7 @@ pub(crate) async fn approve(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     let body = read_json(&headers, body, 64 * 1024).await?;
-    let b: ApproveBody = serde_json::from_value(Value::Object(body)).map_err(|e| {
+    let b: ApproveBody = crate::input::read(Value::Object(body)).map_err(|e| {
         GraphError::bad_request("BadRequest", format!("Invalid admin request: {e}"))
     })?;
     let wanted: String = b
