@@ -10,3 +10,9 @@ pub use o365_essentials_core::*;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeExample;
+
+/// docs/EMULATOR.md's Rust example, run with the doctests (tests/it/docs.rs runs its
+/// other examples).
+#[cfg(doctest)]
+#[doc = include_str!("../docs/EMULATOR.md")]
+struct EmulatorGuideExample;

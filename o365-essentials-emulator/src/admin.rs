@@ -14,10 +14,15 @@ use crate::config::{FaultRule, LatencyConfig, Seed};
 use crate::ctx::{GraphError, json_response, no_content, read_json};
 use crate::state::{Emu, hash_password};
 
+/// An admin body, field names in either case (`time_scale` or `timeScale`).
 fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, GraphError> {
-    serde_json::from_value(v)
+    crate::input::read(v)
         .map_err(|e| GraphError::bad_request("BadRequest", format!("Invalid admin request: {e}")))
 }
+
+/// The sections of a seed. `POST /_emulator/seed` adds exactly what it names: a section
+/// left out adds nothing (in the configuration, a section left out keeps its default).
+const SEED_SECTIONS: [&str; 5] = ["users", "skus", "domains", "devices", "role_groups"];
 
 /// `GET /_emulator/state`: users (without passwords), deleted users, SKUs, domains, roles.
 pub(crate) async fn state(State(emu): State<Arc<Emu>>) -> Response<Body> {
@@ -65,17 +70,26 @@ pub(crate) async fn stats(State(emu): State<Arc<Emu>>) -> Response<Body> {
     json_response(StatusCode::OK, &emu.stats.snapshot())
 }
 
-/// `POST /_emulator/seed`: adds users, SKUs and domains.
+/// `POST /_emulator/seed`: adds users, SKUs, domains, role groups and devices, all or
+/// nothing; answers `{"userIds": [...]}` in the order of `users`.
 pub(crate) async fn seed(
     State(emu): State<Arc<Emu>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     let body = read_json(&headers, body, emu.cfg.max_body_bytes).await?;
-    let seed: Seed = from_value(Value::Object(body))?;
-    let ids = emu
-        .apply_seed(&seed)
-        .map_err(|e| GraphError::bad_request("BadRequest", e))?;
+    let seed_error =
+        |e: String| GraphError::bad_request("BadRequest", format!("Invalid seed: {e}"));
+    let shape_error = |e: String| seed_error(crate::input::camel_fields(&e, true));
+    let mut body = crate::input::snake_keys(Value::Object(body), "")
+        .map_err(|e| seed_error(crate::input::camel_fields(&e, false)))?;
+    if let Value::Object(m) = &mut body {
+        for section in SEED_SECTIONS {
+            m.entry(section).or_insert_with(|| json!([]));
+        }
+    }
+    let seed: Seed = crate::input::read(body).map_err(shape_error)?;
+    let ids = emu.apply_seed(&seed).map_err(seed_error)?;
     Ok(json_response(StatusCode::OK, &json!({"userIds": ids})))
 }
 

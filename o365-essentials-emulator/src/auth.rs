@@ -333,6 +333,9 @@ pub(crate) async fn token_endpoint(
         Some(crate::devicecode::GRANT_TYPE) => {
             return crate::devicecode::poll(&emu, &tenant, &form);
         }
+        Some("password") => {
+            return crate::devicecode::password_grant(&emu, &tenant, &form);
+        }
         Some(other) => {
             return aad_error(
                 StatusCode::BAD_REQUEST,

@@ -46,8 +46,8 @@ impl Default for TenantConfig {
     }
 }
 
-/// An app registration allowed to get tokens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An app registration allowed to get tokens. Its `Debug` leaves the secret out.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
     /// Application (client) id.
@@ -208,8 +208,8 @@ pub struct DnsConfig {
     pub verify_without_dns: bool,
 }
 
-/// A user to seed.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// A user to seed. Its `Debug` leaves the password out.
+#[derive(Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct SeedUser {
     /// Id; generated when empty.
@@ -267,7 +267,12 @@ pub struct SeedDomain {
     pub verified: bool,
 }
 
-/// Initial tenant content.
+/// Tenant content: the configuration's `seed` (a section left out keeps its default)
+/// or the body of `POST /_emulator/seed` (a section left out adds nothing). In JSON the
+/// fields are documented in camelCase (`userPrincipalName`, `roleGroups`), as the state
+/// dump names them; snake_case is accepted too. A seed is checked whole before any of
+/// it is applied, and refuses what the tenant already has rather than duplicating it
+/// (docs/EMULATOR.md, "The seed").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Seed {
@@ -481,7 +486,8 @@ impl PublicUrls {
     }
 }
 
-/// The whole configuration.
+/// The whole configuration. [`EmulatorConfig::from_json`] reads it from a file's text
+/// (snake_case field names, camelCase accepted too) and checks it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmulatorConfig {
@@ -548,6 +554,119 @@ impl Default for IdentityConfig {
 }
 
 impl EmulatorConfig {
+    /// Reads a configuration from JSON (the binary's `--config FILE`). Field names may be
+    /// snake_case (`token_lifetime_secs`, as documented) or camelCase
+    /// (`tokenLifetimeSecs`, `userPrincipalName` in the seed); fields left out keep their
+    /// defaults, so `{}` is valid. The values are checked as well as their types.
+    ///
+    /// # Errors
+    /// A message naming the field (`seed.users[0].user_principal_name: ...`) and what to
+    /// write instead.
+    pub fn from_json(text: &str) -> Result<EmulatorConfig, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        if !v.is_object() {
+            return Err("the configuration is one JSON object ({} for the defaults)".into());
+        }
+        let cfg: EmulatorConfig = crate::input::read(v)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the values the types cannot: positive windows and lifetimes,
+    /// probabilities between 0 and 1, GUIDs where Microsoft 365 wants GUIDs, at least one
+    /// app. The seed is checked when the emulator starts (it needs the tenant).
+    ///
+    /// # Errors
+    /// A message naming the field and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        let guid = |field: &str, v: &str| {
+            if uuid::Uuid::try_parse(v).is_ok() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{field}: `{v}` is not a GUID (write it as 8-4-4-4-12 hexadecimal digits)"
+                ))
+            }
+        };
+        let positive = |field: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{field}: {v} must be a positive number"))
+            }
+        };
+        guid("tenant.id", &self.tenant.id)?;
+        let domain = &self.tenant.initial_domain;
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+            return Err(format!(
+                "tenant.initial_domain: `{domain}` is not a domain name (e.g. contoso.onmicrosoft.com)"
+            ));
+        }
+        if self.apps.is_empty() {
+            return Err(
+                "apps: the configuration needs at least one app registration (leave `apps` out for the default one)"
+                    .into(),
+            );
+        }
+        for (i, a) in self.apps.iter().enumerate() {
+            if a.client_id.trim().is_empty() {
+                return Err(format!(
+                    "apps[{i}].client_id: empty; give the app's client id (a GUID)"
+                ));
+            }
+            if a.client_secret.is_none() && a.certificates.is_empty() {
+                return Err(format!(
+                    "apps[{i}]: neither client_secret nor certificates; the app could never get a token"
+                ));
+            }
+        }
+        if self.token_lifetime_secs == 0 {
+            return Err(
+                "token_lifetime_secs: must be at least 1 (3599 like the real service)".into(),
+            );
+        }
+        positive("throttling.time_scale", self.throttling.time_scale)?;
+        positive(
+            "throttling.app_tenant_write_window_secs",
+            self.throttling.app_tenant_write_window_secs,
+        )?;
+        positive(
+            "throttling.tenant_write_window_secs",
+            self.throttling.tenant_write_window_secs,
+        )?;
+        positive(
+            "throttling.resource_unit_window_secs",
+            self.throttling.resource_unit_window_secs,
+        )?;
+        for (i, f) in self.faults.iter().enumerate() {
+            if !(0.0..=1.0).contains(&f.probability) {
+                return Err(format!(
+                    "faults[{i}].probability: {} is not between 0 and 1",
+                    f.probability
+                ));
+            }
+        }
+        if self.max_body_bytes == 0 {
+            return Err("max_body_bytes: must be at least 1 (Graph takes 4194304)".into());
+        }
+        if self.delta_retention_changes == 0 {
+            return Err("delta_retention_changes: must be at least 1".into());
+        }
+        positive("exchange.window_secs", self.exchange.window_secs)?;
+        positive("sharepoint.window_secs", self.sharepoint.window_secs)?;
+        if self.identity.device_code_interval_secs == 0 {
+            return Err(
+                "identity.device_code_interval_secs: must be at least 1 (5 like the real service)"
+                    .into(),
+            );
+        }
+        for (i, c) in self.identity.public_clients.iter().enumerate() {
+            guid(&format!("identity.public_clients[{i}]"), c)?;
+        }
+        Ok(())
+    }
+
     /// The SharePoint host label: `sharepoint.host_label`, else the first label of the
     /// initial domain (`contoso` of `contoso.onmicrosoft.com`), in lower case.
     pub fn sharepoint_label(&self) -> String {
@@ -583,5 +702,102 @@ impl Default for EmulatorConfig {
             sharepoint: SharePointConfig::default(),
             identity: IdentityConfig::default(),
         }
+    }
+}
+
+/// `Some(<redacted>)` or `None`: whether a secret is set, never the secret.
+fn redacted(v: &Option<String>) -> Option<&'static str> {
+    v.as_ref().map(|_| "<redacted>")
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("client_id", &self.client_id)
+            .field("display_name", &self.display_name)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("certificates", &self.certificates.len())
+            .field("permissions", &self.permissions)
+            .field("directory_roles", &self.directory_roles)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SeedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedUser")
+            .field("id", &self.id)
+            .field("user_principal_name", &self.user_principal_name)
+            .field("display_name", &self.display_name)
+            .field("mail_nickname", &self.mail_nickname)
+            .field("given_name", &self.given_name)
+            .field("surname", &self.surname)
+            .field("mail", &self.mail)
+            .field("account_enabled", &self.account_enabled)
+            .field("usage_location", &self.usage_location)
+            .field("on_premises_immutable_id", &self.on_premises_immutable_id)
+            .field("proxy_addresses", &self.proxy_addresses)
+            .field("password", &redacted(&self.password))
+            .field("roles", &self.roles)
+            .field("eligible_roles", &self.eligible_roles)
+            .field("licences", &self.licences)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_no_secret_or_password() {
+        let cfg = EmulatorConfig::default();
+        let text = format!("{cfg:?}");
+        assert!(
+            !text.contains("emulator-secret-do-not-use-in-production"),
+            "{text}"
+        );
+        assert!(!text.contains("Admin-Passw0rd!"), "{text}");
+        assert!(
+            text.contains("client_secret: Some(\"<redacted>\")"),
+            "{text}"
+        );
+        assert!(text.contains("password: Some(\"<redacted>\")"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_running_emulators_debug_shows_no_secret() {
+        let emu = crate::Emulator::start(EmulatorConfig::default())
+            .await
+            .unwrap();
+        let text = format!("{:?} {emu:?}", emu.info());
+        assert!(
+            !text.contains("emulator-secret-do-not-use-in-production"),
+            "{text}"
+        );
+        assert!(text.contains(&emu.info().client_id), "{text}");
+    }
+
+    #[test]
+    fn a_configuration_is_read_in_either_case_and_checked() {
+        let cfg = EmulatorConfig::from_json(
+            r#"{"tokenLifetimeSecs": 60, "seed": {"users": [], "role_groups": []}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.token_lifetime_secs, 60);
+        assert!(cfg.seed.users.is_empty());
+        assert_eq!(
+            cfg.seed.skus.len(),
+            2,
+            "a seed section left out keeps its default"
+        );
+        let e =
+            EmulatorConfig::from_json(r#"{"identity": {"public_clients": ["cli"]}}"#).unwrap_err();
+        assert!(
+            e.starts_with("identity.public_clients[0]: `cli` is not a GUID"),
+            "{e}"
+        );
+        let e = EmulatorConfig::from_json(r#"{"exchange": {"window_secs": -1}}"#).unwrap_err();
+        assert!(e.starts_with("exchange.window_secs"), "{e}");
     }
 }

@@ -334,6 +334,95 @@ pub(crate) fn poll(emu: &Emu, tenant: &str, form: &HashMap<String, String>) -> R
     }
 }
 
+/// The resource owner password credentials grant (`grant_type=password`): a configured
+/// public client sends a user's `username` (UPN) and `password` and gets the user's
+/// token, as the device code flow would give it, or Entra's `invalid_grant` answer
+/// (`AADSTS50034` no such user, `AADSTS50126` wrong password, `AADSTS50057` disabled,
+/// `AADSTS50055` the password must be changed first). What a test needs to prove a
+/// password works, the way a client of a real tenant would.
+pub(crate) fn password_grant(
+    emu: &Emu,
+    tenant: &str,
+    form: &HashMap<String, String>,
+) -> Response<Body> {
+    let missing = |name: &str| {
+        aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            &format!("The request body must contain the following parameter: '{name}'."),
+        )
+    };
+    let Some(client_id) = form.get("client_id").filter(|c| !c.is_empty()) else {
+        return missing("client_id");
+    };
+    if !emu
+        .cfg
+        .identity
+        .public_clients
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(client_id))
+    {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}', or is not a public client.",
+                emu.cfg.tenant.display_name
+            ),
+        );
+    }
+    let Some(username) = form.get("username").filter(|c| !c.is_empty()) else {
+        return missing("username");
+    };
+    let Some(password) = form.get("password") else {
+        return missing("password");
+    };
+    let scopes = match graph_scopes(emu, form.get("scope").map(String::as_str).unwrap_or("")) {
+        Ok(s) => s,
+        Err(msg) => return aad_error(StatusCode::BAD_REQUEST, "invalid_scope", 70011, &msg),
+    };
+    emu.stats.count("password_grant");
+    let d = emu.dir();
+    let invalid_grant =
+        |code: u32, text: &str| aad_error(StatusCode::BAD_REQUEST, "invalid_grant", code, text);
+    let Some(user) = d
+        .users
+        .values()
+        .find(|u| u.user_principal_name.eq_ignore_ascii_case(username))
+        .cloned()
+    else {
+        return invalid_grant(
+            50034,
+            &format!(
+                "The user account {{EUII Hidden}} does not exist in the {} directory. To sign into this application, the account must be added to the directory.",
+                emu.cfg.tenant.id
+            ),
+        );
+    };
+    if user.password_hash.as_deref() != Some(crate::state::hash_password(password).as_slice()) {
+        return invalid_grant(
+            50126,
+            "Error validating credentials due to invalid username or password.",
+        );
+    }
+    if !user.account_enabled {
+        return invalid_grant(50057, "The user account is disabled.");
+    }
+    if user.force_change_password {
+        return invalid_grant(50055, "The password is expired.");
+    }
+    let wids: Vec<String> = d
+        .roles
+        .iter()
+        .filter(|r| r.members.contains(&user.id))
+        .map(|r| r.template_id.clone())
+        .collect();
+    drop(d);
+    delegated_token(emu, tenant, client_id, &user, &scopes, wids, form)
+}
+
 fn delegated_token(
     emu: &Emu,
     tenant: &str,
@@ -409,8 +498,9 @@ fn delegated_token(
     )
 }
 
+/// Read with [`crate::input::read`]: `userCode` (as documented) or `user_code`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct ApproveBody {
     /// The user code shown to the user (any case, dashes ignored).
     user_code: String,
@@ -429,7 +519,7 @@ pub(crate) async fn approve(
     body: Body,
 ) -> Result<Response<Body>, GraphError> {
     let body = read_json(&headers, body, 64 * 1024).await?;
-    let b: ApproveBody = serde_json::from_value(Value::Object(body)).map_err(|e| {
+    let b: ApproveBody = crate::input::read(Value::Object(body)).map_err(|e| {
         GraphError::bad_request("BadRequest", format!("Invalid admin request: {e}"))
     })?;
     let wanted: String = b

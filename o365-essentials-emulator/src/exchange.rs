@@ -413,7 +413,7 @@ fn primary_smtp(u: &User) -> String {
 }
 
 /// A mailbox by any of its identities.
-fn find_recipient<'d>(d: &'d Directory, identity: &str) -> Option<&'d User> {
+pub(crate) fn find_recipient<'d>(d: &'d Directory, identity: &str) -> Option<&'d User> {
     let id = identity.trim();
     let id = id
         .strip_prefix("smtp:")

@@ -38,6 +38,7 @@ mod dns;
 mod domains;
 mod edge;
 mod exchange;
+mod input;
 mod odata;
 mod org;
 mod roles;
@@ -67,8 +68,9 @@ impl std::fmt::Display for EmulatorError {
 
 impl std::error::Error for EmulatorError {}
 
-/// Where a running emulator answers, and the credentials of its first app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a running emulator answers, and the credentials of its first app. Its `Debug`
+/// leaves the secret out (the JSON line the binary prints carries it, for the client).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmulatorInfo {
     /// Identity platform base (`{login_url}/{tenant}/oauth2/v2.0/token`).
     pub login_url: String,
@@ -95,6 +97,27 @@ pub struct EmulatorInfo {
     /// Microsoft's host names resolved to `listen`); see [`PublicUrls`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public: Option<PublicUrls>,
+}
+
+impl std::fmt::Debug for EmulatorInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorInfo")
+            .field("login_url", &self.login_url)
+            .field("graph_url", &self.graph_url)
+            .field("exchange_url", &self.exchange_url)
+            .field("sharepoint_url", &self.sharepoint_url)
+            .field("admin_url", &self.admin_url)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ca_file", &self.ca_file)
+            .field("listen", &self.listen)
+            .field("public", &self.public)
+            .finish()
+    }
 }
 
 /// A running emulator; dropping it stops it.
@@ -611,11 +634,7 @@ impl Emulator {
                 "the emulator listens on loopback addresses only (127.0.0.0/8 or ::1), not {addr}"
             )));
         }
-        if config.apps.is_empty() {
-            return Err(EmulatorError(
-                "the configuration needs at least one app registration".into(),
-            ));
-        }
+        config.validate().map_err(EmulatorError)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| EmulatorError(format!("cannot listen on {addr}: {e}")))?;

@@ -14,15 +14,16 @@ use o365_essentials_emulator::{EmulatorConfig, PublicUrls};
 
 const HELP: &str = "\
 o365-essentials-emulator: an offline Microsoft 365 (identity platform, Graph v1.0,
-Exchange admin API, SharePoint REST) for tests and demos.
+Exchange admin API, SharePoint REST) for tests and demos. The tenant lives in memory
+and is gone when the process ends. The full guide: docs/EMULATOR.md.
 
 usage: o365-essentials-emulator [OPTIONS]
 
 Options:
   --listen ADDR:PORT     Address to listen on; loopback only (127.0.0.0/8 or [::1]).
                          Default 127.0.0.1:0 (a free port, printed on start).
-  --config FILE          The configuration (JSON; see docs/EMULATOR.md). Options given
-                         here override its fields.
+  --config FILE          The configuration: one JSON object (format below). Options
+                         given here override its fields.
   --tls                  Serve HTTPS. Without --tls-cert, with a certificate generated
                          on start, signed by a CA made for this instance; the
                          certificate covers localhost, 127.0.0.1, the listen address and
@@ -45,9 +46,80 @@ Options:
                          certificate then covers these names) and trust the CA.
   -h, --help             This help.
 
-Prints one JSON line on stdout: login_url, graph_url, exchange_url, sharepoint_url,
-admin_url (the listen address's), tenant_id, client_id, client_secret, ca_file,
-listen, and public (the public URLs, when set). Stops on SIGTERM or Ctrl-C.
+On start it prints one JSON line on stdout: login_url, graph_url, exchange_url,
+sharepoint_url, admin_url (the listen address's), tenant_id, client_id, client_secret,
+ca_file, listen, and public (the public URLs, when set); then it serves until SIGTERM
+or Ctrl-C. Bad arguments or an invalid configuration file exit with status 2; a
+failed start (the address taken, a seed that does not apply) with 1.
+
+Configuration file (--config): every field is optional, {} is the defaults, unknown
+fields are refused with the field's name. Names are snake_case as below; camelCase
+(tokenLifetimeSecs) is accepted too.
+  tenant        {id (GUID), display_name, initial_domain, country, size:
+                 small|medium|large}                  default Contoso, contoso.onmicrosoft.com
+  apps          [{client_id, display_name, client_secret, certificates: [PEM],
+                  permissions: [..], directory_roles: [..]}]   default: one app with a
+                 secret and every permission the product needs
+  token_lifetime_secs   default 3599
+  throttling    {enabled, time_scale, app_tenant_writes, app_tenant_write_window_secs,
+                 tenant_writes, tenant_write_window_secs, resource_units,
+                 resource_unit_window_secs}           default on, Microsoft's budgets
+  latency       {read, write, token, write_response: {fixed_ms, jitter_ms}}  default 0
+  faults        [{path (* wildcards), method, probability (0-1), limit,
+                  kind: status|reset|lost_response|delay, status, ms}]  default none
+  random_seed   seed of faults, jitter and $batch order (a number)
+  dns           {server: \"127.0.0.1:53\", verify_without_dns}
+  tls           {enabled, ca_file, cert_file, key_file}  (as the options above)
+  public        {login_url, graph_url, exchange_url, sharepoint_url}
+  seed          the tenant's first content (below); a section left out keeps its
+                default (the admin user and two SKUs)
+  max_body_bytes        largest request body, default 4194304 (Graph's 4 MiB)
+  delta_retention_changes   delta tokens older than this many changes expire (100000)
+  exchange      {wipe_ack_delay_ms, requests_per_window, window_secs}
+  sharepoint    {drive_delay_ms, host_label, resource_units, window_secs}
+  identity      {public_clients: [GUID], device_code_interval_secs,
+                 device_code_expires_secs, app_replication_delay_ms}
+
+Seed (the configuration's seed, or POST {admin_url}/seed while running): one JSON
+object with any of these sections. Names are camelCase, as GET {admin_url}/state
+answers (snake_case is accepted too). POST /seed adds exactly what it names, all or
+nothing: a seed with any error answers 400 listing every field at fault and changes
+nothing; something the tenant already has (a UPN, SKU, domain, role group, device id)
+is an error, never a duplicate.
+  users       [{userPrincipalName (required), displayName, id (GUID), mailNickname,
+                givenName, surname, mail, accountEnabled, usageLocation (GB),
+                onPremisesImmutableId, proxyAddresses: [..], password,
+                roles: [role names], eligibleRoles: [..], licences: [skuPartNumber]}]
+  skus        [{skuId (GUID), skuPartNumber, enabled (seats)}]
+  domains     [{name, verified}]
+  roleGroups  [{displayName, members: [UPN or earlier group], roles: [..]}]
+  devices     [{user (UPN), deviceId, model, deviceType, os, friendlyName,
+                pendingDiscovery}]
+The answer is {\"userIds\": [...]}, in the order of users.
+
+Passwords (seeded, or set through Graph) are stored hashed and never shown, not even
+in the state. To check one:
+  POST {admin_url}/users/{UPN or id}/check-password {\"password\": \"...\"}
+  answers {\"matches\": true|false, \"forceChangePasswordNextSignIn\": ...}.
+Or as a client of a real tenant would: the token endpoint's grant_type=password
+(client_id one of identity.public_clients, username, password, scope) answers the
+user's token, or invalid_grant with AADSTS50126 for a wrong password.
+
+Example:
+  $ cat emulator.json
+  {\"tenant\": {\"display_name\": \"Fabrikam\", \"initial_domain\": \"fabrikam.onmicrosoft.com\"},
+   \"throttling\": {\"enabled\": false},
+   \"seed\": {\"users\": [{\"userPrincipalName\": \"admin@fabrikam.onmicrosoft.com\",
+      \"displayName\": \"Admin\", \"password\": \"Admin-Passw0rd!\",
+      \"roles\": [\"Global Administrator\"]}]}}
+  $ o365-essentials-emulator --config emulator.json --listen 127.0.0.1:8080
+  {\"login_url\":\"http://127.0.0.1:8080\",\"graph_url\":\"http://127.0.0.1:8080/v1.0\",...}
+  $ curl -s -X POST http://127.0.0.1:8080/_emulator/seed -H 'Content-Type: application/json' \\
+      -d '{\"users\": [{\"userPrincipalName\": \"ava@fabrikam.onmicrosoft.com\",
+           \"displayName\": \"Ava Adams\", \"usageLocation\": \"GB\",
+           \"licences\": [\"O365_BUSINESS_PREMIUM\"]}]}'
+  {\"userIds\":[\"...\"]}
+  $ curl -s http://127.0.0.1:8080/_emulator/state
 ";
 
 const USAGE: &str = "usage: o365-essentials-emulator [--listen 127.0.0.1:PORT] [--config FILE] [--tls] [--tls-cert FILE --tls-key FILE] [--ca-file FILE] [--public-base-url URL | --microsoft-hosts] (--help for more)";
@@ -84,8 +156,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
                 let path = value(&mut args, "--config", "a file")?;
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| format!("--config: cannot read {path}: {e}"))?;
-                config = serde_json::from_str(&text)
-                    .map_err(|e| format!("--config: {path} is not a valid configuration: {e}"))?;
+                config = EmulatorConfig::from_json(&text).map_err(|e| {
+                    format!(
+                        "--config: {path} is not a valid configuration: {e}\n(see --help for the format)"
+                    )
+                })?;
             }
             "--tls" => tls = true,
             "--tls-cert" => cert = Some(value(&mut args, "--tls-cert", "a PEM file")?),

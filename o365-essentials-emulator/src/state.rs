@@ -527,13 +527,38 @@ impl Emu {
             });
         }
         drop(d);
-        self.apply_seed(&self.cfg.seed.clone())?;
+        self.apply_seed(&self.cfg.seed.clone())
+            .map_err(|e| format!("seed (of the configuration): {e}"))?;
         Ok(())
     }
 
-    /// Adds a seed's domains, SKUs and users (with their roles); returns the user ids.
+    /// Adds a seed's domains, SKUs, users (with their roles), role groups and devices;
+    /// returns the user ids. Atomic: the whole seed is checked first ([`check_seed`]),
+    /// and should applying it fail all the same, what it added is taken back.
     pub(crate) fn apply_seed(&self, seed: &crate::config::Seed) -> Result<Vec<String>, String> {
         let mut d = self.dir();
+        check_seed(&d, seed)?;
+        let mark = SeedMark::take(&d);
+        match self.apply_checked_seed(&mut d, seed) {
+            Ok(ids) => {
+                let retention = self.cfg.delta_retention_changes;
+                for id in &ids {
+                    d.touch(id, retention);
+                }
+                Ok(ids)
+            }
+            Err(e) => {
+                mark.restore(&mut d);
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_checked_seed(
+        &self,
+        d: &mut Directory,
+        seed: &crate::config::Seed,
+    ) -> Result<Vec<String>, String> {
         for sd in &seed.domains {
             let code = self.verification_code();
             d.domains.insert(
@@ -559,19 +584,9 @@ impl Emu {
                 enabled: s.enabled,
             });
         }
-        let retention = self.cfg.delta_retention_changes;
         let mut ids = Vec::new();
-        // Names taken, read once: seeding a large tenant stays linear.
-        let mut taken: std::collections::HashSet<String> = d
-            .users
-            .values()
-            .map(|u| u.user_principal_name.to_lowercase())
-            .collect();
         for su in &seed.users {
-            if !taken.insert(su.user_principal_name.to_lowercase()) {
-                return Err(format!("seed user {} exists twice", su.user_principal_name));
-            }
-            let u = self.seed_user(su, &d)?;
+            let u = self.seed_user(su, d)?;
             let id = u.id.clone();
             for role in &su.roles {
                 let r = d
@@ -590,7 +605,6 @@ impl Emu {
                 r.eligible.push(id.clone());
             }
             d.users.insert(id.clone(), u);
-            d.touch(&id, retention);
             ids.push(id);
         }
         for g in &seed.role_groups {
@@ -624,7 +638,7 @@ impl Emu {
                 members,
             });
         }
-        crate::exchange::seed_devices(&mut d, &seed.devices)?;
+        crate::exchange::seed_devices(d, &seed.devices)?;
         Ok(ids)
     }
 
@@ -791,5 +805,350 @@ impl Emu {
     /// Graph's versioned root as clients name it (`https://graph.microsoft.com/v1.0`).
     pub(crate) fn graph_root(&self) -> String {
         format!("{}/v1.0", self.urls.graph)
+    }
+}
+
+/// What a seed may add to, measured before it is applied, to take a failed seed back.
+struct SeedMark {
+    skus: usize,
+    role_groups: usize,
+    devices: usize,
+    users: std::collections::BTreeSet<String>,
+    domains: std::collections::BTreeSet<String>,
+    /// (members, eligible, groups) of each role.
+    roles: Vec<(usize, usize, usize)>,
+}
+
+impl SeedMark {
+    fn take(d: &Directory) -> SeedMark {
+        SeedMark {
+            skus: d.skus.len(),
+            role_groups: d.role_groups.len(),
+            devices: d.exo.devices.len(),
+            users: d.users.keys().cloned().collect(),
+            domains: d.domains.keys().cloned().collect(),
+            roles: d
+                .roles
+                .iter()
+                .map(|r| (r.members.len(), r.eligible.len(), r.groups.len()))
+                .collect(),
+        }
+    }
+
+    fn restore(self, d: &mut Directory) {
+        d.skus.truncate(self.skus);
+        d.role_groups.truncate(self.role_groups);
+        d.exo.devices.truncate(self.devices);
+        d.users.retain(|k, _| self.users.contains(k));
+        d.domains.retain(|k, _| self.domains.contains(k));
+        for (r, (m, e, g)) in d.roles.iter_mut().zip(self.roles) {
+            r.members.truncate(m);
+            r.eligible.truncate(e);
+            r.groups.truncate(g);
+        }
+    }
+}
+
+/// The problems of a seed, checked against the tenant before anything is applied: every
+/// field that is malformed, names something unknown, or would add something the tenant
+/// (or the seed itself) already has. Seeding adds; it never replaces or duplicates.
+/// Fields are named as the seed documents them (camelCase), e.g.
+/// `users[2].licences[0]: no SKU `SPE_E5` ...`.
+///
+/// # Errors
+/// Every problem found (at most 20), one per line.
+pub(crate) fn check_seed(d: &Directory, seed: &crate::config::Seed) -> Result<(), String> {
+    use std::collections::HashSet;
+    let mut bad: Vec<String> = Vec::new();
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let known_role = |name: &str| d.roles.iter().any(|r| eq(&r.display_name, name));
+    let role_hint = || {
+        let mut names: Vec<&str> = d.roles.iter().map(|r| r.display_name.as_str()).collect();
+        names.sort_unstable();
+        names.join(", ")
+    };
+    let is_guid = |v: &str| uuid::Uuid::try_parse(v).is_ok();
+    let dup_in = |list: &[String], field: &str, bad: &mut Vec<String>| {
+        let mut seen = HashSet::new();
+        for (j, x) in list.iter().enumerate() {
+            if !seen.insert(x.to_ascii_lowercase()) {
+                bad.push(format!("{field}[{j}]: `{x}` is listed twice; list it once"));
+            }
+        }
+    };
+
+    // Domains.
+    let mut domains = HashSet::new();
+    for (i, sd) in seed.domains.iter().enumerate() {
+        let f = format!("domains[{i}].name");
+        let name = sd.name.to_ascii_lowercase();
+        let well_formed = name.contains('.')
+            && !name.starts_with('.')
+            && !name.ends_with('.')
+            && !name.contains("..")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !well_formed {
+            bad.push(format!(
+                "{f}: `{}` is not a domain name (letters, digits, hyphens and dots, e.g. fabrikam.com)",
+                sd.name
+            ));
+        } else if d.domains.contains_key(&name) {
+            bad.push(format!(
+                "{f}: the tenant already has the domain {name}; leave it out (seeding adds, it does not replace)"
+            ));
+        } else if !domains.insert(name.clone()) {
+            bad.push(format!("{f}: {name} is seeded twice; seed it once"));
+        }
+    }
+
+    // SKUs.
+    let mut sku_ids = HashSet::new();
+    let mut sku_parts = HashSet::new();
+    for (i, s) in seed.skus.iter().enumerate() {
+        let id = s.sku_id.to_ascii_lowercase();
+        if !is_guid(&id) {
+            bad.push(format!(
+                "skus[{i}].skuId: `{}` is not a GUID (Microsoft's SKU ids are, e.g. 06ebc4ee-1bb5-47dd-8120-11324bc54e06 for SPE_E5)",
+                s.sku_id
+            ));
+        } else if let Some(x) = d.skus.iter().find(|x| eq(&x.sku_id, &id)) {
+            bad.push(format!(
+                "skus[{i}].skuId: the tenant already has SKU {id} ({}); leave it out (seeding adds, it does not replace)",
+                x.part_number
+            ));
+        } else if !sku_ids.insert(id.clone()) {
+            bad.push(format!(
+                "skus[{i}].skuId: {id} is seeded twice; seed it once"
+            ));
+        }
+        let part = s.sku_part_number.trim();
+        if part.is_empty() {
+            bad.push(format!(
+                "skus[{i}].skuPartNumber: empty; give the SKU's part number (e.g. SPE_E5), which users' licences name"
+            ));
+        } else if d.skus.iter().any(|x| eq(&x.part_number, part)) {
+            bad.push(format!(
+                "skus[{i}].skuPartNumber: the tenant already has a SKU {part}; leave it out, or give the new SKU another part number"
+            ));
+        } else if !sku_parts.insert(part.to_ascii_lowercase()) {
+            bad.push(format!(
+                "skus[{i}].skuPartNumber: {part} is seeded twice; seed it once"
+            ));
+        }
+    }
+    let known_sku = |part: &str| {
+        d.skus.iter().any(|x| eq(&x.part_number, part))
+            || seed.skus.iter().any(|x| eq(&x.sku_part_number, part))
+    };
+
+    // Users. Names taken, read once: seeding a large tenant stays linear.
+    let taken: HashSet<String> = d
+        .users
+        .values()
+        .chain(d.deleted.values())
+        .map(|u| u.user_principal_name.to_ascii_lowercase())
+        .collect();
+    let mut upns = HashSet::new();
+    let mut ids = HashSet::new();
+    for (i, su) in seed.users.iter().enumerate() {
+        let upn = su.user_principal_name.as_str();
+        let f = format!("users[{i}].userPrincipalName");
+        let well_formed = match upn.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.contains('@')
+                    && !upn.chars().any(char::is_whitespace)
+            }
+            None => false,
+        };
+        if upn.is_empty() {
+            bad.push(format!(
+                "{f}: missing; every user needs one (alias@domain, e.g. ava@contoso.onmicrosoft.com)"
+            ));
+        } else if !well_formed {
+            bad.push(format!(
+                "{f}: `{upn}` is not alias@domain (e.g. ava@contoso.onmicrosoft.com)"
+            ));
+        } else if taken.contains(&upn.to_ascii_lowercase()) {
+            bad.push(format!(
+                "{f}: the tenant already has a user {upn}; leave it out or pick another name"
+            ));
+        } else if !upns.insert(upn.to_ascii_lowercase()) {
+            bad.push(format!("{f}: {upn} is seeded twice; seed it once"));
+        }
+        if let Some(id) = &su.id {
+            let f = format!("users[{i}].id");
+            if !is_guid(id) {
+                bad.push(format!(
+                    "{f}: `{id}` is not a GUID; leave it out to have one generated"
+                ));
+            } else if d.users.contains_key(id)
+                || d.deleted.contains_key(id)
+                || d.users.keys().chain(d.deleted.keys()).any(|k| eq(k, id))
+            {
+                bad.push(format!(
+                    "{f}: the tenant already has an object {id}; leave it out to have one generated"
+                ));
+            } else if !ids.insert(id.to_ascii_lowercase()) {
+                bad.push(format!("{f}: {id} is given to two users"));
+            }
+        }
+        if su
+            .mail_nickname
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            bad.push(format!(
+                "users[{i}].mailNickname: empty; leave it out to take the UPN's alias"
+            ));
+        }
+        if let Some(loc) = &su.usage_location
+            && !(loc.len() == 2 && loc.chars().all(|c| c.is_ascii_alphabetic()))
+        {
+            bad.push(format!(
+                "users[{i}].usageLocation: `{loc}` is not a two-letter country code (ISO 3166-1, e.g. GB)"
+            ));
+        }
+        for (field, list) in [("roles", &su.roles), ("eligibleRoles", &su.eligible_roles)] {
+            let f = format!("users[{i}].{field}");
+            for (j, role) in list.iter().enumerate() {
+                if !known_role(role) {
+                    bad.push(format!(
+                        "{f}[{j}]: no directory role `{role}`; use one of {}",
+                        role_hint()
+                    ));
+                }
+            }
+            dup_in(list, &f, &mut bad);
+        }
+        for (j, part) in su.licences.iter().enumerate() {
+            if !known_sku(part) {
+                let mut parts: Vec<&str> = d
+                    .skus
+                    .iter()
+                    .map(|x| x.part_number.as_str())
+                    .chain(seed.skus.iter().map(|x| x.sku_part_number.as_str()))
+                    .collect();
+                parts.sort_unstable();
+                bad.push(format!(
+                    "users[{i}].licences[{j}]: no SKU `{part}` (licences name a SKU's skuPartNumber); use one of {} or seed it under skus",
+                    if parts.is_empty() { "none yet".to_string() } else { parts.join(", ") }
+                ));
+            }
+        }
+        dup_in(&su.licences, &format!("users[{i}].licences"), &mut bad);
+    }
+    let seeded_user = |name: &str| {
+        let name = name.trim();
+        let name = name
+            .strip_prefix("smtp:")
+            .or_else(|| name.strip_prefix("SMTP:"))
+            .unwrap_or(name);
+        seed.users.iter().any(|u| {
+            let alias = u.mail_nickname.clone().unwrap_or_else(|| {
+                u.user_principal_name
+                    .split('@')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            });
+            eq(&u.user_principal_name, name)
+                || u.id.as_deref().is_some_and(|id| eq(id, name))
+                || eq(&alias, name)
+                || u.mail.as_deref().is_some_and(|m| eq(m, name))
+                || u.proxy_addresses
+                    .iter()
+                    .any(|p| p.split_once(':').is_some_and(|(_, a)| eq(a, name)))
+        })
+    };
+
+    // Role groups.
+    let mut groups: Vec<String> = Vec::new();
+    for (i, g) in seed.role_groups.iter().enumerate() {
+        let name = g.display_name.trim();
+        if name.is_empty() {
+            bad.push(format!(
+                "roleGroups[{i}].displayName: missing; every role group needs a name"
+            ));
+        } else if d.role_groups.iter().any(|x| eq(&x.display_name, name)) {
+            bad.push(format!(
+                "roleGroups[{i}].displayName: the tenant already has a role group {name}; leave it out or pick another name"
+            ));
+        } else if groups.iter().any(|x| eq(x, name)) {
+            bad.push(format!(
+                "roleGroups[{i}].displayName: {name} is seeded twice; seed it once"
+            ));
+        }
+        for (j, m) in g.members.iter().enumerate() {
+            // As applying resolves them: a user by UPN or id, or a role group by name.
+            let known = d.find_user_id(m).is_some()
+                || seed.users.iter().any(|u| {
+                    eq(&u.user_principal_name, m) || u.id.as_deref().is_some_and(|id| eq(id, m))
+                })
+                || d.role_groups.iter().any(|x| eq(&x.display_name, m))
+                || groups.iter().any(|x| eq(x, m));
+            if !known {
+                bad.push(format!(
+                    "roleGroups[{i}].members[{j}]: `{m}` is neither a user (UPN or id) nor a role group seeded before this one"
+                ));
+            }
+        }
+        dup_in(&g.members, &format!("roleGroups[{i}].members"), &mut bad);
+        for (j, role) in g.roles.iter().enumerate() {
+            if !known_role(role) {
+                bad.push(format!(
+                    "roleGroups[{i}].roles[{j}]: no directory role `{role}`; use one of {}",
+                    role_hint()
+                ));
+            }
+        }
+        dup_in(&g.roles, &format!("roleGroups[{i}].roles"), &mut bad);
+        groups.push(name.to_string());
+    }
+
+    // Devices.
+    let mut device_ids = HashSet::new();
+    for (i, s) in seed.devices.iter().enumerate() {
+        if s.user.trim().is_empty() {
+            bad.push(format!(
+                "devices[{i}].user: missing; name the owner's UPN (a user already there or seeded with the device)"
+            ));
+        } else if crate::exchange::find_recipient(d, &s.user).is_none() && !seeded_user(&s.user) {
+            bad.push(format!(
+                "devices[{i}].user: no user `{}`; seed the user (in this seed or before) or name an existing one by UPN",
+                s.user
+            ));
+        }
+        if !s.device_id.is_empty() {
+            let id = s.device_id.to_ascii_lowercase();
+            if d.exo.devices.iter().any(|x| eq(&x.device_id, &id)) {
+                bad.push(format!(
+                    "devices[{i}].deviceId: the tenant already has a device {}; leave it out to have one generated",
+                    s.device_id
+                ));
+            } else if !device_ids.insert(id) {
+                bad.push(format!(
+                    "devices[{i}].deviceId: {} is seeded twice; give each device its own",
+                    s.device_id
+                ));
+            }
+        }
+    }
+
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        let more = bad.len().saturating_sub(20);
+        bad.truncate(20);
+        if more > 0 {
+            bad.push(format!("... and {more} more"));
+        }
+        Err(format!(
+            "the seed was not applied (nothing changed): {}",
+            bad.join("; ")
+        ))
     }
 }

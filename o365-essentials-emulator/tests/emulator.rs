@@ -10,6 +10,7 @@
 mod apps;
 mod common;
 mod csdl;
+mod seed;
 
 use common::*;
 use o365_essentials_emulator::config::{AppConfig, FaultKind, FaultRule};
