@@ -4,9 +4,9 @@ Every error is an ``O365Error``; each error code has its own class (``NotFoundEr
 ``AuthError``, ...) under a family class (``O365ObjectError``, ``O365AuthError``, ...).
 """
 
-import logging as _logging
-import warnings
-from typing import Any
+import warnings as _warnings
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from . import params, types
 from ._control import CancelToken
@@ -83,17 +83,22 @@ from ._native import (  # noqa: F401  (exception classes)
 
 
 
-def __getattr__(name: str) -> Any:
-    # The old name of OperationCancelledError, kept for scripts written against 0.1: not
-    # in ``__all__`` (a star-import would shadow ``asyncio.CancelledError``).
-    if name == "CancelledError":
-        warnings.warn(
-            "o365_essentials.CancelledError is deprecated: catch OperationCancelledError",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return OperationCancelledError
-    raise AttributeError(f"module 'o365_essentials' has no attribute {name!r}")
+if _TYPE_CHECKING:
+    #: Deprecated: the old name of :class:`OperationCancelledError`.
+    CancelledError = OperationCancelledError
+else:
+
+    def __getattr__(name: str) -> _Any:
+        # The old name of OperationCancelledError, kept for scripts written against 0.1:
+        # not in ``__all__`` (a star-import would shadow ``asyncio.CancelledError``).
+        if name == "CancelledError":
+            _warnings.warn(
+                "o365_essentials.CancelledError is deprecated: catch OperationCancelledError",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return OperationCancelledError
+        raise AttributeError(f"module 'o365_essentials' has no attribute {name!r}")
 
 
 # ``o365_essentials.aio`` (asyncio) is imported by those who use it: ``from

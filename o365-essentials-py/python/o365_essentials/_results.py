@@ -214,7 +214,12 @@ def _fits(tp: Any) -> Callable[[Any], bool]:
 def _fields_converter(cls: type) -> Converter:
     hints = _hints(cls)
     fields = [
-        (f.name, f.metadata.get("json", f.name), converter(hints[f.name]))
+        (
+            f.name,
+            f.metadata.get("json", f.name),
+            converter(hints[f.name]),
+            None if f.default_factory is dataclasses.MISSING else f.default_factory,
+        )
         for f in dataclasses.fields(cls)
         if f.init
     ]
@@ -223,8 +228,10 @@ def _fields_converter(cls: type) -> Converter:
     def read(value: Any) -> Any:
         made: Any = new(cls)
         attributes = made.__dict__
-        for name, key, conv in fields:
-            attributes[name] = conv(value.get(key))
+        for name, key, conv, empty in fields:
+            raw = value.get(key)
+            # A list the engine leaves out when empty is an empty list.
+            attributes[name] = empty() if raw is None and empty is not None else conv(raw)
         attributes["_json"] = value
         return made
 
