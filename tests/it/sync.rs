@@ -74,7 +74,7 @@ async fn linked_with(
     integration.integrate().await.unwrap();
     let req = BulkCreateRequest {
         domain: "contoso.onmicrosoft.com".into(),
-        users: only,
+        users: only.map(|v| v.into_iter().map(Into::into).collect()),
         ..Default::default()
     };
     let plan = integration

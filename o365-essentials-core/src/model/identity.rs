@@ -77,6 +77,67 @@ impl std::str::FromStr for ObjectGuid {
     }
 }
 
+/// A local user named the way the caller knows it: its object GUID, its sAMAccountName or
+/// its user principal name (any case). Resolved against the directory when used; a name
+/// that matches no user or several is [`ErrorCode::InvalidInput`](crate::ErrorCode::InvalidInput)
+/// naming it.
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LocalUserRef(pub String);
+
+impl LocalUserRef {
+    /// Whether `u` is the user this names (by GUID, sAMAccountName or UPN).
+    pub fn names(&self, u: &LocalUser) -> bool {
+        let t = self.0.trim();
+        match t.parse::<ObjectGuid>() {
+            Ok(g) if g == u.guid => return true,
+            _ => {}
+        }
+        u.sam_account_name.eq_ignore_ascii_case(t)
+            || u.user_principal_name
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case(t))
+    }
+
+    /// The one user of `users` this names.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidInput`](crate::ErrorCode::InvalidInput) naming it when no
+    /// user or more than one matches.
+    pub fn resolve<'a>(&self, users: &'a [LocalUser]) -> Result<&'a LocalUser> {
+        let mut found = users.iter().filter(|u| self.names(u));
+        match (found.next(), found.next()) {
+            (Some(u), None) => Ok(u),
+            (None, _) => Err(Error::invalid_input(format!(
+                "no local user is `{}`: name a user by its object GUID, sAMAccountName or user principal name",
+                self.0
+            ))),
+            (Some(a), Some(b)) => Err(Error::invalid_input(format!(
+                "`{}` names more than one local user ({} and {}): name the user by its object GUID",
+                self.0, a.guid, b.guid
+            ))),
+        }
+    }
+}
+
+impl From<ObjectGuid> for LocalUserRef {
+    fn from(g: ObjectGuid) -> Self {
+        LocalUserRef(g.to_string())
+    }
+}
+
+impl From<&str> for LocalUserRef {
+    fn from(s: &str) -> Self {
+        LocalUserRef(s.to_owned())
+    }
+}
+
+impl fmt::Display for LocalUserRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The source anchor: `onPremisesImmutableId` = base64 of the consistency GUID (or
 /// objectGUID) bytes — the same value Entra Connect writes, so a later move to Connect
 /// hard-matches instead of duplicating.

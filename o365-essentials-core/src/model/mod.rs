@@ -17,7 +17,7 @@ pub use exchange::{
 };
 pub use identity::{
     AccountUpdate, Anchor, Link, LinkOrigin, LinkState, LocalGroup, LocalStanding, LocalUser,
-    NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, uac,
+    LocalUserRef, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, uac,
 };
 pub use plan::{
     CheckStatus, ItemAction, ItemResult, LocalVersion, Outcome, PasswordSource, Plan, PlanAction,
