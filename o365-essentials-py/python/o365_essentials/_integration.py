@@ -121,7 +121,12 @@ class Integration(Operations):
     keyword arguments; long ones also take ``progress=`` (called on this thread with each
     event as a dict), ``cancel=`` (a :class:`CancelToken`) and ``lease_wait=`` (seconds to
     wait for work another process holds). Calls block, with the GIL released; Ctrl-C
-    stops the engine at the next item boundary and raises ``KeyboardInterrupt``.
+    stops the engine at the next item boundary and raises ``KeyboardInterrupt``; a
+    cancelled token raises :class:`OperationCancelledError` with ``partial`` (what was
+    done, typed) and ``run_id``. Warnings, retries and throttled answers go to
+    ``logging.getLogger("o365_essentials")``.
+
+    ``with Integration(config) as integration:`` closes it on the way out (``close()``).
     """
 
     def __init__(self, config: Config) -> None:

@@ -136,12 +136,12 @@ class Operations:
         """
         return typed(_types.MatchPreview, lambda: self.call("match_preview", domain=domain))  # type: ignore[no-any-return]
 
-    def plan_bulk_create(self, *, domain: str = _UNSET, users: Optional[List[_params.ObjectGuid]] = _UNSET, usage_location: Optional[str] = _UNSET, licences: Sequence[Union[_types.LicenceAssignment, _params.LicenceAssignment]] = _UNSET, allow_soft_match: bool = _UNSET, allow_unlicensed: bool = _UNSET, choices: Sequence[_params.UserChoice] = _UNSET) -> _types.Plan:
+    def plan_bulk_create(self, *, domain: str = _UNSET, users: Optional[List[_params.LocalUserRef]] = _UNSET, usage_location: Optional[str] = _UNSET, licences: Sequence[Union[_types.LicenceAssignment, _params.LicenceAssignment]] = _UNSET, allow_soft_match: bool = _UNSET, allow_unlicensed: bool = _UNSET, choices: Sequence[_params.UserChoice] = _UNSET) -> _types.Plan:
         """Plans online accounts for local users: a reviewable plan, nothing written.
 
         Args:
             domain (optional): The domain of the new online IDs (a verified domain of the tenant); the configuration's custom domain, else the tenant's initial domain, when empty.
-            users (optional): Only these local users; every syncable user without an online account when `None`. Each is an Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form. AD stores GUIDs as 16 bytes with the first three fields little-endian; the text form (`{xxxxxxxx-...}` without braces here) and ``to_ad_bytes`` follow AD.
+            users (optional): Only these local users, each by its object GUID, sAMAccountName or user principal name (`"ava.adams"`, `"ava.adams@contoso.com"`); every syncable user without an online account when absent. Each is a local user named the way the caller knows it: its object GUID, its sAMAccountName or its user principal name (any case). Resolved against the directory when used; a name that matches no user or several is ``invalid_input`` naming it.
             usage_location (optional): `usageLocation` for the new accounts (needed for licences).
             licences (optional): Licences to assign.
             allow_soft_match (optional): Link existing online accounts with the same user name or mail (never admins).
@@ -425,15 +425,15 @@ class Operations:
         """
         return typed(_types.DevicePolicy, lambda: self.call("get_device_policy"))  # type: ignore[no-any-return]
 
-    def set_device_policy(self, *, password_enabled: bool, min_password_length: Optional[int] = _UNSET, max_password_failed_attempts: _params.Limit, max_inactivity_lock_minutes: _params.Limit, alphanumeric_password_required: bool) -> None:
-        """Sets the mobile device mailbox policy.
+    def set_device_policy(self, *, password_enabled: Optional[bool] = _UNSET, min_password_length: Optional[int] = _UNSET, max_password_failed_attempts: Optional[_params.Limit] = _UNSET, max_inactivity_lock_minutes: Optional[_params.Limit] = _UNSET, alphanumeric_password_required: Optional[bool] = _UNSET) -> None:
+        """Changes the mobile device mailbox policy: the fields given; the others keep their value.
 
         Args:
-            password_enabled (required): `PasswordEnabled`.
+            password_enabled (optional): `PasswordEnabled`.
             min_password_length (optional): `MinPasswordLength`, 1–16.
-            max_password_failed_attempts (required): `MaxPasswordFailedAttempts`, 4–16 or unlimited.
-            max_inactivity_lock_minutes (required): `MaxInactivityTimeLock` in minutes, 1–60 or unlimited.
-            alphanumeric_password_required (required): `AlphanumericPasswordRequired`.
+            max_password_failed_attempts (optional): `MaxPasswordFailedAttempts`, 4–16 or `"unlimited"`.
+            max_inactivity_lock_minutes (optional): `MaxInactivityTimeLock` in minutes, 1–60 or `"unlimited"`.
+            alphanumeric_password_required (optional): `AlphanumericPasswordRequired`.
         """
         return typed(None, lambda: self.call("set_device_policy", password_enabled=password_enabled, min_password_length=min_password_length, max_password_failed_attempts=max_password_failed_attempts, max_inactivity_lock_minutes=max_inactivity_lock_minutes, alphanumeric_password_required=alphanumeric_password_required))  # type: ignore[no-any-return]
 
@@ -808,12 +808,12 @@ class AsyncOperations:
         """
         return await typed_async(_types.MatchPreview, self.call("match_preview", domain=domain))  # type: ignore[no-any-return]
 
-    async def plan_bulk_create(self, *, domain: str = _UNSET, users: Optional[List[_params.ObjectGuid]] = _UNSET, usage_location: Optional[str] = _UNSET, licences: Sequence[Union[_types.LicenceAssignment, _params.LicenceAssignment]] = _UNSET, allow_soft_match: bool = _UNSET, allow_unlicensed: bool = _UNSET, choices: Sequence[_params.UserChoice] = _UNSET) -> _types.Plan:
+    async def plan_bulk_create(self, *, domain: str = _UNSET, users: Optional[List[_params.LocalUserRef]] = _UNSET, usage_location: Optional[str] = _UNSET, licences: Sequence[Union[_types.LicenceAssignment, _params.LicenceAssignment]] = _UNSET, allow_soft_match: bool = _UNSET, allow_unlicensed: bool = _UNSET, choices: Sequence[_params.UserChoice] = _UNSET) -> _types.Plan:
         """Plans online accounts for local users: a reviewable plan, nothing written.
 
         Args:
             domain (optional): The domain of the new online IDs (a verified domain of the tenant); the configuration's custom domain, else the tenant's initial domain, when empty.
-            users (optional): Only these local users; every syncable user without an online account when `None`. Each is an Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form. AD stores GUIDs as 16 bytes with the first three fields little-endian; the text form (`{xxxxxxxx-...}` without braces here) and ``to_ad_bytes`` follow AD.
+            users (optional): Only these local users, each by its object GUID, sAMAccountName or user principal name (`"ava.adams"`, `"ava.adams@contoso.com"`); every syncable user without an online account when absent. Each is a local user named the way the caller knows it: its object GUID, its sAMAccountName or its user principal name (any case). Resolved against the directory when used; a name that matches no user or several is ``invalid_input`` naming it.
             usage_location (optional): `usageLocation` for the new accounts (needed for licences).
             licences (optional): Licences to assign.
             allow_soft_match (optional): Link existing online accounts with the same user name or mail (never admins).
@@ -1097,15 +1097,15 @@ class AsyncOperations:
         """
         return await typed_async(_types.DevicePolicy, self.call("get_device_policy"))  # type: ignore[no-any-return]
 
-    async def set_device_policy(self, *, password_enabled: bool, min_password_length: Optional[int] = _UNSET, max_password_failed_attempts: _params.Limit, max_inactivity_lock_minutes: _params.Limit, alphanumeric_password_required: bool) -> None:
-        """Sets the mobile device mailbox policy.
+    async def set_device_policy(self, *, password_enabled: Optional[bool] = _UNSET, min_password_length: Optional[int] = _UNSET, max_password_failed_attempts: Optional[_params.Limit] = _UNSET, max_inactivity_lock_minutes: Optional[_params.Limit] = _UNSET, alphanumeric_password_required: Optional[bool] = _UNSET) -> None:
+        """Changes the mobile device mailbox policy: the fields given; the others keep their value.
 
         Args:
-            password_enabled (required): `PasswordEnabled`.
+            password_enabled (optional): `PasswordEnabled`.
             min_password_length (optional): `MinPasswordLength`, 1–16.
-            max_password_failed_attempts (required): `MaxPasswordFailedAttempts`, 4–16 or unlimited.
-            max_inactivity_lock_minutes (required): `MaxInactivityTimeLock` in minutes, 1–60 or unlimited.
-            alphanumeric_password_required (required): `AlphanumericPasswordRequired`.
+            max_password_failed_attempts (optional): `MaxPasswordFailedAttempts`, 4–16 or `"unlimited"`.
+            max_inactivity_lock_minutes (optional): `MaxInactivityTimeLock` in minutes, 1–60 or `"unlimited"`.
+            alphanumeric_password_required (optional): `AlphanumericPasswordRequired`.
         """
         return await typed_async(None, self.call("set_device_policy", password_enabled=password_enabled, min_password_length=min_password_length, max_password_failed_attempts=max_password_failed_attempts, max_inactivity_lock_minutes=max_inactivity_lock_minutes, alphanumeric_password_required=alphanumeric_password_required))  # type: ignore[no-any-return]
 

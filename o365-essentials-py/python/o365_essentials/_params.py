@@ -60,6 +60,7 @@ __all__ = [
     "ListLibrariesParams",
     "ListLinksParams",
     "ListSiteGroupsParams",
+    "LocalUserRef",
     "LocalVersion",
     "MatchPreviewParams",
     "NewLocalUser",
@@ -273,8 +274,8 @@ class MatchPreviewParams(TypedDict, total=False):
     """The domain new online IDs would get (the configured or initial one when absent)."""
 
 
-#: An Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form.
-ObjectGuid = str
+#: A local user named the way the caller knows it: its object GUID, its sAMAccountName or
+LocalUserRef = str
 
 class _LicenceAssignmentRequired(TypedDict):
     """The required keys of :class:`LicenceAssignment`."""
@@ -290,13 +291,13 @@ class LicenceAssignment(_LicenceAssignmentRequired, total=False):
 
 class _UserChoiceRequired(TypedDict):
     """The required keys of :class:`UserChoice`."""
-    user: ObjectGuid
-    """The local user.
+    user: LocalUserRef
+    """The local user: its object GUID, sAMAccountName or user principal name.
 
-    Each is an Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form.
-
-    AD stores GUIDs as 16 bytes with the first three fields little-endian; the text form
-    (`{xxxxxxxx-...}` without braces here) and ``to_ad_bytes`` follow AD.
+    Each is a local user named the way the caller knows it: its object GUID, its sAMAccountName or
+    its user principal name (any case). Resolved against the directory when used; a name
+    that matches no user or several is ``invalid_input``
+    naming it.
     """
 
 
@@ -314,13 +315,15 @@ class PlanBulkCreateParams(TypedDict, total=False):
     """The domain of the new online IDs (a verified domain of the tenant); the
     configuration's custom domain, else the tenant's initial domain, when empty.
     """
-    users: Optional[List[ObjectGuid]]
-    """Only these local users; every syncable user without an online account when `None`.
+    users: Optional[List[LocalUserRef]]
+    """Only these local users, each by its object GUID, sAMAccountName or user principal
+    name (`"ava.adams"`, `"ava.adams@contoso.com"`); every syncable user without an
+    online account when absent.
 
-    Each is an Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form.
-
-    AD stores GUIDs as 16 bytes with the first three fields little-endian; the text form
-    (`{xxxxxxxx-...}` without braces here) and ``to_ad_bytes`` follow AD.
+    Each is a local user named the way the caller knows it: its object GUID, its sAMAccountName or
+    its user principal name (any case). Resolved against the directory when used; a name
+    that matches no user or several is ``invalid_input``
+    naming it.
     """
     usage_location: Optional[str]
     """`usageLocation` for the new accounts (needed for licences)."""
@@ -338,6 +341,9 @@ class PlanBulkCreateParams(TypedDict, total=False):
 
 #: Why an item is in a plan.
 PlanReason = Literal["no_online_account", "hard_match", "soft_match", "enabled_locally", "disabled_locally", "expired_locally", "changed_locally", "deleted_locally", "unlicensed", "protected_locally", "out_of_scope_locally"]
+
+#: An Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form.
+ObjectGuid = str
 
 class _LocalVersionRequired(TypedDict):
     """The required keys of :class:`LocalVersion`."""
@@ -741,13 +747,15 @@ class BulkCreateRequest(TypedDict, total=False):
     """The domain of the new online IDs (a verified domain of the tenant); the
     configuration's custom domain, else the tenant's initial domain, when empty.
     """
-    users: Optional[List[ObjectGuid]]
-    """Only these local users; every syncable user without an online account when `None`.
+    users: Optional[List[LocalUserRef]]
+    """Only these local users, each by its object GUID, sAMAccountName or user principal
+    name (`"ava.adams"`, `"ava.adams@contoso.com"`); every syncable user without an
+    online account when absent.
 
-    Each is an Active Directory `objectGUID` (or `mS-DS-ConsistencyGuid`), in its usual string form.
-
-    AD stores GUIDs as 16 bytes with the first three fields little-endian; the text form
-    (`{xxxxxxxx-...}` without braces here) and ``to_ad_bytes`` follow AD.
+    Each is a local user named the way the caller knows it: its object GUID, its sAMAccountName or
+    its user principal name (any case). Resolved against the directory when used; a name
+    that matches no user or several is ``invalid_input``
+    naming it.
     """
     usage_location: Optional[str]
     """`usageLocation` for the new accounts (needed for licences)."""
@@ -1369,24 +1377,20 @@ class LimitValue(_LimitValueRequired, total=False):
 
 
 #: A limit that can also be "unlimited".
-Limit = Union[Literal["unlimited"], LimitValue]
+Limit = Union[Literal["unlimited"], LimitValue, int]
 
-class _SetDevicePolicyParamsRequired(TypedDict):
-    """The required keys of :class:`SetDevicePolicyParams`."""
-    password_enabled: bool
+class SetDevicePolicyParams(TypedDict, total=False):
+    """The parameters of ``set_device_policy``: Changes the mobile device mailbox policy: the fields given; the others keep their value."""
+    password_enabled: Optional[bool]
     """`PasswordEnabled`."""
-    max_password_failed_attempts: Limit
-    """`MaxPasswordFailedAttempts`, 4–16 or unlimited."""
-    max_inactivity_lock_minutes: Limit
-    """`MaxInactivityTimeLock` in minutes, 1–60 or unlimited."""
-    alphanumeric_password_required: bool
-    """`AlphanumericPasswordRequired`."""
-
-
-class SetDevicePolicyParams(_SetDevicePolicyParamsRequired, total=False):
-    """The parameters of ``set_device_policy``: Sets the mobile device mailbox policy."""
     min_password_length: Optional[int]
     """`MinPasswordLength`, 1–16."""
+    max_password_failed_attempts: Optional[Limit]
+    """`MaxPasswordFailedAttempts`, 4–16 or `"unlimited"`."""
+    max_inactivity_lock_minutes: Optional[Limit]
+    """`MaxInactivityTimeLock` in minutes, 1–60 or `"unlimited"`."""
+    alphanumeric_password_required: Optional[bool]
+    """`AlphanumericPasswordRequired`."""
 
 
 class GetDefaultAccessLevelParams(TypedDict, total=False):
