@@ -827,10 +827,17 @@ operations! {
         "Plans again the users that failed in a results file.",
         |i, p, c| {
             let mut request = p.request.unwrap_or_default();
+            let snapshot = i.snapshot().await?;
+            // A failed user deleted since is not retried (nor an error).
+            let failed = crate::engine::failed_users(&p.results_file)?;
             request.users = Some(
-                crate::engine::failed_users(&p.results_file)?.into_iter().map(Into::into).collect(),
+                failed
+                    .into_iter()
+                    .filter(|g| snapshot.users.iter().any(|u| u.guid == *g))
+                    .map(Into::into)
+                    .collect(),
             );
-            i.plan_bulk_create(&i.snapshot().await?, &request)?
+            i.plan_bulk_create(&snapshot, &request)?
         };
     "import_users", ImportRequest => ImportResult, true,
         "Creates local users for existing online accounts and links them.",

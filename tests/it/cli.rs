@@ -890,12 +890,7 @@ async fn checks_failed_and_done_with_failures_exit_with_their_own_codes() {
 
     let out = run(
         &cfg,
-        &[
-            "--json",
-            "requirements",
-            "--custom-domain",
-            "not a domain",
-        ],
+        &["--json", "requirements", "--custom-domain", "not a domain"],
     )
     .await;
     assert_eq!(out.status.code(), Some(20), "{}", text(&out.stderr));

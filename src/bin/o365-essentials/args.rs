@@ -654,6 +654,26 @@ mod tests {
     }
 
     #[test]
+    fn every_option_has_a_whole_description() {
+        for op in OPERATIONS {
+            for (field, _, help) in fields(op) {
+                assert!(
+                    help.ends_with('.') && !help.contains('\n'),
+                    "`{} --{}` has a description that stops mid-sentence or is missing: {help:?}",
+                    command_name(op.name),
+                    command_name(field)
+                );
+            }
+        }
+        let role = fields(operation("grant-site-access").unwrap_or_else(|| unreachable!()))
+            .into_iter()
+            .find(|(f, _, _)| *f == "role")
+            .map(|(_, _, h)| h)
+            .unwrap_or_default();
+        assert!(role.contains("`owner`, `member`, `visitor`"), "{role}");
+    }
+
+    #[test]
     fn a_secret_from_a_missing_file_is_never_echoed() {
         let e = read_secret("@Rest-Of-The-Passw0rd", "--password").unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidInput);
