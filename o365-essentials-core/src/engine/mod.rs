@@ -1193,12 +1193,13 @@ impl Integration {
             request.licences = self.settings.default_licences.clone();
         }
         // Users named by GUID, sAMAccountName or UPN: each must name exactly one.
+        let index = crate::model::LocalUserIndex::new(&snapshot.users);
         for n in request.users.iter().flatten() {
-            n.resolve(&snapshot.users)?;
+            index.resolve(n)?;
         }
         let mut seen = std::collections::HashSet::new();
         for c in &request.choices {
-            let u = c.user.resolve(&snapshot.users)?;
+            let u = index.resolve(&c.user)?;
             if !seen.insert(u.guid) {
                 return Err(Error::invalid_input(format!(
                     "choices name the local user {} twice",

@@ -6,9 +6,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::model::{
-    AdminRoleHolder, LicenceAssignment, Link, LinkOrigin, LocalUser, LocalUserRef, LocalVersion,
-    ObjectGuid, OnlineAccount, Plan, PlanAction, PlanItem, PlanReason, SeatCount, SkipReason,
-    SkippedUser,
+    AdminRoleHolder, LicenceAssignment, Link, LinkOrigin, LocalUser, LocalUserIndex, LocalUserRef,
+    LocalVersion, ObjectGuid, OnlineAccount, Plan, PlanAction, PlanItem, PlanReason, SeatCount,
+    SkipReason, SkippedUser,
 };
 use crate::validate;
 
@@ -181,14 +181,19 @@ pub fn plan_bulk_create(
         .iter()
         .filter_map(|a| a.mail.as_ref().map(|m| (m.to_ascii_lowercase(), a)))
         .collect();
+    let index = LocalUserIndex::new(&s.users);
+    // Names that name no user (or several) were refused before planning; here they
+    // choose no one.
+    let chosen: Option<HashSet<ObjectGuid>> = r.users.as_ref().map(|names| {
+        names
+            .iter()
+            .filter_map(|n| index.resolve(n).ok().map(|u| u.guid))
+            .collect()
+    });
     let mut users: Vec<&LocalUser> = s
         .users
         .iter()
-        .filter(|u| {
-            r.users
-                .as_ref()
-                .is_none_or(|c| c.iter().any(|n| n.names(u)))
-        })
+        .filter(|u| chosen.as_ref().is_none_or(|c| c.contains(&u.guid)))
         .collect();
     users.sort_by(|a, b| {
         a.sam_account_name
@@ -199,7 +204,7 @@ pub fn plan_bulk_create(
     let choices: HashMap<ObjectGuid, &super::plan::UserChoice> = r
         .choices
         .iter()
-        .filter_map(|c| c.user.resolve(&s.users).ok().map(|u| (u.guid, c)))
+        .filter_map(|c| index.resolve(&c.user).ok().map(|u| (u.guid, c)))
         .collect();
     let verified = |upn: &str| {
         let domain = upn.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();

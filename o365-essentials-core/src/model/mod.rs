@@ -17,7 +17,8 @@ pub use exchange::{
 };
 pub use identity::{
     AccountUpdate, Anchor, Link, LinkOrigin, LinkState, LocalGroup, LocalStanding, LocalUser,
-    LocalUserRef, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, uac,
+    LocalUserIndex, LocalUserRef, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount,
+    OnlineAccountId, uac,
 };
 pub use plan::{
     CheckStatus, ItemAction, ItemResult, LocalVersion, Outcome, PasswordSource, Plan, PlanAction,
