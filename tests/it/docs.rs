@@ -337,7 +337,20 @@ async fn run_doc(doc: &str) -> Vec<String> {
     emu_config.apps[0].certificates = vec![std::fs::read_to_string(&cert).unwrap()];
     emu_config.sharepoint.drive_delay_ms = 100;
     let emu = Emulator::start(emu_config).await.unwrap();
-    let config = write_config(&emu, tmp.path(), &cert, &key);
+    // `sh,samba` in a doc: its examples run against the suite's Samba DC instead of the
+    // demo company.
+    let config = if all.iter().any(|b| b.has("samba")) {
+        let samba = crate::samba::shared();
+        let config = crate::fixtures::merged(
+            crate::fixtures::config(samba, emu.info(), tmp.path()),
+            json!({"password_key": tmp.path().join("keys/password.key"),
+                   "results_folder": tmp.path().join("results")}),
+        );
+        std::fs::create_dir_all(tmp.path().join("keys")).unwrap();
+        crate::fixtures::write(tmp.path(), "o365-essentials.json", &config)
+    } else {
+        write_config(&emu, tmp.path(), &cert, &key)
+    };
     let mut sh = String::new();
     let mut python = String::new();
     let mut sh_lines = Vec::new();

@@ -81,9 +81,21 @@ impl std::str::FromStr for ObjectGuid {
 /// its user principal name (any case). Resolved against the directory when used; a name
 /// that matches no user or several is [`ErrorCode::InvalidInput`](crate::ErrorCode::InvalidInput)
 /// naming it.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct LocalUserRef(pub String);
+
+impl<'de> Deserialize<'de> for LocalUserRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() {
+            return Err(serde::de::Error::custom(
+                "an empty name names no local user: give its object GUID, sAMAccountName or user principal name",
+            ));
+        }
+        Ok(LocalUserRef(s))
+    }
+}
 
 impl LocalUserRef {
     /// The one user of `users` this names (see [`LocalUserIndex`] to resolve many).
@@ -146,7 +158,7 @@ impl<'a> LocalUserIndex<'a> {
                 name.0, a.guid, b.guid
             ))),
             _ => Err(Error::invalid_input(format!(
-                "no local user is `{}`: name a user by its object GUID, sAMAccountName or user principal name",
+                "no local user is `{}`: name users by their object GUID, sAMAccountName or user principal name",
                 name.0
             ))),
         }
