@@ -72,7 +72,11 @@ impl NativeIntegration {
     /// thread; an exception it raises cancels the call and is raised from here once the
     /// engine stopped. Ctrl-C (or any signal handler raising) likewise cancels at the
     /// next item boundary and raises `KeyboardInterrupt` after it.
-    #[pyo3(signature = (name, params_json, on_event=None, cancel=None, lease_wait_secs=None))]
+    ///
+    /// `on_log(level, logger_name, message)` gets the engine's log records (retries,
+    /// throttling) on this thread while it waits.
+    #[pyo3(signature = (name, params_json, on_event=None, cancel=None, lease_wait_secs=None, on_log=None))]
+    #[allow(clippy::too_many_arguments)]
     fn call(
         &self,
         py: Python<'_>,
@@ -81,6 +85,7 @@ impl NativeIntegration {
         on_event: Option<Py<PyAny>>,
         cancel: Option<&CancelHandle>,
         lease_wait_secs: Option<f64>,
+        on_log: Option<Py<PyAny>>,
     ) -> PyResult<String> {
         let options = CallOptions {
             cancel: cancel.map(|c| c.token.clone()),
@@ -107,6 +112,13 @@ impl NativeIntegration {
                 Some(Step::Done(r)) => break r,
                 None => {}
             }
+            if let Some(sink) = &on_log
+                && let Err(e) = crate::logs::drain(py, sink)
+                && raised.is_none()
+            {
+                call.cancel();
+                raised = Some(e);
+            }
             if raised.is_none()
                 && let Err(e) = py.check_signals()
             {
@@ -114,6 +126,12 @@ impl NativeIntegration {
                 raised = Some(e);
             }
         };
+        if let Some(sink) = &on_log
+            && let Err(e) = crate::logs::drain(py, sink)
+            && raised.is_none()
+        {
+            raised = Some(e);
+        }
         if let Some(e) = raised {
             return Err(e);
         }
@@ -187,6 +205,13 @@ impl NativeSyncLoop {
 #[pyfunction]
 pub(crate) fn operations_json() -> String {
     o365_essentials_core::ops::operations_json().to_string()
+}
+
+/// The JSON Schema of every operation's parameters as JSON text (`$defs`, `params`): what
+/// the package's typed parameters are generated from.
+#[pyfunction]
+pub(crate) fn params_schemas_json() -> String {
+    o365_essentials_core::ops::params_schemas_json().to_string()
 }
 
 /// The JSON Schema of every operation's result as JSON text (`$defs`, `results`): what

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 mod integration;
+mod logs;
 
 pyo3::create_exception!(
     o365_essentials,
@@ -24,10 +25,12 @@ fn family_class_name(f: ErrorFamily) -> String {
 }
 
 /// The Python class name of a code: `NotFoundError`, `AuthError`, ...; `timeout` becomes
-/// `RequestTimeoutError` so as not to shadow the builtin `TimeoutError`.
+/// `RequestTimeoutError` so as not to shadow the builtin `TimeoutError`, and `cancelled`
+/// `OperationCancelledError` so as not to shadow `asyncio.CancelledError` on a star-import.
 fn code_class_name(c: ErrorCode) -> String {
     match c {
         ErrorCode::Timeout => "RequestTimeoutError".to_string(),
+        ErrorCode::Cancelled => "OperationCancelledError".to_string(),
         _ => format!("{}Error", camel(c.name())),
     }
 }
@@ -57,6 +60,22 @@ pub(crate) fn to_py_err(py: Python<'_>, e: &Error) -> PyErr {
         inst.setattr("service_code", e.service().map(|s| s.code.clone()))?;
         inst.setattr("request_id", e.service().and_then(|s| s.request_id.clone()))?;
         inst.setattr("retry_after", e.retry_after().map(|d| d.as_secs_f64()))?;
+        // What the operation did before it stopped (a cancelled run's results), and the
+        // run's id: the package's typed methods turn `partial` into the result's type.
+        let partial = e.partial();
+        let run_id = partial.and_then(|p| {
+            p.get("run_id")
+                .or_else(|| p.get("results").and_then(|r| r.get("run_id")))
+                .and_then(|v| v.as_str())
+        });
+        inst.setattr("run_id", run_id)?;
+        match partial {
+            Some(p) => {
+                let value = py.import("json")?.call_method1("loads", (p.to_string(),))?;
+                inst.setattr("partial", value)?;
+            }
+            None => inst.setattr("partial", py.None())?,
+        }
         Ok(PyErr::from_value(inst))
     };
     build().unwrap_or_else(|err| err)
@@ -159,6 +178,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;
     m.add_function(wrap_pyfunction!(integration::operations_json, m)?)?;
     m.add_function(wrap_pyfunction!(integration::result_schemas_json, m)?)?;
+    m.add_function(wrap_pyfunction!(integration::params_schemas_json, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::take_log_records, m)?)?;
+    logs::install();
     m.add_class::<integration::NativeIntegration>()?;
     m.add_class::<integration::CancelHandle>()?;
     m.add_class::<integration::NativeSyncLoop>()?;

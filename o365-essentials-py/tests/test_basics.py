@@ -38,7 +38,7 @@ def test_every_error_code_has_its_own_class_under_its_family():
 def test_only_input_problems_are_in_the_fix_your_input_family():
     # A script catching O365InputError to ask the user for another value must not catch a
     # cancellation, a bug or an unsupported operation.
-    for cls in (o365.InternalError, o365.CancelledError, o365.NotSupportedError):
+    for cls in (o365.InternalError, o365.OperationCancelledError, o365.NotSupportedError):
         assert issubclass(cls, o365.O365OperationError)
         assert not issubclass(cls, o365.O365InputError)
     assert issubclass(o365.PreconditionFailedError, o365.O365EngineError)

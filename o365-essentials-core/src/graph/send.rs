@@ -199,8 +199,10 @@ impl GraphTenant {
                     if retry == Retry::CallerChecks || err.code() == ErrorCode::Tls {
                         return Err(err);
                     }
+                    let wait = backoff(attempt);
+                    log::debug!(target: "o365_essentials::retry", "{what}: retrying in {wait:?} after a transport failure ({}): {err}", err.code().name());
                     last = Some(err);
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             };
@@ -230,6 +232,7 @@ impl GraphTenant {
             if status == 429 {
                 counters.throttled.fetch_add(1, Ordering::Relaxed);
                 let after = retry_after(&answer.headers).unwrap_or_else(|| backoff(attempt));
+                log::debug!(target: "o365_essentials::throttling", "{what}: throttled (429); waiting {after:?} before attempt {}", attempt + 2);
                 service.throttled(after, write);
                 last = Some(service.error(&answer, what).with_retry_after(after));
                 continue;
@@ -246,6 +249,7 @@ impl GraphTenant {
                     return Err(err);
                 }
                 let wait = retry_after(&answer.headers).unwrap_or_else(|| backoff(attempt));
+                log::debug!(target: "o365_essentials::retry", "{what}: the service answered {status}; retrying in {wait:?}");
                 last = Some(err);
                 tokio::time::sleep(wait).await;
                 continue;

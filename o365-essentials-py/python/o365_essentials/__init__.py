@@ -4,7 +4,11 @@ Every error is an ``O365Error``; each error code has its own class (``NotFoundEr
 ``AuthError``, ...) under a family class (``O365ObjectError``, ``O365AuthError``, ...).
 """
 
-from . import types
+import warnings as _warnings
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+from . import params, types
 from ._control import CancelToken
 from ._integration import OPERATIONS, Integration, SyncLoop
 from ._results import Choice, Result
@@ -70,16 +74,37 @@ from ._native import (  # noqa: F401  (exception classes)
     OutOfScopeError,
     DnsRecordMismatchError,
     DnsUpdateRefusedError,
-    CancelledError,
+    OperationCancelledError,
     NotSupportedError,
     InternalError,
     RuntimeContextError,
     ForkedProcessError,
 )
 
+
+
+if _TYPE_CHECKING:
+    #: Deprecated: the old name of :class:`OperationCancelledError`.
+    CancelledError = OperationCancelledError
+else:
+
+    def __getattr__(name: str) -> _Any:
+        # The old name of OperationCancelledError, kept for scripts written against 0.1:
+        # not in ``__all__`` (a star-import would shadow ``asyncio.CancelledError``).
+        if name == "CancelledError":
+            _warnings.warn(
+                "o365_essentials.CancelledError is deprecated: catch OperationCancelledError",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return OperationCancelledError
+        raise AttributeError(f"module 'o365_essentials' has no attribute {name!r}")
+
+
 # ``o365_essentials.aio`` (asyncio) is imported by those who use it: ``from
 # o365_essentials import aio`` (asyncio itself takes a tenth of a second to import).
 __all__ = [
+    "params",
     "types",
     "Choice",
     "Result",
@@ -146,7 +171,7 @@ __all__ = [
     "OutOfScopeError",
     "DnsRecordMismatchError",
     "DnsUpdateRefusedError",
-    "CancelledError",
+    "OperationCancelledError",
     "NotSupportedError",
     "InternalError",
     "RuntimeContextError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import enum
 import json
+import logging
 import os
 import threading
 import weakref
@@ -25,6 +26,45 @@ Config = Union[Mapping[str, Any], str, "os.PathLike[str]"]
 #: Every operation of the table: name, params (type), fields, result (type),
 #: long_running, summary.
 OPERATIONS: List[Dict[str, Any]] = json.loads(_native.operations_json())
+
+#: Where the package logs: the engine's warnings at WARNING, retries and throttled
+#: answers at DEBUG (``o365_essentials.retry``, ``o365_essentials.throttling``), the
+#: events of long calls at DEBUG (``o365_essentials.events``). Secrets are never logged.
+LOGGER = logging.getLogger("o365_essentials")
+LOGGER.addHandler(logging.NullHandler())
+_EVENTS = logging.getLogger("o365_essentials.events")
+
+
+def _log_record(level: int, name: str, message: str) -> None:
+    """One record of the engine's (a retry, a throttled answer) to its logger."""
+    logger = logging.getLogger(name) if name.startswith("o365_essentials") else LOGGER
+    logger.log(level, "%s", message)
+
+
+def _log_pending() -> None:
+    for level, name, message in _native.take_log_records():
+        _log_record(level, name, message)
+
+
+def _log_event(event: Dict[str, Any]) -> None:
+    """An engine event to ``logging``: warnings at WARNING, the rest at DEBUG. A sign-in
+    event is logged without its code."""
+    kind = event.get("event")
+    if kind == "warning":
+        LOGGER.warning("%s (%s)", event.get("message"), event.get("code"))
+    elif kind == "password_refused":
+        LOGGER.warning("the tenant refused the queued password of %s (%s)", event.get("local_guid"), event.get("error_code"))
+    elif kind == "sign_in":
+        LOGGER.info("waiting for the administrator to sign in at %s", event.get("verification_uri"))
+    elif kind == "sync_round_finished" and event.get("error_code"):
+        LOGGER.warning("a sync round failed: %s (%s)", event.get("error"), event.get("error_code"))
+    elif kind == "item_finished":
+        if _EVENTS.isEnabledFor(logging.DEBUG):
+            item = event.get("item") or {}
+            _EVENTS.debug("run %s item %s: %s", event.get("run_id"), event.get("seq"), item.get("outcome"))
+    elif _EVENTS.isEnabledFor(logging.DEBUG):
+        shown = {k: v for k, v in event.items() if k != "event"}
+        _EVENTS.debug("%s %s", kind, shown)
 
 
 
@@ -81,11 +121,40 @@ class Integration(Operations):
     keyword arguments; long ones also take ``progress=`` (called on this thread with each
     event as a dict), ``cancel=`` (a :class:`CancelToken`) and ``lease_wait=`` (seconds to
     wait for work another process holds). Calls block, with the GIL released; Ctrl-C
-    stops the engine at the next item boundary and raises ``KeyboardInterrupt``.
+    stops the engine at the next item boundary and raises ``KeyboardInterrupt``; a
+    cancelled token raises :class:`OperationCancelledError` with ``partial`` (what was
+    done, typed) and ``run_id``. Warnings, retries and throttled answers go to
+    ``logging.getLogger("o365_essentials")``.
+
+    ``with Integration(config) as integration:`` closes it on the way out (``close()``).
     """
 
     def __init__(self, config: Config) -> None:
-        self._native = _native.NativeIntegration(_config_text(config))
+        self._native: Any = _native.NativeIntegration(_config_text(config))
+        self._loops: "weakref.WeakSet[SyncLoop]" = weakref.WeakSet()
+
+    def close(self) -> None:
+        """Stops this integration's sync loops and releases the store and the engine; a
+        call after it raises :class:`InvalidHandleError`. Closing twice does nothing."""
+        for loop in list(self._loops):
+            loop.stop()
+        self._native = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran."""
+        return self._native is None
+
+    def __enter__(self) -> "Integration":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _open(self) -> Any:
+        if self._native is None:
+            raise _error("invalid_handle", "the integration is closed; open a new Integration")
+        return self._native
 
     def call(
         self,
@@ -98,19 +167,22 @@ class Integration(Operations):
     ) -> Any:
         """Runs ``operation`` by name with ``params``; returns its result as JSON values
         (dicts, lists, strings). The named methods return typed objects instead."""
-        on_event = None
-        if progress is not None:
-            callback = progress
+        callback = progress
 
-            def on_event(text: str) -> None:
-                callback(json.loads(text))
+        def on_event(text: str) -> None:
+            event = json.loads(text)
+            _log_event(event)
+            if callback is not None:
+                callback(event)
 
-        text = self._native.call(
+        native = self._open()
+        text = native.call(
             operation,
             _params_text(operation, params),
             on_event,
             cancel._handle if cancel is not None else None,
             lease_wait,
+            _log_record,
         )
         return json.loads(text)
 
@@ -128,14 +200,18 @@ class Integration(Operations):
         params: Dict[str, Any] = {"allow_beyond_threshold": allow_beyond_threshold}
         if interval is not None:
             params["interval_secs"] = max(1, int(round(interval)))
-        on_event = None
-        if progress is not None:
-            callback = progress
+        callback = progress
 
-            def on_event(text: str) -> None:
-                callback(json.loads(text))
+        def on_event(text: str) -> None:
+            event = json.loads(text)
+            _log_event(event)
+            _log_pending()
+            if callback is not None:
+                callback(event)
 
-        return SyncLoop(self._native.start_sync_loop(json.dumps(params), on_event))
+        loop = SyncLoop(self._open().start_sync_loop(json.dumps(params), on_event))
+        self._loops.add(loop)
+        return loop
 
     def run_sync_loop(
         self,
@@ -159,13 +235,18 @@ class Integration(Operations):
         return rounds
 
 
+def _error(code_name: str, message: str) -> Exception:
+    """An error of the code ``code_name`` made here, with the attributes the engine's have."""
+    number, action = next((n, a) for n, name, _, a in _native.error_codes() if name == code_name)
+    e: Any = _native._CLASSES_BY_CODE[number](message)
+    e.code, e.code_name, e.action = number, code_name, action
+    e.service_code = e.request_id = e.retry_after = e.partial = e.run_id = None
+    return e  # type: ignore[no-any-return]
+
+
 def _input_error(message: str) -> Exception:
     """An :class:`InvalidInputError` made here, with the attributes the engine's have."""
-    action = next(a for n, name, _, a in _native.error_codes() if name == "invalid_input")
-    e: Any = _native._CLASSES_BY_CODE[100](message)
-    e.code, e.code_name, e.action = 100, "invalid_input", action
-    e.service_code = e.request_id = e.retry_after = None
-    return e  # type: ignore[no-any-return]
+    return _error("invalid_input", message)
 
 
 def _params_text(operation: str, params: Mapping[str, Any]) -> str:

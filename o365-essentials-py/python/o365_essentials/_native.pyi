@@ -12,6 +12,11 @@ class O365Error(Exception):
     service_code: Optional[str]
     request_id: Optional[str]
     retry_after: Optional[float]
+    #: What the operation did before it stopped (a cancelled run's results, as the
+    #: operation's result type when raised by a typed method), else None.
+    partial: Any
+    #: The id of the run that stopped, when the error carries one.
+    run_id: Optional[str]
 
 class O365InputError(O365Error): ...
 class O365AuthError(O365Error): ...
@@ -111,7 +116,7 @@ class DnsRecordMismatchError(O365DnsError):
     CODE: int
 class DnsUpdateRefusedError(O365DnsError):
     CODE: int
-class CancelledError(O365OperationError):
+class OperationCancelledError(O365OperationError):
     CODE: int
 class NotSupportedError(O365OperationError):
     CODE: int
@@ -128,6 +133,8 @@ def password_rules_broken(password: str, policy: Optional[dict[str, Any]] = None
 def error_codes() -> list[tuple[int, str, str, str]]: ...
 def operations_json() -> str: ...
 def result_schemas_json() -> str: ...
+def params_schemas_json() -> str: ...
+def take_log_records() -> list[tuple[int, str, str]]: ...
 
 #: Each error code's class, by number.
 _CLASSES_BY_CODE: dict[int, type[O365Error]]
@@ -156,4 +163,5 @@ class NativeIntegration:
         on_event: Optional[Callable[[str], Any]] = None,
         cancel: Optional[CancelHandle] = None,
         lease_wait_secs: Optional[float] = None,
+        on_log: Optional[Callable[[int, str, str], Any]] = None,
     ) -> str: ...

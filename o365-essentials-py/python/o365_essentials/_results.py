@@ -15,9 +15,9 @@ import enum
 import re
 import sys
 import typing
-from typing import Any, Callable, Dict, List, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, List, Tuple, Union
 
-__all__ = ["Choice", "Result", "convert", "to_json"]
+__all__ = ["Choice", "Result", "convert", "to_json", "typed", "typed_async"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,6 +79,36 @@ def parse_time(text: str) -> datetime.datetime:
 def convert(tp: Any, value: Any) -> Any:
     """``value`` (JSON made Python) as the type ``tp`` of the generated module."""
     return converter(tp)(value)
+
+
+def typed(tp: Any, run: Callable[[], Any]) -> Any:
+    """``run()``'s JSON result as ``tp``; an error carrying what the operation did before it
+    stopped (a cancelled run's ``partial``) gets that as ``tp`` too."""
+    try:
+        value = run()
+    except BaseException as e:
+        _typed_partial(tp, e)
+        raise
+    return convert(tp, value)
+
+
+async def typed_async(tp: Any, work: Awaitable[Any]) -> Any:
+    """:func:`typed` for a coroutine."""
+    try:
+        value = await work
+    except BaseException as e:
+        _typed_partial(tp, e)
+        raise
+    return convert(tp, value)
+
+
+def _typed_partial(tp: Any, e: BaseException) -> None:
+    partial = getattr(e, "partial", None)
+    if partial is not None and not isinstance(partial, Result):
+        try:
+            setattr(e, "partial", convert(tp, partial))
+        except Exception:  # the JSON stays as it came
+            pass
 
 
 Converter = Callable[[Any], Any]
@@ -184,7 +214,12 @@ def _fits(tp: Any) -> Callable[[Any], bool]:
 def _fields_converter(cls: type) -> Converter:
     hints = _hints(cls)
     fields = [
-        (f.name, f.metadata.get("json", f.name), converter(hints[f.name]))
+        (
+            f.name,
+            f.metadata.get("json", f.name),
+            converter(hints[f.name]),
+            None if f.default_factory is dataclasses.MISSING else f.default_factory,
+        )
         for f in dataclasses.fields(cls)
         if f.init
     ]
@@ -193,8 +228,10 @@ def _fields_converter(cls: type) -> Converter:
     def read(value: Any) -> Any:
         made: Any = new(cls)
         attributes = made.__dict__
-        for name, key, conv in fields:
-            attributes[name] = conv(value.get(key))
+        for name, key, conv, empty in fields:
+            raw = value.get(key)
+            # A list the engine leaves out when empty is an empty list.
+            attributes[name] = empty() if raw is None and empty is not None else conv(raw)
         attributes["_json"] = value
         return made
 

@@ -192,7 +192,7 @@ class PasswordSyncState(Choice):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CredentialInfo(Result):
     """The app's credential as this server holds it: its kind and, for a certificate, its
-    expiry; a warning when it expires within [`RENEW_DAYS`] days or is a secret (whose
+    expiry; a warning when it expires within ``RENEW_DAYS`` days or is a secret (whose
     expiry the server cannot see).
     """
     kind: str
@@ -219,12 +219,12 @@ class IntegrationStatus(Result):
     integrated_at: datetime.datetime
     """When it was integrated."""
     enabled: bool
-    """Whether changes propagate (false after [`Integration::disable`])."""
+    """Whether changes propagate (false after ``disable``)."""
     links: int
     """Links recorded."""
     password_sync: PasswordSyncState
     """Whether local password changes can be queued and delivered (no password key → no)."""
-    warnings: Optional[List[str]] = dataclasses.field(default=None)
+    warnings: List[str] = dataclasses.field(default_factory=list)
     """What needs the administrator's attention (a password key beside the store,
     accounts left without their licence ...).
     """
@@ -419,7 +419,7 @@ class LicenceAssignment(Result):
     """A licence to assign: a SKU and the service plans to leave off."""
     sku_id: str
     """`skuId`."""
-    disabled_plans: Optional[List[str]] = dataclasses.field(default=None)
+    disabled_plans: List[str] = dataclasses.field(default_factory=list)
     """`disabledPlans`."""
 
 
@@ -439,7 +439,7 @@ class PlanItemCreateAccount(PlanItem):
     """The anchor to write."""
     usage_location: Optional[str] = dataclasses.field(default=None)
     """`usageLocation`."""
-    licences: Optional[List[LicenceAssignment]] = dataclasses.field(default=None)
+    licences: List[LicenceAssignment] = dataclasses.field(default_factory=list)
     """Licences to assign after creating."""
 
 
@@ -538,9 +538,9 @@ class PlanItemLicences(PlanItem):
     """The local user."""
     online_id: OnlineAccountId
     """The online account."""
-    add: Optional[List[LicenceAssignment]] = dataclasses.field(default=None)
+    add: List[LicenceAssignment] = dataclasses.field(default_factory=list)
     """Licences to add."""
-    remove: Optional[List[str]] = dataclasses.field(default=None)
+    remove: List[str] = dataclasses.field(default_factory=list)
     """SKU ids to remove."""
 
 
@@ -641,9 +641,9 @@ class Plan(Result):
     """The tenant it was computed for."""
     items: List[PlanItem]
     """The items, in execution order."""
-    skipped: Optional[List[SkippedUser]] = dataclasses.field(default=None)
+    skipped: List[SkippedUser] = dataclasses.field(default_factory=list)
     """Users considered but left alone, with why (excluded, already linked...)."""
-    seats: Optional[List[SeatCount]] = dataclasses.field(default=None)
+    seats: List[SeatCount] = dataclasses.field(default_factory=list)
     """Seats per licence the plan's new accounts take, against the free seats."""
     allow_unlicensed: Optional[bool] = dataclasses.field(default=None)
     """Create accounts whose licence has no free seat anyway, unlicensed (the next plan
@@ -828,16 +828,14 @@ class RunResults(Result):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LocalStanding(Result):
-    """What the directory says about a local user's privileges and scope. The engine's gate
-    ([`crate::engine::guard`]) turns it into a decision; backends only report it.
-    """
+    """What the directory says about a local user's privileges and scope. The engine's gate turns it into a decision; backends only report it."""
     rid: Optional[int] = dataclasses.field(default=None)
     """The relative identifier (the last part of `objectSid`); below 1000 for the
     accounts the domain made itself (Administrator 500, Guest 501, krbtgt 502).
     """
     admin_count: Optional[bool] = dataclasses.field(default=None)
     """`adminCount = 1`: the account is or was in a protected group (AdminSDHolder)."""
-    privileged_groups: Optional[List[str]] = dataclasses.field(default=None)
+    privileged_groups: List[str] = dataclasses.field(default_factory=list)
     """The privileged well-known groups the user is in, nested and primary group
     included, as `name (SID)` — Domain Admins, Administrators, Backup Operators ...
     """
@@ -866,11 +864,11 @@ class LocalUser(Result):
     """`displayName`."""
     mail: Optional[str] = dataclasses.field(default=None)
     """`mail`."""
-    proxy_addresses: Optional[List[str]] = dataclasses.field(default=None)
+    proxy_addresses: List[str] = dataclasses.field(default_factory=list)
     """`proxyAddresses` (`SMTP:` primary, `smtp:` secondary)."""
     user_account_control: int
     """`userAccountControl`."""
-    member_of: Optional[List[str]] = dataclasses.field(default=None)
+    member_of: List[str] = dataclasses.field(default_factory=list)
     """DNs of the groups the user is a direct member of."""
     when_changed: Optional[datetime.datetime]
     """`whenChanged`."""
@@ -882,7 +880,7 @@ class LocalUser(Result):
     """`accountExpires`, when the account has an end date (`None` = never expires)."""
     standing: LocalStanding
     """What the directory says about the account's privileges and scope, read with it;
-    [`crate::engine::guard`] decides from it who is protected.
+    ``guard`` decides from it who is protected.
     """
 
 
@@ -946,7 +944,7 @@ class OnlineAccount(Result):
     """`mail`."""
     mail_nickname: Optional[str] = dataclasses.field(default=None)
     """`mailNickname`."""
-    proxy_addresses: Optional[List[str]] = dataclasses.field(default=None)
+    proxy_addresses: List[str] = dataclasses.field(default_factory=list)
     """`proxyAddresses`."""
     account_enabled: bool
     """`accountEnabled`."""
@@ -954,7 +952,7 @@ class OnlineAccount(Result):
     """`usageLocation`."""
     immutable_id: Optional[Anchor] = dataclasses.field(default=None)
     """`onPremisesImmutableId`."""
-    assigned_skus: Optional[List[str]] = dataclasses.field(default=None)
+    assigned_skus: List[str] = dataclasses.field(default_factory=list)
     """SKU ids of the assigned licences."""
 
 
@@ -1056,7 +1054,7 @@ class SyncItemCreateAccount(SyncItem):
     """The anchor to write."""
     usage_location: Optional[str] = dataclasses.field(default=None)
     """`usageLocation`."""
-    licences: Optional[List[LicenceAssignment]] = dataclasses.field(default=None)
+    licences: List[LicenceAssignment] = dataclasses.field(default_factory=list)
     """Licences to assign after creating."""
 
 
@@ -1136,9 +1134,9 @@ class SyncItemLicences(SyncItem):
     """The local user."""
     online_id: OnlineAccountId
     """The online account."""
-    add: Optional[List[LicenceAssignment]] = dataclasses.field(default=None)
+    add: List[LicenceAssignment] = dataclasses.field(default_factory=list)
     """Licences to add."""
-    remove: Optional[List[str]] = dataclasses.field(default=None)
+    remove: List[str] = dataclasses.field(default_factory=list)
     """SKU ids to remove."""
 
 
@@ -1203,7 +1201,7 @@ class CaptureOutcome(Choice):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CaptureReport(Result):
-    """The answer of [`Integration::capture_password`]."""
+    """The answer of ``capture_password``."""
     outcome: CaptureOutcome
     """What was done."""
     local_guid: ObjectGuid
