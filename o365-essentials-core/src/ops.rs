@@ -914,7 +914,7 @@ operations! {
             let services = p.services.unwrap_or_else(|| vec![DomainService::Email]);
             i.require_writes()?;
             let linker = i.domain_linker()?.with_mail_takeover(p.take_over_mail);
-            let _lease = i.lease("domain", c).await?;
+            let _lease = i.lease(crate::store::Work::Domain, c).await?;
             let progress = until_cancelled(c, "linking the domain", linker.run(&domain, &services)).await?;
             if progress.stage >= crate::dns::DomainStage::Verified {
                 i.refresh_verified_domains().await?;

@@ -17,6 +17,7 @@
 
 mod capture;
 mod control;
+mod executor;
 pub mod guard;
 mod guard_services;
 mod links;
@@ -65,7 +66,7 @@ use crate::model::{
     RequirementsReport, RunKind, RunResults,
 };
 use crate::ports::{Directory, Tenant};
-use crate::store::{JournalState, Store};
+use crate::store::{Store, Work};
 use crate::validate;
 
 const SETTINGS_KEY: &str = "integration";
@@ -593,7 +594,7 @@ impl Integration {
 
     /// Takes the lease of `work` for this call: at once, or waiting as `ctl` allows
     /// (polling without blocking the runtime; a cancelled call stops waiting).
-    pub(crate) async fn lease(&self, work: &str, ctl: &Control) -> Result<crate::store::Lease> {
+    pub(crate) async fn lease(&self, work: Work, ctl: &Control) -> Result<crate::store::Lease> {
         // A wait too long for the clock (a caller's u64::MAX seconds) is no deadline at all.
         let deadline = ctl
             .lease_wait()
@@ -1230,11 +1231,13 @@ impl Integration {
             ));
         }
         // One plan applied at a time across every process on this store.
-        let _lease = self.lease("apply", ctl).await?;
+        let _lease = self.lease(Work::Apply, ctl).await?;
         // Steps of an apply that died between intent and answer: a create whose answer
         // never came is found by its anchor when its user is planned again.
-        self.store
-            .journal_settle(&["create_account", "link"], plan.id)?;
+        self.store.journal_settle(
+            &[ItemAction::CreateAccount.name(), ItemAction::Link.name()],
+            plan.id,
+        )?;
         let started_at = self.now();
         let total = plan.items.len() as u64;
         // Seats are counted again now, not taken from the plan: each create reserves its
@@ -1485,18 +1488,7 @@ impl Integration {
             recommended_action: None,
             online_id: None,
         };
-        let fail = |mut r: ItemResult, e: &Error, outcome: Outcome| {
-            r.outcome = outcome;
-            r.error_code = Some(e.code());
-            r.service_message = Some(
-                e.service()
-                    .map(|s| s.message.clone())
-                    .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| e.message().to_string()),
-            );
-            r.recommended_action = Some(e.action().to_string());
-            r
-        };
+        let fail = executor::failed_item;
         match action {
             PlanAction::CreateAccount {
                 local,
@@ -1534,9 +1526,9 @@ impl Integration {
                 // An expired account is created blocked, like a disabled one.
                 let now = self.now();
                 let enabled = current.as_ref().is_none_or(|u| u.active_at(now));
-                let entry = self.store.journal_begin(
+                let step = self.step(
                     run,
-                    "create_account",
+                    executor::StepKind::Item(ItemAction::CreateAccount),
                     &local.guid.to_string(),
                     &json!({"upn": user_principal_name, "anchor": anchor}),
                 )?;
@@ -1582,7 +1574,7 @@ impl Integration {
                     Ok(a) => a,
                     Err(e) => {
                         seats.release(licences);
-                        self.store.journal_failed(entry, &e)?;
+                        step.failed(&e)?;
                         return Ok(fail(r, &e, Outcome::Failed));
                     }
                 };
@@ -1629,9 +1621,7 @@ impl Integration {
                         .await
                 {
                     seats.release(licences);
-                    self.store.journal_finish(
-                        entry,
-                        JournalState::Failed,
+                    step.failed_with(
                         &json!({"online_id": created.id, "licence": e.code().name()}),
                     )?;
                     return Ok(fail(
@@ -1640,11 +1630,7 @@ impl Integration {
                         Outcome::Failed,
                     ));
                 }
-                self.store.journal_finish(
-                    entry,
-                    JournalState::Done,
-                    &json!({"online_id": created.id}),
-                )?;
+                step.done(&json!({"online_id": created.id}))?;
                 Ok(r)
             }
             PlanAction::Link {
@@ -1705,9 +1691,9 @@ impl Integration {
                 if let Some(refusal) = self.gate.policy().online_refusal(online_id, &admins) {
                     return Ok(fail(r, &refusal.into_error(), Outcome::Skipped));
                 }
-                let entry = self.store.journal_begin(
+                let step = self.step(
                     run,
-                    "link",
+                    executor::StepKind::Item(ItemAction::Link),
                     &local.guid.to_string(),
                     &json!({"online_id": online_id, "anchor": anchor}),
                 )?;
@@ -1723,7 +1709,7 @@ impl Integration {
                         )
                         .await
                 {
-                    self.store.journal_failed(entry, &e)?;
+                    step.failed(&e)?;
                     return Ok(fail(r, &e, Outcome::Failed));
                 }
                 let link = Link {
@@ -1736,11 +1722,10 @@ impl Integration {
                     linked_at: self.now(),
                 };
                 if let Err(e) = self.store.put_link(&link) {
-                    self.store.journal_failed(entry, &e)?;
+                    step.failed(&e)?;
                     return Ok(fail(r, &e, Outcome::Failed));
                 }
-                self.store
-                    .journal_finish(entry, JournalState::Done, &json!({}))?;
+                step.done(&json!({}))?;
                 Ok(r)
             }
             PlanAction::Licences {
@@ -1772,21 +1757,20 @@ impl Integration {
                     .into_error();
                     return Ok(fail(r, &e, Outcome::Skipped));
                 }
-                let entry = self.store.journal_begin(
+                let step = self.step(
                     run,
-                    "licences",
+                    executor::StepKind::Item(ItemAction::Licences),
                     &local_guid.to_string(),
                     &json!({"online_id": online_id}),
                 )?;
                 match self.tenant().assign_licences(online_id, &add, remove).await {
                     Ok(()) => {
-                        self.store
-                            .journal_finish(entry, JournalState::Done, &json!({}))?;
+                        step.done(&json!({}))?;
                         Ok(r)
                     }
                     Err(e) => {
                         seats.release(&add);
-                        self.store.journal_failed(entry, &e)?;
+                        step.failed(&e)?;
                         Ok(fail(r, &e, Outcome::Failed))
                     }
                 }

@@ -364,7 +364,7 @@ impl PlanAction {
 
 impl ItemAction {
     /// The stable name (`create_account`, ...).
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             ItemAction::CreateAccount => "create_account",
             ItemAction::Link => "link",
