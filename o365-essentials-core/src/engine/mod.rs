@@ -130,23 +130,7 @@ pub struct DriftReport {
     pub blocked: Vec<Drift>,
 }
 
-/// Where the engine reads the time from: the system's, or a test's.
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> OffsetDateTime;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    // The one place the engine reads the system's time.
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
+pub use crate::clock::{Clock, SystemClock};
 
 /// Options from the configuration that operations use as their defaults.
 #[derive(Debug, Clone)]

@@ -130,7 +130,7 @@ impl PasswordKey {
 pub struct PasswordProblem {
     /// The local user.
     pub local_guid: ObjectGuid,
-    /// Why.
+    /// Why the tenant refused it (`password_policy` when its rules did).
     pub error_code: ErrorCode,
     /// The message (never the password).
     pub message: String,

@@ -541,10 +541,10 @@ fn make_cert(dir: &Path, cert_file: &Path, key_file: &Path, subject: &str) -> Re
 }
 
 /// The time written into assertions and proofs: Entra checks them against its own clock,
-/// so they carry the wall clock's, not the engine's (which tests move).
-#[allow(clippy::disallowed_methods)]
+/// so they carry the system clock's, not the engine's (which tests move).
 fn wall_clock() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now()
 }
 
 fn rfc3339(t: i64) -> String {

@@ -103,7 +103,7 @@ pub struct SyncItem {
     /// What would be done.
     #[serde(flatten)]
     pub action: PlanAction,
-    /// Why.
+    /// Why the plan proposes it (the difference it found between the two sides).
     pub reason: PlanReason,
     /// Whether the safety threshold would hold it.
     pub held: bool,

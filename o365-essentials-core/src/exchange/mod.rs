@@ -203,9 +203,11 @@ impl ExchangeOnline {
 
     /// Cmdlet calls sent (each retry and page counts), throttled answers, and waits made
     /// because the `Rate-Limit-Remaining` budget was spent.
-    pub fn request_counts(&self) -> (u64, u64, u64) {
-        let (requests, throttled, _) = self.inner.counters.get();
-        (requests, throttled, self.inner.hold.waits())
+    pub fn request_counts(&self) -> crate::graph::RequestCounts {
+        crate::graph::RequestCounts {
+            budget_waits: self.inner.hold.waits(),
+            ..self.inner.counters.get()
+        }
     }
 
     /// Sends one page request.

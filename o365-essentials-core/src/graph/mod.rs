@@ -37,6 +37,7 @@ use uuid::Uuid;
 
 pub(crate) use config::MAX_PAGES_LIMIT;
 pub use config::{Credential, GraphConfig};
+pub use send::RequestCounts;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
@@ -397,7 +398,7 @@ impl GraphTenant {
     }
 
     /// Requests sent so far (each retry counts), throttled answers received, retries made.
-    pub fn request_counts(&self) -> (u64, u64, u64) {
+    pub fn request_counts(&self) -> RequestCounts {
         self.inner.counters.get()
     }
 

@@ -191,13 +191,13 @@ impl SharePointOnline {
 
     /// SharePoint REST calls sent (each retry counts), throttled answers, and waits made
     /// for the app's resource-unit window. Graph calls are counted by the Graph backend.
-    pub fn request_counts(&self) -> (u64, u64, u64) {
+    pub fn request_counts(&self) -> crate::graph::RequestCounts {
         match self.inner.rest.get() {
-            Some(r) => {
-                let (requests, throttled, _) = r.counters.get();
-                (requests, throttled, r.hold.waits())
-            }
-            None => (0, 0, 0),
+            Some(r) => crate::graph::RequestCounts {
+                budget_waits: r.hold.waits(),
+                ..r.counters.get()
+            },
+            None => crate::graph::RequestCounts::default(),
         }
     }
 

@@ -126,9 +126,10 @@ pub struct JournalEntry {
 pub enum JournalState {
     /// Written before the remote call; the outcome is not known.
     Pending,
-    /// Done.
+    /// The step was made; the outcome says what it made.
     Done,
-    /// Failed.
+    /// The step failed, or was settled after its process died (`interrupted` in the
+    /// outcome); nothing more is done for it.
     Failed,
 }
 
