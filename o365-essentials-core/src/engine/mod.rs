@@ -110,8 +110,30 @@ pub struct IntegrationStatus {
 pub struct Drift {
     /// The local user.
     pub local_guid: crate::model::ObjectGuid,
-    /// What differs.
+    /// What kind of difference it is.
+    pub kind: DriftKind,
+    /// What differs, in words (names the account and the values).
     pub what: String,
+}
+
+/// What kind of difference a [`Drift`] reports.
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    /// The link moved to the account now carrying the user's anchor.
+    Relinked,
+    /// The account's user name was changed online.
+    UserNameChanged,
+    /// The account no longer carries the user's anchor.
+    AnchorRemoved,
+    /// A linked account was changed online by someone else.
+    ChangedOnline,
+    /// A linked account was removed online.
+    RemovedOnline,
+    /// The user left while the integration was disabled: sign-in was blocked.
+    Blocked,
+    /// The user left while the integration was disabled, and blocking sign-in failed.
+    BlockFailed,
 }
 
 /// What re-enabling found.
@@ -1023,6 +1045,7 @@ impl Integration {
                     if a.id != link.online_id {
                         report.relinked.push(Drift {
                             local_guid: link.local_guid,
+                            kind: DriftKind::Relinked,
                             what: format!("relinked by anchor from {} to {}", link.online_id, a.id),
                         });
                         link.online_id = a.id.clone();
@@ -1033,6 +1056,7 @@ impl Integration {
                     {
                         report.changed.push(Drift {
                             local_guid: link.local_guid,
+                            kind: DriftKind::UserNameChanged,
                             what: format!(
                                 "user name changed online from {} to {}",
                                 link.user_principal_name, a.user_principal_name
@@ -1043,6 +1067,7 @@ impl Integration {
                     if a.immutable_id.as_ref() != Some(&link.anchor) {
                         report.changed.push(Drift {
                             local_guid: link.local_guid,
+                            kind: DriftKind::AnchorRemoved,
                             what: format!(
                                 "{} no longer carries the anchor {}",
                                 a.user_principal_name, link.anchor
@@ -1076,16 +1101,23 @@ impl Integration {
                 },
             };
             let Some(why) = why else { continue };
-            let what = match self.tenant().set_enabled(&link.online_id, false).await {
-                Ok(()) => format!("{}: sign-in blocked ({why})", link.user_principal_name),
+            let (kind, what) = match self.tenant().set_enabled(&link.online_id, false).await {
+                Ok(()) => (
+                    DriftKind::Blocked,
+                    format!("{}: sign-in blocked ({why})", link.user_principal_name),
+                ),
                 Err(e) if e.code() == ErrorCode::NotFound => continue,
-                Err(e) => format!(
-                    "{}: could not be blocked ({why}): {e}",
-                    link.user_principal_name
+                Err(e) => (
+                    DriftKind::BlockFailed,
+                    format!(
+                        "{}: could not be blocked ({why}): {e}",
+                        link.user_principal_name
+                    ),
                 ),
             };
             report.blocked.push(Drift {
                 local_guid: link.local_guid,
+                kind,
                 what,
             });
         }

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::executor::{StepKind, failed_item};
 use super::{
-    CancelToken, Control, Drift, Event, Integration, PasswordDelivery, PasswordSyncState, RunCounts,
+    CancelToken, Control, Drift, DriftKind, Event, Integration, PasswordDelivery,
+    PasswordSyncState, RunCounts,
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
@@ -518,14 +519,17 @@ impl Integration {
         let mut drift = Vec::new();
         if link.is_some() && !round.full_resync {
             for c in &round.changes {
-                let (id, what) = match c {
+                let (id, kind, what) = match c {
                     OnlineChange::Changed { account } => (
                         account.id.clone(),
+                        DriftKind::ChangedOnline,
                         format!("{} was changed online", account.user_principal_name),
                     ),
-                    OnlineChange::Removed { id, reason } => {
-                        (id.clone(), format!("{id} was removed online ({reason})"))
-                    }
+                    OnlineChange::Removed { id, reason } => (
+                        id.clone(),
+                        DriftKind::RemovedOnline,
+                        format!("{id} was removed online ({reason})"),
+                    ),
                 };
                 if touched.contains(&id.0) || own.contains(&id.0) {
                     continue;
@@ -533,6 +537,7 @@ impl Integration {
                 if let Some(l) = self.store.link_by_online(&id)? {
                     drift.push(Drift {
                         local_guid: l.local_guid,
+                        kind,
                         what,
                     });
                 }

@@ -257,7 +257,7 @@ fn several_openers_share_the_store_and_a_viewer_reads_only() {
     );
     // A lease is held once, also within one process.
     let held = first.lease(Work::Sync, None).expect("lease");
-    assert_eq!(held.name(), "sync");
+    assert_eq!(held.work(), Work::Sync);
     let e = second.lease(Work::Sync, None).expect_err("held");
     assert_eq!(e.code(), ErrorCode::WorkHeld);
     assert!(
