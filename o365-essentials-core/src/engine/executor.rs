@@ -328,3 +328,173 @@ impl Integration {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorCode, ServiceDetail};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path().join("state.db")).expect("open");
+        (dir, s)
+    }
+
+    fn step<'a>(s: &'a Store, run: Uuid) -> Step<'a> {
+        let id = s
+            .journal_begin(
+                run,
+                StepKind::CreateUserWithAccount.name(),
+                "jane",
+                &json!({}),
+            )
+            .expect("begin");
+        Step { store: s, id }
+    }
+
+    fn failure() -> Error {
+        Error::new(
+            ErrorCode::ServiceUnavailable,
+            "Microsoft 365 is unavailable",
+        )
+    }
+
+    #[test]
+    fn a_rollback_that_worked_says_so_and_is_journaled() {
+        let (_d, s) = store();
+        let run = Uuid::new_v4();
+        let e = step(&s, run)
+            .rolled_back(
+                failure(),
+                Ok(()),
+                "the online account for jane could not be created",
+                "the local user was removed again",
+                "removing the local user again",
+            )
+            .expect("journal");
+        assert_eq!(e.code(), ErrorCode::ServiceUnavailable);
+        assert!(
+            e.message().starts_with(
+                "the online account for jane could not be created, so the local user was removed again: "
+            ),
+            "{}",
+            e.message()
+        );
+        let entry = &s.journal_of_run(run).expect("run")[0];
+        assert_eq!(entry.state, JournalState::Failed);
+        assert_eq!(
+            entry.outcome,
+            Some(json!({"code": "service_unavailable", "rolled_back": true}))
+        );
+    }
+
+    #[test]
+    fn a_rollback_that_failed_says_what_is_left_to_do_by_hand() {
+        let (_d, s) = store();
+        let run = Uuid::new_v4();
+        let undo = Err(Error::new(
+            ErrorCode::PermissionDenied,
+            "insufficient access",
+        ));
+        let e = step(&s, run)
+            .rolled_back(
+                failure(),
+                undo,
+                "the online account for jane could not be created",
+                "the local user was removed again",
+                "removing the local user again",
+            )
+            .expect("journal");
+        assert_eq!(
+            e.code(),
+            ErrorCode::ServiceUnavailable,
+            "the first failure's code"
+        );
+        assert!(
+            e.message().contains(
+                "and removing the local user again failed too (insufficient access): finish it by hand"
+            ),
+            "{}",
+            e.message()
+        );
+        assert!(!e.message().contains("was removed again"));
+        let entry = &s.journal_of_run(run).expect("run")[0];
+        assert_eq!(
+            entry.outcome,
+            Some(json!({"code": "service_unavailable", "rollback_failed": "permission_denied"}))
+        );
+    }
+
+    #[test]
+    fn progress_keeps_a_step_pending_for_the_next_run_to_settle() {
+        let (_d, s) = store();
+        let (dead, next) = (Uuid::new_v4(), Uuid::new_v4());
+        let st = step(&s, dead);
+        st.progress(&json!({"local": "guid-1"})).expect("progress");
+        // The process dies here: the step is neither done nor failed.
+        std::mem::forget(st);
+        let _mine = step(&s, next);
+        let left = s
+            .journal_interrupted(&[StepKind::CreateUserWithAccount.name()], next)
+            .expect("interrupted");
+        assert_eq!(
+            left.len(),
+            1,
+            "only the dead run's step, not the live one's"
+        );
+        assert_eq!(left[0].run_id, dead);
+        assert_eq!(left[0].outcome, Some(json!({"local": "guid-1"})));
+        assert!(
+            s.journal_interrupted(&[StepKind::Assign.name()], next)
+                .expect("other kinds")
+                .is_empty()
+        );
+        let done = step(&s, next);
+        let id = done.id;
+        done.done(&json!({})).expect("done");
+        assert_eq!(
+            s.journal_progress(id, &json!({}))
+                .expect_err("finished")
+                .code(),
+            ErrorCode::NotFound,
+            "a finished step takes no more progress"
+        );
+    }
+
+    #[test]
+    fn a_failed_item_carries_what_the_service_said_else_the_message() {
+        let item = || ItemResult {
+            password_source: None,
+            local_user: "jane".into(),
+            local_guid: ObjectGuid(Uuid::nil()),
+            requested_upn: None,
+            action: ItemAction::CreateAccount,
+            reason: None,
+            outcome: Outcome::Succeeded,
+            error_code: None,
+            service_message: None,
+            recommended_action: None,
+            online_id: None,
+        };
+        let plain = failed_item(item(), &failure(), Outcome::Failed);
+        assert_eq!(plain.outcome, Outcome::Failed);
+        assert_eq!(plain.error_code, Some(ErrorCode::ServiceUnavailable));
+        assert_eq!(
+            plain.service_message.as_deref(),
+            Some("Microsoft 365 is unavailable")
+        );
+        assert_eq!(
+            plain.recommended_action.as_deref(),
+            Some(failure().action())
+        );
+        let said = failure().with_service(ServiceDetail {
+            code: "serviceNotAvailable".into(),
+            message: "Try again later".into(),
+            request_id: None,
+            status: Some(503),
+        });
+        let r = failed_item(item(), &said, Outcome::Skipped);
+        assert_eq!(r.outcome, Outcome::Skipped);
+        assert_eq!(r.service_message.as_deref(), Some("Try again later"));
+    }
+}
