@@ -432,7 +432,7 @@ mod tests {
         let st = step(&s, dead);
         st.progress(&json!({"local": "guid-1"})).expect("progress");
         // The process dies here: the step is neither done nor failed.
-        std::mem::forget(st);
+        drop(st);
         let _mine = step(&s, next);
         let left = s
             .journal_interrupted(&[StepKind::CreateUserWithAccount.name()], next)
