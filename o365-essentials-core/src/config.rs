@@ -170,8 +170,12 @@ pub(crate) fn parse_strict<T: DeserializeOwned>(
     what: &str,
 ) -> Result<T> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value: T =
-        serde_path_to_error::deserialize(&mut de).map_err(|e| path_error(e, code, what))?;
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // serde_json reports some type mismatches (a number where an enum is read) as
+        // syntax errors: well-formed text is never `malformed_json`.
+        let well_formed = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+        path_error(e, code, what, well_formed)
+    })?;
     de.end().map_err(|e| {
         let code = if code == ErrorCode::InvalidInput {
             ErrorCode::MalformedJson
@@ -192,7 +196,7 @@ pub(crate) fn from_value_strict<T: DeserializeOwned>(
     code: ErrorCode,
     what: &str,
 ) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| path_error(e, code, what))
+    serde_path_to_error::deserialize(value).map_err(|e| path_error(e, code, what, true))
 }
 
 /// `what at `a.b.c`: serde's message` — the path only when there is one.
@@ -200,6 +204,7 @@ fn path_error(
     e: serde_path_to_error::Error<serde_json::Error>,
     code: ErrorCode,
     what: &str,
+    well_formed: bool,
 ) -> Error {
     let path = e.path().to_string();
     let inner = e.into_inner();
@@ -210,7 +215,9 @@ fn path_error(
     };
     // Parameters say precisely what is wrong; a configuration is `invalid_config` whole.
     let code = match code {
-        ErrorCode::InvalidInput if inner.is_syntax() || inner.is_eof() => ErrorCode::MalformedJson,
+        ErrorCode::InvalidInput if !well_formed && (inner.is_syntax() || inner.is_eof()) => {
+            ErrorCode::MalformedJson
+        }
         ErrorCode::InvalidInput if inner.to_string().starts_with("unknown field") => {
             ErrorCode::UnknownField
         }

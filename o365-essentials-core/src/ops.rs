@@ -309,6 +309,25 @@ params! {
         /// What to change.
         update: DistributionGroupUpdate,
     }
+    /// `set_device_policy`: the fields to change; fields not given keep their current
+    /// value. Limits take a number, `{"value": n}` or `"unlimited"`.
+    DevicePolicyParams {
+        /// `PasswordEnabled`.
+        #[serde(default)]
+        password_enabled: Option<bool>,
+        /// `MinPasswordLength`, 1–16.
+        #[serde(default)]
+        min_password_length: Option<u8>,
+        /// `MaxPasswordFailedAttempts`, 4–16 or `"unlimited"`.
+        #[serde(default)]
+        max_password_failed_attempts: Option<crate::model::Limit<u8>>,
+        /// `MaxInactivityTimeLock` in minutes, 1–60 or `"unlimited"`.
+        #[serde(default)]
+        max_inactivity_lock_minutes: Option<crate::model::Limit<u8>>,
+        /// `AlphanumericPasswordRequired`.
+        #[serde(default)]
+        alphanumeric_password_required: Option<bool>,
+    }
     /// `set_default_access_level`.
     AccessLevelParams {
         /// The level.
@@ -478,6 +497,45 @@ impl Integration {
             .collect();
         out.sort_by(|a, b| a.local_user.cmp(&b.local_user));
         Ok(out)
+    }
+}
+
+impl DevicePolicyParams {
+    /// The policy `current` with the fields given here changed.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidInput`] when no field is given.
+    pub fn apply_to(self, mut current: DevicePolicy) -> Result<DevicePolicy> {
+        let DevicePolicyParams {
+            password_enabled,
+            min_password_length,
+            max_password_failed_attempts,
+            max_inactivity_lock_minutes,
+            alphanumeric_password_required,
+        } = self;
+        let mut given = false;
+        if let Some(v) = password_enabled {
+            (current.password_enabled, given) = (v, true);
+        }
+        if let Some(v) = min_password_length {
+            (current.min_password_length, given) = (Some(v), true);
+        }
+        if let Some(v) = max_password_failed_attempts {
+            (current.max_password_failed_attempts, given) = (v, true);
+        }
+        if let Some(v) = max_inactivity_lock_minutes {
+            (current.max_inactivity_lock_minutes, given) = (v, true);
+        }
+        if let Some(v) = alphanumeric_password_required {
+            (current.alphanumeric_password_required, given) = (v, true);
+        }
+        if !given {
+            return Err(Error::invalid_input(format!(
+                "`set_device_policy` changes the fields it is given and none was: give one or more of {}",
+                fields_of::<DevicePolicyParams>().join(", ")
+            )));
+        }
+        Ok(current)
     }
 }
 
@@ -769,8 +827,17 @@ operations! {
         "Plans again the users that failed in a results file.",
         |i, p, c| {
             let mut request = p.request.unwrap_or_default();
-            request.users = Some(crate::engine::failed_users(&p.results_file)?);
-            i.plan_bulk_create(&i.snapshot().await?, &request)?
+            let snapshot = i.snapshot().await?;
+            // A failed user deleted since is not retried (nor an error).
+            let failed = crate::engine::failed_users(&p.results_file)?;
+            request.users = Some(
+                failed
+                    .into_iter()
+                    .filter(|g| snapshot.users.iter().any(|u| u.guid == *g))
+                    .map(Into::into)
+                    .collect(),
+            );
+            i.plan_bulk_create(&snapshot, &request)?
         };
     "import_users", ImportRequest => ImportResult, true,
         "Creates local users for existing online accounts and links them.",
@@ -871,9 +938,14 @@ operations! {
     "get_device_policy", NoParams => DevicePolicy, false,
         "The mobile device mailbox policy.",
         |i, p, c| i.microsoft365().exchange()?.device_policy().await?;
-    "set_device_policy", DevicePolicy => (), false,
-        "Sets the mobile device mailbox policy.",
-        |i, p, c| i.microsoft365().exchange()?.set_device_policy(&p).await?;
+    "set_device_policy", DevicePolicyParams => (), false,
+        "Changes the mobile device mailbox policy: the fields given; the others keep their value.",
+        |i, p, c| {
+            let m = i.microsoft365();
+            let exchange = m.exchange()?;
+            let policy = p.apply_to(exchange.device_policy().await?)?;
+            exchange.set_device_policy(&policy).await?
+        };
     "get_default_access_level", NoParams => AccessLevel, false,
         "What happens to devices no rule names.",
         |i, p, c| i.microsoft365().exchange()?.default_access_level().await?;

@@ -878,3 +878,123 @@ async fn the_installed_package_checks_the_dc_and_the_tenant() {
     );
     assert!(out.stderr.is_empty(), "nothing on stderr");
 }
+
+/// Work that ran to its end with failures has exit codes of its own, distinct from
+/// errors: 20 when `requirements` has a failed check, 21 when a run has failed items;
+/// the result is printed as on success (counts and the results file included). Users are
+/// named by sAMAccountName, a limit by a plain number, a policy changed in part.
+#[tokio::test]
+async fn checks_failed_and_done_with_failures_exit_with_their_own_codes() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = demo_config(&emu, tmp.path(), 0);
+    ok(&run(&cfg, &["integrate"]).await);
+
+    let out = run(
+        &cfg,
+        &["--json", "requirements", "--custom-domain", "not a domain"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(20), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == "custom_domain" && c["status"] == "fail"),
+        "{report}"
+    );
+
+    // Every create refused by the tenant: the run ends, its items failed.
+    let plan = ok(&run(
+        &cfg,
+        &[
+            "--json",
+            "plan-bulk-create",
+            "--users",
+            "ava.adams,BEN.BROOKS",
+        ],
+    )
+    .await);
+    let planned: Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(planned["items"].as_array().unwrap().len(), 2, "{planned}");
+    let plan_file = tmp.path().join("plan.json");
+    std::fs::write(&plan_file, &plan).unwrap();
+    let rule = FaultRule {
+        path: "/v1.0/users".into(),
+        method: Some("POST".into()),
+        probability: 1.0,
+        kind: FaultKind::Status { status: 400 },
+        limit: None,
+    };
+    admin(&emu, "PUT", "/faults", Some(json!({ "rules": [rule] }))).await;
+    let applied = run(
+        &cfg,
+        &[
+            "--json",
+            "apply-plan",
+            "--plan",
+            &format!("@{}", plan_file.display()),
+        ],
+    )
+    .await;
+    assert_eq!(applied.status.code(), Some(21), "{}", text(&applied.stderr));
+    let results: Value = serde_json::from_str(&text(&applied.stdout)).unwrap();
+    assert_eq!(results["counts"]["failed"], 2, "{results}");
+    let results_file = results["results_file"].as_str().unwrap();
+    assert!(Path::new(results_file).exists(), "{results}");
+    admin(&emu, "PUT", "/faults", Some(json!({ "rules": [] }))).await;
+    // The results file the result named plans the failures again, and they succeed.
+    let retry = ok(&run(
+        &cfg,
+        &["--json", "plan-retry", "--results-file", results_file],
+    )
+    .await);
+    std::fs::write(&plan_file, &retry).unwrap();
+    let again = run(
+        &cfg,
+        &[
+            "--json",
+            "apply-plan",
+            "--plan",
+            &format!("@{}", plan_file.display()),
+        ],
+    )
+    .await;
+    let again: Value = serde_json::from_str(&ok(&again)).unwrap();
+    assert_eq!(again["counts"]["succeeded"], 2, "{again}");
+
+    // A plain number for a limit, and only that field changed.
+    let before: Value =
+        serde_json::from_str(&ok(&run(&cfg, &["--json", "get-device-policy"]).await)).unwrap();
+    ok(&run(
+        &cfg,
+        &["set-device-policy", "--max-password-failed-attempts", "8"],
+    )
+    .await);
+    let after: Value =
+        serde_json::from_str(&ok(&run(&cfg, &["--json", "get-device-policy"]).await)).unwrap();
+    assert_eq!(after["max_password_failed_attempts"], json!({"value": 8}));
+    assert_eq!(after["password_enabled"], before["password_enabled"]);
+    assert_eq!(
+        after["max_inactivity_lock_minutes"],
+        before["max_inactivity_lock_minutes"]
+    );
+    // A wrong type is an input error (2) naming the field.
+    let bad = run(
+        &cfg,
+        &[
+            "set-device-policy",
+            "--max-password-failed-attempts",
+            "true",
+        ],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("max_password_failed_attempts"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -281,7 +281,7 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
         .plan_bulk_create(
             &f.integration.snapshot().await.unwrap(),
             &BulkCreateRequest {
-                users: Some(retry),
+                users: Some(retry.iter().map(|g| (*g).into()).collect()),
                 allow_unlicensed: true,
                 ..request(Some(essentials))
             },
@@ -429,7 +429,7 @@ async fn bulk_create_from_samba() {
         .plan_bulk_create(
             &snapshot,
             &BulkCreateRequest {
-                users: Some(chosen.clone()),
+                users: Some(chosen.iter().map(|g| (*g).into()).collect()),
                 ..request(None)
             },
         )

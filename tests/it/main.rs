@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod directory_conformance;
 mod dns;
+mod docs;
 mod doors;
 mod engine;
 mod exchange;

@@ -295,11 +295,16 @@ async fn every_operation_of_the_table_runs_through_the_dispatcher() {
             .count(),
         12
     );
-    let results_file = o._dir.path().join(format!(
-        "bulk_create-{}.json",
-        results["run_id"].as_str().unwrap().replace('-', "")
-    ));
+    // The result counts the items and names its results files: no caller rebuilds them.
+    assert_eq!(results["counts"]["succeeded"], 12, "{results:#}");
+    assert_eq!(results["counts"]["failed"], 0, "{results:#}");
+    let results_file = std::path::PathBuf::from(results["results_file"].as_str().unwrap());
+    assert_eq!(results_file.parent(), Some(o._dir.path()));
     assert!(results_file.exists(), "the run wrote its results file");
+    assert!(
+        std::path::Path::new(results["results_csv"].as_str().unwrap()).exists(),
+        "{results:#}"
+    );
     let retry = o
         .ok("plan_retry", json!({"results_file": results_file}))
         .await;
@@ -835,6 +840,119 @@ async fn the_dispatcher_names_what_is_wrong_with_a_call() {
         .await
         .unwrap_err();
     assert!(!e.to_string().contains("Do-Not-Echo"), "{e}");
+}
+
+/// What the Everywhere fixes promise every door, through the one table: users named the
+/// way callers know them, numbers where a field means a number, partial policy updates,
+/// type mismatches as `invalid_input` naming the field.
+#[tokio::test]
+async fn the_table_takes_names_numbers_and_partial_updates_as_callers_write_them() {
+    let dns = Bind::start(ZONE, &[]);
+    let o = open(&dns).await;
+    o.ok("integrate", Value::Null).await;
+    let demo = o.integration.demo_directory().unwrap().clone();
+    let ben = demo.find_user("ben.brooks").await.unwrap().unwrap();
+    let cy = demo.find_user("chloe.carter").await.unwrap().unwrap();
+    // A sAMAccountName (any case), a UPN and a GUID name three users.
+    let plan = o
+        .ok(
+            "plan_bulk_create",
+            json!({"users": ["AVA.ADAMS", ben.user_principal_name.clone().unwrap(), cy.guid]}),
+        )
+        .await;
+    let mut planned: Vec<&str> = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["local"]["sam_account_name"].as_str().unwrap())
+        .collect();
+    planned.sort_unstable();
+    assert_eq!(
+        planned,
+        ["ava.adams", "ben.brooks", "chloe.carter"],
+        "{plan:#}"
+    );
+    // Choices name their user the same ways.
+    let plan = o
+        .ok(
+            "plan_bulk_create",
+            json!({"users": ["ava.adams"], "choices": [{"user": "ava.adams",
+                "user_principal_name": "ava@contoso.onmicrosoft.com"}]}),
+        )
+        .await;
+    assert_eq!(
+        plan["items"][0]["user_principal_name"], "ava@contoso.onmicrosoft.com",
+        "{plan:#}"
+    );
+    // An unknown name is refused, named.
+    let e = o
+        .call(
+            "plan_bulk_create",
+            json!({"users": ["ava.adams", "no.such.person"]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert!(e.message().contains("no.such.person"), "{e}");
+    let results = o.ok("apply_plan", json!({"plan": plan})).await;
+    assert_eq!(results["counts"]["succeeded"], 1, "{results:#}");
+    assert!(std::path::Path::new(results["results_file"].as_str().unwrap()).exists());
+
+    // A partial policy update with a plain number: the other fields keep their value.
+    let before = o.ok("get_device_policy", json!({})).await;
+    o.ok(
+        "set_device_policy",
+        json!({"max_password_failed_attempts": 8}),
+    )
+    .await;
+    let after = o.ok("get_device_policy", json!({})).await;
+    assert_eq!(after["max_password_failed_attempts"], json!({"value": 8}));
+    for keep in [
+        "password_enabled",
+        "min_password_length",
+        "max_inactivity_lock_minutes",
+        "alphanumeric_password_required",
+    ] {
+        assert_eq!(after[keep], before[keep], "{keep} changed: {after:#}");
+    }
+    o.ok(
+        "set_device_policy",
+        json!({"max_inactivity_lock_minutes": {"value": 15}, "max_password_failed_attempts": "unlimited"}),
+    )
+    .await;
+    let after = o.ok("get_device_policy", json!({})).await;
+    assert_eq!(after["max_inactivity_lock_minutes"], json!({"value": 15}));
+    assert_eq!(after["max_password_failed_attempts"], "unlimited");
+    assert_eq!(
+        o.call("set_device_policy", json!({}))
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidInput
+    );
+    // Mismatched types, from text as the C ABI sends them: `invalid_input` naming the
+    // field, not `malformed_json`.
+    for (op, params, field) in [
+        (
+            "set_device_policy",
+            r#"{"max_password_failed_attempts": "eight"}"#,
+            "max_password_failed_attempts",
+        ),
+        ("set_default_access_level", r#"{"level": 5}"#, "level"),
+        (
+            "wipe_device",
+            r#"{"device_id": "d", "kind": 1, "confirm": "d"}"#,
+            "kind",
+        ),
+    ] {
+        let e = o
+            .integration
+            .call_json(op, params, &Control::none())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{op}: {e}");
+        assert!(e.message().contains(field), "{op}: {e}");
+    }
 }
 
 /// A bulk create of 300 accounts cancelled at about half: what was started is finished

@@ -66,7 +66,7 @@ fn child(role: &str) {
                 .plan_bulk_create(
                     &integration.snapshot().await.unwrap(),
                     &BulkCreateRequest {
-                        users: Some(users),
+                        users: Some(users.iter().map(|g| (*g).into()).collect()),
                         ..Default::default()
                     },
                 )
@@ -171,7 +171,7 @@ async fn parent() {
         .plan_bulk_create(
             &main.snapshot().await.unwrap(),
             &BulkCreateRequest {
-                users: Some(pw_users.clone()),
+                users: Some(pw_users.iter().map(|g| (*g).into()).collect()),
                 ..Default::default()
             },
         )
@@ -269,7 +269,7 @@ async fn parent() {
         .plan_bulk_create(
             &main.snapshot().await.unwrap(),
             &BulkCreateRequest {
-                users: Some(late_users.clone()),
+                users: Some(late_users.iter().map(|g| (*g).into()).collect()),
                 ..Default::default()
             },
         )

@@ -631,7 +631,7 @@ async fn a_refused_current_password_is_never_hidden_and_own_creates_are_not_drif
         .plan_bulk_create(
             &o.integration.snapshot().await.unwrap(),
             &BulkCreateRequest {
-                users: Some(vec![a.guid]),
+                users: Some(vec![a.guid.into()]),
                 ..Default::default()
             },
         )
@@ -746,7 +746,7 @@ async fn kept_passwords_expire_and_enabling_blocks_leavers_at_once_on_samba() {
         .plan_bulk_create(
             &integration.snapshot().await.unwrap(),
             &BulkCreateRequest {
-                users: Some(vec![b.guid, c.guid]),
+                users: Some(vec![b.guid.into(), c.guid.into()]),
                 ..Default::default()
             },
         )

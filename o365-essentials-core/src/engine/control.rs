@@ -66,7 +66,9 @@ impl CancelToken {
 }
 
 /// Counts of a finished run, by outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct RunCounts {
     /// Items that succeeded.
     pub succeeded: usize,

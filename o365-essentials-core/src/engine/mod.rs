@@ -1209,12 +1209,18 @@ impl Integration {
         if request.licences.is_empty() {
             request.licences = self.settings.default_licences.clone();
         }
+        // Users named by GUID, sAMAccountName or UPN: each must name exactly one.
+        let index = crate::model::LocalUserIndex::new(&snapshot.users);
+        for n in request.users.iter().flatten() {
+            index.resolve(n)?;
+        }
         let mut seen = std::collections::HashSet::new();
         for c in &request.choices {
-            if !seen.insert(c.user) {
+            let u = index.resolve(&c.user)?;
+            if !seen.insert(u.guid) {
                 return Err(Error::invalid_input(format!(
                     "choices name the local user {} twice",
-                    c.user
+                    u.sam_account_name
                 )));
             }
         }
@@ -1383,25 +1389,29 @@ impl Integration {
         items: Vec<ItemResult>,
         ctl: &Control,
     ) -> Result<RunResults> {
-        let run = RunResults {
+        let mut run = RunResults {
             run_id,
             kind,
             started_at,
             finished_at: self.now(),
+            counts: RunCounts::of(&items),
             items,
+            results_file: None,
+            results_csv: None,
         };
-        self.store.save_run(&run)?;
         if let Some(folder) = &self.settings.results_folder {
-            // The work is done and its results are in the store: a results file that
-            // cannot be written is a warning, not a failure of the run.
-            if let Err(e) = write_results(&run, folder) {
-                ctl.emit(Event::Warning {
+            // A results file that cannot be written is a warning, not a failure of the
+            // run: the results still go to the store and to the caller.
+            match write_results(&run, folder) {
+                Ok((json, csv)) => (run.results_file, run.results_csv) = (Some(json), Some(csv)),
+                Err(e) => ctl.emit(Event::Warning {
                     code: e.code(),
                     message: e.to_string(),
-                });
+                }),
             }
         }
-        let counts = RunCounts::of(&run.items);
+        self.store.save_run(&run)?;
+        let counts = run.counts;
         ctl.emit(Event::RunFinished {
             run_id,
             kind,

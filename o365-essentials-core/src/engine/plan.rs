@@ -6,8 +6,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::model::{
-    AdminRoleHolder, LicenceAssignment, Link, LinkOrigin, LocalUser, LocalVersion, ObjectGuid,
-    OnlineAccount, Plan, PlanAction, PlanItem, PlanReason, SeatCount, SkipReason, SkippedUser,
+    AdminRoleHolder, LicenceAssignment, Link, LinkOrigin, LocalUser, LocalUserIndex, LocalUserRef,
+    LocalVersion, ObjectGuid, OnlineAccount, Plan, PlanAction, PlanItem, PlanReason, SeatCount,
+    SkipReason, SkippedUser,
 };
 use crate::validate;
 
@@ -37,8 +38,8 @@ pub struct Snapshot {
 )]
 #[serde(deny_unknown_fields)]
 pub struct UserChoice {
-    /// The local user.
-    pub user: ObjectGuid,
+    /// The local user: its object GUID, sAMAccountName or user principal name.
+    pub user: LocalUserRef,
     /// The online ID to give instead of the suggested one (on a verified domain).
     #[serde(default)]
     pub user_principal_name: Option<String>,
@@ -55,9 +56,11 @@ pub struct BulkCreateRequest {
     /// configuration's custom domain, else the tenant's initial domain, when empty.
     #[serde(default)]
     pub domain: String,
-    /// Only these local users; every syncable user without an online account when `None`.
+    /// Only these local users, each by its object GUID, sAMAccountName or user principal
+    /// name (`"ava.adams"`, `"ava.adams@contoso.com"`); every syncable user without an
+    /// online account when absent.
     #[serde(default)]
-    pub users: Option<Vec<ObjectGuid>>,
+    pub users: Option<Vec<LocalUserRef>>,
     /// `usageLocation` for the new accounts (needed for licences).
     #[serde(default)]
     pub usage_location: Option<String>,
@@ -178,7 +181,15 @@ pub fn plan_bulk_create(
         .iter()
         .filter_map(|a| a.mail.as_ref().map(|m| (m.to_ascii_lowercase(), a)))
         .collect();
-    let chosen: Option<HashSet<ObjectGuid>> = r.users.as_ref().map(|v| v.iter().copied().collect());
+    let index = LocalUserIndex::new(&s.users);
+    // Names that name no user (or several) were refused before planning; here they
+    // choose no one.
+    let chosen: Option<HashSet<ObjectGuid>> = r.users.as_ref().map(|names| {
+        names
+            .iter()
+            .filter_map(|n| index.resolve(n).ok().map(|u| u.guid))
+            .collect()
+    });
     let mut users: Vec<&LocalUser> = s
         .users
         .iter()
@@ -190,8 +201,11 @@ pub fn plan_bulk_create(
             .cmp(&b.sam_account_name.to_lowercase())
             .then(a.guid.cmp(&b.guid))
     });
-    let choices: HashMap<ObjectGuid, &super::plan::UserChoice> =
-        r.choices.iter().map(|c| (c.user, c)).collect();
+    let choices: HashMap<ObjectGuid, &super::plan::UserChoice> = r
+        .choices
+        .iter()
+        .filter_map(|c| index.resolve(&c.user).ok().map(|u| (u.guid, c)))
+        .collect();
     let verified = |upn: &str| {
         let domain = upn.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
         s.verified_domains.is_empty()
@@ -691,7 +705,7 @@ mod tests {
                 .any(|x| x.guid == a.guid && x.reason == SkipReason::AlreadyLinked)
         );
         let only_a = BulkCreateRequest {
-            users: Some(vec![a.guid]),
+            users: Some(vec![a.guid.into()]),
             ..req(false)
         };
         assert!(plan(&s, &only_a).items.is_empty());
@@ -773,7 +787,7 @@ mod tests {
         let sku = Uuid::from_u128(7);
         let mut r = req(false);
         r.choices = vec![UserChoice {
-            user: a.guid,
+            user: a.guid.into(),
             user_principal_name: Some("Ava.Adams@Contoso.com".into()),
             licences: Some(vec![LicenceAssignment {
                 sku_id: sku,

@@ -162,6 +162,9 @@ mod tests {
             kind: crate::model::RunKind::BulkCreate,
             started_at: time::macros::datetime!(2026-11-26 10:00 UTC),
             finished_at: time::macros::datetime!(2026-11-26 10:01 UTC),
+            counts: Default::default(),
+            results_file: None,
+            results_csv: None,
             items: vec![
                 ItemResult {
                     password_source: None,

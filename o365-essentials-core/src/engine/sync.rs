@@ -959,7 +959,10 @@ impl Integration {
             kind: RunKind::Sync,
             started_at,
             finished_at: self.now(),
+            counts: crate::engine::RunCounts::of(&results),
             items: results,
+            results_file: None,
+            results_csv: None,
         };
         self.store.save_run(&results)?;
         let report = SyncReport {

@@ -61,14 +61,77 @@ pub struct DistributionGroupUpdate {
     pub allow_external_senders: Option<bool>,
 }
 
-/// A limit that can also be "unlimited".
-#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A limit that can also be "unlimited". Written as `"unlimited"` or `{"value": n}`; read
+/// from those or from a plain number `n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit<T> {
     /// No limit.
     Unlimited,
     /// This value.
     Value(T),
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Limit<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        const EXPECTED: &str = "expected a number, \"unlimited\" or {\"value\": <number>}";
+        let number = |v: serde_json::Value| {
+            serde_json::from_value::<T>(v).map_err(|e| D::Error::custom(format!("{e}; {EXPECTED}")))
+        };
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) if s == "unlimited" => Ok(Limit::Unlimited),
+            v @ serde_json::Value::Number(_) => number(v).map(Limit::Value),
+            serde_json::Value::Object(mut m) if m.len() == 1 && m.contains_key("value") => {
+                number(m.remove("value").unwrap_or_default()).map(Limit::Value)
+            }
+            other => Err(D::Error::custom(format!("`{other}`: {EXPECTED}"))),
+        }
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Limit<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Limit".into()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        format!("{}::Limit<{}>", module_path!(), T::schema_id()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let value = generator.subschema_for::<T>();
+        let mut variants = vec![
+            schemars::json_schema!({
+                "description": "No limit.",
+                "type": "string",
+                "const": "unlimited"
+            }),
+            schemars::json_schema!({
+                "description": "This value.",
+                "type": "object",
+                "properties": { "value": value },
+                "required": ["value"],
+                "additionalProperties": false
+            }),
+        ];
+        // Read also as a plain number; always written as `{"value": n}`.
+        if matches!(
+            generator.contract(),
+            schemars::generate::Contract::Deserialize
+        ) {
+            let mut plain = generator.subschema_for::<T>();
+            plain.insert(
+                "description".into(),
+                "This value, as a plain number.".into(),
+            );
+            variants.push(plain);
+        }
+        schemars::json_schema!({
+            "description": "A limit that can also be \"unlimited\".",
+            "oneOf": variants
+        })
+    }
 }
 
 /// The default mobile device mailbox policy (the parts the dashboard shows).

@@ -77,6 +77,100 @@ impl std::str::FromStr for ObjectGuid {
     }
 }
 
+/// A local user named the way the caller knows it: its object GUID, its sAMAccountName or
+/// its user principal name (any case). Resolved against the directory when used; a name
+/// that matches no user or several is [`ErrorCode::InvalidInput`](crate::ErrorCode::InvalidInput)
+/// naming it.
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LocalUserRef(pub String);
+
+impl LocalUserRef {
+    /// The one user of `users` this names (see [`LocalUserIndex`] to resolve many).
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidInput`](crate::ErrorCode::InvalidInput) naming it when no
+    /// user or more than one matches.
+    pub fn resolve<'a>(&self, users: &'a [LocalUser]) -> Result<&'a LocalUser> {
+        LocalUserIndex::new(users).resolve(self)
+    }
+}
+
+/// Local users indexed by the names a [`LocalUserRef`] may use, to resolve many names in
+/// one pass over the directory.
+pub struct LocalUserIndex<'a> {
+    by_guid: std::collections::HashMap<ObjectGuid, &'a LocalUser>,
+    /// sAMAccountNames and UPNs, lower case (ASCII), to the users they name.
+    by_name: std::collections::HashMap<String, Vec<&'a LocalUser>>,
+}
+
+impl<'a> LocalUserIndex<'a> {
+    /// The index of `users`.
+    pub fn new(users: &'a [LocalUser]) -> Self {
+        let mut by_guid = std::collections::HashMap::with_capacity(users.len());
+        let mut by_name: std::collections::HashMap<String, Vec<&'a LocalUser>> =
+            std::collections::HashMap::with_capacity(users.len() * 2);
+        for u in users {
+            by_guid.insert(u.guid, u);
+            let names = std::iter::once(u.sam_account_name.as_str())
+                .chain(u.user_principal_name.as_deref());
+            for n in names {
+                let list = by_name.entry(n.to_ascii_lowercase()).or_default();
+                if !list.iter().any(|o| o.guid == u.guid) {
+                    list.push(u);
+                }
+            }
+        }
+        LocalUserIndex { by_guid, by_name }
+    }
+
+    /// The one user `name` names: by object GUID, else by sAMAccountName or UPN (any
+    /// case).
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidInput`](crate::ErrorCode::InvalidInput) naming it when no
+    /// user or more than one matches.
+    pub fn resolve(&self, name: &LocalUserRef) -> Result<&'a LocalUser> {
+        let t = name.0.trim();
+        if let Some(u) = t
+            .parse::<ObjectGuid>()
+            .ok()
+            .and_then(|g| self.by_guid.get(&g))
+        {
+            return Ok(u);
+        }
+        match self.by_name.get(&t.to_ascii_lowercase()).map(Vec::as_slice) {
+            Some([u]) => Ok(u),
+            Some([a, b, ..]) => Err(Error::invalid_input(format!(
+                "`{}` names more than one local user ({} and {}): name the user by its object GUID",
+                name.0, a.guid, b.guid
+            ))),
+            _ => Err(Error::invalid_input(format!(
+                "no local user is `{}`: name a user by its object GUID, sAMAccountName or user principal name",
+                name.0
+            ))),
+        }
+    }
+}
+
+impl From<ObjectGuid> for LocalUserRef {
+    fn from(g: ObjectGuid) -> Self {
+        LocalUserRef(g.to_string())
+    }
+}
+
+impl From<&str> for LocalUserRef {
+    fn from(s: &str) -> Self {
+        LocalUserRef(s.to_owned())
+    }
+}
+
+impl fmt::Display for LocalUserRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The source anchor: `onPremisesImmutableId` = base64 of the consistency GUID (or
 /// objectGUID) bytes — the same value Entra Connect writes, so a later move to Connect
 /// hard-matches instead of duplicating.
@@ -517,6 +611,32 @@ pub struct Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_is_named_by_guid_sam_account_name_or_upn_and_only_unambiguously() {
+        let mut ava = user("ava.adams", uac::NORMAL_ACCOUNT);
+        ava.user_principal_name = Some("Ava.Adams@contoso.com".into());
+        let mut ben = user("ben", uac::NORMAL_ACCOUNT);
+        ben.user_principal_name = Some("ben@contoso.com".into());
+        // A second user whose UPN is another's sAMAccountName-like name, differently
+        // cased: a name both could mean is refused, not guessed.
+        let mut twin = user("ben2", uac::NORMAL_ACCOUNT);
+        twin.user_principal_name = Some("BEN".into());
+        let users = vec![ava.clone(), ben.clone(), twin];
+        let index = LocalUserIndex::new(&users);
+        let found = |n: &str| index.resolve(&LocalUserRef::from(n)).map(|u| u.guid);
+        assert_eq!(found("AVA.ADAMS").ok(), Some(ava.guid));
+        assert_eq!(found("ava.adams@CONTOSO.com").ok(), Some(ava.guid));
+        assert_eq!(found(&format!("{{{}}}", ava.guid)).ok(), Some(ava.guid));
+        assert_eq!(found(" ben@contoso.com ").ok(), Some(ben.guid));
+        let e = found("nobody").unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InvalidInput);
+        assert!(e.message().contains("`nobody`"), "{e}");
+        let e = found("ben").unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InvalidInput);
+        assert!(e.message().contains("more than one"), "{e}");
+        assert!(found(&ObjectGuid::random().to_string()).is_err());
+    }
 
     fn user(sam: &str, uac_bits: u32) -> LocalUser {
         LocalUser {

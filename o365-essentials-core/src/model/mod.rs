@@ -17,7 +17,8 @@ pub use exchange::{
 };
 pub use identity::{
     AccountUpdate, Anchor, ExclusionReason, Link, LinkOrigin, LinkState, LocalGroup, LocalStanding,
-    LocalUser, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, uac,
+    LocalUser, LocalUserIndex, LocalUserRef, NewLocalUser, NewOnlineAccount, ObjectGuid,
+    OnlineAccount, OnlineAccountId, uac,
 };
 pub use plan::{
     CheckStatus, ItemAction, ItemResult, LocalVersion, Outcome, PasswordSource, Plan, PlanAction,

@@ -465,6 +465,16 @@ pub struct RunResults {
     pub finished_at: OffsetDateTime,
     /// One result per item.
     pub items: Vec<ItemResult>,
+    /// How many items ended each way (succeeded, failed, skipped, held, cancelled).
+    #[serde(default)]
+    pub counts: crate::engine::RunCounts,
+    /// The results file (JSON) this run wrote, for `plan_retry`'s `results_file`; absent
+    /// when no results folder is configured or the file could not be written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_file: Option<std::path::PathBuf>,
+    /// The same results as CSV (for a spreadsheet), written beside the JSON file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_csv: Option<std::path::PathBuf>,
 }
 
 impl RunResults {

@@ -372,9 +372,15 @@ impl Store {
                     let mut holder = String::new();
                     let _ = File::open(&lease_path).and_then(|mut f| f.read_to_string(&mut holder));
                     let holder = holder.trim();
-                    return Err(Error::new(
-                        ErrorCode::WorkHeld,
-                        format!(
+                    let own = format!("process {} ", std::process::id());
+                    let message = match holder.strip_prefix(&own) {
+                        // Another call of this same process: naming our own pid would
+                        // send the reader looking for a process that is themselves.
+                        Some(rest) => format!(
+                            "the {work} work of {} is held by another call in this same process {rest}: wait for that call to end (or give the call a lease wait)",
+                            self.path.display()
+                        ),
+                        None => format!(
                             "the {work} work of {} is held by {}",
                             self.path.display(),
                             if holder.is_empty() {
@@ -383,7 +389,8 @@ impl Store {
                                 holder
                             }
                         ),
-                    ));
+                    };
+                    return Err(Error::new(ErrorCode::WorkHeld, message));
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&self.path, "lock", e)),
             }

@@ -215,6 +215,9 @@ fn run_results_come_back_newest_first() {
             kind: [RunKind::BulkCreate, RunKind::Import, RunKind::Sync][i as usize],
             started_at: t,
             finished_at: t,
+            counts: Default::default(),
+            results_file: None,
+            results_csv: None,
             items: vec![ItemResult {
                 password_source: None,
                 local_user: "jdoe".into(),
@@ -260,11 +263,7 @@ fn several_openers_share_the_store_and_a_viewer_reads_only() {
     assert_eq!(held.work(), Work::Sync);
     let e = second.lease(Work::Sync, None).expect_err("held");
     assert_eq!(e.code(), ErrorCode::WorkHeld);
-    assert!(
-        e.message()
-            .contains(&format!("process {}", std::process::id())),
-        "{e}"
-    );
+    assert!(e.message().contains("this same process"), "{e}");
     assert!(
         second.lease(Work::Passwords, None).is_ok(),
         "other work is free"
@@ -488,4 +487,22 @@ fn wide_permissions_are_tightened_on_open() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     drop(Store::open(&path).expect("reopen"));
     assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+fn a_lease_held_by_another_call_of_this_process_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(dir.path().join("s.db")).expect("open");
+    let _held = s.lease(Work::Apply, None).expect("first call");
+    let e = s.lease(Work::Apply, None).expect_err("second call");
+    assert_eq!(e.code(), ErrorCode::WorkHeld);
+    assert!(
+        e.message().contains("another call in this same process"),
+        "{e}"
+    );
+    assert!(
+        !e.message()
+            .contains(&format!("held by process {}", std::process::id())),
+        "{e}"
+    );
 }

@@ -241,9 +241,9 @@ class Operations:
         return convert(_types.DevicePolicy, self.call("get_device_policy"))  # type: ignore[no-any-return]
 
     def set_device_policy(self, *, password_enabled: Any = _UNSET, min_password_length: Any = _UNSET, max_password_failed_attempts: Any = _UNSET, max_inactivity_lock_minutes: Any = _UNSET, alphanumeric_password_required: Any = _UNSET) -> None:
-        """Sets the mobile device mailbox policy.
+        """Changes the mobile device mailbox policy: the fields given; the others keep their value.
 
-        Parameters: ``DevicePolicy``; returns ``()``."""
+        Parameters: ``DevicePolicyParams``; returns ``()``."""
         self.call("set_device_policy", password_enabled=password_enabled, min_password_length=min_password_length, max_password_failed_attempts=max_password_failed_attempts, max_inactivity_lock_minutes=max_inactivity_lock_minutes, alphanumeric_password_required=alphanumeric_password_required)
 
     def get_default_access_level(self) -> _types.AccessLevel:
@@ -609,9 +609,9 @@ class AsyncOperations:
         return convert(_types.DevicePolicy, await self.call("get_device_policy"))  # type: ignore[no-any-return]
 
     async def set_device_policy(self, *, password_enabled: Any = _UNSET, min_password_length: Any = _UNSET, max_password_failed_attempts: Any = _UNSET, max_inactivity_lock_minutes: Any = _UNSET, alphanumeric_password_required: Any = _UNSET) -> None:
-        """Sets the mobile device mailbox policy.
+        """Changes the mobile device mailbox policy: the fields given; the others keep their value.
 
-        Parameters: ``DevicePolicy``; returns ``()``."""
+        Parameters: ``DevicePolicyParams``; returns ``()``."""
         await self.call("set_device_policy", password_enabled=password_enabled, min_password_length=min_password_length, max_password_failed_attempts=max_password_failed_attempts, max_inactivity_lock_minutes=max_inactivity_lock_minutes, alphanumeric_password_required=alphanumeric_password_required)
 
     async def get_default_access_level(self) -> _types.AccessLevel:

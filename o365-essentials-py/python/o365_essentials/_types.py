@@ -89,6 +89,7 @@ __all__ = [
     "RequirementsReport",
     "RevokeOutcome",
     "RollReport",
+    "RunCounts",
     "RunKind",
     "RunResults",
     "SeatCount",
@@ -809,6 +810,21 @@ class ItemResult(Result):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class RunCounts(Result):
+    """Counts of a finished run, by outcome."""
+    succeeded: int
+    """Items that succeeded."""
+    failed: int
+    """Items that failed."""
+    skipped: int
+    """Items skipped (refused before any write)."""
+    held: int
+    """Items held by the safety threshold."""
+    cancelled: int
+    """Items not started because the run was cancelled."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunResults(Result):
     """What a run did: per item results and totals."""
     run_id: str
@@ -821,6 +837,14 @@ class RunResults(Result):
     """End time."""
     items: List[ItemResult]
     """One result per item."""
+    counts: RunCounts
+    """How many items ended each way (succeeded, failed, skipped, held, cancelled)."""
+    results_file: Optional[str] = dataclasses.field(default=None)
+    """The results file (JSON) this run wrote, for `plan_retry`'s `results_file`; absent
+    when no results folder is configured or the file could not be written.
+    """
+    results_csv: Optional[str] = dataclasses.field(default=None)
+    """The same results as CSV (for a spreadsheet), written beside the JSON file."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -204,6 +204,30 @@ fn kind_of(schema: &Value, defs: &serde_json::Map<String, Value>) -> Kind {
     }
 }
 
+/// The names a field of a closed set takes (an enum of names), if it is one.
+fn enum_values(schema: &Value, defs: &serde_json::Map<String, Value>) -> Option<Vec<String>> {
+    let schema = resolve(schema, defs);
+    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+        let rest: Vec<&Value> = any
+            .iter()
+            .filter(|s| s.get("type") != Some(&Value::from("null")))
+            .collect();
+        return match rest.as_slice() {
+            [one] => enum_values(one, defs),
+            _ => None,
+        };
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        return e.iter().map(|v| v.as_str().map(String::from)).collect();
+    }
+    schema
+        .get("oneOf")
+        .and_then(Value::as_array)?
+        .iter()
+        .map(|v| v.get("const").and_then(Value::as_str).map(String::from))
+        .collect()
+}
+
 /// Each parameter field of `op` with how its option is read and its description.
 pub(crate) fn fields(op: &OperationInfo) -> Vec<(&'static str, Kind, String)> {
     let s = schemas();
@@ -220,10 +244,21 @@ pub(crate) fn fields(op: &OperationInfo) -> Vec<(&'static str, Kind, String)> {
                 .and_then(|p| p.get("description"))
                 .and_then(Value::as_str)
                 .unwrap_or("")
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
+                // The whole description: a doc comment wrapped over lines is one text.
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let help = match prop.and_then(|p| enum_values(p, &s.defs)) {
+                Some(names) if !names.is_empty() => format!(
+                    "{help} One of: {}.",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => help,
+            };
             (*f, kind, help)
         })
         .collect()
@@ -242,8 +277,10 @@ pub(crate) fn command() -> Command {
     }
     help.push_str(
         "\n`o365-essentials COMMAND --help` shows a command's options.\n\n\
-         Exit codes: 0 done; 2 input, 3 auth, 4 object, 5 service, 6 policy, 7 store, 8 engine,\n\
-         9 DNS, 10 operation errors; 130 stopped by Ctrl-C.",
+         Exit codes: 0 done; 20 requirements with a failed check; 21 done with failed items\n\
+         (apply-plan, import-users, sync runs, refused passwords); errors: 2 input, 3 auth,\n\
+         4 object, 5 service, 6 policy, 7 store, 8 engine, 9 DNS, 10 operation; 130 stopped\n\
+         by Ctrl-C.",
     );
     let mut cmd = Command::new("o365-essentials")
         .version(o365_essentials::VERSION)
@@ -479,15 +516,24 @@ pub(crate) fn params(op: &OperationInfo, m: &ArgMatches) -> Result<String, Error
             Kind::Text => Value::String(read_value(values[0], &what)?),
             Kind::Json => json_value(&read_value(values[0], &what)?, &what)?,
             Kind::List { items_text } => {
-                if values.len() == 1 && values[0].trim_start().starts_with('[') {
-                    json_value(values[0], &what)?
-                } else if values.len() == 1 && values[0].starts_with('@') {
-                    json_value(&read_value(values[0], &what)?, &what)?
-                } else {
-                    let mut items = Vec::new();
-                    for v in values {
+                let mut items = Vec::new();
+                for v in values {
+                    let text = read_value(v, &what)?;
+                    let trimmed = text.trim_start();
+                    if trimmed.starts_with('[') {
+                        // One JSON array: its items, whole.
+                        match json_value(&text, &what)? {
+                            Value::Array(a) => items.extend(a),
+                            other => items.push(other),
+                        }
+                    } else if !items_text && (trimmed.starts_with('{') || trimmed.starts_with('"'))
+                    {
+                        // One JSON object (or string) is one item: never split at the
+                        // commas inside it.
+                        items.push(json_value(&text, &what)?);
+                    } else {
                         // A comma-separated list is a list too: --users ann,ben.
-                        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                             items.push(if items_text {
                                 Value::String(part.to_string())
                             } else {
@@ -495,8 +541,8 @@ pub(crate) fn params(op: &OperationInfo, m: &ArgMatches) -> Result<String, Error
                             });
                         }
                     }
-                    Value::Array(items)
                 }
+                Value::Array(items)
             }
         };
         out.insert(field.to_string(), value);
@@ -567,6 +613,28 @@ mod tests {
         let v: Value = serde_json::from_str(&params(info, sub).unwrap_or_else(|e| panic!("{e}")))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v["users"], serde_json::json!(["ann", "ben", "cy"]));
+        // A JSON object with commas inside is one item, whole; objects repeat.
+        let m = command()
+            .try_get_matches_from([
+                "o365-essentials",
+                "plan-bulk-create",
+                "--licences",
+                r#"{"sku_id": "5b631642-bd26-49fe-bd20-1daaa972ef80", "disabled_plans": ["a", "b"]}"#,
+                "--licences",
+                r#"{"sku_id": "6fd2c87f-b296-42f0-b197-1e91e994b900"}"#,
+                "--choices",
+                r#"[{"user": "ann", "user_principal_name": "ann@contoso.com"}, {"user": "ben"}]"#,
+            ])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_, sub) = m.subcommand().unwrap_or_else(|| unreachable!());
+        let w: Value = serde_json::from_str(&params(info, sub).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            w["licences"][0]["disabled_plans"],
+            serde_json::json!(["a", "b"])
+        );
+        assert_eq!(w["licences"].as_array().map(Vec::len), Some(2));
+        assert_eq!(w["choices"][1]["user"], "ben");
         assert_eq!(v["usage_location"], "GB");
         assert_eq!(v["allow_soft_match"], true);
         assert_eq!(
@@ -583,6 +651,26 @@ mod tests {
             params(info, sub).unwrap_or_else(|e| panic!("{e}")),
             r#"{"device_id":"12345"}"#
         );
+    }
+
+    #[test]
+    fn every_option_has_a_whole_description() {
+        for op in OPERATIONS {
+            for (field, _, help) in fields(op) {
+                assert!(
+                    help.ends_with('.') && !help.contains('\n'),
+                    "`{} --{}` has a description that stops mid-sentence or is missing: {help:?}",
+                    command_name(op.name),
+                    command_name(field)
+                );
+            }
+        }
+        let role = fields(operation("grant-site-access").unwrap_or_else(|| unreachable!()))
+            .into_iter()
+            .find(|(f, _, _)| *f == "role")
+            .map(|(_, _, h)| h)
+            .unwrap_or_default();
+        assert!(role.contains("`owner`, `member`, `visitor`"), "{role}");
     }
 
     #[test]

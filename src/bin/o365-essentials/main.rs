@@ -40,6 +40,35 @@ pub(crate) fn exit_code(e: &Error) -> u8 {
     }
 }
 
+/// The exit code of `requirements` when a check failed (the report is printed; it is not
+/// an error of the command).
+pub(crate) const CHECKS_FAILED: u8 = 20;
+/// The exit code of a run that ended with failed items (apply-plan, import-users, a sync
+/// run; deliver-passwords with refused passwords): the results are printed and in the
+/// results file, and a retry plans only the failures.
+pub(crate) const DONE_WITH_FAILURES: u8 = 21;
+
+/// The exit code of an operation that returned `result` (JSON): 0, or one of the codes
+/// above when the work ran but did not all succeed.
+pub(crate) fn outcome_code(op: &str, result: &str) -> u8 {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(result) else {
+        return 0;
+    };
+    if op == "requirements"
+        && v["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["status"] == "fail"))
+    {
+        return CHECKS_FAILED;
+    }
+    let failed = |r: &serde_json::Value| r["counts"]["failed"].as_u64().is_some_and(|n| n > 0);
+    let refused = |r: &serde_json::Value| r["refused"].as_array().is_some_and(|a| !a.is_empty());
+    if failed(&v) || failed(&v["results"]) || refused(&v) || refused(&v["passwords"]) {
+        return DONE_WITH_FAILURES;
+    }
+    0
+}
+
 /// The name under which the program is the Samba hook (a link to it): samba-tool runs
 /// its `--script` without arguments, the configuration comes from
 /// `O365_ESSENTIALS_CONFIG`.
@@ -216,5 +245,35 @@ async fn call(
     bar.finish();
     let text = outcome?;
     output::result(info, &text, json);
-    Ok(0)
+    Ok(outcome_code(info.name, &text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_that_ran_with_failures_has_its_own_exit_codes() {
+        let fail = r#"{"checks": [{"id": "a", "status": "pass"}, {"id": "b", "status": "fail"}]}"#;
+        let warn = r#"{"checks": [{"id": "a", "status": "warn"}]}"#;
+        assert_eq!(outcome_code("requirements", fail), CHECKS_FAILED);
+        assert_eq!(outcome_code("requirements", warn), 0);
+        let run = |failed: u32| {
+            format!(r#"{{"items": [], "counts": {{"succeeded": 3, "failed": {failed}}}}}"#)
+        };
+        assert_eq!(outcome_code("apply_plan", &run(1)), DONE_WITH_FAILURES);
+        assert_eq!(outcome_code("apply_plan", &run(0)), 0);
+        let import = format!(r#"{{"imported": [], "results": {}}}"#, run(2));
+        assert_eq!(outcome_code("import_users", &import), DONE_WITH_FAILURES);
+        let delivery = r#"{"delivered": 1, "pending": 0, "refused": [{"local_user": "x"}]}"#;
+        assert_eq!(
+            outcome_code("deliver_passwords", delivery),
+            DONE_WITH_FAILURES
+        );
+        assert_eq!(outcome_code("status", "null"), 0);
+        // Distinct from every error's code (2-10, 130) and from the hook's 1.
+        for code in [CHECKS_FAILED, DONE_WITH_FAILURES] {
+            assert!(!(2..=10).contains(&code) && code != 130 && code != 0 && code != 1);
+        }
+    }
 }
