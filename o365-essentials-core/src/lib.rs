@@ -27,6 +27,7 @@ pub mod platform;
 pub mod ports;
 pub mod sharepoint;
 pub mod store;
+mod transport;
 pub mod validate;
 
 #[cfg(test)]

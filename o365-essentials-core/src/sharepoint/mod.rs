@@ -31,11 +31,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::graph::{
-    Answer, Counters, GraphConfig, GraphTenant, Hold, Retry, Service, TokenCache, backoff, enc,
-};
+use crate::graph::{GraphConfig, GraphTenant, enc};
 use crate::model::{Library, NewLibrary, RevokeOutcome, SiteGroup, SiteRole, TeamSite};
 use crate::ports::SharePoint;
+use crate::transport::{Answer, Counters, Hold, Retry, Service, TokenCache, backoff};
 
 /// How long [`SharePoint::create_library`] waits for the new library's drive by default.
 pub const DRIVE_WAIT: Duration = Duration::from_secs(60);

@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{GraphTenant, Retry, TokenCache, backoff, retry_after, transport_error};
+use super::{Retry, TokenCache, backoff, retry_after, transport_error};
 use crate::error::{Error, ErrorCode, Result};
+use crate::graph::GraphTenant;
 
 /// One answer, read.
 pub(crate) struct Answer {
