@@ -740,6 +740,56 @@ impl Integration {
     }
 }
 
+/// A local user and the online account it is linked to (`list_links`).
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
+pub struct LinkedUser {
+    /// The local user's sAMAccountName (empty when it is gone from the directory).
+    pub local_user: String,
+    /// The link.
+    #[serde(flatten)]
+    pub link: crate::model::Link,
+}
+
+impl Integration {
+    /// The links of the store with their local users' names, by name; only `local_user`'s
+    /// when given.
+    ///
+    /// # Errors
+    /// The store's and the directory's errors.
+    pub async fn linked_users(&self, local_user: Option<&str>) -> Result<Vec<LinkedUser>> {
+        use futures::TryStreamExt;
+        let links = self.store.links()?;
+        let names: std::collections::HashMap<ObjectGuid, String> = match local_user {
+            Some(name) => match self.directory().find_user(name).await? {
+                Some(u) => [(u.guid, u.sam_account_name)].into_iter().collect(),
+                None => Default::default(),
+            },
+            None => {
+                self.directory()
+                    .users()
+                    .map_ok(|u| (u.guid, u.sam_account_name))
+                    .try_collect()
+                    .await?
+            }
+        };
+        let mut out: Vec<LinkedUser> = links
+            .into_iter()
+            .filter_map(|link| {
+                let name = names.get(&link.local_guid).cloned();
+                match (local_user, name) {
+                    (Some(_), None) => None,
+                    (_, name) => Some(LinkedUser {
+                        local_user: name.unwrap_or_default(),
+                        link,
+                    }),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.local_user.cmp(&b.local_user));
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::sam_for;

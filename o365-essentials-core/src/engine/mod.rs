@@ -17,6 +17,7 @@
 
 mod capture;
 mod control;
+mod domains;
 mod executor;
 pub mod guard;
 mod guard_services;
@@ -42,7 +43,8 @@ use uuid::Uuid;
 
 pub use capture::{CaptureOutcome, CaptureReport, CaptureSettings, HookEntry, parse_hook_ldif};
 pub use control::{CancelToken, Control, Event, EventSink, Observer, RunCounts};
-pub use links::{ImportRequest, ImportedUser};
+pub use domains::{DomainsView, RecordsFile, ZoneFragment};
+pub use links::{ImportRequest, ImportedUser, LinkedUser};
 pub use passwords::{PasswordDelivery, PasswordKey, PasswordProblem, PasswordSyncState};
 pub use plan::{
     BulkCreateRequest, Snapshot, UserChoice, online_id_local_part, plan_bulk_create, suggest_upn,
