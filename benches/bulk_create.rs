@@ -272,7 +272,12 @@ fn main() {
             .iter()
             .filter(|a| by_anchor.get(a.as_str()).is_none_or(|e| e.0 == 0 || !e.1))
             .count();
-        let (requests, throttled, retries) = t.request_counts();
+        let o365_essentials::graph::RequestCounts {
+            requests,
+            throttled,
+            retries,
+            ..
+        } = t.request_counts();
 
         // Integration::apply one item at a time, as before this engine applied items
         // concurrently.

@@ -209,7 +209,7 @@ fn incremental() {
         let integration = Integration::new(dir.clone(), tenant.clone(), store);
         integration.integrate().await.unwrap();
         let (g0, ru0) = (
-            tenant.request_counts().0,
+            tenant.request_counts().requests,
             resource_units(&info.admin_url).await,
         );
         let t = Instant::now();
@@ -224,7 +224,7 @@ fn incremental() {
         println!("full_sync_seconds: {secs:.2}");
         println!(
             "full_sync_graph_requests: {}",
-            tenant.request_counts().0 - g0
+            tenant.request_counts().requests - g0
         );
         println!("full_sync_resource_units: {units:.0}");
         println!("full_sync_ru_bound_seconds: {:.2}", ru_bound_seconds(units));
@@ -235,7 +235,7 @@ fn incremental() {
         );
 
         dir.set_enabled(users[USERS / 2].guid, false).await.unwrap();
-        let (l0, g0) = (dir.operation_count(), tenant.request_counts().0);
+        let (l0, g0) = (dir.operation_count(), tenant.request_counts().requests);
         let t = Instant::now();
         let run = integration
             .run_sync_once(&SyncOptions::default())
@@ -248,7 +248,7 @@ fn incremental() {
         println!("incremental_ldap_ops: {}", dir.operation_count() - l0);
         println!(
             "incremental_graph_requests: {}",
-            tenant.request_counts().0 - g0
+            tenant.request_counts().requests - g0
         );
         println!("incremental_seconds: {secs:.3}");
     });
@@ -461,7 +461,7 @@ fn sync_plan_100k() {
 
         // The first plan reads everything: every local user, every linked account.
         let (g0, ru0) = (
-            tenant.request_counts().0,
+            tenant.request_counts().requests,
             resource_units(&info.admin_url).await,
         );
         let t = Instant::now();
@@ -475,7 +475,7 @@ fn sync_plan_100k() {
         println!("sync_plan_full_100k_seconds: {full:.3}");
         println!(
             "sync_plan_full_100k_graph_requests: {}",
-            tenant.request_counts().0 - g0
+            tenant.request_counts().requests - g0
         );
         println!(
             "sync_plan_full_100k_resource_units: {}",
@@ -493,7 +493,7 @@ fn sync_plan_100k() {
             })
             .unwrap();
         }
-        let g0 = tenant.request_counts().0;
+        let g0 = tenant.request_counts().requests;
         let t = Instant::now();
         let plan = integration
             .plan_sync_run(&SyncOptions::default())
@@ -504,7 +504,7 @@ fn sync_plan_100k() {
         println!("sync_plan_1000_changes_seconds: {incremental:.3}");
         println!(
             "sync_plan_1000_changes_graph_requests: {}",
-            tenant.request_counts().0 - g0
+            tenant.request_counts().requests - g0
         );
         println!("sync_plan_before_planning_mb: {setup_mb:.0}");
         println!("sync_plan_100k_peak_mb: {:.0}", vm_hwm_mb());

@@ -8,6 +8,7 @@
 //! Data flows one way: ports feed a snapshot or changes to a pure planner, whose `Plan`
 //! is reviewed and then applied exactly, with per-item results.
 
+pub mod clock;
 pub mod config;
 pub mod dns;
 pub mod engine;
@@ -26,6 +27,7 @@ pub mod platform;
 pub mod ports;
 pub mod sharepoint;
 pub mod store;
+mod transport;
 pub mod validate;
 
 #[cfg(test)]

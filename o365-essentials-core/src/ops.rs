@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::from_value_strict;
-use crate::dns::{self, DomainLinker};
 use crate::engine::{BulkCreateRequest, Control, ImportRequest, Integration, SyncOptions};
+pub use crate::engine::{LinkedUser, RecordsFile, ZoneFragment};
 use crate::error::{Error, ErrorCode, Result};
 use crate::graph::Credential;
 use crate::model::{
@@ -450,56 +450,6 @@ pub struct ImportResult {
     pub results: crate::model::RunResults,
 }
 
-/// A local user and the online account it is linked to (`list_links`).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
-pub struct LinkedUser {
-    /// The local user's sAMAccountName (empty when it is gone from the directory).
-    pub local_user: String,
-    /// The link.
-    #[serde(flatten)]
-    pub link: crate::model::Link,
-}
-
-impl Integration {
-    /// The links of the store with their local users' names, by name; only `local_user`'s
-    /// when given.
-    ///
-    /// # Errors
-    /// The store's and the directory's errors.
-    pub async fn linked_users(&self, local_user: Option<&str>) -> Result<Vec<LinkedUser>> {
-        use futures::TryStreamExt;
-        let links = self.store.links()?;
-        let names: std::collections::HashMap<ObjectGuid, String> = match local_user {
-            Some(name) => match self.directory().find_user(name).await? {
-                Some(u) => [(u.guid, u.sam_account_name)].into_iter().collect(),
-                None => Default::default(),
-            },
-            None => {
-                self.directory()
-                    .users()
-                    .map_ok(|u| (u.guid, u.sam_account_name))
-                    .try_collect()
-                    .await?
-            }
-        };
-        let mut out: Vec<LinkedUser> = links
-            .into_iter()
-            .filter_map(|link| {
-                let name = names.get(&link.local_guid).cloned();
-                match (local_user, name) {
-                    (Some(_), None) => None,
-                    (_, name) => Some(LinkedUser {
-                        local_user: name.unwrap_or_default(),
-                        link,
-                    }),
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.local_user.cmp(&b.local_user));
-        Ok(out)
-    }
-}
-
 impl DevicePolicyParams {
     /// The policy `current` with the fields given here changed.
     ///
@@ -537,20 +487,6 @@ impl DevicePolicyParams {
         }
         Ok(current)
     }
-}
-
-/// Where `write_records_file` wrote.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
-pub struct RecordsFile {
-    /// The file.
-    pub path: PathBuf,
-}
-
-/// A zone-file fragment.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
-pub struct ZoneFragment {
-    /// The text, for the zone file.
-    pub text: String,
 }
 
 macro_rules! operations {
@@ -685,44 +621,6 @@ async fn until_cancelled<T>(
 }
 
 impl Integration {
-    fn domain_or_configured(&self, d: Option<String>) -> Result<String> {
-        d.or_else(|| self.settings.custom_domain.clone())
-            .ok_or_else(|| Error::invalid_input("name the domain (no custom_domain is configured)"))
-    }
-
-    fn dns_server(&self) -> Result<std::net::SocketAddr> {
-        match self.settings.dns.as_ref().and_then(|d| d.server) {
-            Some(s) => Ok(s),
-            None => dns::system_resolvers()?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::new(ErrorCode::InvalidConfig, "no DNS server")),
-        }
-    }
-
-    fn domain_linker(&self) -> Result<DomainLinker> {
-        let domains = self.microsoft365().domains()?.clone();
-        let linker = DomainLinker::new(domains, self.store.clone(), self.dns_server()?);
-        Ok(match &self.settings.tsig {
-            Some(k) => linker.with_dynamic_updates(k.clone()),
-            None => linker,
-        })
-    }
-
-    async fn domain_records(&self, domain: &str) -> Result<Vec<crate::model::DnsRecord>> {
-        let m = self.microsoft365();
-        let d = m.domains()?;
-        let name = dns::registrable_domain(domain)?;
-        let current = d.domain(&name).await?;
-        let mut records = if current.is_verified {
-            Vec::new()
-        } else {
-            d.verification_records(&name).await?
-        };
-        records.extend(d.service_records(&name).await?);
-        Ok(records)
-    }
-
     /// Where results files (and records files) go: the configured folder, else the
     /// system's temporary folder.
     pub fn results_folder(&self) -> PathBuf {
@@ -981,55 +879,25 @@ operations! {
         |i, p, c| i.microsoft365().exchange()?.wipe_status(&p.device_id).await?;
     "link_domain", LinkDomainParams => crate::dns::DomainProgress, true,
         "Links the custom domain as far as DNS allows (resumable): add, verify, services, records.",
-        |i, p, c| {
-            let domain = i.domain_or_configured(p.domain)?;
-            let services = p.services.unwrap_or_else(|| vec![DomainService::Email]);
-            i.require_writes()?;
-            let linker = i.domain_linker()?.with_mail_takeover(p.take_over_mail);
-            let _lease = i.lease("domain", c).await?;
-            let progress = until_cancelled(c, "linking the domain", linker.run(&domain, &services)).await?;
-            if progress.stage >= crate::dns::DomainStage::Verified {
-                i.refresh_verified_domains().await?;
-            }
-            progress
-        };
+        |i, p, c| i.domains().link(p.domain, p.services, p.take_over_mail, c).await?;
     "domain_stage", DomainParams => crate::dns::DomainStage, false,
         "How far the linking of a domain has come.",
-        |i, p, c| i.domain_linker()?.stage(&i.domain_or_configured(p.domain)?)?;
+        |i, p, c| i.domains().stage(p.domain)?;
     "write_records_file", RecordsFileParams => RecordsFile, false,
         "Writes the domain's DNS records as a records file (NewDNSRecords_<n>.txt).",
-        |i, p, c| {
-            let domain = i.domain_or_configured(p.domain)?;
-            let records = i.domain_records(&domain).await?;
-            let folder = p.folder.unwrap_or_else(|| i.results_folder());
-            RecordsFile { path: dns::write_records_file(&folder, &dns::registrable_domain(&domain)?, &records)? }
-        };
+        |i, p, c| i.domains().write_records_file(p.domain, p.folder).await?;
     "zone_fragment", DomainParams => ZoneFragment, false,
         "The domain's DNS records as a zone-file fragment.",
-        |i, p, c| {
-            let domain = i.domain_or_configured(p.domain)?;
-            let records = i.domain_records(&domain).await?;
-            ZoneFragment { text: dns::zone_fragment(&dns::registrable_domain(&domain)?, &records) }
-        };
+        |i, p, c| i.domains().zone_fragment(p.domain).await?;
     "check_records", DomainParams => Vec<crate::dns::RecordCheck>, false,
         "Checks each of the domain's records in DNS (present / missing / different).",
-        |i, p, c| {
-            let domain = i.domain_or_configured(p.domain)?;
-            let records = i.domain_records(&domain).await?;
-            dns::check_records(i.dns_server()?, &records).await?
-        };
+        |i, p, c| i.domains().check_records(p.domain).await?;
     "health_report", DomainParams => crate::dns::HealthReport, false,
         "The domain's mail DNS health: MX, SPF, DKIM, DMARC, autodiscover.",
-        |i, p, c| dns::health_report(i.dns_server()?, &i.domain_or_configured(p.domain)?).await?;
+        |i, p, c| i.domains().health_report(p.domain).await?;
     "apply_records", ApplyRecordsParams => crate::dns::ApplyOutcome, false,
         "Publishes the missing records on the company's DNS server (RFC 2136 + TSIG).",
-        |i, p, c| {
-            i.require_writes()?;
-            let domain = dns::registrable_domain(&i.domain_or_configured(p.domain)?)?;
-            let key = i.settings.tsig.clone().ok_or_else(|| Error::new(ErrorCode::InvalidConfig, "no TSIG key is configured (`dns.tsig_key_file`); publish the records by hand from the records file"))?;
-            let records = i.domain_records(&domain).await?;
-            dns::apply_records(i.dns_server()?, &domain, &key, &records, p.replace_spf).await?
-        };
+        |i, p, c| i.domains().apply_records(p.domain, p.replace_spf).await?;
     "list_libraries", NoParams => Vec<crate::model::Library>, false,
         "The team site's document libraries.",
         |i, p, c| i.microsoft365().sharepoint()?.libraries().await?;

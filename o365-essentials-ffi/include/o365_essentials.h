@@ -130,7 +130,8 @@ typedef uint32_t o365_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A cancellation token any thread may trigger.
+// A cancellation token any thread may trigger. Opaque: only ever handled through a
+// pointer (a number in the token table).
 typedef struct o365_cancel o365_cancel;
 
 // An error returned across the C ABI: code, message and what the service said.
@@ -139,7 +140,8 @@ typedef struct o365_error o365_error;
 // An open integration. Opaque: only ever handled through a pointer.
 typedef struct o365_integration o365_integration;
 
-// A running sync loop.
+// A running sync loop. Opaque: only ever handled through a pointer (a number in the
+// loop table).
 typedef struct o365_sync_loop o365_sync_loop;
 
 // Receives one event as JSON (`{"event": "progress", ...}`). Return 0 to go on; any
@@ -274,23 +276,15 @@ void o365_integration_free(o365_integration *h);
 o365_result o365_cancel_new(o365_cancel **out);
 
 // Triggers the token: the calls it was given stop at their next item boundary. Safe
-// from any thread, any number of times; never blocks. NULL is a no-op.
-//
-// # Safety
-// `token` is null or a token from [`o365_cancel_new`] not yet freed.
+// from any thread, any number of times; never blocks. NULL, or a token freed, is a
+// no-op.
 void o365_cancel_trigger(const o365_cancel *token);
 
-// Whether the token was triggered (0 or 1; 0 for NULL).
-//
-// # Safety
-// As [`o365_cancel_trigger`].
+// Whether the token was triggered (0 or 1; 0 for NULL or a token freed).
 int32_t o365_cancel_is_triggered(const o365_cancel *token);
 
 // Frees a token. Safe from any thread, never blocks; calls it was given keep their
-// own reference. NULL is a no-op.
-//
-// # Safety
-// `token` is null or a token from [`o365_cancel_new`], freed at most once.
+// own reference. NULL, or a token freed already, is a no-op.
 void o365_cancel_free(o365_cancel *token);
 
 // Runs one operation of the table: `operation` (`"plan_bulk_create"`, see
@@ -309,8 +303,8 @@ void o365_cancel_free(o365_cancel *token);
 //
 // # Safety
 // Strings are null or NUL-terminated; `control` is null or a valid
-// `o365_call_control` whose token outlives the call; out-pointers are null or
-// writable.
+// `o365_call_control`; out-pointers are null or writable. A token freed before the
+// call is `O365_INVALID_HANDLE`; one freed during it is kept by the call until it ends.
 o365_result o365_call(const o365_integration *h,
                       const char *operation,
                       const char *params_json,
@@ -343,10 +337,9 @@ o365_result o365_sync_loop_start(const o365_integration *h,
 // Stops a sync loop (the round under way stops at its next item boundary), waits for
 // it, writes how many rounds ran to `*rounds_out` (when not NULL) and frees the loop.
 // No callback runs after it returns. Must not be called from the loop's own callback.
-// NULL is a no-op.
+// NULL, or a loop stopped already, is a no-op (`*rounds_out` is left alone).
 //
 // # Safety
-// `l` is null or a loop from [`o365_sync_loop_start`], stopped at most once;
 // `rounds_out` is null or writable.
 void o365_sync_loop_stop(o365_sync_loop *l, uint64_t *rounds_out);
 

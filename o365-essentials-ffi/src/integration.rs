@@ -16,21 +16,23 @@ use o365_essentials_core::engine::{CancelToken, Control, Event, Integration, Syn
 use o365_essentials_core::frontdoor::{BlockingCall, CallOptions, Step};
 use o365_essentials_core::{Error, ErrorCode};
 
-use crate::{cstring, guard, o365_error, o365_result, read_str};
+use crate::{cstring, guard, o365_error, o365_result, read_str, shield};
 
 /// An open integration. Opaque: only ever handled through a pointer.
 pub struct o365_integration {
     _private: [u8; 0],
 }
 
-/// A cancellation token any thread may trigger.
+/// A cancellation token any thread may trigger. Opaque: only ever handled through a
+/// pointer (a number in the token table).
 pub struct o365_cancel {
-    token: CancelToken,
+    _private: [u8; 0],
 }
 
-/// A running sync loop.
+/// A running sync loop. Opaque: only ever handled through a pointer (a number in the
+/// loop table).
 pub struct o365_sync_loop {
-    inner: Mutex<Option<SyncLoop>>,
+    _private: [u8; 0],
 }
 
 /// Receives one event as JSON (`{"event": "progress", ...}`). Return 0 to go on; any
@@ -61,59 +63,81 @@ pub const O365_ABI_VERSION: u32 = 1;
 /// The ABI version the library implements ([`O365_ABI_VERSION`] of its header).
 #[unsafe(no_mangle)]
 pub extern "C" fn o365_abi_version() -> u32 {
-    O365_ABI_VERSION
+    shield(0, || O365_ABI_VERSION)
 }
 
 fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
     o365_essentials_core::frontdoor::runtime()
 }
 
-/// Open handles by number. A handle is its number, never an address: a freed or made-up
-/// handle is found missing instead of read.
-static HANDLES: OnceLock<Mutex<HashMap<usize, Arc<Integration>>>> = OnceLock::new();
+/// The one handle rule of the ABI: every object handed to C is a number in a table of its
+/// kind, never an address, so a freed or made-up handle is found missing
+/// (`O365_INVALID_HANDLE`) instead of read. Numbers are never reused, and the kinds share
+/// one counter, so a token passed where an integration is expected is missing too.
+pub(crate) struct Table<T> {
+    map: OnceLock<Mutex<HashMap<usize, Arc<T>>>>,
+    kind: &'static str,
+}
+
 static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(1);
 const HANDLE_TAG: usize = 0x0365_0000;
 
-fn handles() -> &'static Mutex<HashMap<usize, Arc<Integration>>> {
-    HANDLES.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn lookup(h: *const o365_integration) -> Result<Arc<Integration>, Error> {
-    if h.is_null() {
-        return Err(Error::new(
-            ErrorCode::NullArgument,
-            "the integration handle is NULL",
-        ));
+impl<T> Table<T> {
+    const fn new(kind: &'static str) -> Self {
+        Table {
+            map: OnceLock::new(),
+            kind,
+        }
     }
-    let key = h as usize;
-    handles()
-        .lock()
-        .map_err(|_| Error::internal("the handle table's lock was poisoned"))?
-        .get(&key)
-        .cloned()
-        .ok_or_else(|| {
+
+    fn map(&self) -> Result<std::sync::MutexGuard<'_, HashMap<usize, Arc<T>>>, Error> {
+        self.map
+            .get_or_init(|| Mutex::new(HashMap::new()))
+            .lock()
+            .map_err(|_| Error::internal(format!("the {} table's lock was poisoned", self.kind)))
+    }
+
+    /// Keeps `value` and returns its handle.
+    fn insert(&self, value: T) -> Result<usize, Error> {
+        let key = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed) * 16 + HANDLE_TAG;
+        self.map()?.insert(key, Arc::new(value));
+        Ok(key)
+    }
+
+    /// The object of handle `h`: [`ErrorCode::NullArgument`] for NULL,
+    /// [`ErrorCode::InvalidHandle`] for a handle freed or never made.
+    fn get<P>(&self, h: *const P) -> Result<Arc<T>, Error> {
+        if h.is_null() {
+            return Err(Error::new(
+                ErrorCode::NullArgument,
+                format!("the {} handle is NULL", self.kind),
+            ));
+        }
+        self.map()?.get(&(h as usize)).cloned().ok_or_else(|| {
             Error::new(
                 ErrorCode::InvalidHandle,
-                "the integration handle was freed or never opened",
+                format!("the {} handle was freed or never made", self.kind),
             )
         })
+    }
+
+    /// Forgets handle `h`, returning its object when it was there (NULL and unknown
+    /// handles: `None`).
+    fn remove<P>(&self, h: *const P) -> Option<Arc<T>> {
+        self.map().ok()?.remove(&(h as usize))
+    }
+}
+
+static INTEGRATIONS: Table<Integration> = Table::new("integration");
+static TOKENS: Table<CancelToken> = Table::new("cancellation token");
+static LOOPS: Table<Mutex<Option<SyncLoop>>> = Table::new("sync loop");
+
+fn lookup(h: *const o365_integration) -> Result<Arc<Integration>, Error> {
+    INTEGRATIONS.get(h)
 }
 
 fn null(name: &str) -> Error {
     Error::new(ErrorCode::NullArgument, format!("`{name}` is NULL"))
-}
-
-/// Reads a C string argument, naming it in the error.
-///
-/// # Safety
-/// `s` is null or a NUL-terminated string.
-unsafe fn arg<'a>(s: *const c_char, name: &str) -> Result<&'a str, Error> {
-    if s.is_null() {
-        return Err(null(name));
-    }
-    // SAFETY: per the caller's contract.
-    unsafe { read_str(s, name) }
-        .map_err(|_| Error::new(ErrorCode::InvalidUtf8, format!("`{name}` is not UTF-8")))
 }
 
 fn parse_json(text: &str, name: &str) -> Result<serde_json::Value, Error> {
@@ -145,18 +169,13 @@ pub unsafe extern "C" fn o365_integration_open(
             return Err(null("out"));
         }
         // SAFETY: per the contract above.
-        let text = unsafe { arg(config_json, "config_json") }?;
+        let text = unsafe { read_str(config_json, "config_json") }?;
         // Syntax first, so malformed JSON has its own code; then the strict shape.
         parse_json(text, "config_json")?;
         let config = IntegrationConfig::from_json(text)?;
         let rt = runtime()?;
         let _entered = rt.enter();
-        let integration = Arc::new(Integration::open(config)?);
-        let key = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed) * 16 + HANDLE_TAG;
-        handles()
-            .lock()
-            .map_err(|_| Error::internal("the handle table's lock was poisoned"))?
-            .insert(key, integration);
+        let key = INTEGRATIONS.insert(Integration::open(config)?)?;
         // SAFETY: checked non-null above.
         unsafe { *out = key as *mut o365_integration };
         Ok(())
@@ -169,13 +188,11 @@ pub unsafe extern "C" fn o365_integration_open(
 /// no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn o365_integration_free(h: *mut o365_integration) {
-    let removed = handles()
-        .lock()
-        .ok()
-        .and_then(|mut m| m.remove(&(h as usize)));
-    // The last reference may be a call's, which then ends it on its own thread; when
-    // it is this one, dropping closes the store and the connections (no waiting).
-    drop(removed);
+    shield((), || {
+        // The last reference may be a call's, which then ends it on its own thread; when
+        // it is this one, dropping closes the store and the connections (no waiting).
+        drop(INTEGRATIONS.remove(h));
+    })
 }
 
 /// A new cancellation token (free it with [`o365_cancel_free`]).
@@ -184,51 +201,42 @@ pub extern "C" fn o365_integration_free(h: *mut o365_integration) {
 /// `out` is null or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn o365_cancel_new(out: *mut *mut o365_cancel) -> o365_result {
-    if out.is_null() {
-        return o365_result::O365_NULL_ARGUMENT;
-    }
-    let t = Box::new(o365_cancel {
-        token: CancelToken::new(),
-    });
-    // SAFETY: checked non-null.
-    unsafe { *out = Box::into_raw(t) };
-    o365_result::O365_OK
+    guard(std::ptr::null_mut(), || {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let key = TOKENS.insert(CancelToken::new())?;
+        // SAFETY: checked non-null.
+        unsafe { *out = key as *mut o365_cancel };
+        Ok(())
+    })
 }
 
 /// Triggers the token: the calls it was given stop at their next item boundary. Safe
-/// from any thread, any number of times; never blocks. NULL is a no-op.
-///
-/// # Safety
-/// `token` is null or a token from [`o365_cancel_new`] not yet freed.
+/// from any thread, any number of times; never blocks. NULL, or a token freed, is a
+/// no-op.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn o365_cancel_trigger(token: *const o365_cancel) {
-    // SAFETY: per the contract above.
-    if let Some(t) = unsafe { token.as_ref() } {
-        t.token.cancel();
-    }
+pub extern "C" fn o365_cancel_trigger(token: *const o365_cancel) {
+    shield((), || {
+        if let Ok(t) = TOKENS.get(token) {
+            t.cancel();
+        }
+    })
 }
 
-/// Whether the token was triggered (0 or 1; 0 for NULL).
-///
-/// # Safety
-/// As [`o365_cancel_trigger`].
+/// Whether the token was triggered (0 or 1; 0 for NULL or a token freed).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn o365_cancel_is_triggered(token: *const o365_cancel) -> i32 {
-    // SAFETY: per the contract above.
-    unsafe { token.as_ref() }.map_or(0, |t| i32::from(t.token.is_cancelled()))
+pub extern "C" fn o365_cancel_is_triggered(token: *const o365_cancel) -> i32 {
+    shield(0, || {
+        TOKENS.get(token).map_or(0, |t| i32::from(t.is_cancelled()))
+    })
 }
 
 /// Frees a token. Safe from any thread, never blocks; calls it was given keep their
-/// own reference. NULL is a no-op.
-///
-/// # Safety
-/// `token` is null or a token from [`o365_cancel_new`], freed at most once.
+/// own reference. NULL, or a token freed already, is a no-op.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn o365_cancel_free(token: *mut o365_cancel) {
-    if !token.is_null() {
-        // SAFETY: per the contract above, we own it.
-        drop(unsafe { Box::from_raw(token) });
-    }
+pub extern "C" fn o365_cancel_free(token: *mut o365_cancel) {
+    shield((), || drop(TOKENS.remove(token)))
 }
 
 /// The user's callback and its data, carried to the thread that calls it.
@@ -267,8 +275,8 @@ impl Callback {
 ///
 /// # Safety
 /// Strings are null or NUL-terminated; `control` is null or a valid
-/// `o365_call_control` whose token outlives the call; out-pointers are null or
-/// writable.
+/// `o365_call_control`; out-pointers are null or writable. A token freed before the
+/// call is `O365_INVALID_HANDLE`; one freed during it is kept by the call until it ends.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn o365_call(
     h: *const o365_integration,
@@ -284,12 +292,12 @@ pub unsafe extern "C" fn o365_call(
         }
         let integration = lookup(h)?;
         // SAFETY: per the contract above.
-        let name = unsafe { arg(operation, "operation") }?.to_string();
+        let name = unsafe { read_str(operation, "operation") }?.to_string();
         let params = if params_json.is_null() {
             String::new()
         } else {
             // SAFETY: per the contract above.
-            unsafe { arg(params_json, "params_json") }?.to_string()
+            unsafe { read_str(params_json, "params_json") }?.to_string()
         };
         // SAFETY: per the contract above.
         let control = unsafe { control.as_ref() };
@@ -302,10 +310,10 @@ pub unsafe extern "C" fn o365_call(
                 std::mem::size_of::<o365_call_control>()
             )));
         }
-        // SAFETY: the token outlives the call per the contract.
-        let user_token = control
-            .and_then(|c| unsafe { c.cancel.as_ref() })
-            .map(|t| t.token.clone());
+        let user_token = match control.map(|c| c.cancel).filter(|t| !t.is_null()) {
+            Some(t) => Some(TOKENS.get(t)?.as_ref().clone()),
+            None => None,
+        };
         let callback = control.and_then(|c| {
             c.on_event.map(|f| Callback {
                 f,
@@ -347,9 +355,11 @@ static OPERATIONS_JSON: OnceLock<std::ffi::CString> = OnceLock::new();
 /// `summary`. Static; never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn o365_operations_json() -> *const c_char {
-    OPERATIONS_JSON
-        .get_or_init(|| cstring(&o365_essentials_core::ops::operations_json().to_string()))
-        .as_ptr()
+    shield(std::ptr::null(), || {
+        OPERATIONS_JSON
+            .get_or_init(|| cstring(&o365_essentials_core::ops::operations_json().to_string()))
+            .as_ptr()
+    })
 }
 
 /// Starts the sync loop of an integration: a round every `interval_secs` (or the
@@ -380,7 +390,10 @@ pub unsafe extern "C" fn o365_sync_loop_start(
             serde_json::Value::Null
         } else {
             // SAFETY: per the contract above.
-            parse_json(unsafe { arg(params_json, "params_json") }?, "params_json")?
+            parse_json(
+                unsafe { read_str(params_json, "params_json") }?,
+                "params_json",
+            )?
         };
         let rt = runtime()?;
         let ctl = match on_event {
@@ -398,11 +411,9 @@ pub unsafe extern "C" fn o365_sync_loop_start(
             None => Control::none(),
         };
         let l = integration.start_sync_loop_with(params, ctl, Some(rt.handle().clone()))?;
-        let boxed = Box::new(o365_sync_loop {
-            inner: Mutex::new(Some(l)),
-        });
+        let key = LOOPS.insert(Mutex::new(Some(l)))?;
         // SAFETY: checked non-null above.
-        unsafe { *out = Box::into_raw(boxed) };
+        unsafe { *out = key as *mut o365_sync_loop };
         Ok(())
     })
 }
@@ -410,28 +421,26 @@ pub unsafe extern "C" fn o365_sync_loop_start(
 /// Stops a sync loop (the round under way stops at its next item boundary), waits for
 /// it, writes how many rounds ran to `*rounds_out` (when not NULL) and frees the loop.
 /// No callback runs after it returns. Must not be called from the loop's own callback.
-/// NULL is a no-op.
+/// NULL, or a loop stopped already, is a no-op (`*rounds_out` is left alone).
 ///
 /// # Safety
-/// `l` is null or a loop from [`o365_sync_loop_start`], stopped at most once;
 /// `rounds_out` is null or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn o365_sync_loop_stop(l: *mut o365_sync_loop, rounds_out: *mut u64) {
-    if l.is_null() {
-        return;
-    }
-    // SAFETY: per the contract above, we own it.
-    let l = unsafe { Box::from_raw(l) };
-    let rounds = l
-        .inner
-        .lock()
-        .ok()
-        .and_then(|mut g| g.take())
-        .map_or(0, SyncLoop::stop);
-    if !rounds_out.is_null() {
-        // SAFETY: per the contract above.
-        unsafe { *rounds_out = rounds as u64 };
-    }
+    shield((), || {
+        let Some(l) = LOOPS.remove(l) else {
+            return;
+        };
+        let rounds = l
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take())
+            .map_or(0, SyncLoop::stop);
+        if !rounds_out.is_null() {
+            // SAFETY: per the contract above.
+            unsafe { *rounds_out = rounds as u64 };
+        }
+    })
 }
 
 /// What a cancelled or interrupted operation did before it stopped (its result shape,
@@ -441,8 +450,10 @@ pub unsafe extern "C" fn o365_sync_loop_stop(l: *mut o365_sync_loop, rounds_out:
 /// `err` is null or an error returned by this library and not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn o365_error_partial_json(err: *const o365_error) -> *const c_char {
-    // SAFETY: per the contract above.
-    unsafe { err.as_ref() }
-        .and_then(|e| e.partial.as_ref())
-        .map_or(std::ptr::null(), |s| s.as_ptr())
+    shield(std::ptr::null(), || {
+        // SAFETY: per the contract above.
+        unsafe { err.as_ref() }
+            .and_then(|e| e.partial.as_ref())
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
 }

@@ -606,7 +606,9 @@ async fn passwords_changed_on_samba_arrive_online_through_the_hook() {
 
     // The hook enqueues while another process holds the sync run.
     let store = o365_essentials::store::Store::open(tmp.path().join("state.db")).unwrap();
-    let held = store.lease("sync", None).unwrap();
+    let held = store
+        .lease(o365_essentials::store::Work::Sync, None)
+        .unwrap();
     let while_held = "Lantern-Field-6604!";
     samba.ldif("ldapmodify", &modify(while_held));
     let out = syncpasswords(samba, &cache, &config).await;

@@ -214,3 +214,395 @@ mod reqwest {
         rt.block_on(async { ::reqwest::get(url).await.unwrap().json().await.unwrap() })
     }
 }
+
+/// The manual links killed half-way: `assign` and `create_user_with_account` run as the
+/// `o365-essentials` program (its own process, against the shared Samba DC and an
+/// emulator whose writes take 150–250 ms and answer 200–300 ms after they are applied),
+/// SIGKILLed at three kinds of point each — early, once the first half is visible (the
+/// local user in the directory; the anchor or the account online, applied but not yet
+/// answered), and at a random moment — then the next call of the same kind settles what
+/// the dead ones left. No online account without its link and local user, none twice,
+/// no local user left without its account.
+mod links {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use o365_essentials::model::{LocalUser, NewLocalUser};
+    use o365_essentials::ports::Directory;
+    use o365_essentials_emulator::config::{Delay, SeedUser};
+    use o365_essentials_emulator::{Emulator, EmulatorConfig};
+    use rand::{Rng, SeedableRng};
+    use serde_json::Value;
+
+    use crate::fixtures;
+    use crate::graph::admin;
+
+    /// Kills of each kind of call.
+    const KILLS: usize = 9;
+
+    fn bin() -> PathBuf {
+        PathBuf::from(env!("CARGO_BIN_EXE_o365-essentials"))
+    }
+
+    fn spawn(cfg: &Path, args: &[&str]) -> Child {
+        Command::new(bin())
+            .arg("--config")
+            .arg(cfg)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn finish(cfg: &Path, args: &[&str]) {
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// An emulator whose writes are slow to apply and slower to answer, seeded with
+    /// `users` unanchored accounts.
+    async fn emulator(users: &[String]) -> Emulator {
+        let mut cfg = EmulatorConfig::default();
+        cfg.latency.write = Delay {
+            fixed_ms: 150,
+            jitter_ms: 100,
+        };
+        cfg.latency.write_response = Delay {
+            fixed_ms: 200,
+            jitter_ms: 100,
+        };
+        for u in users {
+            cfg.seed.users.push(SeedUser {
+                user_principal_name: format!("{u}@contoso.onmicrosoft.com"),
+                display_name: u.clone(),
+                ..Default::default()
+            });
+        }
+        Emulator::start(cfg).await.unwrap()
+    }
+
+    async fn online_users(emu: &Emulator) -> Vec<Value> {
+        admin(emu, "GET", "/state", None).await["users"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits (polling) until `seen` says the call got that far, or the call ends, or 20 s
+    /// pass; then SIGKILLs it. Whether the point was reached.
+    async fn kill_when<F, Fut>(mut child: Child, mut seen: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        let mut reached = false;
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if seen().await {
+                reached = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        reached
+    }
+
+    async fn kill_after(mut child: Child, wait: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < wait {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+
+    fn store(dir: &Path) -> o365_essentials::store::Store {
+        o365_essentials::store::Store::open_read_only(dir.join("state.db")).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_assign_killed_half_way_leaves_no_anchored_account_unlinked() {
+        let samba = crate::samba::shared();
+        let dir = o365_essentials::ldap::LdapDirectory::new(samba.config()).unwrap();
+        let names: Vec<String> = (0..=KILLS).map(|i| format!("kassign{i:02}")).collect();
+        let emu = emulator(&names).await;
+        let mut locals: Vec<LocalUser> = Vec::new();
+        for n in &names {
+            locals.push(
+                dir.create_user(
+                    &NewLocalUser {
+                        sam_account_name: n.clone(),
+                        user_principal_name: format!("{n}@essentials.test"),
+                        display_name: n.clone(),
+                        ..Default::default()
+                    },
+                    &o365_essentials::SecretString::from("Kill-Point-4471!"),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        let online = online_users(&emu).await;
+        let id_of = |n: &str| -> String {
+            online
+                .iter()
+                .find(|u| u["userPrincipalName"] == format!("{n}@contoso.onmicrosoft.com"))
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = fixtures::write(
+            tmp.path(),
+            "config.json",
+            &fixtures::config(samba, emu.info(), tmp.path()),
+        );
+        finish(&cfg, &["integrate"]);
+
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(33);
+        let mut anchored_unlinked = 0;
+        for (i, local) in locals.iter().enumerate().take(KILLS) {
+            let (guid, id) = (local.guid.to_string(), id_of(&names[i]));
+            let child = spawn(&cfg, &["assign", "--local-guid", &guid, "--online-id", &id]);
+            match i % 3 {
+                0 => kill_after(child, Duration::from_millis(rng.random_range(0..150))).await,
+                1 => {
+                    let anchor = local.anchor();
+                    let reached = kill_when(child, || {
+                        let (emu, id, anchor) = (&emu, id.clone(), anchor.clone());
+                        async move {
+                            online_users(emu).await.iter().any(|u| {
+                                u["id"] == id.as_str()
+                                    && u["onPremisesImmutableId"] == anchor.as_str()
+                            })
+                        }
+                    })
+                    .await;
+                    assert!(reached, "assign {i} never wrote the anchor");
+                }
+                _ => kill_after(child, Duration::from_millis(rng.random_range(100..1500))).await,
+            }
+            let anchored = online_users(&emu).await.iter().any(|u| {
+                u["id"] == id.as_str() && u["onPremisesImmutableId"] == local.anchor().as_str()
+            });
+            let linked = store(tmp.path())
+                .link_by_local(local.guid)
+                .unwrap()
+                .is_some();
+            if anchored && !linked {
+                anchored_unlinked += 1;
+            }
+        }
+        println!("assign: {KILLS} kills, {anchored_unlinked} with the anchor written but no link");
+        assert!(
+            anchored_unlinked >= KILLS / 3,
+            "only {anchored_unlinked} kills fell between the anchor and the link"
+        );
+
+        // The next assign settles what the dead ones left, then does its own work.
+        let last = &locals[KILLS];
+        finish(
+            &cfg,
+            &[
+                "assign",
+                "--local-guid",
+                &last.guid.to_string(),
+                "--online-id",
+                &id_of(&names[KILLS]),
+            ],
+        );
+        let st = store(tmp.path());
+        let online = online_users(&emu).await;
+        for (local, name) in locals.iter().zip(&names) {
+            let account = online
+                .iter()
+                .find(|u| u["userPrincipalName"] == format!("{name}@contoso.onmicrosoft.com"))
+                .unwrap();
+            let anchored = account["onPremisesImmutableId"] == local.anchor().as_str();
+            let link = st.link_by_local(local.guid).unwrap();
+            assert_eq!(
+                anchored,
+                link.is_some(),
+                "{name}: an account carries the anchor exactly when it is linked"
+            );
+            if let Some(l) = link {
+                assert_eq!(l.online_id.0, account["id"].as_str().unwrap(), "{name}");
+            }
+            assert!(
+                account["onPremisesImmutableId"].is_null() || anchored,
+                "{name} carries no other anchor"
+            );
+        }
+        assert!(
+            st.journal_pending().unwrap().is_empty(),
+            "every interrupted step was settled"
+        );
+        for l in &locals {
+            dir.delete_user(l.guid).await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_user_with_account_killed_half_way_leaves_nothing_half_made() {
+        let samba = crate::samba::shared();
+        let dir = o365_essentials::ldap::LdapDirectory::new(samba.config()).unwrap();
+        let emu = emulator(&[]).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = fixtures::write(
+            tmp.path(),
+            "config.json",
+            &fixtures::config(samba, emu.info(), tmp.path()),
+        );
+        finish(&cfg, &["integrate"]);
+        let names: Vec<String> = (0..=KILLS).map(|i| format!("kcreate{i:02}")).collect();
+        let user = |n: &str| {
+            format!(
+                r#"{{"sam_account_name": "{n}", "user_principal_name": "{n}@essentials.test", "display_name": "{n}"}}"#
+            )
+        };
+        let password = "Kill-Point-5512!";
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(33);
+        let (mut local_only, mut online_unlinked) = (0, 0);
+        for (i, n) in names.iter().enumerate().take(KILLS) {
+            let u = user(n);
+            let child = spawn(
+                &cfg,
+                &[
+                    "create-user-with-account",
+                    "--user",
+                    &u,
+                    "--password",
+                    password,
+                ],
+            );
+            let prefix = format!("{n}@");
+            match i % 3 {
+                0 => {
+                    let reached = kill_when(child, || {
+                        let (dir, n) = (&dir, n.clone());
+                        async move { dir.find_user(&n).await.unwrap().is_some() }
+                    })
+                    .await;
+                    assert!(reached, "{n} was never made locally");
+                }
+                1 => {
+                    let reached = kill_when(child, || {
+                        let (emu, prefix) = (&emu, prefix.clone());
+                        async move {
+                            online_users(emu).await.iter().any(|u| {
+                                u["userPrincipalName"]
+                                    .as_str()
+                                    .unwrap_or("")
+                                    .starts_with(&prefix)
+                            })
+                        }
+                    })
+                    .await;
+                    assert!(reached, "{n} never got an online account");
+                }
+                _ => kill_after(child, Duration::from_millis(rng.random_range(0..1500))).await,
+            }
+            let local = dir.find_user(n).await.unwrap();
+            let online = online_users(&emu).await.iter().any(|u| {
+                u["userPrincipalName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&prefix)
+            });
+            let linked = match &local {
+                Some(l) => store(tmp.path()).link_by_local(l.guid).unwrap().is_some(),
+                None => false,
+            };
+            if local.is_some() && !online {
+                local_only += 1;
+            }
+            if online && !linked {
+                online_unlinked += 1;
+            }
+        }
+        println!(
+            "create_user_with_account: {KILLS} kills, {local_only} with only the local user made, {online_unlinked} with the account made but not linked"
+        );
+        assert!(
+            local_only >= KILLS / 3,
+            "only {local_only} kills fell after the local create"
+        );
+        assert!(
+            online_unlinked >= KILLS / 3,
+            "only {online_unlinked} kills fell between the online create and the link"
+        );
+
+        // The next call settles what the dead ones left, then makes its own user.
+        let u = user(&names[KILLS]);
+        finish(
+            &cfg,
+            &[
+                "create-user-with-account",
+                "--user",
+                &u,
+                "--password",
+                password,
+            ],
+        );
+        let st = store(tmp.path());
+        let online = online_users(&emu).await;
+        for n in &names {
+            let prefix = format!("{n}@");
+            let accounts: Vec<&Value> = online
+                .iter()
+                .filter(|u| {
+                    u["userPrincipalName"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with(&prefix)
+                })
+                .collect();
+            match dir.find_user(n).await.unwrap() {
+                Some(local) => {
+                    assert_eq!(accounts.len(), 1, "{n}: exactly one online account");
+                    assert_eq!(
+                        accounts[0]["onPremisesImmutableId"],
+                        local.anchor().as_str(),
+                        "{n}: the account carries the user's anchor"
+                    );
+                    let link = st.link_by_local(local.guid).unwrap();
+                    assert_eq!(
+                        link.map(|l| l.online_id.0),
+                        accounts[0]["id"].as_str().map(str::to_string),
+                        "{n}: linked to its account"
+                    );
+                    dir.delete_user(local.guid).await.unwrap();
+                }
+                None => assert!(
+                    accounts.is_empty(),
+                    "{n}: no online account without a local user"
+                ),
+            }
+        }
+        assert!(
+            st.journal_pending().unwrap().is_empty(),
+            "every interrupted step was settled"
+        );
+    }
+}

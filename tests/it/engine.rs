@@ -850,7 +850,9 @@ async fn an_import_runs_one_at_a_time_and_settles_what_a_dead_one_left_pending()
     // Another process on the same store is importing: this one is told so and makes
     // nobody (two imports at once would both make a local user of each account).
     let other = Store::open(f._tmp.path().join("state.db")).unwrap();
-    let held = other.lease("import", None).unwrap();
+    let held = other
+        .lease(o365_essentials::store::Work::Import, None)
+        .unwrap();
     let e = f
         .integration
         .import(&ImportRequest::default())

@@ -728,7 +728,12 @@ async fn rate_limit_headers_pace_the_client() {
     for _ in 0..12 {
         exo.access_rules().await.unwrap();
     }
-    let (requests, throttled, waits) = exo.request_counts();
+    let o365_essentials::graph::RequestCounts {
+        requests,
+        throttled,
+        budget_waits: waits,
+        ..
+    } = exo.request_counts();
     assert!(waits >= 2, "the client waited for the window: {waits}");
     assert_eq!(throttled, 0, "pacing by Rate-Limit-Remaining avoided 429s");
     assert_eq!(requests, 12);

@@ -289,7 +289,7 @@ async fn errors_are_mapped_and_bad_input_is_refused_before_any_request() {
         ErrorCode::DomainNotVerified
     );
 
-    let before = t.request_counts().0;
+    let before = t.request_counts().requests;
     let e = t
         .create_account(&new_account("weak"), &SecretString::from("weak"))
         .await
@@ -312,7 +312,7 @@ async fn errors_are_mapped_and_bad_input_is_refused_before_any_request() {
         ErrorCode::InvalidInput
     );
     assert_eq!(
-        t.request_counts().0,
+        t.request_counts().requests,
         before,
         "refused locally, nothing sent"
     );
@@ -531,7 +531,7 @@ async fn listing_pages_through_every_account() {
             .await
             .unwrap();
     }
-    let before = t.request_counts().0;
+    let before = t.request_counts().requests;
     let all: Vec<_> = t.accounts().try_collect().await.unwrap();
     assert_eq!(all.len(), 8);
     assert_eq!(
@@ -541,7 +541,7 @@ async fn listing_pages_through_every_account() {
             .len(),
         8
     );
-    assert_eq!(t.request_counts().0 - before, 4, "pages of two");
+    assert_eq!(t.request_counts().requests - before, 4, "pages of two");
 }
 
 #[tokio::test]
@@ -578,9 +578,13 @@ async fn delta_reports_changes_deletions_and_restores_and_survives_expiry() {
     );
 
     // A link from now lists nothing that was there, only what changes after it.
-    let before = t.request_counts().0;
+    let before = t.request_counts().requests;
     let now = t.changes_from_now().await.unwrap();
-    assert_eq!(t.request_counts().0 - before, 1, "one request, no listing");
+    assert_eq!(
+        t.request_counts().requests - before,
+        1,
+        "one request, no listing"
+    );
     t.set_enabled(&a.id, true).await.unwrap();
     let after = t.changes(Some(&now)).await.unwrap();
     assert_eq!(after.changes.len(), 1, "{:?}", after.changes);
@@ -643,7 +647,7 @@ async fn batches_pack_twenty_and_keep_mixed_outcomes_in_order() {
     }
     let after = t.request_counts();
     assert!(
-        after.1 > before.1,
+        after.throttled > before.throttled,
         "items were throttled inside the batches (12 RU for 26 reads of 1 RU)"
     );
 }
@@ -730,7 +734,7 @@ async fn throttled_reads_wait_and_succeed() {
         t.organization().await.unwrap();
     }
     assert!(
-        t.request_counts().1 > 0,
+        t.request_counts().throttled > 0,
         "the tenant throttled, the client waited it out"
     );
 }

@@ -747,7 +747,10 @@ fn a_lease_wait_too_long_for_the_clock_does_not_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let store = o365_essentials::store::Store::open(tmp.path().join("state.db")).unwrap();
     let lease = store
-        .lease("sync", Some(std::time::Duration::MAX))
+        .lease(
+            o365_essentials::store::Work::Sync,
+            Some(std::time::Duration::MAX),
+        )
         .expect("a free lease is taken at once");
     drop(lease);
 }

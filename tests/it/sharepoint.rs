@@ -460,7 +460,12 @@ async fn resource_units_pace_sharepoint_rest() {
         let groups = spo.site_groups().await.unwrap();
         assert_eq!(groups[0].members, ["alex@contoso.onmicrosoft.com"]);
     }
-    let (requests, throttled, waits) = spo.request_counts();
+    let o365_essentials::graph::RequestCounts {
+        requests,
+        throttled,
+        budget_waits: waits,
+        ..
+    } = spo.request_counts();
     assert!(requests >= 26, "{requests}");
     assert!(
         throttled + waits >= 2,

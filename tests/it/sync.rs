@@ -661,7 +661,9 @@ async fn a_run_asked_to_wait_for_held_work_waits_and_one_not_asked_is_refused() 
     mem.set_enabled(ava.guid, false).await.unwrap();
     // Another opener of the same store (as another process would be) runs a sync.
     let other = Store::open(s._tmp.path().join("s.db")).unwrap();
-    let held = other.lease("sync", None).unwrap();
+    let held = other
+        .lease(o365_essentials::store::Work::Sync, None)
+        .unwrap();
     let e = s
         .integration
         .run_sync(
@@ -697,7 +699,9 @@ async fn a_run_asked_to_wait_for_held_work_waits_and_one_not_asked_is_refused() 
     assert!(!s.enabled("ava.adams").await);
 
     // A wait ends when the call is cancelled.
-    let _held = other.lease("sync", None).unwrap();
+    let _held = other
+        .lease(o365_essentials::store::Work::Sync, None)
+        .unwrap();
     let cancel = o365_essentials::engine::CancelToken::new();
     let c2 = cancel.clone();
     std::thread::spawn(move || {

@@ -157,7 +157,7 @@ pub enum Event {
     PasswordRefused {
         /// The local user.
         local_guid: ObjectGuid,
-        /// Why.
+        /// Why the tenant refused it (`password_policy` when its rules did).
         error_code: ErrorCode,
     },
     /// `setup` waits for the administrator to sign in: open `verification_uri` and

@@ -218,12 +218,11 @@ impl Policy {
     pub fn local_refusal(&self, user: &LocalUser) -> Option<Refusal> {
         let name = &user.sam_account_name;
         if let Some(why) = user.exclusion_reason() {
-            let rule = if why.contains("computer") {
-                GuardRule::ComputerOrTrustAccount
-            } else if why.contains("critical") {
-                GuardRule::CriticalSystemObject
-            } else {
-                GuardRule::BuiltInAccount
+            use crate::model::ExclusionReason;
+            let rule = match why {
+                ExclusionReason::ComputerOrTrust => GuardRule::ComputerOrTrustAccount,
+                ExclusionReason::CriticalSystemObject => GuardRule::CriticalSystemObject,
+                ExclusionReason::BuiltIn => GuardRule::BuiltInAccount,
             };
             return Some(Refusal::new(rule, format!("{name}: {why}")));
         }

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use uuid::Uuid;
 
+use super::executor::{StepKind, failed_item};
 use super::{Integration, initial_password};
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
@@ -18,7 +19,7 @@ use crate::model::{
     LocalUser, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, Outcome,
     RunKind, RunResults,
 };
-use crate::store::JournalState;
+use crate::store::Work;
 use crate::validate;
 
 /// Which online accounts to import, and where the local users go.
@@ -149,6 +150,8 @@ impl Integration {
     /// [`ErrorCode::ProtectedAccount`] for an administrator's account.
     pub async fn assign(&self, local: ObjectGuid, online: &OnlineAccountId) -> Result<Link> {
         self.require_enabled()?;
+        let run = Uuid::new_v4();
+        let _lease = self.links_lease(run).await?;
         let user = self.dir.user(local).await?;
         if let Some(refusal) = self.gate.policy().local_refusal(&user) {
             return Err(refusal.into_error());
@@ -182,39 +185,37 @@ impl Integration {
             ));
         }
         let anchor = user.anchor();
-        let entry = self.store.journal_begin(
-            Uuid::new_v4(),
-            "link",
+        if let Some(a) = account.immutable_id.as_ref().filter(|a| **a != anchor) {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{} carries the anchor of another local user ({a})",
+                    account.user_principal_name
+                ),
+            ));
+        }
+        // Journaled before the anchor is written: a process killed between the anchor
+        // and the link leaves an entry the next links call settles by linking.
+        let step = self.step(
+            run,
+            StepKind::Assign,
             &local.to_string(),
             &json!({"online_id": online, "anchor": anchor}),
         )?;
-        match &account.immutable_id {
-            Some(a) if *a != anchor => {
-                return Err(Error::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "{} carries the anchor of another local user ({a})",
-                        account.user_principal_name
-                    ),
-                ));
-            }
-            Some(_) => {}
-            None => {
-                if let Err(e) = self
-                    .tenant()
-                    .update_account(
-                        online,
-                        &AccountUpdate {
-                            immutable_id: Some(anchor.clone()),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                {
-                    self.store.journal_failed(entry, &e)?;
-                    return Err(e);
-                }
-            }
+        if account.immutable_id.is_none()
+            && let Err(e) = self
+                .tenant()
+                .update_account(
+                    online,
+                    &AccountUpdate {
+                        immutable_id: Some(anchor.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await
+        {
+            step.failed(&e)?;
+            return Err(e);
         }
         let link = Link {
             local_guid: local,
@@ -226,9 +227,18 @@ impl Integration {
             linked_at: self.now(),
         };
         self.store.put_link(&link)?;
-        self.store
-            .journal_finish(entry, JournalState::Done, &json!({}))?;
+        step.done(&json!({}))?;
         Ok(link)
+    }
+
+    /// Takes the links lease for `run` (waiting up to a minute for another assign,
+    /// unassign or create-user-with-account to finish) and settles what a dead process
+    /// left half-done.
+    async fn links_lease(&self, run: Uuid) -> Result<crate::store::Lease> {
+        let ctl = super::Control::none().with_lease_wait(std::time::Duration::from_secs(60));
+        let lease = self.lease(Work::Links, &ctl).await?;
+        self.settle_links(run).await?;
+        Ok(lease)
     }
 
     /// Unassigns: the licences are released and sign-in is blocked (sessions revoked); the
@@ -238,20 +248,36 @@ impl Integration {
     /// [`ErrorCode::NotFound`] when the user has no online account; the tenant's errors.
     pub async fn unassign(&self, local: ObjectGuid) -> Result<Link> {
         self.require_enabled()?;
+        let run = Uuid::new_v4();
+        let _lease = self.links_lease(run).await?;
         let mut link = self
             .store
             .link_by_local(local)?
             .ok_or_else(|| Error::not_found(format!("local user {local} has no online account")))?;
         let tenant = self.tenant();
         let account = tenant.account(&link.online_id.0).await?;
-        if !account.assigned_skus.is_empty() {
-            tenant
-                .assign_licences(&link.online_id, &[], &account.assigned_skus)
-                .await?;
+        let step = self.step(
+            run,
+            StepKind::Unassign,
+            &local.to_string(),
+            &json!({"online_id": link.online_id}),
+        )?;
+        let made = async {
+            if !account.assigned_skus.is_empty() {
+                tenant
+                    .assign_licences(&link.online_id, &[], &account.assigned_skus)
+                    .await?;
+            }
+            tenant.set_enabled(&link.online_id, false).await
         }
-        tenant.set_enabled(&link.online_id, false).await?;
+        .await;
+        if let Err(e) = made {
+            step.failed(&e)?;
+            return Err(e);
+        }
         link.state = LinkState::Unassigned;
         self.store.put_link(&link)?;
+        step.done(&json!({}))?;
         Ok(link)
     }
 
@@ -259,9 +285,12 @@ impl Integration {
     /// (checked against the domain's policy and Microsoft 365's first).
     ///
     /// # Errors
-    /// [`ErrorCode::PasswordPolicy`] listing every rule broken; the directory's and
-    /// tenant's errors. When the online account cannot be made, the local user is removed
-    /// again, so nothing is left half-done.
+    /// [`ErrorCode::PasswordPolicy`] listing every rule broken;
+    /// [`ErrorCode::AlreadyExists`] when a local user of that name exists; the
+    /// directory's and tenant's errors. When the online account cannot be made, the local
+    /// user is removed again, so nothing is left half-done (the error says when removing
+    /// it failed too); a process killed half-way is settled the same way by the next
+    /// assign, unassign or create-user-with-account.
     pub async fn create_user_with_account(
         &self,
         user: &NewLocalUser,
@@ -280,22 +309,36 @@ impl Integration {
                 display_name: Some(&user.display_name),
             },
         )?;
-        // One journal entry for the multi-step write: a process killed between the
-        // local create and the online one leaves an entry naming the user to look at.
         let run = Uuid::new_v4();
-        let entry = self.store.journal_begin(
+        let _lease = self.links_lease(run).await?;
+        // Checked free first, so a user of this name found when settling a killed call is
+        // the one that call made.
+        if self.dir.find_user(&user.sam_account_name).await?.is_some() {
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "a local user named {} exists already; choose another name",
+                    user.sam_account_name
+                ),
+            ));
+        }
+        // One journal entry for the multi-step write; its progress names the local user
+        // once made, so a process killed between the local create and the online one
+        // leaves an entry the next links call settles.
+        let step = self.step(
             run,
-            "create_user_with_account",
+            StepKind::CreateUserWithAccount,
             &user.sam_account_name,
-            &serde_json::json!({"domain": domain}),
+            &json!({"domain": domain, "licences": licences}),
         )?;
         let local = match self.dir.create_user(user, password).await {
             Ok(u) => u,
             Err(e) => {
-                self.store.journal_failed(entry, &e)?;
+                step.failed(&e)?;
                 return Err(e);
             }
         };
+        step.progress(&json!({"local": local.guid}))?;
         let upn = super::suggest_upn(&local, domain);
         let new = NewOnlineAccount {
             user_principal_name: upn.clone(),
@@ -312,20 +355,17 @@ impl Integration {
         let mut online = match self.tenant().create_account(&new, password).await {
             Ok(a) => a,
             Err(e) => {
-                self.store.journal_failed(entry, &e)?;
                 let undo = self.dir.delete_user(local.guid).await;
-                let what = match undo {
-                    Ok(()) => format!(
-                        "the online account for {} could not be created, so the local user was removed again",
+                return Err(step.rolled_back(
+                    e,
+                    undo,
+                    &format!(
+                        "the online account for {} could not be created",
                         local.sam_account_name
                     ),
-                    Err(u) => format!(
-                        "the online account for {} could not be created, and removing the local user again failed too ({}): remove it by hand",
-                        local.sam_account_name,
-                        u.message()
-                    ),
-                };
-                return Err(e.context(what));
+                    "the local user was removed again",
+                    "removing the local user again",
+                )?);
             }
         };
         self.store.put_link(&Link {
@@ -343,11 +383,7 @@ impl Integration {
                 .assign_licences(&online.id, licences, &[])
                 .await
             {
-                self.store.journal_finish(
-                    entry,
-                    JournalState::Failed,
-                    &serde_json::json!({"online_id": online.id, "licence": e.code().name()}),
-                )?;
+                step.failed_with(&json!({"online_id": online.id, "licence": e.code().name()}))?;
                 return Err(e.context(format!(
                     "{} and the online account {} were made and linked, but the licence",
                     local.sam_account_name, online.user_principal_name
@@ -355,11 +391,7 @@ impl Integration {
             }
             online.assigned_skus = licences.iter().map(|l| l.sku_id).collect();
         }
-        self.store.journal_finish(
-            entry,
-            JournalState::Done,
-            &serde_json::json!({"online_id": online.id}),
-        )?;
+        step.done(&json!({"online_id": online.id}))?;
         Ok((local, online))
     }
 
@@ -392,11 +424,12 @@ impl Integration {
         self.require_enabled()?;
         // One import at a time across every process on this store: two at once would
         // both see an account unlinked and both make it a local user.
-        let _lease = self.lease("import", ctl).await?;
+        let _lease = self.lease(Work::Import, ctl).await?;
         let run = Uuid::new_v4();
         // Steps of an import that died between intent and answer: their account is
         // decided again below (linked by then, or not, or anchored and left to a plan).
-        self.store.journal_settle(&["import"], run)?;
+        self.store
+            .journal_settle(&[StepKind::Item(ItemAction::Import).name()], run)?;
         let file = match &request.password_file {
             Some(p) => Some(
                 crate::platform::private_file(p, crate::platform::Create::New).map_err(|e| {
@@ -600,14 +633,6 @@ enum ImportDone {
     Imported(Box<ImportedUser>, ItemResult),
 }
 
-fn failed_item(mut item: ItemResult, e: &Error, outcome: Outcome) -> ItemResult {
-    item.outcome = outcome;
-    item.error_code = Some(e.code());
-    item.service_message = Some(e.message().to_string());
-    item.recommended_action = Some(e.action().to_string());
-    item
-}
-
 fn cancelled_item(mut item: ItemResult) -> ItemResult {
     item.outcome = Outcome::Cancelled;
     item.error_code = Some(ErrorCode::Cancelled);
@@ -629,16 +654,16 @@ impl Integration {
             password,
             mut item,
         } = p;
-        let entry = self.store.journal_begin(
+        let step = self.step(
             run,
-            "import",
+            StepKind::Item(ItemAction::Import),
             &a.id.0,
             &json!({"sam": new.sam_account_name, "upn": a.user_principal_name}),
         )?;
         let local = match self.dir.create_user(&new, &password).await {
             Ok(u) => u,
             Err(e) => {
-                self.store.journal_failed(entry, &e)?;
+                step.failed(&e)?;
                 return Ok(ImportDone::Item(failed_item(item, &e, Outcome::Failed)));
             }
         };
@@ -654,9 +679,24 @@ impl Integration {
             )
             .await
         {
-            let _ = self.dir.delete_user(local.guid).await;
-            self.store.journal_failed(entry, &e)?;
-            return Ok(ImportDone::Item(failed_item(item, &e, Outcome::Failed)));
+            let undo = self.dir.delete_user(local.guid).await;
+            let undo_failed = undo.is_err();
+            let e = step.rolled_back(
+                e,
+                undo,
+                &format!(
+                    "{} could not be given the anchor of {}",
+                    a.user_principal_name, local.sam_account_name
+                ),
+                "the local user was removed again",
+                "removing the local user again",
+            )?;
+            let mut item = failed_item(item, &e, Outcome::Failed);
+            if undo_failed {
+                // What is left to remove by hand outranks what the service said.
+                item.service_message = Some(e.message().to_string());
+            }
+            return Ok(ImportDone::Item(item));
         }
         self.store.put_link(&Link {
             local_guid: local.guid,
@@ -667,8 +707,7 @@ impl Integration {
             origin: LinkOrigin::Imported,
             linked_at: self.now(),
         })?;
-        self.store
-            .journal_finish(entry, JournalState::Done, &json!({"local": local.guid}))?;
+        step.done(&json!({"local": local.guid}))?;
         {
             let mut f = file
                 .lock()
@@ -698,6 +737,56 @@ impl Integration {
             }),
             item,
         ))
+    }
+}
+
+/// A local user and the online account it is linked to (`list_links`).
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
+pub struct LinkedUser {
+    /// The local user's sAMAccountName (empty when it is gone from the directory).
+    pub local_user: String,
+    /// The link.
+    #[serde(flatten)]
+    pub link: crate::model::Link,
+}
+
+impl Integration {
+    /// The links of the store with their local users' names, by name; only `local_user`'s
+    /// when given.
+    ///
+    /// # Errors
+    /// The store's and the directory's errors.
+    pub async fn linked_users(&self, local_user: Option<&str>) -> Result<Vec<LinkedUser>> {
+        use futures::TryStreamExt;
+        let links = self.store.links()?;
+        let names: std::collections::HashMap<ObjectGuid, String> = match local_user {
+            Some(name) => match self.directory().find_user(name).await? {
+                Some(u) => [(u.guid, u.sam_account_name)].into_iter().collect(),
+                None => Default::default(),
+            },
+            None => {
+                self.directory()
+                    .users()
+                    .map_ok(|u| (u.guid, u.sam_account_name))
+                    .try_collect()
+                    .await?
+            }
+        };
+        let mut out: Vec<LinkedUser> = links
+            .into_iter()
+            .filter_map(|link| {
+                let name = names.get(&link.local_guid).cloned();
+                match (local_user, name) {
+                    (Some(_), None) => None,
+                    (_, name) => Some(LinkedUser {
+                        local_user: name.unwrap_or_default(),
+                        link,
+                    }),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.local_user.cmp(&b.local_user));
+        Ok(out)
     }
 }
 

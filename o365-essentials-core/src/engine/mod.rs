@@ -17,6 +17,8 @@
 
 mod capture;
 mod control;
+mod domains;
+mod executor;
 pub mod guard;
 mod guard_services;
 mod links;
@@ -41,7 +43,8 @@ use uuid::Uuid;
 
 pub use capture::{CaptureOutcome, CaptureReport, CaptureSettings, HookEntry, parse_hook_ldif};
 pub use control::{CancelToken, Control, Event, EventSink, Observer, RunCounts};
-pub use links::{ImportRequest, ImportedUser};
+pub use domains::{DomainsView, RecordsFile, ZoneFragment};
+pub use links::{ImportRequest, ImportedUser, LinkedUser};
 pub use passwords::{PasswordDelivery, PasswordKey, PasswordProblem, PasswordSyncState};
 pub use plan::{
     BulkCreateRequest, Snapshot, UserChoice, online_id_local_part, plan_bulk_create, suggest_upn,
@@ -65,7 +68,7 @@ use crate::model::{
     RequirementsReport, RunKind, RunResults,
 };
 use crate::ports::{Directory, Tenant};
-use crate::store::{JournalState, Store};
+use crate::store::{Store, Work};
 use crate::validate;
 
 const SETTINGS_KEY: &str = "integration";
@@ -109,8 +112,30 @@ pub struct IntegrationStatus {
 pub struct Drift {
     /// The local user.
     pub local_guid: crate::model::ObjectGuid,
-    /// What differs.
+    /// What kind of difference it is.
+    pub kind: DriftKind,
+    /// What differs, in words (names the account and the values).
     pub what: String,
+}
+
+/// What kind of difference a [`Drift`] reports.
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    /// The link moved to the account now carrying the user's anchor.
+    Relinked,
+    /// The account's user name was changed online.
+    UserNameChanged,
+    /// The account no longer carries the user's anchor.
+    AnchorRemoved,
+    /// A linked account was changed online by someone else.
+    ChangedOnline,
+    /// A linked account was removed online.
+    RemovedOnline,
+    /// The user left while the integration was disabled: sign-in was blocked.
+    Blocked,
+    /// The user left while the integration was disabled, and blocking sign-in failed.
+    BlockFailed,
 }
 
 /// What re-enabling found.
@@ -129,23 +154,7 @@ pub struct DriftReport {
     pub blocked: Vec<Drift>,
 }
 
-/// Where the engine reads the time from: the system's, or a test's.
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> OffsetDateTime;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    // The one place the engine reads the system's time.
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
+pub use crate::clock::{Clock, SystemClock};
 
 /// Options from the configuration that operations use as their defaults.
 #[derive(Debug, Clone)]
@@ -593,7 +602,7 @@ impl Integration {
 
     /// Takes the lease of `work` for this call: at once, or waiting as `ctl` allows
     /// (polling without blocking the runtime; a cancelled call stops waiting).
-    pub(crate) async fn lease(&self, work: &str, ctl: &Control) -> Result<crate::store::Lease> {
+    pub(crate) async fn lease(&self, work: Work, ctl: &Control) -> Result<crate::store::Lease> {
         // A wait too long for the clock (a caller's u64::MAX seconds) is no deadline at all.
         let deadline = ctl
             .lease_wait()
@@ -1038,6 +1047,7 @@ impl Integration {
                     if a.id != link.online_id {
                         report.relinked.push(Drift {
                             local_guid: link.local_guid,
+                            kind: DriftKind::Relinked,
                             what: format!("relinked by anchor from {} to {}", link.online_id, a.id),
                         });
                         link.online_id = a.id.clone();
@@ -1048,6 +1058,7 @@ impl Integration {
                     {
                         report.changed.push(Drift {
                             local_guid: link.local_guid,
+                            kind: DriftKind::UserNameChanged,
                             what: format!(
                                 "user name changed online from {} to {}",
                                 link.user_principal_name, a.user_principal_name
@@ -1058,6 +1069,7 @@ impl Integration {
                     if a.immutable_id.as_ref() != Some(&link.anchor) {
                         report.changed.push(Drift {
                             local_guid: link.local_guid,
+                            kind: DriftKind::AnchorRemoved,
                             what: format!(
                                 "{} no longer carries the anchor {}",
                                 a.user_principal_name, link.anchor
@@ -1091,16 +1103,23 @@ impl Integration {
                 },
             };
             let Some(why) = why else { continue };
-            let what = match self.tenant().set_enabled(&link.online_id, false).await {
-                Ok(()) => format!("{}: sign-in blocked ({why})", link.user_principal_name),
+            let (kind, what) = match self.tenant().set_enabled(&link.online_id, false).await {
+                Ok(()) => (
+                    DriftKind::Blocked,
+                    format!("{}: sign-in blocked ({why})", link.user_principal_name),
+                ),
                 Err(e) if e.code() == ErrorCode::NotFound => continue,
-                Err(e) => format!(
-                    "{}: could not be blocked ({why}): {e}",
-                    link.user_principal_name
+                Err(e) => (
+                    DriftKind::BlockFailed,
+                    format!(
+                        "{}: could not be blocked ({why}): {e}",
+                        link.user_principal_name
+                    ),
                 ),
             };
             report.blocked.push(Drift {
                 local_guid: link.local_guid,
+                kind,
                 what,
             });
         }
@@ -1236,11 +1255,13 @@ impl Integration {
             ));
         }
         // One plan applied at a time across every process on this store.
-        let _lease = self.lease("apply", ctl).await?;
+        let _lease = self.lease(Work::Apply, ctl).await?;
         // Steps of an apply that died between intent and answer: a create whose answer
         // never came is found by its anchor when its user is planned again.
-        self.store
-            .journal_settle(&["create_account", "link"], plan.id)?;
+        self.store.journal_settle(
+            &[ItemAction::CreateAccount.name(), ItemAction::Link.name()],
+            plan.id,
+        )?;
         let started_at = self.now();
         let total = plan.items.len() as u64;
         // Seats are counted again now, not taken from the plan: each create reserves its
@@ -1495,18 +1516,7 @@ impl Integration {
             recommended_action: None,
             online_id: None,
         };
-        let fail = |mut r: ItemResult, e: &Error, outcome: Outcome| {
-            r.outcome = outcome;
-            r.error_code = Some(e.code());
-            r.service_message = Some(
-                e.service()
-                    .map(|s| s.message.clone())
-                    .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| e.message().to_string()),
-            );
-            r.recommended_action = Some(e.action().to_string());
-            r
-        };
+        let fail = executor::failed_item;
         match action {
             PlanAction::CreateAccount {
                 local,
@@ -1544,9 +1554,9 @@ impl Integration {
                 // An expired account is created blocked, like a disabled one.
                 let now = self.now();
                 let enabled = current.as_ref().is_none_or(|u| u.active_at(now));
-                let entry = self.store.journal_begin(
+                let step = self.step(
                     run,
-                    "create_account",
+                    executor::StepKind::Item(ItemAction::CreateAccount),
                     &local.guid.to_string(),
                     &json!({"upn": user_principal_name, "anchor": anchor}),
                 )?;
@@ -1592,7 +1602,7 @@ impl Integration {
                     Ok(a) => a,
                     Err(e) => {
                         seats.release(licences);
-                        self.store.journal_failed(entry, &e)?;
+                        step.failed(&e)?;
                         return Ok(fail(r, &e, Outcome::Failed));
                     }
                 };
@@ -1639,9 +1649,7 @@ impl Integration {
                         .await
                 {
                     seats.release(licences);
-                    self.store.journal_finish(
-                        entry,
-                        JournalState::Failed,
+                    step.failed_with(
                         &json!({"online_id": created.id, "licence": e.code().name()}),
                     )?;
                     return Ok(fail(
@@ -1650,11 +1658,7 @@ impl Integration {
                         Outcome::Failed,
                     ));
                 }
-                self.store.journal_finish(
-                    entry,
-                    JournalState::Done,
-                    &json!({"online_id": created.id}),
-                )?;
+                step.done(&json!({"online_id": created.id}))?;
                 Ok(r)
             }
             PlanAction::Link {
@@ -1715,9 +1719,9 @@ impl Integration {
                 if let Some(refusal) = self.gate.policy().online_refusal(online_id, &admins) {
                     return Ok(fail(r, &refusal.into_error(), Outcome::Skipped));
                 }
-                let entry = self.store.journal_begin(
+                let step = self.step(
                     run,
-                    "link",
+                    executor::StepKind::Item(ItemAction::Link),
                     &local.guid.to_string(),
                     &json!({"online_id": online_id, "anchor": anchor}),
                 )?;
@@ -1733,7 +1737,7 @@ impl Integration {
                         )
                         .await
                 {
-                    self.store.journal_failed(entry, &e)?;
+                    step.failed(&e)?;
                     return Ok(fail(r, &e, Outcome::Failed));
                 }
                 let link = Link {
@@ -1746,11 +1750,10 @@ impl Integration {
                     linked_at: self.now(),
                 };
                 if let Err(e) = self.store.put_link(&link) {
-                    self.store.journal_failed(entry, &e)?;
+                    step.failed(&e)?;
                     return Ok(fail(r, &e, Outcome::Failed));
                 }
-                self.store
-                    .journal_finish(entry, JournalState::Done, &json!({}))?;
+                step.done(&json!({}))?;
                 Ok(r)
             }
             PlanAction::Licences {
@@ -1782,21 +1785,20 @@ impl Integration {
                     .into_error();
                     return Ok(fail(r, &e, Outcome::Skipped));
                 }
-                let entry = self.store.journal_begin(
+                let step = self.step(
                     run,
-                    "licences",
+                    executor::StepKind::Item(ItemAction::Licences),
                     &local_guid.to_string(),
                     &json!({"online_id": online_id}),
                 )?;
                 match self.tenant().assign_licences(online_id, &add, remove).await {
                     Ok(()) => {
-                        self.store
-                            .journal_finish(entry, JournalState::Done, &json!({}))?;
+                        step.done(&json!({}))?;
                         Ok(r)
                     }
                     Err(e) => {
                         seats.release(&add);
-                        self.store.journal_failed(entry, &e)?;
+                        step.failed(&e)?;
                         Ok(fail(r, &e, Outcome::Failed))
                     }
                 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::Integration;
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::ObjectGuid;
+use crate::store::Work;
 
 /// The key that encrypts queued passwords.
 pub struct PasswordKey(LessSafeKey);
@@ -129,7 +130,7 @@ impl PasswordKey {
 pub struct PasswordProblem {
     /// The local user.
     pub local_guid: ObjectGuid,
-    /// Why.
+    /// Why the tenant refused it (`password_policy` when its rules did).
     pub error_code: ErrorCode,
     /// The message (never the password).
     pub message: String,
@@ -380,7 +381,7 @@ impl Integration {
         let key = self.key()?;
         // One delivery round at a time across every process on this store, so no password
         // is set twice.
-        let _lease = self.lease("passwords", ctl).await?;
+        let _lease = self.lease(Work::Passwords, ctl).await?;
         let tenant = self.tenant();
         let mut out = PasswordDelivery {
             state: PasswordSyncState::Ready,

@@ -171,7 +171,7 @@ impl Session {
                 req = req.json(b);
             }
             let resp = req.send().await.map_err(|e| {
-                crate::graph::transport_error(&e, "calling Microsoft Graph for setup")
+                crate::transport::transport_error(&e, "calling Microsoft Graph for setup")
             })?;
             let status = resp.status().as_u16();
             let retry_after = resp
@@ -295,11 +295,11 @@ async fn sign_in(
         ])
         .send()
         .await
-        .map_err(|e| crate::graph::transport_error(&e, "starting the device code sign-in"))?;
+        .map_err(|e| crate::transport::transport_error(&e, "starting the device code sign-in"))?;
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if status != 200 {
-        return Err(crate::graph::auth::token_error(status, &body)
+        return Err(crate::transport::auth::token_error(status, &body)
             .context("the identity platform refused to start the device code sign-in"));
     }
     let device_code = SecretString::from(
@@ -350,7 +350,7 @@ async fn sign_in(
             ])
             .send()
             .await
-            .map_err(|e| crate::graph::transport_error(&e, "waiting for the sign-in"))?;
+            .map_err(|e| crate::transport::transport_error(&e, "waiting for the sign-in"))?;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status == 200 {
@@ -384,7 +384,7 @@ async fn sign_in(
                 ));
             }
             _ => {
-                return Err(crate::graph::auth::token_error(status, &body)
+                return Err(crate::transport::auth::token_error(status, &body)
                     .context("the device code sign-in failed"));
             }
         }
@@ -541,10 +541,10 @@ fn make_cert(dir: &Path, cert_file: &Path, key_file: &Path, subject: &str) -> Re
 }
 
 /// The time written into assertions and proofs: Entra checks them against its own clock,
-/// so they carry the wall clock's, not the engine's (which tests move).
-#[allow(clippy::disallowed_methods)]
+/// so they carry the system clock's, not the engine's (which tests move).
 fn wall_clock() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now()
 }
 
 fn rfc3339(t: i64) -> String {
@@ -713,7 +713,7 @@ async fn app_token_works(
         ])
         .send()
         .await
-        .map_err(|e| crate::graph::transport_error(&e, "asking for the new app's token"))?;
+        .map_err(|e| crate::transport::transport_error(&e, "asking for the new app's token"))?;
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if status == 200
@@ -721,7 +721,7 @@ async fn app_token_works(
     {
         return Ok(SecretString::from(t.to_string()));
     }
-    Err(crate::graph::auth::token_error(status, &body))
+    Err(crate::transport::auth::token_error(status, &body))
 }
 
 impl Integration {

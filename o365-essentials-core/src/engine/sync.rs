@@ -13,16 +13,18 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::executor::{StepKind, failed_item};
 use super::{
-    CancelToken, Control, Drift, Event, Integration, PasswordDelivery, PasswordSyncState, RunCounts,
+    CancelToken, Control, Drift, DriftKind, Event, Integration, PasswordDelivery,
+    PasswordSyncState, RunCounts,
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{
-    AccountUpdate, DirectoryChange, DirectoryChanges, DirectoryCursor, ItemResult, Link, LinkState,
-    LocalUser, LocalVersion, ObjectGuid, OnlineAccount, OnlineChange, Outcome, PlanAction,
-    PlanReason, RunKind, RunResults,
+    AccountUpdate, DirectoryChange, DirectoryChanges, DirectoryCursor, ItemAction, ItemResult,
+    Link, LinkState, LocalUser, LocalVersion, ObjectGuid, OnlineAccount, OnlineChange, Outcome,
+    PlanAction, PlanReason, RunKind, RunResults,
 };
-use crate::store::JournalState;
+use crate::store::Work;
 
 const DIRECTORY_CURSOR: &str = "directory";
 const DELTA_CURSOR: &str = "graph_delta";
@@ -32,7 +34,12 @@ const EXPIRING: &str = "sync_expiring";
 /// only the ones whose state may have changed).
 const BLOCKED: &str = "sync_blocked";
 /// The journal kinds of sync items (their actions' names), written under the sync lease.
-const SYNC_KINDS: &[&str] = &["enable", "disable", "update", "delete"];
+const SYNC_KINDS: &[&str] = &[
+    ItemAction::Enable.name(),
+    ItemAction::Disable.name(),
+    ItemAction::Update.name(),
+    ItemAction::Delete.name(),
+];
 /// At or below this many linked accounts to look at, each is read by itself; above it
 /// the account list may be read in pages of 999 instead.
 const LIST_ABOVE: usize = 200;
@@ -97,7 +104,7 @@ pub struct SyncItem {
     /// What would be done.
     #[serde(flatten)]
     pub action: PlanAction,
-    /// Why.
+    /// Why the plan proposes it (the difference it found between the two sides).
     pub reason: PlanReason,
     /// Whether the safety threshold would hold it.
     pub held: bool,
@@ -512,14 +519,17 @@ impl Integration {
         let mut drift = Vec::new();
         if link.is_some() && !round.full_resync {
             for c in &round.changes {
-                let (id, what) = match c {
+                let (id, kind, what) = match c {
                     OnlineChange::Changed { account } => (
                         account.id.clone(),
+                        DriftKind::ChangedOnline,
                         format!("{} was changed online", account.user_principal_name),
                     ),
-                    OnlineChange::Removed { id, reason } => {
-                        (id.clone(), format!("{id} was removed online ({reason})"))
-                    }
+                    OnlineChange::Removed { id, reason } => (
+                        id.clone(),
+                        DriftKind::RemovedOnline,
+                        format!("{id} was removed online ({reason})"),
+                    ),
                 };
                 if touched.contains(&id.0) || own.contains(&id.0) {
                     continue;
@@ -527,6 +537,7 @@ impl Integration {
                 if let Some(l) = self.store.link_by_online(&id)? {
                     drift.push(Drift {
                         local_guid: l.local_guid,
+                        kind,
                         what,
                     });
                 }
@@ -746,7 +757,7 @@ impl Integration {
     /// [`ErrorCode::Cancelled`] with the [`SyncReport`] as the partial result.
     pub async fn run_sync(&self, options: &SyncOptions, ctl: &Control) -> Result<SyncReport> {
         // Held from planning to the end, so no other run moves the cursors in between.
-        let lease = self.lease("sync", ctl).await?;
+        let lease = self.lease(Work::Sync, ctl).await?;
         let plan = self.decide(options).await?;
         self.apply_sync_plan_leased(&plan, ctl, lease).await
     }
@@ -760,7 +771,7 @@ impl Integration {
     /// [`ErrorCode::PlanStale`] for a plan of another tenant or one overtaken by another
     /// run; otherwise as [`Integration::run_sync`].
     pub async fn apply_sync_plan(&self, plan: &SyncPlan, ctl: &Control) -> Result<SyncReport> {
-        let lease = self.lease("sync", ctl).await?;
+        let lease = self.lease(Work::Sync, ctl).await?;
         self.apply_sync_plan_leased(plan, ctl, lease).await
     }
 
@@ -1024,15 +1035,11 @@ impl Integration {
             _ => None,
         };
         if let Some(Err(e)) = check {
-            r.outcome = Outcome::Skipped;
-            r.error_code = Some(e.code());
-            r.service_message = Some(e.message().to_string());
-            r.recommended_action = Some(e.action().to_string());
-            return Ok(r);
+            return Ok(failed_item(r, &e, Outcome::Skipped));
         }
-        let entry = self.store.journal_begin(
+        let step = self.step(
             run,
-            action.kind().name(),
+            StepKind::Item(action.kind()),
             &action.local_guid().to_string(),
             &json!({"reason": item.reason}),
         )?;
@@ -1095,18 +1102,14 @@ impl Integration {
                     l.user_principal_name = upn.clone();
                     self.store.put_link(&l)?;
                 }
-                self.store
-                    .journal_finish(entry, JournalState::Done, &json!({}))?;
+                step.done(&json!({}))?;
+                Ok(r)
             }
             Err(e) => {
-                self.store.journal_failed(entry, &e)?;
-                r.outcome = Outcome::Failed;
-                r.error_code = Some(e.code());
-                r.service_message = Some(e.to_string());
-                r.recommended_action = Some(e.action().to_string());
+                step.failed(&e)?;
+                Ok(failed_item(r, &e, Outcome::Failed))
             }
         }
-        Ok(r)
     }
 }
 

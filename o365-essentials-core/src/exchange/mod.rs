@@ -30,15 +30,14 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::graph::{
-    Answer, Counters, GraphConfig, GraphTenant, Hold, Retry, Service, TokenCache, backoff,
-};
+use crate::graph::{GraphConfig, GraphTenant};
 use crate::model::{
     AccessLevel, AccessRule, DeviceAccessState, DevicePolicy, DistributionGroup,
     DistributionGroupUpdate, Limit, MobileDevice, NewAccessRule, NewDistributionGroup, WipeKind,
     WipeStatus,
 };
 use crate::ports::Exchange;
+use crate::transport::{Answer, Counters, Hold, Retry, Service, TokenCache, backoff};
 
 /// The Exchange Online resource's scope.
 pub const EXCHANGE_SCOPE: &str = "https://outlook.office365.com/.default";
@@ -203,9 +202,11 @@ impl ExchangeOnline {
 
     /// Cmdlet calls sent (each retry and page counts), throttled answers, and waits made
     /// because the `Rate-Limit-Remaining` budget was spent.
-    pub fn request_counts(&self) -> (u64, u64, u64) {
-        let (requests, throttled, _) = self.inner.counters.get();
-        (requests, throttled, self.inner.hold.waits())
+    pub fn request_counts(&self) -> crate::graph::RequestCounts {
+        crate::graph::RequestCounts {
+            budget_waits: self.inner.hold.waits(),
+            ..self.inner.counters.get()
+        }
     }
 
     /// Sends one page request.
@@ -268,7 +269,7 @@ impl ExchangeOnline {
         let mut url = base.clone();
         let mut rows = Vec::new();
         // Only follow links to the same service: the token goes with them.
-        let mut pages = crate::graph::Pages::new(
+        let mut pages = crate::transport::Pages::new(
             &base,
             "Exchange Online",
             self.inner.graph.config().max_pages,

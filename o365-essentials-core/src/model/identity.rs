@@ -362,7 +362,7 @@ impl LocalUser {
     ///
     /// Built-in and system accounts (Administrator, Guest, krbtgt, computer and trust
     /// accounts, critical system objects) are excluded whatever the filter says.
-    pub fn exclusion_reason(&self) -> Option<&'static str> {
+    pub fn exclusion_reason(&self) -> Option<ExclusionReason> {
         let sam = self.sam_account_name.to_ascii_lowercase();
         if sam.ends_with('$')
             || self.user_account_control
@@ -371,14 +371,14 @@ impl LocalUser {
                     | uac::INTERDOMAIN_TRUST_ACCOUNT)
                 != 0
         {
-            return Some("the account is a computer or trust account");
+            return Some(ExclusionReason::ComputerOrTrust);
         }
         match sam.as_str() {
             "administrator" | "guest" | "krbtgt" | "defaultaccount" | "wdagutilityaccount" => {
-                Some("the account is a built-in account")
+                Some(ExclusionReason::BuiltIn)
             }
-            _ if sam.starts_with("krbtgt_") => Some("the account is a built-in account"),
-            _ if self.critical_system_object => Some("the account is a critical system object"),
+            _ if sam.starts_with("krbtgt_") => Some(ExclusionReason::BuiltIn),
+            _ if self.critical_system_object => Some(ExclusionReason::CriticalSystemObject),
             _ => None,
         }
     }
@@ -386,6 +386,35 @@ impl LocalUser {
     /// Whether the account may be offered for syncing.
     pub fn is_syncable(&self) -> bool {
         self.exclusion_reason().is_none()
+    }
+}
+
+/// Why an account is never synced whatever the filter says (see
+/// [`LocalUser::exclusion_reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExclusionReason {
+    /// A computer or trust account (`$` at the end of its name, or a trust flag).
+    ComputerOrTrust,
+    /// A built-in account (Administrator, Guest, krbtgt, DefaultAccount...).
+    BuiltIn,
+    /// Marked `isCriticalSystemObject`.
+    CriticalSystemObject,
+}
+
+impl ExclusionReason {
+    /// The reason in words, as refusals and warnings say it.
+    pub fn message(self) -> &'static str {
+        match self {
+            ExclusionReason::ComputerOrTrust => "the account is a computer or trust account",
+            ExclusionReason::BuiltIn => "the account is a built-in account",
+            ExclusionReason::CriticalSystemObject => "the account is a critical system object",
+        }
+    }
+}
+
+impl std::fmt::Display for ExclusionReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
     }
 }
 

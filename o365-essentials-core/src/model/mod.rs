@@ -16,9 +16,9 @@ pub use exchange::{
     NewDistributionGroup, WipeKind, WipeStatus,
 };
 pub use identity::{
-    AccountUpdate, Anchor, Link, LinkOrigin, LinkState, LocalGroup, LocalStanding, LocalUser,
-    LocalUserIndex, LocalUserRef, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount,
-    OnlineAccountId, uac,
+    AccountUpdate, Anchor, ExclusionReason, Link, LinkOrigin, LinkState, LocalGroup, LocalStanding,
+    LocalUser, LocalUserIndex, LocalUserRef, NewLocalUser, NewOnlineAccount, ObjectGuid,
+    OnlineAccount, OnlineAccountId, uac,
 };
 pub use plan::{
     CheckStatus, ItemAction, ItemResult, LocalVersion, Outcome, PasswordSource, Plan, PlanAction,

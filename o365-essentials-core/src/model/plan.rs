@@ -254,7 +254,7 @@ impl RequirementsReport {
 #[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// Done.
+    /// Made as asked: the change is online and recorded.
     Succeeded,
     /// Failed; see the error code and message.
     Failed,
@@ -364,7 +364,7 @@ impl PlanAction {
 
 impl ItemAction {
     /// The stable name (`create_account`, ...).
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             ItemAction::CreateAccount => "create_account",
             ItemAction::Link => "link",

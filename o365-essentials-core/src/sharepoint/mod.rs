@@ -31,11 +31,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::graph::{
-    Answer, Counters, GraphConfig, GraphTenant, Hold, Retry, Service, TokenCache, backoff, enc,
-};
+use crate::graph::{GraphConfig, GraphTenant, enc};
 use crate::model::{Library, NewLibrary, RevokeOutcome, SiteGroup, SiteRole, TeamSite};
 use crate::ports::SharePoint;
+use crate::transport::{Answer, Counters, Hold, Retry, Service, TokenCache, backoff};
 
 /// How long [`SharePoint::create_library`] waits for the new library's drive by default.
 pub const DRIVE_WAIT: Duration = Duration::from_secs(60);
@@ -191,13 +190,13 @@ impl SharePointOnline {
 
     /// SharePoint REST calls sent (each retry counts), throttled answers, and waits made
     /// for the app's resource-unit window. Graph calls are counted by the Graph backend.
-    pub fn request_counts(&self) -> (u64, u64, u64) {
+    pub fn request_counts(&self) -> crate::graph::RequestCounts {
         match self.inner.rest.get() {
-            Some(r) => {
-                let (requests, throttled, _) = r.counters.get();
-                (requests, throttled, r.hold.waits())
-            }
-            None => (0, 0, 0),
+            Some(r) => crate::graph::RequestCounts {
+                budget_waits: r.hold.waits(),
+                ..r.counters.get()
+            },
+            None => crate::graph::RequestCounts::default(),
         }
     }
 

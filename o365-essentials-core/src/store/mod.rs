@@ -126,9 +126,10 @@ pub struct JournalEntry {
 pub enum JournalState {
     /// Written before the remote call; the outcome is not known.
     Pending,
-    /// Done.
+    /// The step was made; the outcome says what it made.
     Done,
-    /// Failed.
+    /// The step failed, or was settled after its process died (`interrupted` in the
+    /// outcome); nothing more is done for it.
     Failed,
 }
 
@@ -290,29 +291,67 @@ fn shared_lock(lock: &File, path: &Path) -> Result<()> {
     }
 }
 
+/// Work one process at a time does on a store, held by a [`Lease`]. Each has its own
+/// lease file beside the store (`<store>.lease-<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Work {
+    /// Sync runs (one round at a time, from any process).
+    Sync,
+    /// Password delivery.
+    Passwords,
+    /// Applying a bulk-create plan.
+    Apply,
+    /// Importing local users from online accounts.
+    Import,
+    /// Adding the company's domain (its DNS records).
+    Domain,
+    /// Manual links: assign, unassign and create-user-with-account, and settling the
+    /// ones a dead process left half-done.
+    Links,
+}
+
+impl Work {
+    /// The name in the lease file's name and in messages (`sync`, `passwords`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Work::Sync => "sync",
+            Work::Passwords => "passwords",
+            Work::Apply => "apply",
+            Work::Import => "import",
+            Work::Domain => "domain",
+            Work::Links => "links",
+        }
+    }
+}
+
+impl std::fmt::Display for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Work held by this process until dropped (see the module documentation).
 #[derive(Debug)]
 pub struct Lease {
     _file: File,
-    name: String,
+    work: Work,
 }
 
 impl Lease {
-    /// The work held (`sync`, `passwords`, ...).
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The work held.
+    pub fn work(&self) -> Work {
+        self.work
     }
 }
 
 impl Store {
-    /// Takes the lease of `work` (`sync`, `passwords`, `apply`, `domain`): held until the
-    /// [`Lease`] is dropped or this process ends, however it ends. With `wait`, waits up
-    /// to that long for the holder to finish.
+    /// Takes the lease of `work`: held until the [`Lease`] is dropped or this process
+    /// ends, however it ends. With `wait`, waits up to that long for the holder to finish.
     ///
     /// # Errors
     /// [`ErrorCode::WorkHeld`] naming the holder (its process id, program and since when);
     /// [`ErrorCode::StoreIo`].
-    pub fn lease(&self, work: &str, wait: Option<std::time::Duration>) -> Result<Lease> {
+    pub fn lease(&self, work: Work, wait: Option<std::time::Duration>) -> Result<Lease> {
         use std::io::{Seek, Write};
         let mut p = self.path.as_os_str().to_owned();
         p.push(format!(".lease-{work}"));
@@ -369,10 +408,7 @@ impl Store {
         let _ = file.rewind();
         let _ = file.write_all(info.as_bytes());
         let _ = file.flush();
-        Ok(Lease {
-            _file: file,
-            name: work.to_string(),
-        })
+        Ok(Lease { _file: file, work })
     }
 
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist, and
@@ -787,6 +823,41 @@ impl Store {
             return Err(Error::not_found(format!("no journal entry {id}")));
         }
         Ok(())
+    }
+
+    /// Notes how far a pending entry's step got (say, the GUID of the local user made by
+    /// its first half), so a run settling it after a crash knows what to look at. The
+    /// entry stays pending; a finished one is left as it is.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotFound`] for an id that is not pending; [`ErrorCode::StoreIo`].
+    pub fn journal_progress(&self, id: i64, note: &serde_json::Value) -> Result<()> {
+        let n = self
+            .write()?
+            .execute(
+                "UPDATE journal SET outcome = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'pending'",
+                params![id, note.to_string(), ts(now())],
+            )
+            .map_err(|e| sql_err(&self.path, e))?;
+        if n == 0 {
+            return Err(Error::not_found(format!("no pending journal entry {id}")));
+        }
+        Ok(())
+    }
+
+    /// The entries of `kinds` left pending by runs other than `by`, oldest first: steps
+    /// of a process that died between intent and outcome, for the settling run to look
+    /// at (holding the lease of their work) before finishing them.
+    ///
+    /// # Errors
+    /// [`ErrorCode::StoreIo`]; [`ErrorCode::StoreCorrupt`].
+    pub fn journal_interrupted(&self, kinds: &[&str], by: Uuid) -> Result<Vec<JournalEntry>> {
+        let by = by.to_string();
+        Ok(self
+            .journal_pending()?
+            .into_iter()
+            .filter(|e| e.run_id.to_string() != by && kinds.contains(&e.kind.as_str()))
+            .collect())
     }
 
     /// Entries whose outcome is unknown (the process stopped between intent and outcome).

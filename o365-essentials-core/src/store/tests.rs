@@ -259,17 +259,17 @@ fn several_openers_share_the_store_and_a_viewer_reads_only() {
         ErrorCode::NotSupported
     );
     // A lease is held once, also within one process.
-    let held = first.lease("sync", None).expect("lease");
-    assert_eq!(held.name(), "sync");
-    let e = second.lease("sync", None).expect_err("held");
+    let held = first.lease(Work::Sync, None).expect("lease");
+    assert_eq!(held.work(), Work::Sync);
+    let e = second.lease(Work::Sync, None).expect_err("held");
     assert_eq!(e.code(), ErrorCode::WorkHeld);
     assert!(e.message().contains("this same process"), "{e}");
     assert!(
-        second.lease("passwords", None).is_ok(),
+        second.lease(Work::Passwords, None).is_ok(),
         "other work is free"
     );
     drop(held);
-    assert!(second.lease("sync", None).is_ok());
+    assert!(second.lease(Work::Sync, None).is_ok());
 }
 
 /// With real processes: a child opens the store and takes the sync lease; the parent
@@ -281,7 +281,7 @@ fn a_lease_names_its_holder_process_and_a_killed_holder_releases_it_at_once() {
     if let Some(path) = std::env::var_os("O365_LEASE_CHILD") {
         // The child's part.
         let s = Store::open(std::path::Path::new(&path)).expect("child open");
-        let _lease = s.lease("sync", None).expect("child lease");
+        let _lease = s.lease(Work::Sync, None).expect("child lease");
         s.set_setting("child", &std::process::id())
             .expect("child write");
         println!("held");
@@ -320,15 +320,17 @@ fn a_lease_names_its_holder_process_and_a_killed_holder_releases_it_at_once() {
     parent
         .set_setting("parent", &1)
         .expect("the parent writes meanwhile");
-    let e = parent.lease("sync", None).expect_err("held by the child");
+    let e = parent
+        .lease(Work::Sync, None)
+        .expect_err("held by the child");
     assert_eq!(e.code(), ErrorCode::WorkHeld);
     assert!(e.message().contains(&format!("process {child_pid}")), "{e}");
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     let lease = parent
-        .lease("sync", None)
+        .lease(Work::Sync, None)
         .expect("released at once by the kill");
-    assert_eq!(lease.name(), "sync");
+    assert_eq!(lease.work(), Work::Sync);
 }
 
 #[test]
@@ -491,8 +493,8 @@ fn wide_permissions_are_tightened_on_open() {
 fn a_lease_held_by_another_call_of_this_process_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(dir.path().join("s.db")).expect("open");
-    let _held = s.lease("apply", None).expect("first call");
-    let e = s.lease("apply", None).expect_err("second call");
+    let _held = s.lease(Work::Apply, None).expect("first call");
+    let e = s.lease(Work::Apply, None).expect_err("second call");
     assert_eq!(e.code(), ErrorCode::WorkHeld);
     assert!(
         e.message().contains("another call in this same process"),

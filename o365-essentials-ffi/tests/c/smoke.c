@@ -65,7 +65,7 @@ int main(void) {
   CHECK(o365_validate_domain_name("contoso.com", NULL) == O365_OK, "domain ok");
 
   /* NULL inputs are input errors, not crashes. */
-  CHECK(o365_validate_upn(NULL, &err) == O365_INVALID_INPUT, "NULL upn");
+  CHECK(o365_validate_upn(NULL, &err) == O365_NULL_ARGUMENT, "NULL upn");
   CHECK(err != NULL && strstr(o365_error_message(err), "NULL") != NULL, "NULL named");
   o365_error_free(err);
   err = NULL;

@@ -33,6 +33,7 @@ __all__ = [
     "DomainProgress",
     "DomainStage",
     "Drift",
+    "DriftKind",
     "DriftReport",
     "ErrorCode",
     "GuardRule",
@@ -286,13 +287,33 @@ class Link(Result):
     """When the link was made."""
 
 
+class DriftKind(Choice):
+    """What kind of difference a [`Drift`] reports."""
+    #: The link moved to the account now carrying the user's anchor.
+    RELINKED = "relinked"
+    #: The account's user name was changed online.
+    USER_NAME_CHANGED = "user_name_changed"
+    #: The account no longer carries the user's anchor.
+    ANCHOR_REMOVED = "anchor_removed"
+    #: A linked account was changed online by someone else.
+    CHANGED_ONLINE = "changed_online"
+    #: A linked account was removed online.
+    REMOVED_ONLINE = "removed_online"
+    #: The user left while the integration was disabled: sign-in was blocked.
+    BLOCKED = "blocked"
+    #: The user left while the integration was disabled, and blocking sign-in failed.
+    BLOCK_FAILED = "block_failed"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Drift(Result):
     """One difference found between a link and the tenant."""
     local_guid: ObjectGuid
     """The local user."""
+    kind: DriftKind
+    """What kind of difference it is."""
     what: str
-    """What differs."""
+    """What differs, in words (names the account and the values)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -685,7 +706,7 @@ class ItemAction(Choice):
 
 class Outcome(Choice):
     """How one item of a run ended."""
-    #: Done.
+    #: Made as asked: the change is online and recorded.
     SUCCEEDED = "succeeded"
     #: Failed; see the error code and message.
     FAILED = "failed"
@@ -986,7 +1007,7 @@ class PasswordProblem(Result):
     local_guid: ObjectGuid
     """The local user."""
     error_code: ErrorCode
-    """Why."""
+    """Why the tenant refused it (`password_policy` when its rules did)."""
     message: str
     """The message (never the password)."""
     attempts: int
@@ -1033,7 +1054,7 @@ class SyncItem(Result):
     local_user: str
     """The local user (its sAMAccountName, or the online ID of a deleted one)."""
     reason: PlanReason
-    """Why."""
+    """Why the plan proposes it (the difference it found between the two sides)."""
     held: bool
     """Whether the safety threshold would hold it."""
 

@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{GraphTenant, Retry, TokenCache, backoff, retry_after, transport_error};
+use super::{Retry, TokenCache, backoff, retry_after, transport_error};
 use crate::error::{Error, ErrorCode, Result};
+use crate::graph::GraphTenant;
 
 /// One answer, read.
 pub(crate) struct Answer {
@@ -35,13 +36,30 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
 }
 
+/// What a client (Graph, Exchange or SharePoint) sent and met, for benchmarks, tests and
+/// the operator's curiosity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// Requests sent (each retry and each page counts).
+    pub requests: u64,
+    /// Throttled answers received (429, 503 with `Retry-After`).
+    pub throttled: u64,
+    /// Requests sent again after a throttled or transient answer.
+    pub retries: u64,
+    /// Waits made before sending because the service's announced budget was spent
+    /// (Exchange's `Rate-Limit-Remaining`, SharePoint's resource-unit window; Graph
+    /// paces instead and counts none).
+    pub budget_waits: u64,
+}
+
 impl Counters {
-    pub(crate) fn get(&self) -> (u64, u64, u64) {
-        (
-            self.requests.load(Ordering::Relaxed),
-            self.throttled.load(Ordering::Relaxed),
-            self.retries.load(Ordering::Relaxed),
-        )
+    pub(crate) fn get(&self) -> RequestCounts {
+        RequestCounts {
+            requests: self.requests.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            budget_waits: 0,
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::config::Credential;
 use crate::error::{Error, ErrorCode, Result, ServiceDetail};
+use crate::graph::Credential;
 
 /// Refresh this long before the token expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
