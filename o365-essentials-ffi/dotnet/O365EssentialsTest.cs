@@ -351,14 +351,62 @@ internal static class Program
             Expect(rounds >= 1, "rounds reported");
 
             Walk(integration, work, Field(info, "client_secret"));
+            SignIns(integration, Field(info, "admin_url"));
             Canary(integration, config, work);
         }
     }
 
     // The rest of the table through the typed methods: each result read into its type
     // (a generated reader that does not fit the engine's answer throws here), each
-    // expected failure as its family's exception. setup, teardown and roll_credential
-    // need an administrator's device-code sign-in: the C test runs them.
+    // expected failure as its family's exception (setup, teardown and roll_credential:
+    // SignIns below).
+    // setup and teardown sign an administrator in with a device code: the event handler
+    // plays the person who enters the code shown, as Alex, who holds no directory role, so
+    // both stop with the missing role named and nothing changed. Rolling the certificate
+    // needs a registration setup made.
+    private static void SignIns(Integration integration, string adminUrl)
+    {
+        for (int k = 0; k < 2; k++)
+        {
+            string op = k == 0 ? "setup" : "teardown";
+            string shown = null;
+            Func<Event, bool> enterTheCode = ev =>
+            {
+                JsonValue code;
+                if (ev.Kind == "sign_in" && shown == null && ev.Value.TryField("user_code", out code))
+                {
+                    shown = code.AsString();
+                    using (var web = new System.Net.WebClient())
+                    {
+                        web.Headers[System.Net.HttpRequestHeader.ContentType] = "application/json";
+                        web.UploadString(adminUrl + "/devicecode/approve",
+                            "{\"userCode\":\"" + shown + "\",\"user\":\"alex@contoso.onmicrosoft.com\"}");
+                    }
+                }
+                return true;
+            };
+            try
+            {
+                var p = new SetupParams { ServerName = "ops", DryRun = true };
+                if (k == 0) integration.Setup(p, enterTheCode); else integration.Teardown(p, enterTheCode);
+                Expect(false, op + " without a role went through");
+            }
+            catch (O365Exception ex)
+            {
+                Expect(shown != null && ex.ErrorCode == ErrorCode.AdminRoleMissing, op + ": " + ex);
+            }
+        }
+        try
+        {
+            integration.RollCredential();
+            Expect(false, "rolled a certificate setup never made");
+        }
+        catch (O365Exception ex)
+        {
+            Expect(ex.ErrorCode == ErrorCode.NotSupported, "roll_credential: " + ex);
+        }
+    }
+
     private static void Walk(Integration integration, string work, string secret)
     {
         RequirementsReport req = integration.Requirements(new RequirementsParams());
