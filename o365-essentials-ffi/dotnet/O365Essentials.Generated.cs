@@ -1043,6 +1043,41 @@ namespace O365Essentials
     }
 
     /// <summary>
+    /// What kind of difference a [<c>Drift</c>] reports.
+    /// </summary>
+    public enum DriftKind
+    {
+        /// <summary>
+        /// <c>relinked</c>: The link moved to the account now carrying the user's anchor.
+        /// </summary>
+        Relinked,
+        /// <summary>
+        /// <c>user_name_changed</c>: The account's user name was changed online.
+        /// </summary>
+        UserNameChanged,
+        /// <summary>
+        /// <c>anchor_removed</c>: The account no longer carries the user's anchor.
+        /// </summary>
+        AnchorRemoved,
+        /// <summary>
+        /// <c>changed_online</c>: A linked account was changed online by someone else.
+        /// </summary>
+        ChangedOnline,
+        /// <summary>
+        /// <c>removed_online</c>: A linked account was removed online.
+        /// </summary>
+        RemovedOnline,
+        /// <summary>
+        /// <c>blocked</c>: The user left while the integration was disabled: sign-in was blocked.
+        /// </summary>
+        Blocked,
+        /// <summary>
+        /// <c>block_failed</c>: The user left while the integration was disabled, and blocking sign-in failed.
+        /// </summary>
+        BlockFailed,
+    }
+
+    /// <summary>
     /// One difference found between a link and the tenant.
     /// </summary>
     public sealed class Drift : IJsonModel
@@ -1052,7 +1087,11 @@ namespace O365Essentials
         /// </summary>
         public string LocalGuid { get; set; }
         /// <summary>
-        /// What differs.
+        /// What kind of difference it is.
+        /// </summary>
+        public DriftKind Kind { get; set; }
+        /// <summary>
+        /// What differs, in words (names the account and the values).
         /// </summary>
         public string What { get; set; }
         /// <summary>Reads one from its JSON text.</summary>
@@ -1071,6 +1110,8 @@ namespace O365Essentials
             JsonValue f;
             f = v.Field("local_guid", "Drift");
             o.LocalGuid = f.AsString();
+            f = v.Field("kind", "Drift");
+            o.Kind = WireNames.ReadDriftKind(f);
             f = v.Field("what", "Drift");
             o.What = f.AsString();
             return o;
@@ -1082,6 +1123,7 @@ namespace O365Essentials
             var o = JsonValue.NewObject();
             if (LocalGuid == null) throw new ArgumentNullException("LocalGuid", "local_guid is required");
             o.Add("local_guid", JsonValue.From(LocalGuid));
+            o.Add("kind", JsonValue.From(WireNames.Text(Kind)));
             if (What == null) throw new ArgumentNullException("What", "what is required");
             o.Add("what", JsonValue.From(What));
             return o;
@@ -2861,7 +2903,7 @@ namespace O365Essentials
     public enum Outcome
     {
         /// <summary>
-        /// <c>succeeded</c>: Done.
+        /// <c>succeeded</c>: Made as asked: the change is online and recorded.
         /// </summary>
         Succeeded,
         /// <summary>
@@ -4253,7 +4295,7 @@ namespace O365Essentials
         /// </summary>
         public string LocalGuid { get; set; }
         /// <summary>
-        /// Why.
+        /// Why the tenant refused it (<c>password_policy</c> when its rules did).
         /// </summary>
         public ErrorCode ErrorCode { get; set; }
         /// <summary>
@@ -4832,7 +4874,7 @@ namespace O365Essentials
         /// </summary>
         public string LocalUser { get; set; }
         /// <summary>
-        /// Why.
+        /// Why the plan proposes it (the difference it found between the two sides).
         /// </summary>
         public PlanReason Reason { get; set; }
         /// <summary>
@@ -7734,6 +7776,38 @@ namespace O365Essentials
                 case "manual": return LinkOrigin.Manual;
                 case "imported": return LinkOrigin.Imported;
                 default: throw new FormatException("LinkOrigin: unknown value '" + s + "'");
+            }
+        }
+
+        /// <summary>The wire name of a <see cref="DriftKind"/>.</summary>
+        public static string Text(DriftKind v)
+        {
+            switch (v)
+            {
+                case DriftKind.Relinked: return "relinked";
+                case DriftKind.UserNameChanged: return "user_name_changed";
+                case DriftKind.AnchorRemoved: return "anchor_removed";
+                case DriftKind.ChangedOnline: return "changed_online";
+                case DriftKind.RemovedOnline: return "removed_online";
+                case DriftKind.Blocked: return "blocked";
+                case DriftKind.BlockFailed: return "block_failed";
+                default: throw new ArgumentOutOfRangeException("v", v, "not a DriftKind");
+            }
+        }
+
+        internal static DriftKind ReadDriftKind(JsonValue v)
+        {
+            string s = v.AsString();
+            switch (s)
+            {
+                case "relinked": return DriftKind.Relinked;
+                case "user_name_changed": return DriftKind.UserNameChanged;
+                case "anchor_removed": return DriftKind.AnchorRemoved;
+                case "changed_online": return DriftKind.ChangedOnline;
+                case "removed_online": return DriftKind.RemovedOnline;
+                case "blocked": return DriftKind.Blocked;
+                case "block_failed": return DriftKind.BlockFailed;
+                default: throw new FormatException("DriftKind: unknown value '" + s + "'");
             }
         }
 

@@ -462,22 +462,70 @@ inline void from_json(const nlohmann::json &j, link &v) {
   (void)v;
 }
 
+// What kind of difference a [`Drift`] reports.
+enum class drift_kind {
+  // `relinked`: The link moved to the account now carrying the user's anchor.
+  relinked,
+  // `user_name_changed`: The account's user name was changed online.
+  user_name_changed,
+  // `anchor_removed`: The account no longer carries the user's anchor.
+  anchor_removed,
+  // `changed_online`: A linked account was changed online by someone else.
+  changed_online,
+  // `removed_online`: A linked account was removed online.
+  removed_online,
+  // `blocked`: The user left while the integration was disabled: sign-in was blocked.
+  blocked,
+  // `block_failed`: The user left while the integration was disabled, and blocking sign-in failed.
+  block_failed,
+};
+
+/// The wire name of a drift_kind.
+inline const char *to_string(drift_kind v) {
+  switch (v) {
+    case drift_kind::relinked: return "relinked";
+    case drift_kind::user_name_changed: return "user_name_changed";
+    case drift_kind::anchor_removed: return "anchor_removed";
+    case drift_kind::changed_online: return "changed_online";
+    case drift_kind::removed_online: return "removed_online";
+    case drift_kind::blocked: return "blocked";
+    case drift_kind::block_failed: return "block_failed";
+  }
+  throw std::invalid_argument("not a drift_kind");
+}
+inline void to_json(nlohmann::json &j, const drift_kind &v) { j = to_string(v); }
+inline void from_json(const nlohmann::json &j, drift_kind &v) {
+  const auto &s = j.get_ref<const std::string &>();
+  if (s == "relinked") { v = drift_kind::relinked; return; }
+  if (s == "user_name_changed") { v = drift_kind::user_name_changed; return; }
+  if (s == "anchor_removed") { v = drift_kind::anchor_removed; return; }
+  if (s == "changed_online") { v = drift_kind::changed_online; return; }
+  if (s == "removed_online") { v = drift_kind::removed_online; return; }
+  if (s == "blocked") { v = drift_kind::blocked; return; }
+  if (s == "block_failed") { v = drift_kind::block_failed; return; }
+  throw std::invalid_argument("drift_kind: unknown value '" + s + "'");
+}
+
 // One difference found between a link and the tenant.
 struct drift {
   // The local user.
   std::string local_guid{};
-  // What differs.
+  // What kind of difference it is.
+  ::o365::types::drift_kind kind{};
+  // What differs, in words (names the account and the values).
   std::string what{};
 };
 inline void to_json(nlohmann::json &j, const drift &v) {
   j = nlohmann::json::object();
   j["local_guid"] = v.local_guid;
+  j["kind"] = v.kind;
   j["what"] = v.what;
   (void)v;
 }
 inline void from_json(const nlohmann::json &j, drift &v) {
   if (!j.is_object()) throw std::invalid_argument("drift: expected a JSON object");
   j.at("local_guid").get_to(v.local_guid);
+  j.at("kind").get_to(v.kind);
   j.at("what").get_to(v.what);
   (void)v;
 }
@@ -1687,7 +1735,7 @@ inline void from_json(const nlohmann::json &j, item_action &v) {
 
 // How one item of a run ended.
 enum class outcome {
-  // `succeeded`: Done.
+  // `succeeded`: Made as asked: the change is online and recorded.
   succeeded,
   // `failed`: Failed; see the error code and message.
   failed,
@@ -2610,7 +2658,7 @@ inline void from_json(const nlohmann::json &j, sync_params &v) {
 struct password_problem {
   // The local user.
   std::string local_guid{};
-  // Why.
+  // Why the tenant refused it (`password_policy` when its rules did).
   ::o365::types::error_code error_code{};
   // The message (never the password).
   std::string message{};
@@ -2708,7 +2756,7 @@ struct sync_item_create_account {
   std::int64_t seq{};
   // The local user (its sAMAccountName, or the online ID of a deleted one).
   std::string local_user{};
-  // Why.
+  // Why the plan proposes it (the difference it found between the two sides).
   ::o365::types::plan_reason reason{};
   // Whether the safety threshold would hold it.
   bool held{};
@@ -2768,7 +2816,7 @@ struct sync_item_link {
   std::int64_t seq{};
   // The local user (its sAMAccountName, or the online ID of a deleted one).
   std::string local_user{};
-  // Why.
+  // Why the plan proposes it (the difference it found between the two sides).
   ::o365::types::plan_reason reason{};
   // Whether the safety threshold would hold it.
   bool held{};
@@ -2820,7 +2868,7 @@ struct sync_item_update {
   std::int64_t seq{};
   // The local user (its sAMAccountName, or the online ID of a deleted one).
   std::string local_user{};
-  // Why.
+  // Why the plan proposes it (the difference it found between the two sides).
   ::o365::types::plan_reason reason{};
   // Whether the safety threshold would hold it.
   bool held{};
@@ -2864,7 +2912,7 @@ struct sync_item_disable {
   std::int64_t seq{};
   // The local user (its sAMAccountName, or the online ID of a deleted one).
   std::string local_user{};
-  // Why.
+  // Why the plan proposes it (the difference it found between the two sides).
   ::o365::types::plan_reason reason{};
   // Whether the safety threshold would hold it.
   bool held{};
@@ -2904,7 +2952,7 @@ struct sync_item_enable {
   std::int64_t seq{};
   // The local user (its sAMAccountName, or the online ID of a deleted one).
   std::string local_user{};
-  // Why.
+  // Why the plan proposes it (the difference it found between the two sides).
   ::o365::types::plan_reason reason{};
   // Whether the safety threshold would hold it.
   bool held{};
@@ -2944,7 +2992,7 @@ struct sync_item_delete {
   std::int64_t seq{};
   // The local user (its sAMAccountName, or the online ID of a deleted one).
   std::string local_user{};
-  // Why.
+  // Why the plan proposes it (the difference it found between the two sides).
   ::o365::types::plan_reason reason{};
   // Whether the safety threshold would hold it.
   bool held{};
@@ -2984,7 +3032,7 @@ struct sync_item_set_password {
   std::int64_t seq{};
   // The local user (its sAMAccountName, or the online ID of a deleted one).
   std::string local_user{};
-  // Why.
+  // Why the plan proposes it (the difference it found between the two sides).
   ::o365::types::plan_reason reason{};
   // Whether the safety threshold would hold it.
   bool held{};
@@ -3024,7 +3072,7 @@ struct sync_item_licences {
   std::int64_t seq{};
   // The local user (its sAMAccountName, or the online ID of a deleted one).
   std::string local_user{};
-  // Why.
+  // Why the plan proposes it (the difference it found between the two sides).
   ::o365::types::plan_reason reason{};
   // Whether the safety threshold would hold it.
   bool held{};
