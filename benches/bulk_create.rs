@@ -126,8 +126,11 @@ async fn integration_with(
         }],
         ..Default::default()
     };
-    let snapshot = integration.snapshot().await.unwrap();
-    let mut plan = integration.plan_bulk_create(&snapshot, &request).unwrap();
+    let snapshot = integration.accounts().snapshot().await.unwrap();
+    let mut plan = integration
+        .accounts()
+        .plan_bulk_create(&snapshot, &request)
+        .unwrap();
     plan.items
         .retain(|i| matches!(&i.action, PlanAction::CreateAccount { local, .. } if local.sam_account_name.starts_with(prefix)));
     (integration, plan)
@@ -189,7 +192,11 @@ fn main() {
         refill(&emu, quota.0 as u32, quota.1).await;
         let before = stats(&emu).await;
         let start = Instant::now();
-        let results = user.apply(&plan, &Control::none()).await.unwrap();
+        let results = user
+            .accounts()
+            .apply(&plan, &Control::none())
+            .await
+            .unwrap();
         let user_secs = start.elapsed().as_secs_f64();
         let user_writes = writes_so_far(&stats(&emu).await) - writes_so_far(&before);
         let user_allowed = quota.0 + quota.0 / quota.1 * TIME_SCALE * user_secs;
@@ -285,7 +292,11 @@ fn main() {
         let (seq, seq_plan) =
             integration_with(&gc, SEQUENTIAL_ACCOUNTS, "seq", &tmp.path().join("s.db"), 1).await;
         let s0 = Instant::now();
-        let seq_results = seq.apply(&seq_plan, &Control::none()).await.unwrap();
+        let seq_results = seq
+            .accounts()
+            .apply(&seq_plan, &Control::none())
+            .await
+            .unwrap();
         assert_eq!(seq_results.count(Outcome::Succeeded), SEQUENTIAL_ACCOUNTS);
         let seq_rate = SEQUENTIAL_ACCOUNTS as f64 / s0.elapsed().as_secs_f64();
         let bulk_rate = ACCOUNTS as f64 / bulk_secs;

@@ -214,6 +214,7 @@ fn incremental() {
         );
         let t = Instant::now();
         let first = integration
+            .sync()
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap();
@@ -238,6 +239,7 @@ fn incremental() {
         let (l0, g0) = (dir.operation_count(), tenant.request_counts().requests);
         let t = Instant::now();
         let run = integration
+            .sync()
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap();
@@ -466,6 +468,7 @@ fn sync_plan_100k() {
         );
         let t = Instant::now();
         let plan = integration
+            .sync()
             .plan_sync_run(&SyncOptions::default())
             .await
             .unwrap();
@@ -483,6 +486,7 @@ fn sync_plan_100k() {
         );
         // The run that follows sets the cursors; then 1,000 people change locally.
         let first = integration
+            .sync()
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap();
@@ -496,6 +500,7 @@ fn sync_plan_100k() {
         let g0 = tenant.request_counts().requests;
         let t = Instant::now();
         let plan = integration
+            .sync()
             .plan_sync_run(&SyncOptions::default())
             .await
             .unwrap();

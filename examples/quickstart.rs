@@ -165,7 +165,7 @@ async fn run() -> Result<()> {
     );
 
     println!("\n3. Preview");
-    let snapshot = integration.snapshot().await?;
+    let snapshot = integration.accounts().snapshot().await?;
     let licences: Vec<LicenceAssignment> = integration
         .microsoft365()
         .tenant
@@ -185,7 +185,9 @@ async fn run() -> Result<()> {
         licences,
         ..Default::default()
     };
-    let plan = integration.plan_bulk_create(&snapshot, &request)?;
+    let plan = integration
+        .accounts()
+        .plan_bulk_create(&snapshot, &request)?;
     for item in &plan.items {
         match &item.action {
             PlanAction::CreateAccount {
@@ -217,7 +219,7 @@ async fn run() -> Result<()> {
 
     println!("\n4. Bulk create ({} online accounts)", plan.items.len());
     let ctl = Control::with_observer(CancelToken::new(), Arc::new(bar))?;
-    let results = integration.apply(&plan, &ctl).await?;
+    let results = integration.accounts().apply(&plan, &ctl).await?;
     drop(ctl); // the last progress is drawn before the summary
     println!();
     let (json, csv) =
@@ -269,7 +271,7 @@ async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> R
                 .guid,
         );
     }
-    let members = integration.online_user_names(&locals).await?;
+    let members = integration.accounts().online_user_names(&locals).await?;
     let group = exchange
         .create_distribution_group(&NewDistributionGroup {
             name: "All staff".into(),
@@ -316,8 +318,8 @@ async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> R
 /// The everyday part: local changes in the demo directory, one sync, what propagated.
 async fn lifecycle(integration: &Integration, demo: &MemoryDirectory) -> Result<()> {
     println!("\n5. Everyday changes in the directory");
-    let options = integration.sync_options();
-    integration.run_sync_once(&options).await?; // starts the change cursor
+    let options = integration.sync().sync_options();
+    integration.sync().run_sync_once(&options).await?; // starts the change cursor
     let user = |n: &'static str| async move {
         demo.find_user(n).await?.ok_or_else(|| Error::not_found(n))
     };
@@ -326,7 +328,9 @@ async fn lifecycle(integration: &Integration, demo: &MemoryDirectory) -> Result<
     let chloe = user("chloe.carter").await?;
     let new_password = o365_essentials::SecretString::from("Spring-Meadow-2027!");
     demo.set_password(ava.guid, &new_password).await?;
-    integration.password_changed(ava.guid, &new_password)?;
+    integration
+        .passwords()
+        .password_changed(ava.guid, &new_password)?;
     println!("  ava.adams changed her password");
     demo.set_enabled(ben.guid, false).await?;
     println!("  ben.brooks was disabled");
@@ -334,7 +338,7 @@ async fn lifecycle(integration: &Integration, demo: &MemoryDirectory) -> Result<
     println!("  chloe.carter was deleted");
 
     println!("\n6. Sync");
-    let report = integration.run_sync_once(&options).await?;
+    let report = integration.sync().run_sync_once(&options).await?;
     for i in &report.results.items {
         println!(
             "  {:<14} {:<8} {:?}",

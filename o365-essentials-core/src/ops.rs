@@ -659,7 +659,7 @@ impl Integration {
         }
         let options = SyncOptions {
             allow_beyond_threshold: p.allow_beyond_threshold,
-            ..self.sync_options()
+            ..self.sync().sync_options()
         };
         self.start_sync_loop(
             p.interval_secs.map(std::time::Duration::from_secs),
@@ -672,7 +672,7 @@ impl Integration {
     fn sync_options_with(&self, p: &SyncParams) -> SyncOptions {
         SyncOptions {
             allow_beyond_threshold: p.allow_beyond_threshold,
-            ..self.sync_options()
+            ..self.sync().sync_options()
         }
     }
 }
@@ -708,7 +708,7 @@ operations! {
     "match_preview", MatchPreviewParams => crate::engine::MatchPreview, false,
         "Candidates and conflicts between local users and online accounts, before anything is written.",
         |i, p, c| {
-            let snapshot = i.snapshot().await?;
+            let snapshot = i.accounts().snapshot().await?;
             let domain = match p.domain {
                 Some(d) => d,
                 None => i.default_domain(&i.status()?, &snapshot.verified_domains),
@@ -717,15 +717,15 @@ operations! {
         };
     "plan_bulk_create", BulkCreateRequest => Plan, false,
         "Plans online accounts for local users: a reviewable plan, nothing written.",
-        |i, p, c| i.plan_bulk_create(&i.snapshot().await?, &p)?;
+        |i, p, c| i.accounts().plan_bulk_create(&i.accounts().snapshot().await?, &p)?;
     "apply_plan", ApplyPlanParams => crate::model::RunResults, true,
         "Applies exactly a bulk-create plan, with a journal and a results file.",
-        |i, p, c| i.apply(&p.plan, c).await?;
+        |i, p, c| i.accounts().apply(&p.plan, c).await?;
     "plan_retry", PlanRetryParams => Plan, false,
         "Plans again the users that failed in a results file.",
         |i, p, c| {
             let mut request = p.request.unwrap_or_default();
-            let snapshot = i.snapshot().await?;
+            let snapshot = i.accounts().snapshot().await?;
             // A failed user deleted since is not retried (nor an error).
             let failed = crate::engine::failed_users(&p.results_file)?;
             request.users = Some(
@@ -735,12 +735,12 @@ operations! {
                     .map(Into::into)
                     .collect(),
             );
-            i.plan_bulk_create(&snapshot, &request)?
+            i.accounts().plan_bulk_create(&snapshot, &request)?
         };
     "import_users", ImportRequest => ImportResult, true,
         "Creates local users for existing online accounts and links them.",
         |i, p, c| {
-            let (imported, results) = i.import_with(&p, c).await?;
+            let (imported, results) = i.accounts().import_with(&p, c).await?;
             let cancelled = crate::engine::cancelled_run(&results);
             let out = ImportResult {
                 imported: imported
@@ -761,13 +761,13 @@ operations! {
         };
     "assign", AssignParams => crate::model::Link, false,
         "Links an existing online account to an existing local user.",
-        |i, p, c| i.assign(p.local_guid, &p.online_id).await?;
+        |i, p, c| i.accounts().assign(p.local_guid, &p.online_id).await?;
     "list_links", ListLinksParams => Vec<LinkedUser>, false,
         "The linked users: each local user with its online account, state and origin.",
-        |i, p, c| i.linked_users(p.local_user.as_deref()).await?;
+        |i, p, c| i.accounts().linked_users(p.local_user.as_deref()).await?;
     "unassign", UnassignParams => crate::model::Link, false,
         "Releases the licences, blocks sign-in, keeps the link marked unassigned.",
-        |i, p, c| i.unassign(p.local_guid).await?;
+        |i, p, c| i.accounts().unassign(p.local_guid).await?;
     "create_user_with_account", CreateUserParams => CreatedUser, false,
         "Creates a local user and its online account in one step, with the same password.",
         |i, p, c| {
@@ -781,37 +781,37 @@ operations! {
             let usage = p.usage_location.or_else(|| i.settings.usage_location.clone());
             let licences = p.licences.unwrap_or_else(|| i.settings.default_licences.clone());
             let (local, online) = i
-                .create_user_with_account(&p.user, &p.password, &domain, usage.as_deref(), &licences)
+                .accounts().create_user_with_account(&p.user, &p.password, &domain, usage.as_deref(), &licences)
                 .await?;
             CreatedUser { local, online }
         };
     "online_user_names", OnlineUserNamesParams => Vec<String>, false,
         "The online user names of local users (for groups and site access).",
-        |i, p, c| i.online_user_names(&p.local_guids).await?;
+        |i, p, c| i.accounts().online_user_names(&p.local_guids).await?;
     "licences", NoParams => Vec<crate::model::Sku>, false,
         "The tenant's subscriptions (SKUs) with free and used seats.",
         |i, p, c| i.tenant().skus().await?;
     "sync_once", SyncParams => crate::engine::SyncReport, true,
         "One sync run: lifecycle changes, drift, threshold, password delivery.",
-        |i, p, c| i.run_sync(&i.sync_options_with(&p), c).await?;
+        |i, p, c| i.sync().run_sync(&i.sync_options_with(&p), c).await?;
     "plan_sync", SyncParams => crate::engine::SyncPlan, false,
         "What a sync run would do now; writes nothing.",
-        |i, p, c| i.plan_sync_run(&i.sync_options_with(&p)).await?;
+        |i, p, c| i.sync().plan_sync_run(&i.sync_options_with(&p)).await?;
     "apply_sync_plan", ApplySyncPlanParams => crate::engine::SyncReport, true,
         "Applies exactly a reviewed sync plan (items whose local user changed since are skipped).",
-        |i, p, c| i.apply_sync_plan(&p.plan, c).await?;
+        |i, p, c| i.sync().apply_sync_plan(&p.plan, c).await?;
     "password_changed", PasswordChangedParams => bool, false,
         "Queues a local password change for delivery (false: the user has no online account).",
-        |i, p, c| i.password_changed(p.local_guid, &p.password)?;
+        |i, p, c| i.passwords().password_changed(p.local_guid, &p.password)?;
     "capture_password", CapturePasswordParams => crate::engine::CaptureReport, false,
         "The Samba password hook: one account's LDIF from samba-tool syncpasswords, its new password queued once.",
-        |i, p, c| i.capture_password(&p.ldif).await?;
+        |i, p, c| i.passwords().capture_password(&p.ldif).await?;
     "deliver_passwords", NoParams => crate::engine::PasswordDelivery, true,
         "Delivers queued passwords to the tenant.",
-        |i, p, c| i.deliver_passwords_with(c).await?;
+        |i, p, c| i.passwords().deliver_passwords_with(c).await?;
     "password_problems", NoParams => Vec<crate::engine::PasswordProblem>, false,
         "Passwords the tenant refused, for the dashboard.",
-        |i, p, c| i.password_problems()?;
+        |i, p, c| i.passwords().password_problems()?;
     "list_distribution_groups", NoParams => Vec<crate::model::DistributionGroup>, false,
         "Distribution groups with their members.",
         |i, p, c| i.microsoft365().exchange()?.distribution_groups().await?;
