@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::executor::{StepKind, failed_item};
 use super::{
-    BulkCreateRequest, Control, Event, Integration, Plan, SeatLedger, Snapshot, UNLICENSED,
-    cancelled_run, initial_password, not_started, plan_bulk_create,
+    BulkCreateRequest, Control, Event, Integration, MatchPreview, Plan, SeatLedger, Snapshot,
+    UNLICENSED, cancelled_run, initial_password, not_started, plan_bulk_create,
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::PlanAction;
@@ -1077,5 +1077,94 @@ impl AccountsView<'_> {
             Some(e) => Err(e.with_partial(crate::json::to_value(&run)?)),
             None => Ok(run),
         }
+    }
+}
+
+impl AccountsView<'_> {
+    /// Candidates and conflicts between local users and online accounts for online IDs
+    /// in `domain` (the configured or initial domain when `None`), before anything is
+    /// written.
+    ///
+    /// # Errors
+    /// The directory's and the tenant's errors; the store's.
+    pub async fn match_preview(&self, domain: Option<String>) -> Result<MatchPreview> {
+        let snapshot = self.snapshot().await?;
+        let domain = match domain {
+            Some(d) => d,
+            None => self
+                .i
+                .default_domain(&self.i.status()?, &snapshot.verified_domains),
+        };
+        Ok(super::match_preview(&snapshot, &domain))
+    }
+
+    /// Reads both sides now and plans online accounts for local users
+    /// ([`AccountsView::plan_bulk_create`] on a fresh [`AccountsView::snapshot`]).
+    ///
+    /// # Errors
+    /// As [`AccountsView::snapshot`] and [`AccountsView::plan_bulk_create`].
+    pub async fn plan_bulk_create_now(&self, request: &BulkCreateRequest) -> Result<Plan> {
+        self.plan_bulk_create(&self.snapshot().await?, request)
+    }
+
+    /// Plans again the users that failed in an earlier run's results file (JSON), with
+    /// `request`'s other choices; a failed user deleted since is not retried (nor an
+    /// error).
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidInput`] naming the results file when it cannot be read; as
+    /// [`AccountsView::plan_bulk_create_now`].
+    pub async fn plan_retry(
+        &self,
+        results_file: &std::path::Path,
+        request: Option<BulkCreateRequest>,
+    ) -> Result<Plan> {
+        let mut request = request.unwrap_or_default();
+        let snapshot = self.snapshot().await?;
+        let failed = super::failed_users(results_file)?;
+        request.users = Some(
+            failed
+                .into_iter()
+                .filter(|g| snapshot.users.iter().any(|u| u.guid == *g))
+                .map(Into::into)
+                .collect(),
+        );
+        self.plan_bulk_create(&snapshot, &request)
+    }
+
+    /// [`AccountsView::create_user_with_account`] with the configuration filling what is
+    /// not given: the configured or initial domain, the configured usage location, the
+    /// configured default licences.
+    ///
+    /// # Errors
+    /// As [`AccountsView::create_user_with_account`]; the tenant's errors reading its
+    /// domains.
+    pub async fn create_user_with_account_as_configured(
+        &self,
+        user: &NewLocalUser,
+        password: &SecretString,
+        domain: Option<String>,
+        usage_location: Option<String>,
+        licences: Option<Vec<LicenceAssignment>>,
+    ) -> Result<(LocalUser, OnlineAccount)> {
+        let domain = match domain {
+            Some(d) => d,
+            None => {
+                let verified = self.i.tenant().organization().await?.verified_domains;
+                self.i.default_domain(&self.i.status()?, &verified)
+            }
+        };
+        let usage = usage_location.or_else(|| self.i.settings.usage_location.clone());
+        let licences = licences.unwrap_or_else(|| self.i.settings.default_licences.clone());
+        self.create_user_with_account(user, password, &domain, usage.as_deref(), &licences)
+            .await
+    }
+
+    /// The tenant's subscriptions (SKUs) with free and used seats.
+    ///
+    /// # Errors
+    /// The tenant's errors.
+    pub async fn licences(&self) -> Result<Vec<crate::model::Sku>> {
+        self.i.tenant().skus().await
     }
 }

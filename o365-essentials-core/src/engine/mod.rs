@@ -20,8 +20,10 @@ mod capture;
 mod control;
 mod domains;
 mod executor;
+mod files;
 pub mod guard;
 mod guard_services;
+mod mail_and_devices;
 mod passwords;
 mod plan;
 mod preview;
@@ -44,6 +46,8 @@ pub use accounts::{AccountsView, ImportRequest, ImportedUser, LinkedUser};
 pub use capture::{CaptureOutcome, CaptureReport, CaptureSettings, HookEntry, parse_hook_ldif};
 pub use control::{CancelToken, Control, Event, EventSink, Observer, RunCounts};
 pub use domains::{DomainsView, RecordsFile, ZoneFragment};
+pub use files::FilesView;
+pub use mail_and_devices::MailAndDevicesView;
 pub use passwords::{
     PasswordDelivery, PasswordKey, PasswordProblem, PasswordSyncState, PasswordsView,
 };

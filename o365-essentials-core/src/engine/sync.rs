@@ -538,6 +538,15 @@ impl SyncView<'_> {
         }
     }
 
+    /// The configuration's options, allowing changes beyond the safety threshold in this
+    /// run only when `allow_beyond_threshold`.
+    pub fn options(&self, allow_beyond_threshold: bool) -> SyncOptions {
+        SyncOptions {
+            allow_beyond_threshold,
+            ..self.sync_options()
+        }
+    }
+
     /// Online changes since the stored delta link, less the engine's own writes (their
     /// markers are returned, for the run that moves the delta link to clear).
     async fn online_drift(
