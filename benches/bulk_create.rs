@@ -1,8 +1,8 @@
 //! `cargo bench --bench bulk_create`: create and license 5,000 online accounts against the
 //! emulator with the documented write quota (3,000 writes per 150 s per app, time-scaled)
-//! and a realistic latency — first on the administrator's own path (`Integration::apply`
+//! and a realistic latency — first on the administrator's own path (`AccountsView::apply`
 //! of a reviewed plan, with the journal, the store and the results file), then with the
-//! backend alone driven by 96 tasks, then `Integration::apply` one item at a time; one
+//! backend alone driven by 96 tasks, then `AccountsView::apply` one item at a time; one
 //! emulator, the quotas refilled between the runs, the figures side by side.
 #![allow(
     clippy::print_stdout,
@@ -185,7 +185,7 @@ fn main() {
         let sku = uuid::Uuid::parse_str(SKU).unwrap();
         let tmp = tempfile::tempdir().unwrap();
 
-        // The administrator's path: a reviewed plan applied by Integration::apply.
+        // The administrator's path: a reviewed plan applied by AccountsView::apply.
         let (user, plan) =
             integration_with(&gc, ACCOUNTS, "user", &tmp.path().join("u.db"), 96).await;
         assert_eq!(plan.items.len(), ACCOUNTS);
@@ -286,7 +286,7 @@ fn main() {
             ..
         } = t.request_counts();
 
-        // Integration::apply one item at a time, as before this engine applied items
+        // AccountsView::apply one item at a time, as before this engine applied items
         // concurrently.
         refill(&emu, quota.0 as u32, quota.1).await;
         let (seq, seq_plan) =

@@ -5,7 +5,7 @@
 //! 2. 10,000 linked users in a Samba DC: the first (full) sync run against the emulator
 //!    with the documented resource-unit budget, beside the bound that budget sets; then
 //!    one change and the incremental run (LDAP operations, Graph requests, seconds);
-//! 3. `Integration::plan_sync_run` for 100,000 linked users (memory directory; the
+//! 3. `SyncView::plan_sync_run` for 100,000 linked users (memory directory; the
 //!    emulator in another process): the first plan, which reads everything, and one after
 //!    1,000 local changes — seconds and the peak memory of the planning process.
 #![allow(

@@ -964,7 +964,7 @@ mod tests {
         assert_eq!(ROW_BODIES.len(), OPERATIONS.len());
         for (name, body) in ROW_BODIES {
             let mut used: Vec<&str> = body
-                .match_indices(|c: char| c == 'i')
+                .match_indices('i')
                 .filter(|(at, _)| {
                     let before = body[..*at].chars().next_back();
                     !before.is_some_and(|c| c.is_alphanumeric() || c == '_')

@@ -125,29 +125,6 @@ pub struct LinkedUser {
     pub link: crate::model::Link,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::sam_for;
-
-    #[test]
-    fn sam_account_names_from_online_ids() {
-        assert_eq!(sam_for("jane.doe@contoso.com", &|_| false), "jane.doe");
-        assert_eq!(
-            sam_for("a-very-long-name-indeed-yes@x.com", &|_| false),
-            "a-very-long-name-ind"
-        );
-        assert_eq!(sam_for("jane@x.com", &|s| s == "jane"), "jane2");
-        assert_eq!(sam_for("###@x.com", &|_| false), "user");
-        let taken = ["abcdefghijklmnopqrst".to_string()];
-        assert_eq!(
-            sam_for("abcdefghijklmnopqrstuvwxyz@x.com", &|s| taken
-                .iter()
-                .any(|t| t == s)),
-            "abcdefghijklmnopqrs2"
-        );
-    }
-}
-
 /// The accounts view: reading both sides, the bulk plan and its apply, manual links (assign, unassign), the one-step create of a local user with its online account, importing local users from online accounts, and the link list. Each of the table's rows for it is one call here ([`Integration::accounts`]).
 #[derive(Clone, Copy)]
 pub struct AccountsView<'a> {
@@ -489,13 +466,13 @@ impl AccountsView<'_> {
         self.import_with(request, &super::Control::none()).await
     }
 
-    /// [`Integration::import`], reporting progress as events and stopping between two
+    /// [`AccountsView::import`], reporting progress as events and stopping between two
     /// accounts when cancelled: the accounts not started are `cancelled` in the results,
     /// and the users already made come back with their passwords as usual (so none is
     /// lost).
     ///
     /// # Errors
-    /// As [`Integration::import`].
+    /// As [`AccountsView::import`].
     pub async fn import_with(
         &self,
         request: &ImportRequest,
@@ -1166,5 +1143,28 @@ impl AccountsView<'_> {
     /// The tenant's errors.
     pub async fn licences(&self) -> Result<Vec<crate::model::Sku>> {
         self.i.tenant().skus().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sam_for;
+
+    #[test]
+    fn sam_account_names_from_online_ids() {
+        assert_eq!(sam_for("jane.doe@contoso.com", &|_| false), "jane.doe");
+        assert_eq!(
+            sam_for("a-very-long-name-indeed-yes@x.com", &|_| false),
+            "a-very-long-name-ind"
+        );
+        assert_eq!(sam_for("jane@x.com", &|s| s == "jane"), "jane2");
+        assert_eq!(sam_for("###@x.com", &|_| false), "user");
+        let taken = ["abcdefghijklmnopqrst".to_string()];
+        assert_eq!(
+            sam_for("abcdefghijklmnopqrstuvwxyz@x.com", &|s| taken
+                .iter()
+                .any(|t| t == s)),
+            "abcdefghijklmnopqrs2"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Passwords captured on a Samba DC: `samba-tool user syncpasswords --script` runs a hook
-//! for each changed account with the account's LDIF on stdin; [`Integration::capture_password`]
+//! for each changed account with the account's LDIF on stdin; [`PasswordsView::capture_password`]
 //! reads it, recognises repeated calls, obtains the cleartext and queues it.
 //!
 //! The cleartext comes from `virtualSambaGPG` (Samba encrypts every password set to the
@@ -415,47 +415,12 @@ fn syncpasswords_loop_running(smb_conf: &std::path::Path) -> bool {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_account_ldif_is_read_with_folded_lines_and_base64() {
-        let ldif = "# record 1\ndn: CN=Ann,CN=Users,DC=x\nobjectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nsAMAccountName: ann\nmsDS-KeyVersionNumber: 3\nvirtualClearTextUTF8:: SGFyYm91\n ci1MaWdodHMh\n";
-        let e = parse_hook_ldif(ldif).unwrap();
-        assert_eq!(e.guid.to_string(), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
-        assert_eq!(e.key_version, Some(3));
-        assert_eq!(e.cleartext.unwrap().expose_secret(), "Harbour-Lights!");
-        assert!(!e.deleted);
-    }
-
-    #[test]
-    fn a_deleted_account_and_bad_ldif_are_told_apart_and_secrets_stay_out() {
-        let e =
-            parse_hook_ldif("objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nisDeleted: TRUE\n")
-                .unwrap();
-        assert!(e.deleted);
-        let err = parse_hook_ldif("sAMAccountName: x\n").unwrap_err();
-        assert_eq!(err.code(), ErrorCode::InvalidInput);
-        let err = parse_hook_ldif(
-            "objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nvirtualClearTextUTF8:: !!Secret-Canary!!\n",
-        )
-        .unwrap_err();
-        assert!(!err.to_string().contains("Secret-Canary"), "{err}");
-        let e = parse_hook_ldif(
-            "objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nvirtualClearTextUTF8:: U2VjcmV0LUNhbmFyeQ==\n",
-        )
-        .unwrap();
-        assert!(!format!("{e:?}").contains("Secret-Canary"));
-    }
-}
-
 impl PasswordsView<'_> {
     /// Handles one account from `samba-tool user syncpasswords --script`: its LDIF as
     /// the hook read it from stdin. Deleted accounts and accounts without a password are
     /// left; a password version already queued is recognised (`objectGUID` +
     /// `msDS-KeyVersionNumber`); otherwise the cleartext is obtained and queued with
-    /// [`Integration::password_changed`] — which never waits for a sync run.
+    /// [`PasswordsView::password_changed`] — which never waits for a sync run.
     ///
     /// # Errors
     /// [`ErrorCode::InvalidInput`] for LDIF that is not one account's;
@@ -609,5 +574,40 @@ impl PasswordsView<'_> {
             )
         })?;
         Ok(SecretString::from(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_ldif_is_read_with_folded_lines_and_base64() {
+        let ldif = "# record 1\ndn: CN=Ann,CN=Users,DC=x\nobjectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nsAMAccountName: ann\nmsDS-KeyVersionNumber: 3\nvirtualClearTextUTF8:: SGFyYm91\n ci1MaWdodHMh\n";
+        let e = parse_hook_ldif(ldif).unwrap();
+        assert_eq!(e.guid.to_string(), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+        assert_eq!(e.key_version, Some(3));
+        assert_eq!(e.cleartext.unwrap().expose_secret(), "Harbour-Lights!");
+        assert!(!e.deleted);
+    }
+
+    #[test]
+    fn a_deleted_account_and_bad_ldif_are_told_apart_and_secrets_stay_out() {
+        let e =
+            parse_hook_ldif("objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nisDeleted: TRUE\n")
+                .unwrap();
+        assert!(e.deleted);
+        let err = parse_hook_ldif("sAMAccountName: x\n").unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput);
+        let err = parse_hook_ldif(
+            "objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nvirtualClearTextUTF8:: !!Secret-Canary!!\n",
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("Secret-Canary"), "{err}");
+        let e = parse_hook_ldif(
+            "objectGUID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\nvirtualClearTextUTF8:: U2VjcmV0LUNhbmFyeQ==\n",
+        )
+        .unwrap();
+        assert!(!format!("{e:?}").contains("Secret-Canary"));
     }
 }

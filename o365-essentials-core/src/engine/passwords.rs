@@ -1,6 +1,6 @@
 //! Password sync: a local password change is queued at once, encrypted (AES-256-GCM with
 //! a key kept in its own 0600 file, outside the database), and delivered to the tenant by
-//! [`Integration::deliver_passwords`], which keeps retrying through outages. A newer
+//! [`PasswordsView::deliver_passwords`], which keeps retrying through outages. A newer
 //! change for the same user supersedes an undelivered older one; a password the tenant
 //! refuses becomes a per-user error the dashboard can show.
 
@@ -386,11 +386,11 @@ impl<'a> PasswordsView<'a> {
         self.deliver_passwords_with(&super::Control::none()).await
     }
 
-    /// [`Integration::deliver_passwords`], reporting each delivery and refusal as an event
+    /// [`PasswordsView::deliver_passwords`], reporting each delivery and refusal as an event
     /// and stopping between two passwords when cancelled (the rest stay queued).
     ///
     /// # Errors
-    /// As [`Integration::deliver_passwords`]; [`ErrorCode::Cancelled`] with the round's
+    /// As [`PasswordsView::deliver_passwords`]; [`ErrorCode::Cancelled`] with the round's
     /// [`PasswordDelivery`] as the partial result.
     pub async fn deliver_passwords_with(&self, ctl: &super::Control) -> Result<PasswordDelivery> {
         self.i.require_enabled()?;

@@ -396,7 +396,7 @@ impl Integration {
 }
 
 impl Integration {
-    /// Starts the sync loop: a round ([`Integration::run_sync`]) every `interval` (the
+    /// Starts the sync loop: a round ([`SyncView::run_sync`]) every `interval` (the
     /// configuration's when `None`; after a failed round sooner, backing off from 5 s), each reported as [`Event::SyncRoundFinished`] to
     /// `ctl`'s observer. It runs on `runtime` when given, else on a runtime of its own in
     /// a thread of its own, so it works from programs that are not on tokio. Allowing
@@ -791,10 +791,10 @@ impl SyncView<'_> {
         self.decide(options).await
     }
 
-    /// [`Integration::run_sync`] with no cancellation and no observer.
+    /// [`SyncView::run_sync`] with no cancellation and no observer.
     ///
     /// # Errors
-    /// As [`Integration::run_sync`].
+    /// As [`SyncView::run_sync`].
     pub async fn run_sync_once(&self, options: &SyncOptions) -> Result<SyncReport> {
         self.run_sync(options, &Control::none()).await
     }
@@ -817,14 +817,14 @@ impl SyncView<'_> {
         self.apply_sync_plan_leased(&plan, ctl, lease).await
     }
 
-    /// Applies exactly a reviewed [`SyncPlan`] (from [`Integration::plan_sync_run`]): an
+    /// Applies exactly a reviewed [`SyncPlan`] (from [`SyncView::plan_sync_run`]): an
     /// item whose local user changed since planning is skipped as `plan_stale` (plan
     /// again to pick the change up), and the whole plan is refused when another run
     /// applied changes since it was made.
     ///
     /// # Errors
     /// [`ErrorCode::PlanStale`] for a plan of another tenant or one overtaken by another
-    /// run; otherwise as [`Integration::run_sync`].
+    /// run; otherwise as [`SyncView::run_sync`].
     pub async fn apply_sync_plan(&self, plan: &SyncPlan, ctl: &Control) -> Result<SyncReport> {
         let lease = self.i.lease(Work::Sync, ctl).await?;
         self.apply_sync_plan_leased(plan, ctl, lease).await
