@@ -1,7 +1,9 @@
 //! The one table of operations: every task of the engine as an operation with a stable
 //! name, a parameters shape and a result shape (serde), dispatched by
 //! [`Integration::call`]. The C ABI, the Python package and the command line translate
-//! this table; they add nothing. Wire rules: unknown parameter fields are
+//! this table; they add nothing. Each row is one call on one view of the integration
+//! (`i.accounts().assign(..)`), or on the root for integration control
+//! (`i.status()`); a unit test keeps it so. Wire rules: unknown parameter fields are
 //! [`ErrorCode::UnknownField`] naming the field; results only ever gain fields.
 //!
 //! ```no_run

@@ -1,17 +1,23 @@
-//! The integration engine: the [`Integration`] facade over a directory, a tenant and the
-//! state store — requirements check, integrate / status / disable / re-enable, and
-//! plan → apply for bulk-creating online accounts, with a journal, progress reports and
-//! a results file.
+//! The integration engine. [`Integration`] is the root: [`Integration::open`] builds the
+//! context (directory, the gate's guarded Microsoft 365 ports, the state store, the
+//! password key, the clock) and the root itself carries integration control
+//! (requirements, integrate / status / disable / re-enable, setup and credentials).
+//! Everything else is a view borrowed from it, each in its own file:
+//! [`Integration::accounts`] (snapshot, plan → apply bulk creates with a journal,
+//! progress reports and a results file; import, assign, unassign), [`Integration::sync`],
+//! [`Integration::passwords`], [`Integration::mail_and_devices`], [`Integration::files`]
+//! and [`Integration::domains`].
 //!
 //! ```no_run
 //! # async fn demo(integration: o365_essentials_core::engine::Integration) -> o365_essentials_core::Result<()> {
 //! use o365_essentials_core::engine::{BulkCreateRequest, CancelToken, Control, Event};
-//! let snapshot = integration.snapshot().await?;
-//! let plan = integration.plan_bulk_create(&snapshot, &BulkCreateRequest { domain: "contoso.com".into(), ..Default::default() })?;
+//! let accounts = integration.accounts();
+//! let snapshot = accounts.snapshot().await?;
+//! let plan = accounts.plan_bulk_create(&snapshot, &BulkCreateRequest { domain: "contoso.com".into(), ..Default::default() })?;
 //! let ctl = Control::with_observer(CancelToken::new(), std::sync::Arc::new(|e: &Event| {
 //!     if let Event::Progress { done, total, .. } = e { println!("{done}/{total}") }
 //! }))?;
-//! let results = integration.apply(&plan, &ctl).await?;
+//! let results = accounts.apply(&plan, &ctl).await?;
 //! # Ok(()) }
 //! ```
 
@@ -202,7 +208,7 @@ impl Default for Settings {
     }
 }
 
-/// The facade the bindings expose: one directory, one Microsoft 365 credential shared by
+/// The root the bindings open: one directory, one Microsoft 365 credential shared by
 /// Graph, Exchange and SharePoint, one state store, the password key.
 pub struct Integration {
     dir: Arc<dyn Directory>,
