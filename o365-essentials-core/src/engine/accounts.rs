@@ -1,5 +1,6 @@
-//! Manual links (assign, unassign), the one-step create of a local user with its online
-//! account, and importing local users from existing online accounts.
+//! The accounts view ([`AccountsView`]): reading both sides, the bulk plan and its
+//! apply, manual links (assign, unassign), the one-step create of a local user with its
+//! online account, importing local users from existing online accounts, the link list.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -125,7 +126,10 @@ pub struct LinkedUser {
     pub link: crate::model::Link,
 }
 
-/// The accounts view: reading both sides, the bulk plan and its apply, manual links (assign, unassign), the one-step create of a local user with its online account, importing local users from online accounts, and the link list. Each of the table's rows for it is one call here ([`Integration::accounts`]).
+/// The accounts view: reading both sides, the bulk plan and its apply, manual links
+/// (assign, unassign), the one-step create of a local user with its online account,
+/// importing local users from online accounts, and the link list. Each of the table's
+/// rows for it is one call here ([`Integration::accounts`]).
 #[derive(Clone, Copy)]
 pub struct AccountsView<'a> {
     i: &'a Integration,

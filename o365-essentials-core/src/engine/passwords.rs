@@ -198,7 +198,9 @@ fn permanent(code: ErrorCode) -> bool {
     )
 }
 
-/// The passwords view: the password queue (changes kept for delivery, delivery, problems) and the capture hook. Each of the table's rows for it is one call here ([`Integration::passwords`]).
+/// The passwords view: the password queue (changes kept for delivery, delivery,
+/// problems) and the capture hook. Each of the table's rows for it is one call here
+/// ([`Integration::passwords`]).
 #[derive(Clone, Copy)]
 pub struct PasswordsView<'a> {
     pub(super) i: &'a Integration,

@@ -382,7 +382,9 @@ impl Drop for SyncLoop {
     }
 }
 
-/// The sync view: planning, running and applying sync rounds (the loop itself is started on the root, which it owns a handle to). Each of the table's rows for it is one call here ([`Integration::sync`]).
+/// The sync view: planning, running and applying sync rounds (the loop, which holds an
+/// `Arc<Integration>`, is started on the root). Each of the table's rows for it is
+/// one call here ([`Integration::sync`]).
 #[derive(Clone, Copy)]
 pub struct SyncView<'a> {
     i: &'a Integration,
