@@ -167,9 +167,8 @@ async fn run() -> Result<()> {
     println!("\n3. Preview");
     let snapshot = integration.accounts().snapshot().await?;
     let licences: Vec<LicenceAssignment> = integration
-        .microsoft365()
-        .tenant
-        .skus()
+        .accounts()
+        .licences()
         .await?
         .into_iter()
         .filter(|s| s.free_units() > 0)
@@ -260,8 +259,7 @@ async fn run() -> Result<()> {
 /// device policy, a document library and the launchpad.
 async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> Result<()> {
     println!("\n7. Email and files");
-    let m365 = integration.microsoft365();
-    let exchange = m365.exchange()?;
+    let mail = integration.mail_and_devices();
     let mut locals = Vec::new();
     for n in ["ava.adams", "ben.brooks"] {
         locals.push(
@@ -272,7 +270,7 @@ async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> R
         );
     }
     let members = integration.accounts().online_user_names(&locals).await?;
-    let group = exchange
+    let group = mail
         .create_distribution_group(&NewDistributionGroup {
             name: "All staff".into(),
             alias: "allstaff".into(),
@@ -294,15 +292,18 @@ async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> R
         max_inactivity_lock_minutes: Limit::Value(15),
         alphanumeric_password_required: false,
     };
-    exchange.set_device_policy(&policy).await?;
+    mail.update_device_policy(|_| Ok(policy)).await?;
     println!("  mobile devices: a 6-character password, 10 attempts, locked after 15 minutes");
-    let sharepoint = m365.sharepoint()?;
-    let library = sharepoint
-        .create_library(&NewLibrary {
-            name: "Contracts".into(),
-            description: "Signed contracts".into(),
-            ..NewLibrary::default()
-        })
+    let library = integration
+        .files()
+        .create_library(
+            &NewLibrary {
+                name: "Contracts".into(),
+                description: "Signed contracts".into(),
+                ..NewLibrary::default()
+            },
+            &Control::none(),
+        )
         .await?;
     println!("  document library {} at {}", library.name, library.url);
     let pad = integration.launchpad_online().await?;
