@@ -39,6 +39,7 @@ __all__ = [
     "DomainService",
     "DomainStageParams",
     "Drift",
+    "DriftKind",
     "EnableParams",
     "GetDefaultAccessLevelParams",
     "GetDevicePolicyParams",
@@ -921,7 +922,7 @@ class _SyncItemCreateAccountRequired(TypedDict):
     local_user: str
     """The local user (its sAMAccountName, or the online ID of a deleted one)."""
     reason: Union[_types.PlanReason, PlanReason]
-    """Why."""
+    """Why the plan proposes it (the difference it found between the two sides)."""
     held: bool
     """Whether the safety threshold would hold it."""
     action: Literal["create_account"]
@@ -957,7 +958,7 @@ class _SyncItemLinkRequired(TypedDict):
     local_user: str
     """The local user (its sAMAccountName, or the online ID of a deleted one)."""
     reason: Union[_types.PlanReason, PlanReason]
-    """Why."""
+    """Why the plan proposes it (the difference it found between the two sides)."""
     held: bool
     """Whether the safety threshold would hold it."""
     action: Literal["link"]
@@ -992,7 +993,7 @@ class _SyncItemUpdateRequired(TypedDict):
     local_user: str
     """The local user (its sAMAccountName, or the online ID of a deleted one)."""
     reason: Union[_types.PlanReason, PlanReason]
-    """Why."""
+    """Why the plan proposes it (the difference it found between the two sides)."""
     held: bool
     """Whether the safety threshold would hold it."""
     action: Literal["update"]
@@ -1018,7 +1019,7 @@ class _SyncItemDisableRequired(TypedDict):
     local_user: str
     """The local user (its sAMAccountName, or the online ID of a deleted one)."""
     reason: Union[_types.PlanReason, PlanReason]
-    """Why."""
+    """Why the plan proposes it (the difference it found between the two sides)."""
     held: bool
     """Whether the safety threshold would hold it."""
     action: Literal["disable"]
@@ -1042,7 +1043,7 @@ class _SyncItemEnableRequired(TypedDict):
     local_user: str
     """The local user (its sAMAccountName, or the online ID of a deleted one)."""
     reason: Union[_types.PlanReason, PlanReason]
-    """Why."""
+    """Why the plan proposes it (the difference it found between the two sides)."""
     held: bool
     """Whether the safety threshold would hold it."""
     action: Literal["enable"]
@@ -1066,7 +1067,7 @@ class _SyncItemDeleteRequired(TypedDict):
     local_user: str
     """The local user (its sAMAccountName, or the online ID of a deleted one)."""
     reason: Union[_types.PlanReason, PlanReason]
-    """Why."""
+    """Why the plan proposes it (the difference it found between the two sides)."""
     held: bool
     """Whether the safety threshold would hold it."""
     action: Literal["delete"]
@@ -1096,7 +1097,7 @@ class _SyncItemSetPasswordRequired(TypedDict):
     local_user: str
     """The local user (its sAMAccountName, or the online ID of a deleted one)."""
     reason: Union[_types.PlanReason, PlanReason]
-    """Why."""
+    """Why the plan proposes it (the difference it found between the two sides)."""
     held: bool
     """Whether the safety threshold would hold it."""
     action: Literal["set_password"]
@@ -1126,7 +1127,7 @@ class _SyncItemLicencesRequired(TypedDict):
     local_user: str
     """The local user (its sAMAccountName, or the online ID of a deleted one)."""
     reason: Union[_types.PlanReason, PlanReason]
-    """Why."""
+    """Why the plan proposes it (the difference it found between the two sides)."""
     held: bool
     """Whether the safety threshold would hold it."""
     action: Literal["licences"]
@@ -1156,6 +1157,9 @@ class SyncItemLicences(_SyncItemLicencesRequired, total=False):
 #: One change a sync run would make.
 SyncItem = Union[SyncItemCreateAccount, SyncItemLink, SyncItemUpdate, SyncItemDisable, SyncItemEnable, SyncItemDelete, SyncItemSetPassword, SyncItemLicences]
 
+#: What kind of difference a [`Drift`] reports.
+DriftKind = Literal["relinked", "user_name_changed", "anchor_removed", "changed_online", "removed_online", "blocked", "block_failed"]
+
 class _DriftRequired(TypedDict):
     """The required keys of :class:`Drift`."""
     local_guid: ObjectGuid
@@ -1166,8 +1170,10 @@ class _DriftRequired(TypedDict):
     AD stores GUIDs as 16 bytes with the first three fields little-endian; the text form
     (`{xxxxxxxx-...}` without braces here) and ``to_ad_bytes`` follow AD.
     """
+    kind: Union[_types.DriftKind, DriftKind]
+    """What kind of difference it is."""
     what: str
-    """What differs."""
+    """What differs, in words (names the account and the values)."""
 
 
 class Drift(_DriftRequired, total=False):

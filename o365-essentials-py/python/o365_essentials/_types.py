@@ -288,7 +288,7 @@ class Link(Result):
 
 
 class DriftKind(Choice):
-    """What kind of difference a [`Drift`] reports."""
+    """What kind of difference a ``Drift`` reports."""
     #: The link moved to the account now carrying the user's anchor.
     RELINKED = "relinked"
     #: The account's user name was changed online.
