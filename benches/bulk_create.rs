@@ -1,8 +1,8 @@
 //! `cargo bench --bench bulk_create`: create and license 5,000 online accounts against the
 //! emulator with the documented write quota (3,000 writes per 150 s per app, time-scaled)
-//! and a realistic latency — first on the administrator's own path (`Integration::apply`
+//! and a realistic latency — first on the administrator's own path (`AccountsView::apply`
 //! of a reviewed plan, with the journal, the store and the results file), then with the
-//! backend alone driven by 96 tasks, then `Integration::apply` one item at a time; one
+//! backend alone driven by 96 tasks, then `AccountsView::apply` one item at a time; one
 //! emulator, the quotas refilled between the runs, the figures side by side.
 #![allow(
     clippy::print_stdout,
@@ -126,8 +126,11 @@ async fn integration_with(
         }],
         ..Default::default()
     };
-    let snapshot = integration.snapshot().await.unwrap();
-    let mut plan = integration.plan_bulk_create(&snapshot, &request).unwrap();
+    let snapshot = integration.accounts().snapshot().await.unwrap();
+    let mut plan = integration
+        .accounts()
+        .plan_bulk_create(&snapshot, &request)
+        .unwrap();
     plan.items
         .retain(|i| matches!(&i.action, PlanAction::CreateAccount { local, .. } if local.sam_account_name.starts_with(prefix)));
     (integration, plan)
@@ -182,14 +185,18 @@ fn main() {
         let sku = uuid::Uuid::parse_str(SKU).unwrap();
         let tmp = tempfile::tempdir().unwrap();
 
-        // The administrator's path: a reviewed plan applied by Integration::apply.
+        // The administrator's path: a reviewed plan applied by AccountsView::apply.
         let (user, plan) =
             integration_with(&gc, ACCOUNTS, "user", &tmp.path().join("u.db"), 96).await;
         assert_eq!(plan.items.len(), ACCOUNTS);
         refill(&emu, quota.0 as u32, quota.1).await;
         let before = stats(&emu).await;
         let start = Instant::now();
-        let results = user.apply(&plan, &Control::none()).await.unwrap();
+        let results = user
+            .accounts()
+            .apply(&plan, &Control::none())
+            .await
+            .unwrap();
         let user_secs = start.elapsed().as_secs_f64();
         let user_writes = writes_so_far(&stats(&emu).await) - writes_so_far(&before);
         let user_allowed = quota.0 + quota.0 / quota.1 * TIME_SCALE * user_secs;
@@ -279,13 +286,17 @@ fn main() {
             ..
         } = t.request_counts();
 
-        // Integration::apply one item at a time, as before this engine applied items
+        // AccountsView::apply one item at a time, as before this engine applied items
         // concurrently.
         refill(&emu, quota.0 as u32, quota.1).await;
         let (seq, seq_plan) =
             integration_with(&gc, SEQUENTIAL_ACCOUNTS, "seq", &tmp.path().join("s.db"), 1).await;
         let s0 = Instant::now();
-        let seq_results = seq.apply(&seq_plan, &Control::none()).await.unwrap();
+        let seq_results = seq
+            .accounts()
+            .apply(&seq_plan, &Control::none())
+            .await
+            .unwrap();
         assert_eq!(seq_results.count(Outcome::Succeeded), SEQUENTIAL_ACCOUNTS);
         let seq_rate = SEQUENTIAL_ACCOUNTS as f64 / s0.elapsed().as_secs_f64();
         let bulk_rate = ACCOUNTS as f64 / bulk_secs;

@@ -5,7 +5,7 @@
 //! 2. 10,000 linked users in a Samba DC: the first (full) sync run against the emulator
 //!    with the documented resource-unit budget, beside the bound that budget sets; then
 //!    one change and the incremental run (LDAP operations, Graph requests, seconds);
-//! 3. `Integration::plan_sync_run` for 100,000 linked users (memory directory; the
+//! 3. `SyncView::plan_sync_run` for 100,000 linked users (memory directory; the
 //!    emulator in another process): the first plan, which reads everything, and one after
 //!    1,000 local changes — seconds and the peak memory of the planning process.
 #![allow(
@@ -214,6 +214,7 @@ fn incremental() {
         );
         let t = Instant::now();
         let first = integration
+            .sync()
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap();
@@ -238,6 +239,7 @@ fn incremental() {
         let (l0, g0) = (dir.operation_count(), tenant.request_counts().requests);
         let t = Instant::now();
         let run = integration
+            .sync()
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap();
@@ -466,6 +468,7 @@ fn sync_plan_100k() {
         );
         let t = Instant::now();
         let plan = integration
+            .sync()
             .plan_sync_run(&SyncOptions::default())
             .await
             .unwrap();
@@ -483,6 +486,7 @@ fn sync_plan_100k() {
         );
         // The run that follows sets the cursors; then 1,000 people change locally.
         let first = integration
+            .sync()
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap();
@@ -496,6 +500,7 @@ fn sync_plan_100k() {
         let g0 = tenant.request_counts().requests;
         let t = Instant::now();
         let plan = integration
+            .sync()
             .plan_sync_run(&SyncOptions::default())
             .await
             .unwrap();

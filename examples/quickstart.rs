@@ -165,11 +165,10 @@ async fn run() -> Result<()> {
     );
 
     println!("\n3. Preview");
-    let snapshot = integration.snapshot().await?;
+    let snapshot = integration.accounts().snapshot().await?;
     let licences: Vec<LicenceAssignment> = integration
-        .microsoft365()
-        .tenant
-        .skus()
+        .accounts()
+        .licences()
         .await?
         .into_iter()
         .filter(|s| s.free_units() > 0)
@@ -185,7 +184,9 @@ async fn run() -> Result<()> {
         licences,
         ..Default::default()
     };
-    let plan = integration.plan_bulk_create(&snapshot, &request)?;
+    let plan = integration
+        .accounts()
+        .plan_bulk_create(&snapshot, &request)?;
     for item in &plan.items {
         match &item.action {
             PlanAction::CreateAccount {
@@ -217,7 +218,7 @@ async fn run() -> Result<()> {
 
     println!("\n4. Bulk create ({} online accounts)", plan.items.len());
     let ctl = Control::with_observer(CancelToken::new(), Arc::new(bar))?;
-    let results = integration.apply(&plan, &ctl).await?;
+    let results = integration.accounts().apply(&plan, &ctl).await?;
     drop(ctl); // the last progress is drawn before the summary
     println!();
     let (json, csv) =
@@ -258,8 +259,7 @@ async fn run() -> Result<()> {
 /// device policy, a document library and the launchpad.
 async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> Result<()> {
     println!("\n7. Email and files");
-    let m365 = integration.microsoft365();
-    let exchange = m365.exchange()?;
+    let mail = integration.mail_and_devices();
     let mut locals = Vec::new();
     for n in ["ava.adams", "ben.brooks"] {
         locals.push(
@@ -269,8 +269,8 @@ async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> R
                 .guid,
         );
     }
-    let members = integration.online_user_names(&locals).await?;
-    let group = exchange
+    let members = integration.accounts().online_user_names(&locals).await?;
+    let group = mail
         .create_distribution_group(&NewDistributionGroup {
             name: "All staff".into(),
             alias: "allstaff".into(),
@@ -292,15 +292,18 @@ async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> R
         max_inactivity_lock_minutes: Limit::Value(15),
         alphanumeric_password_required: false,
     };
-    exchange.set_device_policy(&policy).await?;
+    mail.update_device_policy(|_| Ok(policy)).await?;
     println!("  mobile devices: a 6-character password, 10 attempts, locked after 15 minutes");
-    let sharepoint = m365.sharepoint()?;
-    let library = sharepoint
-        .create_library(&NewLibrary {
-            name: "Contracts".into(),
-            description: "Signed contracts".into(),
-            ..NewLibrary::default()
-        })
+    let library = integration
+        .files()
+        .create_library(
+            &NewLibrary {
+                name: "Contracts".into(),
+                description: "Signed contracts".into(),
+                ..NewLibrary::default()
+            },
+            &Control::none(),
+        )
         .await?;
     println!("  document library {} at {}", library.name, library.url);
     let pad = integration.launchpad_online().await?;
@@ -316,8 +319,8 @@ async fn email_and_files(integration: &Integration, demo: &MemoryDirectory) -> R
 /// The everyday part: local changes in the demo directory, one sync, what propagated.
 async fn lifecycle(integration: &Integration, demo: &MemoryDirectory) -> Result<()> {
     println!("\n5. Everyday changes in the directory");
-    let options = integration.sync_options();
-    integration.run_sync_once(&options).await?; // starts the change cursor
+    let options = integration.sync().sync_options();
+    integration.sync().run_sync_once(&options).await?; // starts the change cursor
     let user = |n: &'static str| async move {
         demo.find_user(n).await?.ok_or_else(|| Error::not_found(n))
     };
@@ -326,7 +329,9 @@ async fn lifecycle(integration: &Integration, demo: &MemoryDirectory) -> Result<
     let chloe = user("chloe.carter").await?;
     let new_password = o365_essentials::SecretString::from("Spring-Meadow-2027!");
     demo.set_password(ava.guid, &new_password).await?;
-    integration.password_changed(ava.guid, &new_password)?;
+    integration
+        .passwords()
+        .password_changed(ava.guid, &new_password)?;
     println!("  ava.adams changed her password");
     demo.set_enabled(ben.guid, false).await?;
     println!("  ben.brooks was disabled");
@@ -334,7 +339,7 @@ async fn lifecycle(integration: &Integration, demo: &MemoryDirectory) -> Result<
     println!("  chloe.carter was deleted");
 
     println!("\n6. Sync");
-    let report = integration.run_sync_once(&options).await?;
+    let report = integration.sync().run_sync_once(&options).await?;
     for i in &report.results.items {
         println!(
             "  {:<14} {:<8} {:?}",

@@ -1,7 +1,9 @@
 //! The one table of operations: every task of the engine as an operation with a stable
 //! name, a parameters shape and a result shape (serde), dispatched by
 //! [`Integration::call`]. The C ABI, the Python package and the command line translate
-//! this table; they add nothing. Wire rules: unknown parameter fields are
+//! this table; they add nothing. Each row is one call on one view of the integration
+//! (`i.accounts().assign(..)`), or on the root for integration control
+//! (`i.status()`); a unit test keeps it so. Wire rules: unknown parameter fields are
 //! [`ErrorCode::UnknownField`] naming the field; results only ever gain fields.
 //!
 //! ```no_run
@@ -506,6 +508,10 @@ macro_rules! operations {
             }, )*
         ];
 
+        /// Each row's body as written, for the test that keeps a row one call.
+        #[cfg(test)]
+        const ROW_BODIES: &[(&str, &str)] = &[$( ($name, stringify!($body)), )*];
+
         /// Reads the parameters of the operation `name` from JSON text without running
         /// it: what a front door (or a fuzzer) checks before a call.
         ///
@@ -604,22 +610,6 @@ macro_rules! operations {
     };
 }
 
-/// Runs `f` until it ends or `ctl` is cancelled (a wait, never a write in flight: used
-/// only around operations whose waiting can be dropped safely).
-async fn until_cancelled<T>(
-    ctl: &Control,
-    what: &str,
-    f: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::select! {
-        r = f => r,
-        _ = ctl.cancel.cancelled() => Err(Error::new(
-            ErrorCode::Cancelled,
-            format!("{what} was cancelled while waiting; run it again to resume"),
-        )),
-    }
-}
-
 impl Integration {
     /// Where results files (and records files) go: the configured folder, else the
     /// system's temporary folder.
@@ -659,7 +649,7 @@ impl Integration {
         }
         let options = SyncOptions {
             allow_beyond_threshold: p.allow_beyond_threshold,
-            ..self.sync_options()
+            ..self.sync().sync_options()
         };
         self.start_sync_loop(
             p.interval_secs.map(std::time::Duration::from_secs),
@@ -667,13 +657,6 @@ impl Integration {
             ctl,
             runtime,
         )
-    }
-
-    fn sync_options_with(&self, p: &SyncParams) -> SyncOptions {
-        SyncOptions {
-            allow_beyond_threshold: p.allow_beyond_threshold,
-            ..self.sync_options()
-        }
     }
 }
 
@@ -707,40 +690,20 @@ operations! {
         |i, p, c| i.change_credential(p.client_id, p.credential).await?;
     "match_preview", MatchPreviewParams => crate::engine::MatchPreview, false,
         "Candidates and conflicts between local users and online accounts, before anything is written.",
-        |i, p, c| {
-            let snapshot = i.snapshot().await?;
-            let domain = match p.domain {
-                Some(d) => d,
-                None => i.default_domain(&i.status()?, &snapshot.verified_domains),
-            };
-            crate::engine::match_preview(&snapshot, &domain)
-        };
+        |i, p, c| i.accounts().match_preview(p.domain).await?;
     "plan_bulk_create", BulkCreateRequest => Plan, false,
         "Plans online accounts for local users: a reviewable plan, nothing written.",
-        |i, p, c| i.plan_bulk_create(&i.snapshot().await?, &p)?;
+        |i, p, c| i.accounts().plan_bulk_create_now(&p).await?;
     "apply_plan", ApplyPlanParams => crate::model::RunResults, true,
         "Applies exactly a bulk-create plan, with a journal and a results file.",
-        |i, p, c| i.apply(&p.plan, c).await?;
+        |i, p, c| i.accounts().apply(&p.plan, c).await?;
     "plan_retry", PlanRetryParams => Plan, false,
         "Plans again the users that failed in a results file.",
-        |i, p, c| {
-            let mut request = p.request.unwrap_or_default();
-            let snapshot = i.snapshot().await?;
-            // A failed user deleted since is not retried (nor an error).
-            let failed = crate::engine::failed_users(&p.results_file)?;
-            request.users = Some(
-                failed
-                    .into_iter()
-                    .filter(|g| snapshot.users.iter().any(|u| u.guid == *g))
-                    .map(Into::into)
-                    .collect(),
-            );
-            i.plan_bulk_create(&snapshot, &request)?
-        };
+        |i, p, c| i.accounts().plan_retry(&p.results_file, p.request).await?;
     "import_users", ImportRequest => ImportResult, true,
         "Creates local users for existing online accounts and links them.",
         |i, p, c| {
-            let (imported, results) = i.import_with(&p, c).await?;
+            let (imported, results) = i.accounts().import_with(&p, c).await?;
             let cancelled = crate::engine::cancelled_run(&results);
             let out = ImportResult {
                 imported: imported
@@ -761,122 +724,106 @@ operations! {
         };
     "assign", AssignParams => crate::model::Link, false,
         "Links an existing online account to an existing local user.",
-        |i, p, c| i.assign(p.local_guid, &p.online_id).await?;
+        |i, p, c| i.accounts().assign(p.local_guid, &p.online_id).await?;
     "list_links", ListLinksParams => Vec<LinkedUser>, false,
         "The linked users: each local user with its online account, state and origin.",
-        |i, p, c| i.linked_users(p.local_user.as_deref()).await?;
+        |i, p, c| i.accounts().linked_users(p.local_user.as_deref()).await?;
     "unassign", UnassignParams => crate::model::Link, false,
         "Releases the licences, blocks sign-in, keeps the link marked unassigned.",
-        |i, p, c| i.unassign(p.local_guid).await?;
+        |i, p, c| i.accounts().unassign(p.local_guid).await?;
     "create_user_with_account", CreateUserParams => CreatedUser, false,
         "Creates a local user and its online account in one step, with the same password.",
         |i, p, c| {
-            let domain = match p.domain {
-                Some(d) => d,
-                None => {
-                    let verified = i.tenant().organization().await?.verified_domains;
-                    i.default_domain(&i.status()?, &verified)
-                }
-            };
-            let usage = p.usage_location.or_else(|| i.settings.usage_location.clone());
-            let licences = p.licences.unwrap_or_else(|| i.settings.default_licences.clone());
             let (local, online) = i
-                .create_user_with_account(&p.user, &p.password, &domain, usage.as_deref(), &licences)
+                .accounts()
+                .create_user_with_account_as_configured(&p.user, &p.password, p.domain, p.usage_location, p.licences)
                 .await?;
             CreatedUser { local, online }
         };
     "online_user_names", OnlineUserNamesParams => Vec<String>, false,
         "The online user names of local users (for groups and site access).",
-        |i, p, c| i.online_user_names(&p.local_guids).await?;
+        |i, p, c| i.accounts().online_user_names(&p.local_guids).await?;
     "licences", NoParams => Vec<crate::model::Sku>, false,
         "The tenant's subscriptions (SKUs) with free and used seats.",
-        |i, p, c| i.tenant().skus().await?;
+        |i, p, c| i.accounts().licences().await?;
     "sync_once", SyncParams => crate::engine::SyncReport, true,
         "One sync run: lifecycle changes, drift, threshold, password delivery.",
-        |i, p, c| i.run_sync(&i.sync_options_with(&p), c).await?;
+        |i, p, c| i.sync().run_sync(&i.sync().options(p.allow_beyond_threshold), c).await?;
     "plan_sync", SyncParams => crate::engine::SyncPlan, false,
         "What a sync run would do now; writes nothing.",
-        |i, p, c| i.plan_sync_run(&i.sync_options_with(&p)).await?;
+        |i, p, c| i.sync().plan_sync_run(&i.sync().options(p.allow_beyond_threshold)).await?;
     "apply_sync_plan", ApplySyncPlanParams => crate::engine::SyncReport, true,
         "Applies exactly a reviewed sync plan (items whose local user changed since are skipped).",
-        |i, p, c| i.apply_sync_plan(&p.plan, c).await?;
+        |i, p, c| i.sync().apply_sync_plan(&p.plan, c).await?;
     "password_changed", PasswordChangedParams => bool, false,
         "Queues a local password change for delivery (false: the user has no online account).",
-        |i, p, c| i.password_changed(p.local_guid, &p.password)?;
+        |i, p, c| i.passwords().password_changed(p.local_guid, &p.password)?;
     "capture_password", CapturePasswordParams => crate::engine::CaptureReport, false,
         "The Samba password hook: one account's LDIF from samba-tool syncpasswords, its new password queued once.",
-        |i, p, c| i.capture_password(&p.ldif).await?;
+        |i, p, c| i.passwords().capture_password(&p.ldif).await?;
     "deliver_passwords", NoParams => crate::engine::PasswordDelivery, true,
         "Delivers queued passwords to the tenant.",
-        |i, p, c| i.deliver_passwords_with(c).await?;
+        |i, p, c| i.passwords().deliver_passwords_with(c).await?;
     "password_problems", NoParams => Vec<crate::engine::PasswordProblem>, false,
         "Passwords the tenant refused, for the dashboard.",
-        |i, p, c| i.password_problems()?;
+        |i, p, c| i.passwords().password_problems()?;
     "list_distribution_groups", NoParams => Vec<crate::model::DistributionGroup>, false,
         "Distribution groups with their members.",
-        |i, p, c| i.microsoft365().exchange()?.distribution_groups().await?;
+        |i, p, c| i.mail_and_devices().distribution_groups().await?;
     "create_distribution_group", NewDistributionGroup => crate::model::DistributionGroup, false,
         "Creates a distribution group.",
-        |i, p, c| i.microsoft365().exchange()?.create_distribution_group(&p).await?;
+        |i, p, c| i.mail_and_devices().create_distribution_group(&p).await?;
     "add_group_members", GroupMembersParams => (), false,
         "Adds members to a distribution group.",
-        |i, p, c| i.microsoft365().exchange()?.add_members(&p.group, &p.members).await?;
+        |i, p, c| i.mail_and_devices().add_members(&p.group, &p.members).await?;
     "remove_group_members", GroupMembersParams => (), false,
         "Removes members from a distribution group.",
-        |i, p, c| i.microsoft365().exchange()?.remove_members(&p.group, &p.members).await?;
+        |i, p, c| i.mail_and_devices().remove_members(&p.group, &p.members).await?;
     "replace_group_members", GroupMembersParams => (), false,
         "Sets a distribution group's members to exactly these.",
-        |i, p, c| i.microsoft365().exchange()?.replace_members(&p.group, &p.members).await?;
+        |i, p, c| i.mail_and_devices().replace_members(&p.group, &p.members).await?;
     "update_distribution_group", GroupUpdateParams => crate::model::DistributionGroup, false,
         "Changes a group's display name or whether outside senders may write to it.",
-        |i, p, c| i.microsoft365().exchange()?.update_distribution_group(&p.group, &p.update).await?;
+        |i, p, c| i.mail_and_devices().update_distribution_group(&p.group, &p.update).await?;
     "delete_distribution_group", GroupParams => (), false,
         "Deletes a distribution group.",
-        |i, p, c| i.microsoft365().exchange()?.delete_distribution_group(&p.group).await?;
+        |i, p, c| i.mail_and_devices().delete_distribution_group(&p.group).await?;
     "get_device_policy", NoParams => DevicePolicy, false,
         "The mobile device mailbox policy.",
-        |i, p, c| i.microsoft365().exchange()?.device_policy().await?;
+        |i, p, c| i.mail_and_devices().device_policy().await?;
     "set_device_policy", DevicePolicyParams => (), false,
         "Changes the mobile device mailbox policy: the fields given; the others keep their value.",
-        |i, p, c| {
-            let m = i.microsoft365();
-            let exchange = m.exchange()?;
-            let policy = p.apply_to(exchange.device_policy().await?)?;
-            exchange.set_device_policy(&policy).await?
-        };
+        |i, p, c| i.mail_and_devices().update_device_policy(|current| p.apply_to(current)).await?;
     "get_default_access_level", NoParams => AccessLevel, false,
         "What happens to devices no rule names.",
-        |i, p, c| i.microsoft365().exchange()?.default_access_level().await?;
+        |i, p, c| i.mail_and_devices().default_access_level().await?;
     "set_default_access_level", AccessLevelParams => (), false,
         "Sets what happens to devices no rule names.",
-        |i, p, c| i.microsoft365().exchange()?.set_default_access_level(p.level).await?;
+        |i, p, c| i.mail_and_devices().set_default_access_level(p.level).await?;
     "list_access_rules", NoParams => Vec<crate::model::AccessRule>, false,
         "Device access rules (allow / block / quarantine a model, type, OS).",
-        |i, p, c| i.microsoft365().exchange()?.access_rules().await?;
+        |i, p, c| i.mail_and_devices().access_rules().await?;
     "add_access_rule", NewAccessRule => crate::model::AccessRule, false,
         "Adds a device access rule.",
-        |i, p, c| i.microsoft365().exchange()?.add_access_rule(&p).await?;
+        |i, p, c| i.mail_and_devices().add_access_rule(&p).await?;
     "remove_access_rule", IdParams => (), false,
         "Removes a device access rule.",
-        |i, p, c| i.microsoft365().exchange()?.remove_access_rule(&p.id).await?;
+        |i, p, c| i.mail_and_devices().remove_access_rule(&p.id).await?;
     "list_devices", DevicesParams => Vec<crate::model::MobileDevice>, false,
         "A user's mobile devices.",
-        |i, p, c| {
-            crate::validate::upn(&p.user_principal_name)?;
-            i.microsoft365().exchange()?.devices(&p.user_principal_name).await?
-        };
+        |i, p, c| i.mail_and_devices().devices(&p.user_principal_name).await?;
     "set_device_access", DeviceAccessParams => crate::model::DeviceAccessState, false,
         "Allows or blocks one device on its mailbox.",
-        |i, p, c| i.microsoft365().exchange()?.set_device_access(&p.device_id, p.allow).await?;
+        |i, p, c| i.mail_and_devices().set_device_access(&p.device_id, p.allow).await?;
     "wipe_device", WipeParams => crate::model::WipeStatus, false,
         "Wipes a lost device (full or account-only); the device id typed again confirms.",
-        |i, p, c| i.microsoft365().exchange()?.wipe_device(&p.device_id, p.kind, &p.confirm).await?;
+        |i, p, c| i.mail_and_devices().wipe_device(&p.device_id, p.kind, &p.confirm).await?;
     "cancel_wipe", DeviceParams => crate::model::WipeStatus, false,
         "Cancels a pending wipe.",
-        |i, p, c| i.microsoft365().exchange()?.cancel_wipe(&p.device_id).await?;
+        |i, p, c| i.mail_and_devices().cancel_wipe(&p.device_id).await?;
     "wipe_status", DeviceParams => crate::model::WipeStatus, false,
         "Where a wipe stands.",
-        |i, p, c| i.microsoft365().exchange()?.wipe_status(&p.device_id).await?;
+        |i, p, c| i.mail_and_devices().wipe_status(&p.device_id).await?;
     "link_domain", LinkDomainParams => crate::dns::DomainProgress, true,
         "Links the custom domain as far as DNS allows (resumable): add, verify, services, records.",
         |i, p, c| i.domains().link(p.domain, p.services, p.take_over_mail, c).await?;
@@ -900,31 +847,22 @@ operations! {
         |i, p, c| i.domains().apply_records(p.domain, p.replace_spf).await?;
     "list_libraries", NoParams => Vec<crate::model::Library>, false,
         "The team site's document libraries.",
-        |i, p, c| i.microsoft365().sharepoint()?.libraries().await?;
+        |i, p, c| i.files().libraries().await?;
     "create_library", NewLibrary => crate::model::Library, true,
         "Creates a document library (waits for its drive).",
-        |i, p, c| {
-            let sp = i.microsoft365().sharepoint()?.clone();
-            until_cancelled(c, "creating the library", sp.create_library(&p)).await?
-        };
+        |i, p, c| i.files().create_library(&p, c).await?;
     "delete_library", IdParams => (), false,
         "Deletes a document library.",
-        |i, p, c| i.microsoft365().sharepoint()?.delete_library(&p.id).await?;
+        |i, p, c| i.files().delete_library(&p.id).await?;
     "list_site_groups", NoParams => Vec<crate::model::SiteGroup>, false,
         "The team site's owners, members and visitors.",
-        |i, p, c| i.microsoft365().sharepoint()?.site_groups().await?;
+        |i, p, c| i.files().site_groups().await?;
     "grant_site_access", SiteAccessParams => (), false,
         "Adds a user to the team site's owners, members or visitors.",
-        |i, p, c| {
-            crate::validate::upn(&p.user_principal_name)?;
-            i.microsoft365().sharepoint()?.grant(&p.user_principal_name, p.role).await?
-        };
+        |i, p, c| i.files().grant(&p.user_principal_name, p.role).await?;
     "revoke_site_access", SiteAccessParams => crate::model::RevokeOutcome, false,
         "Removes a user from one of the team site's groups.",
-        |i, p, c| {
-            crate::validate::upn(&p.user_principal_name)?;
-            i.microsoft365().sharepoint()?.revoke(&p.user_principal_name, p.role).await?
-        };
+        |i, p, c| i.files().revoke(&p.user_principal_name, p.role).await?;
     "launchpad", NoParams => crate::model::Launchpad, false,
         "The tenant's service URLs: portal, mail, admin centre, team site.",
         |i, p, c| i.launchpad_online().await?;
@@ -995,6 +933,67 @@ mod tests {
             committed == text,
             "docs/OPERATIONS.md is stale: run `O365_BLESS=1 cargo test -p o365-essentials-core ops` and commit it"
         );
+    }
+
+    /// The root's own operations: integration control, on [`Integration`] itself.
+    const ROOT_CALLS: &[&str] = &[
+        "setup",
+        "teardown",
+        "roll_credential",
+        "requirements",
+        "integrate",
+        "status",
+        "disable",
+        "enable",
+        "change_credential",
+        "launchpad_online",
+    ];
+    /// The views a row may call ([`Integration::accounts`] and its siblings).
+    const VIEWS: &[&str] = &[
+        "accounts",
+        "sync",
+        "passwords",
+        "mail_and_devices",
+        "files",
+        "domains",
+    ];
+
+    /// A row of the table is one call on one view, or on the root for integration
+    /// control: the logic lives in the view, and the row only reads its parameters and
+    /// shapes the result for the wire.
+    #[test]
+    fn each_row_is_one_call_on_one_view_or_the_root() {
+        assert_eq!(ROW_BODIES.len(), OPERATIONS.len());
+        for (name, body) in ROW_BODIES {
+            let mut used: Vec<&str> = body
+                .match_indices('i')
+                .filter(|(at, _)| {
+                    let before = body[..*at].chars().next_back();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                        && body[at + 1..].trim_start().starts_with('.')
+                })
+                .map(|(at, _)| {
+                    let rest = body[at + 1..].trim_start()[1..].trim_start();
+                    let end = rest
+                        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .unwrap_or(rest.len());
+                    &rest[..end]
+                })
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            assert_eq!(
+                used.len(),
+                1,
+                "`{name}` reaches the integration through {used:?}: {body}"
+            );
+            let calls = body.matches(&format!("{}(", used[0])).count();
+            assert!(
+                VIEWS.contains(&used[0]) || (ROOT_CALLS.contains(&used[0]) && calls == 1),
+                "`{name}` calls `{}`, neither a view nor the root's integration control: {body}",
+                used[0]
+            );
+        }
     }
 
     #[test]

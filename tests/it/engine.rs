@@ -59,7 +59,11 @@ async fn integrated_demo() -> Fixture {
 /// A bulk-create plan for every eligible local user, without a licence.
 async fn plan_everyone(f: &Fixture) -> o365_essentials::model::Plan {
     f.integration
-        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &request(None))
+        .accounts()
+        .plan_bulk_create(
+            &f.integration.accounts().snapshot().await.unwrap(),
+            &request(None),
+        )
         .unwrap()
 }
 
@@ -96,9 +100,10 @@ async fn bulk_create_links_everyone_once_and_a_rerun_does_nothing() {
     assert_eq!(status.initial_domain, "contoso.onmicrosoft.com");
 
     let sku = f.tenant.skus().await.unwrap()[0].sku_id;
-    let snapshot = f.integration.snapshot().await.unwrap();
+    let snapshot = f.integration.accounts().snapshot().await.unwrap();
     let plan = f
         .integration
+        .accounts()
         .plan_bulk_create(&snapshot, &request(Some(sku)))
         .unwrap();
     assert_eq!(plan.items.len(), 12);
@@ -112,7 +117,7 @@ async fn bulk_create_links_everyone_once_and_a_rerun_does_nothing() {
         Arc::new(move |e: &Event| s2.lock().unwrap().push(e.clone())),
     )
     .unwrap();
-    let results = f.integration.apply(&plan, &ctl).await.unwrap();
+    let results = f.integration.accounts().apply(&plan, &ctl).await.unwrap();
     drop(ctl); // delivers what is queued
     assert_eq!(results.count(Outcome::Succeeded), 12, "{results:?}");
     let events = seen.lock().unwrap().clone();
@@ -164,8 +169,9 @@ async fn bulk_create_links_everyone_once_and_a_rerun_does_nothing() {
 
     let again = f
         .integration
+        .accounts()
         .plan_bulk_create(
-            &f.integration.snapshot().await.unwrap(),
+            &f.integration.accounts().snapshot().await.unwrap(),
             &request(Some(sku)),
         )
         .unwrap();
@@ -207,8 +213,9 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
         .sku_id;
     let plan = f
         .integration
+        .accounts()
         .plan_bulk_create(
-            &f.integration.snapshot().await.unwrap(),
+            &f.integration.accounts().snapshot().await.unwrap(),
             &request(Some(essentials)),
         )
         .unwrap();
@@ -218,6 +225,7 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
         .unwrap();
     let results = f
         .integration
+        .accounts()
         .apply(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
@@ -278,8 +286,9 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
     // Asked to, the retry creates them without the licence; the next plan proposes it.
     let again = f
         .integration
+        .accounts()
         .plan_bulk_create(
-            &f.integration.snapshot().await.unwrap(),
+            &f.integration.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest {
                 users: Some(retry.iter().map(|g| (*g).into()).collect()),
                 allow_unlicensed: true,
@@ -290,6 +299,7 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
     assert!(again.allow_unlicensed);
     let unlicensed = f
         .integration
+        .accounts()
         .apply(&again, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
@@ -308,8 +318,9 @@ async fn items_whose_user_changed_since_planning_are_refused_and_failures_can_be
     assert_eq!(f.integration.status().unwrap().links, 12);
     let next = f
         .integration
+        .accounts()
         .plan_bulk_create(
-            &f.integration.snapshot().await.unwrap(),
+            &f.integration.accounts().snapshot().await.unwrap(),
             &request(Some(essentials)),
         )
         .unwrap();
@@ -339,6 +350,7 @@ async fn disabled_integration_works_offline_and_refuses_changes() {
     assert!(!integration.status().unwrap().enabled);
     assert_eq!(
         integration
+            .accounts()
             .apply(&plan, &o365_essentials::engine::Control::none())
             .await
             .unwrap_err()
@@ -355,6 +367,7 @@ async fn disabled_integration_works_offline_and_refuses_changes() {
     };
     assert_eq!(
         integration
+            .accounts()
             .plan_bulk_create(&o365_essentials::engine::Snapshot::default(), &bad)
             .unwrap_err()
             .code(),
@@ -416,7 +429,7 @@ async fn bulk_create_from_samba() {
     }
     let f = fixture(d.clone(), EmulatorConfig::default()).await;
     f.integration.integrate().await.unwrap();
-    let snapshot = f.integration.snapshot().await.unwrap();
+    let snapshot = f.integration.accounts().snapshot().await.unwrap();
     let chosen: Vec<_> = snapshot
         .users
         .iter()
@@ -426,6 +439,7 @@ async fn bulk_create_from_samba() {
     assert_eq!(chosen.len(), 3);
     let plan = f
         .integration
+        .accounts()
         .plan_bulk_create(
             &snapshot,
             &BulkCreateRequest {
@@ -437,6 +451,7 @@ async fn bulk_create_from_samba() {
     assert_eq!(plan.items.len(), 3);
     let results = f
         .integration
+        .accounts()
         .apply(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
@@ -470,12 +485,12 @@ async fn changing_credentials_checks_the_new_ones_first_and_keeps_the_old_on_fai
     assert!(e.message().contains("old ones stay in use"));
     assert!(!e.to_string().contains("wrong-secret"));
     // The old credentials still work.
-    assert!(f.integration.snapshot().await.is_ok());
+    assert!(f.integration.accounts().snapshot().await.is_ok());
     f.integration
         .change_credentials(crate::graph::config_for(&f._emu))
         .await
         .unwrap();
-    assert!(f.integration.snapshot().await.is_ok());
+    assert!(f.integration.accounts().snapshot().await.is_ok());
     let pad = f.integration.launchpad().unwrap();
     assert_eq!(
         pad.team_site.as_deref(),
@@ -520,7 +535,7 @@ async fn the_match_preview_shows_hard_soft_protected_and_conflicts_before_anythi
     ]})).await;
     let before = admin_state(&f).await;
     let preview = o365_essentials::engine::match_preview(
-        &f.integration.snapshot().await.unwrap(),
+        &f.integration.accounts().snapshot().await.unwrap(),
         "contoso.onmicrosoft.com",
     );
     assert_eq!(
@@ -562,8 +577,9 @@ async fn the_match_preview_shows_hard_soft_protected_and_conflicts_before_anythi
     // With soft matching allowed the plan links Ben, and still never Chloe (admin).
     let plan = f
         .integration
+        .accounts()
         .plan_bulk_create(
-            &f.integration.snapshot().await.unwrap(),
+            &f.integration.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest {
                 allow_soft_match: true,
                 ..request(None)
@@ -582,6 +598,7 @@ async fn the_match_preview_shows_hard_soft_protected_and_conflicts_before_anythi
     );
     let results = f
         .integration
+        .accounts()
         .apply(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
@@ -613,13 +630,19 @@ async fn assign_unassign_and_one_step_create() {
     let ben = mem.find_user("ben.brooks").await.unwrap().unwrap();
     assert_eq!(
         f.integration
+            .accounts()
             .assign(ben.guid, &boss)
             .await
             .unwrap_err()
             .code(),
         ErrorCode::ProtectedAccount
     );
-    let link = f.integration.assign(ava.guid, &free).await.unwrap();
+    let link = f
+        .integration
+        .accounts()
+        .assign(ava.guid, &free)
+        .await
+        .unwrap();
     assert_eq!(link.origin, o365_essentials::model::LinkOrigin::Manual);
     assert_eq!(
         f.tenant.account(&free.0).await.unwrap().immutable_id,
@@ -627,6 +650,7 @@ async fn assign_unassign_and_one_step_create() {
     );
     assert_eq!(
         f.integration
+            .accounts()
             .assign(ben.guid, &free)
             .await
             .unwrap_err()
@@ -634,7 +658,7 @@ async fn assign_unassign_and_one_step_create() {
         ErrorCode::Conflict
     );
 
-    let unassigned = f.integration.unassign(ava.guid).await.unwrap();
+    let unassigned = f.integration.accounts().unassign(ava.guid).await.unwrap();
     assert_eq!(
         unassigned.state,
         o365_essentials::model::LinkState::Unassigned
@@ -655,6 +679,7 @@ async fn assign_unassign_and_one_step_create() {
     };
     let weak = f
         .integration
+        .accounts()
         .create_user_with_account(
             &new,
             &o365_essentials::SecretString::from("short"),
@@ -669,6 +694,7 @@ async fn assign_unassign_and_one_step_create() {
     let pw = o365_essentials::SecretString::from("Fresh-Start-2026!");
     let (local, online) = f
         .integration
+        .accounts()
         .create_user_with_account(&new, &pw, "contoso.onmicrosoft.com", Some("GB"), &[])
         .await
         .unwrap();
@@ -703,7 +729,7 @@ async fn import_creates_local_users_with_passwords_returned_once() {
         password_file: Some(file.clone()),
         ..Default::default()
     };
-    let (imported, results) = f.integration.import(&req).await.unwrap();
+    let (imported, results) = f.integration.accounts().import(&req).await.unwrap();
     assert_eq!(imported.len(), 2, "the admin is not imported: {results:#?}");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -740,11 +766,17 @@ async fn import_creates_local_users_with_passwords_returned_once() {
     );
     // The file is never overwritten; nothing is imported twice.
     assert_eq!(
-        f.integration.import(&req).await.unwrap_err().code(),
+        f.integration
+            .accounts()
+            .import(&req)
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::AlreadyExists
     );
     let (again, _) = f
         .integration
+        .accounts()
         .import(&o365_essentials::engine::ImportRequest::default())
         .await
         .unwrap();
@@ -789,6 +821,7 @@ async fn a_concurrent_import_gives_clashing_names_two_users_and_a_cancelled_one_
     .unwrap();
     let (first, results) = f
         .integration
+        .accounts()
         .import_with(&ImportRequest::default(), &ctl)
         .await
         .unwrap();
@@ -810,6 +843,7 @@ async fn a_concurrent_import_gives_clashing_names_two_users_and_a_cancelled_one_
     // The rerun imports the rest, nothing twice.
     let (rest, results) = f
         .integration
+        .accounts()
         .import(&ImportRequest::default())
         .await
         .unwrap();
@@ -855,6 +889,7 @@ async fn an_import_runs_one_at_a_time_and_settles_what_a_dead_one_left_pending()
         .unwrap();
     let e = f
         .integration
+        .accounts()
         .import(&ImportRequest::default())
         .await
         .unwrap_err();
@@ -872,6 +907,7 @@ async fn an_import_runs_one_at_a_time_and_settles_what_a_dead_one_left_pending()
     drop(held);
     let (imported, results) = f
         .integration
+        .accounts()
         .import(&ImportRequest::default())
         .await
         .unwrap();
@@ -899,6 +935,7 @@ async fn applying_a_plan_never_does_more_than_the_plan() {
         let before = admin_state(&f).await["users"].as_array().unwrap().len();
         let results = f
             .integration
+            .accounts()
             .apply(&plan, &o365_essentials::engine::Control::none())
             .await
             .unwrap();
@@ -921,6 +958,7 @@ async fn re_enabling_relinks_by_anchor_and_reports_drift() {
     let f = integrated_demo().await;
     let plan = plan_everyone(&f).await;
     f.integration
+        .accounts()
         .apply(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
@@ -985,6 +1023,7 @@ async fn re_enabling_relinks_by_anchor_and_reports_drift() {
     );
     let ava_link = f
         .integration
+        .accounts()
         .snapshot()
         .await
         .unwrap()
@@ -1067,11 +1106,13 @@ async fn bulk_create_with_injected_faults_ends_exact() {
         .enabled_units;
     let plan = f
         .integration
-        .plan_bulk_create(&f.integration.snapshot().await.unwrap(), &req)
+        .accounts()
+        .plan_bulk_create(&f.integration.accounts().snapshot().await.unwrap(), &req)
         .unwrap();
     assert_eq!(plan.items.len(), 52);
     let results = f
         .integration
+        .accounts()
         .apply(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
@@ -1131,6 +1172,7 @@ async fn local_users_join_groups_and_the_launchpad_finds_the_team_site() {
     f.integration.integrate().await.unwrap();
     let plan = plan_everyone(&f).await;
     f.integration
+        .accounts()
         .apply(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
@@ -1151,6 +1193,7 @@ async fn local_users_join_groups_and_the_launchpad_finds_the_team_site() {
 
     let names = f
         .integration
+        .accounts()
         .online_user_names(&[ava.guid, ben.guid])
         .await
         .unwrap();
@@ -1163,6 +1206,7 @@ async fn local_users_join_groups_and_the_launchpad_finds_the_team_site() {
     );
     let e = f
         .integration
+        .accounts()
         .online_user_names(&[ava.guid, newcomer.guid])
         .await
         .unwrap_err();

@@ -982,7 +982,11 @@ async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactl
     let integration = Integration::new(dir, Arc::new(crate::graph::tenant_for(&emu)), store);
     integration.integrate().await.unwrap();
     let plan = integration
-        .plan_bulk_create(&integration.snapshot().await.unwrap(), &Default::default())
+        .accounts()
+        .plan_bulk_create(
+            &integration.accounts().snapshot().await.unwrap(),
+            &Default::default(),
+        )
         .unwrap();
     assert_eq!(plan.items.len(), 300);
     let cancel = CancelToken::new();
@@ -996,7 +1000,7 @@ async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactl
         }),
     )
     .unwrap();
-    let e = integration.apply(&plan, &ctl).await.unwrap_err();
+    let e = integration.accounts().apply(&plan, &ctl).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::Cancelled);
     let partial: RunResults = serde_json::from_value(e.partial().unwrap().clone()).unwrap();
     assert_eq!(partial.items.len(), 300, "every item is reported");
@@ -1021,10 +1025,18 @@ async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactl
     );
 
     let rerun = integration
-        .plan_bulk_create(&integration.snapshot().await.unwrap(), &Default::default())
+        .accounts()
+        .plan_bulk_create(
+            &integration.accounts().snapshot().await.unwrap(),
+            &Default::default(),
+        )
         .unwrap();
     assert_eq!(rerun.items.len(), cancelled);
-    let r = integration.apply(&rerun, &Control::none()).await.unwrap();
+    let r = integration
+        .accounts()
+        .apply(&rerun, &Control::none())
+        .await
+        .unwrap();
     assert_eq!(r.count(Outcome::Succeeded), cancelled);
     let state = admin(&emu, "GET", "/state", None).await;
     let users = state["users"].as_array().unwrap();
@@ -1045,7 +1057,11 @@ async fn a_cancelled_bulk_create_keeps_what_was_done_and_a_rerun_finishes_exactl
 async fn a_blocked_observer_does_not_hold_up_the_engine() {
     let (_emu, _tmp, integration) = integrated_demo().await;
     let plan = integration
-        .plan_bulk_create(&integration.snapshot().await.unwrap(), &Default::default())
+        .accounts()
+        .plan_bulk_create(
+            &integration.accounts().snapshot().await.unwrap(),
+            &Default::default(),
+        )
         .unwrap();
     let (release, gate) = std::sync::mpsc::channel::<()>();
     let gate = Mutex::new(Some(gate));
@@ -1061,7 +1077,7 @@ async fn a_blocked_observer_does_not_hold_up_the_engine() {
         }),
     )
     .unwrap();
-    let r = integration.apply(&plan, &ctl).await.unwrap();
+    let r = integration.accounts().apply(&plan, &ctl).await.unwrap();
     assert_eq!(
         r.items.len(),
         12,
@@ -1092,12 +1108,14 @@ async fn a_domain_verified_after_integrating_is_used_by_the_next_plan() {
         ..Default::default()
     };
     let e = integration
-        .plan_bulk_create(&integration.snapshot().await.unwrap(), &request)
+        .accounts()
+        .plan_bulk_create(&integration.accounts().snapshot().await.unwrap(), &request)
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::DomainNotVerified);
     admin(&emu, "POST", "/seed", Some(json!({"users": [], "skus": [], "devices": [], "domains": [{"name": "fabrikam.com", "verified": true}]}))).await;
     let plan = integration
-        .plan_bulk_create(&integration.snapshot().await.unwrap(), &request)
+        .accounts()
+        .plan_bulk_create(&integration.accounts().snapshot().await.unwrap(), &request)
         .unwrap();
     assert!(matches!(&plan.items[0].action,
         o365_essentials::model::PlanAction::CreateAccount { user_principal_name, .. } if user_principal_name.ends_with("@fabrikam.com")));

@@ -25,8 +25,9 @@ fn tenant(emu: &Emulator) -> Arc<GraphTenant> {
 async fn link_everyone(integration: &Integration) {
     integration.integrate().await.unwrap();
     let plan = integration
+        .accounts()
         .plan_bulk_create(
-            &integration.snapshot().await.unwrap(),
+            &integration.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest {
                 domain: "contoso.onmicrosoft.com".into(),
                 ..Default::default()
@@ -34,6 +35,7 @@ async fn link_everyone(integration: &Integration) {
         )
         .unwrap();
     integration
+        .accounts()
         .apply(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
@@ -81,6 +83,7 @@ async fn passwords_changed_during_an_outage_are_delivered_after_it_and_a_restart
         for (i, g) in guids.iter().enumerate() {
             assert!(
                 integration
+                    .passwords()
                     .password_changed(*g, &SecretString::from(format!("Outage-Passw0rd-{i}!")))
                     .unwrap()
             );
@@ -88,6 +91,7 @@ async fn passwords_changed_during_an_outage_are_delivered_after_it_and_a_restart
         // A newer change supersedes the older one for Ava.
         assert!(
             integration
+                .passwords()
                 .password_changed(guids[0], &SecretString::from("Newest-Passw0rd-A!"))
                 .unwrap()
         );
@@ -95,7 +99,7 @@ async fn passwords_changed_during_an_outage_are_delivered_after_it_and_a_restart
             t.elapsed() < std::time::Duration::from_secs(2),
             "queuing does not wait for the cloud"
         );
-        let round = integration.deliver_passwords().await.unwrap();
+        let round = integration.passwords().deliver_passwords().await.unwrap();
         assert_eq!(round.delivered, 0);
         assert_eq!(round.pending, 4);
         assert!(round.refused.is_empty());
@@ -123,7 +127,7 @@ async fn passwords_changed_during_an_outage_are_delivered_after_it_and_a_restart
         Arc::new(Store::open(&store_path).unwrap()),
     )
     .with_password_key(PasswordKey::load_or_create(&key_path).unwrap());
-    let round = integration.deliver_passwords().await.unwrap();
+    let round = integration.passwords().deliver_passwords().await.unwrap();
     assert_eq!((round.delivered, round.pending), (4, 0), "{round:?}");
     let store = Store::open_read_only(&store_path).unwrap();
     assert!(
@@ -160,30 +164,47 @@ async fn refused_passwords_become_per_user_problems_and_disabled_means_nothing_p
     // The domain allowed it (7 characters), Microsoft 365 does not (8 minimum).
     assert!(
         integration
+            .passwords()
             .password_changed(ava, &SecretString::from("Ab1!xyz"))
             .unwrap()
     );
-    let round = integration.deliver_passwords().await.unwrap();
+    let round = integration.passwords().deliver_passwords().await.unwrap();
     assert_eq!(round.refused.len(), 1);
     assert_eq!(round.refused[0].error_code, ErrorCode::PasswordPolicy);
     assert!(!round.refused[0].message.contains("Ab1!xyz"));
     assert_eq!(
-        integration.password_problems().unwrap().len(),
+        integration.passwords().password_problems().unwrap().len(),
         1,
         "the dashboard can show it"
     );
     // A new change replaces the refused one and goes through.
     assert!(
         integration
+            .passwords()
             .password_changed(ava, &SecretString::from("Better-Passw0rd!"))
             .unwrap()
     );
-    assert_eq!(integration.deliver_passwords().await.unwrap().delivered, 1);
-    assert!(integration.password_problems().unwrap().is_empty());
+    assert_eq!(
+        integration
+            .passwords()
+            .deliver_passwords()
+            .await
+            .unwrap()
+            .delivered,
+        1
+    );
+    assert!(
+        integration
+            .passwords()
+            .password_problems()
+            .unwrap()
+            .is_empty()
+    );
 
     let unlinked = ObjectGuid::random();
     assert!(
         !integration
+            .passwords()
             .password_changed(unlinked, &SecretString::from("Whatever-2026!"))
             .unwrap(),
         "no online account, nothing queued"
@@ -191,6 +212,7 @@ async fn refused_passwords_become_per_user_problems_and_disabled_means_nothing_p
     integration.disable().unwrap();
     assert_eq!(
         integration
+            .passwords()
             .password_changed(ava, &SecretString::from("Disabled-2026!x"))
             .unwrap_err()
             .code(),
@@ -201,6 +223,7 @@ async fn refused_passwords_become_per_user_problems_and_disabled_means_nothing_p
     let _ = integration.enable().await.unwrap();
     assert!(
         integration
+            .passwords()
             .password_changed(ava, &SecretString::from("Queued-2026!xy"))
             .unwrap()
     );
@@ -212,7 +235,7 @@ async fn refused_passwords_become_per_user_problems_and_disabled_means_nothing_p
         Arc::new(Store::open(work.path().join("s.db")).unwrap()),
     )
     .with_password_key(other_key);
-    let e = wrong.deliver_passwords().await.unwrap_err();
+    let e = wrong.passwords().deliver_passwords().await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidConfig);
     assert!(e.message().contains("password key"));
     let _ = mem.user(ava).await.unwrap();

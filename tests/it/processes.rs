@@ -42,7 +42,7 @@ fn child(role: &str) {
                 .clone()
                 .start_sync_loop(
                     Some(Duration::from_millis(200)),
-                    integration.sync_options(),
+                    integration.sync().sync_options(),
                     Control::none(),
                     None,
                 )
@@ -55,6 +55,7 @@ fn child(role: &str) {
         "passwords" => {
             for g in users {
                 let queued = integration
+                    .passwords()
                     .password_changed(g, &o365_essentials::SecretString::from(password_for(g)))
                     .unwrap();
                 assert!(queued);
@@ -63,8 +64,9 @@ fn child(role: &str) {
         }
         "apply" => rt.block_on(async {
             let plan = integration
+                .accounts()
                 .plan_bulk_create(
-                    &integration.snapshot().await.unwrap(),
+                    &integration.accounts().snapshot().await.unwrap(),
                     &BulkCreateRequest {
                         users: Some(users.iter().map(|g| (*g).into()).collect()),
                         ..Default::default()
@@ -72,7 +74,11 @@ fn child(role: &str) {
                 )
                 .unwrap();
             println!("\n@@ready {}", plan.items.len());
-            let r = integration.apply(&plan, &Control::none()).await.unwrap();
+            let r = integration
+                .accounts()
+                .apply(&plan, &Control::none())
+                .await
+                .unwrap();
             assert_eq!(r.count(Outcome::Failed), 0, "{r:?}");
             println!("\n@@done");
         }),
@@ -168,8 +174,9 @@ async fn parent() {
     let main = Integration::open(IntegrationConfig::from_json(&config).unwrap()).unwrap();
     main.integrate().await.unwrap();
     let plan = main
+        .accounts()
         .plan_bulk_create(
-            &main.snapshot().await.unwrap(),
+            &main.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest {
                 users: Some(pw_users.iter().map(|g| (*g).into()).collect()),
                 ..Default::default()
@@ -177,7 +184,10 @@ async fn parent() {
         )
         .unwrap();
     assert_eq!(plan.items.len(), 200);
-    main.apply(&plan, &Control::none()).await.unwrap();
+    main.accounts()
+        .apply(&plan, &Control::none())
+        .await
+        .unwrap();
     let updated_before = counter(&emu, "user_updated").await;
 
     // Three processes at once, on the same store.
@@ -256,7 +266,11 @@ async fn parent() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let e = main.apply(&plan, &Control::none()).await.unwrap_err();
+    let e = main
+        .accounts()
+        .apply(&plan, &Control::none())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), o365_essentials::ErrorCode::WorkHeld, "{e}");
     assert!(
         e.message().contains(&format!("process {}", doomed.id())),
@@ -266,8 +280,9 @@ async fn parent() {
     doomed.wait().unwrap();
     admin(&emu, "PUT", "/latency", Some(json!({}))).await;
     let rest = main
+        .accounts()
         .plan_bulk_create(
-            &main.snapshot().await.unwrap(),
+            &main.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest {
                 users: Some(late_users.iter().map(|g| (*g).into()).collect()),
                 ..Default::default()
@@ -275,6 +290,7 @@ async fn parent() {
         )
         .unwrap();
     let r = main
+        .accounts()
         .apply(&rest, &Control::with_cancel(CancelToken::new()))
         .await
         .unwrap();

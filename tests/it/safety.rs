@@ -138,6 +138,7 @@ impl Opened {
 
     async fn link_state(&self, sam: &str) -> Option<LinkState> {
         self.integration
+            .accounts()
             .linked_users(Some(sam))
             .await
             .ok()
@@ -146,6 +147,7 @@ impl Opened {
 
     async fn sync(&self) -> o365_essentials::engine::SyncReport {
         self.integration
+            .sync()
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap()
@@ -240,7 +242,7 @@ async fn protected_and_out_of_scope_users_are_never_planned_created_or_captured_
     );
 
     // The preview: only ann and carl; each protected user with its rule.
-    let snapshot = o.integration.snapshot().await.unwrap();
+    let snapshot = o.integration.accounts().snapshot().await.unwrap();
     let listed: Vec<&str> = snapshot
         .users
         .iter()
@@ -249,6 +251,7 @@ async fn protected_and_out_of_scope_users_are_never_planned_created_or_captured_
     assert!(!listed.contains(&"safe.out"), "out of scope: {listed:?}");
     let plan = o
         .integration
+        .accounts()
         .plan_bulk_create(&snapshot, &BulkCreateRequest::default())
         .unwrap();
     let planned: Vec<&str> = plan
@@ -332,6 +335,7 @@ async fn protected_and_out_of_scope_users_are_never_planned_created_or_captured_
     let before = o.online_upns().await.len();
     let results = o
         .integration
+        .accounts()
         .apply(&edited, &Control::none())
         .await
         .unwrap();
@@ -375,7 +379,12 @@ async fn protected_and_out_of_scope_users_are_never_planned_created_or_captured_
     assert!(!o.anchors_online().await.contains(&admin.anchor().0));
 
     // The plan as made: ann and carl get accounts.
-    let made = o.integration.apply(&plan, &Control::none()).await.unwrap();
+    let made = o
+        .integration
+        .accounts()
+        .apply(&plan, &Control::none())
+        .await
+        .unwrap();
     assert_eq!(made.count(Outcome::Succeeded), 2, "{made:#?}");
 
     // A Domain Admin's and an out-of-scope user's password changes are neither queued
@@ -388,6 +397,7 @@ async fn protected_and_out_of_scope_users_are_never_planned_created_or_captured_
     ] {
         let r = o
             .integration
+            .passwords()
             .capture_password(&hook_ldif(who, 7, "Autumn-Safe-2027!"))
             .await
             .unwrap();
@@ -398,10 +408,11 @@ async fn protected_and_out_of_scope_users_are_never_planned_created_or_captured_
             who.sam_account_name
         );
     }
-    let kept = o.integration.kept_password_users().unwrap();
+    let kept = o.integration.passwords().kept_password_users().unwrap();
     assert!(kept.is_empty(), "{kept:?}");
     assert!(
         o.integration
+            .passwords()
             .password_problems()
             .unwrap()
             .iter()
@@ -444,6 +455,7 @@ async fn protected_and_out_of_scope_users_are_never_planned_created_or_captured_
     // While protected, nothing of hers is sent, and no round repeats the block.
     let r = o
         .integration
+        .passwords()
         .capture_password(&hook_ldif(&ann, 8, "Winter-Safe-2027!"))
         .await
         .unwrap();
@@ -556,8 +568,9 @@ async fn online_role_holders_are_never_matched_linked_or_written_whatever_the_ro
 
     let plan = o
         .integration
+        .accounts()
         .plan_bulk_create(
-            &o.integration.snapshot().await.unwrap(),
+            &o.integration.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest {
                 domain: "contoso.onmicrosoft.com".into(),
                 allow_soft_match: true,
@@ -581,6 +594,7 @@ async fn online_role_holders_are_never_matched_linked_or_written_whatever_the_ro
         .unwrap();
     let e = o
         .integration
+        .accounts()
         .assign(locals[0].guid, &reader.id)
         .await
         .unwrap_err();
@@ -597,6 +611,7 @@ async fn online_role_holders_are_never_matched_linked_or_written_whatever_the_ro
     }
     let r = o
         .integration
+        .accounts()
         .apply(&edited, &Control::none())
         .await
         .unwrap();
@@ -628,8 +643,9 @@ async fn a_refused_current_password_is_never_hidden_and_own_creates_are_not_drif
     // drift.a is linked and the sync is running: the delta cursor exists.
     let first = o
         .integration
+        .accounts()
         .plan_bulk_create(
-            &o.integration.snapshot().await.unwrap(),
+            &o.integration.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest {
                 users: Some(vec![a.guid.into()]),
                 ..Default::default()
@@ -638,6 +654,7 @@ async fn a_refused_current_password_is_never_hidden_and_own_creates_are_not_drif
         .unwrap();
     assert_eq!(
         o.integration
+            .accounts()
             .apply(&first, &Control::none())
             .await
             .unwrap()
@@ -649,19 +666,26 @@ async fn a_refused_current_password_is_never_hidden_and_own_creates_are_not_drif
     // refuses (8 at least): kept for the account to come.
     let r = o
         .integration
+        .passwords()
         .capture_password(&hook_ldif(&b, 3, "Ab1!xyz"))
         .await
         .unwrap();
     assert_eq!(serde_json::to_value(r.outcome).unwrap(), "kept");
     let plan = o
         .integration
+        .accounts()
         .plan_bulk_create(
-            &o.integration.snapshot().await.unwrap(),
+            &o.integration.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest::default(),
         )
         .unwrap();
     assert_eq!(plan.items.len(), 2);
-    let made = o.integration.apply(&plan, &Control::none()).await.unwrap();
+    let made = o
+        .integration
+        .accounts()
+        .apply(&plan, &Control::none())
+        .await
+        .unwrap();
     assert_eq!(made.count(Outcome::Succeeded), 2, "{made:#?}");
     let b_item = made.items.iter().find(|i| i.local_guid == b.guid).unwrap();
     assert_eq!(
@@ -673,14 +697,20 @@ async fn a_refused_current_password_is_never_hidden_and_own_creates_are_not_drif
         said.contains("refused the user's current password") && said.contains("8 characters"),
         "{said}"
     );
-    let problems = o.integration.password_problems().unwrap();
+    let problems = o.integration.passwords().password_problems().unwrap();
     assert!(
         problems
             .iter()
             .any(|p| p.local_guid == b.guid && p.error_code == ErrorCode::PasswordPolicy),
         "{problems:?}"
     );
-    assert!(o.integration.kept_password_users().unwrap().is_empty());
+    assert!(
+        o.integration
+            .passwords()
+            .kept_password_users()
+            .unwrap()
+            .is_empty()
+    );
     // The round after the bulk create: the two new accounts are the engine's own work.
     let quiet = o.sync().await;
     assert!(quiet.drift.is_empty(), "{:?}", quiet.drift);
@@ -706,13 +736,20 @@ async fn a_refused_current_password_is_never_hidden_and_own_creates_are_not_drif
     // drift.b's next change is one Microsoft 365 takes: delivered, and the problem is gone.
     let r = o
         .integration
+        .passwords()
         .capture_password(&hook_ldif(&b, 4, "Longer-Safe-2027!"))
         .await
         .unwrap();
     assert_eq!(serde_json::to_value(r.outcome).unwrap(), "queued");
     let delivered = o.sync().await;
     assert_eq!(delivered.passwords.delivered, 1);
-    assert!(o.integration.password_problems().unwrap().is_empty());
+    assert!(
+        o.integration
+            .passwords()
+            .password_problems()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// The system clock moved on by whole days.
@@ -743,41 +780,60 @@ async fn kept_passwords_expire_and_enabling_blocks_leavers_at_once_on_samba() {
     let clock = Arc::new(LaterClock::default());
     let integration = integration.with_clock(clock.clone());
     let plan = integration
+        .accounts()
         .plan_bulk_create(
-            &integration.snapshot().await.unwrap(),
+            &integration.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest {
                 users: Some(vec![b.guid.into(), c.guid.into()]),
                 ..Default::default()
             },
         )
         .unwrap();
-    let made = integration.apply(&plan, &Control::none()).await.unwrap();
+    let made = integration
+        .accounts()
+        .apply(&plan, &Control::none())
+        .await
+        .unwrap();
     assert_eq!(made.count(Outcome::Succeeded), 2);
     integration
+        .sync()
         .run_sync_once(&SyncOptions::default())
         .await
         .unwrap();
 
     // keep.a has no account: the password is kept, for 7 days.
     let r = integration
+        .passwords()
         .capture_password(&hook_ldif(&a, 2, "Autumn-Keep-2027!"))
         .await
         .unwrap();
     assert_eq!(serde_json::to_value(r.outcome).unwrap(), "kept");
-    assert_eq!(integration.kept_password_users().unwrap(), vec![a.guid]);
+    assert_eq!(
+        integration.passwords().kept_password_users().unwrap(),
+        vec![a.guid]
+    );
     clock.0.store(6, std::sync::atomic::Ordering::SeqCst);
     integration
+        .sync()
         .run_sync_once(&SyncOptions::default())
         .await
         .unwrap();
-    assert_eq!(integration.kept_password_users().unwrap(), vec![a.guid]);
+    assert_eq!(
+        integration.passwords().kept_password_users().unwrap(),
+        vec![a.guid]
+    );
     clock.0.store(8, std::sync::atomic::Ordering::SeqCst);
     integration
+        .sync()
         .run_sync_once(&SyncOptions::default())
         .await
         .unwrap();
     assert!(
-        integration.kept_password_users().unwrap().is_empty(),
+        integration
+            .passwords()
+            .kept_password_users()
+            .unwrap()
+            .is_empty(),
         "expired after 7 days"
     );
 
@@ -804,6 +860,7 @@ async fn kept_passwords_expire_and_enabling_blocks_leavers_at_once_on_samba() {
     }
     // The next round deletes the account of the user who is gone.
     let r = integration
+        .sync()
         .run_sync_once(&SyncOptions::default())
         .await
         .unwrap();
@@ -845,7 +902,11 @@ async fn seats_are_counted_before_anything_is_written_on_samba() {
     };
     let plan = o
         .integration
-        .plan_bulk_create(&o.integration.snapshot().await.unwrap(), &request)
+        .accounts()
+        .plan_bulk_create(
+            &o.integration.accounts().snapshot().await.unwrap(),
+            &request,
+        )
         .unwrap();
     // The preview: 3 planned, 1 free, 2 beyond.
     assert_eq!(plan.seats.len(), 1);
@@ -859,7 +920,12 @@ async fn seats_are_counted_before_anything_is_written_on_samba() {
     );
     assert_eq!(plan.items.iter().filter(|i| i.licence_short).count(), 2);
     let before = o.online_upns().await.len();
-    let r = o.integration.apply(&plan, &Control::none()).await.unwrap();
+    let r = o
+        .integration
+        .accounts()
+        .apply(&plan, &Control::none())
+        .await
+        .unwrap();
     assert_eq!(r.count(Outcome::Succeeded), 1, "{r:#?}");
     assert_eq!(
         r.items
@@ -877,15 +943,21 @@ async fn seats_are_counted_before_anything_is_written_on_samba() {
     // Asked to, the rest are made without it: status says so, the next plan proposes it.
     let plan = o
         .integration
+        .accounts()
         .plan_bulk_create(
-            &o.integration.snapshot().await.unwrap(),
+            &o.integration.accounts().snapshot().await.unwrap(),
             &BulkCreateRequest {
                 allow_unlicensed: true,
                 ..request.clone()
             },
         )
         .unwrap();
-    let r = o.integration.apply(&plan, &Control::none()).await.unwrap();
+    let r = o
+        .integration
+        .accounts()
+        .apply(&plan, &Control::none())
+        .await
+        .unwrap();
     assert_eq!(r.count(Outcome::Succeeded), 2, "{r:#?}");
     let status = o.integration.status().unwrap();
     assert!(
@@ -898,7 +970,11 @@ async fn seats_are_counted_before_anything_is_written_on_samba() {
     );
     let next = o
         .integration
-        .plan_bulk_create(&o.integration.snapshot().await.unwrap(), &request)
+        .accounts()
+        .plan_bulk_create(
+            &o.integration.accounts().snapshot().await.unwrap(),
+            &request,
+        )
         .unwrap();
     assert_eq!(
         next.items
@@ -915,6 +991,7 @@ async fn seats_are_counted_before_anything_is_written_on_samba() {
     let sku2 = crate::graph::tenant_for(&o2.emu).skus().await.unwrap()[1].sku_id;
     let (_, online) = o2
         .integration
+        .accounts()
         .create_user_with_account(
             &NewLocalUser {
                 sam_account_name: "seat.new".into(),

@@ -34,6 +34,7 @@ impl Setup {
     /// One sync run with the default options.
     async fn sync(&self) -> o365_essentials::engine::SyncReport {
         self.integration
+            .sync()
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap()
@@ -78,15 +79,18 @@ async fn linked_with(
         ..Default::default()
     };
     let plan = integration
-        .plan_bulk_create(&integration.snapshot().await.unwrap(), &req)
+        .accounts()
+        .plan_bulk_create(&integration.accounts().snapshot().await.unwrap(), &req)
         .unwrap();
     let r = integration
+        .accounts()
         .apply(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
     assert_eq!(r.count(Outcome::Failed), 0);
     // The first run reads the directory whole and finds nothing to change.
     let first = integration
+        .sync()
         .run_sync_once(&SyncOptions::default())
         .await
         .unwrap();
@@ -213,6 +217,7 @@ async fn the_safety_threshold_holds_mass_disables_until_allowed() {
     }
     let allowed = s
         .integration
+        .sync()
         .run_sync_once(&SyncOptions {
             allow_beyond_threshold: true,
             ..Default::default()
@@ -253,6 +258,7 @@ async fn the_sync_loop_propagates_and_stops_cleanly() {
     s.integration.disable().unwrap();
     assert_eq!(
         s.integration
+            .sync()
             .run_sync_once(&SyncOptions::default())
             .await
             .unwrap_err()
@@ -331,7 +337,7 @@ async fn a_sync_run_cut_off_midway_is_finished_by_the_next_one() {
         .unwrap();
     let cut = tokio::time::timeout(
         Duration::from_millis(400),
-        s.integration.run_sync_once(&SyncOptions::default()),
+        s.integration.sync().run_sync_once(&SyncOptions::default()),
     )
     .await;
     assert!(cut.is_err(), "the run was cut off");
@@ -595,6 +601,7 @@ async fn without_a_password_key_password_sync_says_so_instead_of_skipping() {
     let ava = mem.find_user("ava.adams").await.unwrap().unwrap();
     let e = s
         .integration
+        .passwords()
         .password_changed(
             ava.guid,
             &o365_essentials::SecretString::from("Spring-Rain-2027!"),
@@ -622,6 +629,7 @@ async fn a_sync_plan_skips_users_changed_since_it_was_made() {
     mem.set_enabled(ben.guid, false).await.unwrap();
     let plan = s
         .integration
+        .sync()
         .plan_sync_run(&SyncOptions::default())
         .await
         .unwrap();
@@ -630,6 +638,7 @@ async fn a_sync_plan_skips_users_changed_since_it_was_made() {
     mem.set_enabled(ben.guid, true).await.unwrap();
     let report = s
         .integration
+        .sync()
         .apply_sync_plan(&plan, &o365_essentials::engine::Control::none())
         .await
         .unwrap();
@@ -666,6 +675,7 @@ async fn a_run_asked_to_wait_for_held_work_waits_and_one_not_asked_is_refused() 
         .unwrap();
     let e = s
         .integration
+        .sync()
         .run_sync(
             &SyncOptions::default(),
             &o365_essentials::engine::Control::none(),
@@ -690,6 +700,7 @@ async fn a_run_asked_to_wait_for_held_work_waits_and_one_not_asked_is_refused() 
     let ctl = o365_essentials::engine::Control::none().with_lease_wait(Duration::from_secs(20));
     let report = s
         .integration
+        .sync()
         .run_sync(&SyncOptions::default(), &ctl)
         .await
         .unwrap();
@@ -712,6 +723,7 @@ async fn a_run_asked_to_wait_for_held_work_waits_and_one_not_asked_is_refused() 
         .with_lease_wait(Duration::from_secs(60));
     let e = s
         .integration
+        .sync()
         .run_sync(&SyncOptions::default(), &ctl)
         .await
         .unwrap_err();

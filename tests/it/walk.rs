@@ -119,8 +119,9 @@ impl World {
     async fn bulk_create(&mut self, allow_unlicensed: bool) {
         let plan = self
             .integration
+            .accounts()
             .plan_bulk_create(
-                &self.integration.snapshot().await.unwrap(),
+                &self.integration.accounts().snapshot().await.unwrap(),
                 &BulkCreateRequest {
                     domain: "contoso.onmicrosoft.com".into(),
                     licences: vec![LicenceAssignment {
@@ -136,7 +137,12 @@ impl World {
     }
 
     async fn apply(&mut self, plan: &o365_essentials::model::Plan) {
-        match self.integration.apply(plan, &Control::none()).await {
+        match self
+            .integration
+            .accounts()
+            .apply(plan, &Control::none())
+            .await
+        {
             Ok(r) => self.keep_results(&r),
             Err(e) => eprintln!("walk: apply failed as a whole: {e}"),
         }
@@ -155,7 +161,7 @@ impl World {
             ..Default::default()
         };
         for attempt in 0..6 {
-            match self.integration.run_sync_once(&options).await {
+            match self.integration.sync().run_sync_once(&options).await {
                 Ok(r) if r.results.items.iter().all(|i| i.outcome != Outcome::Failed) => return,
                 Ok(r) => eprintln!(
                     "walk: round {attempt} had failures: {:?}",
@@ -189,7 +195,12 @@ impl World {
                 "step {step}: two accounts carry {anchor}"
             );
         }
-        let links = self.integration.linked_users(None).await.unwrap();
+        let links = self
+            .integration
+            .accounts()
+            .linked_users(None)
+            .await
+            .unwrap();
         let mut linked_online = HashSet::new();
         for l in &links {
             assert!(
@@ -201,6 +212,7 @@ impl World {
         let now = time::OffsetDateTime::now_utc();
         let kept: HashSet<ObjectGuid> = self
             .integration
+            .passwords()
             .kept_password_users()
             .unwrap()
             .into_iter()
@@ -486,6 +498,7 @@ async fn the_safety_invariants_hold_after_every_round_of_a_random_walk() {
                         base64::engine::general_purpose::STANDARD.encode(&pw)
                     );
                     w.integration
+                        .passwords()
                         .capture_password(&SecretString::from(ldif))
                         .await
                         .unwrap();
@@ -497,8 +510,9 @@ async fn the_safety_invariants_hold_after_every_round_of_a_random_walk() {
                 w.new_user().await;
                 let plan = w
                     .integration
+                    .accounts()
                     .plan_bulk_create(
-                        &w.integration.snapshot().await.unwrap(),
+                        &w.integration.accounts().snapshot().await.unwrap(),
                         &BulkCreateRequest {
                             domain: "contoso.onmicrosoft.com".into(),
                             allow_unlicensed: true,
@@ -528,6 +542,7 @@ async fn the_safety_invariants_hold_after_every_round_of_a_random_walk() {
                 }
                 let r = w
                     .integration
+                    .accounts()
                     .apply(&edited, &Control::none())
                     .await
                     .unwrap();

@@ -1,5 +1,5 @@
 //! Passwords captured on a Samba DC: `samba-tool user syncpasswords --script` runs a hook
-//! for each changed account with the account's LDIF on stdin; [`Integration::capture_password`]
+//! for each changed account with the account's LDIF on stdin; [`PasswordsView::capture_password`]
 //! reads it, recognises repeated calls, obtains the cleartext and queues it.
 //!
 //! The cleartext comes from `virtualSambaGPG` (Samba encrypts every password set to the
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::{LinkState, ObjectGuid};
 
-use super::Integration;
+use super::PasswordsView;
 
 /// The configuration of password capture on a Samba DC (`password_capture`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -229,168 +229,6 @@ fn version_key(guid: ObjectGuid) -> String {
     format!("capture.key_version.{guid}")
 }
 
-impl Integration {
-    /// Handles one account from `samba-tool user syncpasswords --script`: its LDIF as
-    /// the hook read it from stdin. Deleted accounts and accounts without a password are
-    /// left; a password version already queued is recognised (`objectGUID` +
-    /// `msDS-KeyVersionNumber`); otherwise the cleartext is obtained and queued with
-    /// [`Integration::password_changed`] — which never waits for a sync run.
-    ///
-    /// # Errors
-    /// [`ErrorCode::InvalidInput`] for LDIF that is not one account's;
-    /// [`ErrorCode::InvalidConfig`] when a `virtualSambaGPG` arrives and
-    /// `password_capture` is not configured, or `gpg` cannot decrypt it; store errors.
-    /// The hook exits non-zero on an error so that samba-tool delivers the account again.
-    pub async fn capture_password(&self, ldif: &SecretString) -> Result<CaptureReport> {
-        let entry = parse_hook_ldif(ldif.expose_secret())?;
-        let report = |outcome| CaptureReport {
-            outcome,
-            local_guid: entry.guid,
-            sam_account_name: entry.sam_account_name.clone(),
-            key_version: entry.key_version,
-        };
-        if entry.deleted {
-            return Ok(report(CaptureOutcome::Deleted));
-        }
-        if entry.samba_gpg.is_none() && entry.cleartext.is_none() {
-            return Ok(report(CaptureOutcome::NoPassword));
-        }
-        let status: Option<super::IntegrationStatus> = self.store.setting(super::SETTINGS_KEY)?;
-        if status.as_ref().is_some_and(|s| !s.enabled) {
-            return Ok(report(CaptureOutcome::Disabled));
-        }
-        // Only a password that belongs online is read at all: the gate's rules decide,
-        // from the directory as it is now.
-        let link = self.store.link_by_local(entry.guid)?;
-        // An unassigned account keeps the user's password current (it may be assigned
-        // again); a suspended (protected, out of scope) or deleted one gets nothing.
-        let linked = link
-            .as_ref()
-            .is_some_and(|l| matches!(l.state, LinkState::Active | LinkState::Unassigned));
-        let user = match self.dir.user(entry.guid).await {
-            Ok(u) => u,
-            Err(e) if e.code() == ErrorCode::NotFound => {
-                return Ok(report(CaptureOutcome::NotLinked));
-            }
-            Err(e) => return Err(e),
-        };
-        if self.gate.policy().local_refusal(&user).is_some() {
-            return Ok(report(CaptureOutcome::Protected));
-        }
-        if !linked {
-            // Kept for a bulk create only for an enabled user who has no online account
-            // at all (an unassigned or suspended one gets nothing), and only for a while.
-            if link.is_some() || !user.enabled() || self.keep_for().is_zero() {
-                return Ok(report(CaptureOutcome::NotLinked));
-            }
-        }
-        if let Some(v) = entry.key_version {
-            let seen: Option<u64> = self.store.setting(&version_key(entry.guid))?;
-            if seen.is_some_and(|s| s >= v) {
-                return Ok(report(CaptureOutcome::Repeated));
-            }
-        }
-        let password = match (&entry.cleartext, &entry.samba_gpg) {
-            (Some(clear), _) => clear.clone(),
-            (None, Some(armored)) => self.decrypt_samba_gpg(armored).await?,
-            (None, None) => return Ok(report(CaptureOutcome::NoPassword)),
-        };
-        let outcome = if linked && self.password_changed(entry.guid, &password)? {
-            CaptureOutcome::Queued
-        } else {
-            self.keep_password(entry.guid, &password)?;
-            CaptureOutcome::Kept
-        };
-        if let Some(v) = entry.key_version {
-            self.store.set_setting(&version_key(entry.guid), &v)?;
-        }
-        Ok(report(outcome))
-    }
-
-    async fn decrypt_samba_gpg(&self, armored: &SecretString) -> Result<SecretString> {
-        use tokio::io::AsyncWriteExt;
-        let Some(settings) = self.settings.capture.as_ref() else {
-            return Err(Error::new(
-                ErrorCode::InvalidConfig,
-                "a password arrived encrypted for Samba's GPG key (virtualSambaGPG), and \
-                 `password_capture.gnupg_home` is not configured",
-            ));
-        };
-        crate::platform::check_secret_path(
-            &settings.gnupg_home,
-            "GnuPG home (password_capture.gnupg_home)",
-        )?;
-        let gpg = settings.gpg.clone().unwrap_or_else(|| PathBuf::from("gpg"));
-        let mut child = tokio::process::Command::new(&gpg)
-            .args(["--batch", "--quiet", "--no-tty", "--yes", "--homedir"])
-            .arg(&settings.gnupg_home)
-            .args([
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-                "--decrypt",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                Error::new(
-                    ErrorCode::InvalidConfig,
-                    format!(
-                        "cannot run {} to decrypt a captured password: {e}",
-                        gpg.display()
-                    ),
-                )
-            })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(armored.expose_secret().as_bytes())
-                .await
-                .map_err(|e| Error::internal(format!("writing to gpg: {e}")))?;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| Error::internal(format!("waiting for gpg: {e}")))?;
-        if !out.status.success() {
-            // gpg's own words name the key it wanted; they carry no plaintext.
-            let said = String::from_utf8_lossy(&out.stderr);
-            let said: String = said.lines().take(3).collect::<Vec<_>>().join("; ");
-            return Err(Error::new(
-                ErrorCode::InvalidConfig,
-                format!(
-                    "gpg could not decrypt a captured password with the keyring {} ({}): {said}; \
-                     the private key of smb.conf's `password hash gpg key ids` belongs there",
-                    settings.gnupg_home.display(),
-                    out.status
-                ),
-            ));
-        }
-        // The plaintext is the password in UTF-16LE.
-        let bytes = out.stdout;
-        if bytes.len() % 2 != 0 {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                "the decrypted password is not UTF-16 (an odd number of bytes)",
-            ));
-        }
-        let units: Vec<u16> = bytes
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect();
-        let text = String::from_utf16(&units).map_err(|_| {
-            Error::new(
-                ErrorCode::InvalidInput,
-                "the decrypted password is not valid UTF-16",
-            )
-        })?;
-        Ok(SecretString::from(text))
-    }
-}
-
 async fn run_tool(program: &std::path::Path, args: &[&std::ffi::OsStr]) -> Option<(bool, String)> {
     let out = tokio::process::Command::new(program)
         .args(args)
@@ -575,6 +413,168 @@ fn syncpasswords_loop_running(smb_conf: &std::path::Path) -> bool {
         let conf = conf.map(std::path::Path::new).unwrap_or(default);
         conf == smb_conf || std::fs::canonicalize(conf).ok() == std::fs::canonicalize(smb_conf).ok()
     })
+}
+
+impl PasswordsView<'_> {
+    /// Handles one account from `samba-tool user syncpasswords --script`: its LDIF as
+    /// the hook read it from stdin. Deleted accounts and accounts without a password are
+    /// left; a password version already queued is recognised (`objectGUID` +
+    /// `msDS-KeyVersionNumber`); otherwise the cleartext is obtained and queued with
+    /// [`PasswordsView::password_changed`] — which never waits for a sync run.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidInput`] for LDIF that is not one account's;
+    /// [`ErrorCode::InvalidConfig`] when a `virtualSambaGPG` arrives and
+    /// `password_capture` is not configured, or `gpg` cannot decrypt it; store errors.
+    /// The hook exits non-zero on an error so that samba-tool delivers the account again.
+    pub async fn capture_password(&self, ldif: &SecretString) -> Result<CaptureReport> {
+        let entry = parse_hook_ldif(ldif.expose_secret())?;
+        let report = |outcome| CaptureReport {
+            outcome,
+            local_guid: entry.guid,
+            sam_account_name: entry.sam_account_name.clone(),
+            key_version: entry.key_version,
+        };
+        if entry.deleted {
+            return Ok(report(CaptureOutcome::Deleted));
+        }
+        if entry.samba_gpg.is_none() && entry.cleartext.is_none() {
+            return Ok(report(CaptureOutcome::NoPassword));
+        }
+        let status: Option<super::IntegrationStatus> = self.i.store.setting(super::SETTINGS_KEY)?;
+        if status.as_ref().is_some_and(|s| !s.enabled) {
+            return Ok(report(CaptureOutcome::Disabled));
+        }
+        // Only a password that belongs online is read at all: the gate's rules decide,
+        // from the directory as it is now.
+        let link = self.i.store.link_by_local(entry.guid)?;
+        // An unassigned account keeps the user's password current (it may be assigned
+        // again); a suspended (protected, out of scope) or deleted one gets nothing.
+        let linked = link
+            .as_ref()
+            .is_some_and(|l| matches!(l.state, LinkState::Active | LinkState::Unassigned));
+        let user = match self.i.dir.user(entry.guid).await {
+            Ok(u) => u,
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                return Ok(report(CaptureOutcome::NotLinked));
+            }
+            Err(e) => return Err(e),
+        };
+        if self.i.gate.policy().local_refusal(&user).is_some() {
+            return Ok(report(CaptureOutcome::Protected));
+        }
+        if !linked {
+            // Kept for a bulk create only for an enabled user who has no online account
+            // at all (an unassigned or suspended one gets nothing), and only for a while.
+            if link.is_some() || !user.enabled() || self.i.keep_for().is_zero() {
+                return Ok(report(CaptureOutcome::NotLinked));
+            }
+        }
+        if let Some(v) = entry.key_version {
+            let seen: Option<u64> = self.i.store.setting(&version_key(entry.guid))?;
+            if seen.is_some_and(|s| s >= v) {
+                return Ok(report(CaptureOutcome::Repeated));
+            }
+        }
+        let password = match (&entry.cleartext, &entry.samba_gpg) {
+            (Some(clear), _) => clear.clone(),
+            (None, Some(armored)) => self.decrypt_samba_gpg(armored).await?,
+            (None, None) => return Ok(report(CaptureOutcome::NoPassword)),
+        };
+        let outcome = if linked && self.password_changed(entry.guid, &password)? {
+            CaptureOutcome::Queued
+        } else {
+            self.i.keep_password(entry.guid, &password)?;
+            CaptureOutcome::Kept
+        };
+        if let Some(v) = entry.key_version {
+            self.i.store.set_setting(&version_key(entry.guid), &v)?;
+        }
+        Ok(report(outcome))
+    }
+
+    async fn decrypt_samba_gpg(&self, armored: &SecretString) -> Result<SecretString> {
+        use tokio::io::AsyncWriteExt;
+        let Some(settings) = self.i.settings.capture.as_ref() else {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                "a password arrived encrypted for Samba's GPG key (virtualSambaGPG), and \
+                 `password_capture.gnupg_home` is not configured",
+            ));
+        };
+        crate::platform::check_secret_path(
+            &settings.gnupg_home,
+            "GnuPG home (password_capture.gnupg_home)",
+        )?;
+        let gpg = settings.gpg.clone().unwrap_or_else(|| PathBuf::from("gpg"));
+        let mut child = tokio::process::Command::new(&gpg)
+            .args(["--batch", "--quiet", "--no-tty", "--yes", "--homedir"])
+            .arg(&settings.gnupg_home)
+            .args([
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--decrypt",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!(
+                        "cannot run {} to decrypt a captured password: {e}",
+                        gpg.display()
+                    ),
+                )
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(armored.expose_secret().as_bytes())
+                .await
+                .map_err(|e| Error::internal(format!("writing to gpg: {e}")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| Error::internal(format!("waiting for gpg: {e}")))?;
+        if !out.status.success() {
+            // gpg's own words name the key it wanted; they carry no plaintext.
+            let said = String::from_utf8_lossy(&out.stderr);
+            let said: String = said.lines().take(3).collect::<Vec<_>>().join("; ");
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "gpg could not decrypt a captured password with the keyring {} ({}): {said}; \
+                     the private key of smb.conf's `password hash gpg key ids` belongs there",
+                    settings.gnupg_home.display(),
+                    out.status
+                ),
+            ));
+        }
+        // The plaintext is the password in UTF-16LE.
+        let bytes = out.stdout;
+        if bytes.len() % 2 != 0 {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                "the decrypted password is not UTF-16 (an odd number of bytes)",
+            ));
+        }
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let text = String::from_utf16(&units).map_err(|_| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                "the decrypted password is not valid UTF-16",
+            )
+        })?;
+        Ok(SecretString::from(text))
+    }
 }
 
 #[cfg(test)]

@@ -1,27 +1,35 @@
-//! The integration engine: the [`Integration`] facade over a directory, a tenant and the
-//! state store — requirements check, integrate / status / disable / re-enable, and
-//! plan → apply for bulk-creating online accounts, with a journal, progress reports and
-//! a results file.
+//! The integration engine. [`Integration`] is the root: [`Integration::open`] builds the
+//! context (directory, the gate's guarded Microsoft 365 ports, the state store, the
+//! password key, the clock) and the root itself carries integration control
+//! (requirements, integrate / status / disable / re-enable, setup and credentials).
+//! Everything else is a view borrowed from it, each in its own file:
+//! [`Integration::accounts`] (snapshot, plan → apply bulk creates with a journal,
+//! progress reports and a results file; import, assign, unassign), [`Integration::sync`],
+//! [`Integration::passwords`], [`Integration::mail_and_devices`], [`Integration::files`]
+//! and [`Integration::domains`].
 //!
 //! ```no_run
 //! # async fn demo(integration: o365_essentials_core::engine::Integration) -> o365_essentials_core::Result<()> {
 //! use o365_essentials_core::engine::{BulkCreateRequest, CancelToken, Control, Event};
-//! let snapshot = integration.snapshot().await?;
-//! let plan = integration.plan_bulk_create(&snapshot, &BulkCreateRequest { domain: "contoso.com".into(), ..Default::default() })?;
+//! let accounts = integration.accounts();
+//! let snapshot = accounts.snapshot().await?;
+//! let plan = accounts.plan_bulk_create(&snapshot, &BulkCreateRequest { domain: "contoso.com".into(), ..Default::default() })?;
 //! let ctl = Control::with_observer(CancelToken::new(), std::sync::Arc::new(|e: &Event| {
 //!     if let Event::Progress { done, total, .. } = e { println!("{done}/{total}") }
 //! }))?;
-//! let results = integration.apply(&plan, &ctl).await?;
+//! let results = accounts.apply(&plan, &ctl).await?;
 //! # Ok(()) }
 //! ```
 
+mod accounts;
 mod capture;
 mod control;
 mod domains;
 mod executor;
+mod files;
 pub mod guard;
 mod guard_services;
-mod links;
+mod mail_and_devices;
 mod passwords;
 mod plan;
 mod preview;
@@ -33,7 +41,6 @@ mod sync;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -41,11 +48,15 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use accounts::{AccountsView, ImportRequest, ImportedUser, LinkedUser};
 pub use capture::{CaptureOutcome, CaptureReport, CaptureSettings, HookEntry, parse_hook_ldif};
 pub use control::{CancelToken, Control, Event, EventSink, Observer, RunCounts};
 pub use domains::{DomainsView, RecordsFile, ZoneFragment};
-pub use links::{ImportRequest, ImportedUser, LinkedUser};
-pub use passwords::{PasswordDelivery, PasswordKey, PasswordProblem, PasswordSyncState};
+pub use files::FilesView;
+pub use mail_and_devices::MailAndDevicesView;
+pub use passwords::{
+    PasswordDelivery, PasswordKey, PasswordProblem, PasswordSyncState, PasswordsView,
+};
 pub use plan::{
     BulkCreateRequest, Snapshot, UserChoice, online_id_local_part, plan_bulk_create, suggest_upn,
 };
@@ -56,7 +67,9 @@ pub use setup::{
     APPLICATION_PERMISSIONS, CredentialInfo, DEFAULT_PUBLIC_CLIENT, DIRECTORY_ROLES, RENEW_DAYS,
     RollReport, SetupParams, SetupReport,
 };
-pub use sync::{SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, plan_sync, plan_sync_with};
+pub use sync::{
+    SyncItem, SyncLoop, SyncOptions, SyncPlan, SyncReport, SyncView, plan_sync, plan_sync_with,
+};
 
 use crate::config::{DirectoryConfig, DnsSettings, IntegrationConfig, SyncSettings};
 use crate::dns::TsigKey;
@@ -195,7 +208,7 @@ impl Default for Settings {
     }
 }
 
-/// The facade the bindings expose: one directory, one Microsoft 365 credential shared by
+/// The root the bindings open: one directory, one Microsoft 365 credential shared by
 /// Graph, Exchange and SharePoint, one state store, the password key.
 pub struct Integration {
     dir: Arc<dyn Directory>,
@@ -937,7 +950,7 @@ impl Integration {
             integrated_at: self.now(),
             enabled: true,
             links: self.store.links()?.len(),
-            password_sync: self.password_sync_state(),
+            password_sync: self.passwords().password_sync_state(),
             warnings: Vec::new(),
             credential: self.credential_info(),
         };
@@ -973,7 +986,7 @@ impl Integration {
             )
         })?;
         s.links = self.store.links()?.len();
-        s.password_sync = self.password_sync_state();
+        s.password_sync = self.passwords().password_sync_state();
         s.warnings = self.key_beside_store().into_iter().collect();
         let unlicensed = self.store.setting::<usize>(UNLICENSED)?.unwrap_or(0);
         if unlicensed > 0 {
@@ -1137,247 +1150,12 @@ impl Integration {
         Ok(s)
     }
 
-    /// Reads both sides.
-    ///
-    /// # Errors
-    /// The directory's and the tenant's errors.
-    pub async fn snapshot(&self) -> Result<Snapshot> {
-        let tenant = self.tenant();
-        let verified_domains = tenant.organization().await?.verified_domains;
-        self.note_verified_domains(&verified_domains)?;
-        Ok(Snapshot {
-            users: self.dir.users().try_collect().await?,
-            accounts: tenant.accounts().try_collect().await?,
-            admins: tenant.admin_role_holders().await?,
-            links: self.store.links()?,
-            verified_domains,
-            skus: tenant.skus().await?,
-            policy: (*self.gate.policy()).clone(),
-        })
-    }
-
     /// The domain of new online IDs when none is named: the configured custom domain once
     /// the tenant has verified it, else the tenant's initial domain.
     pub(crate) fn default_domain(&self, status: &IntegrationStatus, verified: &[String]) -> String {
         match &self.settings.custom_domain {
             Some(d) if verified.iter().any(|v| v.eq_ignore_ascii_case(d)) => d.clone(),
             _ => status.initial_domain.clone(),
-        }
-    }
-
-    /// Plans a bulk create on a snapshot (pure; nothing is written). Left empty, the
-    /// domain is the configured custom domain when verified, else the tenant's initial
-    /// domain; the usage location and licences are the configuration's defaults. The
-    /// verified domains are the snapshot's, so a domain verified since integrating counts.
-    ///
-    /// # Errors
-    /// [`ErrorCode::NotIntegrated`]; [`ErrorCode::InvalidDomainName`],
-    /// [`ErrorCode::DomainNotVerified`] for the chosen domain;
-    /// [`ErrorCode::InvalidUsageLocation`]; [`ErrorCode::InvalidInput`] for a choice
-    /// naming a user twice.
-    pub fn plan_bulk_create(
-        &self,
-        snapshot: &Snapshot,
-        request: &BulkCreateRequest,
-    ) -> Result<Plan> {
-        let status = self.status()?;
-        let mut request = request.clone();
-        let verified = |d: &str| {
-            snapshot
-                .verified_domains
-                .iter()
-                .any(|v| v.eq_ignore_ascii_case(d))
-        };
-        if request.domain.trim().is_empty() {
-            request.domain = self.default_domain(&status, &snapshot.verified_domains);
-        }
-        validate::domain_name(&request.domain.to_ascii_lowercase())?;
-        if !verified(&request.domain) {
-            return Err(Error::new(
-                ErrorCode::DomainNotVerified,
-                format!(
-                    "{} is not a verified domain of the tenant (verified: {})",
-                    request.domain,
-                    snapshot.verified_domains.join(", ")
-                ),
-            ));
-        }
-        if request.usage_location.is_none() {
-            request.usage_location = self.settings.usage_location.clone();
-        }
-        if let Some(l) = &request.usage_location {
-            validate::usage_location(l)?;
-        }
-        if request.licences.is_empty() {
-            request.licences = self.settings.default_licences.clone();
-        }
-        // Users named by GUID, sAMAccountName or UPN: each must name exactly one.
-        let index = crate::model::LocalUserIndex::new(&snapshot.users);
-        for n in request.users.iter().flatten() {
-            index.resolve(n)?;
-        }
-        let mut seen = std::collections::HashSet::new();
-        for c in &request.choices {
-            let u = index.resolve(&c.user)?;
-            if !seen.insert(u.guid) {
-                return Err(Error::invalid_input(format!(
-                    "choices name the local user {} twice",
-                    u.sam_account_name
-                )));
-            }
-        }
-        Ok(plan_bulk_create(
-            snapshot,
-            &request,
-            Uuid::new_v4(),
-            self.now(),
-            &status.tenant_id,
-        ))
-    }
-
-    /// Applies exactly `plan`, refusing items whose local user changed since planning.
-    /// Each remote step is journaled before and after; a rerun after a crash creates
-    /// nothing twice (creates are found by their anchor).
-    ///
-    /// # Errors
-    /// [`ErrorCode::NotIntegrated`], [`ErrorCode::IntegrationDisabled`],
-    /// [`ErrorCode::PlanStale`] for a plan of another tenant; store errors. Per-item
-    /// failures are in the results.
-    pub async fn apply(&self, plan: &Plan, ctl: &Control) -> Result<RunResults> {
-        let status = self.require_enabled()?;
-        if plan.tenant_id != status.tenant_id {
-            return Err(Error::new(
-                ErrorCode::PlanStale,
-                format!(
-                    "the plan was made for tenant {}, not {}",
-                    plan.tenant_id, status.tenant_id
-                ),
-            ));
-        }
-        // One plan applied at a time across every process on this store.
-        let _lease = self.lease(Work::Apply, ctl).await?;
-        // Steps of an apply that died between intent and answer: a create whose answer
-        // never came is found by its anchor when its user is planned again.
-        self.store.journal_settle(
-            &[ItemAction::CreateAccount.name(), ItemAction::Link.name()],
-            plan.id,
-        )?;
-        let started_at = self.now();
-        let total = plan.items.len() as u64;
-        // Seats are counted again now, not taken from the plan: each create reserves its
-        // licences' seats before anything is written.
-        let needs_seats = plan.items.iter().any(|i| {
-            matches!(&i.action, PlanAction::CreateAccount { licences, .. } | PlanAction::Licences { add: licences, .. } if !licences.is_empty())
-        });
-        let seats = SeatLedger::new(if needs_seats {
-            self.tenant().skus().await?
-        } else {
-            Vec::new()
-        });
-        let seats = &seats;
-        self.gate.refresh();
-        ctl.emit(Event::Progress {
-            run_id: plan.id,
-            done: 0,
-            total,
-            current: None,
-        });
-        // Items run concurrently (the backend paces them to the tenant's budget), each
-        // one to its end once started: a create whose request was sent is completed and
-        // recorded, so cancellation only ever falls between items. `buffered` hands the
-        // results back in plan order. A store failure stops new items from starting;
-        // those in flight finish, then the failure is returned.
-        let failed = std::sync::atomic::AtomicBool::new(false);
-        let stopped = || ctl.is_cancelled() || failed.load(std::sync::atomic::Ordering::SeqCst);
-        // Boxed so the run's future stays `Send` for any caller that spawns it.
-        let work: Vec<futures::future::BoxFuture<'_, Result<ItemResult>>> = plan
-            .items
-            .iter()
-            .map(|item| {
-                let (stopped, failed) = (&stopped, &failed);
-                Box::pin(async move {
-                    if stopped() {
-                        return Ok(not_started(&item.action, Some(item.reason)));
-                    }
-                    let r = self
-                        .apply_item(plan.id, &item.action, seats, plan.allow_unlicensed)
-                        .await;
-                    if r.is_err() {
-                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    r.map(|mut r| {
-                        r.reason = Some(item.reason);
-                        r
-                    })
-                }) as futures::future::BoxFuture<'_, Result<ItemResult>>
-            })
-            .collect();
-        let mut results = futures::stream::iter(work).buffered(self.settings.concurrency.max(1));
-        let mut items = Vec::with_capacity(plan.items.len());
-        let mut first_error = None;
-        while let Some(r) = results.next().await {
-            let r = match r {
-                Ok(r) => r,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-            };
-            let seq = plan.items[items.len()].seq;
-            if r.outcome != Outcome::Cancelled {
-                ctl.emit(Event::Progress {
-                    run_id: plan.id,
-                    done: items.len() as u64 + 1,
-                    total,
-                    current: Some(r.local_user.clone()),
-                });
-            }
-            ctl.emit(Event::ItemFinished {
-                run_id: plan.id,
-                seq,
-                item: Box::new(r.clone()),
-            });
-            items.push(r);
-        }
-        drop(results);
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        let unlicensed = items
-            .iter()
-            .filter(|i| {
-                i.service_message
-                    .as_deref()
-                    .is_some_and(|m| m.starts_with("created without"))
-            })
-            .count();
-        let licensed = items
-            .iter()
-            .filter(|i| i.action == ItemAction::Licences && i.outcome == Outcome::Succeeded)
-            .count();
-        let before = self.store.setting::<usize>(UNLICENSED)?.unwrap_or(0);
-        let now_unlicensed = before.saturating_sub(licensed) + unlicensed;
-        if now_unlicensed != before {
-            self.store.set_setting(UNLICENSED, &now_unlicensed)?;
-        }
-        self.finish_run(plan.id, RunKind::BulkCreate, started_at, items, ctl)
-    }
-
-    /// Saves a run's results (and writes its results file when a folder is configured),
-    /// reports it, and turns a cancelled run into [`ErrorCode::Cancelled`] carrying the
-    /// results.
-    fn finish_run(
-        &self,
-        run_id: Uuid,
-        kind: RunKind,
-        started_at: OffsetDateTime,
-        items: Vec<ItemResult>,
-        ctl: &Control,
-    ) -> Result<RunResults> {
-        let run = self.record_run(run_id, kind, started_at, items, ctl)?;
-        match cancelled_run(&run) {
-            Some(e) => Err(e.with_partial(crate::json::to_value(&run)?)),
-            None => Ok(run),
         }
     }
 
@@ -1828,10 +1606,10 @@ mod tests {
     #[allow(dead_code)]
     fn long_operations_are_send(i: &Integration, plan: &Plan, ctl: &Control) {
         fn send<T: Send>(_: T) {}
-        send(i.apply(plan, ctl));
-        send(i.run_sync(&SyncOptions::default(), ctl));
-        send(i.import_with(&ImportRequest::default(), ctl));
-        send(i.deliver_passwords_with(ctl));
+        send(i.accounts().apply(plan, ctl));
+        send(i.sync().run_sync(&SyncOptions::default(), ctl));
+        send(i.accounts().import_with(&ImportRequest::default(), ctl));
+        send(i.passwords().deliver_passwords_with(ctl));
         send(i.call("status", serde_json::Value::Null, ctl));
     }
 

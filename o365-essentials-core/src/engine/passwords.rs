@@ -1,6 +1,6 @@
 //! Password sync: a local password change is queued at once, encrypted (AES-256-GCM with
 //! a key kept in its own 0600 file, outside the database), and delivered to the tenant by
-//! [`Integration::deliver_passwords`], which keeps retrying through outages. A newer
+//! [`PasswordsView::deliver_passwords`], which keeps retrying through outages. A newer
 //! change for the same user supersedes an undelivered older one; a password the tenant
 //! refuses becomes a per-user error the dashboard can show.
 
@@ -198,6 +198,21 @@ fn permanent(code: ErrorCode) -> bool {
     )
 }
 
+/// The passwords view: the password queue (changes kept for delivery, delivery,
+/// problems) and the capture hook. Each of the table's rows for it is one call here
+/// ([`Integration::passwords`]).
+#[derive(Clone, Copy)]
+pub struct PasswordsView<'a> {
+    pub(super) i: &'a Integration,
+}
+
+impl Integration {
+    /// The passwords view.
+    pub fn passwords(&self) -> PasswordsView<'_> {
+        PasswordsView { i: self }
+    }
+}
+
 impl Integration {
     /// Uses this key for the password queue (see [`PasswordKey::load_or_create`]).
     pub fn with_password_key(mut self, key: PasswordKey) -> Self {
@@ -205,47 +220,12 @@ impl Integration {
         self
     }
 
-    fn key(&self) -> Result<&PasswordKey> {
-        self.password_key.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorCode::InvalidConfig,
-                "no password key is configured, so passwords cannot be synced: set `password_key` in the configuration (Integration::with_password_key in Rust)",
-            )
-        })
-    }
-
-    /// Whether password sync can work (shown in [`Integration::status`]).
-    pub fn password_sync_state(&self) -> PasswordSyncState {
-        if self.password_key.is_some() {
-            PasswordSyncState::Ready
-        } else {
-            PasswordSyncState::NoKey
-        }
-    }
-
-    /// A local password changed: queue it for the user's online account and return at
-    /// once. Returns `false` when the user has no online account (nothing to do).
-    ///
-    /// # Errors
-    /// [`ErrorCode::IntegrationDisabled`] (nothing propagates while disabled);
-    /// [`ErrorCode::InvalidConfig`] without a password key; store errors.
-    pub fn password_changed(&self, local: ObjectGuid, password: &SecretString) -> Result<bool> {
-        self.require_enabled()?;
-        let key = self.key()?;
-        if self.store.link_by_local(local)?.is_none() {
-            return Ok(false);
-        }
-        let (nonce, ciphertext) = key.seal(local, password)?;
-        self.store.enqueue_password(local, &nonce, &ciphertext)?;
-        Ok(true)
-    }
-
     /// Keeps a captured password for a local user who has no online account yet,
     /// encrypted like the queue, so that the account a bulk create makes for them gets it
     /// (the newest replaces an older one).
     pub(super) fn keep_password(&self, local: ObjectGuid, password: &SecretString) -> Result<()> {
         use base64::Engine as _;
-        let (nonce, ciphertext) = self.key()?.seal(local, password)?;
+        let (nonce, ciphertext) = self.passwords().key()?.seal(local, password)?;
         let b64 = base64::engine::general_purpose::STANDARD;
         // Sealed with the key held outside the store: not a secret in the clear.
         self.store.set_setting(
@@ -269,19 +249,6 @@ impl Integration {
         time::Duration::days(i64::from(days))
     }
 
-    /// The users with a kept password (for the sweep and the invariant checks).
-    ///
-    /// # Errors
-    /// Store errors.
-    pub fn kept_password_users(&self) -> Result<Vec<ObjectGuid>> {
-        Ok(self
-            .store
-            .setting_keys(KEPT_PREFIX)?
-            .iter()
-            .filter_map(|k| k.strip_prefix(KEPT_PREFIX)?.parse().ok())
-            .collect())
-    }
-
     /// Removes kept passwords that expired, and those of users who were deleted, became
     /// protected or left the scope, or got an online account some other way. Returns
     /// how many were removed. Run by every sync round.
@@ -289,7 +256,7 @@ impl Integration {
         let policy = self.gate.policy();
         let oldest = (self.now() - self.keep_for()).unix_timestamp();
         let mut removed = 0;
-        for guid in self.kept_password_users()? {
+        for guid in self.passwords().kept_password_users()? {
             let expired = self
                 .store
                 .setting::<KeptPassword>(&kept_key(guid))?
@@ -320,7 +287,7 @@ impl Integration {
             self.forget_kept_password(local)?;
             return Ok(None);
         }
-        let Ok(key) = self.key() else {
+        let Ok(key) = self.passwords().key() else {
             return Ok(None);
         };
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -340,7 +307,7 @@ impl Integration {
         password: &SecretString,
         refusal: &Error,
     ) -> Result<()> {
-        if !self.password_changed(local, password)? {
+        if !self.passwords().password_changed(local, password)? {
             return Ok(());
         }
         if let Some(q) = self
@@ -358,6 +325,57 @@ impl Integration {
     pub(super) fn forget_kept_password(&self, local: ObjectGuid) -> Result<()> {
         self.store.remove_setting(&kept_key(local))
     }
+}
+
+impl<'a> PasswordsView<'a> {
+    fn key(&self) -> Result<&'a PasswordKey> {
+        self.i.password_key.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidConfig,
+                "no password key is configured, so passwords cannot be synced: set `password_key` in the configuration (Integration::with_password_key in Rust)",
+            )
+        })
+    }
+
+    /// Whether password sync can work (shown in [`Integration::status`]).
+    pub fn password_sync_state(&self) -> PasswordSyncState {
+        if self.i.password_key.is_some() {
+            PasswordSyncState::Ready
+        } else {
+            PasswordSyncState::NoKey
+        }
+    }
+
+    /// A local password changed: queue it for the user's online account and return at
+    /// once. Returns `false` when the user has no online account (nothing to do).
+    ///
+    /// # Errors
+    /// [`ErrorCode::IntegrationDisabled`] (nothing propagates while disabled);
+    /// [`ErrorCode::InvalidConfig`] without a password key; store errors.
+    pub fn password_changed(&self, local: ObjectGuid, password: &SecretString) -> Result<bool> {
+        self.i.require_enabled()?;
+        let key = self.key()?;
+        if self.i.store.link_by_local(local)?.is_none() {
+            return Ok(false);
+        }
+        let (nonce, ciphertext) = key.seal(local, password)?;
+        self.i.store.enqueue_password(local, &nonce, &ciphertext)?;
+        Ok(true)
+    }
+
+    /// The users with a kept password (for the sweep and the invariant checks).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn kept_password_users(&self) -> Result<Vec<ObjectGuid>> {
+        Ok(self
+            .i
+            .store
+            .setting_keys(KEPT_PREFIX)?
+            .iter()
+            .filter_map(|k| k.strip_prefix(KEPT_PREFIX)?.parse().ok())
+            .collect())
+    }
 
     /// Delivers queued passwords. A transient failure (outage, throttling) leaves the rest
     /// queued for the next round; a refusal is recorded for the dashboard and not retried
@@ -370,24 +388,24 @@ impl Integration {
         self.deliver_passwords_with(&super::Control::none()).await
     }
 
-    /// [`Integration::deliver_passwords`], reporting each delivery and refusal as an event
+    /// [`PasswordsView::deliver_passwords`], reporting each delivery and refusal as an event
     /// and stopping between two passwords when cancelled (the rest stay queued).
     ///
     /// # Errors
-    /// As [`Integration::deliver_passwords`]; [`ErrorCode::Cancelled`] with the round's
+    /// As [`PasswordsView::deliver_passwords`]; [`ErrorCode::Cancelled`] with the round's
     /// [`PasswordDelivery`] as the partial result.
     pub async fn deliver_passwords_with(&self, ctl: &super::Control) -> Result<PasswordDelivery> {
-        self.require_enabled()?;
+        self.i.require_enabled()?;
         let key = self.key()?;
         // One delivery round at a time across every process on this store, so no password
         // is set twice.
-        let _lease = self.lease(Work::Passwords, ctl).await?;
-        let tenant = self.tenant();
+        let _lease = self.i.lease(Work::Passwords, ctl).await?;
+        let tenant = self.i.tenant();
         let mut out = PasswordDelivery {
             state: PasswordSyncState::Ready,
             ..Default::default()
         };
-        let queue = self.store.queued_passwords()?;
+        let queue = self.i.store.queued_passwords()?;
         let mut outage = false;
         for q in &queue {
             if q.last_error_code.is_some_and(permanent) {
@@ -403,12 +421,13 @@ impl Integration {
                 out.pending += 1;
                 continue;
             }
-            let Some(link) = self.store.link_by_local(q.local_guid)? else {
+            let Some(link) = self.i.store.link_by_local(q.local_guid)? else {
                 let e = Error::not_found(format!(
                     "local user {} no longer has an online account",
                     q.local_guid
                 ));
-                self.store
+                self.i
+                    .store
                     .password_attempt_failed(q.local_guid, q.seq, &e)?;
                 out.refused.push(PasswordProblem {
                     local_guid: q.local_guid,
@@ -421,14 +440,15 @@ impl Integration {
             let password = key.open(q.local_guid, &q.nonce, &q.ciphertext)?;
             match tenant.set_password(&link.online_id, &password).await {
                 Ok(()) => {
-                    self.store.password_delivered(q.local_guid, q.seq)?;
+                    self.i.store.password_delivered(q.local_guid, q.seq)?;
                     out.delivered += 1;
                     ctl.emit(super::Event::PasswordDelivered {
                         local_guid: q.local_guid,
                     });
                 }
                 Err(e) if permanent(e.code()) => {
-                    self.store
+                    self.i
+                        .store
                         .password_attempt_failed(q.local_guid, q.seq, &e)?;
                     ctl.emit(super::Event::PasswordRefused {
                         local_guid: q.local_guid,
@@ -442,7 +462,8 @@ impl Integration {
                     });
                 }
                 Err(e) => {
-                    self.store
+                    self.i
+                        .store
                         .password_attempt_failed(q.local_guid, q.seq, &e)?;
                     out.pending += 1;
                     outage = true;
@@ -468,6 +489,7 @@ impl Integration {
     /// Store errors.
     pub fn password_problems(&self) -> Result<Vec<PasswordProblem>> {
         Ok(self
+            .i
             .store
             .queued_passwords()?
             .into_iter()

@@ -382,8 +382,23 @@ impl Drop for SyncLoop {
     }
 }
 
+/// The sync view: planning, running and applying sync rounds (the loop, which holds an
+/// `Arc<Integration>`, is started on the root). Each of the table's rows for it is
+/// one call here ([`Integration::sync`]).
+#[derive(Clone, Copy)]
+pub struct SyncView<'a> {
+    i: &'a Integration,
+}
+
 impl Integration {
-    /// Starts the sync loop: a round ([`Integration::run_sync`]) every `interval` (the
+    /// The sync view.
+    pub fn sync(&self) -> SyncView<'_> {
+        SyncView { i: self }
+    }
+}
+
+impl Integration {
+    /// Starts the sync loop: a round ([`SyncView::run_sync`]) every `interval` (the
     /// configuration's when `None`; after a failed round sooner, backing off from 5 s), each reported as [`Event::SyncRoundFinished`] to
     /// `ctl`'s observer. It runs on `runtime` when given, else on a runtime of its own in
     /// a thread of its own, so it works from programs that are not on tokio. Allowing
@@ -406,7 +421,7 @@ impl Integration {
                 let mut rounds = 0usize;
                 let mut failures = 0u32;
                 while !cancel.is_cancelled() {
-                    let r = self.run_sync(&options, &ctl).await;
+                    let r = self.sync().run_sync(&options, &ctl).await;
                     rounds += 1;
                     options.allow_beyond_threshold = false;
                     ctl.emit(round_event(&r));
@@ -483,13 +498,54 @@ impl Integration {
         })?;
         self.start_sync_loop(Some(interval), options, Control::none(), Some(h))
     }
+}
 
+fn round_event(r: &Result<SyncReport>) -> Event {
+    match r {
+        Ok(rep) => Event::SyncRoundFinished {
+            run_id: rep.results.run_id,
+            counts: RunCounts::of(&rep.results.items),
+            passwords_delivered: rep.passwords.delivered,
+            error_code: None,
+            error: None,
+        },
+        Err(e) => {
+            let partial: Option<SyncReport> = e
+                .partial()
+                .and_then(|p| serde_json::from_value(p.clone()).ok());
+            Event::SyncRoundFinished {
+                run_id: partial
+                    .as_ref()
+                    .map(|p| p.results.run_id)
+                    .unwrap_or_default(),
+                counts: partial
+                    .as_ref()
+                    .map(|p| RunCounts::of(&p.results.items))
+                    .unwrap_or_default(),
+                passwords_delivered: partial.map(|p| p.passwords.delivered).unwrap_or(0),
+                error_code: Some(e.code()),
+                error: Some(e.to_string()),
+            }
+        }
+    }
+}
+
+impl SyncView<'_> {
     /// The options of a run from the configuration's threshold.
     pub fn sync_options(&self) -> SyncOptions {
         SyncOptions {
             allow_beyond_threshold: false,
-            threshold_fraction: self.settings.sync.threshold_fraction,
-            threshold_min: self.settings.sync.threshold_min,
+            threshold_fraction: self.i.settings.sync.threshold_fraction,
+            threshold_min: self.i.settings.sync.threshold_min,
+        }
+    }
+
+    /// The configuration's options, allowing changes beyond the safety threshold in this
+    /// run only when `allow_beyond_threshold`.
+    pub fn options(&self, allow_beyond_threshold: bool) -> SyncOptions {
+        SyncOptions {
+            allow_beyond_threshold,
+            ..self.sync_options()
         }
     }
 
@@ -499,7 +555,7 @@ impl Integration {
         &self,
         touched: &HashSet<String>,
     ) -> Result<(Vec<Drift>, String, Vec<String>)> {
-        let (own, markers) = super::guard::own_writes(&self.store)?;
+        let (own, markers) = super::guard::own_writes(&self.i.store)?;
         let (drift, link) = self.online_drift_skipping(touched, &own).await?;
         Ok((drift, link, markers))
     }
@@ -509,8 +565,8 @@ impl Integration {
         touched: &HashSet<String>,
         own: &HashSet<String>,
     ) -> Result<(Vec<Drift>, String)> {
-        let tenant = self.tenant();
-        let Some(link) = self.store.cursor(DELTA_CURSOR)? else {
+        let tenant = self.i.tenant();
+        let Some(link) = self.i.store.cursor(DELTA_CURSOR)? else {
             // The first run reads every linked account itself: the delta starts now.
             return Ok((Vec::new(), tenant.changes_from_now().await?));
         };
@@ -534,7 +590,7 @@ impl Integration {
                 if touched.contains(&id.0) || own.contains(&id.0) {
                     continue;
                 }
-                if let Some(l) = self.store.link_by_online(&id)? {
+                if let Some(l) = self.i.store.link_by_online(&id)? {
                     drift.push(Drift {
                         local_guid: l.local_guid,
                         kind,
@@ -547,17 +603,17 @@ impl Integration {
     }
 
     async fn decide(&self, options: &SyncOptions) -> Result<SyncPlan> {
-        let status = self.require_enabled()?;
-        let now = self.now();
-        let touched: HashSet<String> = self.store.setting(TOUCHED)?.unwrap_or_default();
+        let status = self.i.require_enabled()?;
+        let now = self.i.now();
+        let touched: HashSet<String> = self.i.store.setting(TOUCHED)?.unwrap_or_default();
         let (drift, delta_link, own_write_markers) = self.online_drift(&touched).await?;
 
-        let cursor = self.store.cursor(DIRECTORY_CURSOR)?.map(DirectoryCursor);
+        let cursor = self.i.store.cursor(DIRECTORY_CURSOR)?.map(DirectoryCursor);
         let DirectoryChanges {
             changes,
             cursor: next_cursor,
             full_resync,
-        } = self.dir.changes_since(cursor.as_ref()).await?;
+        } = self.i.dir.changes_since(cursor.as_ref()).await?;
         let links = self.links_by_local()?;
         let mut upserted = Vec::with_capacity(changes.len());
         let mut deleted = Vec::new();
@@ -575,7 +631,7 @@ impl Integration {
         // Accounts that expire change nothing in the directory when the day comes: the
         // ones seen with a future end date are looked at again once it has passed.
         let mut expiring: HashMap<ObjectGuid, OffsetDateTime> =
-            self.store.setting(EXPIRING)?.unwrap_or_default();
+            self.i.store.setting(EXPIRING)?.unwrap_or_default();
         for u in &upserted {
             match u.account_expires {
                 Some(t) if t > now => {
@@ -594,7 +650,7 @@ impl Integration {
             .collect();
         for g in due {
             expiring.remove(&g);
-            match self.dir.user(g).await {
+            match self.i.dir.user(g).await {
                 Ok(u) => upserted.push(u),
                 Err(e) if e.code() == ErrorCode::NotFound => {}
                 Err(e) => return Err(e),
@@ -604,9 +660,10 @@ impl Integration {
         // change cursor: a leaver is never missed — deleted before the first round, while
         // the service was down, after a lost cursor, or moved out of scope. Only users
         // whose state may differ online are looked at further.
-        let policy = self.gate.policy();
-        let blocked: HashSet<ObjectGuid> = self.store.setting(BLOCKED)?.unwrap_or_default();
+        let policy = self.i.gate.policy();
+        let blocked: HashSet<ObjectGuid> = self.i.store.setting(BLOCKED)?.unwrap_or_default();
         let listed: HashMap<ObjectGuid, LocalUser> = self
+            .i
             .dir
             .users()
             .map_ok(|u| (u.guid, u))
@@ -629,7 +686,7 @@ impl Integration {
             let user = match listed.get(&g) {
                 Some(u) => u.clone(),
                 // Not listed: out of scope, no longer syncable, or gone.
-                None => match self.dir.user(g).await {
+                None => match self.i.dir.user(g).await {
                     Ok(u) => u,
                     Err(e) if e.code() == ErrorCode::NotFound => {
                         deleted.push(g);
@@ -720,7 +777,7 @@ impl Integration {
             threshold,
             drift,
             full_resync: full_resync && cursor.is_some(),
-            passwords_queued: self.store.queued_passwords()?.len(),
+            passwords_queued: self.i.store.queued_passwords()?.len(),
             blocked: now_blocked.into_iter().collect(),
             own_write_markers,
         })
@@ -736,10 +793,10 @@ impl Integration {
         self.decide(options).await
     }
 
-    /// [`Integration::run_sync`] with no cancellation and no observer.
+    /// [`SyncView::run_sync`] with no cancellation and no observer.
     ///
     /// # Errors
-    /// As [`Integration::run_sync`].
+    /// As [`SyncView::run_sync`].
     pub async fn run_sync_once(&self, options: &SyncOptions) -> Result<SyncReport> {
         self.run_sync(options, &Control::none()).await
     }
@@ -757,21 +814,21 @@ impl Integration {
     /// [`ErrorCode::Cancelled`] with the [`SyncReport`] as the partial result.
     pub async fn run_sync(&self, options: &SyncOptions, ctl: &Control) -> Result<SyncReport> {
         // Held from planning to the end, so no other run moves the cursors in between.
-        let lease = self.lease(Work::Sync, ctl).await?;
+        let lease = self.i.lease(Work::Sync, ctl).await?;
         let plan = self.decide(options).await?;
         self.apply_sync_plan_leased(&plan, ctl, lease).await
     }
 
-    /// Applies exactly a reviewed [`SyncPlan`] (from [`Integration::plan_sync_run`]): an
+    /// Applies exactly a reviewed [`SyncPlan`] (from [`SyncView::plan_sync_run`]): an
     /// item whose local user changed since planning is skipped as `plan_stale` (plan
     /// again to pick the change up), and the whole plan is refused when another run
     /// applied changes since it was made.
     ///
     /// # Errors
     /// [`ErrorCode::PlanStale`] for a plan of another tenant or one overtaken by another
-    /// run; otherwise as [`Integration::run_sync`].
+    /// run; otherwise as [`SyncView::run_sync`].
     pub async fn apply_sync_plan(&self, plan: &SyncPlan, ctl: &Control) -> Result<SyncReport> {
-        let lease = self.lease(Work::Sync, ctl).await?;
+        let lease = self.i.lease(Work::Sync, ctl).await?;
         self.apply_sync_plan_leased(plan, ctl, lease).await
     }
 
@@ -781,7 +838,7 @@ impl Integration {
         ctl: &Control,
         _lease: crate::store::Lease,
     ) -> Result<SyncReport> {
-        let status = self.require_enabled()?;
+        let status = self.i.require_enabled()?;
         if plan.tenant_id != status.tenant_id {
             return Err(Error::new(
                 ErrorCode::PlanStale,
@@ -791,18 +848,18 @@ impl Integration {
                 ),
             ));
         }
-        if self.store.cursor(DIRECTORY_CURSOR)? != plan.from_cursor {
+        if self.i.store.cursor(DIRECTORY_CURSOR)? != plan.from_cursor {
             return Err(Error::new(
                 ErrorCode::PlanStale,
                 "another sync run applied changes since this plan was made; plan again",
             ));
         }
-        let started_at = self.now();
+        let started_at = self.i.now();
         let run = plan.id;
         // Steps of a run that died between intent and answer: this run decides them
         // again (the cursor did not move past their changes).
-        self.store.journal_settle(SYNC_KINDS, run)?;
-        let tenant = self.tenant();
+        self.i.store.journal_settle(SYNC_KINDS, run)?;
+        let tenant = self.i.tenant();
         let directory_cursor = plan.next_cursor.clone();
         let expiring: HashMap<ObjectGuid, OffsetDateTime> = plan
             .expiring
@@ -813,9 +870,9 @@ impl Integration {
                     .map(|t| (*g, t))
             })
             .collect();
-        self.store.set_cursor(DELTA_CURSOR, &plan.delta_link)?;
+        self.i.store.set_cursor(DELTA_CURSOR, &plan.delta_link)?;
         for k in &plan.own_write_markers {
-            self.store.remove_setting(k)?;
+            self.i.store.remove_setting(k)?;
         }
         let links = self.links_by_local()?;
         let total = plan.items.len() as u64;
@@ -846,7 +903,7 @@ impl Integration {
                 }) as futures::future::BoxFuture<'_, Result<ItemResult>>
             })
             .collect();
-        let mut stream = futures::stream::iter(items).buffered(self.settings.concurrency.max(1));
+        let mut stream = futures::stream::iter(items).buffered(self.i.settings.concurrency.max(1));
         let mut results: Vec<ItemResult> = Vec::with_capacity(plan.items.len());
         let mut first_error = None;
         while let Some(r) = stream.next().await {
@@ -891,10 +948,12 @@ impl Integration {
                     && r.error_code.is_some_and(ErrorCode::is_transient))
         });
         if plan.held == 0 && !retry {
-            self.store.set_cursor(DIRECTORY_CURSOR, &directory_cursor)?;
-            self.store.set_setting(EXPIRING, &expiring)?;
+            self.i
+                .store
+                .set_cursor(DIRECTORY_CURSOR, &directory_cursor)?;
+            self.i.store.set_setting(EXPIRING, &expiring)?;
         }
-        self.store.set_setting(TOUCHED, &now_touched)?;
+        self.i.store.set_setting(TOUCHED, &now_touched)?;
         let mut blocked: HashSet<ObjectGuid> = plan.blocked.iter().copied().collect();
         for (item, r) in plan.items.iter().zip(&results) {
             if r.outcome != Outcome::Succeeded {
@@ -913,13 +972,14 @@ impl Integration {
                 _ => {}
             }
         }
-        self.store.set_setting(BLOCKED, &blocked)?;
+        self.i.store.set_setting(BLOCKED, &blocked)?;
         // Passwords kept for users without an account: expired ones, and those of users
         // who left or became protected, are removed every round.
-        self.sweep_kept_passwords().await?;
-        let passwords = if self.password_key.is_none() {
+        self.i.sweep_kept_passwords().await?;
+        let passwords = if self.i.password_key.is_none() {
             if plan.passwords_queued > 0
                 || self
+                    .i
                     .store
                     .links()?
                     .iter()
@@ -941,7 +1001,7 @@ impl Integration {
                 ..Default::default()
             }
         } else {
-            match self.deliver_passwords_with(ctl).await {
+            match self.i.passwords().deliver_passwords_with(ctl).await {
                 Ok(d) => d,
                 Err(e) if e.code() == ErrorCode::Cancelled => e
                     .partial()
@@ -958,13 +1018,13 @@ impl Integration {
             run_id: run,
             kind: RunKind::Sync,
             started_at,
-            finished_at: self.now(),
+            finished_at: self.i.now(),
             counts: crate::engine::RunCounts::of(&results),
             items: results,
             results_file: None,
             results_csv: None,
         };
-        self.store.save_run(&results)?;
+        self.i.store.save_run(&results)?;
         let report = SyncReport {
             held: plan.held,
             threshold: plan.threshold,
@@ -982,9 +1042,7 @@ impl Integration {
         }
         Ok(report)
     }
-}
 
-impl Integration {
     /// One item of a sync run: held, not started (cancelled or stopped by a failure), or
     /// done with its journal entry.
     #[allow(clippy::too_many_arguments)]
@@ -1028,16 +1086,16 @@ impl Integration {
         }
         let check = match action {
             // Taking access away needs only the user to be as planned.
-            PlanAction::Disable { local, .. } => Some(self.precondition(local).await),
+            PlanAction::Disable { local, .. } => Some(self.i.precondition(local).await),
             PlanAction::Enable { local, .. } | PlanAction::Update { local, .. } => {
-                Some(self.precondition_granting(local).await)
+                Some(self.i.precondition_granting(local).await)
             }
             _ => None,
         };
         if let Some(Err(e)) = check {
             return Ok(failed_item(r, &e, Outcome::Skipped));
         }
-        let step = self.step(
+        let step = self.i.step(
             run,
             StepKind::Item(action.kind()),
             &action.local_guid().to_string(),
@@ -1067,7 +1125,7 @@ impl Integration {
                 _ => {
                     if let Some(mut l) = links.get(local_guid).cloned() {
                         l.state = LinkState::Deleted;
-                        self.store.put_link(&l)?;
+                        self.i.store.put_link(&l)?;
                     }
                     Ok(Some(online_id))
                 }
@@ -1092,7 +1150,7 @@ impl Integration {
                 {
                     let mut l = l.clone();
                     l.state = state;
-                    self.store.put_link(&l)?;
+                    self.i.store.put_link(&l)?;
                 }
                 if let (PlanAction::Update { update, .. }, Some(l)) =
                     (action, links.get(&action.local_guid()))
@@ -1100,7 +1158,7 @@ impl Integration {
                 {
                     let mut l = l.clone();
                     l.user_principal_name = upn.clone();
-                    self.store.put_link(&l)?;
+                    self.i.store.put_link(&l)?;
                 }
                 step.done(&json!({}))?;
                 Ok(r)
@@ -1111,9 +1169,7 @@ impl Integration {
             }
         }
     }
-}
 
-impl Integration {
     /// Every link, by its local user.
     /// The online accounts linked to these users, keyed by online ID. Few are read one
     /// by one, concurrently; many (a first or full run) are read in pages of the whole
@@ -1123,7 +1179,7 @@ impl Integration {
         users: &[LocalUser],
         links: &HashMap<ObjectGuid, Link>,
     ) -> Result<HashMap<String, OnlineAccount>> {
-        let tenant = self.tenant();
+        let tenant = self.i.tenant();
         let wanted: HashSet<&str> = users
             .iter()
             .filter_map(|u| links.get(&u.guid))
@@ -1139,7 +1195,7 @@ impl Integration {
             .filter(|l| l.state == LinkState::Active)
             .count();
         let pages = active.div_ceil(999).max(1);
-        if wanted.len() > LIST_ABOVE.max(pages * self.settings.concurrency.max(1) / 2) {
+        if wanted.len() > LIST_ABOVE.max(pages * self.i.settings.concurrency.max(1) / 2) {
             let mut pages = tenant.accounts();
             while let Some(a) = pages.try_next().await? {
                 if wanted.contains(a.id.0.as_str()) {
@@ -1162,7 +1218,7 @@ impl Integration {
             })
             .collect();
         let mut reads =
-            futures::stream::iter(reads).buffer_unordered(self.settings.concurrency.max(1));
+            futures::stream::iter(reads).buffer_unordered(self.i.settings.concurrency.max(1));
         while let Some(a) = reads.try_next().await? {
             if let Some(a) = a {
                 online.insert(a.id.0.clone(), a);
@@ -1173,40 +1229,11 @@ impl Integration {
 
     fn links_by_local(&self) -> Result<HashMap<ObjectGuid, Link>> {
         Ok(self
+            .i
             .store
             .links()?
             .into_iter()
             .map(|l| (l.local_guid, l))
             .collect())
-    }
-}
-
-fn round_event(r: &Result<SyncReport>) -> Event {
-    match r {
-        Ok(rep) => Event::SyncRoundFinished {
-            run_id: rep.results.run_id,
-            counts: RunCounts::of(&rep.results.items),
-            passwords_delivered: rep.passwords.delivered,
-            error_code: None,
-            error: None,
-        },
-        Err(e) => {
-            let partial: Option<SyncReport> = e
-                .partial()
-                .and_then(|p| serde_json::from_value(p.clone()).ok());
-            Event::SyncRoundFinished {
-                run_id: partial
-                    .as_ref()
-                    .map(|p| p.results.run_id)
-                    .unwrap_or_default(),
-                counts: partial
-                    .as_ref()
-                    .map(|p| RunCounts::of(&p.results.items))
-                    .unwrap_or_default(),
-                passwords_delivered: partial.map(|p| p.passwords.delivered).unwrap_or(0),
-                error_code: Some(e.code()),
-                error: Some(e.to_string()),
-            }
-        }
     }
 }

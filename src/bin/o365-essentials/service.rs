@@ -421,7 +421,7 @@ pub(crate) async fn serve(
     for w in &setup.warnings {
         log("warn", "insecure_setting", json!({"message": w}));
     }
-    let options = integration.sync_options();
+    let options = integration.sync().sync_options();
     let mut sync_loop = integration.clone().start_sync_loop(
         interval,
         options,
@@ -439,7 +439,7 @@ pub(crate) async fn serve(
                 let Ok(ctl) = Control::with_observer(cancel.clone(), observer.clone()) else {
                     continue;
                 };
-                match integration.deliver_passwords_with(&ctl).await {
+                match integration.passwords().deliver_passwords_with(&ctl).await {
                     Ok(d) => {
                         let at = now();
                         let delivered = d.delivered > 0;
@@ -638,7 +638,7 @@ pub(crate) fn samba_hook(matches: &ArgMatches) -> u8 {
             let _g = rt.enter();
             Integration::open(config)?
         };
-        rt.block_on(integration.capture_password(&ldif))
+        rt.block_on(integration.passwords().capture_password(&ldif))
     };
     match run() {
         Ok(r) => {

@@ -1,10 +1,11 @@
-//! Manual links (assign, unassign), the one-step create of a local user with its online
-//! account, and importing local users from existing online accounts.
+//! The accounts view ([`AccountsView`]): reading both sides, the bulk plan and its
+//! apply, manual links (assign, unassign), the one-step create of a local user with its
+//! online account, importing local users from existing online accounts, the link list.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -12,8 +13,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::executor::{StepKind, failed_item};
-use super::{Integration, initial_password};
+use super::{
+    BulkCreateRequest, Control, Event, Integration, MatchPreview, Plan, SeatLedger, Snapshot,
+    UNLICENSED, cancelled_run, initial_password, not_started, plan_bulk_create,
+};
 use crate::error::{Error, ErrorCode, Result};
+use crate::model::PlanAction;
 use crate::model::{
     AccountUpdate, ItemAction, ItemResult, LicenceAssignment, Link, LinkOrigin, LinkState,
     LocalUser, NewLocalUser, NewOnlineAccount, ObjectGuid, OnlineAccount, OnlineAccountId, Outcome,
@@ -21,6 +26,7 @@ use crate::model::{
 };
 use crate::store::Work;
 use crate::validate;
+use time::OffsetDateTime;
 
 /// Which online accounts to import, and where the local users go.
 #[derive(schemars::JsonSchema, Debug, Clone, Default, Serialize, Deserialize)]
@@ -90,9 +96,56 @@ fn sam_for(upn: &str, taken: &dyn Fn(&str) -> bool) -> String {
     format!("user{}", &Uuid::new_v4().simple().to_string()[..12])
 }
 
+/// An account whose local user is ready to be made.
+struct Prepared<'a> {
+    account: &'a OnlineAccount,
+    new: NewLocalUser,
+    password: SecretString,
+    item: ItemResult,
+}
+
+/// One account of an import, finished.
+enum ImportDone {
+    Item(ItemResult),
+    Imported(Box<ImportedUser>, ItemResult),
+}
+
+fn cancelled_item(mut item: ItemResult) -> ItemResult {
+    item.outcome = Outcome::Cancelled;
+    item.error_code = Some(ErrorCode::Cancelled);
+    item
+}
+
+/// A local user and the online account it is linked to (`list_links`).
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
+pub struct LinkedUser {
+    /// The local user's sAMAccountName (empty when it is gone from the directory).
+    pub local_user: String,
+    /// The link.
+    #[serde(flatten)]
+    pub link: crate::model::Link,
+}
+
+/// The accounts view: reading both sides, the bulk plan and its apply, manual links
+/// (assign, unassign), the one-step create of a local user with its online account,
+/// importing local users from online accounts, and the link list. Each of the table's
+/// rows for it is one call here ([`Integration::accounts`]).
+#[derive(Clone, Copy)]
+pub struct AccountsView<'a> {
+    i: &'a Integration,
+}
+
 impl Integration {
+    /// The accounts view.
+    pub fn accounts(&self) -> AccountsView<'_> {
+        AccountsView { i: self }
+    }
+}
+
+impl AccountsView<'_> {
     async fn admin_ids(&self) -> Result<Vec<String>> {
         Ok(self
+            .i
             .tenant()
             .admin_role_holders()
             .await?
@@ -109,13 +162,13 @@ impl Integration {
     /// [`ErrorCode::NotIntegrated`]; [`ErrorCode::NotFound`] naming every local user
     /// without an active online account (nothing is returned then).
     pub async fn online_user_names(&self, local: &[ObjectGuid]) -> Result<Vec<String>> {
-        self.status()?;
+        self.i.status()?;
         let mut names = Vec::with_capacity(local.len());
         let mut missing = Vec::new();
         for guid in local {
-            let account = match self.store.link_by_local(*guid)? {
+            let account = match self.i.store.link_by_local(*guid)? {
                 Some(link) if link.state == LinkState::Active => {
-                    match self.tenant().account(&link.online_id.0).await {
+                    match self.i.tenant().account(&link.online_id.0).await {
                         Ok(a) => Some(a),
                         Err(e) if e.code() == ErrorCode::NotFound => None,
                         Err(e) => return Err(e),
@@ -125,7 +178,7 @@ impl Integration {
             };
             match account {
                 Some(a) => names.push(a.user_principal_name),
-                None => missing.push(match self.dir.user(*guid).await {
+                None => missing.push(match self.i.dir.user(*guid).await {
                     Ok(u) => u.sam_account_name,
                     Err(_) => guid.to_string(),
                 }),
@@ -149,15 +202,15 @@ impl Integration {
     /// is linked already or the account carries another user's anchor;
     /// [`ErrorCode::ProtectedAccount`] for an administrator's account.
     pub async fn assign(&self, local: ObjectGuid, online: &OnlineAccountId) -> Result<Link> {
-        self.require_enabled()?;
+        self.i.require_enabled()?;
         let run = Uuid::new_v4();
         let _lease = self.links_lease(run).await?;
-        let user = self.dir.user(local).await?;
-        if let Some(refusal) = self.gate.policy().local_refusal(&user) {
+        let user = self.i.dir.user(local).await?;
+        if let Some(refusal) = self.i.gate.policy().local_refusal(&user) {
             return Err(refusal.into_error());
         }
-        let account = self.tenant().account(&online.0).await?;
-        if self.store.link_by_local(local)?.is_some() {
+        let account = self.i.tenant().account(&online.0).await?;
+        if self.i.store.link_by_local(local)?.is_some() {
             return Err(Error::new(
                 ErrorCode::Conflict,
                 format!(
@@ -166,7 +219,7 @@ impl Integration {
                 ),
             ));
         }
-        if self.store.link_by_online(online)?.is_some() {
+        if self.i.store.link_by_online(online)?.is_some() {
             return Err(Error::new(
                 ErrorCode::Conflict,
                 format!(
@@ -196,7 +249,7 @@ impl Integration {
         }
         // Journaled before the anchor is written: a process killed between the anchor
         // and the link leaves an entry the next links call settles by linking.
-        let step = self.step(
+        let step = self.i.step(
             run,
             StepKind::Assign,
             &local.to_string(),
@@ -204,6 +257,7 @@ impl Integration {
         )?;
         if account.immutable_id.is_none()
             && let Err(e) = self
+                .i
                 .tenant()
                 .update_account(
                     online,
@@ -224,9 +278,9 @@ impl Integration {
             user_principal_name: account.user_principal_name,
             state: LinkState::Active,
             origin: LinkOrigin::Manual,
-            linked_at: self.now(),
+            linked_at: self.i.now(),
         };
-        self.store.put_link(&link)?;
+        self.i.store.put_link(&link)?;
         step.done(&json!({}))?;
         Ok(link)
     }
@@ -236,8 +290,8 @@ impl Integration {
     /// left half-done.
     async fn links_lease(&self, run: Uuid) -> Result<crate::store::Lease> {
         let ctl = super::Control::none().with_lease_wait(std::time::Duration::from_secs(60));
-        let lease = self.lease(Work::Links, &ctl).await?;
-        self.settle_links(run).await?;
+        let lease = self.i.lease(Work::Links, &ctl).await?;
+        self.i.settle_links(run).await?;
         Ok(lease)
     }
 
@@ -247,16 +301,16 @@ impl Integration {
     /// # Errors
     /// [`ErrorCode::NotFound`] when the user has no online account; the tenant's errors.
     pub async fn unassign(&self, local: ObjectGuid) -> Result<Link> {
-        self.require_enabled()?;
+        self.i.require_enabled()?;
         let run = Uuid::new_v4();
         let _lease = self.links_lease(run).await?;
-        let mut link = self
-            .store
-            .link_by_local(local)?
-            .ok_or_else(|| Error::not_found(format!("local user {local} has no online account")))?;
-        let tenant = self.tenant();
+        let mut link =
+            self.i.store.link_by_local(local)?.ok_or_else(|| {
+                Error::not_found(format!("local user {local} has no online account"))
+            })?;
+        let tenant = self.i.tenant();
         let account = tenant.account(&link.online_id.0).await?;
-        let step = self.step(
+        let step = self.i.step(
             run,
             StepKind::Unassign,
             &local.to_string(),
@@ -276,7 +330,7 @@ impl Integration {
             return Err(e);
         }
         link.state = LinkState::Unassigned;
-        self.store.put_link(&link)?;
+        self.i.store.put_link(&link)?;
         step.done(&json!({}))?;
         Ok(link)
     }
@@ -299,8 +353,8 @@ impl Integration {
         usage_location: Option<&str>,
         licences: &[LicenceAssignment],
     ) -> Result<(LocalUser, OnlineAccount)> {
-        self.require_enabled()?;
-        let policy = self.dir.password_policy().await?;
+        self.i.require_enabled()?;
+        let policy = self.i.dir.password_policy().await?;
         validate::password(
             password.expose_secret(),
             Some(&policy),
@@ -313,7 +367,13 @@ impl Integration {
         let _lease = self.links_lease(run).await?;
         // Checked free first, so a user of this name found when settling a killed call is
         // the one that call made.
-        if self.dir.find_user(&user.sam_account_name).await?.is_some() {
+        if self
+            .i
+            .dir
+            .find_user(&user.sam_account_name)
+            .await?
+            .is_some()
+        {
             return Err(Error::new(
                 ErrorCode::AlreadyExists,
                 format!(
@@ -325,13 +385,13 @@ impl Integration {
         // One journal entry for the multi-step write; its progress names the local user
         // once made, so a process killed between the local create and the online one
         // leaves an entry the next links call settles.
-        let step = self.step(
+        let step = self.i.step(
             run,
             StepKind::CreateUserWithAccount,
             &user.sam_account_name,
             &json!({"domain": domain, "licences": licences}),
         )?;
-        let local = match self.dir.create_user(user, password).await {
+        let local = match self.i.dir.create_user(user, password).await {
             Ok(u) => u,
             Err(e) => {
                 step.failed(&e)?;
@@ -352,10 +412,10 @@ impl Integration {
         };
         // The gate decides the online account like any other: a user created where the
         // integration does not sync (outside the bases) gets none.
-        let mut online = match self.tenant().create_account(&new, password).await {
+        let mut online = match self.i.tenant().create_account(&new, password).await {
             Ok(a) => a,
             Err(e) => {
-                let undo = self.dir.delete_user(local.guid).await;
+                let undo = self.i.dir.delete_user(local.guid).await;
                 return Err(step.rolled_back(
                     e,
                     undo,
@@ -368,17 +428,18 @@ impl Integration {
                 )?);
             }
         };
-        self.store.put_link(&Link {
+        self.i.store.put_link(&Link {
             local_guid: local.guid,
             online_id: online.id.clone(),
             anchor: local.anchor(),
             user_principal_name: online.user_principal_name.clone(),
             state: LinkState::Active,
             origin: LinkOrigin::Created,
-            linked_at: self.now(),
+            linked_at: self.i.now(),
         })?;
         if !licences.is_empty() {
             if let Err(e) = self
+                .i
                 .tenant()
                 .assign_licences(&online.id, licences, &[])
                 .await
@@ -409,26 +470,27 @@ impl Integration {
         self.import_with(request, &super::Control::none()).await
     }
 
-    /// [`Integration::import`], reporting progress as events and stopping between two
+    /// [`AccountsView::import`], reporting progress as events and stopping between two
     /// accounts when cancelled: the accounts not started are `cancelled` in the results,
     /// and the users already made come back with their passwords as usual (so none is
     /// lost).
     ///
     /// # Errors
-    /// As [`Integration::import`].
+    /// As [`AccountsView::import`].
     pub async fn import_with(
         &self,
         request: &ImportRequest,
         ctl: &super::Control,
     ) -> Result<(Vec<ImportedUser>, RunResults)> {
-        self.require_enabled()?;
+        self.i.require_enabled()?;
         // One import at a time across every process on this store: two at once would
         // both see an account unlinked and both make it a local user.
-        let _lease = self.lease(Work::Import, ctl).await?;
+        let _lease = self.i.lease(Work::Import, ctl).await?;
         let run = Uuid::new_v4();
         // Steps of an import that died between intent and answer: their account is
         // decided again below (linked by then, or not, or anchored and left to a plan).
-        self.store
+        self.i
+            .store
             .journal_settle(&[StepKind::Item(ItemAction::Import).name()], run)?;
         let file = match &request.password_file {
             Some(p) => Some(
@@ -442,9 +504,10 @@ impl Integration {
             ),
             None => None,
         };
-        let tenant = self.tenant();
+        let tenant = self.i.tenant();
         let admins = self.admin_ids().await?;
         let linked: Vec<String> = self
+            .i
             .store
             .links()?
             .into_iter()
@@ -469,8 +532,8 @@ impl Integration {
                 .filter(|a| !linked.contains(&a.id.0) && !admins.contains(&a.id.0))
                 .collect(),
         };
-        let policy = self.dir.password_policy().await?;
-        let started_at = self.now();
+        let policy = self.i.dir.password_policy().await?;
+        let started_at = self.i.now();
         let total = chosen.len() as u64;
         ctl.emit(super::Event::Progress {
             run_id: run,
@@ -519,7 +582,7 @@ impl Integration {
                     taken.iter().any(|t: &String| t.eq_ignore_ascii_case(c))
                         || reserved.iter().any(|t| t.eq_ignore_ascii_case(c))
                 });
-                match self.dir.find_user(&s).await? {
+                match self.i.dir.find_user(&s).await? {
                     Some(_) => taken.push(s),
                     None => break s,
                 }
@@ -582,7 +645,7 @@ impl Integration {
             .collect();
         let mut done = futures::StreamExt::buffered(
             futures::stream::iter(work),
-            self.settings.concurrency.max(1),
+            self.i.settings.concurrency.max(1),
         );
         let mut imported = Vec::new();
         let mut items = Vec::new();
@@ -614,32 +677,12 @@ impl Integration {
             // The users made are in the password file (when asked for) and the journal.
             return Err(e);
         }
-        let results = self.record_run(run, RunKind::Import, started_at, items, ctl)?;
+        let results = self
+            .i
+            .record_run(run, RunKind::Import, started_at, items, ctl)?;
         Ok((imported, results))
     }
-}
 
-/// An account whose local user is ready to be made.
-struct Prepared<'a> {
-    account: &'a OnlineAccount,
-    new: NewLocalUser,
-    password: SecretString,
-    item: ItemResult,
-}
-
-/// One account of an import, finished.
-enum ImportDone {
-    Item(ItemResult),
-    Imported(Box<ImportedUser>, ItemResult),
-}
-
-fn cancelled_item(mut item: ItemResult) -> ItemResult {
-    item.outcome = Outcome::Cancelled;
-    item.error_code = Some(ErrorCode::Cancelled);
-    item
-}
-
-impl Integration {
     /// Makes one local user for an online account and links them, journaled: a failure
     /// online removes the local user again.
     async fn import_one(
@@ -654,13 +697,13 @@ impl Integration {
             password,
             mut item,
         } = p;
-        let step = self.step(
+        let step = self.i.step(
             run,
             StepKind::Item(ItemAction::Import),
             &a.id.0,
             &json!({"sam": new.sam_account_name, "upn": a.user_principal_name}),
         )?;
-        let local = match self.dir.create_user(&new, &password).await {
+        let local = match self.i.dir.create_user(&new, &password).await {
             Ok(u) => u,
             Err(e) => {
                 step.failed(&e)?;
@@ -669,6 +712,7 @@ impl Integration {
         };
         item.local_guid = local.guid;
         if let Err(e) = self
+            .i
             .tenant()
             .update_account(
                 &a.id,
@@ -679,7 +723,7 @@ impl Integration {
             )
             .await
         {
-            let undo = self.dir.delete_user(local.guid).await;
+            let undo = self.i.dir.delete_user(local.guid).await;
             let undo_failed = undo.is_err();
             let e = step.rolled_back(
                 e,
@@ -698,14 +742,14 @@ impl Integration {
             }
             return Ok(ImportDone::Item(item));
         }
-        self.store.put_link(&Link {
+        self.i.store.put_link(&Link {
             local_guid: local.guid,
             online_id: a.id.clone(),
             anchor: local.anchor(),
             user_principal_name: a.user_principal_name.clone(),
             state: LinkState::Active,
             origin: LinkOrigin::Imported,
-            linked_at: self.now(),
+            linked_at: self.i.now(),
         })?;
         step.done(&json!({"local": local.guid}))?;
         {
@@ -738,19 +782,7 @@ impl Integration {
             item,
         ))
     }
-}
 
-/// A local user and the online account it is linked to (`list_links`).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
-pub struct LinkedUser {
-    /// The local user's sAMAccountName (empty when it is gone from the directory).
-    pub local_user: String,
-    /// The link.
-    #[serde(flatten)]
-    pub link: crate::model::Link,
-}
-
-impl Integration {
     /// The links of the store with their local users' names, by name; only `local_user`'s
     /// when given.
     ///
@@ -758,14 +790,15 @@ impl Integration {
     /// The store's and the directory's errors.
     pub async fn linked_users(&self, local_user: Option<&str>) -> Result<Vec<LinkedUser>> {
         use futures::TryStreamExt;
-        let links = self.store.links()?;
+        let links = self.i.store.links()?;
         let names: std::collections::HashMap<ObjectGuid, String> = match local_user {
-            Some(name) => match self.directory().find_user(name).await? {
+            Some(name) => match self.i.directory().find_user(name).await? {
                 Some(u) => [(u.guid, u.sam_account_name)].into_iter().collect(),
                 None => Default::default(),
             },
             None => {
-                self.directory()
+                self.i
+                    .directory()
                     .users()
                     .map_ok(|u| (u.guid, u.sam_account_name))
                     .try_collect()
@@ -787,6 +820,333 @@ impl Integration {
             .collect();
         out.sort_by(|a, b| a.local_user.cmp(&b.local_user));
         Ok(out)
+    }
+}
+
+impl AccountsView<'_> {
+    /// Reads both sides.
+    ///
+    /// # Errors
+    /// The directory's and the tenant's errors.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let tenant = self.i.tenant();
+        let verified_domains = tenant.organization().await?.verified_domains;
+        self.i.note_verified_domains(&verified_domains)?;
+        Ok(Snapshot {
+            users: self.i.dir.users().try_collect().await?,
+            accounts: tenant.accounts().try_collect().await?,
+            admins: tenant.admin_role_holders().await?,
+            links: self.i.store.links()?,
+            verified_domains,
+            skus: tenant.skus().await?,
+            policy: (*self.i.gate.policy()).clone(),
+        })
+    }
+
+    /// Plans a bulk create on a snapshot (pure; nothing is written). Left empty, the
+    /// domain is the configured custom domain when verified, else the tenant's initial
+    /// domain; the usage location and licences are the configuration's defaults. The
+    /// verified domains are the snapshot's, so a domain verified since integrating counts.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotIntegrated`]; [`ErrorCode::InvalidDomainName`],
+    /// [`ErrorCode::DomainNotVerified`] for the chosen domain;
+    /// [`ErrorCode::InvalidUsageLocation`]; [`ErrorCode::InvalidInput`] for a choice
+    /// naming a user twice.
+    pub fn plan_bulk_create(
+        &self,
+        snapshot: &Snapshot,
+        request: &BulkCreateRequest,
+    ) -> Result<Plan> {
+        let status = self.i.status()?;
+        let mut request = request.clone();
+        let verified = |d: &str| {
+            snapshot
+                .verified_domains
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(d))
+        };
+        if request.domain.trim().is_empty() {
+            request.domain = self.i.default_domain(&status, &snapshot.verified_domains);
+        }
+        validate::domain_name(&request.domain.to_ascii_lowercase())?;
+        if !verified(&request.domain) {
+            return Err(Error::new(
+                ErrorCode::DomainNotVerified,
+                format!(
+                    "{} is not a verified domain of the tenant (verified: {})",
+                    request.domain,
+                    snapshot.verified_domains.join(", ")
+                ),
+            ));
+        }
+        if request.usage_location.is_none() {
+            request.usage_location = self.i.settings.usage_location.clone();
+        }
+        if let Some(l) = &request.usage_location {
+            validate::usage_location(l)?;
+        }
+        if request.licences.is_empty() {
+            request.licences = self.i.settings.default_licences.clone();
+        }
+        // Users named by GUID, sAMAccountName or UPN: each must name exactly one.
+        let index = crate::model::LocalUserIndex::new(&snapshot.users);
+        for n in request.users.iter().flatten() {
+            index.resolve(n)?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &request.choices {
+            let u = index.resolve(&c.user)?;
+            if !seen.insert(u.guid) {
+                return Err(Error::invalid_input(format!(
+                    "choices name the local user {} twice",
+                    u.sam_account_name
+                )));
+            }
+        }
+        Ok(plan_bulk_create(
+            snapshot,
+            &request,
+            Uuid::new_v4(),
+            self.i.now(),
+            &status.tenant_id,
+        ))
+    }
+
+    /// Applies exactly `plan`, refusing items whose local user changed since planning.
+    /// Each remote step is journaled before and after; a rerun after a crash creates
+    /// nothing twice (creates are found by their anchor).
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotIntegrated`], [`ErrorCode::IntegrationDisabled`],
+    /// [`ErrorCode::PlanStale`] for a plan of another tenant; store errors. Per-item
+    /// failures are in the results.
+    pub async fn apply(&self, plan: &Plan, ctl: &Control) -> Result<RunResults> {
+        let status = self.i.require_enabled()?;
+        if plan.tenant_id != status.tenant_id {
+            return Err(Error::new(
+                ErrorCode::PlanStale,
+                format!(
+                    "the plan was made for tenant {}, not {}",
+                    plan.tenant_id, status.tenant_id
+                ),
+            ));
+        }
+        // One plan applied at a time across every process on this store.
+        let _lease = self.i.lease(Work::Apply, ctl).await?;
+        // Steps of an apply that died between intent and answer: a create whose answer
+        // never came is found by its anchor when its user is planned again.
+        self.i.store.journal_settle(
+            &[ItemAction::CreateAccount.name(), ItemAction::Link.name()],
+            plan.id,
+        )?;
+        let started_at = self.i.now();
+        let total = plan.items.len() as u64;
+        // Seats are counted again now, not taken from the plan: each create reserves its
+        // licences' seats before anything is written.
+        let needs_seats = plan.items.iter().any(|i| {
+            matches!(&i.action, PlanAction::CreateAccount { licences, .. } | PlanAction::Licences { add: licences, .. } if !licences.is_empty())
+        });
+        let seats = SeatLedger::new(if needs_seats {
+            self.i.tenant().skus().await?
+        } else {
+            Vec::new()
+        });
+        let seats = &seats;
+        self.i.gate.refresh();
+        ctl.emit(Event::Progress {
+            run_id: plan.id,
+            done: 0,
+            total,
+            current: None,
+        });
+        // Items run concurrently (the backend paces them to the tenant's budget), each
+        // one to its end once started: a create whose request was sent is completed and
+        // recorded, so cancellation only ever falls between items. `buffered` hands the
+        // results back in plan order. A store failure stops new items from starting;
+        // those in flight finish, then the failure is returned.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let stopped = || ctl.is_cancelled() || failed.load(std::sync::atomic::Ordering::SeqCst);
+        // Boxed so the run's future stays `Send` for any caller that spawns it.
+        let work: Vec<futures::future::BoxFuture<'_, Result<ItemResult>>> = plan
+            .items
+            .iter()
+            .map(|item| {
+                let (stopped, failed) = (&stopped, &failed);
+                Box::pin(async move {
+                    if stopped() {
+                        return Ok(not_started(&item.action, Some(item.reason)));
+                    }
+                    let r = self
+                        .i
+                        .apply_item(plan.id, &item.action, seats, plan.allow_unlicensed)
+                        .await;
+                    if r.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    r.map(|mut r| {
+                        r.reason = Some(item.reason);
+                        r
+                    })
+                }) as futures::future::BoxFuture<'_, Result<ItemResult>>
+            })
+            .collect();
+        let mut results = futures::stream::iter(work).buffered(self.i.settings.concurrency.max(1));
+        let mut items = Vec::with_capacity(plan.items.len());
+        let mut first_error = None;
+        while let Some(r) = results.next().await {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let seq = plan.items[items.len()].seq;
+            if r.outcome != Outcome::Cancelled {
+                ctl.emit(Event::Progress {
+                    run_id: plan.id,
+                    done: items.len() as u64 + 1,
+                    total,
+                    current: Some(r.local_user.clone()),
+                });
+            }
+            ctl.emit(Event::ItemFinished {
+                run_id: plan.id,
+                seq,
+                item: Box::new(r.clone()),
+            });
+            items.push(r);
+        }
+        drop(results);
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let unlicensed = items
+            .iter()
+            .filter(|i| {
+                i.service_message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("created without"))
+            })
+            .count();
+        let licensed = items
+            .iter()
+            .filter(|i| i.action == ItemAction::Licences && i.outcome == Outcome::Succeeded)
+            .count();
+        let before = self.i.store.setting::<usize>(UNLICENSED)?.unwrap_or(0);
+        let now_unlicensed = before.saturating_sub(licensed) + unlicensed;
+        if now_unlicensed != before {
+            self.i.store.set_setting(UNLICENSED, &now_unlicensed)?;
+        }
+        self.finish_run(plan.id, RunKind::BulkCreate, started_at, items, ctl)
+    }
+
+    /// Saves a run's results (and writes its results file when a folder is configured),
+    /// reports it, and turns a cancelled run into [`ErrorCode::Cancelled`] carrying the
+    /// results.
+    fn finish_run(
+        &self,
+        run_id: Uuid,
+        kind: RunKind,
+        started_at: OffsetDateTime,
+        items: Vec<ItemResult>,
+        ctl: &Control,
+    ) -> Result<RunResults> {
+        let run = self.i.record_run(run_id, kind, started_at, items, ctl)?;
+        match cancelled_run(&run) {
+            Some(e) => Err(e.with_partial(crate::json::to_value(&run)?)),
+            None => Ok(run),
+        }
+    }
+}
+
+impl AccountsView<'_> {
+    /// Candidates and conflicts between local users and online accounts for online IDs
+    /// in `domain` (the configured or initial domain when `None`), before anything is
+    /// written.
+    ///
+    /// # Errors
+    /// The directory's and the tenant's errors; the store's.
+    pub async fn match_preview(&self, domain: Option<String>) -> Result<MatchPreview> {
+        let snapshot = self.snapshot().await?;
+        let domain = match domain {
+            Some(d) => d,
+            None => self
+                .i
+                .default_domain(&self.i.status()?, &snapshot.verified_domains),
+        };
+        Ok(super::match_preview(&snapshot, &domain))
+    }
+
+    /// Reads both sides now and plans online accounts for local users
+    /// ([`AccountsView::plan_bulk_create`] on a fresh [`AccountsView::snapshot`]).
+    ///
+    /// # Errors
+    /// As [`AccountsView::snapshot`] and [`AccountsView::plan_bulk_create`].
+    pub async fn plan_bulk_create_now(&self, request: &BulkCreateRequest) -> Result<Plan> {
+        self.plan_bulk_create(&self.snapshot().await?, request)
+    }
+
+    /// Plans again the users that failed in an earlier run's results file (JSON), with
+    /// `request`'s other choices; a failed user deleted since is not retried (nor an
+    /// error).
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidInput`] naming the results file when it cannot be read; as
+    /// [`AccountsView::plan_bulk_create_now`].
+    pub async fn plan_retry(
+        &self,
+        results_file: &std::path::Path,
+        request: Option<BulkCreateRequest>,
+    ) -> Result<Plan> {
+        let mut request = request.unwrap_or_default();
+        let snapshot = self.snapshot().await?;
+        let failed = super::failed_users(results_file)?;
+        request.users = Some(
+            failed
+                .into_iter()
+                .filter(|g| snapshot.users.iter().any(|u| u.guid == *g))
+                .map(Into::into)
+                .collect(),
+        );
+        self.plan_bulk_create(&snapshot, &request)
+    }
+
+    /// [`AccountsView::create_user_with_account`] with the configuration filling what is
+    /// not given: the configured or initial domain, the configured usage location, the
+    /// configured default licences.
+    ///
+    /// # Errors
+    /// As [`AccountsView::create_user_with_account`]; the tenant's errors reading its
+    /// domains.
+    pub async fn create_user_with_account_as_configured(
+        &self,
+        user: &NewLocalUser,
+        password: &SecretString,
+        domain: Option<String>,
+        usage_location: Option<String>,
+        licences: Option<Vec<LicenceAssignment>>,
+    ) -> Result<(LocalUser, OnlineAccount)> {
+        let domain = match domain {
+            Some(d) => d,
+            None => {
+                let verified = self.i.tenant().organization().await?.verified_domains;
+                self.i.default_domain(&self.i.status()?, &verified)
+            }
+        };
+        let usage = usage_location.or_else(|| self.i.settings.usage_location.clone());
+        let licences = licences.unwrap_or_else(|| self.i.settings.default_licences.clone());
+        self.create_user_with_account(user, password, &domain, usage.as_deref(), &licences)
+            .await
+    }
+
+    /// The tenant's subscriptions (SKUs) with free and used seats.
+    ///
+    /// # Errors
+    /// The tenant's errors.
+    pub async fn licences(&self) -> Result<Vec<crate::model::Sku>> {
+        self.i.tenant().skus().await
     }
 }
 
