@@ -54,14 +54,16 @@ fn a_bulk_create_killed_at_twenty_points_ends_with_each_account_exactly_once() {
         "seed": {"skus": [{"sku_id": "f245ecc8-75af-4f8e-b61f-27d8114de5f3", "sku_part_number": "O365_BUSINESS_PREMIUM", "enabled": 5000}]}
     });
     std::fs::write(work.path().join("emulator.json"), emu_cfg.to_string()).unwrap();
-    let mut emu = Command::new(emulator_bin)
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(work.path().join("emulator.json"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut emu = Stopped(
+        Command::new(emulator_bin)
+            .args(["--listen", "127.0.0.1:0", "--config"])
+            .arg(work.path().join("emulator.json"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    std::io::BufReader::new(emu.stdout.take().unwrap())
+    std::io::BufReader::new(emu.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let info: Value = serde_json::from_str(&line).unwrap();
@@ -199,9 +201,18 @@ fn a_bulk_create_killed_at_twenty_points_ends_with_each_account_exactly_once() {
         USERS,
         "no orphans: every account is linked"
     );
-    let _ = emu.kill();
-    let _ = emu.wait();
+    drop(emu);
     dc.stop();
+}
+
+/// The emulator process, stopped when the test ends — also when an assertion fails.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 mod reqwest {
